@@ -1,0 +1,65 @@
+import type { DType } from './dtypes';
+import type { ByteSource } from './source';
+
+/** A tensor as the header describes it: a lazy view (dtype, shape, byte range), never its data. */
+export interface TensorInfo {
+  readonly name: string;
+  readonly dtype: DType;
+  readonly shape: readonly number[];
+  /** Product of the shape (1 for rank 0, 0 when any dimension is 0). */
+  readonly numel: number;
+  /** Index into `Model.files`. */
+  readonly file: number;
+  /** Absolute offset of the tensor's first byte within its file. */
+  readonly byteOffset: number;
+  readonly byteLength: number;
+}
+
+export interface ModelFile {
+  readonly path: string;
+  /** File size in bytes. */
+  readonly bytes: number;
+  /** N, the header length stored in the file's first 8 bytes (data starts at 8 + N). */
+  readonly headerBytes: number;
+  readonly metadata: Readonly<Record<string, string>>;
+  readonly mtimeMs?: number;
+}
+
+export interface ChunkOptions {
+  /** Upper bound on one chunk, rounded down to whole elements. */
+  readonly chunkBytes?: number;
+  readonly signal?: AbortSignal;
+}
+
+/**
+ * One logical model: a single .safetensors file, or the shards named by a
+ * model.safetensors.index.json. Only headers are read when it opens.
+ */
+export interface Model {
+  /** What was opened: the file, the index.json or the folder. */
+  readonly path: string;
+  readonly files: readonly ModelFile[];
+  /** `__metadata__` of the first file (shards normally repeat it). */
+  readonly metadata: Readonly<Record<string, string>>;
+  /** Header order, file by file in shard order. */
+  readonly tensors: readonly TensorInfo[];
+  tensor(name: string): TensorInfo | undefined;
+  /** Reads `into.length` bytes of a tensor starting `offset` bytes into it. */
+  read(t: TensorInfo, offset: number, into: Uint8Array): Promise<void>;
+  /**
+   * Streams a tensor in bounded chunks that end on element boundaries (on byte
+   * boundaries that are also element boundaries for sub-byte dtypes). The yielded
+   * array may be reused by the next iteration: copy what must outlive it.
+   */
+  chunks(t: TensorInfo, opts?: ChunkOptions): AsyncIterable<Uint8Array>;
+  close(): Promise<void>;
+}
+
+/** How the format core opens the files a model names; swapped for vscode.workspace.fs in the extension. */
+export interface SourceOpener {
+  open(path: string): Promise<ByteSource>;
+  /** Reads a small text file (index.json, config.json) whole. */
+  readText(path: string): Promise<string>;
+  /** Lists a folder's entries (names only), for opening a folder as a model. */
+  list(path: string): Promise<string[]>;
+}
