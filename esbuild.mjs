@@ -58,6 +58,7 @@ const nodeEntries = [
   ['src/cli/main.ts', 'cli'],
   ['bench/bench.ts', 'bench'],
   ['test/vscode/suite.ts', 'vscode-suite'],
+  ['scripts/sample.ts', 'sample'],
 ].filter(([src]) => existsSync(src));
 
 const nodeOptions = {
