@@ -1,0 +1,55 @@
+// `npm run bench [-- FILTER...]`: runs each case in its own child process, so that
+// peak RSS is the case's own, and prints one JSON document on stdout.
+import { spawnSync } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { CASES } from './cases/index';
+
+const workDir = resolve(process.env.TW_BENCH_DIR ?? join(__dirname, '..', '.bench'));
+
+async function runChild(name: string): Promise<void> {
+  const c = CASES.find((x) => x.name === name);
+  if (!c) throw new Error(`no bench case ${name}`);
+  mkdirSync(workDir, { recursive: true });
+  const result = await c.run({ workDir, log: (m) => process.stderr.write(`[${name}] ${m}\n`) });
+  // maxRSS is in kilobytes.
+  const peakRssMB = process.resourceUsage().maxRSS / 1024;
+  process.stdout.write(JSON.stringify({ ...result, peakRssMB: Math.round(peakRssMB) }) + '\n');
+}
+
+function main(): void {
+  const argv = process.argv.slice(2);
+  const childIdx = argv.indexOf('--child');
+  if (childIdx >= 0) {
+    runChild(argv[childIdx + 1]).then(
+      () => process.exit(0),
+      (e) => {
+        process.stderr.write(String((e as Error)?.stack ?? e) + '\n');
+        process.exit(1);
+      },
+    );
+    return;
+  }
+  const filters = argv.filter((a) => !a.startsWith('--'));
+  const selected = CASES.filter((c) => filters.length === 0 || filters.some((f) => c.name.includes(f)));
+  const results: Record<string, unknown> = {};
+  for (const c of selected) {
+    process.stderr.write(`bench ${c.name}…\n`);
+    const r = spawnSync(process.execPath, ['--expose-gc', __filename, '--child', c.name], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'inherit'],
+      maxBuffer: 16 << 20,
+    });
+    const line = r.stdout.trim().split('\n').pop() ?? '';
+    results[c.name] = r.status === 0 && line ? { description: c.description, ...JSON.parse(line) } : { error: `exit ${r.status}` };
+  }
+  const doc = {
+    date: new Date().toISOString(),
+    node: process.version,
+    cpus: require('node:os').cpus().length,
+    cases: results,
+  };
+  process.stdout.write(JSON.stringify(doc, null, 2) + '\n');
+}
+
+main();

@@ -1,0 +1,17 @@
+/** One benchmark: it prepares (or reuses) its workload under `ctx.workDir`, then reports figures. */
+export interface BenchCase {
+  /** Unique, dotted: `format.header`, `stats.cpu`, `quantize.q8_0` … */
+  readonly name: string;
+  /** What the figures mean and the target they are checked against. */
+  readonly description: string;
+  run(ctx: BenchContext): Promise<BenchResult>;
+}
+
+export interface BenchContext {
+  /** A folder the project ignores (.bench/); large generated workloads are cached there between runs. */
+  readonly workDir: string;
+  log(message: string): void;
+}
+
+/** Named figures (seconds, GB/s, MB…); `target` and `pass` say how the figure compares to the issue's goal. */
+export type BenchResult = Record<string, number | string | boolean>;
