@@ -4,6 +4,7 @@
 //   node esbuild.mjs --production  minified, no sourcemaps
 //   node esbuild.mjs --watch       rebuild on change (problem-matcher friendly output)
 //   node esbuild.mjs --tests       also bundle test/**/*.test.ts into dist/*.test.js
+//   node esbuild.mjs --outdir=DIR  write into DIR instead of dist/ (packaging stages each VSIX apart)
 import * as esbuild from 'esbuild';
 import { existsSync, readdirSync, statSync, mkdirSync, copyFileSync } from 'node:fs';
 import { join, basename, dirname } from 'node:path';
@@ -14,6 +15,7 @@ const production = args.has('--production');
 const watch = args.has('--watch');
 const tests = args.has('--tests');
 const typecheck = args.has('--typecheck');
+const outdir = process.argv.find((a) => a.startsWith('--outdir='))?.slice('--outdir='.length) || 'dist';
 
 /** Lists files under `dir` (recursively) whose name ends with `suffix`. */
 function walk(dir, suffix) {
@@ -66,7 +68,7 @@ const nodeOptions = {
   platform: 'node',
   format: 'cjs',
   target: 'node20',
-  outdir: 'dist',
+  outdir,
   // `vscode` is provided by the extension host; dawn.node is a native addon loaded by path at run time.
   external: ['vscode', '*.node'],
   entryPoints: Object.fromEntries(nodeEntries.map(([src, out]) => [out, src])),
@@ -81,7 +83,7 @@ const webOptions = {
   platform: 'browser',
   format: 'iife',
   target: 'es2022',
-  outdir: 'dist/webview',
+  outdir: join(outdir, 'webview'),
   entryPoints: Object.fromEntries(webEntries.map((d) => [d, join('webview', d, 'main.ts')])),
   loader: { ...common.loader, '.ttf': 'file', '.woff2': 'file' },
 };
@@ -97,7 +99,7 @@ function copyDawn() {
   const plat = `${process.platform}-${process.arch}`;
   const src = join('node_modules', 'webgpu', 'dist', plat, 'dawn.node');
   if (!existsSync(src)) return;
-  const dst = join('dist', 'dawn', plat, 'dawn.node');
+  const dst = join(outdir, 'dawn', plat, 'dawn.node');
   mkdirSync(dirname(dst), { recursive: true });
   if (!existsSync(dst) || statSync(dst).size !== statSync(src).size) copyFileSync(src, dst);
 }

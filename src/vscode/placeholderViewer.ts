@@ -1,0 +1,75 @@
+import * as vscode from 'vscode';
+import { FormatError } from '../format/errors';
+import type { ByteSource } from '../format/source';
+import { Disposable } from './dispose';
+import { errorText } from './progress';
+import { openerFor } from './workspaceSource';
+
+export const VIEW_TYPE = 'tensorWorkbench.viewer';
+
+/**
+ * A minimal read-only editor for `*.safetensors` until the full viewer is registered
+ * in its place: it shows the tensor count, or the error page for a file that is not
+ * a valid safetensors header. It exists so that the custom editor, its activation
+ * and the packaged extension are exercised end to end.
+ */
+export class PlaceholderViewer extends Disposable implements vscode.CustomReadonlyEditorProvider {
+  static register(context: vscode.ExtensionContext): void {
+    const provider = new PlaceholderViewer();
+    context.subscriptions.push(provider, vscode.window.registerCustomEditorProvider(VIEW_TYPE, provider));
+  }
+
+  openCustomDocument(uri: vscode.Uri): vscode.CustomDocument {
+    return { uri, dispose() {} };
+  }
+
+  async resolveCustomEditor(document: vscode.CustomDocument, panel: vscode.WebviewPanel): Promise<void> {
+    panel.webview.options = { enableScripts: false, localResourceRoots: [] };
+    const name = document.uri.path.split('/').pop() ?? document.uri.toString();
+    let body: string;
+    try {
+      const summary = await summarize(document.uri);
+      body = `<h1>${escapeHtml(name)}</h1><p id="summary">${summary.tensors} tensors · ${summary.bytes} bytes</p>`;
+    } catch (e) {
+      const code = e instanceof FormatError ? e.code : 'io';
+      body = `<h1>${escapeHtml(name)}</h1><div id="error" role="alert"><p class="code">${escapeHtml(code)}</p><p>${escapeHtml(errorText(e))}</p></div>`;
+    }
+    const nonce = Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, '0')).join('');
+    panel.webview.html = `<!DOCTYPE html><html><head><meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'nonce-${nonce}';">
+<style nonce="${nonce}">body{font-family:var(--vscode-font-family);color:var(--vscode-foreground)}#error{color:var(--vscode-errorForeground)}.code{font-weight:bold}</style>
+</head><body>${body}</body></html>`;
+  }
+}
+
+/**
+ * The header's tensor count and file size. 8 bytes of length, then at most
+ * 100,000,000 bytes of JSON: the safetensors spec's cap on header size.
+ */
+async function summarize(uri: vscode.Uri): Promise<{ tensors: number; bytes: number }> {
+  const { opener, path } = openerFor(uri, vscode.workspace.fs);
+  const src: ByteSource = await opener.open(path);
+  try {
+    const len = new Uint8Array(8);
+    if ((await src.read(0, len)) < 8) throw new FormatError('file_too_small', 'file is shorter than 8 bytes', src.name);
+    const n = Number(new DataView(len.buffer).getBigUint64(0, true));
+    if (n > 100_000_000) throw new FormatError('header_too_large', `header length ${n} exceeds 100000000`, src.name);
+    if (8 + n > src.size) throw new FormatError('header_length', `header length ${n} points past the end of the file`, src.name);
+    const head = new Uint8Array(n);
+    await src.read(8, head);
+    let json: unknown;
+    try {
+      json = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(head));
+    } catch (e) {
+      throw new FormatError('header_json', `header is not valid JSON (${(e as Error).message})`, src.name);
+    }
+    if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new FormatError('header_not_object', 'header is not a JSON object', src.name);
+    return { tensors: Object.keys(json).filter((k) => k !== '__metadata__').length, bytes: src.size };
+  } finally {
+    await src.close();
+  }
+}
+
+function escapeHtml(s: string): string {
+  return s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
