@@ -44,3 +44,12 @@ export interface Backend {
   readonly description: string;
   run<A, R>(kernel: KernelDef<A, R>, args: A, signal?: AbortSignal): Promise<R>;
 }
+
+/**
+ * Thrown by a GPU twin for an input it does not cover (a dtype WGSL cannot hold,
+ * such as F64): the backend runs the CPU twin instead. Not a device failure, so
+ * the user is not told and the device stays in use.
+ */
+export class GpuUnsupportedError extends Error {
+  override readonly name = 'GpuUnsupportedError';
+}

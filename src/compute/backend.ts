@@ -1,0 +1,79 @@
+import { CancelledError, throwIfCancelled } from '../pipelines/job';
+import { disposeCpuPool, getCpuPool } from './cpu/pool';
+import { disposeGpu, getGpuContext, gpuBrokenReason, gpuDescription, gpuUnavailableReason, markGpuBroken } from './gpu/device';
+import { GpuUnsupportedError, type Backend, type BackendChoice, type BackendKind, type KernelDef } from './kernel';
+
+/** `getBackend('webgpu')` where no adapter exists (or the device broke): names the reason. */
+export class BackendUnavailableError extends Error {
+  override readonly name = 'BackendUnavailableError';
+  constructor(
+    readonly backend: BackendKind,
+    readonly reason: string,
+  ) {
+    super(`the ${backend} backend is unavailable: ${reason}`);
+  }
+}
+
+function runOnCpu<A, R>(kernel: KernelDef<A, R>, args: A, signal?: AbortSignal): Promise<R> {
+  return getCpuPool().run<R>(kernel.name, args, kernel.transfer?.(args) ?? [], signal);
+}
+
+const cpuBackend: Backend = {
+  kind: 'cpu',
+  get description() {
+    return getCpuPool().description;
+  },
+  run: runOnCpu,
+};
+
+/** Errors that mean the device, not the kernel's input, failed. */
+function isDeviceFailure(e: unknown): boolean {
+  if (gpuBrokenReason() !== undefined) return true;
+  const name = (e as Error | undefined)?.name ?? '';
+  return name.startsWith('GPU') || name === 'OperationError' || name === 'AbortError';
+}
+
+const gpuBackend: Backend = {
+  kind: 'webgpu',
+  get description() {
+    return gpuDescription() ?? 'WebGPU';
+  },
+  async run<A, R>(kernel: KernelDef<A, R>, args: A, signal?: AbortSignal): Promise<R> {
+    throwIfCancelled(signal);
+    const ctx = await getGpuContext();
+    // The device broke earlier in the session: every later run takes the CPU twin.
+    if (!ctx) return runOnCpu(kernel, args, signal);
+    let result: R;
+    try {
+      result = await kernel.gpu(ctx, args);
+    } catch (e) {
+      if (e instanceof GpuUnsupportedError) return runOnCpu(kernel, args, signal);
+      if (e instanceof CancelledError) throw e;
+      if (!isDeviceFailure(e)) throw e;
+      markGpuBroken((e as Error).message);
+      return runOnCpu(kernel, args, signal);
+    }
+    // A validation error is reported through the device's event, not by the call that caused it.
+    if (gpuBrokenReason() !== undefined) return runOnCpu(kernel, args, signal);
+    throwIfCancelled(signal);
+    return result;
+  },
+};
+
+/**
+ * The backend for `choice`: `auto` is WebGPU when an adapter exists (and has not
+ * failed this session), else the CPU pool; `webgpu` without an adapter throws
+ * `BackendUnavailableError`.
+ */
+export async function getBackend(choice: BackendChoice = 'auto'): Promise<Backend> {
+  if (choice === 'cpu') return cpuBackend;
+  const ctx = await getGpuContext();
+  if (ctx) return gpuBackend;
+  if (choice === 'webgpu') throw new BackendUnavailableError('webgpu', gpuUnavailableReason());
+  return cpuBackend;
+}
+
+/** Releases the device and the workers; a later `getBackend` starts them again. */
+export async function disposeBackends(): Promise<void> {
+  await Promise.all([disposeGpu(), disposeCpuPool()]);
+}

@@ -1,0 +1,38 @@
+/**
+ * Every kernel the CPU worker can run, by name. The worker imports this table to
+ * find CPU twins; the GPU side gets the same `KernelDef` object from the caller.
+ *
+ * HOW TO ADD A KERNEL (say `absmax`, in a folder you own such as src/compute/diff/):
+ *   1. absmax.wgsl    WGSL with tunables as `override` constants (`override WG: u32 = 256u;`),
+ *                     inputs as `array<u32>` words when the dtype is narrower than 32 bits.
+ *   2. absmax.gpu.ts  `export async function absmaxGpu(ctx: GpuContext, args: AbsmaxArgs): Promise<R>`:
+ *                     `ctx.pipeline('absmax', shader, 'main', { WG })` (cached by key + constants),
+ *                     `ctx.upload(bytes)` / `ctx.buffer(size)` / `ctx.uniform(words)`,
+ *                     `ctx.dispatch(p, [bufs in @binding order], workgroupGrid(groups, ctx.limits.maxComputeWorkgroupsPerDimension))`,
+ *                     `await ctx.read(buf)`, then `destroy()` what you created.
+ *                     Slice inputs above `ctx.limits.maxStorageBufferBindingSize`.
+ *                     Throw `GpuUnsupportedError` for inputs the GPU cannot do (F64): the CPU twin runs instead.
+ *   3. absmax.cpu.ts  `export function absmaxCpu(args: AbsmaxArgs): R` — pure, no I/O on the host thread,
+ *                     same result (integers exactly, floats within a tolerance you state per dtype).
+ *   4. absmax.ts      `export const absmaxKernel: KernelDef<AbsmaxArgs, R> = { name: 'absmax', cpu: absmaxCpu,
+ *                     gpu: absmaxGpu, transfer: (a) => [] }` (`transfer` only for buffers the caller gives up).
+ *   5. One line below: `absmax: absmaxKernel,` (the key must equal `name`).
+ *   6. Run it from a pipeline: `const b = await getBackend(ctx.backend); await b.run(absmaxKernel, args, ctx.signal)`.
+ *   7. Test: one table of cases, run on both backends with `forEachBackend` from test/compute/backends.ts:
+ *        forEachBackend('absmax', (backend) => {
+ *          for (const c of CASES) it(c.name, async () => {
+ *            const got = await backend().run(absmaxKernel, c.args);
+ *            assert.ok(Math.abs(got - reference64(c)) <= TOL[c.dtype]);   // an independent f64 oracle
+ *          });
+ *        });
+ *      With CI=true a machine without a WebGPU adapter FAILS the webgpu suite instead of skipping it.
+ * Arguments and results must be structured-cloneable: they cross a worker boundary on the CPU backend.
+ */
+import { decodeKernel } from './decode/decode';
+import { matmulKernel } from './matmul/matmul';
+import type { KernelDef } from './kernel';
+
+export const KERNELS: Record<string, KernelDef<any, any>> = {
+  decode: decodeKernel,
+  matmul: matmulKernel,
+};
