@@ -1,0 +1,426 @@
+/**
+ * The one message protocol between the extension host and the viewer webview.
+ * Both sides import this module, so a message that one side sends and the other
+ * does not understand is a compile error. Every `type` is a string literal, so
+ * messages stay readable in logs and devtools.
+ *
+ * Shape of a conversation:
+ *   webview → host  ReadyMessage                 once the page can receive
+ *   webview → host  RequestMessage {id, body}    body is one of the *RequestMessage types
+ *   host → webview  EventMessage {id, body}      zero or more (progress, streamed scan rows)
+ *   host → webview  ReplyMessage {id, ok, ...}   exactly one per request, also on error
+ *   webview → host  AbortMessage {id}            the host aborts that request's signal
+ *   host → webview  FileChangedMessage           the file changed on disk: drop all results
+ *
+ * Heavy payloads (histogram counts, heatmap pixels) travel as typed arrays, never
+ * as number arrays, and the webview never receives raw tensor data.
+ *
+ * This module must stay free of Node, DOM and `vscode` imports: it is compiled for both.
+ */
+
+// ---------------------------------------------------------------- data shapes
+
+/** An error as it crosses the boundary: a FormatError's code and message, or a generic code. */
+export interface ErrorInfo {
+  /** A FormatErrorCode ('truncated', 'dtype_unknown', …), or 'cancelled' / 'internal' / 'unknown_request'. */
+  readonly code: string;
+  readonly message: string;
+  readonly file?: string;
+  readonly tensor?: string;
+}
+
+export interface TensorEntry {
+  readonly name: string;
+  readonly dtype: string;
+  readonly shape: readonly number[];
+  readonly numel: number;
+  /** Index into SummaryReplyMessage.files. */
+  readonly file: number;
+  readonly byteOffset: number;
+  readonly byteLength: number;
+  /** False when the viewer cannot decode this dtype to numbers; its metadata still shows. */
+  readonly decodable: boolean;
+}
+
+/** A node of the module tree. Runs of numbered blocks (`layers ×32`) and MoE experts arrive folded. */
+export interface TreeNodeData {
+  /** What the row shows: `mlp`, `layers ×32`, `experts ×8`, `weight`. */
+  readonly label: string;
+  /** Dotted path of the module or tensor (`model.layers.{0..31}` for a run). */
+  readonly path: string;
+  readonly kind: 'module' | 'run' | 'tensor';
+  /** For a tensor: its index in SummaryReplyMessage.tensors. */
+  readonly tensor?: number;
+  /** Number of tensors below this node (1 for a tensor). */
+  readonly tensors: number;
+  readonly params: number;
+  readonly bytes: number;
+  readonly children?: readonly TreeNodeData[];
+}
+
+export interface DTypeTotal {
+  readonly dtype: string;
+  readonly tensors: number;
+  readonly params: number;
+  readonly bytes: number;
+}
+
+export type MemoryFormat = 'FP32' | 'BF16' | 'FP8' | 'Q8_0' | 'Q4_0';
+
+export interface MemoryRow {
+  readonly format: MemoryFormat;
+  readonly bytes: number;
+}
+
+export interface HistogramData {
+  readonly min: number;
+  readonly max: number;
+  readonly counts: Float64Array;
+}
+
+/** Statistics of one tensor, as `stats` defines them. */
+export interface TensorStatsData {
+  readonly name: string;
+  readonly count: number;
+  readonly finite: number;
+  readonly nan: number;
+  readonly posInf: number;
+  readonly negInf: number;
+  readonly zeros: number;
+  readonly nearZero: number;
+  readonly min: number;
+  readonly max: number;
+  readonly absMax: number;
+  readonly mean: number;
+  readonly std: number;
+  readonly outliers: number;
+  readonly histogram: HistogramData;
+  readonly logHistogram: HistogramData;
+  /** Flat element indices and values, largest |x| first. */
+  readonly topK: readonly { readonly index: number; readonly value: number }[];
+}
+
+/** One row of the whole-model scan: the numbers the table sorts by, no histograms. */
+export interface ScanRow {
+  readonly name: string;
+  readonly dtype: string;
+  readonly count: number;
+  readonly std: number;
+  readonly absMax: number;
+  /** zeros / count (0 for an empty tensor). */
+  readonly sparsity: number;
+  readonly outliers: number;
+  /** nan + posInf + negInf. */
+  readonly nonFinite: number;
+  readonly badges: readonly HealthBadge[];
+  /** Set instead of the numbers when this tensor could not be scanned (undecodable dtype). */
+  readonly error?: ErrorInfo;
+}
+
+export type HealthBadge = 'non-finite' | 'all-zero' | 'f16-overflow';
+
+// ------------------------------------------------------- webview → host requests
+
+export interface SummaryRequestMessage {
+  readonly type: 'summary';
+}
+
+export interface TensorStatsRequestMessage {
+  readonly type: 'tensorStats';
+  readonly name: string;
+  readonly bins: number;
+}
+
+export interface HeatmapRequestMessage {
+  readonly type: 'heatmap';
+  readonly name: string;
+  /** Largest width and height of the image; the host caps it at 512. */
+  readonly maxSize: number;
+}
+
+export interface ScanRequestMessage {
+  readonly type: 'scan';
+  readonly bins: number;
+}
+
+export interface ReopenWithDefaultRequestMessage {
+  readonly type: 'reopenWithDefault';
+}
+
+export interface ShowAsTextRequestMessage {
+  readonly type: 'showAsText';
+}
+
+export type HostRequestMessage =
+  | SummaryRequestMessage
+  | TensorStatsRequestMessage
+  | HeatmapRequestMessage
+  | ScanRequestMessage
+  | ReopenWithDefaultRequestMessage
+  | ShowAsTextRequestMessage;
+
+// -------------------------------------------------------------- replies (results)
+
+export interface SummaryReplyMessage {
+  readonly type: 'summary';
+  /** What was opened (file, index.json); shown in the header. */
+  readonly path: string;
+  readonly files: readonly { readonly path: string; readonly bytes: number; readonly headerBytes: number }[];
+  readonly tensors: readonly TensorEntry[];
+  readonly totals: { readonly tensors: number; readonly params: number; readonly bytes: number; readonly byDtype: readonly DTypeTotal[] };
+  readonly memory: readonly MemoryRow[];
+  readonly metadata: readonly (readonly [string, string])[];
+  readonly tree: TreeNodeData;
+}
+
+export interface TensorStatsReplyMessage {
+  readonly type: 'tensorStats';
+  readonly stats: TensorStatsData;
+  readonly backend: string;
+  readonly seconds: number;
+}
+
+export interface HeatmapReplyMessage {
+  readonly type: 'heatmap';
+  readonly name: string;
+  /** Image size in cells; each cell covers a block of the matrix. */
+  readonly width: number;
+  readonly height: number;
+  /** The matrix the image covers: rank-1 tensors are one row, rank > 2 folds leading dims into rows. */
+  readonly rows: number;
+  readonly cols: number;
+  /** max |x| of each cell, scaled so 255 is `scale`; row-major, width × height bytes. */
+  readonly pixels: Uint8Array;
+  /** The largest finite |x| of the whole tensor (the value of pixel 255). */
+  readonly scale: number;
+  /** Cells holding a NaN or ±Inf, marked separately (1) so they can be drawn in a warning colour. */
+  readonly nonFinite: Uint8Array;
+}
+
+export interface ScanReplyMessage {
+  readonly type: 'scan';
+  readonly tensors: number;
+  readonly seconds: number;
+  readonly backend: string;
+}
+
+export interface DoneReplyMessage {
+  readonly type: 'done';
+}
+
+/** What each request type answers with. */
+export interface ReplyFor {
+  summary: SummaryReplyMessage;
+  tensorStats: TensorStatsReplyMessage;
+  heatmap: HeatmapReplyMessage;
+  scan: ScanReplyMessage;
+  reopenWithDefault: DoneReplyMessage;
+  showAsText: DoneReplyMessage;
+}
+
+export type RequestType = HostRequestMessage['type'];
+export type RequestOf<K extends RequestType> = Extract<HostRequestMessage, { type: K }>;
+
+// ----------------------------------------------------- events during a request
+
+export interface ProgressEventMessage {
+  readonly type: 'progress';
+  readonly done: number;
+  readonly total: number;
+  readonly unit: 'bytes' | 'tensors';
+  readonly message?: string;
+}
+
+export interface ScanRowsEventMessage {
+  readonly type: 'scanRows';
+  readonly rows: readonly ScanRow[];
+}
+
+export type RequestEventMessage = ProgressEventMessage | ScanRowsEventMessage;
+
+// ----------------------------------------------------------------- envelopes
+
+export interface ReadyMessage {
+  readonly type: 'ready';
+}
+
+export interface RequestMessage<B extends HostRequestMessage = HostRequestMessage> {
+  readonly type: 'request';
+  readonly id: number;
+  readonly body: B;
+}
+
+export interface AbortMessage {
+  readonly type: 'abort';
+  readonly id: number;
+}
+
+export type ReplyMessage =
+  | { readonly type: 'reply'; readonly id: number; readonly ok: true; readonly body: ReplyFor[RequestType] }
+  | { readonly type: 'reply'; readonly id: number; readonly ok: false; readonly error: ErrorInfo };
+
+export interface EventMessage {
+  readonly type: 'event';
+  readonly id: number;
+  readonly body: RequestEventMessage;
+}
+
+/** The file changed on disk (or was deleted): every number shown is stale. */
+export interface FileChangedMessage {
+  readonly type: 'fileChanged';
+  readonly deleted: boolean;
+}
+
+export type ToHostMessage = ReadyMessage | RequestMessage | AbortMessage;
+export type ToWebviewMessage = ReplyMessage | EventMessage | FileChangedMessage;
+
+// ------------------------------------------------------ request/response helper
+
+/** The error a requester rejects with when the other side replied with an error. */
+export class RemoteError extends Error {
+  override readonly name = 'RemoteError';
+  constructor(readonly info: ErrorInfo) {
+    super(info.message);
+  }
+  get cancelled(): boolean {
+    return this.info.code === 'cancelled';
+  }
+}
+
+export interface RequestOptions {
+  readonly signal?: AbortSignal;
+  readonly onEvent?: (e: RequestEventMessage) => void;
+}
+
+interface Pending {
+  resolve(v: unknown): void;
+  reject(e: unknown): void;
+  onEvent?: (e: RequestEventMessage) => void;
+  cleanup(): void;
+}
+
+/**
+ * The asking side (the webview). `post` sends a message to the host; feed every
+ * message from the host to `handle`. Aborting a request's signal sends an
+ * AbortMessage and rejects at once with a 'cancelled' RemoteError.
+ */
+export class Requester {
+  private nextId = 1;
+  private readonly pending = new Map<number, Pending>();
+
+  constructor(private readonly post: (m: ToHostMessage) => void) {}
+
+  request<K extends RequestType>(body: RequestOf<K>, opts: RequestOptions = {}): Promise<ReplyFor[K]> {
+    const id = this.nextId++;
+    const { signal } = opts;
+    if (signal?.aborted) return Promise.reject(new RemoteError({ code: 'cancelled', message: 'cancelled' }));
+    return new Promise<ReplyFor[K]>((resolve, reject) => {
+      const onAbort = () => {
+        if (!this.pending.delete(id)) return;
+        this.post({ type: 'abort', id });
+        reject(new RemoteError({ code: 'cancelled', message: 'cancelled' }));
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.pending.set(id, {
+        resolve: resolve as (v: unknown) => void,
+        reject,
+        onEvent: opts.onEvent,
+        cleanup: () => signal?.removeEventListener('abort', onAbort),
+      });
+      this.post({ type: 'request', id, body });
+    });
+  }
+
+  /** Routes a reply or event to its request; returns false for messages that are not about a request. */
+  handle(m: ToWebviewMessage): boolean {
+    if (m.type !== 'reply' && m.type !== 'event') return false;
+    const p = this.pending.get(m.id);
+    if (!p) return true; // a reply to an aborted request: nobody waits for it
+    if (m.type === 'event') {
+      p.onEvent?.(m.body);
+      return true;
+    }
+    this.pending.delete(m.id);
+    p.cleanup();
+    if (m.ok) p.resolve(m.body);
+    else p.reject(new RemoteError(m.error));
+    return true;
+  }
+
+  /** Rejects every pending request (the view is going away or the file changed). */
+  cancelAll(): void {
+    for (const [id, p] of [...this.pending]) {
+      this.pending.delete(id);
+      p.cleanup();
+      p.reject(new RemoteError({ code: 'cancelled', message: 'cancelled' }));
+    }
+  }
+}
+
+export interface HandlerContext {
+  readonly signal: AbortSignal;
+  emit(e: RequestEventMessage): void;
+}
+
+export type Handlers = { [K in RequestType]: (req: RequestOf<K>, ctx: HandlerContext) => Promise<ReplyFor[K]> };
+
+/**
+ * The answering side (the host). Every request gets exactly one reply: a handler
+ * that throws is turned into an error reply by `toError`, so the webview never
+ * waits forever. An AbortMessage aborts that request's signal.
+ */
+export class Responder {
+  private readonly running = new Map<number, AbortController>();
+
+  constructor(
+    private readonly post: (m: ToWebviewMessage) => void,
+    private readonly handlers: Handlers,
+    private readonly toError: (e: unknown) => ErrorInfo,
+  ) {}
+
+  /** Feeds one message from the webview; resolves when that request has been answered. */
+  async handle(m: ToHostMessage): Promise<void> {
+    if (m.type === 'abort') {
+      this.running.get(m.id)?.abort();
+      return;
+    }
+    if (m.type !== 'request') return;
+    const { id, body } = m;
+    const ctl = new AbortController();
+    this.running.set(id, ctl);
+    const ctx: HandlerContext = {
+      signal: ctl.signal,
+      emit: (e) => {
+        if (!ctl.signal.aborted) this.post({ type: 'event', id, body: e });
+      },
+    };
+    try {
+      const handler = this.handlers[body.type] as ((r: HostRequestMessage, c: HandlerContext) => Promise<ReplyFor[RequestType]>) | undefined;
+      if (!handler) throw Object.assign(new Error(`unknown request '${String((body as { type: unknown }).type)}'`), { code: 'unknown_request' });
+      const result = await handler(body, ctx);
+      this.post({ type: 'reply', id, ok: true, body: result });
+    } catch (e) {
+      this.post({ type: 'reply', id, ok: false, error: ctl.signal.aborted ? { code: 'cancelled', message: 'cancelled' } : this.toError(e) });
+    } finally {
+      this.running.delete(id);
+    }
+  }
+
+  /** Aborts every running request (the panel closed or the file changed). */
+  abortAll(): void {
+    for (const c of this.running.values()) c.abort();
+  }
+}
+
+/** Type guard for messages arriving from the webview, which the host must not trust blindly. */
+export function isToHostMessage(m: unknown): m is ToHostMessage {
+  if (typeof m !== 'object' || m === null) return false;
+  const t = (m as { type?: unknown }).type;
+  if (t === 'ready') return true;
+  if (t === 'abort') return typeof (m as { id?: unknown }).id === 'number';
+  if (t === 'request') {
+    const r = m as { id?: unknown; body?: unknown };
+    return typeof r.id === 'number' && typeof r.body === 'object' && r.body !== null && typeof (r.body as { type?: unknown }).type === 'string';
+  }
+  return false;
+}

@@ -1,0 +1,92 @@
+/**
+ * Downsamples a matrix to an image of at most `maxSize`×`maxSize` cells, each cell
+ * keeping the largest |x| of the block it covers, so a single spike stays visible
+ * however far the image is shrunk. Values arrive in row-major chunks (as streamed
+ * from the file), so memory is the image, never the tensor.
+ *
+ * Pure: no `vscode`, no I/O. The viewer's host side feeds it decoded chunks.
+ */
+
+/** Largest image side: a 512×512 canvas shows every cell at once on a normal screen, and the reply stays at 256 KiB. */
+export const HEATMAP_MAX_SIZE = 512;
+
+/** How a tensor's shape is read as a matrix: rank 1 is one row, rank > 2 folds the leading dims into rows. */
+export function matrixShape(shape: readonly number[]): { rows: number; cols: number } {
+  if (shape.length === 0) return { rows: 1, cols: 1 };
+  const cols = shape[shape.length - 1]!;
+  let rows = 1;
+  for (let i = 0; i < shape.length - 1; i++) rows *= shape[i]!;
+  return { rows, cols };
+}
+
+export interface HeatmapImage {
+  readonly width: number;
+  readonly height: number;
+  readonly rows: number;
+  readonly cols: number;
+  /** 0..255, 255 = `scale`. */
+  readonly pixels: Uint8Array;
+  /** 1 where the cell holds a NaN or ±Inf. */
+  readonly nonFinite: Uint8Array;
+  readonly scale: number;
+}
+
+export class HeatmapAccumulator {
+  readonly width: number;
+  readonly height: number;
+  private readonly cells: Float64Array;
+  private readonly bad: Uint8Array;
+  /** Cell column of every matrix column, computed once (cols can be a 150k-wide vocab; 600 KB is fine). */
+  private readonly colCell: Int32Array;
+  private seen = 0;
+
+  constructor(
+    readonly rows: number,
+    readonly cols: number,
+    maxSize = HEATMAP_MAX_SIZE,
+  ) {
+    const cap = Math.max(1, Math.min(Math.floor(maxSize), HEATMAP_MAX_SIZE));
+    this.width = Math.max(1, Math.min(cols, cap));
+    this.height = Math.max(1, Math.min(rows, cap));
+    this.cells = new Float64Array(this.width * this.height);
+    this.bad = new Uint8Array(this.width * this.height);
+    this.colCell = new Int32Array(cols);
+    for (let c = 0; c < cols; c++) this.colCell[c] = Math.floor((c * this.width) / cols);
+  }
+
+  /** Number of elements consumed so far. */
+  get count(): number {
+    return this.seen;
+  }
+
+  /** Consumes the next `values.length` elements in row-major order. */
+  push(values: ArrayLike<number>): void {
+    const { cols, width, height, rows, cells, bad, colCell } = this;
+    let e = this.seen;
+    let i = 0;
+    const n = values.length;
+    while (i < n) {
+      const r = Math.floor(e / cols);
+      let c = e - r * cols;
+      const rowBase = Math.floor((r * height) / rows) * width;
+      const take = Math.min(n - i, cols - c);
+      for (let k = 0; k < take; k++, c++, i++) {
+        const v = values[i]!;
+        const cell = rowBase + colCell[c]!;
+        const a = Math.abs(v);
+        if (a === Infinity || a !== a) bad[cell] = 1;
+        else if (a > cells[cell]!) cells[cell] = a;
+      }
+      e += take;
+    }
+    this.seen = e;
+  }
+
+  image(): HeatmapImage {
+    let scale = 0;
+    for (const v of this.cells) if (v > scale) scale = v;
+    const pixels = new Uint8Array(this.cells.length);
+    if (scale > 0) for (let i = 0; i < pixels.length; i++) pixels[i] = Math.round((this.cells[i]! / scale) * 255);
+    return { width: this.width, height: this.height, rows: this.rows, cols: this.cols, pixels, nonFinite: this.bad.slice(), scale };
+  }
+}

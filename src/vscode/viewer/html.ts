@@ -1,0 +1,65 @@
+/**
+ * The viewer page. Pure (no `vscode`), so the browser tests load exactly the page
+ * the extension serves, under exactly its Content Security Policy.
+ *
+ * CSP choices:
+ * - `default-src 'none'`: nothing loads unless listed.
+ * - scripts only by nonce; no 'unsafe-eval' (the histogram uses Plotly's SVG bar
+ *   trace, which needs no code generation).
+ * - styles: our stylesheet from the webview's own origin (`cspSource`) and style
+ *   elements carrying the nonce. No 'unsafe-inline'. @vscode-elements (lit) uses
+ *   constructable stylesheets, which CSP does not govern. Plotly adds its rules with
+ *   `insertRule` into a `<style id="plotly.js-style-global">` it looks up by id:
+ *   we ship that element empty with the nonce, so its CSSOM rules are allowed and
+ *   Plotly never creates an un-nonced style element.
+ * - images: `data:` and `blob:` for the heatmap canvas export; fonts from our origin.
+ */
+
+export interface ViewerHtmlOptions {
+  /** URI of dist/webview/viewer.js as the webview sees it. */
+  readonly scriptUri: string;
+  /** URI of dist/webview/viewer.css. */
+  readonly styleUri: string;
+  /** `webview.cspSource`. */
+  readonly cspSource: string;
+  readonly nonce: string;
+  /** Shown in the page title, for screen readers. */
+  readonly title: string;
+}
+
+const escapeAttr = (s: string) => s.replace(/&/g, '&amp;').replace(/"/g, '&quot;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+
+export function viewerCsp(cspSource: string, nonce: string): string {
+  return [
+    "default-src 'none'",
+    `script-src 'nonce-${nonce}'`,
+    `style-src ${cspSource} 'nonce-${nonce}'`,
+    `img-src ${cspSource} data: blob:`,
+    `font-src ${cspSource}`,
+  ].join('; ');
+}
+
+export function viewerHtml(o: ViewerHtmlOptions): string {
+  const nonce = escapeAttr(o.nonce);
+  return `<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="UTF-8">
+<meta http-equiv="Content-Security-Policy" content="${escapeAttr(viewerCsp(o.cspSource, o.nonce))}">
+<meta name="viewport" content="width=device-width, initial-scale=1.0">
+<link rel="stylesheet" href="${escapeAttr(o.styleUri)}" nonce="${nonce}">
+<style id="plotly.js-style-global" nonce="${nonce}"></style>
+<title>${escapeAttr(o.title)}</title>
+</head>
+<body>
+<div id="root" data-state="loading"><p class="loading">Reading header…</p></div>
+<script nonce="${nonce}" src="${escapeAttr(o.scriptUri)}"></script>
+</body>
+</html>`;
+}
+
+/** A nonce: 32 characters from a CSPRNG-backed source when one is passed in. */
+export function makeNonce(random: (n: number) => Uint8Array): string {
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
+  return Array.from(random(32), (b) => alphabet[b % alphabet.length]).join('');
+}
