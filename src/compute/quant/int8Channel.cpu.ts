@@ -1,0 +1,62 @@
+import { checkArgs, decodeInto, emptySums, inputViews, scratch, type QuantizeArgs, type QuantizeResult } from './common';
+
+const fround = Math.fround;
+/** Symmetric int8 range: −127..127, so that the scale maps absMax exactly to ±127. */
+export const INT8_QMAX = 127;
+
+/** Round half to even of a finite f64. */
+function rne(v: number): number {
+  const f = Math.floor(v);
+  const r = v - f; // exact: f and v share their exponent range
+  return r > 0.5 || (r === 0.5 && f % 2 !== 0) ? f + 1 : f;
+}
+
+/**
+ * Per-row symmetric int8 (compressed-tensors "naive-quantized"): `scale = absMax/127`
+ * in f32, `q = round-half-even(x/scale)` with the quotient rounded to f32, clamped to
+ * ±127; a row of zeros gets scale 0 and q = 0.
+ */
+export function int8ChannelCpu(a: QuantizeArgs): QuantizeResult {
+  checkArgs('int8-channel', a, 1);
+  const { rows, cols } = a;
+  const out = new Int8Array(rows * cols);
+  const scales = new Float32Array(rows);
+  const v = inputViews(a.src, a.dtype);
+  const { f: x, u: xb } = scratch(cols);
+  const wantStats = a.stats !== false;
+  const s = emptySums();
+  let sumX2 = 0, sumY2 = 0, sumXY = 0, sumE2 = 0, maxErr = 0;
+  for (let r = 0; r < rows; r++) {
+    decodeInto(v, r * cols, cols, x, xb);
+    let amax = 0;
+    for (let j = 0; j < cols; j++) {
+      const ax = Math.abs(x[j]);
+      if (ax > amax) amax = ax;
+    }
+    const scale = fround(amax / 127);
+    scales[r] = scale;
+    const o = r * cols;
+    for (let j = 0; j < cols; j++) {
+      const xv = x[j];
+      let q = 0;
+      if (scale !== 0) {
+        q = rne(fround(xv / scale));
+        if (q > INT8_QMAX) q = INT8_QMAX;
+        else if (q < -INT8_QMAX) q = -INT8_QMAX;
+      }
+      out[o + j] = q;
+      if (wantStats) {
+        const y = q * scale;
+        const e = xv - y;
+        sumX2 += xv * xv;
+        sumY2 += y * y;
+        sumXY += xv * y;
+        sumE2 += e * e;
+        const ae = Math.abs(e);
+        if (ae > maxErr) maxErr = ae;
+      }
+    }
+  }
+  if (wantStats) Object.assign(s, { n: rows * cols, sumX2, sumY2, sumXY, sumE2, maxAbsErr: maxErr });
+  return { data: new Uint8Array(out.buffer), scales, stats: s };
+}
