@@ -1,0 +1,554 @@
+import { DTYPE_INFO, isDType, type DType } from './dtypes';
+import { FormatError } from './errors';
+import type { TensorInfo } from './model';
+
+/**
+ * The reference implementation refuses headers above 100,000,000 bytes. The cap is
+ * also what keeps a lying length field from making us allocate gigabytes: nothing
+ * is allocated for the header before its length passes this cap and the file size.
+ */
+export const MAX_HEADER_BYTES = 100_000_000;
+
+/** The little-endian u64 that holds the header length. */
+export const HEADER_PREFIX_BYTES = 8;
+
+/**
+ * serde_json, which the reference reader uses, stops at 128 levels of nesting. A
+ * valid header needs 3; the bound also keeps our own recursive walks off the stack limit.
+ */
+export const MAX_JSON_DEPTH = 128;
+
+export interface ParsedHeader {
+  /** N: the header length, excluding the 8-byte prefix. */
+  readonly headerBytes: number;
+  /** Where tensor data starts in the file: 8 + N. */
+  readonly dataOffset: number;
+  readonly metadata: Readonly<Record<string, string>>;
+  /** Header order; `byteOffset` is absolute within the file. */
+  readonly tensors: TensorInfo[];
+}
+
+/**
+ * Reads N from the first 8 bytes and checks it against the cap and the file size,
+ * so that the caller can then allocate exactly N bytes and no more.
+ */
+export function readHeaderLength(prefix: Uint8Array, file: string, fileSize: number): number {
+  if (fileSize < HEADER_PREFIX_BYTES || prefix.length < HEADER_PREFIX_BYTES) {
+    throw new FormatError('file_too_small', `${fileSize} bytes is too small for a safetensors file (the header length alone takes 8)`, file);
+  }
+  const lo = (prefix[0] | (prefix[1] << 8) | (prefix[2] << 16) | (prefix[3] << 24)) >>> 0;
+  const hi = (prefix[4] | (prefix[5] << 8) | (prefix[6] << 16) | (prefix[7] << 24)) >>> 0;
+  if (hi !== 0 || lo > MAX_HEADER_BYTES) {
+    const n = hi * 2 ** 32 + lo;
+    throw new FormatError('header_too_large', `header length ${n} is above the ${MAX_HEADER_BYTES}-byte limit`, file);
+  }
+  if (HEADER_PREFIX_BYTES + lo > fileSize) {
+    throw new FormatError('header_length', `header length ${lo} runs past the end of the ${fileSize}-byte file`, file);
+  }
+  return lo;
+}
+
+// Byte values the scanner looks at.
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+const COLON = 0x3a;
+const LBRACE = 0x7b;
+const RBRACE = 0x7d;
+const LBRACKET = 0x5b;
+const RBRACKET = 0x5d;
+const SPACE = 0x20;
+const DOT = 0x2e;
+const MINUS = 0x2d;
+const LOWER_E = 0x65;
+const UPPER_E = 0x45;
+
+interface ScanResult {
+  /** Members in all objects: each has exactly one `:` outside strings. */
+  colons: number;
+  /** Index just past the top-level value's closing brace, or -1 if it never closes. */
+  end: number;
+  /** A number outside strings has a sign, a fraction or an exponent (or `true`/`false` appear). */
+  lexicalNumbers: boolean;
+}
+
+/**
+ * One tight pass over the bytes, outside strings. In UTF-8 the bytes `"`, `\` and `:`
+ * never occur inside a multi-byte sequence, so bytes can be scanned without decoding.
+ */
+function scan(b: Uint8Array, file: string): ScanResult {
+  let colons = 0;
+  let depth = 0;
+  let lexicalNumbers = false;
+  let i = 0;
+  const n = b.length;
+  while (i < n) {
+    const c = b[i++];
+    if (c === QUOTE) {
+      // Skip the string; a backslash always escapes exactly the next byte.
+      while (i < n) {
+        const d = b[i++];
+        if (d === QUOTE) break;
+        if (d === BACKSLASH) i++;
+      }
+    } else if (c === COLON) {
+      colons++;
+    } else if (c === LBRACE || c === LBRACKET) {
+      if (++depth > MAX_JSON_DEPTH) {
+        throw new FormatError('header_json', `header JSON nests deeper than ${MAX_JSON_DEPTH} levels`, file);
+      }
+    } else if (c === RBRACE || c === RBRACKET) {
+      if (--depth === 0) return { colons, end: i, lexicalNumbers };
+    } else if (c === DOT || c === MINUS || c === LOWER_E || c === UPPER_E) {
+      lexicalNumbers = true;
+    }
+  }
+  return { colons, end: -1, lexicalNumbers };
+}
+
+/** Counts object members in a parsed JSON tree (the walk is bounded by MAX_JSON_DEPTH). */
+function countKeys(v: unknown, depth = 1): number {
+  if (typeof v !== 'object' || v === null) return 0;
+  if (depth > MAX_JSON_DEPTH) throw new SyntaxError(`JSON nests deeper than ${MAX_JSON_DEPTH} levels`);
+  let k = 0;
+  if (Array.isArray(v)) {
+    for (let i = 0; i < v.length; i++) {
+      const e = v[i];
+      if (typeof e === 'object' && e !== null) k += countKeys(e, depth + 1);
+    }
+    return k;
+  }
+  for (const key in v) {
+    k++;
+    const e = (v as Record<string, unknown>)[key];
+    if (typeof e === 'object' && e !== null) k += countKeys(e, depth + 1);
+  }
+  return k;
+}
+
+/**
+ * A JSON number literal that is not a plain non-negative integer (`-1`, `1.0`, `1e3`).
+ * JSON.parse folds `1.0` into 1, but the spec's sizes are integers, so the slow path
+ * keeps such literals apart and validation rejects them where an integer is required.
+ */
+class NonIntegerLiteral {
+  constructor(readonly raw: string) {}
+  toString(): string {
+    return this.raw;
+  }
+}
+
+/** Where the exact parser found a key twice. */
+export interface DuplicateKey {
+  key: string;
+  /** Keys from the top level down to the object holding the duplicate. */
+  path: string[];
+}
+
+/**
+ * A strict JSON parser (RFC 8259, like JSON.parse) for the rare headers the fast path
+ * cannot judge alone: it reports duplicate keys with their path, keeps top-level key
+ * order exact (JSON.parse moves integer-like keys first), and keeps non-integer number
+ * literals distinct. Only called after JSON.parse has accepted the same text.
+ */
+class ExactParser {
+  private i = 0;
+  duplicate: DuplicateKey | undefined;
+  topKeys: string[] = [];
+  constructor(private readonly s: string) {}
+
+  parse(): unknown {
+    this.ws();
+    const v = this.value([], 0);
+    return v;
+  }
+
+  private fail(): never {
+    // JSON.parse accepted the text, so this means the two grammars disagree.
+    throw new SyntaxError(`unexpected character at ${this.i}`);
+  }
+
+  private ws(): void {
+    const s = this.s;
+    while (this.i < s.length) {
+      const c = s.charCodeAt(this.i);
+      if (c === 0x20 || c === 0x09 || c === 0x0a || c === 0x0d) this.i++;
+      else break;
+    }
+  }
+
+  private value(path: string[], depth: number): unknown {
+    if (depth > MAX_JSON_DEPTH) throw new SyntaxError(`JSON nests deeper than ${MAX_JSON_DEPTH} levels`);
+    const c = this.s[this.i];
+    if (c === '{') return this.object(path, depth + 1);
+    if (c === '[') return this.array(path, depth + 1);
+    if (c === '"') return this.string();
+    if (this.s.startsWith('true', this.i)) return (this.i += 4), true;
+    if (this.s.startsWith('false', this.i)) return (this.i += 5), false;
+    if (this.s.startsWith('null', this.i)) return (this.i += 4), null;
+    return this.number();
+  }
+
+  private object(path: string[], depth: number): Record<string, unknown> {
+    this.i++;
+    const out: Record<string, unknown> = Object.create(null);
+    const seen = new Set<string>();
+    this.ws();
+    if (this.s[this.i] === '}') return this.i++, out;
+    for (;;) {
+      this.ws();
+      if (this.s[this.i] !== '"') this.fail();
+      const key = this.string();
+      if (seen.has(key)) this.duplicate ??= { key, path };
+      seen.add(key);
+      if (depth === 1) this.topKeys.push(key);
+      this.ws();
+      if (this.s[this.i++] !== ':') this.fail();
+      this.ws();
+      out[key] = this.value([...path, key], depth);
+      this.ws();
+      const c = this.s[this.i++];
+      if (c === '}') return out;
+      if (c !== ',') this.fail();
+    }
+  }
+
+  private array(path: string[], depth: number): unknown[] {
+    this.i++;
+    const out: unknown[] = [];
+    this.ws();
+    if (this.s[this.i] === ']') return this.i++, out;
+    for (;;) {
+      this.ws();
+      out.push(this.value(path, depth));
+      this.ws();
+      const c = this.s[this.i++];
+      if (c === ']') return out;
+      if (c !== ',') this.fail();
+    }
+  }
+
+  private string(): string {
+    const start = this.i;
+    this.i++;
+    const s = this.s;
+    while (this.i < s.length) {
+      const c = s.charCodeAt(this.i++);
+      if (c === 0x22) return JSON.parse(s.slice(start, this.i)) as string;
+      if (c === 0x5c) this.i++;
+    }
+    this.fail();
+  }
+
+  private number(): number | NonIntegerLiteral {
+    const m = /-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?/y;
+    m.lastIndex = this.i;
+    const r = m.exec(this.s);
+    if (!r || r[0].length === 0) this.fail();
+    this.i += r[0].length;
+    return /^(?:0|[1-9][0-9]*)$/.test(r[0]) ? Number(r[0]) : new NonIntegerLiteral(r[0]);
+  }
+}
+
+/** True for keys that JS objects order before all others (canonical array indices). */
+function isIndexLikeKey(k: string): boolean {
+  if (k.length === 0 || k.length > 10) return false;
+  const c = k.charCodeAt(0);
+  if (c < 0x30 || c > 0x39 || (c === 0x30 && k.length > 1)) return false;
+  for (let i = 1; i < k.length; i++) {
+    const d = k.charCodeAt(i);
+    if (d < 0x30 || d > 0x39) return false;
+  }
+  return Number(k) < 4294967295;
+}
+
+/** Members outside strings, counted from the colons of a JSON text (any JSON, not only headers). */
+function countColons(s: string): number {
+  let colons = 0;
+  let i = 0;
+  const n = s.length;
+  while (i < n) {
+    const c = s.charCodeAt(i++);
+    if (c === QUOTE) {
+      while (i < n) {
+        const d = s.charCodeAt(i++);
+        if (d === QUOTE) break;
+        if (d === BACKSLASH) i++;
+      }
+    } else if (c === COLON) colons++;
+  }
+  return colons;
+}
+
+/**
+ * JSON.parse, plus where a key appears twice in one object (JSON.parse keeps the last
+ * silently). Used for small JSON files beside a model, such as index.json. Throws
+ * SyntaxError for invalid JSON.
+ */
+export function parseJsonChecked(text: string): { value: unknown; duplicate?: DuplicateKey } {
+  const value: unknown = JSON.parse(text);
+  if (countKeys(value) === countColons(text)) return { value };
+  const exact = new ExactParser(text);
+  exact.parse();
+  return { value, duplicate: exact.duplicate };
+}
+
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+function describe(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'an array';
+  if (v instanceof NonIntegerLiteral) return `the number ${v.raw}`;
+  if (typeof v === 'object') return 'an object';
+  if (typeof v === 'string') return `the string ${JSON.stringify(v.length > 40 ? v.slice(0, 40) + '…' : v)}`;
+  return `${typeof v} ${String(v)}`;
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof NonIntegerLiteral);
+}
+
+function isSize(v: unknown): v is number {
+  return typeof v === 'number' && v >= 0 && v <= Number.MAX_SAFE_INTEGER && Number.isInteger(v) && !Object.is(v, -0);
+}
+
+/**
+ * Explains why a value is not a size the spec stores as usize. JSON.parse rounds
+ * integers above 2^53, so anything above Number.MAX_SAFE_INTEGER is an overflow:
+ * it could not be told apart from its neighbours.
+ */
+function sizeError(v: unknown, code: 'shape_invalid' | 'offsets_invalid', what: string, file: string, tensor: string): FormatError {
+  if (typeof v === 'number' && Number.isInteger(v) && v > Number.MAX_SAFE_INTEGER) {
+    return new FormatError('overflow', `${what} ${v} is above ${Number.MAX_SAFE_INTEGER}, the largest size this reader can represent exactly`, file, tensor);
+  }
+  return new FormatError(code, `${what} must be a non-negative integer, not ${describe(v)}`, file, tensor);
+}
+
+function checkedMul(a: number, b: number, file: string, tensor: string, what: string): number {
+  const p = a * b;
+  if (p > Number.MAX_SAFE_INTEGER) {
+    throw new FormatError('overflow', `${what} overflows (${a} × ${b} is above ${Number.MAX_SAFE_INTEGER})`, file, tensor);
+  }
+  return p;
+}
+
+/**
+ * Byte length of `numel` elements of `dtype`, with the spec's byte-boundary rule for
+ * sub-byte dtypes. Computed without ever forming numel × bits, which could exceed 2^53
+ * even when the byte length does not.
+ */
+export function byteLengthForElements(dtype: DType, numel: number, file = '', tensor = ''): number {
+  const bits = DTYPE_INFO[dtype].bits;
+  if (bits % 8 === 0) return checkedMul(numel, bits / 8, file, tensor, 'byte length');
+  // 4-bit: 2 elements per byte; 6-bit: 4 elements per 3 bytes.
+  const perGroup = bits === 4 ? 2 : 4;
+  const groupBytes = (bits * perGroup) / 8;
+  if (numel % perGroup !== 0) {
+    throw new FormatError('misaligned', `${numel} elements of ${dtype} (${bits} bits each) do not end on a byte boundary`, file, tensor);
+  }
+  return checkedMul(numel / perGroup, groupBytes, file, tensor, 'byte length');
+}
+
+function parseTensor(name: string, v: unknown, file: string, dataOffset: number, fileIndex: number): TensorInfo {
+  if (!isPlainObject(v)) {
+    throw new FormatError('tensor_invalid', `entry must be an object with dtype, shape and data_offsets, not ${describe(v)}`, file, name);
+  }
+  const dtype = v.dtype;
+  const shape = v.shape;
+  const offsets = v.data_offsets;
+  if (dtype === undefined || shape === undefined || offsets === undefined) {
+    const missing = ['dtype', 'shape', 'data_offsets'].filter((k) => v[k] === undefined);
+    throw new FormatError('tensor_invalid', `entry lacks ${missing.join(', ')}`, file, name);
+  }
+  if (typeof dtype !== 'string') {
+    throw new FormatError('tensor_invalid', `dtype must be a string, not ${describe(dtype)}`, file, name);
+  }
+  if (!isDType(dtype)) {
+    throw new FormatError('dtype_unknown', `unknown dtype ${JSON.stringify(dtype)}`, file, name);
+  }
+  if (!Array.isArray(shape)) {
+    throw new FormatError('shape_invalid', `shape must be a list of non-negative integers, not ${describe(shape)}`, file, name);
+  }
+  // The parsed array becomes TensorInfo.shape once every element checks out (no copy per tensor).
+  const dims = shape as number[];
+  let numel = 1;
+  for (let i = 0; i < dims.length; i++) {
+    const d = dims[i];
+    if (!isSize(d)) throw sizeError(d, 'shape_invalid', `shape[${i}]`, file, name);
+    numel = checkedMul(numel, d, file, name, 'element count');
+  }
+  if (!Array.isArray(offsets) || offsets.length !== 2) {
+    throw new FormatError('offsets_invalid', `data_offsets must be [begin, end], not ${describe(offsets)}${Array.isArray(offsets) ? ` of length ${offsets.length}` : ''}`, file, name);
+  }
+  const begin = offsets[0];
+  const end = offsets[1];
+  if (!isSize(begin)) throw sizeError(begin, 'offsets_invalid', 'data_offsets[0]', file, name);
+  if (!isSize(end)) throw sizeError(end, 'offsets_invalid', 'data_offsets[1]', file, name);
+  if (end < begin) {
+    throw new FormatError('offsets_invalid', `data_offsets [${begin}, ${end}] end before they begin`, file, name);
+  }
+  const byteLength = byteLengthForElements(dtype, numel, file, name);
+  if (end - begin !== byteLength) {
+    throw new FormatError(
+      'size_mismatch',
+      `shape [${dims.join(', ')}] of ${dtype} needs ${byteLength} bytes but data_offsets [${begin}, ${end}] span ${end - begin}`,
+      file,
+      name,
+    );
+  }
+  return { name, dtype, shape: dims, numel, file: fileIndex, byteOffset: dataOffset + begin, byteLength };
+}
+
+function parseMetadata(v: unknown, file: string): Record<string, string> {
+  // The reference reader reads `__metadata__` as an optional map, so null means absent.
+  if (v === undefined || v === null) return {};
+  if (!isPlainObject(v)) {
+    throw new FormatError('metadata_invalid', `__metadata__ must be a map of strings to strings, not ${describe(v)}`, file);
+  }
+  const out: Record<string, string> = {};
+  for (const k of Object.keys(v)) {
+    const s = v[k];
+    if (typeof s !== 'string') {
+      throw new FormatError('metadata_invalid', `__metadata__[${JSON.stringify(k)}] must be a string, not ${describe(s)}`, file);
+    }
+    out[k] = s;
+  }
+  return out;
+}
+
+/**
+ * Validates a whole header against the safetensors spec and returns its tensors.
+ * `headerBytes` is the N bytes after the 8-byte prefix; `fileSize` is the whole file's
+ * size, used to check that the last tensor ends exactly at the end of the file.
+ * Throws FormatError, naming `file` and, where there is one, the tensor.
+ */
+export function parseHeader(headerBytes: Uint8Array, file: string, fileSize: number, fileIndex = 0): ParsedHeader {
+  const n = headerBytes.length;
+  const dataOffset = HEADER_PREFIX_BYTES + n;
+  if (dataOffset > fileSize) {
+    throw new FormatError('header_length', `header length ${n} runs past the end of the ${fileSize}-byte file`, file);
+  }
+  let text: string;
+  try {
+    text = utf8.decode(headerBytes);
+  } catch {
+    throw new FormatError('header_utf8', 'header is not valid UTF-8', file);
+  }
+  if (n === 0 || headerBytes[0] !== LBRACE) {
+    throw new FormatError('header_start', n === 0 ? 'header is empty' : `header must begin with '{', not byte 0x${headerBytes[0].toString(16).padStart(2, '0')}`, file);
+  }
+  const sc = scan(headerBytes, file);
+  let root: unknown;
+  try {
+    root = JSON.parse(text);
+  } catch (e) {
+    throw new FormatError('header_json', `header is not valid JSON (${(e as Error).message})`, file);
+  }
+  // JSON.parse accepts any JSON whitespace after the value; the spec pads with spaces only.
+  if (sc.end < 0) throw new FormatError('header_json', 'header JSON object never closes', file);
+  for (let i = sc.end; i < n; i++) {
+    if (headerBytes[i] !== SPACE) {
+      throw new FormatError('header_json', `byte 0x${headerBytes[i].toString(16).padStart(2, '0')} at header offset ${i} follows the JSON object; only spaces may`, file);
+    }
+  }
+  if (!isPlainObject(root)) {
+    throw new FormatError('header_not_object', `header must be a JSON object, not ${describe(root)}`, file);
+  }
+  const keys = Object.keys(root);
+  // JSON.parse lists integer-like keys first, and folds `1.0` into 1; both need the exact parser.
+  if ((keys.length > 0 && isIndexLikeKey(keys[0])) || sc.lexicalNumbers) {
+    return parseExact(text, n, file, fileSize, fileIndex);
+  }
+  // Fast path: validate while counting members. Every member has one colon outside strings;
+  // if the parsed tree holds fewer keys, JSON.parse merged a duplicate. The count walks from the
+  // key list, because for-in over a 50,000-key object costs more than building the list.
+  const obj = root;
+  let members = keys.length;
+  const tensors: TensorInfo[] = [];
+  let metadata: Record<string, string> = {};
+  let invalid: unknown;
+  for (let i = 0; i < keys.length; i++) {
+    const name = keys[i];
+    const e = obj[name];
+    if (typeof e === 'object' && e !== null) members += countKeys(e, 2);
+    if (invalid !== undefined) continue;
+    try {
+      if (name === '__metadata__') metadata = parseMetadata(e, file);
+      else tensors.push(parseTensor(name, e, file, dataOffset, fileIndex));
+    } catch (err) {
+      // Keep counting: a duplicate key, found anywhere, is reported before what it hides.
+      invalid = err;
+    }
+  }
+  if (members !== sc.colons) return parseExact(text, n, file, fileSize, fileIndex);
+  if (invalid !== undefined) throw invalid;
+  checkLayout(tensors, file, fileSize - dataOffset, dataOffset);
+  return { headerBytes: n, dataOffset, metadata, tensors };
+}
+
+/** The slow path: the exact parser names duplicates and keeps literal order and number spelling. */
+function parseExact(text: string, n: number, file: string, fileSize: number, fileIndex: number): ParsedHeader {
+  const dataOffset = HEADER_PREFIX_BYTES + n;
+  let root: unknown;
+  let keys: string[];
+  {
+    const exact = new ExactParser(text);
+    try {
+      root = exact.parse();
+    } catch (e) {
+      throw new FormatError('header_json', `header is not valid JSON (${(e as Error).message})`, file);
+    }
+    if (exact.duplicate) {
+      const { key, path } = exact.duplicate;
+      const tensor = path.length > 0 && path[0] !== '__metadata__' ? path[0] : undefined;
+      const where = path.length === 0 ? 'the header' : path.map((p) => JSON.stringify(p)).join(' → ');
+      throw new FormatError('duplicate_key', `key ${JSON.stringify(key)} appears twice in ${where}`, file, tensor ?? (path.length === 0 && key !== '__metadata__' ? key : undefined));
+    }
+    keys = exact.topKeys;
+  }
+  const obj = root as Record<string, unknown>;
+  const metadata = parseMetadata(obj.__metadata__, file);
+  const tensors: TensorInfo[] = [];
+  for (const name of keys) {
+    if (name === '__metadata__') continue;
+    tensors.push(parseTensor(name, obj[name], file, dataOffset, fileIndex));
+  }
+  checkLayout(tensors, file, fileSize - dataOffset, dataOffset);
+  return { headerBytes: n, dataOffset, metadata, tensors };
+}
+
+/** Sorted by offset, tensors must tile the data section exactly: from 0, no hole, no overlap, to the end. */
+function checkLayout(tensors: readonly TensorInfo[], file: string, dataBytes: number, dataOffset: number): void {
+  let order = tensors;
+  for (let i = 1; i < tensors.length; i++) {
+    const a = tensors[i - 1];
+    const b = tensors[i];
+    if (a.byteOffset > b.byteOffset || (a.byteOffset === b.byteOffset && a.byteLength > b.byteLength)) {
+      // Writers usually emit headers in offset order; sort only when this one is not.
+      order = tensors.slice().sort((x, y) => x.byteOffset - y.byteOffset || x.byteLength - y.byteLength);
+      break;
+    }
+  }
+  let pos = 0;
+  for (let i = 0; i < order.length; i++) {
+    const t = order[i];
+    const begin = t.byteOffset - dataOffset;
+    if (i === 0 && begin > 0) {
+      // errors.ts files "does not start at 0" under overlap, as the reference reports both as one offset error.
+      throw new FormatError('offsets_overlap', `the first tensor's data begins at ${begin}, not 0`, file, t.name);
+    }
+    if (begin > pos) {
+      throw new FormatError('offsets_hole', `data begins at ${begin}, leaving bytes ${pos}..${begin} unused`, file, t.name);
+    }
+    if (begin < pos) {
+      throw new FormatError('offsets_overlap', `data begins at ${begin}, inside the previous tensor (which ends at ${pos})`, file, t.name);
+    }
+    pos = begin + t.byteLength;
+  }
+  const last = order.length > 0 ? order[order.length - 1].name : undefined;
+  if (pos > dataBytes) {
+    throw new FormatError('truncated', `data ends at ${pos} but the file holds only ${dataBytes} bytes after the header`, file, last);
+  }
+  if (pos < dataBytes) {
+    throw new FormatError('trailing_bytes', `${dataBytes - pos} bytes follow the last tensor's data`, file, last);
+  }
+}

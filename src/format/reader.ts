@@ -1,0 +1,178 @@
+import { DTYPE_INFO, type DType } from './dtypes';
+import { FormatError } from './errors';
+import { HEADER_PREFIX_BYTES, parseHeader, readHeaderLength } from './header';
+import type { ChunkOptions, Model, ModelFile, TensorInfo } from './model';
+import type { ByteSource } from './source';
+
+/**
+ * Default chunk for streaming tensor bytes. Each read costs a thread-pool round trip
+ * (tens of µs), so chunks must be large for the copy to dominate: at 16 MiB a page-cache
+ * read runs near memcpy speed, while two such buffers (one being filled while the caller
+ * works on the other) keep peak memory at 32 MiB whatever the tensor's size.
+ */
+export const DEFAULT_CHUNK_BYTES = 16 << 20;
+
+/** A source that can tell whether the file behind it changed since it was opened (NodeFileSource can). */
+interface ChangeAware {
+  changed(): Promise<boolean>;
+}
+
+function changeAware(s: ByteSource): ChangeAware | undefined {
+  const c = (s as Partial<ChangeAware>).changed;
+  return typeof c === 'function' ? (s as unknown as ChangeAware) : undefined;
+}
+
+/**
+ * Bytes in the smallest run of whole elements that starts and ends on a byte
+ * boundary: the element size, or 1 byte (2 × F4) and 3 bytes (4 × F6) for sub-byte dtypes.
+ */
+export function elementGroupBytes(dtype: DType): number {
+  const bits = DTYPE_INFO[dtype].bits;
+  if (bits % 8 === 0) return bits / 8;
+  return bits === 4 ? 1 : 3;
+}
+
+export interface OpenedFile {
+  readonly file: ModelFile;
+  /** Header order, with `file` set to the index given to `readFileHeader`. */
+  readonly tensors: TensorInfo[];
+}
+
+async function readFully(source: ByteSource, offset: number, into: Uint8Array, path: string, tensor?: string): Promise<void> {
+  let n: number;
+  try {
+    n = await source.read(offset, into);
+  } catch (e) {
+    if (e instanceof FormatError) throw e;
+    throw new FormatError('io', (e as Error)?.message ?? String(e), path, tensor);
+  }
+  if (n < into.length) {
+    throw new FormatError('file_changed', `the file ended at byte ${offset + n} while ${offset + into.length} were expected; it changed since it was opened`, path, tensor);
+  }
+}
+
+/**
+ * Reads and validates one file's header: the 8-byte prefix, then exactly the N bytes it
+ * announces, allocated only after N has passed the cap and the file-size check.
+ */
+export async function readFileHeader(source: ByteSource, fileIndex = 0, path = source.name): Promise<OpenedFile> {
+  const size = source.size;
+  if (size < HEADER_PREFIX_BYTES) readHeaderLength(new Uint8Array(0), path, size);
+  const prefix = new Uint8Array(HEADER_PREFIX_BYTES);
+  await readFully(source, 0, prefix, path);
+  const n = readHeaderLength(prefix, path, size);
+  const head = new Uint8Array(n);
+  await readFully(source, HEADER_PREFIX_BYTES, head, path);
+  const parsed = parseHeader(head, path, size, fileIndex);
+  const file: ModelFile = { path, bytes: size, headerBytes: n, metadata: parsed.metadata, mtimeMs: source.mtimeMs };
+  return { file, tensors: parsed.tensors };
+}
+
+/**
+ * A model over one or more opened files. Tensor data stays on disk until `read` or
+ * `chunks` asks for it; the model owns the sources and closes them in `close`.
+ */
+export class SourceModel implements Model {
+  private readonly byName: Map<string, TensorInfo>;
+  private closed = false;
+
+  constructor(
+    readonly path: string,
+    readonly files: readonly ModelFile[],
+    readonly tensors: readonly TensorInfo[],
+    private readonly sources: readonly ByteSource[],
+  ) {
+    this.byName = new Map();
+    for (const t of tensors) this.byName.set(t.name, t);
+  }
+
+  get metadata(): Readonly<Record<string, string>> {
+    return this.files.length > 0 ? this.files[0].metadata : {};
+  }
+
+  tensor(name: string): TensorInfo | undefined {
+    return this.byName.get(name);
+  }
+
+  async read(t: TensorInfo, offset: number, into: Uint8Array): Promise<void> {
+    this.checkRange(t, offset, into.length);
+    if (into.length === 0) return;
+    await this.readAt(t, offset, into);
+  }
+
+  async *chunks(t: TensorInfo, opts: ChunkOptions = {}): AsyncGenerator<Uint8Array> {
+    const signal = opts.signal;
+    signal?.throwIfAborted();
+    this.checkRange(t, 0, t.byteLength);
+    const total = t.byteLength;
+    if (total === 0) return;
+    const group = elementGroupBytes(t.dtype);
+    const want = opts.chunkBytes ?? DEFAULT_CHUNK_BYTES;
+    const size = Math.min(total, Math.max(group, want - (want % group)));
+    // Two buffers: the next chunk is read into one while the caller works on the other.
+    const bufs = [new Uint8Array(size), total > size ? new Uint8Array(size) : new Uint8Array(0)];
+    let pos = 0;
+    let k = 0;
+    let pending: Promise<Uint8Array> | undefined = this.readChunk(t, 0, bufs[0].subarray(0, Math.min(size, total)));
+    try {
+      while (pending) {
+        const cur: Uint8Array = await pending;
+        pending = undefined;
+        signal?.throwIfAborted();
+        pos += cur.length;
+        if (pos < total) {
+          k ^= 1;
+          pending = this.readChunk(t, pos, bufs[k].subarray(0, Math.min(size, total - pos)));
+        }
+        yield cur;
+      }
+    } finally {
+      // A caller that stops early must not leave a read behind that rejects unobserved.
+      if (pending) await pending.catch(() => undefined);
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await Promise.all(this.sources.map((s) => s.close()));
+  }
+
+  private checkRange(t: TensorInfo, offset: number, length: number): void {
+    if (this.closed) throw new FormatError('io', 'the model was closed', this.files[t.file]?.path, t.name);
+    if (this.byName.get(t.name) !== t && !this.owns(t)) {
+      throw new FormatError('not_found', 'tensor does not belong to this model', this.path, t.name);
+    }
+    if (!Number.isInteger(offset) || offset < 0 || offset + length > t.byteLength) {
+      throw new RangeError(`bytes ${offset}..${offset + length} are outside tensor '${t.name}' (${t.byteLength} bytes)`);
+    }
+  }
+
+  /** A TensorInfo equal to one of ours (callers may rebuild it, e.g. after a worker round trip). */
+  private owns(t: TensorInfo): boolean {
+    const m = this.byName.get(t.name);
+    return m !== undefined && m.file === t.file && m.byteOffset === t.byteOffset && m.byteLength === t.byteLength;
+  }
+
+  private async readChunk(t: TensorInfo, offset: number, into: Uint8Array): Promise<Uint8Array> {
+    await this.readAt(t, offset, into);
+    return into;
+  }
+
+  private async readAt(t: TensorInfo, offset: number, into: Uint8Array): Promise<void> {
+    const source = this.sources[t.file];
+    const path = this.files[t.file].path;
+    const aware = changeAware(source);
+    // The change check runs beside the read, so it adds no latency; data read from a
+    // file that changed is never handed out.
+    const [readError, changed] = await Promise.all([
+      readFully(source, t.byteOffset + offset, into, path, t.name).then(
+        () => undefined,
+        (e: unknown) => e,
+      ),
+      aware ? aware.changed() : false,
+    ]);
+    if (changed) throw new FormatError('file_changed', 'the file changed on disk since its header was read; reopen it', path, t.name);
+    if (readError !== undefined) throw readError;
+  }
+}
