@@ -4,7 +4,8 @@ import { FormatError } from './errors';
 /**
  * Casts between the four IEEE-style float dtypes (F64, F32, BF16, F16) with
  * round-to-nearest-even, in a single rounding step from the exact input value:
- * - NaN stays NaN, with its sign, made quiet, keeping the top payload bits;
+ * - NaN stays NaN with its sign and the top bits of its payload (a payload that
+ *   truncates to zero becomes 1, so it stays NaN): numpy's rule for float16;
  * - finite values past the target's largest finite value (after rounding) become ±Inf;
  * - values below half the smallest subnormal become ±0 (subnormals are produced, not flushed).
  * Counts, per call, the finite values that became ±Inf and the non-zero values that became ±0.
@@ -47,7 +48,7 @@ export function f32FromBits(b: number): number {
 
 /** F32 bits → BF16 bits, RNE. A carry out of the mantissa rolls into the exponent, and from the top exponent into Inf. */
 export function bf16FromF32Bits(x: number): number {
-  if ((x & 0x7fffffff) > 0x7f800000) return ((x >>> 16) & 0x8000) | 0x7fc0 | ((x >>> 16) & 0x3f);
+  if ((x & 0x7fffffff) > 0x7f800000) return (x >>> 16) | ((x & 0x7f0000) === 0 ? 1 : 0);
   return ((x + 0x7fff + ((x >>> 16) & 1)) >>> 16) & 0xffff;
 }
 
@@ -56,7 +57,7 @@ export function f16FromF32Bits(x: number): number {
   const sign = (x >>> 16) & 0x8000;
   const exp = (x >>> 23) & 0xff;
   const mant = x & 0x7fffff;
-  if (exp === 0xff) return mant !== 0 ? sign | 0x7e00 | (mant >>> 13) : sign | 0x7c00;
+  if (exp === 0xff) return mant === 0 ? sign | 0x7c00 : sign | 0x7c00 | (mant >>> 13 || 1);
   const e = exp - 112; // rebias 127 → 15
   if (e >= 31) return sign | 0x7c00;
   if (e <= 0) {
@@ -109,9 +110,9 @@ function narrowFromF64(x: number, mbits: number, ebits: number): number {
   const neg = (u32of64[1] >>> 31) !== 0;
   const sign = neg ? signBit : 0;
   if (Number.isNaN(x)) {
-    // Top payload bits of the double's mantissa, made quiet.
+    // Top payload bits of the double's mantissa, never all zero.
     const top = u32of64[1] & 0xfffff;
-    return sign | infBits | (1 << (mbits - 1)) | (top >>> (20 - mbits));
+    return sign | infBits | (top >>> (20 - mbits) || 1);
   }
   const a = Math.abs(x);
   if (a === Infinity) return sign | infBits;
@@ -246,7 +247,7 @@ export function castBytes(src: Uint8Array, from: CastDType, to: CastDType, count
       const x = bits[i];
       const ax = x & 0x7fffffff;
       if (ax > 0x7f800000) {
-        o[i] = ((x >>> 16) & 0x8000) | 0x7fc0 | ((x >>> 16) & 0x3f);
+        o[i] = (x >>> 16) | ((x & 0x7f0000) === 0 ? 1 : 0);
         continue;
       }
       const r = ((x + 0x7fff + ((x >>> 16) & 1)) >>> 16) & 0xffff;
