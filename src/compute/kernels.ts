@@ -29,10 +29,14 @@
  * Arguments and results must be structured-cloneable: they cross a worker boundary on the CPU backend.
  */
 import { decodeKernel } from './decode/decode';
+import { deltaSketchKernel } from './diff/deltaSketch';
+import { diffReduceKernel } from './diff/diffReduce';
 import { matmulKernel } from './matmul/matmul';
 import type { KernelDef } from './kernel';
 
 export const KERNELS: Record<string, KernelDef<any, any>> = {
   decode: decodeKernel,
+  'diff.reduce': diffReduceKernel,
+  'diff.sketch': deltaSketchKernel,
   matmul: matmulKernel,
 };
