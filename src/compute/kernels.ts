@@ -32,11 +32,23 @@ import { decodeKernel } from './decode/decode';
 import { deltaSketchKernel } from './diff/deltaSketch';
 import { diffReduceKernel } from './diff/diffReduce';
 import { matmulKernel } from './matmul/matmul';
+import { fp8E4m3Kernel } from './quant/fp8E4m3';
+import { int8ChannelKernel } from './quant/int8Channel';
+import { q4_0Kernel } from './quant/q4_0';
+import { q4_1Kernel } from './quant/q4_1';
+import { q8_0Kernel } from './quant/q8_0';
 import type { KernelDef } from './kernel';
+import { statsKernel } from './stats/stats';
 
 export const KERNELS: Record<string, KernelDef<any, any>> = {
   decode: decodeKernel,
+  stats: statsKernel,
   'diff.reduce': diffReduceKernel,
   'diff.sketch': deltaSketchKernel,
   matmul: matmulKernel,
+  'quant.q8_0': q8_0Kernel,
+  'quant.q4_0': q4_0Kernel,
+  'quant.q4_1': q4_1Kernel,
+  'quant.int8-channel': int8ChannelKernel,
+  'quant.fp8-e4m3': fp8E4m3Kernel,
 };
