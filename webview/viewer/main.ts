@@ -191,7 +191,8 @@ function renderViewer(s: SummaryReplyMessage): void {
   filter.addEventListener('input', applyFilter);
   if (saved.filter) applyFilter();
   tree.scrollTop = saved.scrollTop;
-  if (saved.selected) tree.selectPath(saved.selected, false);
+  // Restored or reloaded: select again, which asks the host for fresh numbers (its cache makes that cheap).
+  if (saved.selected) tree.selectPath(saved.selected, true);
 }
 
 function renderTotals(s: SummaryReplyMessage): HTMLElement {

@@ -11,7 +11,10 @@
  *   constructable stylesheets, which CSP does not govern. Plotly adds its rules with
  *   `insertRule` into a `<style id="plotly.js-style-global">` it looks up by id:
  *   we ship that element empty with the nonce, so its CSSOM rules are allowed and
- *   Plotly never creates an un-nonced style element.
+ *   Plotly never creates an un-nonced style element. Plotly's bundle also carries
+ *   MapLibre, whose CSS is injected at load unless an element with MAPLIBRE_STYLE_ID
+ *   exists; we ship that one empty too (no map traces are used), so no inline style
+ *   is ever blocked. The browser tests record CSP violations and expect none.
  * - images: `data:` and `blob:` for the heatmap canvas export; fonts from our origin.
  */
 
@@ -26,6 +29,9 @@ export interface ViewerHtmlOptions {
   /** Shown in the page title, for screen readers. */
   readonly title: string;
 }
+
+/** The id MapLibre (inside plotly.js-dist-min 4.x) checks before injecting its CSS; the page tests fail if it changes. */
+export const MAPLIBRE_STYLE_ID = 'ce8d464691048653ffe3a57c6c18ab566e8366f186677868cf724621a857b4fe';
 
 const escapeAttr = (s: string) => s.replace(/&/g, '&amp;').replace(/"/g, '&quot;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 
@@ -49,6 +55,7 @@ export function viewerHtml(o: ViewerHtmlOptions): string {
 <meta name="viewport" content="width=device-width, initial-scale=1.0">
 <link rel="stylesheet" href="${escapeAttr(o.styleUri)}" nonce="${nonce}">
 <style id="plotly.js-style-global" nonce="${nonce}"></style>
+<style id="${MAPLIBRE_STYLE_ID}" nonce="${nonce}"></style>
 <title>${escapeAttr(o.title)}</title>
 </head>
 <body>

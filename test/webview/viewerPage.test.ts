@@ -1,0 +1,364 @@
+/**
+ * The viewer page in headless Chromium, under its real CSP, driven by a scripted
+ * host (see harness.ts). What it checks: the tree renders and folds, a selected
+ * tensor shows its stats, a histogram with one bar per bin and a heatmap, the scan
+ * table streams, sorts and links into the tree, the error page renders, theme
+ * variables apply, and nothing the page does violates the CSP.
+ */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Server } from 'node:http';
+import type { Browser, Page } from 'playwright-core';
+import { ARTIFACTS, applyTheme, launch, openViewer, pageErrors, postToPage, sent, setReplies, startServer, violations, type ReplyTable } from './harness';
+import { BINS, LOG_BINS, heatmapReply, llamaSummary, scanRows, statsReply } from './fixtures';
+import type { RequestMessage, SummaryReplyMessage } from '../../src/shared/protocol';
+
+// The callbacks passed to page.evaluate run in the browser; the node type-check has no DOM lib.
+declare const document: any, getComputedStyle: any, DOMMatrix: any, performance: { now(): number }, requestAnimationFrame: any, Event: any;
+
+let browser: Browser;
+let server: Server;
+let origin: string;
+
+before(async () => {
+  mkdirSync(ARTIFACTS, { recursive: true });
+  ({ server, origin } = await startServer());
+  browser = await launch();
+});
+
+after(async () => {
+  await browser?.close();
+  await new Promise((r) => server?.close(r));
+});
+
+function replies(s: SummaryReplyMessage): ReplyTable {
+  const table: ReplyTable = { summary: { body: s } };
+  for (const t of s.tensors.slice(0, 40)) {
+    table[`tensorStats:${t.name}`] = { body: statsReply(t.name, t.shape) };
+    table[`heatmap:${t.name}`] = { body: heatmapReply(t.name) };
+  }
+  return table;
+}
+
+async function rowLabels(page: Page): Promise<string[]> {
+  return page.$$eval('#tree .tree-row:not([hidden])', (els) =>
+    els
+      .map((e) => ({ y: new DOMMatrix(getComputedStyle(e).transform).m42, text: `${'  '.repeat(Number(e.getAttribute('aria-level')) - 1)}${e.querySelector('.label')!.textContent}` }))
+      .sort((a, b) => a.y - b.y)
+      .map((e) => e.text),
+  );
+}
+
+async function clickRow(page: Page, id: string): Promise<void> {
+  await page.click(`#tree .tree-row[data-id="${id}"]`);
+}
+
+async function shot(page: Page, name: string): Promise<void> {
+  await page.screenshot({ path: join(ARTIFACTS, `${name}.png`) });
+}
+
+async function assertClean(page: Page): Promise<void> {
+  assert.deepEqual(pageErrors(page), [], 'no uncaught errors in the page');
+  assert.deepEqual(await violations(page), [], 'no CSP violations');
+}
+
+test('the tree renders folded runs, and expanding and collapsing them works', async () => {
+  const s = llamaSummary(4);
+  const page = await openViewer(browser, origin, replies(s));
+  await page.waitForSelector('#tree .tree-row');
+  assert.deepEqual(await rowLabels(page), ['model', 'lm_head', 'extra']);
+  assert.match((await page.textContent('#total-params')) ?? '', /params/);
+  const memHead = await page.$$eval('#memory-table vscode-table-header-cell', (e) => e.map((x) => x.textContent));
+  assert.deepEqual(memHead, ['memory at', 'FP32', 'BF16', 'FP8', 'Q8_0', 'Q4_0']);
+
+  await clickRow(page, 'model');
+  assert.deepEqual(await rowLabels(page), ['model', '  embed_tokens', '  layers ×4', '  norm', 'lm_head', 'extra']);
+  assert.equal(await page.getAttribute('#tree .tree-row[data-id="model.layers.{0..3}"]', 'aria-expanded'), 'false');
+
+  await clickRow(page, 'model.layers.{0..3}');
+  assert.equal(await page.getAttribute('#tree .tree-row[data-id="model.layers.{0..3}"]', 'aria-expanded'), 'true');
+  assert.deepEqual((await rowLabels(page)).slice(2, 7), ['  layers ×4', '    0', '    1', '    2', '    3']);
+  await clickRow(page, 'model.layers.2');
+  assert.deepEqual((await rowLabels(page)).slice(5, 10), ['    2', '      self_attn', '      mlp', '      input_layernorm', '      post_attention_layernorm']);
+  await shot(page, 'tree-expanded');
+
+  // Collapsing the run hides its blocks but remembers that block 2 was open.
+  await clickRow(page, 'model.layers.{0..3}');
+  assert.deepEqual(await rowLabels(page), ['model', '  embed_tokens', '  layers ×4', '  norm', 'lm_head', 'extra']);
+  await clickRow(page, 'model.layers.{0..3}');
+  assert.ok((await rowLabels(page)).includes('      self_attn'));
+
+  // Keyboard: ArrowLeft on an open node collapses it.
+  await page.focus('#tree');
+  await clickRow(page, 'model.layers.{0..3}');
+  await clickRow(page, 'model.layers.{0..3}');
+  await page.keyboard.press('ArrowLeft');
+  assert.equal(await page.getAttribute('#tree .tree-row[data-id="model.layers.{0..3}"]', 'aria-expanded'), 'false');
+
+  // The metadata table shows values as text, never as markup.
+  assert.equal(await page.$$eval('#metadata-table b', (e) => e.length), 0);
+  assert.ok((await page.textContent('#metadata-table'))!.includes('<b>not markup</b>'));
+  await assertClean(page);
+  await page.close();
+});
+
+test('the filter accepts a substring or a /regex/ and opens matching subtrees', async () => {
+  const s = llamaSummary(4);
+  const page = await openViewer(browser, origin, replies(s));
+  await page.waitForSelector('#tree .tree-row');
+  await page.fill('#filter >> input', 'down_proj');
+  await page.waitForFunction(() => document.querySelector('#filter-note')!.textContent!.startsWith('4 of'));
+  const labels = await rowLabels(page);
+  assert.equal(labels.filter((l) => l.trim() === 'down_proj').length, 4);
+  assert.ok(!labels.some((l) => l.trim() === 'q_proj'));
+
+  await page.fill('#filter >> input', '/layers\\.[13]\\.self_attn\\.(q|k)_proj/');
+  await page.waitForFunction(() => document.querySelector('#filter-note')!.textContent!.startsWith('4 of'));
+  await page.fill('#filter >> input', '/[unclosed/');
+  await page.waitForFunction(() => document.querySelector('#filter-note')!.classList.contains('invalid'));
+  await page.fill('#filter >> input', '');
+  assert.deepEqual(await rowLabels(page), ['model', 'lm_head', 'extra']);
+  await assertClean(page);
+  await page.close();
+});
+
+test('selecting a tensor shows its stats, a histogram with one bar per bin, top-k as (row, col) and a heatmap', async () => {
+  const s = llamaSummary(2);
+  const page = await openViewer(browser, origin, replies(s));
+  await page.waitForSelector('#tree .tree-row');
+  await clickRow(page, 'model');
+  await clickRow(page, 'model.embed_tokens');
+  await clickRow(page, 'model.embed_tokens.weight');
+  await page.waitForSelector('#histogram .barlayer .point');
+  assert.equal(await page.textContent('#info-dtype'), 'BF16');
+  assert.equal(await page.textContent('#info-shape'), '[256, 64]');
+  assert.equal(await page.textContent('#stat-std'), '0.0213000');
+  assert.equal(await page.textContent('#stat-nan'), '1');
+  assert.equal(await page.textContent('#stat-sparsity'), `${((7 / (256 * 64)) * 100).toFixed(2)}%`);
+  assert.equal(await page.$$eval('#histogram .barlayer .point', (e) => e.length), BINS);
+  // Top-k index 1234 in a 256×64 matrix is row 19, column 18.
+  assert.ok((await page.textContent('#topk-table'))!.includes('(19, 18)'));
+  // Badges: non-finite values and |x| above F16's 65504.
+  assert.deepEqual(await page.$$eval('#stats .badges vscode-badge', (e) => e.map((x) => x.getAttribute('data-badge'))), ['non-finite', 'f16-overflow']);
+
+  // The log-magnitude switch redraws with the log histogram's bins.
+  await page.click('#hist-magnitude');
+  await page.waitForFunction((n) => document.querySelectorAll('#histogram .barlayer .point').length === n, LOG_BINS);
+  await page.click('#hist-log-counts');
+  await page.waitForFunction(() => document.querySelector('#histogram')!.dataset.mode === 'magnitude-log');
+  assert.ok(await page.$('#histogram .yaxislayer-above .ytick'));
+
+  await page.waitForSelector('#heatmap');
+  const px = await page.$eval('#heatmap', (c: any) => {
+    const ctx = c.getContext('2d')!;
+    return { size: [c.width, c.height], bad: Array.from(ctx.getImageData(1, 0, 1, 1).data), low: Array.from(ctx.getImageData(0, 0, 1, 1).data), high: Array.from(ctx.getImageData(5, 3, 1, 1).data) };
+  });
+  assert.deepEqual(px.size, [6, 4]);
+  assert.deepEqual(px.bad, [255, 0, 255, 255], 'non-finite cell in magenta');
+  assert.deepEqual(px.low, [68, 1, 84, 255], 'pixel 0 at the dark end of the map');
+  assert.deepEqual(px.high, [253, 231, 37, 255], 'pixel 255 at the bright end');
+  await shot(page, 'tensor-selected-dark');
+
+  // Exactly one stats and one heatmap request for this tensor, in that order.
+  const reqs = (await sent(page)).filter((m): m is RequestMessage => m.type === 'request').map((m) => m.body.type);
+  assert.deepEqual(reqs, ['summary', 'tensorStats', 'heatmap']);
+  await assertClean(page);
+  await page.close();
+});
+
+test('an undecodable dtype shows its metadata and asks for no statistics', async () => {
+  const s = llamaSummary(1);
+  const page = await openViewer(browser, origin, replies(s));
+  await page.waitForSelector('#tree .tree-row');
+  await clickRow(page, 'extra');
+  await clickRow(page, 'extra.scales');
+  await page.waitForSelector('#not-decodable');
+  assert.equal(await page.textContent('#info-dtype'), 'F8_E8M0');
+  assert.ok(!(await sent(page)).some((m) => m.type === 'request' && m.body.type === 'tensorStats'));
+  await assertClean(page);
+  await page.close();
+});
+
+test('a failed stats request shows its error inline', async () => {
+  const s = llamaSummary(1);
+  const r = replies(s);
+  r['tensorStats:lm_head.weight'] = { ok: false, error: { code: 'file_changed', message: "/m.safetensors: tensor 'lm_head.weight': the file changed on disk" } };
+  const page = await openViewer(browser, origin, r);
+  await page.waitForSelector('#tree .tree-row');
+  await clickRow(page, 'lm_head');
+  await clickRow(page, 'lm_head.weight');
+  await page.waitForSelector('#stats .inline-error');
+  assert.match((await page.textContent('#stats .inline-error'))!, /error\[file_changed\].*lm_head\.weight/);
+  await page.close();
+});
+
+test('an invalid file shows the error page with its code, message and a reopen button', async () => {
+  const message = "/data/bad.safetensors: tensor 'w': the last tensor ends past the end of the file";
+  const page = await openViewer(browser, origin, {
+    summary: { ok: false, error: { code: 'truncated', message, file: '/data/bad.safetensors', tensor: 'w' } },
+    reopenWithDefault: { body: { type: 'done' } },
+  });
+  await page.waitForSelector('#error-page');
+  assert.equal(await page.textContent('#error-code'), 'error[truncated]');
+  assert.equal(await page.textContent('#error-message'), message);
+  await page.click('#reopen-default');
+  await page.waitForFunction(() => (globalThis as any).__host.sent.some((m: { body?: { type: string } }) => m.body?.type === 'reopenWithDefault'));
+  await shot(page, 'error-page');
+  await assertClean(page);
+  await page.close();
+});
+
+test('scan streams rows with progress, sorts, badges, links into the tree; cancel sends an abort', async () => {
+  const s = llamaSummary(3);
+  const rows = scanRows(s);
+  const r = replies(s);
+  const total = s.totals.bytes;
+  r.scan = {
+    events: [
+      { type: 'progress', done: 0, total, unit: 'bytes' },
+      { type: 'scanRows', rows: rows.slice(0, 10) },
+      { type: 'progress', done: total / 2, total, unit: 'bytes' },
+      { type: 'scanRows', rows: rows.slice(10) },
+      { type: 'progress', done: total, total, unit: 'bytes' },
+    ],
+    eventDelayMs: 5,
+    body: { type: 'scan', tensors: rows.length, seconds: 0.5, backend: 'cpu' },
+  };
+  const page = await openViewer(browser, origin, r);
+  await page.waitForSelector('#tree .tree-row');
+  await page.click('#scan-model');
+  await page.waitForFunction(() => document.querySelector('#scan-status')?.textContent?.startsWith('Scanned'));
+  assert.equal(await page.$$eval('#scan-table tbody tr', (e) => e.length), rows.length);
+  // Default sort: absMax, descending; tensor 3 has |x| = 1e6.
+  assert.equal(await page.$eval('#scan-table tbody tr .tensor-link', (e) => e.textContent), rows[3]!.name);
+  assert.deepEqual(await page.$$eval('#scan-table [data-badge]', (e) => e.map((x) => x.getAttribute('data-badge')).sort()), ['all-zero', 'f16-overflow', 'non-finite']);
+  await page.click('#scan-table button[data-sort="nonFinite"]');
+  assert.equal(await page.$eval('#scan-table tbody tr .tensor-link', (e) => e.textContent), rows[2]!.name);
+  await page.click('#scan-table button[data-sort="sparsity"]');
+  assert.equal(await page.$eval('#scan-table tbody tr .tensor-link', (e) => e.textContent), rows[5]!.name);
+  // The undecodable tensor's row shows its error instead of numbers.
+  assert.ok((await page.textContent('#scan-table'))!.includes('error[unsupported]'));
+  await shot(page, 'scan-table');
+
+  // A row is a link into the tree: it opens the ancestors and selects the tensor.
+  await page.click(`#scan-table .tensor-link[data-tensor="${rows[5]!.name}"]`);
+  await page.waitForSelector(`#tree .tree-row.selected[data-id="${rows[5]!.name}"]`);
+  assert.equal(await page.textContent('#selected-name'), rows[5]!.name);
+
+  // A scan that does not finish can be cancelled: the page sends an abort for its id.
+  await setReplies(page, { ...r, scan: { events: [{ type: 'progress', done: 1, total, unit: 'bytes' }], hold: true } });
+  await page.click('#scan-model');
+  await page.waitForSelector('#scan-cancel');
+  await page.waitForFunction(() => document.querySelector('#scan-status')?.textContent?.includes(' of '));
+  await page.click('#scan-cancel');
+  await page.waitForFunction(() => document.querySelector('#scan-status')?.textContent?.startsWith('Cancelled'));
+  const msgs = await sent(page);
+  const scanIds = msgs.filter((m): m is RequestMessage => m.type === 'request' && m.body.type === 'scan').map((m) => m.id);
+  assert.ok(msgs.some((m) => m.type === 'abort' && m.id === scanIds[1]));
+  await assertClean(page);
+  await page.close();
+});
+
+test('a file changed on disk drops every result and reads the summary again', async () => {
+  const s = llamaSummary(2);
+  const page = await openViewer(browser, origin, replies(s));
+  await page.waitForSelector('#tree .tree-row');
+  await clickRow(page, 'lm_head');
+  await clickRow(page, 'lm_head.weight');
+  await page.waitForSelector('#histogram .barlayer .point');
+  const changed = llamaSummary(3);
+  await setReplies(page, replies(changed));
+  await postToPage(page, { type: 'fileChanged', deleted: false });
+  await page.waitForFunction((n) => document.querySelector('#totals')?.textContent?.includes(`${n} tensors`), changed.tensors.length);
+  const msgs = await sent(page);
+  assert.equal(msgs.filter((m) => m.type === 'request' && m.body.type === 'summary').length, 2);
+  // Selection survives (by path); its numbers were requested again, not reused.
+  await page.waitForSelector('#tree .tree-row.selected[data-id="lm_head.weight"]');
+  await page.waitForSelector('#histogram .barlayer .point');
+  assert.equal(msgs.filter((m) => m.type === 'request' && m.body.type === 'tensorStats').length, 2);
+  await page.close();
+});
+
+test('theme variables apply: light, dark and high contrast change the computed colours', async () => {
+  const s = llamaSummary(2);
+  const page = await openViewer(browser, origin, replies(s));
+  await page.waitForSelector('#tree .tree-row');
+  await clickRow(page, 'lm_head');
+  await clickRow(page, 'lm_head.weight');
+  await page.waitForSelector('#histogram .barlayer .point');
+  const sample = () =>
+    page.evaluate(() => ({
+      body: getComputedStyle(document.body).color,
+      bg: getComputedStyle(document.body).backgroundColor,
+      selected: getComputedStyle(document.querySelector('#tree .tree-row.selected')!).backgroundColor,
+      bar: getComputedStyle(document.querySelector('#histogram .barlayer .point path')!).fill,
+      button: getComputedStyle(document.querySelector('#scan-model')!).getPropertyValue('color'),
+    }));
+  const seen: Record<string, Awaited<ReturnType<typeof sample>>> = {};
+  for (const kind of ['vscode-light', 'vscode-dark', 'vscode-high-contrast'] as const) {
+    await applyTheme(page, kind);
+    await page.waitForTimeout(50);
+    seen[kind] = await sample();
+    await shot(page, `theme-${kind}`);
+  }
+  assert.equal(seen['vscode-light']!.bg, 'rgb(255, 255, 255)');
+  assert.equal(seen['vscode-dark']!.bg, 'rgb(30, 30, 30)');
+  assert.equal(seen['vscode-high-contrast']!.bg, 'rgb(0, 0, 0)');
+  assert.equal(seen['vscode-light']!.body, 'rgb(97, 97, 97)');
+  assert.equal(seen['vscode-dark']!.body, 'rgb(204, 204, 204)');
+  assert.equal(seen['vscode-dark']!.selected, 'rgb(4, 57, 94)');
+  assert.equal(seen['vscode-light']!.selected, 'rgb(0, 96, 192)');
+  // The plot re-reads the theme: light's bar colour differs from dark's.
+  assert.equal(seen['vscode-light']!.bar, 'rgb(26, 133, 255)');
+  assert.equal(seen['vscode-dark']!.bar, 'rgb(55, 148, 255)');
+  await assertClean(page);
+  await page.close();
+});
+
+test('measure: 50,000 tensors render, expand and filter (figures in .artifacts/webview/metrics.json)', async () => {
+  const blocks = 5555; // 9 tensors per block + 4 others: 49,999 tensors
+  const s = llamaSummary(blocks);
+  const page = await openViewer(browser, origin, { summary: { body: s } });
+  const t0 = Date.now();
+  await page.waitForSelector('#tree .tree-row');
+  const firstRender = Date.now() - t0;
+  const m = await page.evaluate(async (blocks) => {
+    const time = async (f: () => void) => {
+      const a = performance.now();
+      f();
+      await new Promise((r) => requestAnimationFrame(() => r(0)));
+      return performance.now() - a;
+    };
+    const row = (id: string) => document.querySelector(`#tree .tree-row[data-id="${id}"]`);
+    const expandModel = await time(() => row('model').click());
+    const expandRun = await time(() => row(`model.layers.{0..${blocks - 1}}`).click());
+    const input = document.querySelector('#filter');
+    const setFilter = (v: string) => {
+      input.value = v;
+      input.dispatchEvent(new Event('input'));
+    };
+    const filterSubstring = await time(() => setFilter('mlp.down_proj'));
+    const matchesSubstring = document.querySelector('#filter-note')!.textContent;
+    const filterRegex = await time(() => setFilter('/layers\\.\\d*7\\.self_attn\\.q_proj/'));
+    const matchesRegex = document.querySelector('#filter-note')!.textContent;
+    const filterAll = await time(() => setFilter('weight'));
+    const tree = document.querySelector('#tree');
+    const scrollToEnd = await time(() => {
+      tree.scrollTop = tree.scrollHeight;
+      tree.dispatchEvent(new Event('scroll'));
+    });
+    const domRows = document.querySelectorAll('#tree .tree-row').length;
+    const clearFilter = await time(() => setFilter(''));
+    return { expandModel, expandRun, filterSubstring, matchesSubstring, filterRegex, matchesRegex, filterAll, scrollToEnd, domRows, clearFilter };
+  }, blocks);
+  const metrics = { tensors: s.tensors.length, firstRenderMsIncludingPageLoad: firstRender, ...m };
+  writeFileSync(join(ARTIFACTS, 'metrics.json'), JSON.stringify(metrics, null, 2));
+  console.log('webview 50k metrics', metrics);
+  // Not a timing assertion: virtualization must keep the DOM small whatever the row count.
+  assert.ok(m.domRows < 200, `rows in the DOM: ${m.domRows}`);
+  await shot(page, 'tree-50k-filtered-cleared');
+  await assertClean(page);
+  await page.close();
+});
