@@ -1,0 +1,321 @@
+import { closeSync, openSync, readSync } from 'node:fs';
+import type { DType } from '../../format/dtypes';
+import { FormatError } from '../../format/errors';
+import { isPatternDType, patternBits, patternTable, type PatternDType } from '../decode/patterns';
+import { binIndex, compareTop, type BinsResult, type PatternScan, type StatsArgs, type StatsBinsArgs, type StatsResult, type StatsScanArgs, type StatsSource, type TopEntry, type WideScan } from './stats';
+
+/** The CPU twin of the statistics kernel; runs in a worker (see stats.ts for the two phases). */
+export function statsCpu(args: StatsArgs): StatsResult {
+  const bytes = sliceBytes(args.src);
+  if (isPatternDType(args.dtype)) {
+    if (args.phase !== 'scan') throw new Error(`stats: ${args.dtype} needs no bins phase`);
+    return scanPatterns(args.dtype, bytes, args.count, args.first, args.topK);
+  }
+  const values = numericView(args.dtype, bytes, args.count);
+  return args.phase === 'scan' ? scanWide(values, args) : binWide(values, args);
+}
+
+// ---------------------------------------------------------------- input
+
+/** Reused between slices: one slice's bytes per worker, whatever the model's size. */
+let scratch = new Uint8Array(0);
+
+/** The slice's bytes: given, or read from the file range into this worker's scratch buffer. */
+export function sliceBytes(src: StatsSource): Uint8Array {
+  if ('bytes' in src) return src.bytes;
+  const { path, offset, length } = src.file;
+  if (scratch.length < length) scratch = new Uint8Array(length);
+  const view = scratch.subarray(0, length);
+  const fd = openSync(path, 'r');
+  try {
+    let done = 0;
+    while (done < length) {
+      const n = readSync(fd, view, done, length - done, offset + done);
+      if (n === 0) throw new FormatError('file_changed', `the file ended at byte ${offset + done}, before the tensor data`, path);
+      done += n;
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return view;
+}
+
+/** `bytes` as `align`-aligned memory (typed-array views need it); copies only when misaligned. */
+function aligned(bytes: Uint8Array, align: number): Uint8Array {
+  return bytes.byteOffset % align === 0 ? bytes : bytes.slice();
+}
+
+// ---------------------------------------------------------------- bit patterns
+
+/** Finite patterns by decreasing |value|, per dtype: the walk that finds the k-th largest |x| in a table. */
+const absOrders = new Map<PatternDType, Uint32Array>();
+
+function absOrder(dtype: PatternDType): Uint32Array {
+  let o = absOrders.get(dtype);
+  if (!o) {
+    const t = patternTable(dtype);
+    const ps: number[] = [];
+    for (let p = 0; p < t.length; p++) if (Number.isFinite(t[p])) ps.push(p);
+    ps.sort((a, b) => Math.abs(t[b]) - Math.abs(t[a]) || a - b);
+    o = Uint32Array.from(ps);
+    absOrders.set(dtype, o);
+  }
+  return o;
+}
+
+/** Counts patterns; 16-bit dtypes two per u32 word, which runs about twice as fast as one u16 at a time. */
+function countInto(dtype: PatternDType, bytes: Uint8Array, n: number, hist: Uint32Array): void {
+  const bits = patternBits(dtype);
+  if (bits === 16 && n >= 2) {
+    const b = aligned(bytes, 4);
+    const pairs = n >> 1;
+    const words = new Uint32Array(b.buffer, b.byteOffset, pairs);
+    for (let i = 0; i < pairs; i++) {
+      const w = words[i];
+      hist[w & 0xffff]++;
+      hist[w >>> 16]++;
+    }
+    if (n & 1) hist[b[2 * n - 2] | (b[2 * n - 1] << 8)]++;
+    return;
+  }
+  if (bits === 8) {
+    for (let i = 0; i < n; i++) hist[bytes[i]]++;
+    return;
+  }
+  const mask = (1 << bits) - 1;
+  for (let i = 0; i < n; i++) hist[patternOf(bytes, i, bits, mask)]++;
+}
+
+export function patternOf(bytes: Uint8Array, i: number, bits: number, mask: number): number {
+  if (bits === 16) return bytes[2 * i] | (bytes[2 * i + 1] << 8);
+  if (bits === 8) return bytes[i];
+  const bit = i * bits;
+  const byte = bit >> 3;
+  const w = bytes[byte] | ((byte + 1 < bytes.length ? bytes[byte + 1] : 0) << 8);
+  return (w >> (bit & 7)) & mask;
+}
+
+/**
+ * The slice's pattern table, plus its own top-k: the table says how large the
+ * k-th largest |x| is (T) and how many exceed it, so one cheap rescan collects
+ * every |x| > T and the first (smallest-index) |x| = T. The whole tensor's top-k
+ * is a subset of the union of its slices' top-k.
+ */
+export function scanPatterns(dtype: PatternDType, bytes: Uint8Array, n: number, first: number, topK: number): PatternScan {
+  const bits = patternBits(dtype);
+  const hist = new Uint32Array(1 << bits);
+  countInto(dtype, bytes, n, hist);
+  return { kind: 'patterns', hist, top: topFromTable(dtype, bytes, n, first, topK, hist) };
+}
+
+/** The k-th largest finite |x| of a pattern table, and how many finite values lie strictly above it; undefined when none is finite. */
+export function thresholdOf(dtype: PatternDType, hist: Uint32Array, topK: number): { threshold: number; greater: number } | undefined {
+  const table = patternTable(dtype);
+  const order = absOrder(dtype);
+  let acc = 0;
+  let threshold = -1;
+  let greater = 0;
+  for (let j = 0; j < order.length; j++) {
+    const p = order[j];
+    if (hist[p] === 0) continue;
+    const a = Math.abs(table[p]);
+    if (a !== threshold) {
+      if (acc >= topK) break;
+      greater = acc;
+      threshold = a;
+    }
+    acc += hist[p];
+  }
+  return threshold < 0 ? undefined : { threshold, greater };
+}
+
+/** Per pattern: 2 when |x| > threshold, 1 when |x| = threshold, else 0 (non-finite values are never hot). */
+export function hotTable(dtype: PatternDType, threshold: number): Uint8Array {
+  const table = patternTable(dtype);
+  const hot = new Uint8Array(table.length);
+  for (let p = 0; p < table.length; p++) {
+    const a = Math.abs(table[p]);
+    if (!Number.isFinite(a)) continue;
+    if (a > threshold) hot[p] = 2;
+    else if (a === threshold) hot[p] = 1;
+  }
+  return hot;
+}
+
+export function topFromTable(dtype: PatternDType, bytes: Uint8Array, n: number, first: number, topK: number, hist: Uint32Array): TopEntry[] {
+  if (topK <= 0 || n === 0) return [];
+  const t = thresholdOf(dtype, hist, topK);
+  if (!t) return [];
+  const { greater } = t;
+  const table = patternTable(dtype);
+  const bits = patternBits(dtype);
+  const hot = hotTable(dtype, t.threshold);
+  const need = topK - greater;
+  const out: TopEntry[] = [];
+  let foundGreater = 0;
+  let foundEqual = 0;
+  const take = (i: number, p: number): void => {
+    const h = hot[p];
+    if (h === 2) {
+      out.push({ index: first + i, value: table[p] });
+      foundGreater++;
+    } else if (h === 1 && foundEqual < need) {
+      out.push({ index: first + i, value: table[p] });
+      foundEqual++;
+    }
+  };
+  if (bits === 16 && n >= 2) {
+    const b = aligned(bytes, 4);
+    const pairs = n >> 1;
+    const words = new Uint32Array(b.buffer, b.byteOffset, pairs);
+    for (let i = 0; i < pairs; i++) {
+      const w = words[i];
+      if (hot[w & 0xffff] | hot[w >>> 16]) {
+        take(2 * i, w & 0xffff);
+        take(2 * i + 1, w >>> 16);
+        if (foundGreater === greater && foundEqual >= need) break;
+      }
+    }
+    if (n & 1 && !(foundGreater === greater && foundEqual >= need)) take(n - 1, b[2 * n - 2] | (b[2 * n - 1] << 8));
+  } else {
+    const mask = (1 << bits) - 1;
+    for (let i = 0; i < n; i++) {
+      const p = patternOf(bytes, i, bits, mask);
+      if (hot[p]) {
+        take(i, p);
+        if (foundGreater === greater && foundEqual >= need) break;
+      }
+    }
+  }
+  return out.sort(compareTop).slice(0, topK);
+}
+
+// ---------------------------------------------------------------- wide dtypes
+
+type Numeric = Float32Array | Float64Array | Int32Array | Uint32Array;
+
+function numericView(dtype: DType, bytes: Uint8Array, n: number): Numeric {
+  switch (dtype) {
+    case 'F32': {
+      const b = aligned(bytes, 4);
+      return new Float32Array(b.buffer, b.byteOffset, n);
+    }
+    case 'I32': {
+      const b = aligned(bytes, 4);
+      return new Int32Array(b.buffer, b.byteOffset, n);
+    }
+    case 'U32': {
+      const b = aligned(bytes, 4);
+      return new Uint32Array(b.buffer, b.byteOffset, n);
+    }
+    case 'F64': {
+      const b = aligned(bytes, 8);
+      return new Float64Array(b.buffer, b.byteOffset, n);
+    }
+    case 'I64':
+    case 'U64': {
+      // Statistics are doubles anyway: integers beyond 2^53 round, as they would in any float reference.
+      const b = aligned(bytes, 8);
+      const src = dtype === 'I64' ? new BigInt64Array(b.buffer, b.byteOffset, n) : new BigUint64Array(b.buffer, b.byteOffset, n);
+      const out = new Float64Array(n);
+      for (let i = 0; i < n; i++) out[i] = Number(src[i]);
+      return out;
+    }
+    default:
+      throw new Error(`stats: ${dtype} is not supported`);
+  }
+}
+
+/** Keeps the k largest |x| seen so far; ties keep the earlier index, as `compareTop` orders them. */
+class TopKeeper {
+  private readonly buf: TopEntry[] = [];
+  /** |x| of the k-th entry once the keeper is full; below it nothing can enter. */
+  threshold = -1;
+  constructor(private readonly k: number) {
+    if (k <= 0) this.threshold = Infinity;
+  }
+  offer(index: number, value: number): void {
+    const a = Math.abs(value);
+    if (a <= this.threshold) return;
+    this.buf.push({ index, value });
+    // Sorting in batches of 4k keeps the work per element constant.
+    if (this.buf.length >= 4 * this.k) this.trim();
+  }
+  private trim(): void {
+    this.buf.sort(compareTop);
+    this.buf.length = Math.min(this.buf.length, this.k);
+    if (this.k > 0 && this.buf.length === this.k) this.threshold = Math.abs(this.buf[this.k - 1].value);
+  }
+  result(): TopEntry[] {
+    this.trim();
+    return this.buf.slice();
+  }
+}
+
+function scanWide(v: Numeric, args: StatsScanArgs): WideScan {
+  const n = args.count;
+  let nan = 0;
+  let posInf = 0;
+  let negInf = 0;
+  let zeros = 0;
+  let finite = 0;
+  let min = Infinity;
+  let max = -Infinity;
+  let minAbsNonzero = Infinity;
+  let sum = 0;
+  const top = new TopKeeper(args.topK);
+  // Top-k ranks finite values only: ±Inf are reported by the posInf/negInf counts.
+  for (let i = 0; i < n; i++) {
+    const x = v[i];
+    if (x !== x) {
+      nan++;
+      continue;
+    }
+    if (x === Infinity) posInf++;
+    else if (x === -Infinity) negInf++;
+    else {
+      finite++;
+      sum += x;
+      if (x < min) min = x;
+      if (x > max) max = x;
+      const a = x < 0 ? -x : x;
+      if (x === 0) zeros++;
+      else if (a < minAbsNonzero) minAbsNonzero = a;
+      if (a > top.threshold) top.offer(args.first + i, x);
+    }
+  }
+  // Second, in-memory pass: squared deviations about the slice's own mean, merged across slices by Chan's formula.
+  let m2 = 0;
+  if (finite > 0) {
+    const mean = sum / finite;
+    for (let i = 0; i < n; i++) {
+      const x = v[i];
+      if (x - x === 0) {
+        const d = x - mean;
+        m2 += d * d;
+      }
+    }
+  }
+  return { kind: 'wide', finite, nan, posInf, negInf, zeros, min, max, minAbsNonzero, sum, m2, top: top.result() };
+}
+
+function binWide(v: Numeric, args: StatsBinsArgs): BinsResult {
+  const bins = args.edges.length - 1;
+  const hist = new Uint32Array(bins);
+  const logHist = new Uint32Array(args.logEdges.length - 1);
+  const { edges, logEdges, nearZeroBelow, mean, outlierBeyond } = args;
+  let nearZero = 0;
+  let outliers = 0;
+  for (let i = 0; i < args.count; i++) {
+    const x = v[i];
+    // Finite values only: x − x is NaN for NaN and ±Inf.
+    if (x - x !== 0) continue;
+    hist[binIndex(x, edges)]++;
+    const a = x < 0 ? -x : x;
+    if (a !== 0) logHist[binIndex(a, logEdges)]++;
+    if (a === 0 || a < nearZeroBelow) nearZero++;
+    const d = x - mean;
+    if ((d < 0 ? -d : d) > outlierBeyond) outliers++;
+  }
+  return { kind: 'bins', hist, logHist, nearZero, outliers };
+}

@@ -1,0 +1,138 @@
+import type { DType } from '../../format/dtypes';
+import type { KernelDef } from '../kernel';
+import { statsCpu } from './stats.cpu';
+import { statsGpu } from './stats.gpu';
+
+/**
+ * One slice of one tensor, the unit of work of the statistics kernel.
+ *
+ * Dtypes of 16 bits or fewer take ONE pass ('scan'): the slice's bit patterns
+ * are counted in a 2^bits table, from which every statistic, both histograms and
+ * the exact sums follow on the host (`summarize.ts`). Wider dtypes (F32, F64,
+ * 32/64-bit integers) take two: 'scan' (counts, range, sums, top-k), then 'bins'
+ * (histograms, nearZero, outliers), which needs the whole tensor's range, mean and std.
+ */
+export type StatsSource =
+  /** The slice's bytes, already read. */
+  | { readonly bytes: Uint8Array }
+  /** A byte range of a local file that the worker reads itself (no copy through the host thread). */
+  | { readonly file: { readonly path: string; readonly offset: number; readonly length: number } };
+
+interface SliceArgs {
+  readonly dtype: DType;
+  /** Flat index of the slice's first element within its tensor (top-k reports flat indices). */
+  readonly first: number;
+  readonly count: number;
+  readonly src: StatsSource;
+}
+
+export interface StatsScanArgs extends SliceArgs {
+  readonly phase: 'scan';
+  /** How many of the largest |x| to keep (16 in reports). */
+  readonly topK: number;
+}
+
+export interface StatsBinsArgs extends SliceArgs {
+  readonly phase: 'bins';
+  /** bins + 1 increasing edges over [min, max] (see `binIndex`). */
+  readonly edges: Float64Array;
+  /** bins + 1 increasing edges over [min |x|, max |x|] of the non-zero finite values, spaced evenly in log10. */
+  readonly logEdges: Float64Array;
+  /** |x| below this counts as near zero (1e-3 · absMax). */
+  readonly nearZeroBelow: number;
+  readonly mean: number;
+  /** |x − mean| above this is an outlier (6 · std). */
+  readonly outlierBeyond: number;
+}
+
+export type StatsArgs = StatsScanArgs | StatsBinsArgs;
+
+/** One of the largest |x|: its flat index and value. */
+export interface TopEntry {
+  readonly index: number;
+  readonly value: number;
+}
+
+/** The pattern table of a slice (counts fit u32: a slice holds far fewer than 2^32 elements). */
+export interface PatternScan {
+  readonly kind: 'patterns';
+  readonly hist: Uint32Array;
+  readonly top: TopEntry[];
+}
+
+export interface WideScan {
+  readonly kind: 'wide';
+  readonly finite: number;
+  readonly nan: number;
+  readonly posInf: number;
+  readonly negInf: number;
+  readonly zeros: number;
+  readonly min: number;
+  readonly max: number;
+  /** Smallest non-zero finite |x| (Infinity when none): the low end of the log histogram. */
+  readonly minAbsNonzero: number;
+  readonly sum: number;
+  /** Σ (x − slice mean)² over the finite values, for Chan's parallel variance merge. */
+  readonly m2: number;
+  readonly top: TopEntry[];
+}
+
+export interface BinsResult {
+  readonly kind: 'bins';
+  readonly hist: Uint32Array;
+  readonly logHist: Uint32Array;
+  readonly nearZero: number;
+  readonly outliers: number;
+}
+
+export type StatsResult = PatternScan | WideScan | BinsResult;
+
+/** Orders top-k candidates: larger |x| first, then the smaller flat index (so twins agree on ties). */
+export function compareTop(a: TopEntry, b: TopEntry): number {
+  return Math.abs(b.value) - Math.abs(a.value) || a.index - b.index;
+}
+
+/**
+ * The bin of `x` given increasing `edges` (length bins + 1): the largest k with
+ * x ≥ edges[k], at most bins − 1, so the last bin is closed. An arithmetic guess
+ * corrected against the edges themselves, so that every caller (host, worker,
+ * GPU with f32 edges rounded up) puts a value in the same bin.
+ */
+export function binIndex(x: number, edges: Float64Array | Float32Array): number {
+  const bins = edges.length - 1;
+  const lo = edges[0];
+  const width = edges[bins] - lo;
+  let k = width > 0 ? Math.floor(((x - lo) / width) * bins) : 0;
+  if (!(k >= 0)) k = 0;
+  if (k > bins - 1) k = bins - 1;
+  while (k > 0 && x < edges[k]) k--;
+  while (k < bins - 1 && x >= edges[k + 1]) k++;
+  return k;
+}
+
+/** bins + 1 edges evenly spaced over [lo, hi], ending exactly at hi. */
+export function linearEdges(lo: number, hi: number, bins: number): Float64Array {
+  const e = new Float64Array(bins + 1);
+  for (let k = 0; k < bins; k++) e[k] = lo + ((hi - lo) * k) / bins;
+  e[bins] = hi;
+  return e;
+}
+
+/** bins + 1 edges over [lo, hi] (both > 0), evenly spaced in log10, ending exactly at lo and hi. */
+export function logEdges(lo: number, hi: number, bins: number): Float64Array {
+  const a = Math.log10(lo);
+  const b = Math.log10(hi);
+  const e = new Float64Array(bins + 1);
+  e[0] = lo;
+  for (let k = 1; k < bins; k++) e[k] = Math.max(e[k - 1], 10 ** (a + ((b - a) * k) / bins));
+  e[bins] = hi;
+  return e;
+}
+
+/** Fused statistics of one tensor slice (see `StatsArgs`). */
+export const statsKernel: KernelDef<StatsArgs, StatsResult> = {
+  name: 'stats',
+  cpu: statsCpu,
+  gpu: statsGpu,
+  transfer: (a) => ('bytes' in a.src && a.src.bytes.byteOffset === 0 && a.src.bytes.byteLength === a.src.bytes.buffer.byteLength ? [a.src.bytes.buffer as ArrayBuffer] : []),
+};
