@@ -1,0 +1,70 @@
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import type { Progress } from '../pipelines/job';
+
+/**
+ * One CLI subcommand. To add one, write `src/cli/<name>.ts` exporting a
+ * `Command`, then add one import and one entry to `COMMANDS` in src/cli/main.ts.
+ * `run` returns the exit code (0 on success). Throw `UsageError` for bad
+ * arguments and let `FormatError` escape for bad input: main prints either as
+ * one `error[CODE]: message` line and exits 2. `signal` aborts on Ctrl-C.
+ */
+export interface Command {
+  readonly name: string;
+  /** One line for `--help`. */
+  readonly summary: string;
+  /** Full usage text for `<name> --help`. */
+  readonly usage?: string;
+  run(argv: string[], io: CommandIO): Promise<number>;
+}
+
+export interface CommandIO {
+  readonly stdout: NodeJS.WritableStream;
+  readonly stderr: NodeJS.WritableStream;
+  readonly signal: AbortSignal;
+  /** Progress on stderr, only when stderr is a terminal (so logs and pipes stay clean). */
+  readonly progress?: (p: Progress) => void;
+}
+
+/** Bad command-line arguments: exit 2 with `error[usage]: …`. */
+export class UsageError extends Error {
+  override readonly name = 'UsageError';
+  readonly code = 'usage';
+}
+
+/** node:util parseArgs, with its errors turned into UsageError. */
+export function parseCommandArgs<T extends ParseArgsConfig['options']>(argv: string[], options: T, opts: { minPositionals?: number; maxPositionals?: number; usage?: string } = {}) {
+  let parsed;
+  try {
+    parsed = parseArgs({ args: argv, options, allowPositionals: true, strict: true });
+  } catch (e) {
+    throw new UsageError((e as Error).message.split('\n')[0]);
+  }
+  const n = parsed.positionals.length;
+  if (n < (opts.minPositionals ?? 0) || n > (opts.maxPositionals ?? Infinity)) {
+    throw new UsageError(`expected ${opts.usage ?? 'different arguments'}, got ${n} argument${n === 1 ? '' : 's'}`);
+  }
+  return parsed;
+}
+
+const SIZE_UNITS: Record<string, number> = {
+  '': 1,
+  B: 1,
+  KB: 1e3,
+  MB: 1e6,
+  GB: 1e9,
+  TB: 1e12,
+  KIB: 2 ** 10,
+  MIB: 2 ** 20,
+  GIB: 2 ** 30,
+  TIB: 2 ** 40,
+};
+
+/** `5GB` (10^9, as Hugging Face reads it), `2GiB`, `500MB`, `1048576`. */
+export function parseSize(text: string): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$/.exec(text);
+  const unit = m ? SIZE_UNITS[m[2].toUpperCase()] : undefined;
+  if (!m || unit === undefined) throw new UsageError(`'${text}' is not a size (examples: 5GB, 500MB, 2GiB, 1048576)`);
+  const v = Math.floor(Number(m[1]) * unit);
+  if (!Number.isSafeInteger(v) || v <= 0) throw new UsageError(`size '${text}' must be positive`);
+  return v;
+}

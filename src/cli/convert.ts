@@ -1,0 +1,48 @@
+import { convertModel, type ConvertTarget } from '../pipelines/convert';
+import { parseCommandArgs, parseSize, UsageError, type Command } from './command';
+
+const USAGE = `usage: tensor-workbench convert IN OUT [--dtype bf16|f16|f32] [--max-shard-size SIZE] [--verbose]
+
+Casts every floating tensor to --dtype (default bf16) with round-to-nearest-even;
+integer, BOOL and complex tensors are copied unchanged.
+IN is a .safetensors file, an index.json or a folder. OUT is a .safetensors file,
+or a folder; with --max-shard-size (e.g. 5GB, 500MiB) OUT is a folder of
+model-0000i-of-0000n.safetensors shards plus model.safetensors.index.json.
+Reports, per tensor, values that overflowed to ±Inf or flushed to zero
+(--verbose: every tensor). Nothing is written unless the whole conversion succeeds.`;
+
+const TARGETS: Record<string, ConvertTarget> = { bf16: 'BF16', f16: 'F16', f32: 'F32' };
+
+export const convertCommand: Command = {
+  name: 'convert',
+  summary: 'Cast floating tensors to bf16/f16/f32 (RNE), optionally sharded',
+  usage: USAGE,
+  async run(argv, io) {
+    const { values, positionals } = parseCommandArgs(
+      argv,
+      { dtype: { type: 'string' }, 'max-shard-size': { type: 'string' }, verbose: { type: 'boolean' } },
+      { minPositionals: 2, maxPositionals: 2, usage: 'IN and OUT' },
+    );
+    const dtype = TARGETS[(values.dtype ?? 'bf16').toLowerCase()];
+    if (!dtype) throw new UsageError(`--dtype must be bf16, f16 or f32, not '${values.dtype}'`);
+    const maxShardBytes = values['max-shard-size'] !== undefined ? parseSize(values['max-shard-size']) : undefined;
+    const r = await convertModel({ input: positionals[0], output: positionals[1], dtype, maxShardBytes }, { signal: io.signal, progress: io.progress });
+    let cast = 0;
+    let overflow = 0;
+    let underflow = 0;
+    for (const t of r.tensors) {
+      if (t.from !== t.to) cast++;
+      overflow += t.overflow;
+      underflow += t.underflow;
+      if (values.verbose || t.overflow > 0 || t.underflow > 0) {
+        io.stdout.write(`${t.name}: ${t.from} → ${t.to}${t.from !== t.to ? `, ${t.overflow} overflowed to ±Inf, ${t.underflow} flushed to zero` : ' (unchanged)'}\n`);
+      }
+    }
+    io.stdout.write(
+      `converted ${cast} of ${r.tensors.length} tensors to ${dtype}; ${overflow} values overflowed to ±Inf, ${underflow} flushed to zero\n` +
+        `wrote ${r.files.length === 1 ? r.files[0] : `${r.files.length} shards and ${r.index}`}\n`,
+    );
+    return 0;
+  },
+};
+

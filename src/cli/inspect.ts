@@ -1,0 +1,19 @@
+import { inspectModel, renderInspectText } from '../pipelines/inspect';
+import { parseCommandArgs, type Command } from './command';
+
+const USAGE = `usage: tensor-workbench inspect PATH [--json]
+
+PATH is a .safetensors file, a model.safetensors.index.json, or a folder holding either.
+Reads headers only. --json prints {path, files, metadata, tensors, parameters, bytes}.`;
+
+export const inspectCommand: Command = {
+  name: 'inspect',
+  summary: 'Summarise a model from its headers: tensors, dtypes, memory, module tree',
+  usage: USAGE,
+  async run(argv, io) {
+    const { values, positionals } = parseCommandArgs(argv, { json: { type: 'boolean' } }, { minPositionals: 1, maxPositionals: 1, usage: 'one PATH' });
+    const report = await inspectModel({ path: positionals[0] }, { signal: io.signal });
+    io.stdout.write(values.json ? JSON.stringify(report) + '\n' : renderInspectText(report));
+    return 0;
+  },
+};

@@ -1,0 +1,94 @@
+import { openModel, type DType, type Model, type SourceOpener } from '../format';
+import type { JobContext } from './job';
+import { throwIfCancelled } from './job';
+import { estimateMemory } from './memory';
+import { buildModuleTree, formatBytes, formatCount, renderModuleTree } from './moduleTree';
+
+/** `inspect --json`: exactly this shape. */
+export interface InspectReport {
+  readonly path: string;
+  readonly files: { path: string; bytes: number; headerBytes: number }[];
+  readonly metadata: Readonly<Record<string, string>>;
+  /** Header order, file by file; `byteOffset` is absolute within `file`. */
+  readonly tensors: { name: string; dtype: DType; shape: readonly number[]; file: string; byteOffset: number; byteLength: number }[];
+  readonly parameters: { total: number; byDtype: Record<string, number> };
+  /** Bytes of tensor data, all files together (headers excluded). */
+  readonly bytes: number;
+}
+
+export interface InspectArgs {
+  readonly path: string;
+  readonly opener?: SourceOpener;
+}
+
+/** Summarises an open model from its headers alone; reads no tensor data. */
+export function inspectReport(model: Model): InspectReport {
+  const byDtype: Record<string, number> = {};
+  let total = 0;
+  let bytes = 0;
+  const tensors = model.tensors.map((t) => {
+    byDtype[t.dtype] = (byDtype[t.dtype] ?? 0) + t.numel;
+    total += t.numel;
+    bytes += t.byteLength;
+    return { name: t.name, dtype: t.dtype, shape: t.shape, file: model.files[t.file].path, byteOffset: t.byteOffset, byteLength: t.byteLength };
+  });
+  return {
+    path: model.path,
+    files: model.files.map((f) => ({ path: f.path, bytes: f.bytes, headerBytes: f.headerBytes })),
+    metadata: model.metadata,
+    tensors,
+    parameters: { total, byDtype },
+    bytes,
+  };
+}
+
+/** Opens `args.path` (file, index.json or folder), reads its headers and reports on it. */
+export async function inspectModel(args: InspectArgs, ctx: JobContext = {}): Promise<InspectReport> {
+  throwIfCancelled(ctx.signal);
+  const model = await openModel(args.path, args.opener);
+  try {
+    return inspectReport(model);
+  } finally {
+    await model.close();
+  }
+}
+
+// Files are listed one per line up to this many; a 400-shard model gets a count instead of a page of names.
+const MAX_FILES_LISTED = 16;
+
+/** The human-readable summary: totals, dtypes, memory at common formats, metadata, folded module tree. */
+export function renderInspectText(r: InspectReport): string {
+  const out: string[] = [];
+  const fileBytes = r.files.reduce((s, f) => s + f.bytes, 0);
+  out.push(`${r.path}`);
+  out.push(`  ${r.files.length} file${r.files.length === 1 ? '' : 's'}, ${formatBytes(fileBytes)}; ${r.tensors.length} tensors; ${formatCount(r.parameters.total)} parameters (${r.parameters.total}); ${formatBytes(r.bytes)} of tensor data`);
+  if (r.files.length > 1) {
+    for (const f of r.files.slice(0, MAX_FILES_LISTED)) out.push(`    ${f.path}  ${formatBytes(f.bytes)}`);
+    if (r.files.length > MAX_FILES_LISTED) out.push(`    … and ${r.files.length - MAX_FILES_LISTED} more`);
+  }
+  out.push('');
+  out.push('By dtype:');
+  const bytesBy: Record<string, number> = {};
+  const countBy: Record<string, number> = {};
+  for (const t of r.tensors) {
+    bytesBy[t.dtype] = (bytesBy[t.dtype] ?? 0) + t.byteLength;
+    countBy[t.dtype] = (countBy[t.dtype] ?? 0) + 1;
+  }
+  const rows = Object.keys(r.parameters.byDtype).sort((a, b) => r.parameters.byDtype[b] - r.parameters.byDtype[a]);
+  for (const d of rows) {
+    out.push(`  ${d.padEnd(12)} ${String(countBy[d]).padStart(7)} tensors  ${formatCount(r.parameters.byDtype[d]).padStart(7)} params  ${formatBytes(bytesBy[d]).padStart(11)}`);
+  }
+  out.push('');
+  out.push('Memory for the weights:');
+  for (const m of estimateMemory(r.parameters.total)) out.push(`  ${m.format.padEnd(5)} ${String(m.bitsPerWeight).padStart(4)} bits/weight  ${formatBytes(m.bytes).padStart(11)}`);
+  const meta = Object.entries(r.metadata);
+  if (meta.length > 0) {
+    out.push('');
+    out.push('Metadata:');
+    for (const [k, v] of meta) out.push(`  ${k}: ${v.length > 120 ? v.slice(0, 117) + '…' : v}`);
+  }
+  out.push('');
+  out.push('Modules:');
+  out.push(renderModuleTree(buildModuleTree(r.tensors)).trimEnd());
+  return out.join('\n') + '\n';
+}
