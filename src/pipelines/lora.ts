@@ -1,0 +1,480 @@
+/**
+ * LoRA adapters: parsing (PEFT folders, kohya/diffusers single files) and the
+ * mapping of every adapter key onto a tensor of the base model. Nothing here
+ * reads more than headers, configs and scalar `alpha`s; the factors themselves
+ * are read by `readFactors` when the merge reaches their tensor.
+ */
+import { existsSync, statSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { basename, join } from 'node:path';
+import { decodeToF64, decodeValue } from '../format/decode';
+import { FormatError } from '../format/errors';
+import type { Model, TensorInfo } from '../format/model';
+import { openModel } from '../format/openModel';
+
+export type AdapterFormat = 'peft' | 'kohya';
+
+/** The parts of PEFT's adapter_config.json a merge needs. */
+export interface PeftConfig {
+  readonly r: number;
+  readonly loraAlpha: number;
+  readonly useRslora: boolean;
+  readonly fanInFanOut: boolean;
+  readonly useDora: boolean;
+  readonly rankPattern: Readonly<Record<string, number>>;
+  readonly alphaPattern: Readonly<Record<string, number>>;
+  readonly modulesToSave: readonly string[];
+  readonly targetModules: readonly string[] | string | undefined;
+  readonly peftType: string;
+}
+
+/** One LoRA module as the adapter file names it, before it is matched to the base. */
+export interface AdapterModule {
+  /** PEFT: the module path (`model.layers.0.self_attn.q_proj`); kohya: the key stem (`lora_unet_…_to_q`). */
+  readonly name: string;
+  readonly keys: readonly string[];
+  /** `linear` covers conv too (the factors' trailing dims say which); `embedding` is PEFT's transposed pair. */
+  readonly kind: 'linear' | 'embedding' | 'bias';
+  /** A / lora_down / lora_embedding_A: `[r, in, …]` (`[r, vocab]` for embeddings). */
+  readonly down: TensorInfo;
+  /** B / lora_up / lora_embedding_B: `[out, r, 1, 1…]` (`[hidden, r]`); for `bias`, lora_B.bias `[out]`. */
+  readonly up: TensorInfo;
+  /** DoRA's magnitude vector, when present. */
+  readonly magnitude?: TensorInfo;
+  readonly rank: number;
+  readonly alpha: number;
+  /** alpha / r, or alpha / √r with rsLoRA. */
+  readonly scale: number;
+  /** Δ is stored transposed relative to `B @ A`: PEFT's fan_in_fan_out, and every embedding. */
+  readonly transpose: boolean;
+}
+
+/** A tensor an adapter carries whole (PEFT `modules_to_save`): it replaces the base tensor. */
+export interface AdapterReplacement {
+  readonly name: string;
+  readonly key: string;
+  readonly tensor: TensorInfo;
+}
+
+export interface ParsedAdapter {
+  readonly path: string;
+  /** The .safetensors file holding the factors. */
+  readonly file: string;
+  readonly format: AdapterFormat;
+  readonly model: Model;
+  readonly config?: PeftConfig;
+  readonly modules: readonly AdapterModule[];
+  readonly replacements: readonly AdapterReplacement[];
+  /** Keys this parser does not understand (LoHa/LoKr factors, stray tensors), with the reason. */
+  readonly unknown: readonly { key: string; reason: string }[];
+  close(): Promise<void>;
+}
+
+const PEFT_PREFIX = 'base_model.model.';
+
+function num(v: unknown, what: string, file: string): number {
+  if (typeof v !== 'number' || !Number.isFinite(v)) throw new FormatError('unsupported', `adapter_config.json: ${what} is not a number`, file);
+  return v;
+}
+
+function numberMap(v: unknown, what: string, file: string): Record<string, number> {
+  if (v === undefined || v === null) return {};
+  if (typeof v !== 'object' || Array.isArray(v)) throw new FormatError('unsupported', `adapter_config.json: ${what} is not an object`, file);
+  const out: Record<string, number> = {};
+  for (const [k, x] of Object.entries(v as Record<string, unknown>)) out[k] = num(x, `${what}['${k}']`, file);
+  return out;
+}
+
+/** Reads the fields of adapter_config.json that change the arithmetic; refuses adapter types that are not LoRA. */
+export function parsePeftConfig(text: string, file: string): PeftConfig {
+  let j: Record<string, unknown>;
+  try {
+    j = JSON.parse(text) as Record<string, unknown>;
+  } catch (e) {
+    throw new FormatError('unsupported', `adapter_config.json is not JSON: ${(e as Error).message}`, file);
+  }
+  const peftType = typeof j.peft_type === 'string' ? j.peft_type : 'LORA';
+  if (peftType !== 'LORA') throw new FormatError('unsupported', `peft_type ${peftType} is not LoRA; only LoRA (and DoRA) adapters can be merged`, file);
+  const r = num(j.r ?? 8, 'r', file);
+  const mts = j.modules_to_save;
+  return {
+    r,
+    loraAlpha: num(j.lora_alpha ?? 8, 'lora_alpha', file),
+    useRslora: j.use_rslora === true,
+    fanInFanOut: j.fan_in_fan_out === true,
+    useDora: j.use_dora === true,
+    rankPattern: numberMap(j.rank_pattern, 'rank_pattern', file),
+    alphaPattern: numberMap(j.alpha_pattern, 'alpha_pattern', file),
+    modulesToSave: Array.isArray(mts) ? mts.filter((x): x is string => typeof x === 'string') : [],
+    targetModules: Array.isArray(j.target_modules) ? (j.target_modules as string[]) : typeof j.target_modules === 'string' ? j.target_modules : undefined,
+    peftType,
+  };
+}
+
+/**
+ * PEFT's per-module override lookup: a pattern key applies to a module when the
+ * key is a regular expression matching the whole module name, or its tail after
+ * a `.` (so `q_proj` matches `model.layers.0.self_attn.q_proj`, and
+ * `layers.0.self_attn.q_proj` only that layer). A key starting with `^` is
+ * anchored at the start of the name. The first matching key, in the config's
+ * order, wins.
+ */
+export function patternKeyFor(keys: readonly string[], module: string): string | undefined {
+  for (const key of keys) {
+    let re: RegExp;
+    try {
+      re = key.startsWith('^') ? new RegExp(`^(?:${key.slice(1)})$`) : new RegExp(`^(?:.*\\.)?(?:${key})$`);
+    } catch {
+      // Not a valid JavaScript regex: fall back to a literal name or suffix match.
+      if (module === key || module.endsWith(`.${key}`)) return key;
+      continue;
+    }
+    if (re.test(module)) return key;
+  }
+  return undefined;
+}
+
+/** Rank, alpha and scale of a PEFT module, with rank_pattern/alpha_pattern applied. */
+export function peftScaling(cfg: PeftConfig, module: string): { rank: number; alpha: number; scale: number } {
+  const rk = patternKeyFor(Object.keys(cfg.rankPattern), module);
+  const ak = patternKeyFor(Object.keys(cfg.alphaPattern), module);
+  const rank = rk !== undefined ? cfg.rankPattern[rk] : cfg.r;
+  const alpha = ak !== undefined ? cfg.alphaPattern[ak] : cfg.loraAlpha;
+  return { rank, alpha, scale: cfg.useRslora ? alpha / Math.sqrt(rank) : alpha / rank };
+}
+
+interface Parts {
+  down?: TensorInfo;
+  up?: TensorInfo;
+  alpha?: TensorInfo;
+  magnitude?: TensorInfo;
+  embedding?: boolean;
+  keys: string[];
+}
+
+function partsOf(map: Map<string, Parts>, name: string): Parts {
+  let p = map.get(name);
+  if (!p) map.set(name, (p = { keys: [] }));
+  return p;
+}
+
+// PEFT keys after `base_model.model.`: the module path, then what the tensor is.
+const PEFT_KEY = /^(.*)\.(lora_A\.weight|lora_B\.weight|lora_B\.bias|lora_embedding_A(?:\.weight)?|lora_embedding_B(?:\.weight)?|lora_magnitude_vector(?:\.weight)?)$/;
+// kohya / diffusers keys: `<stem>.lora_down.weight`, `.lora_up.weight`, `.alpha`; also `.lora.down.weight`.
+const KOHYA_KEY = /^(.*?)\.(lora_down\.weight|lora_up\.weight|lora\.down\.weight|lora\.up\.weight|lora_A\.weight|lora_B\.weight|alpha)$/;
+const KOHYA_OTHER = /\.(hada_|lokr_|dora_scale|diff|diff_b|on_input)/;
+
+/** The element count after the first dimension. */
+function tail(shape: readonly number[]): number {
+  return shape.slice(1).reduce((a, b) => a * b, 1);
+}
+
+async function scalarOf(model: Model, t: TensorInfo): Promise<number> {
+  if (t.numel !== 1) throw new FormatError('shape_invalid', `alpha must hold one value, not ${JSON.stringify(t.shape)}`, model.path, t.name);
+  const bytes = new Uint8Array(t.byteLength);
+  await model.read(t, 0, bytes);
+  return decodeValue(t.dtype, bytes, 0);
+}
+
+function rankOf(file: string, p: Parts, name: string): number {
+  const { down, up } = p;
+  if (!down || !up) throw new FormatError('tensor_missing', `LoRA module '${name}' has ${down ? 'no up/B' : 'no down/A'} factor`, file, p.keys[0]);
+  const r = down.shape[0];
+  const upRank = p.embedding ? up.shape[1] : up.shape[1];
+  if (down.shape.length < 2 || up.shape.length < 2 || upRank !== r || tail(up.shape) !== r) {
+    throw new FormatError('shape_invalid', `LoRA factors of '${name}' do not chain: down ${JSON.stringify(down.shape)}, up ${JSON.stringify(up.shape)}`, file, down.name);
+  }
+  return r;
+}
+
+/** The adapter's .safetensors file: the path itself, or adapter_model.safetensors in a folder. */
+function adapterFile(path: string): { file: string; dir?: string } {
+  if (existsSync(path) && statSync(path).isDirectory()) return { file: join(path, 'adapter_model.safetensors'), dir: path };
+  return { file: path };
+}
+
+/**
+ * Opens an adapter: a PEFT folder (adapter_config.json + adapter_model.safetensors,
+ * or the .safetensors file inside one), or a kohya/diffusers .safetensors file.
+ * Reads headers, the config and scalar alphas only.
+ */
+export async function openAdapter(path: string): Promise<ParsedAdapter> {
+  const { file, dir } = adapterFile(path);
+  const cfgPath = join(dir ?? join(file, '..'), 'adapter_config.json');
+  const hasConfig = existsSync(cfgPath) && (dir !== undefined || basename(file) === 'adapter_model.safetensors');
+  if (dir && !existsSync(file)) throw new FormatError('not_found', 'the adapter folder holds no adapter_model.safetensors', dir);
+  const model = await openModel(file);
+  try {
+    if (hasConfig) {
+      const config = parsePeftConfig(await readFile(cfgPath, 'utf8'), cfgPath);
+      return { ...parsePeft(model, config), path, file, format: 'peft', model, config, close: () => model.close() };
+    }
+    return { ...(await parseKohya(model)), path, file, format: 'kohya', model, close: () => model.close() };
+  } catch (e) {
+    await model.close();
+    throw e;
+  }
+}
+
+function parsePeft(model: Model, cfg: PeftConfig): Pick<ParsedAdapter, 'modules' | 'replacements' | 'unknown'> {
+  const groups = new Map<string, Parts>();
+  const biases: { name: string; t: TensorInfo }[] = [];
+  const replacements: AdapterReplacement[] = [];
+  const unknown: { key: string; reason: string }[] = [];
+  for (const t of model.tensors) {
+    if (!t.name.startsWith(PEFT_PREFIX)) {
+      unknown.push({ key: t.name, reason: `does not start with '${PEFT_PREFIX}'` });
+      continue;
+    }
+    const rest = t.name.slice(PEFT_PREFIX.length);
+    const m = PEFT_KEY.exec(rest);
+    if (!m) {
+      // Whole tensors (modules_to_save): `lm_head.weight`, or with the wrapper's path left in.
+      if (rest.includes('.original_module.')) continue; // the frozen copy of the base tensor
+      const name = rest.replace(/\.modules_to_save(\.default)?\./, '.');
+      replacements.push({ name, key: t.name, tensor: t });
+      continue;
+    }
+    const [, mod, what] = m;
+    if (what === 'lora_B.bias') {
+      biases.push({ name: mod, t });
+      continue;
+    }
+    const p = partsOf(groups, mod);
+    p.keys.push(t.name);
+    if (what === 'lora_A.weight') p.down = t;
+    else if (what === 'lora_B.weight') p.up = t;
+    else if (what.startsWith('lora_embedding_A')) {
+      p.down = t;
+      p.embedding = true;
+    } else if (what.startsWith('lora_embedding_B')) {
+      p.up = t;
+      p.embedding = true;
+    } else p.magnitude = t;
+  }
+  const modules: AdapterModule[] = [];
+  for (const [name, p] of groups) {
+    const rank = rankOf(model.path, p, name);
+    const s = peftScaling(cfg, name);
+    if (s.rank !== rank) {
+      throw new FormatError('shape_invalid', `LoRA module '${name}' has rank ${rank} but the config (r / rank_pattern) says ${s.rank}`, model.path, p.down!.name);
+    }
+    modules.push({
+      name, keys: p.keys, kind: p.embedding ? 'embedding' : 'linear', down: p.down!, up: p.up!, magnitude: p.magnitude,
+      rank, alpha: s.alpha, scale: s.scale, transpose: p.embedding === true || cfg.fanInFanOut,
+    });
+  }
+  for (const b of biases) {
+    const lin = modules.find((m) => m.name === b.name);
+    if (!lin) throw new FormatError('tensor_missing', `lora_B.bias of '${b.name}' has no LoRA factors`, model.path, b.t.name);
+    modules.push({ ...lin, name: b.name, keys: [b.t.name], kind: 'bias', up: b.t, magnitude: undefined, transpose: false });
+  }
+  return { modules, replacements, unknown };
+}
+
+async function parseKohya(model: Model): Promise<Pick<ParsedAdapter, 'modules' | 'replacements' | 'unknown'>> {
+  const groups = new Map<string, Parts>();
+  const unknown: { key: string; reason: string }[] = [];
+  for (const t of model.tensors) {
+    const m = KOHYA_KEY.exec(t.name);
+    if (!m || KOHYA_OTHER.test(t.name)) {
+      unknown.push({ key: t.name, reason: KOHYA_OTHER.test(t.name) ? 'not a LoRA factor (LoHa, LoKr, DoRA scale or full diff): unsupported' : 'not a LoRA key' });
+      continue;
+    }
+    const [, stem, what] = m;
+    const p = partsOf(groups, stem);
+    p.keys.push(t.name);
+    if (what === 'alpha') p.alpha = t;
+    else if (what.includes('down') || what === 'lora_A.weight') p.down = t;
+    else p.up = t;
+  }
+  const modules: AdapterModule[] = [];
+  for (const [name, p] of groups) {
+    if (!p.down && !p.up) {
+      unknown.push({ key: p.keys[0], reason: 'an alpha without LoRA factors' });
+      continue;
+    }
+    const rank = rankOf(model.path, p, name);
+    let alpha = p.alpha ? await scalarOf(model, p.alpha) : rank;
+    // kohya's convention: an alpha of 0 (or none) means "no scaling", i.e. alpha = r.
+    if (alpha === 0 || !Number.isFinite(alpha)) alpha = rank;
+    modules.push({ name, keys: p.keys, kind: 'linear', down: p.down!, up: p.up!, rank, alpha, scale: alpha / rank, transpose: false });
+  }
+  return { modules, replacements: [], unknown };
+}
+
+// ---------------------------------------------------------------------------
+// Mapping onto the base model.
+
+/** The base-model side of a kohya prefix: where that component's modules may live in a combined checkpoint. */
+const KOHYA_PREFIXES: Record<string, readonly string[]> = {
+  lora_unet_: ['', 'unet.', 'model.diffusion_model.', 'transformer.'],
+  lora_te_: ['', 'text_encoder.', 'cond_stage_model.transformer.'],
+  lora_te1_: ['', 'text_encoder.', 'conditioner.embedders.0.transformer.'],
+  lora_te2_: ['', 'text_encoder_2.', 'conditioner.embedders.1.model.'],
+  lora_transformer_: ['', 'transformer.'],
+};
+
+/** A module of the base model that an adapter module resolved to. */
+export interface MappedModule {
+  readonly adapter: number;
+  readonly module: AdapterModule;
+  /** The base tensor Δ is added to. */
+  readonly target: string;
+  readonly outFeatures: number;
+  readonly inFeatures: number;
+}
+
+export interface MappedReplacement {
+  readonly adapter: number;
+  readonly replacement: AdapterReplacement;
+  readonly target: string;
+}
+
+export interface UnmatchedKey {
+  readonly adapter: number;
+  readonly key: string;
+  readonly reason: string;
+  /** For an ambiguous kohya name: every base module it could be. */
+  readonly candidates?: readonly string[];
+}
+
+export interface AdapterMapping {
+  readonly modules: readonly MappedModule[];
+  readonly replacements: readonly MappedReplacement[];
+  readonly unmatched: readonly UnmatchedKey[];
+}
+
+/** Base modules by their kohya spelling (every `.` as `_`): several when the spelling is ambiguous. */
+export function underscoreIndex(base: Model): Map<string, string[]> {
+  const idx = new Map<string, string[]>();
+  for (const t of base.tensors) {
+    if (!t.name.endsWith('.weight')) continue;
+    const mod = t.name.slice(0, -'.weight'.length);
+    const key = mod.replace(/\./g, '_');
+    const list = idx.get(key);
+    if (list) list.push(mod);
+    else idx.set(key, [mod]);
+  }
+  return idx;
+}
+
+/** Candidate base modules for a kohya stem (`lora_unet_down_blocks_0_…`), or for a dotted diffusers name. */
+function kohyaCandidates(stem: string, base: Model, idx: Map<string, string[]>): string[] {
+  const out = new Set<string>();
+  const prefix = Object.keys(KOHYA_PREFIXES)
+    .sort((a, b) => b.length - a.length)
+    .find((p) => stem.startsWith(p));
+  if (prefix) {
+    const rest = stem.slice(prefix.length);
+    for (const side of KOHYA_PREFIXES[prefix]) for (const m of idx.get(side.replace(/\./g, '_') + rest) ?? []) out.add(m);
+    return [...out];
+  }
+  // A dotted name (diffusers): exact, else without its first component (`unet.`, `text_encoder.`).
+  if (base.tensor(`${stem}.weight`)) return [stem];
+  const dot = stem.indexOf('.');
+  if (dot > 0 && base.tensor(`${stem.slice(dot + 1)}.weight`)) return [stem.slice(dot + 1)];
+  return [];
+}
+
+function shapeText(s: readonly number[]): string {
+  return JSON.stringify(s);
+}
+
+/**
+ * Checks an adapter module against its base tensor and returns Δ's logical
+ * `[out, in]`, or the reason it does not fit.
+ */
+function fit(m: AdapterModule, target: TensorInfo): { out: number; in: number } | string {
+  const ws = target.shape;
+  if (m.kind === 'bias') {
+    return ws.length === 1 && ws[0] === m.up.shape[0] ? { out: ws[0], in: 1 } : `bias ${shapeText(m.up.shape)} does not fit ${shapeText(ws)}`;
+  }
+  const out = m.up.shape[0];
+  const inF = tail(m.down.shape);
+  const desc = `Δ [${out}, ${m.down.shape.slice(1).join('×')}] (down ${shapeText(m.down.shape)}, up ${shapeText(m.up.shape)})`;
+  if (m.transpose) {
+    // Stored as Δᵀ: [in, out] (fan_in_fan_out weights, embeddings [vocab, hidden]).
+    return ws.length === 2 && ws[0] === inF && ws[1] === out ? { out, in: inF } : `${desc} transposed does not fit ${shapeText(ws)}`;
+  }
+  if (ws.length < 2 || ws[0] !== out || tail(ws) !== inF) return `${desc} does not fit ${shapeText(ws)}`;
+  // A conv delta must match the kernel's own dims (a 3×3 down onto a 3×3 weight), not merely the count.
+  if (m.down.shape.length > 2 && ws.length > 2 && shapeText(m.down.shape.slice(1)) !== shapeText(ws.slice(1))) return `${desc} does not fit ${shapeText(ws)}`;
+  return { out, in: inF };
+}
+
+/**
+ * Maps every module and replacement of each adapter onto the base. Keys that
+ * name no base tensor, fit no base shape, or could be several base modules
+ * come back in `unmatched` with the reason (and the candidates).
+ */
+export function mapAdapters(adapters: readonly ParsedAdapter[], base: Model): AdapterMapping {
+  const modules: MappedModule[] = [];
+  const replacements: MappedReplacement[] = [];
+  const unmatched: UnmatchedKey[] = [];
+  let idx: Map<string, string[]> | undefined;
+  adapters.forEach((ad, ai) => {
+    for (const u of ad.unknown) unmatched.push({ adapter: ai, key: u.key, reason: u.reason });
+    for (const m of ad.modules) {
+      let target: string;
+      if (ad.format === 'peft') {
+        target = `${m.name}.${m.kind === 'bias' ? 'bias' : 'weight'}`;
+      } else {
+        idx ??= underscoreIndex(base);
+        const cands = kohyaCandidates(m.name, base, idx);
+        if (cands.length !== 1) {
+          for (const key of m.keys)
+            unmatched.push(
+              cands.length === 0
+                ? { adapter: ai, key, reason: 'no base module has this name' }
+                : { adapter: ai, key, reason: `ambiguous: it could be ${cands.join(' or ')}`, candidates: cands },
+            );
+          continue;
+        }
+        target = `${cands[0]}.weight`;
+      }
+      const t = base.tensor(target);
+      if (!t) {
+        for (const key of m.keys) unmatched.push({ adapter: ai, key, reason: `the base has no tensor '${target}'` });
+        continue;
+      }
+      const f = fit(m, t);
+      if (typeof f === 'string') {
+        for (const key of m.keys) unmatched.push({ adapter: ai, key, reason: `shape mismatch with '${target}': ${f}` });
+        continue;
+      }
+      if (m.magnitude) {
+        const perRow = m.transpose ? f.out : t.shape[0];
+        if (m.magnitude.numel !== perRow) {
+          unmatched.push({ adapter: ai, key: m.magnitude.name, reason: `DoRA magnitude ${shapeText(m.magnitude.shape)} does not fit '${target}' ${shapeText(t.shape)}` });
+          continue;
+        }
+      }
+      modules.push({ adapter: ai, module: m, target, outFeatures: f.out, inFeatures: f.in });
+    }
+    for (const r of ad.replacements) {
+      const t = base.tensor(r.name);
+      if (!t) unmatched.push({ adapter: ai, key: r.key, reason: `the base has no tensor '${r.name}' to replace` });
+      else if (shapeText(t.shape) !== shapeText(r.tensor.shape)) unmatched.push({ adapter: ai, key: r.key, reason: `shape mismatch: ${shapeText(r.tensor.shape)} cannot replace '${r.name}' ${shapeText(t.shape)}` });
+      else replacements.push({ adapter: ai, replacement: r, target: r.name });
+    }
+  });
+  return { modules, replacements, unmatched };
+}
+
+// ---------------------------------------------------------------------------
+// Reading factors.
+
+const FACTOR_DTYPES = new Set(['F32', 'BF16', 'F16']);
+
+/** Reads a whole (small) adapter tensor as float64 values; F32/BF16/F16 only, which are exact in f32. */
+export async function readValues(model: Model, t: TensorInfo): Promise<Float64Array> {
+  if (!FACTOR_DTYPES.has(t.dtype)) {
+    throw new FormatError('unsupported', `${t.dtype} factors cannot be merged exactly on both backends; convert the adapter to F32, BF16 or F16`, model.path, t.name);
+  }
+  const bytes = new Uint8Array(t.byteLength);
+  await model.read(t, 0, bytes);
+  const out = new Float64Array(t.numel);
+  decodeToF64(t.dtype, bytes, out, t.numel);
+  return out;
+}
