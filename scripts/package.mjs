@@ -1,6 +1,7 @@
 // Builds the VSIX files (`npm run package`):
 //   node scripts/package.mjs                      every platform target plus the universal package
 //   node scripts/package.mjs --target linux-x64   one target (the e2e suite packs only its own)
+//   --work DIR   stage and write the VSIX under DIR instead (suites that run in parallel each use their own)
 // Each target is staged apart under .cache/package/<target>/ with a production build and
 // only its own Dawn binary, so that packaging never disturbs dist/ (which tests use).
 // Output: .artifacts/vsix/tensor-workbench-<target>-<version>.vsix, paths printed one per line.
@@ -47,17 +48,19 @@ function main() {
   for (const t of wanted) if (!(t in TARGETS)) throw new Error(`unknown target ${t}; one of ${Object.keys(TARGETS).join(', ')}`);
 
   const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8'));
-  const outDir = join(ROOT, '.artifacts', 'vsix');
+  const wi = argv.indexOf('--work');
+  const work = wi >= 0 ? resolve(argv[wi + 1]) : undefined;
+  const outDir = work ?? join(ROOT, '.artifacts', 'vsix');
   mkdirSync(outDir, { recursive: true });
-  const stageRoot = join(ROOT, '.cache', 'package');
+  const stageRoot = work ?? join(ROOT, '.cache', 'package');
   const build = join(stageRoot, 'build');
   rmSync(build, { recursive: true, force: true });
   // One production build, shared by every target; only dist/dawn differs between them.
   run(process.execPath, ['esbuild.mjs', '--production', `--outdir=${build}`], ROOT);
   rmSync(join(build, 'dawn'), { recursive: true, force: true });
   for (const f of readdirSync(build)) {
-    // Test-only bundles never ship.
-    if (f === 'vscode-suite.js' || f.endsWith('.test.js') || f.endsWith('.map')) rmSync(join(build, f), { force: true });
+    // Test, benchmark and sample-generator bundles are development tools and never ship.
+    if (['vscode-suite.js', 'bench.js', 'sample.js'].includes(f) || f.endsWith('.test.js') || f.endsWith('.map')) rmSync(join(build, f), { force: true });
   }
 
   const vsce = join(ROOT, 'node_modules', '@vscode', 'vsce', 'vsce');

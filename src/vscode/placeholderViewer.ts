@@ -1,5 +1,6 @@
 import * as vscode from 'vscode';
 import { FormatError } from '../format/errors';
+import { HEADER_PREFIX_BYTES, parseHeader, readHeaderLength } from '../format/header';
 import type { ByteSource } from '../format/source';
 import { Disposable } from './dispose';
 import { errorText } from './progress';
@@ -42,29 +43,16 @@ export class PlaceholderViewer extends Disposable implements vscode.CustomReadon
   }
 }
 
-/**
- * The header's tensor count and file size. 8 bytes of length, then at most
- * 100,000,000 bytes of JSON: the safetensors spec's cap on header size.
- */
+/** Reads and validates only the header: 8 bytes of length, then the JSON it announces. */
 async function summarize(uri: vscode.Uri): Promise<{ tensors: number; bytes: number }> {
   const { opener, path } = openerFor(uri, vscode.workspace.fs);
   const src: ByteSource = await opener.open(path);
   try {
-    const len = new Uint8Array(8);
-    if ((await src.read(0, len)) < 8) throw new FormatError('file_too_small', 'file is shorter than 8 bytes', src.name);
-    const n = Number(new DataView(len.buffer).getBigUint64(0, true));
-    if (n > 100_000_000) throw new FormatError('header_too_large', `header length ${n} exceeds 100000000`, src.name);
-    if (8 + n > src.size) throw new FormatError('header_length', `header length ${n} points past the end of the file`, src.name);
-    const head = new Uint8Array(n);
-    await src.read(8, head);
-    let json: unknown;
-    try {
-      json = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(head));
-    } catch (e) {
-      throw new FormatError('header_json', `header is not valid JSON (${(e as Error).message})`, src.name);
-    }
-    if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new FormatError('header_not_object', 'header is not a JSON object', src.name);
-    return { tensors: Object.keys(json).filter((k) => k !== '__metadata__').length, bytes: src.size };
+    const prefix = new Uint8Array(HEADER_PREFIX_BYTES);
+    await src.read(0, prefix);
+    const head = new Uint8Array(readHeaderLength(prefix, src.name, src.size));
+    await src.read(HEADER_PREFIX_BYTES, head);
+    return { tensors: parseHeader(head, src.name, src.size).tensors.length, bytes: src.size };
   } finally {
     await src.close();
   }

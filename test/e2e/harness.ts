@@ -1,0 +1,281 @@
+/**
+ * Shared by the e2e suites: a real VS Code (code-server, scripts/codeserver.sh) with
+ * the packaged linux-x64 VSIX installed, a generated workspace, and a headless
+ * Debian chromium driven by playwright-core.
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { chromium, type Browser, type Frame, type Locator, type Page } from 'playwright-core';
+
+/** Bundles run from dist/, so the repository root is one level up. */
+export const ROOT = resolve(__dirname, '..');
+export const ARTIFACTS = join(ROOT, '.artifacts', 'e2e');
+export const CHROMIUM = '/usr/bin/chromium';
+/** In CI a missing prerequisite is a failure; locally the suite is skipped with the reason. */
+export const IN_CI = process.env.CI === 'true' || process.env.CI === '1';
+
+// The first install compiles native modules for about 2–3 minutes on 2 cores; 15 min means it is stuck.
+export const INSTALL_TIMEOUT_MS = 15 * 60_000;
+// A cold workbench with an extension host takes 10–30 s on a busy 2-core machine.
+export const UI_TIMEOUT_MS = 90_000;
+
+export interface Step {
+  readonly ms: number;
+  readonly what: string;
+}
+
+function sh(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}, timeout = INSTALL_TIMEOUT_MS): string {
+  const r = spawnSync(cmd, args, { cwd: ROOT, env: { ...process.env, ...env }, encoding: 'utf8', timeout });
+  if (r.status !== 0) {
+    throw new Error(`${cmd} ${args.join(' ')} exited ${r.status ?? r.signal}\n${(r.stderr || '').slice(-4000)}${(r.stdout || '').slice(-2000)}`);
+  }
+  return r.stdout;
+}
+
+/**
+ * Installs code-server into .cache/ when missing. Returns why the suite cannot run,
+ * or undefined when it can; in CI it throws instead, so that a broken install fails.
+ */
+export function prerequisites(): string | undefined {
+  const why = (() => {
+    if (process.platform !== 'linux') return 'the e2e suite runs on Linux only';
+    if (!existsSync(CHROMIUM)) return `${CHROMIUM} is missing (apt-get install chromium)`;
+    try {
+      sh('bash', ['scripts/codeserver.sh', 'install']);
+    } catch (e) {
+      return `code-server could not be installed: ${(e as Error).message}`;
+    }
+    return undefined;
+  })();
+  if (why && IN_CI) throw new Error(why);
+  return why;
+}
+
+/** Packs the linux-x64 VSIX (what users install) and returns its path and its unpacked stage folder. */
+export function buildVsix(suite: string): { vsix: string; stage: string } {
+  const work = join(ROOT, '.cache', 'e2e', suite, 'package');
+  const out = sh(process.execPath, ['scripts/package.mjs', '--target', 'linux-x64', '--work', work], {}, 5 * 60_000);
+  const vsix = out.trim().split('\n').pop()!;
+  return { vsix, stage: join(work, 'linux-x64') };
+}
+
+export interface Workspace {
+  readonly dir: string;
+  /** Paths relative to `dir`. */
+  readonly model: string;
+  readonly corrupt: string;
+}
+
+/**
+ * The sample workspace from `node dist/sample.js DIR` (what the demo opens): a
+ * sharded base, a fine-tuned copy, an adapter and a corrupt file.
+ */
+export function makeWorkspace(name: string): Workspace {
+  const dir = join(ROOT, '.cache', 'e2e', name, 'workspace');
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  sh(process.execPath, [join(ROOT, 'dist', 'sample.js'), dir], {}, 5 * 60_000);
+  const files = walk(dir).filter((f) => f.endsWith('.safetensors'));
+  const corrupt = files.find((f) => f.includes('corrupt'));
+  // A single-file model when there is one, else the base's first shard: one file either way.
+  const model = files.find((f) => /(^|\/)model\.safetensors$/.test(f)) ?? files.find((f) => f.startsWith('base/')) ?? files.find((f) => !f.includes('corrupt'));
+  if (!corrupt || !model) throw new Error(`sample workspace ${dir} lacks a model or a corrupt file: ${files.join(', ')}`);
+  return { dir, model, corrupt };
+}
+
+function walk(dir: string, prefix = ''): string[] {
+  const out: string[] = [];
+  for (const name of readdirSync(join(dir, prefix)).sort()) {
+    const rel = prefix ? `${prefix}/${name}` : name;
+    if (statSync(join(dir, rel)).isDirectory()) out.push(...walk(dir, rel));
+    else out.push(rel);
+  }
+  return out;
+}
+
+/**
+ * The tensor names of a safetensors file, read by the test itself (8-byte length,
+ * JSON header): an oracle that shares no code with the extension.
+ */
+export function headerTensorNames(file: string): string[] {
+  const bytes = readFileSync(file);
+  const n = Number(bytes.readBigUInt64LE(0));
+  const header = JSON.parse(bytes.subarray(8, 8 + n).toString('utf8')) as Record<string, unknown>;
+  return Object.keys(header).filter((k) => k !== '__metadata__');
+}
+
+export class CodeServer {
+  private constructor(
+    readonly url: string,
+    readonly port: number,
+    readonly run: string,
+  ) {}
+
+  /** Starts a fresh instance (new profile and extensions folder) with the VSIX installed. */
+  static start(name: string, opts: { vsix?: string; smoke?: boolean; env?: NodeJS.ProcessEnv } = {}): CodeServer {
+    const run = join(ROOT, '.cache', 'e2e', name, 'run');
+    const out = sh('bash', ['scripts/codeserver.sh', 'start'], {
+      ...opts.env,
+      TW_CS_RUN: run,
+      TW_CS_VSIX: opts.vsix ?? '',
+      TW_CS_SMOKE: opts.smoke ? '1' : '0',
+    }, 3 * 60_000);
+    const [, url] = out.trim().split('\n').pop()!.split(' ');
+    return new CodeServer(url, Number(new URL(url).port), run);
+  }
+
+  folderUrl(folder: string, payload?: [string, string][]): string {
+    const q = `folder=${encodeURIComponent(folder)}` + (payload ? `&payload=${encodeURIComponent(JSON.stringify(payload))}` : '');
+    return `${this.url}?${q}`;
+  }
+
+  /** A `vscode-remote://` URI for a path on this server, as the smoke-test payload wants. */
+  remoteUri(path: string): string {
+    return `vscode-remote://127.0.0.1:${this.port}${path}`;
+  }
+
+  log(): string {
+    try {
+      return readFileSync(join(this.run, 'code-server.log'), 'utf8');
+    } catch {
+      return '';
+    }
+  }
+
+  stop(): void {
+    spawnSync('bash', ['scripts/codeserver.sh', 'stop', this.run], { cwd: ROOT, stdio: 'ignore' });
+  }
+}
+
+export async function launchBrowser(): Promise<Browser> {
+  return chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    chromiumSandbox: false,
+    args: ['--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-gpu'],
+  });
+}
+
+/** Saves `.artifacts/e2e/<journey>-<nn>-<step>.png`; steps are numbered in the order taken. */
+export class Shots {
+  private n = 0;
+  constructor(private readonly journey: string) {
+    mkdirSync(ARTIFACTS, { recursive: true });
+  }
+  async take(page: Page, step: string): Promise<string> {
+    const file = join(ARTIFACTS, `${this.journey}-${String(++this.n).padStart(2, '0')}-${step}.png`);
+    await page.screenshot({ path: file });
+    return file;
+  }
+}
+
+/**
+ * Opens the folder and waits until the explorer lists its entries and our
+ * contributions are registered: a file opened before the extensions are scanned
+ * goes to the text editor, which is not what the journeys are about.
+ */
+export async function openWorkbench(page: Page, url: string): Promise<void> {
+  await page.goto(url);
+  await page.locator('.monaco-workbench').waitFor({ timeout: UI_TIMEOUT_MS });
+  await page.locator('.explorer-folders-view .monaco-list-row').first().waitFor({ timeout: UI_TIMEOUT_MS });
+  await waitForCommand(page, 'Tensor Workbench: Show Log');
+}
+
+/** Polls the command palette until `title` is listed, then closes it. */
+export async function waitForCommand(page: Page, title: string, timeout = UI_TIMEOUT_MS): Promise<void> {
+  const end = Date.now() + timeout;
+  const input = page.locator('.quick-input-widget input');
+  const row = page.locator('.quick-input-list .monaco-list-row', { hasText: title });
+  while (Date.now() < end) {
+    await page.keyboard.press('F1');
+    await input.waitFor({ state: 'visible', timeout: 10_000 });
+    await input.fill(`>${title}`);
+    const found = await row
+      .first()
+      .waitFor({ timeout: 2_000 })
+      .then(() => true, () => false);
+    await page.keyboard.press('Escape');
+    if (found) return;
+    await page.waitForTimeout(500);
+  }
+  throw new Error(`command "${title}" never appeared in the palette`);
+}
+
+/** Runs a command from the palette (F1), as a user does. */
+export async function runCommand(page: Page, title: string): Promise<void> {
+  await page.keyboard.press('F1');
+  const input = page.locator('.quick-input-widget input');
+  await input.waitFor({ state: 'visible', timeout: 10_000 });
+  await input.fill(`>${title}`);
+  await page.locator('.quick-input-list .monaco-list-row', { hasText: title }).first().waitFor({ timeout: UI_TIMEOUT_MS });
+  await page.keyboard.press('Enter');
+}
+
+/** The explorer row whose label is exactly `name`. */
+export function explorerRow(page: Page, name: string): Locator {
+  return page.locator('.explorer-folders-view .monaco-list-row').filter({
+    has: page.locator('.label-name', { hasText: new RegExp(`^${name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`) }),
+  });
+}
+
+/** Expands the folders on the way to `relPath`, then double-clicks the file, as a user does. */
+export async function doubleClickInExplorer(page: Page, relPath: string): Promise<void> {
+  const parts = relPath.split('/');
+  for (const folder of parts.slice(0, -1)) {
+    const row = explorerRow(page, folder).first();
+    await row.waitFor({ timeout: UI_TIMEOUT_MS });
+    if ((await row.getAttribute('aria-expanded')) !== 'true') await row.click();
+  }
+  const file = explorerRow(page, parts[parts.length - 1]).first();
+  await file.waitFor({ timeout: UI_TIMEOUT_MS });
+  await file.dblclick();
+}
+
+/**
+ * Webviews are nested iframes; returns the frame in which `selector` first appears.
+ * Polls every 250 ms because frames come and go while the editor loads.
+ */
+export async function frameWith(page: Page, selector: string, timeout = UI_TIMEOUT_MS): Promise<Frame> {
+  const end = Date.now() + timeout;
+  while (Date.now() < end) {
+    for (const f of page.frames()) {
+      try {
+        if (await f.$(selector)) return f;
+      } catch {
+        // The frame navigated or detached while we looked: try the next one.
+      }
+    }
+    await page.waitForTimeout(250);
+  }
+  throw new Error(`no frame shows ${selector} after ${timeout} ms`);
+}
+
+/** The label of the active editor tab, as shown. */
+export async function activeTabLabel(page: Page): Promise<string> {
+  // The workbench renders the extension in its own element, which innerText puts on a new line.
+  return (await page.locator('.tabs-container .tab.active .tab-label').first().innerText()).replace(/\s*\n\s*/g, '').trim();
+}
+
+/**
+ * Runs one journey in a fresh page; on failure it saves a `failure` screenshot
+ * before rethrowing, so the artifact shows where the journey stopped.
+ */
+export async function journey(browser: Browser, url: string, name: string, body: (page: Page, shots: Shots) => Promise<void>): Promise<void> {
+  const shots = new Shots(name);
+  const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+  try {
+    await openWorkbench(page, url);
+    await body(page, shots);
+  } catch (e) {
+    await shots.take(page, 'failure').catch(() => undefined);
+    throw e;
+  } finally {
+    await page.close();
+  }
+}
+
+export function writeJson(file: string, value: unknown): void {
+  mkdirSync(join(file, '..'), { recursive: true });
+  writeFileSync(file, JSON.stringify(value, null, 2));
+}
