@@ -22,6 +22,19 @@ function mk(name: string, dtype: InDType, values: number[], cols = 32): QuantCas
   return { name: `${name} (${dtype})`, dtype, bytes, held, cols };
 }
 
+const nbox = new Float32Array(1);
+const nbits = new Int32Array(nbox.buffer);
+function f32n(v: number): number {
+  nbox[0] = v;
+  return nbox[0];
+}
+/** `v` moved by `ulps` f32 steps (same sign, nonzero v). */
+function nudge(v: number, ulps: number): number {
+  nbox[0] = v;
+  nbits[0] += v < 0 ? -ulps : ulps;
+  return nbox[0];
+}
+
 function block(fill: (j: number) => number): number[] {
   return Array.from({ length: 32 }, (_, j) => fill(j));
 }
@@ -62,6 +75,22 @@ export function quantCases(): QuantCase[] {
     cases.push(mk('zeros', dt, [...block(() => 0), ...block(() => -0), ...block((j) => (j % 3 ? 0 : -0)),
       ...block(() => 1.5), ...block(() => -0.25), ...block((j) => (j === 31 ? 1 : 0))]));
   }
+  // Near ties: values a few f32 ulps around the points where x·id (+ 8.5 or + 0.5) rounds
+  // across .5 or an integer, so that rounding each step to f32 decides the output.
+  const near: number[] = [];
+  for (let b = 0; b < 48; b++) {
+    const d0 = f32n((1 + r()) * Math.pow(2, -8 + Math.floor(r() * 12)));
+    const kind = b % 3;
+    const x0 = kind === 0 ? 127 * d0 : kind === 1 ? -8 * d0 : -3 * d0;
+    near.push(...block((j) => {
+      if (j === 0) return x0;
+      if (kind === 2 && j === 1) return x0 + 15 * d0;
+      const k = kind === 0 ? Math.floor(r() * 253) - 126 + 0.5 : kind === 1 ? Math.floor(r() * 16) + 0.5 - 8 : Math.floor(r() * 15) + 0.5;
+      const centre = kind === 2 ? f32n(x0 + k * d0) : f32n(k * d0);
+      return nudge(centre, Math.floor(r() * 7) - 3);
+    }));
+  }
+  cases.push(mk('near ties', 'F32', near));
   // f16 ties of d (exact only with F32 input): amax = 127·t, −8·t, 15·t.
   const mids = f16Midpoints(r, 24);
   const tieVals: number[] = [];
@@ -98,6 +127,9 @@ export function quantCases(): QuantCase[] {
     codes.push(c);
   }
   cases.push({ name: 'random bf16 codes (BF16)', dtype: 'BF16', ...bf16Codes(codes), cols: 128 });
+  // Random codes with exponents inside [2^-96, 2^126): every block stays on the GPU's exact path.
+  const inRange = codes.map((c) => (c & 0x807f) | ((31 + (((c >> 7) & 0xff) % 222)) << 7));
+  cases.push({ name: 'bf16 codes in range (BF16)', dtype: 'BF16', ...bf16Codes(inRange), cols: 128 });
   const f16codes: number[] = [];
   for (let i = 0; i < 32 * 32; i++) {
     let c = Math.floor(r() * 65536);

@@ -22,6 +22,13 @@ export interface QuantizeArgs {
   readonly cols: number;
   /** Accumulate the error sums (quantize → dequantize against the input). Default true. */
   readonly stats?: boolean;
+  /** The caller gives `src.buffer` up: it moves to the worker instead of being copied. */
+  readonly give?: boolean;
+}
+
+/** `KernelDef.transfer` for the quantizers: moves the input only when the caller gave it up. */
+export function giveSrc(a: QuantizeArgs): ArrayBuffer[] {
+  return a.give && a.src.buffer instanceof ArrayBuffer ? [a.src.buffer] : [];
 }
 
 /** Sums from which the report derives RMSE, SNR and cosine; they add across chunks. */
@@ -44,6 +51,8 @@ export interface QuantizeResult {
   /** One f32 scale per row (per-channel schemes only). */
   readonly scales?: Float32Array;
   readonly stats: ErrorSums;
+  /** GPU twins: blocks (or rows) outside the shader's exact range, redone with the CPU twin. */
+  readonly hostRedone?: number;
 }
 
 export function emptySums(): ErrorSums {
