@@ -1,7 +1,10 @@
 import * as vscode from 'vscode';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { disposeBackends } from '../compute/backend';
 import { registerCommand } from './commands';
 import { log } from './log';
-import { PlaceholderViewer } from './placeholderViewer';
+import { ViewerProvider } from './viewer/viewerProvider';
 
 /**
  * Entry point of the extension host bundle (dist/extension.js). Each feature owns a
@@ -14,16 +17,33 @@ export function activate(context: vscode.ExtensionContext): void {
 
   // ── registration points: one line per feature ──────────────────────────────
   // viewer (src/vscode/viewer/): replace the placeholder with ViewerProvider.register(context)
-  PlaceholderViewer.register(context);
+  ViewerProvider.register(context);
   // diff: CompareCommand.register(context)
   // quantize: QuantizeCommand.register(context)
   // merge: MergeCommand.register(context)
   // ───────────────────────────────────────────────────────────────────────────
 
   log.info(`activated ${context.extension.id} ${context.extension.packageJSON.version} (Node ${process.versions.node}, ${process.platform}-${process.arch})`);
+  noteMissingWebGpu(context);
 }
 
-/** VS Code awaits this; the GPU device and worker pool must be released so the host can exit. */
+/** VS Code awaits this: the GPU device and the worker pool must be released so the host can exit. */
 export async function deactivate(): Promise<void> {
-  // compute: await disposeBackends() from src/compute/backend.ts
+  await disposeBackends();
+}
+
+/**
+ * The universal package (and any platform without a Dawn build) carries no
+ * dawn.node: every kernel runs on the CPU twins. Say so once per version, not on
+ * every start.
+ */
+function noteMissingWebGpu(context: vscode.ExtensionContext): void {
+  const plat = `${process.platform}-${process.arch}`;
+  if (existsSync(join(__dirname, 'dawn', plat, 'dawn.node'))) return;
+  const text = `This Tensor Workbench package has no WebGPU binary for ${plat}: computations run on the CPU. Install the ${plat} package for GPU acceleration where one exists.`;
+  log.info(text);
+  const key = `noWebGpuNoticeShown:${context.extension.packageJSON.version}`;
+  if (context.globalState.get(key)) return;
+  void context.globalState.update(key, true);
+  void vscode.window.showInformationMessage(text);
 }
