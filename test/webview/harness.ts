@@ -160,6 +160,12 @@ export async function postToPage(page: Page, m: unknown): Promise<void> {
  */
 export const THEMES = {
   'vscode-light': {
+    '--vscode-input-background': '#ffffff',
+    '--vscode-input-foreground': '#616161',
+    '--vscode-button-secondaryBackground': '#5f6a79',
+    '--vscode-button-secondaryForeground': '#ffffff',
+    '--vscode-checkbox-background': '#f8f8f8',
+    '--vscode-checkbox-border': '#cecece',
     '--vscode-foreground': '#616161',
     '--vscode-editor-background': '#ffffff',
     '--vscode-descriptionForeground': '#717171',
@@ -174,6 +180,12 @@ export const THEMES = {
     '--vscode-editor-font-family': 'monospace',
   },
   'vscode-dark': {
+    '--vscode-input-background': '#3c3c3c',
+    '--vscode-input-foreground': '#cccccc',
+    '--vscode-button-secondaryBackground': '#3a3d41',
+    '--vscode-button-secondaryForeground': '#cccccc',
+    '--vscode-checkbox-background': '#313131',
+    '--vscode-checkbox-border': '#3c3c3c',
     '--vscode-foreground': '#cccccc',
     '--vscode-editor-background': '#1e1e1e',
     '--vscode-descriptionForeground': '#ccccccb3',
@@ -188,6 +200,12 @@ export const THEMES = {
     '--vscode-editor-font-family': 'monospace',
   },
   'vscode-high-contrast': {
+    '--vscode-input-background': '#000000',
+    '--vscode-input-foreground': '#ffffff',
+    '--vscode-button-secondaryBackground': '#000000',
+    '--vscode-button-secondaryForeground': '#ffffff',
+    '--vscode-checkbox-background': '#000000',
+    '--vscode-checkbox-border': '#6fc3df',
     '--vscode-foreground': '#ffffff',
     '--vscode-editor-background': '#000000',
     '--vscode-descriptionForeground': '#ffffff',

@@ -70,7 +70,7 @@ test('the tree renders folded runs, and expanding and collapsing them works', as
   await page.waitForSelector('#tree .tree-row');
   assert.deepEqual(await rowLabels(page), ['model', 'lm_head', 'extra']);
   assert.match((await page.textContent('#total-params')) ?? '', /params/);
-  const memHead = await page.$$eval('#memory-table vscode-table-header-cell', (e) => e.map((x) => x.textContent));
+  const memHead = await page.$$eval('#memory-table th', (e) => e.map((x) => x.textContent));
   assert.deepEqual(memHead, ['memory at', 'FP32', 'BF16', 'FP8', 'Q8_0', 'Q4_0']);
 
   await clickRow(page, 'model');

@@ -11,12 +11,6 @@ import '@vscode-elements/elements/dist/vscode-tab-panel/index.js';
 import '@vscode-elements/elements/dist/vscode-badge/index.js';
 import '@vscode-elements/elements/dist/vscode-progress-bar/index.js';
 import '@vscode-elements/elements/dist/vscode-checkbox/index.js';
-import '@vscode-elements/elements/dist/vscode-table/index.js';
-import '@vscode-elements/elements/dist/vscode-table-header/index.js';
-import '@vscode-elements/elements/dist/vscode-table-header-cell/index.js';
-import '@vscode-elements/elements/dist/vscode-table-body/index.js';
-import '@vscode-elements/elements/dist/vscode-table-row/index.js';
-import '@vscode-elements/elements/dist/vscode-table-cell/index.js';
 import './viewer.css';
 import {
   Requester,
@@ -231,12 +225,17 @@ function renderMetadata(s: SummaryReplyMessage): HTMLElement {
   );
 }
 
+/**
+ * A plain table: vscode-table lays columns out only with fixed `columns` widths and
+ * hides its header at small sizes, which suits neither the short totals tables nor
+ * metadata of unknown width. Theme colours come from the same variables.
+ */
 function table(id: string, head: string[], rows: (string | Node)[][]): HTMLElement {
   return h(
-    'vscode-table',
-    { id, class: 'table', 'bordered-rows': '', compact: '' },
-    h('vscode-table-header', { slot: 'header' }, ...head.map((c) => h('vscode-table-header-cell', {}, c))),
-    h('vscode-table-body', { slot: 'body' }, ...rows.map((r) => h('vscode-table-row', {}, ...r.map((c) => h('vscode-table-cell', {}, c))))),
+    'table',
+    { id, class: 'grid' },
+    h('thead', {}, h('tr', {}, ...head.map((c) => h('th', {}, c)))),
+    h('tbody', {}, ...rows.map((r) => h('tr', {}, ...r.map((c) => h('td', {}, c))))),
   );
 }
 

@@ -1,0 +1,321 @@
+/**
+ * Everything the viewer's host side computes for one opened model, without
+ * `vscode`: the summary (tensors, totals, memory table, module tree), one
+ * tensor's statistics, a heatmap, and the whole-model scan. The provider wires
+ * these to the webview through the protocol's Responder; the tests call them
+ * directly on generated files.
+ */
+import { DTYPE_INFO } from '../../format/dtypes';
+import { decodeToF32 } from '../../format/decode';
+import { FormatError, isFormatError } from '../../format/errors';
+import type { Model, TensorInfo } from '../../format/model';
+import { estimateMemory } from '../../pipelines/memory';
+import { buildModuleTree, type ModuleNode } from '../../pipelines/moduleTree';
+import { stats, type TensorStats } from '../../pipelines/stats';
+import { CancelledError, isCancelled, throwIfCancelled, type Progress } from '../../pipelines/job';
+import type { BackendChoice } from '../../compute/kernel';
+import type {
+  DTypeTotal,
+  ErrorInfo,
+  HeatmapReplyMessage,
+  HealthBadge,
+  RequestEventMessage,
+  ScanReplyMessage,
+  ScanRow,
+  SummaryReplyMessage,
+  TensorEntry,
+  TensorStatsData,
+  TensorStatsReplyMessage,
+  TreeNodeData,
+} from '../../shared/protocol';
+import { HEATMAP_MAX_SIZE, HeatmapAccumulator, matrixShape } from './heatmap';
+import { ResultCache, resultKey, stampKey } from './resultCache';
+
+/** C64 decodes to (real, imaginary) pairs: there is no single value to histogram or draw. */
+export function isViewable(dtype: string): boolean {
+  return dtype !== 'C64';
+}
+
+// ---------------------------------------------------------------- summary
+
+/**
+ * Converts the folded module tree to the protocol's tree. A fold (`{0..31}`)
+ * becomes a `run` node whose children are its real members (`0` … `31`), each
+ * with its real tensors: the fold's structure is that of its first member, so a
+ * member's tensor names are the first member's with the member's prefix.
+ */
+export function treeData(root: ModuleNode, indexOf: ReadonlyMap<string, number>): TreeNodeData {
+  type Sub = readonly (readonly [string, string])[];
+  const rename = (name: string, subs: Sub): string => {
+    let n = name;
+    // Innermost fold first: its members are spelled in terms of the outer fold's first member.
+    for (let i = subs.length - 1; i >= 0; i--) {
+      const [from, to] = subs[i]!;
+      if (n.startsWith(`${from}.`)) n = to + n.slice(from.length);
+    }
+    return n;
+  };
+  const tensorNodes = (m: ModuleNode, subs: Sub): TreeNodeData[] =>
+    m.tensors.flatMap((t) => {
+      const full = rename(t.fullName, subs);
+      const index = indexOf.get(full);
+      if (index === undefined) return [];
+      return [{ label: t.name, path: full, kind: 'tensor' as const, tensor: index, tensors: 1, params: t.params, bytes: t.bytes }];
+    });
+  const join = (a: string, b: string) => (a ? `${a}.${b}` : b);
+
+  const convert = (m: ModuleNode, path: string, subs: Sub, label = m.name): TreeNodeData => {
+    if (m.fold) {
+      const f = m.fold;
+      const members = f.members.map((member) => {
+        // This member's names are the first member's with its own prefix; outer folds apply after.
+        const innerSubs: Sub = [...subs, [f.members[0]!, member] as const];
+        const memberPath = rename(member, subs);
+        return memberNode(m, memberPath, member.slice(member.lastIndexOf('.') + 1), innerSubs, f.each);
+      });
+      return { label, path, kind: 'run', tensors: m.tensorCount, params: m.params, bytes: m.bytes, children: members };
+    }
+    const children: TreeNodeData[] = [];
+    for (const c of m.children) {
+      // A module whose only content is one fold shows as that run: `layers ×32`.
+      if (c.children.length === 1 && c.tensors.length === 0 && c.children[0]!.fold) {
+        const f = c.children[0]!;
+        children.push(convert(f, join(path, `${c.name}.${f.name}`), subs, `${c.name} ×${f.fold!.count}`));
+      } else if (c.fold) {
+        children.push(convert(c, join(path, c.name), subs, `${c.name} ×${c.fold.count}`));
+      } else {
+        children.push(convert(c, join(path, c.name), subs));
+      }
+    }
+    children.push(...tensorNodes(m, subs));
+    return { label, path, kind: 'module', tensors: m.tensorCount, params: m.params, bytes: m.bytes, children };
+  };
+
+  const memberNode = (fold: ModuleNode, path: string, label: string, subs: Sub, each: { tensorCount: number; params: number; bytes: number }): TreeNodeData => {
+    const rep = convert({ ...fold, fold: undefined, name: label }, path, subs);
+    return { ...rep, label, path, tensors: each.tensorCount, params: each.params, bytes: each.bytes };
+  };
+
+  return convert(root, '', []);
+}
+
+export function buildSummary(model: Model): SummaryReplyMessage {
+  const tensors: TensorEntry[] = model.tensors.map((t) => ({
+    name: t.name,
+    dtype: t.dtype,
+    shape: t.shape,
+    numel: t.numel,
+    file: t.file,
+    byteOffset: t.byteOffset,
+    byteLength: t.byteLength,
+    decodable: isViewable(t.dtype),
+  }));
+  const byDtype = new Map<string, { tensors: number; params: number; bytes: number }>();
+  let params = 0;
+  let bytes = 0;
+  for (const t of model.tensors) {
+    const d = byDtype.get(t.dtype) ?? { tensors: 0, params: 0, bytes: 0 };
+    d.tensors++;
+    d.params += t.numel;
+    d.bytes += t.byteLength;
+    byDtype.set(t.dtype, d);
+    params += t.numel;
+    bytes += t.byteLength;
+  }
+  const indexOf = new Map(model.tensors.map((t, i) => [t.name, i]));
+  const tree = treeData(
+    buildModuleTree(model.tensors.map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape, byteLength: t.byteLength }))),
+    indexOf,
+  );
+  const totals: DTypeTotal[] = [...byDtype]
+    .map(([dtype, d]) => ({ dtype, ...d }))
+    .sort((a, b) => b.bytes - a.bytes || a.dtype.localeCompare(b.dtype));
+  return {
+    type: 'summary',
+    path: model.path,
+    files: model.files.map((f) => ({ path: f.path, bytes: f.bytes, headerBytes: f.headerBytes })),
+    tensors,
+    totals: { tensors: tensors.length, params, bytes, byDtype: totals },
+    memory: estimateMemory(params).map((m) => ({ format: m.format, bytes: m.bytes })),
+    metadata: Object.entries(model.metadata),
+    tree,
+  };
+}
+
+// ------------------------------------------------------------------ stats
+
+const num = (v: number | null): number => (v === null ? NaN : v);
+
+export function statsData(s: TensorStats): TensorStatsData {
+  return {
+    name: s.name,
+    count: s.count,
+    finite: s.finite,
+    nan: s.nan,
+    posInf: s.posInf,
+    negInf: s.negInf,
+    zeros: s.zeros,
+    nearZero: s.nearZero,
+    min: num(s.min),
+    max: num(s.max),
+    absMax: num(s.absMax),
+    mean: num(s.mean),
+    std: num(s.std),
+    outliers: s.outliers,
+    histogram: { min: num(s.histogram.min), max: num(s.histogram.max), counts: Float64Array.from(s.histogram.counts) },
+    logHistogram: { min: num(s.logHistogram.min), max: num(s.logHistogram.max), counts: Float64Array.from(s.logHistogram.counts) },
+    topK: s.topK.map((k) => ({ index: k.index, value: k.value })),
+  };
+}
+
+/** F16's largest finite value: a tensor above it would overflow if cast to F16. */
+export const F16_MAX = 65504;
+
+export function healthBadges(s: { nan: number; posInf: number; negInf: number; zeros: number; count: number; absMax: number | null; dtype: string }): HealthBadge[] {
+  const b: HealthBadge[] = [];
+  if (s.nan + s.posInf + s.negInf > 0) b.push('non-finite');
+  if (s.count > 0 && s.zeros === s.count) b.push('all-zero');
+  if (s.dtype !== 'F16' && s.absMax !== null && s.absMax > F16_MAX) b.push('f16-overflow');
+  return b;
+}
+
+export function scanRow(s: TensorStats): ScanRow {
+  if (s.note) return { name: s.name, dtype: s.dtype, count: s.count, std: NaN, absMax: NaN, sparsity: NaN, outliers: 0, nonFinite: 0, badges: [], error: { code: 'unsupported', message: s.note, tensor: s.name } };
+  return {
+    name: s.name,
+    dtype: s.dtype,
+    count: s.count,
+    std: num(s.std),
+    absMax: num(s.absMax),
+    sparsity: s.count ? s.zeros / s.count : 0,
+    outliers: s.outliers,
+    nonFinite: s.nan + s.posInf + s.negInf,
+    badges: healthBadges(s),
+  };
+}
+
+// ---------------------------------------------------------------- heatmap
+
+/** Bytes decoded at a time: 8 MiB of BF16 is 4 M values (16 MiB as f32), a few ms of work between awaits. */
+const HEATMAP_CHUNK_BYTES = 8 << 20;
+
+export async function computeHeatmap(model: Model, t: TensorInfo, maxSize: number, signal?: AbortSignal): Promise<HeatmapReplyMessage> {
+  if (!isViewable(t.dtype)) throw new FormatError('unsupported', `a heatmap needs one value per element; ${t.dtype} has two`, model.path, t.name);
+  const { rows, cols } = matrixShape(t.shape);
+  const acc = new HeatmapAccumulator(rows, cols, Math.min(maxSize, HEATMAP_MAX_SIZE));
+  const bits = DTYPE_INFO[t.dtype].bits;
+  let scratch = new Float32Array(0);
+  for await (const chunk of model.chunks(t, { chunkBytes: HEATMAP_CHUNK_BYTES, signal })) {
+    throwIfCancelled(signal);
+    const n = Math.min(Math.floor((chunk.length * 8) / bits), t.numel - acc.count);
+    if (scratch.length < n) scratch = new Float32Array(n);
+    decodeToF32(t.dtype, chunk, scratch, n);
+    acc.push(scratch.subarray(0, n));
+  }
+  const img = acc.image();
+  return { type: 'heatmap', name: t.name, ...img };
+}
+
+// ----------------------------------------------------------------- service
+
+/** Errors as they cross to the webview: a FormatError keeps its code, file and tensor. */
+export function errorInfo(e: unknown): ErrorInfo {
+  if (isCancelled(e)) return { code: 'cancelled', message: 'cancelled' };
+  if (isFormatError(e)) return { code: e.code, message: e.message, file: e.file, tensor: e.tensor };
+  const code = (e as { code?: unknown })?.code;
+  return { code: typeof code === 'string' ? code : 'internal', message: e instanceof Error ? e.message : String(e) };
+}
+
+/** Tensors per stats call during a scan, so rows stream to the page as each batch finishes. */
+const SCAN_BATCH_TENSORS = 64;
+/** …or fewer, when they are large: a batch of at most 512 MiB keeps rows arriving every few seconds. */
+const SCAN_BATCH_BYTES = 512 << 20;
+
+export interface ModelServiceOptions {
+  readonly backend?: () => BackendChoice;
+}
+
+/** One opened model and its cached results. A new file on disk means a new service. */
+export class ModelService {
+  private readonly cache = new ResultCache<TensorStatsReplyMessage | HeatmapReplyMessage>();
+  private readonly stamp: string;
+  private summaryCache: SummaryReplyMessage | undefined;
+
+  constructor(
+    readonly model: Model,
+    private readonly opts: ModelServiceOptions = {},
+  ) {
+    this.stamp = stampKey(model.files.map((f) => ({ path: f.path, bytes: f.bytes, mtimeMs: f.mtimeMs })));
+  }
+
+  private backend(): BackendChoice {
+    return this.opts.backend?.() ?? 'auto';
+  }
+
+  private tensorOrThrow(name: string): TensorInfo {
+    const t = this.model.tensor(name);
+    if (!t) throw new FormatError('not_found', 'no such tensor', this.model.path, name);
+    return t;
+  }
+
+  summary(): SummaryReplyMessage {
+    return (this.summaryCache ??= buildSummary(this.model));
+  }
+
+  async tensorStats(name: string, bins: number, signal?: AbortSignal): Promise<TensorStatsReplyMessage> {
+    const t = this.tensorOrThrow(name);
+    if (!isViewable(t.dtype)) throw new FormatError('unsupported', `values of ${t.dtype} cannot be summarised`, this.model.path, name);
+    const key = resultKey(this.stamp, 'stats', { name, bins });
+    const hit = this.cache.get(key);
+    if (hit?.type === 'tensorStats') return hit;
+    const r = await stats(this.model, { tensors: [name], bins, backend: this.backend(), signal });
+    const reply: TensorStatsReplyMessage = { type: 'tensorStats', stats: statsData(r.tensors[0]!), backend: r.device || r.backend, seconds: r.seconds };
+    this.cache.set(key, reply);
+    return reply;
+  }
+
+  async heatmap(name: string, maxSize: number, signal?: AbortSignal): Promise<HeatmapReplyMessage> {
+    const t = this.tensorOrThrow(name);
+    const size = Math.max(1, Math.min(HEATMAP_MAX_SIZE, Math.floor(maxSize) || HEATMAP_MAX_SIZE));
+    const key = resultKey(this.stamp, 'heatmap', { name, size });
+    const hit = this.cache.get(key);
+    if (hit?.type === 'heatmap') return hit;
+    const reply = await computeHeatmap(this.model, t, size, signal);
+    this.cache.set(key, reply);
+    return reply;
+  }
+
+  /** Statistics of every tensor, in batches; rows and byte progress stream through `emit`. */
+  async scan(bins: number, emit: (e: RequestEventMessage) => void, signal?: AbortSignal): Promise<ScanReplyMessage> {
+    const started = performance.now();
+    const all = this.model.tensors;
+    const total = all.reduce((a, t) => a + t.byteLength, 0);
+    let done = 0;
+    let backend = '';
+    emit({ type: 'progress', done: 0, total, unit: 'bytes' });
+    for (let i = 0; i < all.length; ) {
+      throwIfCancelled(signal);
+      const batch: TensorInfo[] = [];
+      let bytes = 0;
+      while (i < all.length && batch.length < SCAN_BATCH_TENSORS && (batch.length === 0 || bytes + all[i]!.byteLength <= SCAN_BATCH_BYTES)) {
+        bytes += all[i]!.byteLength;
+        batch.push(all[i++]!);
+      }
+      const base = done;
+      const r = await stats(this.model, {
+        tensors: batch.map((t) => t.name),
+        bins,
+        topK: 1,
+        backend: this.backend(),
+        signal,
+        progress: (p: Progress) => emit({ type: 'progress', done: base + p.done, total, unit: 'bytes', message: p.message }),
+      });
+      backend = r.device || r.backend;
+      done = base + bytes;
+      emit({ type: 'scanRows', rows: r.tensors.map(scanRow) });
+      emit({ type: 'progress', done, total, unit: 'bytes' });
+    }
+    if (signal?.aborted) throw new CancelledError();
+    return { type: 'scan', tensors: all.length, seconds: (performance.now() - started) / 1000, backend };
+  }
+}

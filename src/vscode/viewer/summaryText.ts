@@ -1,0 +1,37 @@
+/**
+ * The header summary as plain text, for "Show as Text": a read-only document in
+ * the `safetensors-summary` language (syntaxes/safetensors-summary.tmLanguage.json
+ * colours its names, dtypes, shapes and numbers). Pure, so it is tested without VS Code.
+ */
+import type { SummaryReplyMessage } from '../../shared/protocol';
+
+const n = (x: number) => x.toLocaleString('en-US');
+
+export function summaryText(s: SummaryReplyMessage): string {
+  const out: string[] = [];
+  out.push(`# ${s.path}`);
+  out.push(`files ${n(s.files.length)}  tensors ${n(s.totals.tensors)}  params ${n(s.totals.params)}  bytes ${n(s.totals.bytes)}`);
+  out.push('');
+  out.push('dtypes');
+  for (const d of s.totals.byDtype) out.push(`  ${d.dtype}  tensors ${n(d.tensors)}  params ${n(d.params)}  bytes ${n(d.bytes)}`);
+  out.push('');
+  out.push('memory');
+  for (const m of s.memory) out.push(`  ${m.format}  bytes ${n(m.bytes)}`);
+  out.push('');
+  out.push(`metadata (${s.metadata.length})`);
+  // JSON-quoted, so a value with newlines stays on one line and cannot fake a section.
+  for (const [k, v] of s.metadata) out.push(`  ${JSON.stringify(k)} = ${JSON.stringify(v)}`);
+  out.push('');
+  for (const [i, f] of s.files.entries()) {
+    out.push(`file ${i} ${f.path}  bytes ${n(f.bytes)}  header ${n(f.headerBytes)}`);
+  }
+  out.push('');
+  out.push('tensors');
+  for (const t of s.tensors) {
+    const file = s.files[t.file]!;
+    const begin = t.byteOffset - 8 - file.headerBytes;
+    out.push(`  ${t.name}  ${t.dtype}  [${t.shape.join(', ')}]  offsets [${begin}, ${begin + t.byteLength}]${s.files.length > 1 ? `  file ${t.file}` : ''}`);
+  }
+  out.push('');
+  return out.join('\n');
+}

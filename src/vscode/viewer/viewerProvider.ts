@@ -1,0 +1,255 @@
+import * as vscode from 'vscode';
+import { randomBytes } from 'node:crypto';
+import { openModel } from '../../format/openModel';
+import { isToHostMessage, Responder, type ToWebviewMessage } from '../../shared/protocol';
+import { registerCommand } from '../commands';
+import { Disposable } from '../dispose';
+import { log } from '../log';
+import { configuredBackend } from '../progress';
+import { openerFor } from '../workspaceSource';
+import { makeNonce, viewerHtml } from './html';
+import { errorInfo, ModelService } from './modelService';
+import { summaryText } from './summaryText';
+
+/** The viewer's editor for `*.safetensors` (priority default). */
+export const VIEW_TYPE = 'tensorWorkbench.viewer';
+/** The same viewer for `*.safetensors.index.json` (priority option: JSON still opens as text by default). */
+export const INDEX_VIEW_TYPE = 'tensorWorkbench.indexViewer';
+/** Scheme of the read-only "Show as Text" documents. */
+export const SUMMARY_SCHEME = 'tensor-workbench-summary';
+/** Writers touch a file several times in a row; reload once the burst is over. */
+const RELOAD_DEBOUNCE_MS = 300;
+
+/**
+ * One opened model: the header is read once per version of the file on disk, and
+ * its ModelService (with its result cache) lives until the file changes. A change
+ * to any of the model's files (or the index) drops the service, and every panel
+ * showing it is told to reload: a panel never shows numbers from an older file.
+ */
+export class ViewerDocument extends Disposable implements vscode.CustomDocument {
+  private service: Promise<ModelService> | undefined;
+  private readonly changed = this.register(new vscode.EventEmitter<{ deleted: boolean }>());
+  readonly onDidChange = this.changed.event;
+  private timer: NodeJS.Timeout | undefined;
+  private watchedFiles = new Set<string>();
+
+  constructor(readonly uri: vscode.Uri) {
+    super();
+    const dir = vscode.Uri.joinPath(uri, '..');
+    // Watch the folder, not the file: a shard or the index may change too, and editors
+    // that save by rename-over are seen as create/delete of the same name.
+    const watcher = this.register(vscode.workspace.createFileSystemWatcher(new vscode.RelativePattern(dir, '*')));
+    const onEvent = (deleted: boolean) => (u: vscode.Uri) => {
+      if (u.toString() === uri.toString() || this.watchedFiles.has(u.path)) this.scheduleReload(deleted && u.toString() === uri.toString());
+    };
+    this.register(watcher.onDidChange(onEvent(false)));
+    this.register(watcher.onDidCreate(onEvent(false)));
+    this.register(watcher.onDidDelete(onEvent(true)));
+    this.register({ dispose: () => clearTimeout(this.timer) });
+    this.register({ dispose: () => void this.closeModel() });
+  }
+
+  whenDisposed(fn: () => void): void {
+    this.register({ dispose: fn });
+  }
+
+  /** The model as it is on disk now; opened (header only) on first use after each change. */
+  model(): Promise<ModelService> {
+    if (!this.service) {
+      const { opener, path } = openerFor(this.uri, vscode.workspace.fs);
+      const started = Date.now();
+      this.service = openModel(path, opener).then((m) => {
+        log.info(`viewer: opened ${m.path}: ${m.tensors.length} tensors, ${m.files.length} file(s), header read in ${Date.now() - started} ms`);
+        this.watchedFiles = new Set(m.files.map((f) => (this.uri.scheme === 'file' ? vscode.Uri.file(f.path).path : f.path)));
+        return new ModelService(m, { backend: configuredBackend });
+      });
+      // A failed open is not cached: the next request (after the user fixes the file) tries again.
+      this.service.catch(() => (this.service = undefined));
+    }
+    return this.service;
+  }
+
+  private scheduleReload(deleted: boolean): void {
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => {
+      void this.closeModel().then(() => this.changed.fire({ deleted }));
+    }, RELOAD_DEBOUNCE_MS);
+  }
+
+  private async closeModel(): Promise<void> {
+    const s = this.service;
+    this.service = undefined;
+    if (s) await s.then((m) => m.model.close()).catch(() => undefined);
+  }
+}
+
+export class ViewerProvider extends Disposable implements vscode.CustomReadonlyEditorProvider<ViewerDocument> {
+  private readonly documents = new Map<string, ViewerDocument>();
+  private readonly summaryChanged = this.register(new vscode.EventEmitter<vscode.Uri>());
+
+  static register(context: vscode.ExtensionContext): ViewerProvider {
+    const p = new ViewerProvider(context);
+    context.subscriptions.push(p);
+    // No retainContextWhenHidden: the page keeps its view state with setState and asks again.
+    const opts = { supportsMultipleEditorsPerDocument: true };
+    context.subscriptions.push(vscode.window.registerCustomEditorProvider(VIEW_TYPE, p, opts));
+    context.subscriptions.push(vscode.window.registerCustomEditorProvider(INDEX_VIEW_TYPE, p, opts));
+    context.subscriptions.push(
+      vscode.workspace.registerTextDocumentContentProvider(SUMMARY_SCHEME, {
+        onDidChange: p.summaryChanged.event,
+        provideTextDocumentContent: (uri) => p.summaryTextFor(uri),
+      }),
+    );
+    context.subscriptions.push(vscode.languages.registerCodeLensProvider({ pattern: '**/*.safetensors.index.json' }, new IndexCodeLens()));
+    registerCommand(context, 'tensorWorkbench.openModel', (uri?: vscode.Uri) => p.openModelCommand(uri));
+    registerCommand(context, 'tensorWorkbench.openAsModel', (uri?: vscode.Uri) => p.openAsModel(uri ?? vscode.window.activeTextEditor?.document.uri));
+    registerCommand(context, 'tensorWorkbench.showAsText', (uri?: vscode.Uri) => p.showAsText(uri ?? activeViewerUri()));
+    return p;
+  }
+
+  private constructor(private readonly context: vscode.ExtensionContext) {
+    super();
+  }
+
+  openCustomDocument(uri: vscode.Uri): ViewerDocument {
+    const doc = new ViewerDocument(uri);
+    const key = uri.toString();
+    this.documents.set(key, doc);
+    doc.onDidChange(() => this.summaryChanged.fire(summaryUri(uri)));
+    doc.whenDisposed(() => {
+      if (this.documents.get(key) === doc) this.documents.delete(key);
+    });
+    return doc;
+  }
+
+  async resolveCustomEditor(doc: ViewerDocument, panel: vscode.WebviewPanel): Promise<void> {
+    const root = vscode.Uri.joinPath(this.context.extensionUri, 'dist', 'webview');
+    panel.webview.options = { enableScripts: true, localResourceRoots: [root] };
+    const nonce = makeNonce((n) => randomBytes(n));
+    panel.webview.html = viewerHtml({
+      scriptUri: panel.webview.asWebviewUri(vscode.Uri.joinPath(root, 'viewer.js')).toString(),
+      styleUri: panel.webview.asWebviewUri(vscode.Uri.joinPath(root, 'viewer.css')).toString(),
+      cspSource: panel.webview.cspSource,
+      nonce,
+      title: doc.uri.path.split('/').pop() ?? 'model',
+    });
+    const post = (m: ToWebviewMessage) => void panel.webview.postMessage(m);
+    const responder = new Responder(
+      post,
+      {
+        summary: async () => (await doc.model()).summary(),
+        tensorStats: async (r, ctx) => (await doc.model()).tensorStats(r.name, r.bins, ctx.signal),
+        heatmap: async (r, ctx) => (await doc.model()).heatmap(r.name, r.maxSize, ctx.signal),
+        scan: async (r, ctx) => (await doc.model()).scan(r.bins, ctx.emit, ctx.signal),
+        reopenWithDefault: async () => {
+          await vscode.commands.executeCommand('vscode.openWith', doc.uri, 'default', panel.viewColumn);
+          return { type: 'done' };
+        },
+        showAsText: async () => {
+          await this.showAsText(doc.uri);
+          return { type: 'done' };
+        },
+      },
+      (e) => {
+        const info = errorInfo(e);
+        if (info.code !== 'cancelled') log.info(`viewer: ${info.code}: ${info.message}`);
+        return info;
+      },
+    );
+    const subs = [
+      panel.webview.onDidReceiveMessage((m: unknown) => {
+        if (isToHostMessage(m)) void responder.handle(m);
+      }),
+      doc.onDidChange(({ deleted }) => {
+        responder.abortAll();
+        post({ type: 'fileChanged', deleted });
+      }),
+    ];
+    panel.onDidDispose(() => {
+      responder.abortAll();
+      subs.forEach((s) => s.dispose());
+      // The last panel of a document closed: VS Code disposes the document itself.
+    });
+  }
+
+  /** "Open Model…": an index.json, a .safetensors file, or a folder holding one. */
+  async openModelCommand(uri?: vscode.Uri): Promise<void> {
+    let target = uri;
+    if (!target) {
+      const picked = await vscode.window.showOpenDialog({
+        canSelectFiles: true,
+        canSelectFolders: true,
+        canSelectMany: false,
+        openLabel: 'Open Model',
+        filters: { 'Safetensors models': ['safetensors', 'json'] },
+      });
+      target = picked?.[0];
+    }
+    if (!target) return;
+    const st = await vscode.workspace.fs.stat(target);
+    if (st.type & vscode.FileType.Directory) {
+      const names = (await vscode.workspace.fs.readDirectory(target)).filter(([, t]) => t & vscode.FileType.File).map(([n]) => n);
+      const index = names.find((n) => n === 'model.safetensors.index.json') ?? names.find((n) => n.endsWith('.safetensors.index.json'));
+      const files = names.filter((n) => n.endsWith('.safetensors')).sort();
+      let name = index ?? (files.length === 1 ? files[0] : undefined);
+      if (!name && files.length > 1) name = await vscode.window.showQuickPick(files, { placeHolder: 'This folder has several .safetensors files and no index: pick one' });
+      if (!name) {
+        if (files.length === 0) void vscode.window.showWarningMessage(`No .safetensors file or index in ${target.fsPath || target.path}.`);
+        return;
+      }
+      target = vscode.Uri.joinPath(target, name);
+    }
+    await this.openAsModel(target);
+  }
+
+  async openAsModel(uri: vscode.Uri | undefined): Promise<void> {
+    if (!uri) return;
+    const viewType = uri.path.endsWith('.json') ? INDEX_VIEW_TYPE : VIEW_TYPE;
+    await vscode.commands.executeCommand('vscode.openWith', uri, viewType);
+  }
+
+  async showAsText(uri: vscode.Uri | undefined): Promise<void> {
+    if (!uri) {
+      void vscode.window.showInformationMessage('Open a .safetensors file in the Tensor Workbench viewer first.');
+      return;
+    }
+    const doc = await vscode.workspace.openTextDocument(summaryUri(uri));
+    if (doc.languageId !== 'safetensors-summary') await vscode.languages.setTextDocumentLanguage(doc, 'safetensors-summary');
+    await vscode.window.showTextDocument(doc, { preview: true, viewColumn: vscode.ViewColumn.Beside });
+  }
+
+  private async summaryTextFor(uri: vscode.Uri): Promise<string> {
+    const source = vscode.Uri.parse(decodeURIComponent(uri.query));
+    const open = this.documents.get(source.toString());
+    try {
+      if (open && !open.isDisposed) return summaryText((await open.model()).summary());
+      const { opener, path } = openerFor(source, vscode.workspace.fs);
+      const m = await openModel(path, opener);
+      try {
+        return summaryText(new ModelService(m).summary());
+      } finally {
+        await m.close();
+      }
+    } catch (e) {
+      const info = errorInfo(e);
+      return `# ${source.toString(true)}\nerror[${info.code}] ${info.message}\n`;
+    }
+  }
+}
+
+/** `tensor-workbench-summary:/path/model.safetensors.safetensors-summary?<source uri>`: the extension picks the language. */
+export function summaryUri(source: vscode.Uri): vscode.Uri {
+  return vscode.Uri.from({ scheme: SUMMARY_SCHEME, path: `${source.path}.safetensors-summary`, query: encodeURIComponent(source.toString()) });
+}
+
+function activeViewerUri(): vscode.Uri | undefined {
+  const input = vscode.window.tabGroups.activeTabGroup.activeTab?.input;
+  if (input instanceof vscode.TabInputCustom && (input.viewType === VIEW_TYPE || input.viewType === INDEX_VIEW_TYPE)) return input.uri;
+  return undefined;
+}
+
+class IndexCodeLens implements vscode.CodeLensProvider {
+  provideCodeLenses(document: vscode.TextDocument): vscode.CodeLens[] {
+    return [new vscode.CodeLens(new vscode.Range(0, 0, 0, 0), { title: 'Open as Model', command: 'tensorWorkbench.openAsModel', arguments: [document.uri] })];
+  }
+}
