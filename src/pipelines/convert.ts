@@ -141,7 +141,8 @@ export async function convertModel(args: ConvertArgs, ctx: JobContext = {}): Pro
     });
     const report = throttle(ctx.progress);
     const opts = {
-      metadata: model.metadata,
+      // An input without `__metadata__` gets an output without one (not an empty map).
+      metadata: Object.keys(model.metadata).length > 0 ? model.metadata : undefined,
       signal: ctx.signal,
       progress: (done: number, total: number) => report({ done, total, unit: 'bytes' }),
     };
