@@ -225,6 +225,43 @@ export function decodeInto(v: InputViews, start: number, count: number, out: Flo
   }
 }
 
+/**
+ * Loads 32 values from element `base` into `bx` (with `bb` viewing the same memory as
+ * bits) and returns the index of the first value of largest |x| (−1 when all are zero):
+ * magnitudes compare as integers on the bits, which orders every non-NaN value.
+ */
+export function loadBlock32(v: InputViews, base: number, bx: Float32Array, bb: Uint32Array): number {
+  if (v.dtype === 'BF16') {
+    const s = v.u16!;
+    for (let j = 0; j < 32; j++) bb[j] = s[base + j] << 16;
+  } else if (v.dtype === 'F16') {
+    const s = v.u16!;
+    const t = f16Table32();
+    for (let j = 0; j < 32; j++) bx[j] = t[s[base + j]];
+  } else {
+    const s = v.f32!;
+    for (let j = 0; j < 32; j++) bx[j] = s[base + j];
+  }
+  let best = -1;
+  let amax = 0;
+  for (let j = 0; j < 32; j++) {
+    const a = bb[j] & 0x7fffffff;
+    if (a > amax) {
+      amax = a;
+      best = j;
+    }
+  }
+  return best;
+}
+
+/**
+ * Error sums kept as Σx², Σx·e and Σe² (e = x − y) in the hot loops, three
+ * accumulators instead of four; Σy² and Σx·y follow exactly in real arithmetic.
+ */
+export function sumsFrom(n: number, sumX2: number, sumXE: number, sumE2: number, maxAbsErr: number): ErrorSums {
+  return { n, sumX2, sumY2: Math.max(0, sumX2 - 2 * sumXE + sumE2), sumXY: sumX2 - sumXE, sumE2, maxAbsErr };
+}
+
 /** A Float32Array with a Uint32Array over the same memory, for bit-level decoding. */
 export function scratch(n: number): { f: Float32Array; u: Uint32Array } {
   const f = new Float32Array(n);

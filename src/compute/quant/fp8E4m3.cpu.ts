@@ -1,4 +1,4 @@
-import { checkArgs, decodeInto, E4M3_MAX, e4m3ToF32, emptySums, f32Bits, f32ToE4M3, inputViews, scratch, type QuantizeArgs, type QuantizeResult } from './common';
+import { checkArgs, decodeInto, E4M3_MAX, e4m3ToF32, emptySums, f32Bits, f32ToE4M3, inputViews, scratch, sumsFrom, type QuantizeArgs, type QuantizeResult } from './common';
 
 const fround = Math.fround;
 
@@ -25,15 +25,19 @@ export function fp8E4m3Cpu(a: QuantizeArgs): QuantizeResult {
   const { f: x, u: xb } = scratch(cols);
   const dec = e4m3Table();
   const wantStats = a.stats !== false;
-  const s = emptySums();
-  let sumX2 = 0, sumY2 = 0, sumXY = 0, sumE2 = 0, maxErr = 0;
+  let sumX2 = 0, sumXE = 0, sumE2 = 0, maxErr = 0;
   for (let r = 0; r < rows; r++) {
     decodeInto(v, r * cols, cols, x, xb);
-    let amax = 0;
+    let best = -1;
+    let amaxBits = 0;
     for (let j = 0; j < cols; j++) {
-      const ax = Math.abs(x[j]);
-      if (ax > amax) amax = ax;
+      const b = xb[j] & 0x7fffffff;
+      if (b > amaxBits) {
+        amaxBits = b;
+        best = j;
+      }
     }
+    const amax = best < 0 ? 0 : Math.abs(x[best]);
     const scale = fround(amax / E4M3_MAX);
     scales[r] = scale;
     const o = r * cols;
@@ -45,14 +49,12 @@ export function fp8E4m3Cpu(a: QuantizeArgs): QuantizeResult {
         const y = dec[c] * scale;
         const e = xv - y;
         sumX2 += xv * xv;
-        sumY2 += y * y;
-        sumXY += xv * y;
+        sumXE += xv * e;
         sumE2 += e * e;
         const ae = Math.abs(e);
         if (ae > maxErr) maxErr = ae;
       }
     }
   }
-  if (wantStats) Object.assign(s, { n: rows * cols, sumX2, sumY2, sumXY, sumE2, maxAbsErr: maxErr });
-  return { data: out, scales, stats: s };
+  return { data: out, scales, stats: wantStats ? sumsFrom(rows * cols, sumX2, sumXE, sumE2, maxErr) : emptySums() };
 }

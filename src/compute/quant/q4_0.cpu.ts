@@ -1,11 +1,9 @@
-import { checkArgs, decodeInto, emptySums, f16Table32, f32ToF16Bits, inputViews, scratch, type QuantizeArgs, type QuantizeResult } from './common';
+import { checkArgs, emptySums, f16Table32, f32ToF16Bits, inputViews, loadBlock32, scratch, sumsFrom, type QuantizeArgs, type QuantizeResult } from './common';
 
 /** ggml Q4_0: 32 values per block, an f16 scale then 16 bytes of nibbles. */
 export const Q4_0_BLOCK = 32;
 export const Q4_0_BYTES = 18;
 
-// Values decoded per step: a multiple of the block size that keeps the scratch in L1.
-const TILE = 2048;
 const fround = Math.fround;
 
 /**
@@ -18,62 +16,41 @@ const fround = Math.fround;
 export function q4_0Cpu(a: QuantizeArgs): QuantizeResult {
   checkArgs('q4_0', a, Q4_0_BLOCK);
   const n = a.rows * a.cols;
-  const nb = n / Q4_0_BLOCK;
-  const out = new Uint8Array(nb * Q4_0_BYTES);
+  const out = new Uint8Array((n / Q4_0_BLOCK) * Q4_0_BYTES);
   const v = inputViews(a.src, a.dtype);
-  const { f: x, u: xb } = scratch(TILE);
+  const { f: x, u: xb } = scratch(Q4_0_BLOCK);
   const f16 = f16Table32();
   const wantStats = a.stats !== false;
-  const s = emptySums();
-  let sumX2 = 0, sumY2 = 0, sumXY = 0, sumE2 = 0, maxErr = 0;
+  let sumX2 = 0, sumXE = 0, sumE2 = 0, maxErr = 0;
   let o = 0;
-  for (let t = 0; t < n; t += TILE) {
-    const cnt = Math.min(TILE, n - t);
-    decodeInto(v, t, cnt, x, xb);
-    for (let b = 0; b < cnt; b += Q4_0_BLOCK) {
-      let amax = 0;
-      let max = 0;
-      for (let j = b; j < b + Q4_0_BLOCK; j++) {
-        const xv = x[j];
-        const ax = Math.abs(xv);
-        if (amax < ax) {
-          amax = ax;
-          max = xv;
-        }
-      }
-      // max/−8 is exact in f64 and fround only matters for subnormals; 0/−8 is −0, as in C.
-      const d = fround(max / -8);
-      const id = d !== 0 ? fround(1 / d) : 0;
-      const h = f32ToF16Bits(d);
-      out[o] = h & 0xff;
-      out[o + 1] = h >>> 8;
-      const dq = f16[h];
-      o += 2;
-      for (let j = b; j < b + 16; j++) {
-        const x0 = x[j];
-        const x1 = x[j + 16];
-        const a0 = fround(fround(x0 * id) + 8.5) | 0;
-        const a1 = fround(fround(x1 * id) + 8.5) | 0;
-        const q0 = a0 > 15 ? 15 : a0;
-        const q1 = a1 > 15 ? 15 : a1;
-        out[o++] = q0 | (q1 << 4);
-        if (wantStats) {
-          const y0 = (q0 - 8) * dq;
-          const y1 = (q1 - 8) * dq;
-          const e0 = x0 - y0;
-          const e1 = x1 - y1;
-          sumX2 += x0 * x0 + x1 * x1;
-          sumY2 += y0 * y0 + y1 * y1;
-          sumXY += x0 * y0 + x1 * y1;
-          sumE2 += e0 * e0 + e1 * e1;
-          const ae0 = Math.abs(e0);
-          const ae1 = Math.abs(e1);
-          if (ae0 > maxErr) maxErr = ae0;
-          if (ae1 > maxErr) maxErr = ae1;
-        }
+  for (let base = 0; base < n; base += Q4_0_BLOCK) {
+    const best = loadBlock32(v, base, x, xb);
+    // max/−8 is exact in f64 (fround matters for subnormals only); 0/−8 is −0, as in C.
+    const d = fround((best < 0 ? 0 : x[best]) / -8);
+    const id = d !== 0 ? fround(1 / d) : 0;
+    const h = f32ToF16Bits(d);
+    out[o] = h & 0xff;
+    out[o + 1] = h >>> 8;
+    o += 2;
+    const dq = f16[h];
+    for (let j = 0; j < 16; j++) {
+      const x0 = x[j];
+      const x1 = x[j + 16];
+      const a0 = fround(fround(x0 * id) + 8.5) | 0;
+      const a1 = fround(fround(x1 * id) + 8.5) | 0;
+      const q0 = a0 > 15 ? 15 : a0;
+      const q1 = a1 > 15 ? 15 : a1;
+      out[o++] = q0 | (q1 << 4);
+      if (wantStats) {
+        const e0 = x0 - (q0 - 8) * dq;
+        const e1 = x1 - (q1 - 8) * dq;
+        sumX2 += x0 * x0 + x1 * x1;
+        sumXE += x0 * e0 + x1 * e1;
+        sumE2 += e0 * e0 + e1 * e1;
+        const ae = Math.max(Math.abs(e0), Math.abs(e1));
+        if (ae > maxErr) maxErr = ae;
       }
     }
   }
-  if (wantStats) Object.assign(s, { n, sumX2, sumY2, sumXY, sumE2, maxAbsErr: maxErr });
-  return { data: out, stats: s };
+  return { data: out, stats: wantStats ? sumsFrom(n, sumX2, sumXE, sumE2, maxErr) : emptySums() };
 }

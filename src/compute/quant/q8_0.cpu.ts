@@ -1,11 +1,9 @@
-import { checkArgs, decodeInto, emptySums, f16Table32, f32ToF16Bits, inputViews, scratch, type QuantizeArgs, type QuantizeResult } from './common';
+import { checkArgs, emptySums, f16Table32, f32ToF16Bits, inputViews, loadBlock32, scratch, sumsFrom, type QuantizeArgs, type QuantizeResult } from './common';
 
 /** ggml Q8_0: 32 values per block, an f16 scale then 32 int8 values. */
 export const Q8_0_BLOCK = 32;
 export const Q8_0_BYTES = 34;
 
-// Values decoded per step: a multiple of the block size that keeps the scratch in L1.
-const TILE = 2048;
 const fround = Math.fround;
 
 /**
@@ -19,55 +17,43 @@ const fround = Math.fround;
 export function q8_0Cpu(a: QuantizeArgs): QuantizeResult {
   checkArgs('q8_0', a, Q8_0_BLOCK);
   const n = a.rows * a.cols;
-  const nb = n / Q8_0_BLOCK;
-  const out = new Uint8Array(nb * Q8_0_BYTES);
+  const out = new Uint8Array((n / Q8_0_BLOCK) * Q8_0_BYTES);
   const v = inputViews(a.src, a.dtype);
-  const { f: x, u: xb } = scratch(TILE);
+  const { f: x, u: xb } = scratch(Q8_0_BLOCK);
   const f16 = f16Table32();
   const wantStats = a.stats !== false;
-  const s = emptySums();
-  let sumX2 = 0, sumY2 = 0, sumXY = 0, sumE2 = 0, maxErr = 0;
+  let sumX2 = 0, sumXE = 0, sumE2 = 0, maxErr = 0;
   let o = 0;
-  for (let t = 0; t < n; t += TILE) {
-    const cnt = Math.min(TILE, n - t);
-    decodeInto(v, t, cnt, x, xb);
-    for (let b = 0; b < cnt; b += Q8_0_BLOCK) {
-      let amax = 0;
-      for (let j = b; j < b + Q8_0_BLOCK; j++) {
-        const ax = Math.abs(x[j]);
-        if (ax > amax) amax = ax;
-      }
-      const d = fround(amax / 127);
-      const id = d !== 0 ? fround(1 / d) : 0;
-      const h = f32ToF16Bits(d);
-      out[o] = h & 0xff;
-      out[o + 1] = h >>> 8;
+  for (let base = 0; base < n; base += Q8_0_BLOCK) {
+    const best = loadBlock32(v, base, x, xb);
+    const amax = best < 0 ? 0 : Math.abs(x[best]);
+    const d = fround(amax / 127);
+    const id = d !== 0 ? fround(1 / d) : 0;
+    const h = f32ToF16Bits(d);
+    out[o] = h & 0xff;
+    out[o + 1] = h >>> 8;
+    o += 2;
+    if (wantStats) {
       const dq = f16[h];
-      o += 2;
-      if (wantStats) {
-        for (let j = b; j < b + Q8_0_BLOCK; j++) {
-          const xv = x[j];
-          const p = fround(xv * id);
-          // p + ±0.5 is exact in f64 (|p| < 2^8), so trunc gives roundf's half-away rounding.
-          const q = Math.trunc(p < 0 ? p - 0.5 : p + 0.5) | 0;
-          out[o++] = q;
-          const y = q * dq;
-          const e = xv - y;
-          sumX2 += xv * xv;
-          sumY2 += y * y;
-          sumXY += xv * y;
-          sumE2 += e * e;
-          const ae = Math.abs(e);
-          if (ae > maxErr) maxErr = ae;
-        }
-      } else {
-        for (let j = b; j < b + Q8_0_BLOCK; j++) {
-          const p = fround(x[j] * id);
-          out[o++] = Math.trunc(p < 0 ? p - 0.5 : p + 0.5) | 0;
-        }
+      for (let j = 0; j < Q8_0_BLOCK; j++) {
+        const xv = x[j];
+        const p = fround(xv * id);
+        // p ± 0.5 is exact in f64 (|p| < 2^8) and |0 truncates: roundf's halves away from zero.
+        const q = (p < 0 ? p - 0.5 : p + 0.5) | 0;
+        out[o++] = q;
+        const e = xv - q * dq;
+        sumX2 += xv * xv;
+        sumXE += xv * e;
+        sumE2 += e * e;
+        const ae = Math.abs(e);
+        if (ae > maxErr) maxErr = ae;
+      }
+    } else {
+      for (let j = 0; j < Q8_0_BLOCK; j++) {
+        const p = fround(x[j] * id);
+        out[o++] = (p < 0 ? p - 0.5 : p + 0.5) | 0;
       }
     }
   }
-  if (wantStats) Object.assign(s, { n, sumX2, sumY2, sumXY, sumE2, maxAbsErr: maxErr });
-  return { data: out, stats: s };
+  return { data: out, stats: wantStats ? sumsFrom(n, sumX2, sumXE, sumE2, maxErr) : emptySums() };
 }
