@@ -1,4 +1,7 @@
 import type { BenchCase } from '../case';
+import { formatReadCases } from './formatRead';
+import { diffCases } from './diff';
+import { mergeCases } from './merge';
 
 /** Every benchmark case; each area adds its own module's cases here. */
-export const CASES: BenchCase[] = [];
+export const CASES: BenchCase[] = [...diffCases, ...mergeCases, ...formatReadCases];
