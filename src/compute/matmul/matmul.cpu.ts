@@ -7,8 +7,11 @@ import { checkMatmulArgs, OUT_BYTES, storedCols, type MatmulArgs, type MatmulRes
  * narrowing is one correct rounding, so every element lands within 1 ulp of the
  * float64 result for every output dtype.
  *
- * Per stored row, `acc[col] += l·R[k, col]` runs over contiguous memory: for the
- * plain layout l = b[row, k] and R = a; transposed, l = a[k, row] and R = bᵀ.
+ * Per stored row: the row's base values seed a float64 accumulator, then
+ * `acc[col] += l·R[k, col]` runs over contiguous memory (plain layout: l = b[row, k],
+ * R = a; transposed: l = a[k, row], R = bᵀ), then the row is narrowed. Each
+ * phase is its own monomorphic loop: per-element branching on dtypes costs more
+ * than the arithmetic at small ranks.
  */
 export function matmulCpu(args: MatmulArgs): MatmulResult {
   checkMatmulArgs(args);
@@ -17,16 +20,7 @@ export function matmulCpu(args: MatmulArgs): MatmulResult {
   const count = rows * cols;
   const bytes = new Uint8Array(count * OUT_BYTES[out]);
 
-  // R as float64 rows of length `cols`.
-  let R: Float64Array | Float32Array;
-  if (transpose) {
-    const bt = new Float64Array(K * m);
-    for (let o = 0; o < m; o++) for (let k = 0; k < K; k++) bt[k * m + o] = b[o * K + k];
-    R = bt;
-  } else {
-    R = a;
-  }
-
+  const bt = transpose ? transposeB(b, m, K) : undefined;
   let base16: Uint16Array | undefined;
   let base32: Float32Array | undefined;
   if (base && baseDtype) {
@@ -35,63 +29,139 @@ export function matmulCpu(args: MatmulArgs): MatmulResult {
     else base16 = new Uint16Array(copy.buffer, copy.byteOffset, count);
   }
   const f16Table = baseDtype === 'F16' ? f16Values() : undefined;
-  const bits = new Uint32Array(1);
-  const bitsF = new Float32Array(bits.buffer);
 
+  const acc = new Float64Array(cols);
+  const rowF = new Float32Array(cols);
+  const rowU = new Uint32Array(rowF.buffer);
   const o16 = out === 'BF16' || out === 'F16' ? new Uint16Array(bytes.buffer) : undefined;
   const o32 = out === 'F32' || out === 'PAIR' ? new Float32Array(bytes.buffer) : undefined;
-  const acc = new Float64Array(cols);
   let nonFinite = 0;
   let firstNonFinite = -1;
 
   for (let r = 0; r < rows; r++) {
     const row = rowStart + r;
-    acc.fill(0);
-    for (let k = 0; k < K; k++) {
-      const l = transpose ? a[k * n + row] : b[row * K + k];
-      if (l === 0) continue;
-      const off = k * cols;
-      for (let c = 0; c < cols; c++) acc[c] += l * R[off + c];
-    }
     const e0 = r * cols;
-    for (let c = 0; c < cols; c++) {
-      const e = e0 + c;
-      let w = 0;
-      if (base32) w = base32[e];
-      else if (base16) {
-        if (f16Table) w = f16Table[base16[e]];
-        else {
-          bits[0] = base16[e] << 16;
-          w = bitsF[0];
-        }
-      }
-      const v = acc[c] + w;
-      let finite: boolean;
-      if (out === 'BF16') {
-        const h = bf16BitsOf(v);
-        o16![e] = h;
-        finite = (h & 0x7f80) !== 0x7f80;
-      } else if (out === 'F16') {
-        const h = f16BitsOf(v);
-        o16![e] = h;
-        finite = (h & 0x7c00) !== 0x7c00;
-      } else if (out === 'F32') {
-        const f = Math.fround(v);
-        o32![e] = f;
-        finite = Number.isFinite(f);
-      } else {
-        const hi = Math.fround(v);
-        o32![2 * e] = hi;
-        o32![2 * e + 1] = Number.isFinite(hi) ? Math.fround(v - hi) : 0;
-        finite = Number.isFinite(hi);
-      }
-      if (!finite) {
-        if (nonFinite === 0) firstNonFinite = e;
-        nonFinite++;
-      }
+    // Seed with the base row.
+    if (base32) for (let c = 0; c < cols; c++) acc[c] = base32[e0 + c];
+    else if (base16 && f16Table) for (let c = 0; c < cols; c++) acc[c] = f16Table[base16[e0 + c]];
+    else if (base16) {
+      for (let c = 0; c < cols; c++) rowU[c] = base16[e0 + c] << 16;
+      for (let c = 0; c < cols; c++) acc[c] = rowF[c];
+    } else acc.fill(0);
+    // Rank-K update.
+    if (bt) {
+      let k = 0;
+      for (; k + 4 <= K; k += 4) axpy4x64(acc, a[k * n + row], a[(k + 1) * n + row], a[(k + 2) * n + row], a[(k + 3) * n + row], bt, k * cols, cols);
+      for (; k < K; k++) axpy64(acc, a[k * n + row], bt, k * cols, cols);
+    } else {
+      let k = 0;
+      const b0 = row * K;
+      for (; k + 4 <= K; k += 4) axpy4x32(acc, b[b0 + k], b[b0 + k + 1], b[b0 + k + 2], b[b0 + k + 3], a, k * cols, cols);
+      for (; k < K; k++) axpy32(acc, b[b0 + k], a, k * cols, cols);
+    }
+    // Narrowing: through f32 (RNE), with the f64 residual settling the rare exact ties.
+    let bad = -1;
+    if (out === 'BF16') bad = narrowBf16(acc, rowF, rowU, o16!, e0, cols);
+    else if (out === 'F16') bad = narrowF16(acc, o16!, e0, cols);
+    else if (out === 'F32') bad = narrowF32(acc, o32!, e0, cols);
+    else bad = narrowPair(acc, o32!, e0, cols);
+    if (bad >= 0) {
+      const n2 = countNonFinite(out, bytes, e0, cols);
+      if (nonFinite === 0) firstNonFinite = e0 + bad;
+      nonFinite += n2;
     }
   }
   return { bytes, nonFinite, firstNonFinite };
+}
+
+function transposeB(b: Float64Array, m: number, K: number): Float64Array {
+  const bt = new Float64Array(K * m);
+  for (let o = 0; o < m; o++) for (let k = 0; k < K; k++) bt[k * m + o] = b[o * K + k];
+  return bt;
+}
+
+// Four rank rows per pass: the accumulator is loaded and stored once per four products.
+function axpy4x32(acc: Float64Array, l0: number, l1: number, l2: number, l3: number, R: Float32Array, off: number, cols: number): void {
+  const o1 = off + cols;
+  const o2 = o1 + cols;
+  const o3 = o2 + cols;
+  for (let c = 0; c < cols; c++) acc[c] += l0 * R[off + c] + l1 * R[o1 + c] + l2 * R[o2 + c] + l3 * R[o3 + c];
+}
+
+function axpy4x64(acc: Float64Array, l0: number, l1: number, l2: number, l3: number, R: Float64Array, off: number, cols: number): void {
+  const o1 = off + cols;
+  const o2 = o1 + cols;
+  const o3 = o2 + cols;
+  for (let c = 0; c < cols; c++) acc[c] += l0 * R[off + c] + l1 * R[o1 + c] + l2 * R[o2 + c] + l3 * R[o3 + c];
+}
+
+function axpy32(acc: Float64Array, l: number, R: Float32Array, off: number, cols: number): void {
+  for (let c = 0; c < cols; c++) acc[c] += l * R[off + c];
+}
+
+function axpy64(acc: Float64Array, l: number, R: Float64Array, off: number, cols: number): void {
+  for (let c = 0; c < cols; c++) acc[c] += l * R[off + c];
+}
+
+/** Returns the first non-finite column, or -1. */
+function narrowBf16(acc: Float64Array, rowF: Float32Array, rowU: Uint32Array, o16: Uint16Array, e0: number, cols: number): number {
+  for (let c = 0; c < cols; c++) rowF[c] = acc[c];
+  let bad = -1;
+  for (let c = 0; c < cols; c++) {
+    const u = rowU[c];
+    // RNE of the f32 bits to 16 bits; an exact f32 tie (low half 0x8000) is re-rounded from the f64 value.
+    const h = (u & 0xffff) === 0x8000 ? bf16BitsOf(acc[c]) : ((u + 0x7fff + ((u >>> 16) & 1)) >>> 16) & 0xffff;
+    o16[e0 + c] = h;
+    if ((h & 0x7f80) === 0x7f80 && bad < 0) bad = c;
+  }
+  return bad;
+}
+
+function narrowF16(acc: Float64Array, o16: Uint16Array, e0: number, cols: number): number {
+  let bad = -1;
+  for (let c = 0; c < cols; c++) {
+    const h = f16BitsOf(acc[c]);
+    o16[e0 + c] = h;
+    if ((h & 0x7c00) === 0x7c00 && bad < 0) bad = c;
+  }
+  return bad;
+}
+
+function narrowF32(acc: Float64Array, o32: Float32Array, e0: number, cols: number): number {
+  let bad = -1;
+  for (let c = 0; c < cols; c++) {
+    const f = Math.fround(acc[c]);
+    o32[e0 + c] = f;
+    if (bad < 0 && f - f !== 0) bad = c;
+  }
+  return bad;
+}
+
+function narrowPair(acc: Float64Array, o32: Float32Array, e0: number, cols: number): number {
+  let bad = -1;
+  for (let c = 0; c < cols; c++) {
+    const v = acc[c];
+    const hi = Math.fround(v);
+    const ok = hi - hi === 0;
+    o32[2 * (e0 + c)] = hi;
+    o32[2 * (e0 + c) + 1] = ok ? Math.fround(v - hi) : 0;
+    if (!ok && bad < 0) bad = c;
+  }
+  return bad;
+}
+
+function countNonFinite(out: MatmulArgs['out'], bytes: Uint8Array, e0: number, cols: number): number {
+  let n = 0;
+  if (out === 'BF16' || out === 'F16') {
+    const o = new Uint16Array(bytes.buffer, e0 * 2, cols);
+    const lim = out === 'BF16' ? 0x7f80 : 0x7c00;
+    for (let c = 0; c < cols; c++) if ((o[c] & lim) === lim) n++;
+  } else {
+    const stride = out === 'PAIR' ? 2 : 1;
+    const o = new Float32Array(bytes.buffer, e0 * 4 * stride, cols * stride);
+    for (let c = 0; c < cols; c++) if (!Number.isFinite(o[c * stride])) n++;
+  }
+  return n;
 }
 
 let F16_VALUES: Float64Array | undefined;
