@@ -41,62 +41,48 @@ export function isViewable(dtype: string): boolean {
 /**
  * Converts the folded module tree to the protocol's tree. A fold (`{0..31}`)
  * becomes a `run` node whose children are its real members (`0` … `31`), each
- * with its real tensors: the fold's structure is that of its first member, so a
- * member's tensor names are the first member's with the member's prefix.
+ * with its real tensors: a fold's structure is that of every member, and a
+ * tensor's name is its module path plus its own name, so each member's tensors
+ * are found by rebuilding paths from the member's real prefix.
  */
 export function treeData(root: ModuleNode, indexOf: ReadonlyMap<string, number>): TreeNodeData {
-  type Sub = readonly (readonly [string, string])[];
-  const rename = (name: string, subs: Sub): string => {
-    let n = name;
-    // Innermost fold first: its members are spelled in terms of the outer fold's first member.
-    for (let i = subs.length - 1; i >= 0; i--) {
-      const [from, to] = subs[i]!;
-      if (n.startsWith(`${from}.`)) n = to + n.slice(from.length);
-    }
-    return n;
-  };
-  const tensorNodes = (m: ModuleNode, subs: Sub): TreeNodeData[] =>
-    m.tensors.flatMap((t) => {
-      const full = rename(t.fullName, subs);
-      const index = indexOf.get(full);
-      if (index === undefined) return [];
-      return [{ label: t.name, path: full, kind: 'tensor' as const, tensor: index, tensors: 1, params: t.params, bytes: t.bytes }];
-    });
   const join = (a: string, b: string) => (a ? `${a}.${b}` : b);
+  const last = (p: string) => p.slice(p.lastIndexOf('.') + 1);
 
-  const convert = (m: ModuleNode, path: string, subs: Sub, label = m.name): TreeNodeData => {
-    if (m.fold) {
-      const f = m.fold;
-      const members = f.members.map((member) => {
-        // This member's names are the first member's with its own prefix; outer folds apply after.
-        const innerSubs: Sub = [...subs, [f.members[0]!, member] as const];
-        const memberPath = rename(member, subs);
-        return memberNode(m, memberPath, member.slice(member.lastIndexOf('.') + 1), innerSubs, f.each);
-      });
-      return { label, path, kind: 'run', tensors: m.tensorCount, params: m.params, bytes: m.bytes, children: members };
-    }
+  /** `m` seen at the real path `path` (for a fold's member: that member's path). */
+  const convert = (m: ModuleNode, path: string, label: string): TreeNodeData => {
     const children: TreeNodeData[] = [];
     for (const c of m.children) {
-      // A module whose only content is one fold shows as that run: `layers ×32`.
-      if (c.children.length === 1 && c.tensors.length === 0 && c.children[0]!.fold) {
+      if (c.fold) {
+        children.push(run(c, path, `${c.name} ×${c.fold.count}`));
+      } else if (c.children.length === 1 && c.tensors.length === 0 && c.children[0]!.fold) {
+        // A module whose only content is one fold shows as that run: `layers ×32`.
         const f = c.children[0]!;
-        children.push(convert(f, join(path, `${c.name}.${f.name}`), subs, `${c.name} ×${f.fold!.count}`));
-      } else if (c.fold) {
-        children.push(convert(c, join(path, c.name), subs, `${c.name} ×${c.fold.count}`));
+        children.push(run(f, join(path, c.name), `${c.name} ×${f.fold!.count}`));
       } else {
-        children.push(convert(c, join(path, c.name), subs));
+        children.push(convert(c, join(path, c.name), c.name));
       }
     }
-    children.push(...tensorNodes(m, subs));
+    for (const t of m.tensors) {
+      const full = join(path, t.name);
+      const index = indexOf.get(full);
+      if (index !== undefined) children.push({ label: t.name, path: full, kind: 'tensor', tensor: index, tensors: 1, params: t.params, bytes: t.bytes });
+    }
     return { label, path, kind: 'module', tensors: m.tensorCount, params: m.params, bytes: m.bytes, children };
   };
 
-  const memberNode = (fold: ModuleNode, path: string, label: string, subs: Sub, each: { tensorCount: number; params: number; bytes: number }): TreeNodeData => {
-    const rep = convert({ ...fold, fold: undefined, name: label }, path, subs);
-    return { ...rep, label, path, tensors: each.tensorCount, params: each.params, bytes: each.bytes };
+  /** A fold under the real module path `parent`: one child per member, each converted at its real path. */
+  const run = (f: ModuleNode, parent: string, label: string): TreeNodeData => {
+    const fold = f.fold!;
+    const members = fold.members.map((member) => {
+      const name = last(member);
+      const node = convert({ ...f, fold: undefined }, join(parent, name), name);
+      return { ...node, tensors: fold.each.tensorCount, params: fold.each.params, bytes: fold.each.bytes };
+    });
+    return { label, path: join(parent, f.name), kind: 'run', tensors: f.tensorCount, params: f.params, bytes: f.bytes, children: members };
   };
 
-  return convert(root, '', []);
+  return convert(root, '', '');
 }
 
 export function buildSummary(model: Model): SummaryReplyMessage {
