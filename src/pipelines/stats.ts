@@ -27,6 +27,7 @@ export interface StatsReport {
   readonly backend: string;
   readonly device: string;
   readonly seconds: number;
+  /** Bytes of tensor data scanned, each counted once (the wide dtypes' second pass re-reads theirs). */
   readonly bytesRead: number;
   readonly tensors: TensorStats[];
   readonly health: { readonly nonFiniteTensors: string[]; readonly allZeroTensors: string[] };
@@ -125,7 +126,6 @@ export async function stats(model: Model, opts: StatsOptions = {}): Promise<Stat
   let bytesRead = 0;
 
   const source = async (t: TensorInfo, s: Slice): Promise<StatsSource> => {
-    bytesRead += s.byteLength;
     const path = direct[t.file];
     if (path) return { file: { path, offset: t.byteOffset + s.byteStart, length: s.byteLength } };
     const bytes = new Uint8Array(s.byteLength);
@@ -144,6 +144,7 @@ export async function stats(model: Model, opts: StatsOptions = {}): Promise<Stat
     const slices = slicesOf(t, sliceBytes);
     const progressed = (s: Slice): void => {
       done += s.byteLength;
+      bytesRead += s.byteLength;
       report({ done, total, unit: 'bytes', message: t.name });
     };
     try {

@@ -6,44 +6,7 @@ import { decodeKernel } from '../../src/compute/decode/decode';
 import { CancelledError } from '../../src/pipelines/job';
 import type { DType } from '../../src/format/dtypes';
 import { forEachBackend } from './backends';
-
-/**
- * An independent reading of each format's definition (OCP MX / IEEE 754 / FNUZ),
- * written without the library's tables: sign, exponent field, mantissa field.
- */
-function refDecode(dtype: DType, p: number): number {
-  const spec: Record<string, [number, number, number]> = {
-    F16: [5, 10, 15], F8_E5M2: [5, 2, 15], F8_E4M3: [4, 3, 7], F8_E4M3FNUZ: [4, 3, 8], F8_E5M2FNUZ: [5, 2, 16],
-    F6_E2M3: [2, 3, 1], F6_E3M2: [3, 2, 3], F4: [2, 1, 1],
-  };
-  if (dtype === 'BF16') {
-    const dv = new DataView(new ArrayBuffer(4));
-    dv.setUint32(0, p * 65536);
-    return dv.getFloat32(0);
-  }
-  if (dtype === 'F8_E8M0') return p === 255 ? NaN : Math.pow(2, p - 127);
-  const [eb, mb, bias] = spec[dtype];
-  const s = Math.floor(p / 2 ** (eb + mb)) % 2 === 1 ? -1 : 1;
-  const e = Math.floor(p / 2 ** mb) % 2 ** eb;
-  const m = p % 2 ** mb;
-  if (dtype.endsWith('FNUZ')) {
-    if (p === 2 ** (eb + mb)) return NaN;
-  } else if (dtype === 'F16' || dtype === 'F8_E5M2') {
-    if (e === 2 ** eb - 1) return m === 0 ? s * Infinity : NaN;
-  } else if (dtype === 'F8_E4M3') {
-    if (e === 15 && m === 7) return NaN;
-  }
-  return e === 0 ? s * m * Math.pow(2, 1 - bias - mb) : s * (1 + m / 2 ** mb) * Math.pow(2, e - bias);
-}
-
-/** Packs patterns LSB-first into bytes, as safetensors stores sub-byte dtypes. */
-function pack(bits: number, pats: number[]): Uint8Array {
-  const out = new Uint8Array(Math.ceil((pats.length * bits) / 8));
-  pats.forEach((p, i) => {
-    for (let b = 0; b < bits; b++) if ((p >> b) & 1) out[(i * bits + b) >> 3] |= 1 << ((i * bits + b) & 7);
-  });
-  return out;
-}
+import { pack, refDecode } from './reference';
 
 const SMALL: [DType, number][] = [
   ['BF16', 16], ['F16', 16], ['F8_E5M2', 8], ['F8_E4M3', 8], ['F8_E8M0', 8], ['F8_E4M3FNUZ', 8], ['F8_E5M2FNUZ', 8],
