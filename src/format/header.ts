@@ -65,6 +65,9 @@ const UPPER_E = 0x45;
 interface ScanResult {
   /** Members in all objects: each has exactly one `:` outside strings. */
   colons: number;
+  /** Of those, members of the top-level object, and of the objects directly inside it. */
+  colons1: number;
+  colons2: number;
   /** Index just past the top-level value's closing brace, or -1 if it never closes. */
   end: number;
   /** A number outside strings has a sign, a fraction or an exponent (or `true`/`false` appear). */
@@ -77,6 +80,8 @@ interface ScanResult {
  */
 function scan(b: Uint8Array, file: string): ScanResult {
   let colons = 0;
+  let colons1 = 0;
+  let colons2 = 0;
   let depth = 0;
   let lexicalNumbers = false;
   let i = 0;
@@ -92,17 +97,19 @@ function scan(b: Uint8Array, file: string): ScanResult {
       }
     } else if (c === COLON) {
       colons++;
+      if (depth === 1) colons1++;
+      else if (depth === 2) colons2++;
     } else if (c === LBRACE || c === LBRACKET) {
       if (++depth > MAX_JSON_DEPTH) {
         throw new FormatError('header_json', `header JSON nests deeper than ${MAX_JSON_DEPTH} levels`, file);
       }
     } else if (c === RBRACE || c === RBRACKET) {
-      if (--depth === 0) return { colons, end: i, lexicalNumbers };
+      if (--depth === 0) return { colons, colons1, colons2, end: i, lexicalNumbers };
     } else if (c === DOT || c === MINUS || c === LOWER_E || c === UPPER_E) {
       lexicalNumbers = true;
     }
   }
-  return { colons, end: -1, lexicalNumbers };
+  return { colons, colons1, colons2, end: -1, lexicalNumbers };
 }
 
 /** Counts object members in a parsed JSON tree (the walk is bounded by MAX_JSON_DEPTH). */
@@ -458,28 +465,40 @@ export function parseHeader(headerBytes: Uint8Array, file: string, fileSize: num
   if ((keys.length > 0 && isIndexLikeKey(keys[0])) || sc.lexicalNumbers) {
     return parseExact(text, n, file, fileSize, fileIndex);
   }
-  // Fast path: validate while counting members. Every member has one colon outside strings;
-  // if the parsed tree holds fewer keys, JSON.parse merged a duplicate. The count walks from the
-  // key list, because for-in over a 50,000-key object costs more than building the list.
+  // Fast path. Every object member has one colon outside strings, so if the parsed tree holds
+  // fewer keys than there are colons, JSON.parse merged a duplicate. A valid entry has exactly
+  // its 3 required keys: when the colons inside entries number 3 per tensor plus the metadata
+  // keys, and none lie deeper, no object can hide a duplicate, and nothing needs walking.
   const obj = root;
-  let members = keys.length;
   const tensors: TensorInfo[] = [];
   let metadata: Record<string, string> = {};
+  let metadataKeys = 0;
   let invalid: unknown;
   for (let i = 0; i < keys.length; i++) {
     const name = keys[i];
-    const e = obj[name];
-    if (typeof e === 'object' && e !== null) members += countKeys(e, 2);
-    if (invalid !== undefined) continue;
     try {
-      if (name === '__metadata__') metadata = parseMetadata(e, file);
-      else tensors.push(parseTensor(name, e, file, dataOffset, fileIndex));
+      if (name === '__metadata__') {
+        metadata = parseMetadata(obj[name], file);
+        metadataKeys = Object.keys(metadata).length;
+      } else tensors.push(parseTensor(name, obj[name], file, dataOffset, fileIndex));
     } catch (err) {
-      // Keep counting: a duplicate key, found anywhere, is reported before what it hides.
+      // A duplicate key, found anywhere, is reported before what it hides: count first.
       invalid = err;
+      break;
     }
   }
-  if (members !== sc.colons) return parseExact(text, n, file, fileSize, fileIndex);
+  const exactFit =
+    invalid === undefined && sc.colons1 === keys.length && sc.colons2 === 3 * tensors.length + metadataKeys && sc.colons === sc.colons1 + sc.colons2;
+  if (!exactFit) {
+    // Extra fields, or an error: count every member the slow way (walking from the key list,
+    // because for-in over a 50,000-key object costs more than the list).
+    let members = keys.length;
+    for (let i = 0; i < keys.length; i++) {
+      const e = obj[keys[i]];
+      if (typeof e === 'object' && e !== null) members += countKeys(e, 2);
+    }
+    if (members !== sc.colons) return parseExact(text, n, file, fileSize, fileIndex);
+  }
   if (invalid !== undefined) throw invalid;
   checkLayout(tensors, file, fileSize - dataOffset, dataOffset);
   return { headerBytes: n, dataOffset, metadata, tensors };
