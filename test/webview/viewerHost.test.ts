@@ -7,7 +7,7 @@
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync, utimesSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, utimesSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openModel } from '../../src/format/openModel';
@@ -19,65 +19,13 @@ import { summaryText } from '../../src/vscode/viewer/summaryText';
 import { viewerCsp, viewerHtml, MAPLIBRE_STYLE_ID } from '../../src/vscode/viewer/html';
 import { Requester, Responder, RemoteError, type ReplyFor, type RequestEventMessage, type ToHostMessage, type ToWebviewMessage } from '../../src/shared/protocol';
 import type { TreeNodeData } from '../../src/shared/protocol';
+import { bf16Values, writeSafetensors, type T } from './safetensorsFile';
 
 const dir = mkdtempSync(join(tmpdir(), 'tw-viewer-'));
 after(async () => {
   rmSync(dir, { recursive: true, force: true });
   await disposeBackends();
 });
-
-// ------------------------------------------------------------ file builder
-
-interface T {
-  name: string;
-  dtype: 'F32' | 'BF16' | 'C64';
-  shape: number[];
-  values: Float64Array;
-}
-
-/** A safetensors file built from the spec: u64 header length, JSON header, packed little-endian data. */
-function writeSafetensors(path: string, tensors: T[], metadata?: Record<string, string>): void {
-  const header: Record<string, unknown> = {};
-  if (metadata) header.__metadata__ = metadata;
-  const parts: Uint8Array[] = [];
-  let off = 0;
-  for (const t of tensors) {
-    let bytes: Uint8Array;
-    if (t.dtype === 'F32') bytes = new Uint8Array(Float32Array.from(t.values).buffer);
-    else if (t.dtype === 'C64') bytes = new Uint8Array(Float32Array.from(t.values).buffer);
-    else {
-      // Test values are exactly representable in BF16: the top half of their f32 bits.
-      const f = new Float32Array(t.values);
-      const u = new Uint32Array(f.buffer);
-      const b = new Uint16Array(u.length);
-      for (let i = 0; i < u.length; i++) {
-        assert.equal(u[i]! & 0xffff, 0, `value ${f[i]} of ${t.name} is not exact in BF16`);
-        b[i] = u[i]! >>> 16;
-      }
-      bytes = new Uint8Array(b.buffer);
-    }
-    header[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: [off, off + bytes.length] };
-    parts.push(bytes);
-    off += bytes.length;
-  }
-  let json = JSON.stringify(header);
-  while (json.length % 8) json += ' ';
-  const head = Buffer.from(json, 'utf8');
-  const len = Buffer.alloc(8);
-  len.writeBigUInt64LE(BigInt(head.length));
-  writeFileSync(path, Buffer.concat([len, head, ...parts]));
-}
-
-/** Deterministic values exact in BF16: k/64 for small integers k (7 significant bits at most). */
-function bf16Values(n: number, seed: number): Float64Array {
-  const v = new Float64Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    v[i] = ((s >>> 24) - 128) / 64;
-  }
-  return v;
-}
 
 // ---------------------------------------------------------------- heatmap
 

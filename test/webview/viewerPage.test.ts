@@ -7,13 +7,18 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Server } from 'node:http';
 import type { Browser, Page } from 'playwright-core';
 import { ARTIFACTS, applyTheme, launch, openViewer, pageErrors, postToPage, sent, setReplies, startServer, violations, type ReplyTable } from './harness';
 import { BINS, LOG_BINS, heatmapReply, llamaSummary, scanRows, statsReply } from './fixtures';
-import type { RequestMessage, SummaryReplyMessage } from '../../src/shared/protocol';
+import type { RequestEventMessage, RequestMessage, SummaryReplyMessage } from '../../src/shared/protocol';
+import { openModel } from '../../src/format/openModel';
+import { disposeBackends } from '../../src/compute/backend';
+import { ModelService } from '../../src/vscode/viewer/modelService';
+import { bf16Values, writeSafetensors, type T } from './safetensorsFile';
 
 // The callbacks passed to page.evaluate run in the browser; the node type-check has no DOM lib.
 declare const document: any, getComputedStyle: any, DOMMatrix: any, performance: { now(): number }, requestAnimationFrame: any, Event: any;
@@ -31,6 +36,7 @@ before(async () => {
 after(async () => {
   await browser?.close();
   await new Promise((r) => server?.close(r));
+  await disposeBackends();
 });
 
 function replies(s: SummaryReplyMessage): ReplyTable {
@@ -361,4 +367,52 @@ test('measure: 50,000 tensors render, expand and filter (figures in .artifacts/w
   await shot(page, 'tree-50k-filtered-cleared');
   await assertClean(page);
   await page.close();
+});
+
+test('replays real host replies: a written model summarised, scanned and drawn by ModelService', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tw-page-'));
+  const path = join(dir, 'real.safetensors');
+  const tensors: T[] = [];
+  for (let l = 0; l < 3; l++) tensors.push({ name: `model.layers.${l}.mlp.up.weight`, dtype: 'BF16', shape: [32, 48], values: bf16Values(32 * 48, l + 1) });
+  const head = bf16Values(16 * 8, 9);
+  head[5] = NaN;
+  tensors.push({ name: 'lm_head.weight', dtype: 'F32', shape: [16, 8], values: head });
+  tensors.push({ name: 'cplx', dtype: 'C64', shape: [2], values: new Float64Array(4) });
+  writeSafetensors(path, tensors, { format: 'pt' });
+  const model = await openModel(path);
+  try {
+    const svc = new ModelService(model, { backend: () => 'cpu' });
+    const name = 'model.layers.1.mlp.up.weight';
+    // The page asks for 128 bins and a 512 heatmap; record the host's answers to exactly that.
+    const stats = await svc.tensorStats(name, 128);
+    const heat = await svc.heatmap(name, 512);
+    const rowsEvents: RequestEventMessage[] = [];
+    const scanDone = await svc.scan(128, (e) => rowsEvents.push(e));
+    const page = await openViewer(browser, origin, {
+      summary: { body: svc.summary() },
+      [`tensorStats:${name}`]: { body: stats },
+      [`heatmap:${name}`]: { body: heat },
+      scan: { events: rowsEvents, body: scanDone },
+    });
+    await page.waitForSelector('#tree .tree-row');
+    for (const id of ['model', 'model.layers.{0..2}', 'model.layers.1', 'model.layers.1.mlp', 'model.layers.1.mlp.up', name]) await clickRow(page, id);
+    await page.waitForSelector('#histogram .barlayer .point');
+    await page.waitForSelector('#heatmap');
+    const nonEmpty = Array.from(stats.stats.histogram.counts).filter((c) => c > 0).length;
+    const bars = await page.$$eval('#histogram .barlayer .point', (e) => e.length);
+    // Plotly draws a bar element per bin; empty bins have zero height.
+    assert.equal(bars, stats.stats.histogram.counts.length, `bars (${nonEmpty} non-empty bins)`);
+    assert.equal(await page.textContent('#stat-count'), (32 * 48).toLocaleString('en-US'));
+    assert.deepEqual(await page.$eval('#heatmap', (c: any) => [c.width, c.height]), [48, 32]);
+    await page.click('#scan-model');
+    await page.waitForFunction(() => document.querySelector('#scan-status')?.textContent?.startsWith('Scanned'));
+    assert.equal(await page.$$eval('#scan-table tbody tr', (e) => e.length), tensors.length);
+    assert.deepEqual(await page.$$eval('#scan-table [data-badge]', (e) => e.map((x) => x.getAttribute('data-badge'))), ['non-finite']);
+    await shot(page, 'real-host-replies');
+    await assertClean(page);
+    await page.close();
+  } finally {
+    await model.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
