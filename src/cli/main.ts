@@ -10,11 +10,13 @@ import { UsageError, type Command, type CommandIO } from './command';
 import { convertCommand } from './convert';
 import { inspectCommand } from './inspect';
 import { mergeCommand } from './merge';
+import { statsCommand } from './stats';
 
 export const COMMANDS: Command[] = [
   inspectCommand,
   convertCommand,
   mergeCommand,
+  statsCommand,
 ];
 
 /** Exit codes: 0 success, 1 an unexpected failure, 2 bad input or usage, 130 interrupted (the shell's SIGINT convention). */

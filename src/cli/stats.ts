@@ -1,0 +1,90 @@
+import { BackendUnavailableError, disposeBackends } from '../compute/backend';
+import type { BackendChoice } from '../compute/kernel';
+import { openModel } from '../format/openModel';
+import { stats, type StatsReport, type TensorStats } from '../pipelines/stats';
+import { parseCommandArgs, UsageError, type Command } from './command';
+
+const USAGE = `usage: tensor-workbench stats PATH [--tensor NAME]... [--bins N] [--backend auto|cpu|webgpu] [--json]
+
+Per-tensor statistics and a health scan: counts of NaN, ±Inf, zeros and near-zeros
+(|x| < 1e-3·absMax), min, max, mean, population std, outliers (|x − mean| > 6·std),
+a linear and a log10|x| histogram (--bins, default 256) and the 16 largest |x|.
+PATH is a .safetensors file, a model.safetensors.index.json, or a folder.
+--tensor (repeatable) limits the scan to those tensors. The text table lists
+unhealthy tensors (NaN/Inf, all zeros) first; --json prints the full report.`;
+
+const BACKENDS = new Set(['auto', 'webgpu', 'cpu']);
+
+function fmt(x: number | null): string {
+  if (x === null) return '-';
+  if (x === 0) return '0';
+  const a = Math.abs(x);
+  return a >= 1e-3 && a < 1e5 ? x.toPrecision(4) : x.toExponential(2);
+}
+
+function pct(n: number, of: number): string {
+  return of === 0 ? '-' : `${((100 * n) / of).toFixed(n === of || n === 0 ? 0 : 2)}%`;
+}
+
+function problems(t: TensorStats): string {
+  const p: string[] = [];
+  if (t.nan) p.push(`${t.nan} NaN`);
+  if (t.posInf) p.push(`${t.posInf} +Inf`);
+  if (t.negInf) p.push(`${t.negInf} -Inf`);
+  if (t.count > 0 && t.zeros === t.count) p.push('all zero');
+  if (t.note) p.push(t.note);
+  return p.join(', ');
+}
+
+/** A fixed-width table, unhealthy tensors first (then in file order), and a summary line. */
+export function renderStatsText(r: StatsReport): string {
+  const rank = (t: TensorStats): number => (t.nan + t.posInf + t.negInf > 0 ? 0 : t.count > 0 && t.zeros === t.count ? 1 : 2);
+  const rows = r.tensors
+    .map((t, i) => ({ t, i }))
+    .sort((a, b) => rank(a.t) - rank(b.t) || a.i - b.i)
+    .map(({ t }) => [t.name, t.dtype, `[${t.shape.join(', ')}]`, fmt(t.min), fmt(t.max), fmt(t.mean), fmt(t.std), pct(t.zeros, t.count), pct(t.nearZero, t.count), String(t.outliers), problems(t) || 'ok']);
+  const head = ['tensor', 'dtype', 'shape', 'min', 'max', 'mean', 'std', 'zeros', 'near0', 'outliers', 'health'];
+  const widths = head.map((h, c) => Math.max(h.length, ...rows.map((row) => row[c].length)));
+  const numeric = new Set([3, 4, 5, 6, 7, 8, 9]);
+  const line = (cells: string[]): string =>
+    cells
+      .map((s, c) => (c === cells.length - 1 ? s : numeric.has(c) ? s.padStart(widths[c]) : s.padEnd(widths[c])))
+      .join('  ')
+      .trimEnd();
+  const { nonFiniteTensors: nf, allZeroTensors: az } = r.health;
+  const summary =
+    `${r.tensors.length} tensors, ${(r.bytesRead / 1e9).toFixed(2)} GB in ${r.seconds.toFixed(2)} s ` +
+    `(${(r.bytesRead / 1e9 / Math.max(r.seconds, 1e-9)).toFixed(2)} GB/s, ${r.backend}: ${r.device}); ` +
+    (nf.length + az.length === 0 ? 'all healthy' : `${nf.length} with NaN/Inf, ${az.length} all zero`);
+  return [line(head), ...rows.map(line), '', summary].join('\n') + '\n';
+}
+
+export const statsCommand: Command = {
+  name: 'stats',
+  summary: 'Per-tensor statistics, histograms and a NaN/Inf/zero health scan',
+  usage: USAGE,
+  async run(argv, io) {
+    const { values, positionals } = parseCommandArgs(
+      argv,
+      { tensor: { type: 'string', multiple: true }, bins: { type: 'string' }, backend: { type: 'string' }, json: { type: 'boolean' } },
+      { minPositionals: 1, maxPositionals: 1, usage: 'one PATH' },
+    );
+    const bins = values.bins === undefined ? undefined : Number(values.bins);
+    // 65,536 bins is already finer than any 16-bit dtype's distinct values.
+    if (bins !== undefined && (!Number.isInteger(bins) || bins < 1 || bins > 65536)) throw new UsageError(`--bins must be an integer from 1 to 65536, not '${values.bins}'`);
+    const backend = (values.backend ?? 'auto') as BackendChoice;
+    if (!BACKENDS.has(backend)) throw new UsageError(`--backend must be auto, webgpu or cpu, not '${values.backend}'`);
+    const model = await openModel(positionals[0]);
+    try {
+      const report = await stats(model, { tensors: values.tensor, bins, backend, signal: io.signal, progress: io.progress });
+      io.stdout.write(values.json ? JSON.stringify(report) + '\n' : renderStatsText(report));
+      return 0;
+    } catch (e) {
+      if (e instanceof BackendUnavailableError) throw new UsageError(e.message);
+      throw e;
+    } finally {
+      await model.close();
+      await disposeBackends();
+    }
+  },
+};
