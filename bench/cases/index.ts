@@ -2,6 +2,7 @@ import type { BenchCase } from '../case';
 import { formatReadCases } from './formatRead';
 import { diffCases } from './diff';
 import { mergeCases } from './merge';
+import { formatWriteCases } from './formatWrite';
 
 /** Every benchmark case; each area adds its own module's cases here. */
-export const CASES: BenchCase[] = [...diffCases, ...mergeCases, ...formatReadCases];
+export const CASES: BenchCase[] = [...diffCases, ...mergeCases, ...formatReadCases, ...formatWriteCases];

@@ -63,9 +63,11 @@ export interface TreeTensorInput {
 
 interface Raw {
   name: string;
-  path: string;
-  children: Map<string, Raw>;
+  /** Created on first child: most modules (q_proj, norm) are leaves, and 50,000-tensor headers make that matter. */
+  children?: Map<string, Raw>;
   tensors: ModuleTensor[];
+  /** Interned structure id, computed once (see structureId). */
+  sid?: number;
 }
 
 const NUMBER = /^(0|[1-9]\d*)$/;
@@ -82,47 +84,57 @@ function joinPath(a: string, b: string): string {
 
 /** Numbered children sorted numerically in the slots numbered children occupy; named ones keep header order. */
 function orderedChildren(raw: Raw): Raw[] {
+  if (!raw.children) return [];
   const list = [...raw.children.values()];
   const numbered = list.filter((c) => NUMBER.test(c.name)).sort((a, b) => Number(a.name) - Number(b.name));
   let k = 0;
   return list.map((c) => (NUMBER.test(c.name) ? numbered[k++] : c));
 }
 
-/** A canonical description of a subtree's structure, relative to its root. */
-function signature(raw: Raw, prefix: string, out: string[]): string[] {
-  for (const t of raw.tensors) out.push(`${prefix}${t.name}:${t.dtype}:${t.shape.join('x')}`);
-  for (const c of raw.children.values()) signature(c, `${prefix}${c.name}.`, out);
-  return out;
+/**
+ * A small integer per distinct subtree structure (relative tensor names, dtypes,
+ * shapes): equal ids mean equal structure. Each node's key names its children by
+ * their ids, so keys stay short however deep the tree, and each is built once.
+ */
+function structureId(raw: Raw, intern: Map<string, number>): number {
+  if (raw.sid !== undefined) return raw.sid;
+  const parts: string[] = [];
+  for (const t of raw.tensors) parts.push(`${t.name}:${t.dtype}:${t.shape.join('x')}`);
+  if (raw.children) for (const c of raw.children.values()) parts.push(`${c.name}=${structureId(c, intern)}`);
+  const key = parts.sort().join('|');
+  let id = intern.get(key);
+  if (id === undefined) {
+    id = intern.size;
+    intern.set(key, id);
+  }
+  raw.sid = id;
+  return id;
 }
 
-function sigKey(raw: Raw): string {
-  return signature(raw, '', []).sort().join('|');
-}
-
-function finish(raw: Raw, path: string, fold: boolean): ModuleNode {
+function finish(raw: Raw, path: string, fold: boolean, intern: Map<string, number>): ModuleNode {
   const kids = orderedChildren(raw);
   const children: ModuleNode[] = [];
   let i = 0;
   while (i < kids.length) {
     const c = kids[i];
     if (!fold || !NUMBER.test(c.name)) {
-      children.push(finish(c, joinPath(path, c.name), fold));
+      children.push(finish(c, joinPath(path, c.name), fold, intern));
       i++;
       continue;
     }
     // Extend a run of consecutive numbers with the same structure.
-    const key = sigKey(c);
+    const key = structureId(c, intern);
     let j = i + 1;
-    while (j < kids.length && NUMBER.test(kids[j].name) && Number(kids[j].name) === Number(kids[j - 1].name) + 1 && sigKey(kids[j]) === key) j++;
+    while (j < kids.length && NUMBER.test(kids[j].name) && Number(kids[j].name) === Number(kids[j - 1].name) + 1 && structureId(kids[j], intern) === key) j++;
     if (j - i === 1) {
-      children.push(finish(c, joinPath(path, c.name), fold));
+      children.push(finish(c, joinPath(path, c.name), fold, intern));
       i++;
       continue;
     }
     const first = Number(c.name);
     const last = Number(kids[j - 1].name);
     const label = `{${first}..${last}}`;
-    const rep = finish(c, joinPath(path, label), fold);
+    const rep = finish(c, joinPath(path, label), fold, intern);
     const count = j - i;
     children.push({
       name: label,
@@ -160,23 +172,26 @@ function finish(raw: Raw, path: string, fold: boolean): ModuleNode {
 
 /** Builds the (folded, unless `fold: false`) module tree of a list of tensors. */
 export function buildModuleTree(tensors: readonly TreeTensorInput[], opts: { fold?: boolean } = {}): ModuleNode {
-  const root: Raw = { name: '', path: '', children: new Map(), tensors: [] };
+  const root: Raw = { name: '', tensors: [] };
   for (const t of tensors) {
-    const parts = t.name.split('.');
-    const leaf = parts.pop()!;
+    const name = t.name;
     let node = root;
-    for (const p of parts) {
-      let next = node.children.get(p);
+    let start = 0;
+    for (let dot = name.indexOf('.'); dot >= 0; dot = name.indexOf('.', start)) {
+      const seg = name.slice(start, dot);
+      const kids = (node.children ??= new Map());
+      let next = kids.get(seg);
       if (!next) {
-        next = { name: p, path: joinPath(node.path, p), children: new Map(), tensors: [] };
-        node.children.set(p, next);
+        next = { name: seg, tensors: [] };
+        kids.set(seg, next);
       }
       node = next;
+      start = dot + 1;
     }
     const params = numelOf(t.shape);
-    node.tensors.push({ name: leaf, fullName: t.name, dtype: t.dtype, shape: t.shape, params, bytes: t.byteLength ?? (params * DTYPE_INFO[t.dtype].bits) / 8 });
+    node.tensors.push({ name: name.slice(start), fullName: name, dtype: t.dtype, shape: t.shape, params, bytes: t.byteLength ?? (params * DTYPE_INFO[t.dtype].bits) / 8 });
   }
-  return finish(root, '', opts.fold ?? true);
+  return finish(root, '', opts.fold ?? true, new Map());
 }
 
 /** Visits every node, depth first, with its depth (root = 0). */
