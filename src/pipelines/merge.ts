@@ -391,6 +391,47 @@ async function copySideFiles(baseDir: string, outDir: string): Promise<string[]>
   return copied;
 }
 
+/**
+ * Overlaps compute with I/O: while the writer streams tensor i, the next
+ * LoRA-updated tensor after i is computed on the backend into memory. One
+ * tensor ahead at most, so the extra memory is bounded by the largest tensor.
+ */
+class Lookahead {
+  private readonly streams = new Map<number, () => AsyncIterable<Uint8Array>>();
+  private readonly started = new Map<number, Promise<Uint8Array[]>>();
+  constructor(private readonly merged: readonly boolean[]) {}
+
+  set(i: number, stream: () => AsyncIterable<Uint8Array>): void {
+    this.streams.set(i, stream);
+  }
+
+  /** Starts computing the first updated tensor after `i`, unless one is already under way. */
+  kick(i: number): void {
+    const j = this.merged.indexOf(true, i + 1);
+    if (j < 0 || this.started.has(j)) return;
+    const p = (async () => {
+      const parts: Uint8Array[] = [];
+      for await (const c of this.streams.get(j)!()) parts.push(c);
+      return parts;
+    })();
+    // Observed when the writer reaches tensor j; until then a failure must not be reported as unhandled.
+    p.catch(() => {});
+    this.started.set(j, p);
+  }
+
+  /** The data of updated tensor `i`: its precomputed parts, or a live stream. */
+  take(i: number): AsyncIterable<Uint8Array> {
+    const pre = this.started.get(i);
+    this.started.delete(i);
+    const live = this.streams.get(i)!;
+    this.kick(i);
+    if (!pre) return live();
+    return (async function* () {
+      yield* await pre;
+    })();
+  }
+}
+
 /** Merges the adapters into the base and writes the result (see the module comment). */
 export async function merge(args: MergeArgs, ctx: JobContext = {}): Promise<MergeResult> {
   const { signal } = ctx;
@@ -415,24 +456,29 @@ export async function merge(args: MergeArgs, ctx: JobContext = {}): Promise<Merg
     let merged = 0;
     let replaced = 0;
     let copied = 0;
-    for (const t of plan.base.tensors) {
+    const ahead = new Lookahead(plan.base.tensors.map((t) => plan.targets.has(t.name)));
+    plan.base.tensors.forEach((t, i) => {
       const list = plan.targets.get(t.name);
       const rep = replacements.get(t.name);
       const dtype = outDtypeOf(t.dtype, args.dtype);
       if (list) {
         merged++;
-        sources.push({ name: t.name, dtype, shape: t.shape, data: mergedData(plan, args, t, list, dtype as MatmulDType, backend, workers, signal) });
+        const stream = mergedData(plan, args, t, list, dtype as MatmulDType, backend, workers, signal);
+        ahead.set(i, stream);
+        sources.push({ name: t.name, dtype, shape: t.shape, data: () => ahead.take(i) });
       } else if (rep) {
         replaced++;
         const src = plan.adapters[rep.adapter];
         const rd = rep.replacement.tensor;
         const to = isCastDType(rd.dtype) && isCastDType(t.dtype) ? outDtypeOf(t.dtype, args.dtype) : rd.dtype;
-        sources.push({ name: t.name, dtype: to, shape: t.shape, data: copiedData(src.model, rd, to, signal) });
+        const copy = copiedData(src.model, rd, to, signal);
+        sources.push({ name: t.name, dtype: to, shape: t.shape, data: () => (ahead.kick(i), copy()) });
       } else {
         copied++;
-        sources.push({ name: t.name, dtype, shape: t.shape, data: copiedData(plan.base, t, dtype, signal) });
+        const copy = copiedData(plan.base, t, dtype, signal);
+        sources.push({ name: t.name, dtype, shape: t.shape, data: () => (ahead.kick(i), copy()) });
       }
-    }
+    });
     const metadata: Record<string, string> = {
       ...plan.base.metadata,
       format: plan.base.metadata.format ?? 'pt',
