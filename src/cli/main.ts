@@ -10,12 +10,14 @@ import { UsageError, type Command, type CommandIO } from './command';
 import { convertCommand } from './convert';
 import { inspectCommand } from './inspect';
 import { mergeCommand } from './merge';
+import { quantizeCommand } from './quantize';
 import { statsCommand } from './stats';
 
 export const COMMANDS: Command[] = [
   inspectCommand,
   convertCommand,
   mergeCommand,
+  quantizeCommand,
   statsCommand,
 ];
 

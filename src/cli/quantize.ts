@@ -1,0 +1,113 @@
+import { isSchemeName, SCHEME_NAMES } from '../compute/quant/schemes';
+import type { BackendChoice } from '../compute/kernel';
+import { preview, quantize, type PreviewResult, type QuantFormat, type QuantReport } from '../pipelines/quantize';
+import { parseCommandArgs, UsageError, type Command } from './command';
+
+const USAGE = `usage: tensor-workbench quantize IN OUT --scheme ${SCHEME_NAMES.join('|')}
+         [--format gguf|safetensors] [--keep GLOB]... [--only GLOB]... [--gguf-names hf|llama]
+         [--backend auto|webgpu|cpu] [--json] [--verbose]
+       tensor-workbench quantize IN --preview [--scheme S]... [--keep GLOB]... [--only GLOB]... [--json]
+
+Quantizes 2-D weights whose row length is a multiple of the block size (32 for the
+ggml schemes); norms, biases and other tensors are kept, each with its reason.
+Globs match whole tensor names (* any run, ? one character).
+  q8_0, q4_0, q4_1   ggml blocks, byte-identical to ggml's reference quantizer.
+                     Default output GGUF v3; --format safetensors stores each weight
+                     as U8 [rows, blocks × bytes per block].
+  int8-channel       I8 weight + F32 weight_scale [rows, 1] (compressed-tensors).
+  fp8-e4m3           F8_E4M3 weight + F32 weight_scale [rows, 1] (compressed-tensors).
+--preview estimates size and error of each scheme from ≤1% of every tensor and
+writes nothing. --json prints the report (or the preview) as JSON.`;
+
+function fmtBytes(n: number): string {
+  return n >= 2 ** 30 ? `${(n / 2 ** 30).toFixed(2)} GiB` : n >= 2 ** 20 ? `${(n / 2 ** 20).toFixed(1)} MiB` : `${(n / 1024).toFixed(1)} KiB`;
+}
+
+function fmt(n: number | undefined, digits = 4): string {
+  if (n === undefined) return '-';
+  if (!Number.isFinite(n)) return n > 0 ? 'inf' : '-inf';
+  return Math.abs(n) >= 1e-3 || n === 0 ? n.toFixed(digits) : n.toExponential(2);
+}
+
+/** JSON without losing ±Infinity (an exact quantization has infinite SNR). */
+function toJson(v: unknown): string {
+  return JSON.stringify(v, (_k, x) => (typeof x === 'number' && !Number.isFinite(x) ? String(x) : x), 2) + '\n';
+}
+
+export function previewText(p: PreviewResult): string {
+  const lines = [`${p.input}: ${p.params.toLocaleString('en-US')} parameters, ${fmtBytes(p.bytesBefore)}; sampled ≤${p.sampleFraction * 100}% of each tensor in ${p.seconds.toFixed(1)} s`];
+  lines.push(`${'scheme'.padEnd(13)} ${'size'.padStart(11)} ${'bits/w'.padStart(7)} ${'SNR dB'.padStart(8)} ${'RMSE'.padStart(10)} ${'cosine'.padStart(9)}  tensors`);
+  for (const r of p.rows) {
+    lines.push(
+      `${r.scheme.padEnd(13)} ${fmtBytes(r.bytesAfter).padStart(11)} ${r.bitsPerWeight.toFixed(2).padStart(7)} ${fmt(r.snrDb, 1).padStart(8)} ${fmt(r.rmse, 6).padStart(10)} ${fmt(r.cosine, 6).padStart(9)}  ${r.quantizedTensors} quantized, ${r.keptTensors} kept`,
+    );
+  }
+  return lines.join('\n') + '\n';
+}
+
+export function reportText(r: QuantReport, verbose: boolean): string {
+  const lines: string[] = [];
+  for (const t of r.tensors) {
+    if (t.action === 'quantized') {
+      if (verbose) lines.push(`${t.name}: ${t.scheme}, RMSE ${fmt(t.rmse, 6)}, max|err| ${fmt(t.maxAbsErr, 6)}, SNR ${fmt(t.snrDb, 1)} dB, cosine ${fmt(t.cosine, 6)}`);
+    } else {
+      lines.push(`${t.name}: ${t.action} (${t.reason})`);
+    }
+  }
+  const q = r.tensors.filter((t) => t.action === 'quantized').length;
+  const tt = r.totals;
+  lines.push(
+    `quantized ${q} of ${r.tensors.length} tensors to ${r.scheme} (${r.format}, ${r.backend}) in ${r.seconds.toFixed(1)} s`,
+    `size ${fmtBytes(tt.bytesBefore)} → ${fmtBytes(tt.bytesAfter)}, ${tt.bitsPerWeight.toFixed(2)} bits/weight overall (${tt.quantizedBitsPerWeight.toFixed(2)} in quantized tensors)`,
+    `error over quantized tensors: RMSE ${fmt(tt.rmse, 6)}, max|err| ${fmt(tt.maxAbsErr, 6)}, SNR ${fmt(tt.snrDb, 1)} dB, cosine ${fmt(tt.cosine, 6)}`,
+  );
+  for (const m of r.missing) lines.push(`note: missing ${m}`);
+  lines.push(`wrote ${r.outputs.join(', ')}`);
+  return lines.join('\n') + '\n';
+}
+
+export const quantizeCommand: Command = {
+  name: 'quantize',
+  summary: 'Quantize to q8_0/q4_0/q4_1 (GGUF or safetensors), int8 or FP8, with an error report or a preview',
+  usage: USAGE,
+  async run(argv, io) {
+    const { values, positionals } = parseCommandArgs(
+      argv,
+      {
+        scheme: { type: 'string', multiple: true },
+        format: { type: 'string' },
+        keep: { type: 'string', multiple: true },
+        only: { type: 'string', multiple: true },
+        preview: { type: 'boolean' },
+        backend: { type: 'string' },
+        json: { type: 'boolean' },
+        verbose: { type: 'boolean' },
+        'gguf-names': { type: 'string' },
+      },
+      { minPositionals: 1, maxPositionals: 2, usage: 'IN and OUT (or IN with --preview)' },
+    );
+    const schemes = values.scheme ?? [];
+    for (const s of schemes) if (!isSchemeName(s)) throw new UsageError(`--scheme must be one of ${SCHEME_NAMES.join(', ')}, not '${s}'`);
+    const backend = (values.backend ?? 'auto') as BackendChoice;
+    if (!['auto', 'webgpu', 'cpu'].includes(backend)) throw new UsageError(`--backend must be auto, webgpu or cpu, not '${values.backend}'`);
+    const ctx = { signal: io.signal, progress: io.progress, backend };
+    if (values.preview) {
+      if (positionals.length !== 1) throw new UsageError('--preview takes IN only (nothing is written)');
+      const p = await preview({ input: positionals[0], schemes: schemes.length ? (schemes as never) : undefined, keep: values.keep, only: values.only }, ctx);
+      io.stdout.write(values.json ? toJson(p) : previewText(p));
+      return 0;
+    }
+    if (positionals.length !== 2) throw new UsageError('expected IN and OUT');
+    if (schemes.length !== 1) throw new UsageError('--scheme is required, once');
+    const format = values.format as QuantFormat | undefined;
+    if (format !== undefined && format !== 'gguf' && format !== 'safetensors') throw new UsageError(`--format must be gguf or safetensors, not '${format}'`);
+    const names = values['gguf-names'];
+    if (names !== undefined && names !== 'hf' && names !== 'llama') throw new UsageError(`--gguf-names must be hf or llama, not '${names}'`);
+    const r = await quantize(
+      { input: positionals[0], output: positionals[1], scheme: schemes[0] as never, format, keep: values.keep, only: values.only, ggufNames: names as 'hf' | 'llama' | undefined },
+      ctx,
+    );
+    io.stdout.write(values.json ? toJson(r) : reportText(r, values.verbose ?? false));
+    return 0;
+  },
+};
