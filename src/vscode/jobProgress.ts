@@ -1,12 +1,17 @@
-import type { CancellationToken } from 'vscode';
 import type { Progress } from '../pipelines/job';
+
+/** The part of vscode.CancellationToken this module uses (a real token satisfies it). */
+export interface TokenLike {
+  readonly isCancellationRequested: boolean;
+  onCancellationRequested(listener: () => void): { dispose(): unknown };
+}
 
 /**
  * An AbortSignal that aborts when `token` is cancelled (or already was), for
  * pipelines that take `{ signal }`. Dispose it when the job ends so the listener
  * does not outlive the job.
  */
-export function signalFromToken(token: Pick<CancellationToken, 'isCancellationRequested' | 'onCancellationRequested'>): {
+export function signalFromToken(token: TokenLike): {
   readonly signal: AbortSignal;
   dispose(): void;
 } {

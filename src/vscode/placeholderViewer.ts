@@ -3,7 +3,6 @@ import { FormatError } from '../format/errors';
 import { HEADER_PREFIX_BYTES, parseHeader, readHeaderLength } from '../format/header';
 import type { ByteSource } from '../format/source';
 import { Disposable } from './dispose';
-import { errorText } from './progress';
 import { openerFor } from './workspaceSource';
 
 export const VIEW_TYPE = 'tensorWorkbench.viewer';
@@ -30,15 +29,16 @@ export class PlaceholderViewer extends Disposable implements vscode.CustomReadon
     let body: string;
     try {
       const summary = await summarize(document.uri);
-      body = `<h1>${escapeHtml(name)}</h1><p id="summary">${summary.tensors} tensors · ${summary.bytes} bytes</p>`;
+      body = `<h1>${escapeHtml(name)}</h1><p id="totals">${summary.tensors} tensors · ${summary.bytes} bytes</p>`;
     } catch (e) {
       const code = e instanceof FormatError ? e.code : 'io';
-      body = `<h1>${escapeHtml(name)}</h1><div id="error" role="alert"><p class="code">${escapeHtml(code)}</p><p>${escapeHtml(errorText(e))}</p></div>`;
+      const message = e instanceof Error ? e.message : String(e);
+      body = `<h1>${escapeHtml(name)}</h1><div id="error-page" role="alert"><p id="error-code">error[${escapeHtml(code)}]</p><p id="error-message">${escapeHtml(message)}</p></div>`;
     }
     const nonce = Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, '0')).join('');
     panel.webview.html = `<!DOCTYPE html><html><head><meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'nonce-${nonce}';">
-<style nonce="${nonce}">body{font-family:var(--vscode-font-family);color:var(--vscode-foreground)}#error{color:var(--vscode-errorForeground)}.code{font-weight:bold}</style>
+<style nonce="${nonce}">body{font-family:var(--vscode-font-family);color:var(--vscode-foreground)}#error-page{color:var(--vscode-errorForeground)}#error-code{font-weight:bold}</style>
 </head><body>${body}</body></html>`;
   }
 }

@@ -57,11 +57,11 @@ describe('VS Code journeys (code-server + packaged VSIX)', () => {
     await run('open', async (page, shots) => {
       await shots.take(page, 'workbench');
       await doubleClickInExplorer(page, ws.model);
-      const frame = await frameWith(page, '#summary');
+      const frame = await frameWith(page, '#totals');
       await shots.take(page, 'editor');
       assert.equal(await activeTabLabel(page), basename(ws.model));
       const expected = headerTensorNames(join(ws.dir, ws.model)).length;
-      assert.match((await frame.textContent('#summary')) ?? '', new RegExp(`^${expected} tensors · `));
+      assert.match((await frame.textContent('#totals')) ?? '', new RegExp(`\\b${expected} tensors\\b`));
     });
   });
 
@@ -69,15 +69,17 @@ describe('VS Code journeys (code-server + packaged VSIX)', () => {
     if (skip) return t.skip(skip);
     await run('bad-input', async (page, shots) => {
       await doubleClickInExplorer(page, ws.corrupt);
-      const frame = await frameWith(page, '#error');
+      const frame = await frameWith(page, '#error-page');
       await shots.take(page, 'error-page');
-      const text = (await frame.textContent('#error')) ?? '';
       // The sample's corrupt file announces 64 bytes of data and holds 16: the spec calls that truncated.
-      assert.match(text, /truncated/);
-      assert.match(text, new RegExp(basename(ws.corrupt).replace('.', '\\.')));
+      assert.equal((await frame.textContent('#error-code'))?.trim(), 'error[truncated]');
+      const message = (await frame.textContent('#error-message')) ?? '';
+      assert.ok(message.includes(basename(ws.corrupt)), `the message names the file: ${message}`);
+      const [tensor] = headerTensorNames(join(ws.dir, ws.corrupt));
+      assert.ok(message.includes(tensor), `the message names the tensor ${tensor}: ${message}`);
       // Nothing else broke: a valid file still opens beside it.
       await doubleClickInExplorer(page, ws.model);
-      await frameWith(page, '#summary');
+      await frameWith(page, '#totals');
       assert.equal(await activeTabLabel(page), basename(ws.model));
       await shots.take(page, 'valid-file-after-error');
     });
