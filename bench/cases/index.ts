@@ -3,6 +3,7 @@ import { formatReadCases } from './formatRead';
 import { diffCases } from './diff';
 import { mergeCases } from './merge';
 import { formatWriteCases } from './formatWrite';
+import { quantizeCases } from './quantize';
 
 /** Every benchmark case; each area adds its own module's cases here. */
-export const CASES: BenchCase[] = [...diffCases, ...mergeCases, ...formatReadCases, ...formatWriteCases];
+export const CASES: BenchCase[] = [...diffCases, ...mergeCases, ...formatReadCases, ...formatWriteCases, ...quantizeCases];
