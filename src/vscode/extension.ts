@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { disposeBackends } from '../compute/backend';
 import { registerCommand } from './commands';
 import { log } from './log';
+import { MergeCommand } from './mergeCommand';
 import { ViewerProvider } from './viewer/viewerProvider';
 
 /**
@@ -20,7 +21,7 @@ export function activate(context: vscode.ExtensionContext): void {
   ViewerProvider.register(context);
   // diff: CompareCommand.register(context)
   // quantize: QuantizeCommand.register(context)
-  // merge: MergeCommand.register(context)
+  MergeCommand.register(context);
   // ───────────────────────────────────────────────────────────────────────────
 
   log.info(`activated ${context.extension.id} ${context.extension.packageJSON.version} (Node ${process.versions.node}, ${process.platform}-${process.arch})`);
