@@ -161,12 +161,13 @@ class ExactParser {
   private i = 0;
   duplicate: DuplicateKey | undefined;
   topKeys: string[] = [];
+  /** Keys from the top level down to the value being parsed; copied only when a duplicate is found. */
+  private readonly path: string[] = [];
   constructor(private readonly s: string) {}
 
   parse(): unknown {
     this.ws();
-    const v = this.value([], 0);
-    return v;
+    return this.value(0);
   }
 
   private fail(): never {
@@ -183,77 +184,133 @@ class ExactParser {
     }
   }
 
-  private value(path: string[], depth: number): unknown {
+  private value(depth: number): unknown {
     if (depth > MAX_JSON_DEPTH) throw new SyntaxError(`JSON nests deeper than ${MAX_JSON_DEPTH} levels`);
-    const c = this.s[this.i];
-    if (c === '{') return this.object(path, depth + 1);
-    if (c === '[') return this.array(path, depth + 1);
-    if (c === '"') return this.string();
+    const c = this.s.charCodeAt(this.i);
+    if (c === LBRACE) return this.object(depth + 1);
+    if (c === LBRACKET) return this.array(depth + 1);
+    if (c === QUOTE) return this.string();
     if (this.s.startsWith('true', this.i)) return (this.i += 4), true;
     if (this.s.startsWith('false', this.i)) return (this.i += 5), false;
     if (this.s.startsWith('null', this.i)) return (this.i += 4), null;
     return this.number();
   }
 
-  private object(path: string[], depth: number): Record<string, unknown> {
+  private object(depth: number): Record<string, unknown> {
     this.i++;
     const out: Record<string, unknown> = Object.create(null);
     const seen = new Set<string>();
     this.ws();
-    if (this.s[this.i] === '}') return this.i++, out;
+    if (this.s.charCodeAt(this.i) === RBRACE) return this.i++, out;
     for (;;) {
       this.ws();
-      if (this.s[this.i] !== '"') this.fail();
+      if (this.s.charCodeAt(this.i) !== QUOTE) this.fail();
       const key = this.string();
-      if (seen.has(key)) this.duplicate ??= { key, path };
+      if (seen.has(key)) this.duplicate ??= { key, path: this.path.slice() };
       seen.add(key);
       if (depth === 1) this.topKeys.push(key);
       this.ws();
-      if (this.s[this.i++] !== ':') this.fail();
+      if (this.s.charCodeAt(this.i++) !== COLON) this.fail();
       this.ws();
-      out[key] = this.value([...path, key], depth);
+      this.path.push(key);
+      out[key] = this.value(depth);
+      this.path.pop();
       this.ws();
-      const c = this.s[this.i++];
-      if (c === '}') return out;
-      if (c !== ',') this.fail();
+      const c = this.s.charCodeAt(this.i++);
+      if (c === RBRACE) return out;
+      if (c !== 0x2c) this.fail();
     }
   }
 
-  private array(path: string[], depth: number): unknown[] {
+  private array(depth: number): unknown[] {
     this.i++;
     const out: unknown[] = [];
     this.ws();
-    if (this.s[this.i] === ']') return this.i++, out;
+    if (this.s.charCodeAt(this.i) === RBRACKET) return this.i++, out;
     for (;;) {
       this.ws();
-      out.push(this.value(path, depth));
+      out.push(this.value(depth));
       this.ws();
-      const c = this.s[this.i++];
-      if (c === ']') return out;
-      if (c !== ',') this.fail();
+      const c = this.s.charCodeAt(this.i++);
+      if (c === RBRACKET) return out;
+      if (c !== 0x2c) this.fail();
     }
   }
 
   private string(): string {
+    const r = stringEnd(this.s, this.i);
+    if (r < 0) this.fail();
     const start = this.i;
-    this.i++;
-    const s = this.s;
-    while (this.i < s.length) {
-      const c = s.charCodeAt(this.i++);
-      if (c === 0x22) return JSON.parse(s.slice(start, this.i)) as string;
-      if (c === 0x5c) this.i++;
-    }
-    this.fail();
+    this.i = r;
+    return decodeJsonString(this.s, start, r);
   }
 
   private number(): number | NonIntegerLiteral {
-    const m = /-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?/y;
-    m.lastIndex = this.i;
-    const r = m.exec(this.s);
-    if (!r || r[0].length === 0) this.fail();
-    this.i += r[0].length;
-    return /^(?:0|[1-9][0-9]*)$/.test(r[0]) ? Number(r[0]) : new NonIntegerLiteral(r[0]);
+    const s = this.s;
+    const start = this.i;
+    let plain = true;
+    while (this.i < s.length) {
+      const c = s.charCodeAt(this.i);
+      if (c >= 0x30 && c <= 0x39) this.i++;
+      else if (c === MINUS || c === DOT || c === LOWER_E || c === UPPER_E || c === 0x2b) {
+        plain = false;
+        this.i++;
+      } else break;
+    }
+    if (this.i === start) this.fail();
+    const raw = s.slice(start, this.i);
+    // JSON.parse accepted the text, so `raw` is a valid literal; only its kind matters here.
+    return plain ? Number(raw) : new NonIntegerLiteral(raw);
   }
+}
+
+/** Index just past the closing quote of the string starting at `i` (which holds `"`), or -1. */
+function stringEnd(s: string, i: number): number {
+  const n = s.length;
+  i++;
+  while (i < n) {
+    const c = s.charCodeAt(i++);
+    if (c === QUOTE) return i;
+    if (c === BACKSLASH) i++;
+  }
+  return -1;
+}
+
+/** The value of the JSON string literal s[start, end): sliced directly unless it has escapes. */
+function decodeJsonString(s: string, start: number, end: number): string {
+  const inner = s.slice(start + 1, end - 1);
+  return inner.includes('\\') ? (JSON.parse(s.slice(start, end)) as string) : inner;
+}
+
+/**
+ * The top-level keys of a JSON object text in written order, duplicates included.
+ * JSON.parse lists integer-like keys first; this recovers the file's order cheaply.
+ */
+function topLevelKeys(s: string): string[] {
+  const keys: string[] = [];
+  let depth = 0;
+  let i = 0;
+  const n = s.length;
+  while (i < n) {
+    const c = s.charCodeAt(i);
+    if (c === QUOTE) {
+      const end = stringEnd(s, i);
+      if (end < 0) break;
+      if (depth === 1) {
+        let j = end;
+        while (j < n && (s.charCodeAt(j) === 0x20 || s.charCodeAt(j) === 0x09 || s.charCodeAt(j) === 0x0a || s.charCodeAt(j) === 0x0d)) j++;
+        if (s.charCodeAt(j) === COLON) keys.push(decodeJsonString(s, i, end));
+      }
+      i = end;
+      continue;
+    }
+    if (c === LBRACE || c === LBRACKET) depth++;
+    else if (c === RBRACE || c === RBRACKET) {
+      if (--depth === 0) break;
+    }
+    i++;
+  }
+  return keys;
 }
 
 /** True for keys that JS objects order before all others (canonical array indices). */
@@ -460,11 +517,11 @@ export function parseHeader(headerBytes: Uint8Array, file: string, fileSize: num
   if (!isPlainObject(root)) {
     throw new FormatError('header_not_object', `header must be a JSON object, not ${describe(root)}`, file);
   }
-  const keys = Object.keys(root);
-  // JSON.parse lists integer-like keys first, and folds `1.0` into 1; both need the exact parser.
-  if ((keys.length > 0 && isIndexLikeKey(keys[0])) || sc.lexicalNumbers) {
-    return parseExact(text, n, file, fileSize, fileIndex);
-  }
+  // JSON.parse folds `1.0` into 1; only the exact parser can tell them apart.
+  if (sc.lexicalNumbers) return parseExact(text, n, file, fileSize, fileIndex);
+  const distinctKeys = Object.keys(root);
+  // JSON.parse lists integer-like keys first: take the order from the text instead.
+  const keys = distinctKeys.length > 0 && isIndexLikeKey(distinctKeys[0]) ? topLevelKeys(text) : distinctKeys;
   // Fast path. Every object member has one colon outside strings, so if the parsed tree holds
   // fewer keys than there are colons, JSON.parse merged a duplicate. A valid entry has exactly
   // its 3 required keys: when the colons inside entries number 3 per tensor plus the metadata
@@ -488,13 +545,13 @@ export function parseHeader(headerBytes: Uint8Array, file: string, fileSize: num
     }
   }
   const exactFit =
-    invalid === undefined && sc.colons1 === keys.length && sc.colons2 === 3 * tensors.length + metadataKeys && sc.colons === sc.colons1 + sc.colons2;
+    invalid === undefined && sc.colons1 === distinctKeys.length && sc.colons2 === 3 * tensors.length + metadataKeys && sc.colons === sc.colons1 + sc.colons2;
   if (!exactFit) {
     // Extra fields, or an error: count every member the slow way (walking from the key list,
     // because for-in over a 50,000-key object costs more than the list).
-    let members = keys.length;
-    for (let i = 0; i < keys.length; i++) {
-      const e = obj[keys[i]];
+    let members = distinctKeys.length;
+    for (let i = 0; i < distinctKeys.length; i++) {
+      const e = obj[distinctKeys[i]];
       if (typeof e === 'object' && e !== null) members += countKeys(e, 2);
     }
     if (members !== sc.colons) return parseExact(text, n, file, fileSize, fileIndex);
