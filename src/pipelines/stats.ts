@@ -150,15 +150,20 @@ export async function stats(model: Model, opts: StatsOptions = {}): Promise<Stat
     try {
       if (isPatternDType(t.dtype)) {
         const hist = new Float64Array(2 ** DTYPE_INFO[t.dtype].bits);
+        const occurring: number[] = [];
         const tops = await Promise.all(
           slices.map(async (s) => {
             const r = await run<PatternScan>(t, s, (src) => ({ phase: 'scan', dtype: t.dtype, first: s.first, count: s.count, src, topK }));
-            for (let p = 0; p < hist.length; p++) hist[p] += r.hist[p];
+            for (let j = 0; j < r.patterns.length; j++) {
+              const p = r.patterns[j];
+              if (hist[p] === 0) occurring.push(p);
+              hist[p] += r.counts[j];
+            }
             progressed(s);
             return r.top;
           }),
         );
-        return summarizePatterns(head, hist, mergeTop(tops, topK), bins);
+        return summarizePatterns(head, hist, mergeTop(tops, topK), bins, occurring);
       }
       if (t.dtype === 'C64') {
         slices.forEach(progressed);

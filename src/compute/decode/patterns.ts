@@ -40,9 +40,12 @@ function minifloat(p: number, e: number, m: number, bias: number, special: 'ieee
   return sign ? -mag : mag;
 }
 
+const bf16Bits = new Uint32Array(1);
+const bf16Value = new Float32Array(bf16Bits.buffer);
+
 function bf16(p: number): number {
-  const f = new Float32Array(new Uint32Array([p << 16]).buffer);
-  return f[0];
+  bf16Bits[0] = p << 16;
+  return bf16Value[0];
 }
 
 /** The value of pattern `p` of `dtype`, exactly (every such value is an f32). */

@@ -2,7 +2,7 @@ import { closeSync, openSync, readSync } from 'node:fs';
 import type { DType } from '../../format/dtypes';
 import { FormatError } from '../../format/errors';
 import { isPatternDType, patternBits, patternTable, type PatternDType } from '../decode/patterns';
-import { binIndex, compareTop, type BinsResult, type PatternScan, type StatsArgs, type StatsBinsArgs, type StatsResult, type StatsScanArgs, type StatsSource, type TopEntry, type WideScan } from './stats';
+import { binIndex, logBinIndex, compareTop, sparseTable, type BinsResult, type PatternScan, type StatsArgs, type StatsBinsArgs, type StatsResult, type StatsScanArgs, type StatsSource, type TopEntry, type WideScan } from './stats';
 
 /** The CPU twin of the statistics kernel; runs in a worker (see stats.ts for the two phases). */
 export function statsCpu(args: StatsArgs): StatsResult {
@@ -105,7 +105,7 @@ export function scanPatterns(dtype: PatternDType, bytes: Uint8Array, n: number, 
   const bits = patternBits(dtype);
   const hist = new Uint32Array(1 << bits);
   countInto(dtype, bytes, n, hist);
-  return { kind: 'patterns', hist, top: topFromTable(dtype, bytes, n, first, topK, hist) };
+  return { kind: 'patterns', ...sparseTable(hist), top: topFromTable(dtype, bytes, n, first, topK, hist) };
 }
 
 /** The k-th largest finite |x| of a pattern table, and how many finite values lie strictly above it; undefined when none is finite. */
@@ -129,15 +129,19 @@ export function thresholdOf(dtype: PatternDType, hist: Uint32Array, topK: number
   return threshold < 0 ? undefined : { threshold, greater };
 }
 
-/** Per pattern: 2 when |x| > threshold, 1 when |x| = threshold, else 0 (non-finite values are never hot). */
+/**
+ * Per pattern: 2 when |x| > threshold, 1 when |x| = threshold, else 0 (non-finite
+ * values are never hot). Walks the |x| order only as far as the threshold.
+ */
 export function hotTable(dtype: PatternDType, threshold: number): Uint8Array {
   const table = patternTable(dtype);
+  const order = absOrder(dtype);
   const hot = new Uint8Array(table.length);
-  for (let p = 0; p < table.length; p++) {
+  for (let j = 0; j < order.length; j++) {
+    const p = order[j];
     const a = Math.abs(table[p]);
-    if (!Number.isFinite(a)) continue;
-    if (a > threshold) hot[p] = 2;
-    else if (a === threshold) hot[p] = 1;
+    if (a < threshold) break;
+    hot[p] = a > threshold ? 2 : 1;
   }
   return hot;
 }
@@ -312,7 +316,7 @@ function binWide(v: Numeric, args: StatsBinsArgs): BinsResult {
     if (x - x !== 0) continue;
     hist[binIndex(x, edges)]++;
     const a = x < 0 ? -x : x;
-    if (a !== 0) logHist[binIndex(a, logEdges)]++;
+    if (a !== 0) logHist[logBinIndex(a, logEdges)]++;
     if (a === 0 || a < nearZeroBelow) nearZero++;
     const d = x - mean;
     if ((d < 0 ? -d : d) > outlierBeyond) outliers++;

@@ -3,7 +3,7 @@ import { FormatError } from '../../format/errors';
 import { GpuUnsupportedError, type GpuContext } from '../kernel';
 import { isPatternDType, patternBits, patternTable, type PatternDType } from '../decode/patterns';
 import { hotTable, patternOf, thresholdOf } from './stats.cpu';
-import { compareTop, type StatsArgs, type StatsResult, type StatsSource, type TopEntry } from './stats';
+import { compareTop, sparseTable, type StatsArgs, type StatsResult, type StatsSource, type TopEntry } from './stats';
 import shader from './stats.wgsl';
 
 // 256 invocations: the WebGPU default limit for a workgroup.
@@ -44,7 +44,7 @@ export async function statsGpu(ctx: GpuContext, args: StatsArgs): Promise<StatsR
   const n = args.count;
   const size = 1 << bits;
   if ((n * bits) / 8 > ctx.limits.maxStorageBufferBindingSize) throw new GpuUnsupportedError('stats: slice larger than one storage binding');
-  if (n === 0) return { kind: 'patterns', hist: new Uint32Array(size), top: [] };
+  if (n === 0) return { kind: 'patterns', patterns: new Uint32Array(0), counts: new Uint32Array(0), top: [] };
   const constants = { WG, BITS: bits };
   const groups = Math.min(MAX_GROUPS, Math.ceil(n / WG));
   const src = ctx.upload(bytes.subarray(0, Math.ceil((n * bits) / 8)));
@@ -55,7 +55,7 @@ export async function statsGpu(ctx: GpuContext, args: StatsArgs): Promise<StatsR
     ctx.dispatch(ctx.pipeline('stats', shader, 'count', constants), [src, histBuf, params], [groups]);
     const hist = new Uint32Array(await ctx.read(histBuf, size * 4));
     const top = await collectTop(ctx, dtype, bytes, n, args.first, args.topK, hist, src, params, groups, created);
-    return { kind: 'patterns', hist, top };
+    return { kind: 'patterns', ...sparseTable(hist), top };
   } finally {
     for (const b of created) b.destroy();
   }

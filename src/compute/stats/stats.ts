@@ -53,11 +53,30 @@ export interface TopEntry {
   readonly value: number;
 }
 
-/** The pattern table of a slice (counts fit u32: a slice holds far fewer than 2^32 elements). */
+/**
+ * The pattern table of a slice, sparse: the patterns that occur (ascending) and
+ * their counts (u32 is exact: a slice holds far fewer than 2^32 elements).
+ */
 export interface PatternScan {
   readonly kind: 'patterns';
-  readonly hist: Uint32Array;
+  readonly patterns: Uint32Array;
+  readonly counts: Uint32Array;
   readonly top: TopEntry[];
+}
+
+/** The non-zero entries of a dense pattern table. */
+export function sparseTable(hist: Uint32Array): { patterns: Uint32Array; counts: Uint32Array } {
+  let nz = 0;
+  for (let p = 0; p < hist.length; p++) if (hist[p] !== 0) nz++;
+  const patterns = new Uint32Array(nz);
+  const counts = new Uint32Array(nz);
+  for (let p = 0, j = 0; p < hist.length; p++) {
+    if (hist[p] !== 0) {
+      patterns[j] = p;
+      counts[j++] = hist[p];
+    }
+  }
+  return { patterns, counts };
 }
 
 export interface WideScan {
@@ -94,20 +113,33 @@ export function compareTop(a: TopEntry, b: TopEntry): number {
 
 /**
  * The bin of `x` given increasing `edges` (length bins + 1): the largest k with
- * x ≥ edges[k], at most bins − 1, so the last bin is closed. An arithmetic guess
- * corrected against the edges themselves, so that every caller (host, worker,
- * GPU with f32 edges rounded up) puts a value in the same bin.
+ * x ≥ edges[k], at most bins − 1, so the last bin is closed. `guess` (a position
+ * in [0, 1]) only chooses where to start; the answer is fixed by comparisons with
+ * the edges themselves, so every caller (host, worker, GPU with f32 edges rounded
+ * up) puts a value in the same bin.
  */
-export function binIndex(x: number, edges: Float64Array | Float32Array): number {
+function binFrom(x: number, edges: Float64Array | Float32Array, guess: number): number {
   const bins = edges.length - 1;
-  const lo = edges[0];
-  const width = edges[bins] - lo;
-  let k = width > 0 ? Math.floor(((x - lo) / width) * bins) : 0;
+  let k = Math.floor(guess * bins);
   if (!(k >= 0)) k = 0;
   if (k > bins - 1) k = bins - 1;
   while (k > 0 && x < edges[k]) k--;
   while (k < bins - 1 && x >= edges[k + 1]) k++;
   return k;
+}
+
+/** The bin of `x` among linearly spaced `edges` (see `linearEdges`). */
+export function binIndex(x: number, edges: Float64Array | Float32Array): number {
+  const lo = edges[0];
+  const width = edges[edges.length - 1] - lo;
+  return binFrom(x, edges, width > 0 ? (x - lo) / width : 0);
+}
+
+/** The bin of `a` > 0 among log-spaced `edges` (see `logEdges`). */
+export function logBinIndex(a: number, edges: Float64Array | Float32Array): number {
+  const la = Math.log10(edges[0]);
+  const span = Math.log10(edges[edges.length - 1]) - la;
+  return binFrom(a, edges, span > 0 ? (Math.log10(a) - la) / span : 0);
 }
 
 /** bins + 1 edges evenly spaced over [lo, hi], ending exactly at hi. */

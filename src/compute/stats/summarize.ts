@@ -1,6 +1,6 @@
 import type { DType } from '../../format/dtypes';
 import { patternTable, type PatternDType } from '../decode/patterns';
-import { binIndex, compareTop, linearEdges, logEdges, type BinsResult, type StatsBinsArgs, type TopEntry, type WideScan } from './stats';
+import { binIndex, logBinIndex, compareTop, linearEdges, logEdges, type BinsResult, type StatsBinsArgs, type TopEntry, type WideScan } from './stats';
 
 /** Statistics of one tensor, as `stats` reports them (JSON-safe: null where a statistic has no value). */
 export interface TensorStats {
@@ -66,13 +66,14 @@ export function mergeTop(lists: readonly TopEntry[][], k: number): TopEntry[] {
 }
 
 /**
- * Every statistic of a ≤16-bit tensor from its pattern table `hist` (counts as
+ * Every statistic of a ≤16-bit tensor from its pattern table `hist` (`occurring`
+ * lists its non-zero entries when the caller already knows them; counts as
  * doubles: exact to 2^53). Each table entry contributes count · value, a product
  * that is exact in f64 (≤ 11 significant bits times a count below 2^42), so the
  * sums are over at most 65,536 exact terms, compensated: mean and std are within
  * a few ulps of the exact values.
  */
-export function summarizePatterns(head: TensorHead, hist: Float64Array, top: TopEntry[], bins: number): TensorStats {
+export function summarizePatterns(head: TensorHead, hist: Float64Array, top: TopEntry[], bins: number, occurring?: readonly number[]): TensorStats {
   const dtype = head.dtype as PatternDType;
   const table = patternTable(dtype);
   let nan = 0;
@@ -84,9 +85,15 @@ export function summarizePatterns(head: TensorHead, hist: Float64Array, top: Top
   let max = -Infinity;
   let minAbsNonzero = Infinity;
   const sum = new ExactishSum();
-  for (let p = 0; p < table.length; p++) {
+  // The patterns that occur: a few thousand at most in real weights, so the loops below are short.
+  let seen = occurring;
+  if (!seen) {
+    const found: number[] = [];
+    for (let p = 0; p < hist.length; p++) if (hist[p] !== 0) found.push(p);
+    seen = found;
+  }
+  for (const p of seen) {
     const c = hist[p];
-    if (c === 0) continue;
     const v = table[p];
     if (Number.isNaN(v)) nan += c;
     else if (v === Infinity) posInf += c;
@@ -105,10 +112,10 @@ export function summarizePatterns(head: TensorHead, hist: Float64Array, top: Top
   const absMax = Math.max(-min, max);
   const mean = sum.value / finite;
   const sq = new ExactishSum();
-  for (let p = 0; p < table.length; p++) {
+  for (const p of seen) {
     const c = hist[p];
     const v = table[p];
-    if (c === 0 || !Number.isFinite(v)) continue;
+    if (!Number.isFinite(v)) continue;
     sq.add(c * (v - mean) * (v - mean));
   }
   const std = Math.sqrt(sq.value / finite);
@@ -120,13 +127,13 @@ export function summarizePatterns(head: TensorHead, hist: Float64Array, top: Top
   const beyond = OUTLIER_SIGMAS * std;
   let nearZero = 0;
   let outliers = 0;
-  for (let p = 0; p < table.length; p++) {
+  for (const p of seen) {
     const c = hist[p];
     const v = table[p];
-    if (c === 0 || !Number.isFinite(v)) continue;
+    if (!Number.isFinite(v)) continue;
     counts[binIndex(v, edges)] += c;
     const a = Math.abs(v);
-    if (a !== 0 && lEdges) logCounts[binIndex(a, lEdges)] += c;
+    if (a !== 0 && lEdges) logCounts[logBinIndex(a, lEdges)] += c;
     if (a === 0 || a < nearBelow) nearZero += c;
     if (Math.abs(v - mean) > beyond) outliers += c;
   }
