@@ -4,6 +4,7 @@ import { diffCases } from './diff';
 import { mergeCases } from './merge';
 import { formatWriteCases } from './formatWrite';
 import { quantizeCases } from './quantize';
+import { statsCases } from './stats';
 
 /** Every benchmark case; each area adds its own module's cases here. */
-export const CASES: BenchCase[] = [...diffCases, ...mergeCases, ...formatReadCases, ...formatWriteCases, ...quantizeCases];
+export const CASES: BenchCase[] = [...diffCases, ...mergeCases, ...formatReadCases, ...formatWriteCases, ...quantizeCases, ...statsCases];
