@@ -5,6 +5,7 @@ import { deltaSketchKernel } from '../compute/diff/deltaSketch';
 import { diffReduceKernel, type DeltaHistogramSpec, type DiffReduceResult } from '../compute/diff/diffReduce';
 import type { Backend } from '../compute/kernel';
 import { DTYPE_INFO, type DType } from '../format/dtypes';
+import { decodeToF32 } from '../format/decode';
 import type { Model, TensorInfo } from '../format/model';
 import { matchTensors, type PrefixMapping } from './diffMatch';
 import { eigenSymmetric, gaussianMatrix, orthonormalizeColumns } from './diffLinalg';
@@ -190,8 +191,8 @@ function kernelDType(d: DType): DiffDType | undefined {
 
 /** Reads `length` bytes of a tensor into a fresh buffer (fresh: it may be moved to a worker). */
 async function readRange(m: Model, t: TensorInfo, offset: number, length: number, pool: Uint8Array[]): Promise<Uint8Array> {
-  const reuse = pool.pop();
-  const buf = reuse && reuse.length === length ? reuse : new Uint8Array(length);
+  const i = pool.findIndex((x) => x.length === length);
+  const buf = i >= 0 ? pool.splice(i, 1)[0] : new Uint8Array(length);
   await m.read(t, offset, buf);
   return buf;
 }
@@ -311,6 +312,15 @@ export async function diff(a: Model, b: Model, opts: DiffOptions = {}): Promise<
   const workers = backend.kind === 'cpu' ? cpuPoolSize() : 1;
   const slots = new Slots(workers * IN_FLIGHT_PER_WORKER + 1);
   const pool: Uint8Array[] = [];
+  const poolLimit = 2 * (workers * IN_FLIGHT_PER_WORKER + 1);
+  const recycle = (bufs: readonly Uint8Array[]) => {
+    for (const x of bufs) {
+      if (x.byteOffset !== 0 || x.byteLength !== x.buffer.byteLength) continue;
+      // The oldest buffer goes first: it is the likeliest to have an odd (tail-chunk) size.
+      if (pool.length >= poolLimit) pool.shift();
+      pool.push(x);
+    }
+  };
   const totalBytes = comparable.reduce((s, p) => s + p.a.byteLength + p.b.byteLength, 0);
   let bytesRead = 0;
   const report = throttle(opts.progress);
@@ -322,17 +332,30 @@ export async function diff(a: Model, b: Model, opts: DiffOptions = {}): Promise<
 
   for (let ti = 0; ti < comparable.length; ti++) {
     const { a: ta, b: tb } = comparable[ti];
-    const kd = kernelDType(ta.dtype);
-    if (!kd) {
-      // Only float checkpoints' dtypes are decoded; others are compared byte for byte.
+    if (ta.dtype === 'C64') {
+      // Complex values have no single magnitude to reduce: compared byte for byte.
       results[ti] = await compareBytesOnly(a, b, ta, tb, chunkBytes, (n) => {
         bytesRead += n;
         report({ done: bytesRead, total: totalBytes, unit: 'bytes', message: ta.name });
       }, signal);
       continue;
     }
-    const eb = diffElementBytes(kd);
+    const native = kernelDType(ta.dtype);
+    // Other dtypes are widened to F32 on this thread (they are rare in checkpoints: int
+    // buffers, FP8 scales); their differing elements are counted on the stored bytes,
+    // since widening F64 or 64-bit integers to F32 can merge distinct values.
+    const kd: DiffDType = native ?? 'F32';
+    const storedBits = DTYPE_INFO[ta.dtype].bits;
+    const hostCount = !native && storedBits % 8 === 0;
+    let hostDiff = 0;
+    const widen = (x: Uint8Array, n: number): Uint8Array => {
+      if (native) return x;
+      const f = new Float32Array(n);
+      decodeToF32(ta.dtype, x, f, n);
+      return new Uint8Array(f.buffer);
+    };
     const perChunk = chunkElements(ta.dtype, chunkBytes);
+    const storedBytes = (elements: number) => (elements * storedBits) / 8;
     const acc = new Accum();
     const tasks: Promise<void>[] = [];
     let identicalSoFar = true;
@@ -340,7 +363,10 @@ export async function diff(a: Model, b: Model, opts: DiffOptions = {}): Promise<
       tasks.push(
         backend
           .run(diffReduceKernel, { dtype: kd, a: buf, b: other }, signal)
-          .then((r) => acc.add(r, elementOffset))
+          .then((r) => {
+            acc.add(r, elementOffset);
+            recycle(r.chunks);
+          })
           .catch((e) => {
             failure ??= e;
           })
@@ -352,11 +378,11 @@ export async function diff(a: Model, b: Model, opts: DiffOptions = {}): Promise<
       throwIfCancelled(signal);
       const n = Math.min(perChunk, ta.numel - e0);
       await slots.acquire();
-      const [ba, bb] = await Promise.all([readRange(a, ta, e0 * eb, n * eb, pool), readRange(b, tb, e0 * eb, n * eb, pool)]);
-      bytesRead += 2 * n * eb;
+      const [ba, bb] = await Promise.all([readRange(a, ta, storedBytes(e0), storedBytes(n), pool), readRange(b, tb, storedBytes(e0), storedBytes(n), pool)]);
+      bytesRead += 2 * storedBytes(n);
       report({ done: bytesRead, total: totalBytes, unit: 'bytes', message: ta.name });
       if (identicalSoFar && bytesEqual(ba, bb)) {
-        pool.push(ba, bb);
+        recycle([ba, bb]);
         slots.release();
         continue;
       }
@@ -365,19 +391,21 @@ export async function diff(a: Model, b: Model, opts: DiffOptions = {}): Promise<
         for (let p0 = 0; p0 < e0; p0 += perChunk) {
           await slots.acquire();
           const m = Math.min(perChunk, e0 - p0);
-          const pa = await readRange(a, ta, p0 * eb, m * eb, []);
-          bytesRead += m * eb;
-          submit(pa, undefined, p0);
+          const pa = await readRange(a, ta, storedBytes(p0), storedBytes(m), []);
+          bytesRead += storedBytes(m);
+          submit(widen(pa, m), undefined, p0);
         }
       }
       identicalSoFar = false;
-      submit(ba, bb, e0);
+      if (hostCount) hostDiff += countDifferingElements(ba, bb, storedBits / 8);
+      submit(widen(ba, n), widen(bb, n), e0);
     }
     if (identicalSoFar) {
       results[ti] = identicalResult(ta, tb);
     } else {
       pending.push(
         Promise.all(tasks).then(() => {
+          if (hostCount) acc.nDiff = hostDiff;
           results[ti] = finish(ta, tb, acc);
         }),
       );
@@ -433,7 +461,21 @@ export async function diff(a: Model, b: Model, opts: DiffOptions = {}): Promise<
   };
 }
 
-/** For dtypes the kernels do not decode (integers, FP8, sub-byte): identical or not, and how many bytes differ. */
+/** Elements of `width` bytes whose bytes differ. */
+function countDifferingElements(a: Uint8Array, b: Uint8Array, width: number): number {
+  let n = 0;
+  for (let i = 0; i < a.length; i += width) {
+    for (let j = 0; j < width; j++) {
+      if (a[i + j] !== b[i + j]) {
+        n++;
+        break;
+      }
+    }
+  }
+  return n;
+}
+
+/** For C64: identical or not, and how many elements differ. */
 async function compareBytesOnly(
   a: Model,
   b: Model,
@@ -443,7 +485,7 @@ async function compareBytesOnly(
   onRead: (n: number) => void,
   signal?: AbortSignal,
 ): Promise<TensorDiff> {
-  const bits = DTYPE_INFO[ta.dtype].bits;
+  const width = DTYPE_INFO[ta.dtype].bits / 8;
   let nDiff = 0;
   const len = ta.byteLength;
   const ba = new Uint8Array(Math.min(chunkBytes, len));
@@ -455,19 +497,7 @@ async function compareBytesOnly(
     const xb = bb.subarray(0, n);
     await Promise.all([a.read(ta, off, xa), b.read(tb, off, xb)]);
     onRead(2 * n);
-    if (bits % 8 === 0) {
-      const eb = bits / 8;
-      for (let i = 0; i < n; i += eb) {
-        for (let j = 0; j < eb; j++) {
-          if (xa[i + j] !== xb[i + j]) {
-            nDiff++;
-            break;
-          }
-        }
-      }
-    } else {
-      for (let i = 0; i < n; i++) if (xa[i] !== xb[i]) nDiff++;
-    }
+    nDiff += countDifferingElements(xa, xb, width);
   }
   if (nDiff === 0) return identicalResult(ta, tb);
   return {
@@ -475,9 +505,9 @@ async function compareBytesOnly(
     identical: false,
     relL2: null,
     cosine: null,
-    changedElements: bits % 8 === 0 ? nDiff : 0,
-    changedFraction: bits % 8 === 0 ? nDiff / Math.max(1, ta.numel) : nDiff / Math.max(1, len),
-    note: `${ta.dtype} is compared byte for byte only${bits % 8 === 0 ? '' : ': changedFraction counts bytes'}`,
+    changedElements: nDiff,
+    changedFraction: nDiff / Math.max(1, ta.numel),
+    note: `${ta.dtype} is compared byte for byte only`,
   };
 }
 

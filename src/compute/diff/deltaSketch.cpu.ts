@@ -4,6 +4,13 @@ import type { DeltaSketchArgs, DeltaSketchResult } from './deltaSketch';
 const scratchA = new Scratch();
 const scratchB = new Scratch();
 
+/**
+ * Rows of Δ handled together: each element of x (or of zᵀ) loaded from memory
+ * then feeds four rows' products from registers, and the four Δ rows are still
+ * in cache when their Δᵀ·y contribution is added right after.
+ */
+const ROWS = 4;
+
 export function deltaSketchCpu(args: DeltaSketchArgs): DeltaSketchResult {
   const { rows, cols, k } = args;
   const n = rows * cols;
@@ -13,30 +20,47 @@ export function deltaSketchCpu(args: DeltaSketchArgs): DeltaSketchResult {
   decodeChunkF32(args.dtype, args.b, n, fb);
   // Δ in f32, as the GPU twin forms it.
   for (let i = 0; i < n; i++) d[i] = fb[i] - d[i];
-  const x = Float64Array.from(args.x.subarray(0, cols * k));
-  const y = new Float64Array(rows * k);
-  for (let r = 0; r < rows; r++) {
-    const row = r * cols;
-    const yo = r * k;
-    for (let c = 0; c < cols; c++) {
-      const dv = d[row + c];
-      // Fine-tunes often leave many elements untouched: a zero Δ adds nothing.
-      if (dv === 0) continue;
-      const xo = c * k;
-      for (let j = 0; j < k; j++) y[yo + j] += dv * x[xo + j];
+  // xᵀ and zᵀ (k × cols): the inner loops then run along contiguous rows.
+  const xt = new Float64Array(k * cols);
+  for (let c = 0; c < cols; c++) for (let j = 0; j < k; j++) xt[j * cols + c] = args.x[c * k + j];
+  const y = new Float32Array(rows * k);
+  const zt = args.back ? new Float64Array(k * cols) : undefined;
+  const yr = new Float64Array(ROWS * k);
+  for (let r0 = 0; r0 < rows; r0 += ROWS) {
+    const nr = Math.min(ROWS, rows - r0);
+    // Missing rows of a short last group read row r0 again and are never stored.
+    const o0 = r0 * cols;
+    const o1 = (nr > 1 ? r0 + 1 : r0) * cols;
+    const o2 = (nr > 2 ? r0 + 2 : r0) * cols;
+    const o3 = (nr > 3 ? r0 + 3 : r0) * cols;
+    for (let j = 0; j < k; j++) {
+      const xo = j * cols;
+      let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+      for (let c = 0; c < cols; c++) {
+        const x = xt[xo + c];
+        s0 += d[o0 + c] * x;
+        s1 += d[o1 + c] * x;
+        s2 += d[o2 + c] * x;
+        s3 += d[o3 + c] * x;
+      }
+      yr[j] = s0;
+      yr[k + j] = s1;
+      yr[2 * k + j] = s2;
+      yr[3 * k + j] = s3;
+    }
+    for (let q = 0; q < nr; q++) for (let j = 0; j < k; j++) y[(r0 + q) * k + j] = yr[q * k + j];
+    if (!zt) continue;
+    for (let j = 0; j < k; j++) {
+      const zo = j * cols;
+      const c0 = yr[j];
+      const c1 = nr > 1 ? yr[k + j] : 0;
+      const c2 = nr > 2 ? yr[2 * k + j] : 0;
+      const c3 = nr > 3 ? yr[3 * k + j] : 0;
+      for (let c = 0; c < cols; c++) zt[zo + c] += c0 * d[o0 + c] + c1 * d[o1 + c] + c2 * d[o2 + c] + c3 * d[o3 + c];
     }
   }
-  if (!args.back) return { y: Float32Array.from(y) };
-  const z = new Float64Array(cols * k);
-  for (let r = 0; r < rows; r++) {
-    const row = r * cols;
-    const yo = r * k;
-    for (let c = 0; c < cols; c++) {
-      const dv = d[row + c];
-      if (dv === 0) continue;
-      const zo = c * k;
-      for (let j = 0; j < k; j++) z[zo + j] += dv * y[yo + j];
-    }
-  }
-  return { y: Float32Array.from(y), z: Float32Array.from(z) };
+  if (!zt) return { y };
+  const z = new Float32Array(cols * k);
+  for (let j = 0; j < k; j++) for (let c = 0; c < cols; c++) z[c * k + j] = zt[j * cols + c];
+  return { y, z };
 }

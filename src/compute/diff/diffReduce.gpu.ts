@@ -61,7 +61,7 @@ export async function diffReduceGpu(ctx: GpuContext, args: DiffReduceArgs): Prom
         maxIndex = words[o + 6];
       }
     }
-    return { n, sumA2: saa, sumB2: sbb, dot: sab, sumD2: sdd, sumAbsD: sad, maxAbs, maxIndex, nDiff, hist: hraw ? new Uint32Array(hraw) : undefined };
+    return { n, sumA2: saa, sumB2: sbb, dot: sab, sumD2: sdd, sumAbsD: sad, maxAbs, maxIndex, nDiff, hist: hraw ? new Uint32Array(hraw) : undefined, chunks: args.b ? [args.a, args.b] : [args.a] };
   } finally {
     pbuf.destroy();
     abuf.destroy();

@@ -43,6 +43,11 @@ export interface DiffReduceResult {
   readonly nDiff: number;
   /** Counts of the differing elements' Δ per bin, when `hist` was asked for. */
   readonly hist?: Uint32Array;
+  /**
+   * The input chunks, handed back: moved to a worker, they return with the result,
+   * so the caller reads the next chunks into them instead of allocating.
+   */
+  readonly chunks: Uint8Array[];
 }
 
 export const diffReduceKernel: KernelDef<DiffReduceArgs, DiffReduceResult> = {
