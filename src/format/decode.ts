@@ -126,11 +126,11 @@ function checkArgs(dtype: DType, bytes: Uint8Array, out: NumArray, count: number
   }
 }
 
-function lutLoop(lut: Float32Array, bytes: Uint8Array, out: NumArray, count: number, o: number): void {
+function lutLoop(lut: Float32Array, bytes: Uint8Array, out: Float32Array, count: number, o: number): void {
   for (let i = 0; i < count; i++) out[o + i] = lut[bytes[i]];
 }
 
-function f4Loop(lut: Float32Array, bytes: Uint8Array, out: NumArray, count: number, o: number): void {
+function f4Loop(lut: Float32Array, bytes: Uint8Array, out: Float32Array, count: number, o: number): void {
   const pairs = count >>> 1;
   for (let i = 0; i < pairs; i++) {
     const b = bytes[i];
@@ -140,7 +140,7 @@ function f4Loop(lut: Float32Array, bytes: Uint8Array, out: NumArray, count: numb
   if (count & 1) out[o + count - 1] = lut[bytes[pairs] & 15];
 }
 
-function f6Loop(lut: Float32Array, bytes: Uint8Array, out: NumArray, count: number, o: number): void {
+function f6Loop(lut: Float32Array, bytes: Uint8Array, out: Float32Array, count: number, o: number): void {
   const groups = count >>> 2;
   let j = 0;
   for (let g = 0; g < groups; g++, j += 3) {
@@ -169,7 +169,7 @@ function dv(bytes: Uint8Array): DataView {
   return new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
-function f16Loop(bytes: Uint8Array, out: NumArray, count: number, o: number): void {
+function f16Loop(bytes: Uint8Array, out: Float32Array, count: number, o: number): void {
   const lut = f16Lut();
   const u16 = view(Uint16Array, bytes, count);
   if (u16) for (let i = 0; i < count; i++) out[o + i] = lut[u16[i]];
@@ -184,11 +184,7 @@ function bf16ToF32Loop(bytes: Uint8Array, out: Float32Array, count: number, o: n
   else for (let i = 0; i < count; i++) dst[i] = ((bytes[2 * i] | (bytes[2 * i + 1] << 8)) << 16) >>> 0;
 }
 
-function bf16Loop(bytes: Uint8Array, out: NumArray, count: number, o: number): void {
-  for (let i = 0; i < count; i++) out[o + i] = bf16ToF32(bytes[2 * i] | (bytes[2 * i + 1] << 8));
-}
-
-function intLoop(dtype: DType, bytes: Uint8Array, out: NumArray, count: number, o: number): void {
+function intLoop(dtype: DType, bytes: Uint8Array, out: Float64Array, count: number, o: number): void {
   switch (dtype) {
     case 'BOOL':
       for (let i = 0; i < count; i++) out[o + i] = bytes[i] !== 0 ? 1 : 0;
@@ -237,43 +233,25 @@ function intLoop(dtype: DType, bytes: Uint8Array, out: NumArray, count: number, 
   throw new RangeError(`${dtype} is not an integer dtype`);
 }
 
-function wideFloatLoop(dtype: 'F32' | 'F64' | 'C64', bytes: Uint8Array, out: NumArray, count: number, o: number): void {
-  const n = dtype === 'C64' ? 2 * count : count;
-  if (dtype === 'F64') {
-    const a = view(Float64Array, bytes, n);
-    if (a) {
-      if (out instanceof Float64Array) out.set(a, o);
-      else for (let i = 0; i < n; i++) out[o + i] = a[i];
-    } else {
-      const v = dv(bytes);
-      for (let i = 0; i < n; i++) out[o + i] = v.getFloat64(8 * i, true);
-    }
-    return;
-  }
-  if (out instanceof Float32Array && LITTLE_ENDIAN) {
-    // Same representation: a byte copy, whatever the alignment of `bytes`.
-    new Uint8Array(out.buffer, out.byteOffset + 4 * o, 4 * n).set(bytes.subarray(0, 4 * n));
-    return;
-  }
-  const a = view(Float32Array, bytes, n);
-  if (a) out.set(a, o);
-  else {
-    const v = dv(bytes);
-    for (let i = 0; i < n; i++) out[o + i] = v.getFloat32(4 * i, true);
-  }
-}
+/**
+ * Elements per block when one output type goes through the other. 16,384 f64 values are
+ * 128 KiB: large enough to amortise the extra pass, small enough to stay in cache.
+ */
+const BLOCK = 16384;
+let scratch32: Float32Array | undefined;
+let scratch64: Float64Array | undefined;
 
-function decodeInto(dtype: DType, bytes: Uint8Array, out: NumArray, count: number, o: number): void {
-  if (count === 0) return;
+/*
+ * Each loop above sees one output type only (V8 compiles a loop fastest when its array
+ * accesses are monomorphic): small floats write f32, integers write f64, and each public
+ * function passes through a scratch block for the kinds the other one owns.
+ */
+function decodeInto32(dtype: DType, bytes: Uint8Array, out: Float32Array, count: number, o: number): void {
   switch (dtype) {
     case 'F16':
       return f16Loop(bytes, out, count, o);
     case 'BF16':
-      return out instanceof Float32Array ? bf16ToF32Loop(bytes, out, count, o) : bf16Loop(bytes, out, count, o);
-    case 'F32':
-    case 'F64':
-    case 'C64':
-      return wideFloatLoop(dtype, bytes, out, count, o);
+      return bf16ToF32Loop(bytes, out, count, o);
     case 'F4':
       return f4Loop(TABLES.F4!, bytes, out, count, o);
     case 'F6_E2M3':
@@ -285,8 +263,70 @@ function decodeInto(dtype: DType, bytes: Uint8Array, out: NumArray, count: numbe
     case 'F8_E5M2FNUZ':
     case 'F8_E8M0':
       return lutLoop(TABLES[dtype]!, bytes, out, count, o);
-    default:
-      return intLoop(dtype, bytes, out, count, o);
+    case 'F32':
+    case 'C64': {
+      const n = dtype === 'C64' ? 2 * count : count;
+      if (LITTLE_ENDIAN) {
+        // Same representation: a byte copy, whatever the alignment of `bytes`.
+        new Uint8Array(out.buffer, out.byteOffset + 4 * o, 4 * n).set(bytes.subarray(0, 4 * n));
+      } else {
+        const v = dv(bytes);
+        for (let i = 0; i < n; i++) out[o + i] = v.getFloat32(4 * i, true);
+      }
+      return;
+    }
+    case 'F64': {
+      const a = view(Float64Array, bytes, count);
+      if (a) for (let i = 0; i < count; i++) out[o + i] = a[i];
+      else {
+        const v = dv(bytes);
+        for (let i = 0; i < count; i++) out[o + i] = v.getFloat64(8 * i, true);
+      }
+      return;
+    }
+  }
+  // Integers: through f64 (exact), then one rounding to f32, as a direct store would round.
+  const w = DTYPE_INFO[dtype].bits / 8;
+  scratch64 ??= new Float64Array(BLOCK);
+  for (let start = 0; start < count; start += BLOCK) {
+    const k = Math.min(BLOCK, count - start);
+    intLoop(dtype, bytes.subarray(start * w), scratch64, k, 0);
+    out.set(scratch64.subarray(0, k), o + start);
+  }
+}
+
+function decodeInto64(dtype: DType, bytes: Uint8Array, out: Float64Array, count: number, o: number): void {
+  switch (dtype) {
+    case 'F64': {
+      const a = view(Float64Array, bytes, count);
+      if (a) out.set(a, o);
+      else {
+        const v = dv(bytes);
+        for (let i = 0; i < count; i++) out[o + i] = v.getFloat64(8 * i, true);
+      }
+      return;
+    }
+    case 'F32':
+    case 'C64': {
+      const n = dtype === 'C64' ? 2 * count : count;
+      const a = view(Float32Array, bytes, n);
+      if (a) out.set(a, o);
+      else {
+        const v = dv(bytes);
+        for (let i = 0; i < n; i++) out[o + i] = v.getFloat32(4 * i, true);
+      }
+      return;
+    }
+  }
+  if (DTYPE_INFO[dtype].kind !== 'float') return intLoop(dtype, bytes, out, count, o);
+  // Small floats are exact in f32: decode blocks there, then widen. BLOCK is a multiple of
+  // 4, so every block starts on a byte (F4) or 3-byte (F6) group.
+  const bits = DTYPE_INFO[dtype].bits;
+  scratch32 ??= new Float32Array(BLOCK);
+  for (let start = 0; start < count; start += BLOCK) {
+    const k = Math.min(BLOCK, count - start);
+    decodeInto32(dtype, bytes.subarray((start * bits) / 8), scratch32, k, 0);
+    out.set(scratch32.subarray(0, k), o + start);
   }
 }
 
@@ -304,13 +344,13 @@ export function valuesPerElement(dtype: DType): number {
  */
 export function decodeToF32(dtype: DType, bytes: Uint8Array, out: Float32Array, count: number, outOffset = 0): void {
   checkArgs(dtype, bytes, out, count, outOffset, valuesPerElement(dtype));
-  decodeInto(dtype, bytes, out, count, outOffset);
+  if (count > 0) decodeInto32(dtype, bytes, out, count, outOffset);
 }
 
 /** As decodeToF32, into f64: exact for F64, I32/U32 and 64-bit integers up to 2^53. */
 export function decodeToF64(dtype: DType, bytes: Uint8Array, out: Float64Array, count: number, outOffset = 0): void {
   checkArgs(dtype, bytes, out, count, outOffset, valuesPerElement(dtype));
-  decodeInto(dtype, bytes, out, count, outOffset);
+  if (count > 0) decodeInto64(dtype, bytes, out, count, outOffset);
 }
 
 /** One element's value (the real part for C64), for small reads such as a viewer's cell. */

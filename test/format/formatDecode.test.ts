@@ -212,3 +212,23 @@ test('decoders refuse inputs that are too short and outputs that are too small',
   assert.throws(() => decodeToF32('C64', new Uint8Array(16), new Float32Array(3), 2), RangeError);
   assert.throws(() => decodeToF32('F6_E2M3', new Uint8Array(2), new Float32Array(4), 4), RangeError);
 });
+
+test('long inputs (several internal blocks, odd tails) decode like short ones', () => {
+  const count = 40_001;
+  const raw = randomBytes(count * 4, 99);
+  const v = new DataView(raw.buffer);
+  const i16 = new Float32Array(count);
+  decodeToF32('I16', raw, i16, count);
+  for (let i = 0; i < count; i++) assert.equal(i16[i], v.getInt16(2 * i, true));
+  const f4 = new Float64Array(count);
+  decodeToF64('F4', raw, f4, count);
+  const lut = lutOf('F4')!;
+  for (let i = 0; i < count; i++) assert.ok(same(f4[i], lut[(raw[i >> 1] >> (4 * (i & 1))) & 15]), `F4 [${i}]`);
+  const f6 = new Float64Array(count);
+  decodeToF64('F6_E2M3', raw, f6, count);
+  for (let i = 0; i < count; i++) {
+    const bit = 6 * i;
+    const w = raw[bit >> 3] | (raw[(bit >> 3) + 1] << 8);
+    assert.ok(same(f6[i], reference((w >> (bit & 7)) & 63, SMALL[4])), `F6 [${i}]`);
+  }
+});
