@@ -58,6 +58,166 @@ export interface TreeNodeData {
   readonly children?: readonly TreeNodeData[];
 }
 
+/**
+ * The tensor list as columns. A summary of 50,000 tensors as 50,000 objects (each
+ * with a shape array) costs the structured clone between host and webview about a
+ * second; as a few typed arrays and one array of names it costs a few ms. Both
+ * sides convert with `tensorTable` / `tensorEntries`.
+ */
+export interface TensorTable {
+  readonly names: readonly string[];
+  /** Distinct dtype names; `dtype[i]` indexes this list. */
+  readonly dtypes: readonly string[];
+  readonly dtype: Uint8Array;
+  readonly rank: Uint8Array;
+  /** Every tensor's shape, concatenated in tensor order. */
+  readonly dims: Float64Array;
+  readonly file: Uint32Array;
+  readonly byteOffset: Float64Array;
+  readonly byteLength: Float64Array;
+  readonly decodable: Uint8Array;
+}
+
+export function tensorTable(entries: readonly TensorEntry[]): TensorTable {
+  const n = entries.length;
+  const dtypes: string[] = [];
+  const dtypeIndex = new Map<string, number>();
+  const dtype = new Uint8Array(n);
+  const rank = new Uint8Array(n);
+  let ndims = 0;
+  for (const e of entries) ndims += e.shape.length;
+  const dims = new Float64Array(ndims);
+  const file = new Uint32Array(n);
+  const byteOffset = new Float64Array(n);
+  const byteLength = new Float64Array(n);
+  const decodable = new Uint8Array(n);
+  let d = 0;
+  entries.forEach((e, i) => {
+    let k = dtypeIndex.get(e.dtype);
+    if (k === undefined) {
+      k = dtypes.push(e.dtype) - 1;
+      dtypeIndex.set(e.dtype, k);
+    }
+    dtype[i] = k;
+    rank[i] = e.shape.length;
+    for (const x of e.shape) dims[d++] = x;
+    file[i] = e.file;
+    byteOffset[i] = e.byteOffset;
+    byteLength[i] = e.byteLength;
+    decodable[i] = e.decodable ? 1 : 0;
+  });
+  return { names: entries.map((e) => e.name), dtypes, dtype, rank, dims, file, byteOffset, byteLength, decodable };
+}
+
+export function tensorEntries(t: TensorTable): TensorEntry[] {
+  const out: TensorEntry[] = new Array(t.names.length);
+  let d = 0;
+  for (let i = 0; i < t.names.length; i++) {
+    const shape = Array.from(t.dims.subarray(d, d + t.rank[i]!));
+    d += t.rank[i]!;
+    let numel = 1;
+    for (const x of shape) numel *= x;
+    out[i] = {
+      name: t.names[i]!,
+      dtype: t.dtypes[t.dtype[i]!]!,
+      shape,
+      numel,
+      file: t.file[i]!,
+      byteOffset: t.byteOffset[i]!,
+      byteLength: t.byteLength[i]!,
+      decodable: t.decodable[i] === 1,
+    };
+  }
+  return out;
+}
+
+export const TREE_KINDS = ['module', 'run', 'tensor'] as const;
+
+/** The module tree as columns, in pre-order (a parent precedes its children). */
+export interface TreeTable {
+  readonly parent: Int32Array;
+  readonly kind: Uint8Array;
+  /** The node's unique path (a tensor's: its name). */
+  readonly path: readonly string[];
+  /** The row's text when it is not the path's last dotted part (`layers ×32`), else ''. */
+  readonly label: readonly string[];
+  /** Tensor index, or -1. */
+  readonly tensor: Int32Array;
+  readonly tensors: Float64Array;
+  readonly params: Float64Array;
+  readonly bytes: Float64Array;
+}
+
+/** Builds a TreeTable node by node, parents first. */
+export class TreeTableBuilder {
+  private readonly parent: number[] = [];
+  private readonly kind: number[] = [];
+  private readonly path: string[] = [];
+  private readonly label: string[] = [];
+  private readonly tensor: number[] = [];
+  private readonly tensors: number[] = [];
+  private readonly params: number[] = [];
+  private readonly bytes: number[] = [];
+
+  add(parent: number, kind: TreeNodeData['kind'], path: string, label: string, tensor: number, tensors: number, params: number, bytes: number): number {
+    this.parent.push(parent);
+    this.kind.push(TREE_KINDS.indexOf(kind));
+    this.path.push(path);
+    this.label.push(label === lastPart(path) ? '' : label);
+    this.tensor.push(tensor);
+    this.tensors.push(tensors);
+    this.params.push(params);
+    this.bytes.push(bytes);
+    return this.parent.length - 1;
+  }
+
+  build(): TreeTable {
+    return {
+      parent: Int32Array.from(this.parent),
+      kind: Uint8Array.from(this.kind),
+      path: this.path,
+      label: this.label,
+      tensor: Int32Array.from(this.tensor),
+      tensors: Float64Array.from(this.tensors),
+      params: Float64Array.from(this.params),
+      bytes: Float64Array.from(this.bytes),
+    };
+  }
+}
+
+function lastPart(path: string): string {
+  return path.slice(path.lastIndexOf('.') + 1);
+}
+
+/** Flattens a tree of objects (pre-order). */
+export function treeTable(root: TreeNodeData): TreeTable {
+  const b = new TreeTableBuilder();
+  const visit = (n: TreeNodeData, parent: number) => {
+    const i = b.add(parent, n.kind, n.path, n.label, n.tensor ?? -1, n.tensors, n.params, n.bytes);
+    for (const c of n.children ?? []) visit(c, i);
+  };
+  visit(root, -1);
+  return b.build();
+}
+
+/** Rebuilds the tree's objects on the receiving side (cheap: no structured clone involved). */
+export function treeFromTable(t: TreeTable): TreeNodeData {
+  type Mutable = { -readonly [K in keyof TreeNodeData]: TreeNodeData[K] } & { children?: Mutable[] };
+  const nodes: Mutable[] = new Array(t.parent.length);
+  for (let i = 0; i < t.parent.length; i++) {
+    const p = t.parent[i]!;
+    const kind = TREE_KINDS[t.kind[i]!]!;
+    const path = t.path[i]!;
+    const tensor = t.tensor[i]!;
+    const label = t.label[i] || lastPart(path);
+    const node: Mutable = { label, path, kind, tensors: t.tensors[i]!, params: t.params[i]!, bytes: t.bytes[i]! };
+    if (tensor >= 0) node.tensor = tensor;
+    nodes[i] = node;
+    if (p >= 0) (nodes[p]!.children ??= []).push(node);
+  }
+  return nodes[0]!;
+}
+
 export interface DTypeTotal {
   readonly dtype: string;
   readonly tensors: number;
@@ -166,11 +326,11 @@ export interface SummaryReplyMessage {
   /** What was opened (file, index.json); shown in the header. */
   readonly path: string;
   readonly files: readonly { readonly path: string; readonly bytes: number; readonly headerBytes: number }[];
-  readonly tensors: readonly TensorEntry[];
+  readonly tensors: TensorTable;
   readonly totals: { readonly tensors: number; readonly params: number; readonly bytes: number; readonly byDtype: readonly DTypeTotal[] };
   readonly memory: readonly MemoryRow[];
   readonly metadata: readonly (readonly [string, string])[];
-  readonly tree: TreeNodeData;
+  readonly tree: TreeTable;
 }
 
 export interface TensorStatsReplyMessage {

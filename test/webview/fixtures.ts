@@ -4,6 +4,7 @@
  * the protocol's types, independently of the host code that produces them in the
  * extension, so the page is tested against the protocol, not against our own host.
  */
+import { tensorEntries, tensorTable, treeTable } from '../../src/shared/protocol';
 import type { HeatmapReplyMessage, ScanRow, SummaryReplyMessage, TensorEntry, TensorStatsReplyMessage, TreeNodeData } from '../../src/shared/protocol';
 
 const BLOCK = [
@@ -90,7 +91,7 @@ export function llamaSummary(blocks: number): SummaryReplyMessage {
     type: 'summary',
     path: '/models/tiny-llama/model.safetensors',
     files: [{ path: '/models/tiny-llama/model.safetensors', bytes: offset, headerBytes: 1024 }],
-    tensors,
+    tensors: tensorTable(tensors),
     totals: {
       tensors: tensors.length,
       params,
@@ -111,7 +112,7 @@ export function llamaSummary(blocks: number): SummaryReplyMessage {
       ['format', 'pt'],
       ['note', '<b>not markup</b>'],
     ],
-    tree: root,
+    tree: treeTable(root),
   };
 }
 
@@ -166,7 +167,7 @@ export function heatmapReply(name: string): HeatmapReplyMessage {
 }
 
 export function scanRows(s: SummaryReplyMessage): ScanRow[] {
-  return s.tensors.map((t, i) =>
+  return tensorEntries(s.tensors).map((t, i) =>
     t.decodable
       ? {
           name: t.name,

@@ -18,7 +18,7 @@ import { buildSummary, computeHeatmap, ModelService } from '../../src/vscode/vie
 import { summaryText } from '../../src/vscode/viewer/summaryText';
 import { viewerCsp, viewerHtml, MAPLIBRE_STYLE_ID } from '../../src/vscode/viewer/html';
 import { Requester, Responder, RemoteError, type ReplyFor, type RequestEventMessage, type ToHostMessage, type ToWebviewMessage } from '../../src/shared/protocol';
-import type { TreeNodeData } from '../../src/shared/protocol';
+import { tensorEntries, treeFromTable, tensorTable, treeTable, type TreeNodeData } from '../../src/shared/protocol';
 import { bf16Values, writeSafetensors, type T } from './safetensorsFile';
 
 const dir = mkdtempSync(join(tmpdir(), 'tw-viewer-'));
@@ -166,21 +166,28 @@ test('summary: every tensor appears once in the tree, runs and MoE experts fold 
   const model = await openModel(path);
   try {
     const s = buildSummary(model);
-    assert.equal(s.tensors.length, tensors.length);
+    // What the page does with the reply after the structured clone.
+    const ents = tensorEntries(structuredClone(s.tensors));
+    const tree = treeFromTable(structuredClone(s.tree));
+    assert.equal(ents.length, tensors.length);
+    // Both column encodings round-trip.
+    assert.deepEqual(tensorEntries(tensorTable(ents)), ents);
+    assert.deepEqual(treeFromTable(treeTable(tree)), tree);
+    assert.deepEqual(ents.map((e) => [e.name, e.dtype, e.shape]), tensors.map((t) => [t.name, t.dtype, t.shape]));
     // Every tensor exactly once, by index, with its own name as path.
-    const ls = leaves(s.tree);
+    const ls = leaves(tree);
     assert.equal(ls.length, tensors.length);
     assert.deepEqual(ls.map((l) => l.tensor).sort((a, b) => a! - b!), tensors.map((_, i) => i));
-    for (const l of ls) assert.equal(l.path, s.tensors[l.tensor!]!.name);
+    for (const l of ls) assert.equal(l.path, ents[l.tensor!]!.name);
     // Unique ids for the page's expansion state.
     const ids: string[] = [];
     const walk = (n: TreeNodeData) => {
       ids.push(n.path);
       n.children?.forEach(walk);
     };
-    walk(s.tree);
+    walk(tree);
     assert.equal(new Set(ids).size, ids.length);
-    const run = find(s.tree, (n) => n.kind === 'run' && n.label.startsWith('layers'));
+    const run = find(tree, (n) => n.kind === 'run' && n.label.startsWith('layers'));
     assert.ok(run, 'layers fold into a run');
     assert.equal(run.label, 'layers ×6');
     assert.deepEqual(run.children!.map((c) => c.label), ['0', '1', '2', '3', '4', '5']);
@@ -208,7 +215,7 @@ test('summary: every tensor appears once in the tree, runs and MoE experts fold 
         ['Q4_0', Math.ceil((params * 18) / 32)],
       ],
     );
-    assert.equal(s.tensors.find((t) => t.name === 'extra.complex')!.decodable, false);
+    assert.equal(ents.find((t) => t.name === 'extra.complex')!.decodable, false);
 
     // Show as Text: one line per tensor that the grammar's tensor rule recognises.
     const text = summaryText(s);
@@ -216,7 +223,7 @@ test('summary: every tensor appears once in the tree, runs and MoE experts fold 
     const tensorRule = new RegExp(grammar.repository.tensor.begin);
     const numberRule = new RegExp(grammar.repository.numbers.match, 'g');
     const metaRule = new RegExp(grammar.repository.metadata.match);
-    for (const t of s.tensors) {
+    for (const t of ents) {
       const line = text.split('\n').find((l) => l.startsWith(`  ${t.name}  `));
       assert.ok(line, t.name);
       const m = tensorRule.exec(line);

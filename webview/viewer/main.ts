@@ -15,6 +15,8 @@ import './viewer.css';
 import {
   Requester,
   RemoteError,
+  tensorEntries,
+  treeFromTable,
   type ErrorInfo,
   type HeatmapReplyMessage,
   type ScanRow,
@@ -71,6 +73,8 @@ function save(patch: Partial<SavedState>): void {
 
 const root = document.getElementById('root')!;
 let summary: SummaryReplyMessage | undefined;
+/** The summary's tensor columns as objects, rebuilt here rather than structured-cloned. */
+let tensors: TensorEntry[] = [];
 let tree: TreeView | undefined;
 /** Aborts the requests of the current selection when another is made. */
 let selection: AbortController | undefined;
@@ -89,6 +93,7 @@ async function load(): Promise<void> {
   root.dataset.state = 'loading';
   try {
     summary = await requester.request({ type: 'summary' });
+    tensors = tensorEntries(summary.tensors);
   } catch (e) {
     showErrorPage(errorInfo(e));
     return;
@@ -179,7 +184,7 @@ function renderViewer(s: SummaryReplyMessage): void {
     const text = filter.value;
     save({ filter: text });
     const r = tree!.setFilter(text);
-    filterNote.textContent = r.error ? `Invalid regex: ${r.error}` : text ? `${formatCount(r.matches)} of ${formatCount(s.tensors.length)} tensors` : '';
+    filterNote.textContent = r.error ? `Invalid regex: ${r.error}` : text ? `${formatCount(r.matches)} of ${formatCount(tensors.length)} tensors` : '';
     filterNote.classList.toggle('invalid', !!r.error);
   };
   filter.addEventListener('input', applyFilter);
@@ -243,7 +248,7 @@ function table(id: string, head: string[], rows: (string | Node)[][]): HTMLEleme
 
 function buildTree(s: SummaryReplyMessage): TreeNode {
   const convert = (d: TreeNodeData): TreeNode => {
-    const t = d.tensor !== undefined ? s.tensors[d.tensor] : undefined;
+    const t = d.tensor !== undefined ? tensors[d.tensor] : undefined;
     const meta =
       t !== undefined
         ? `${t.dtype} [${t.shape.join(', ')}]`
@@ -259,7 +264,7 @@ function buildTree(s: SummaryReplyMessage): TreeNode {
       children: d.children?.map(convert),
     };
   };
-  return convert(s.tree);
+  return convert(treeFromTable(s.tree));
 }
 
 // -------------------------------------------------------------- selection
@@ -272,7 +277,7 @@ function select(n: TreeNode): void {
   const details = document.getElementById('details')!;
   clear(details);
   lastStats = undefined;
-  if (n.tensor !== undefined) renderTensor(details, summary.tensors[n.tensor]!, selection.signal);
+  if (n.tensor !== undefined) renderTensor(details, tensors[n.tensor]!, selection.signal);
   else renderModule(details, n.data);
   const tabs = document.getElementById('tabs') as HTMLElement & { selectedIndex: number };
   if (tabs.selectedIndex !== 0) tabs.selectedIndex = 0;
@@ -282,7 +287,7 @@ function renderModule(el: HTMLElement, d: TreeNodeData): void {
   const byDtype = new Map<string, { n: number; params: number; bytes: number }>();
   const walk = (x: TreeNodeData) => {
     if (x.tensor !== undefined) {
-      const t = summary!.tensors[x.tensor]!;
+      const t = tensors[x.tensor]!;
       const e = byDtype.get(t.dtype) ?? { n: 0, params: 0, bytes: 0 };
       e.n++;
       e.params += t.numel;
@@ -578,7 +583,7 @@ function renderScanTable(host: HTMLElement, s: NonNullable<typeof scan>): void {
 
 function revealTensor(name: string): void {
   if (!tree || !summary) return;
-  const idx = summary.tensors.findIndex((t) => t.name === name);
+  const idx = tensors.findIndex((t) => t.name === name);
   if (idx < 0) return;
   tree.selectTensor(idx);
 }

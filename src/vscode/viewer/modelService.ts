@@ -26,8 +26,9 @@ import type {
   TensorEntry,
   TensorStatsData,
   TensorStatsReplyMessage,
-  TreeNodeData,
+  TreeTable,
 } from '../../shared/protocol';
+import { TreeTableBuilder, tensorTable } from '../../shared/protocol';
 import { HEATMAP_MAX_SIZE, HeatmapAccumulator, matrixShape } from './heatmap';
 import { ResultCache, resultKey, stampKey } from './resultCache';
 
@@ -39,54 +40,47 @@ export function isViewable(dtype: string): boolean {
 // ---------------------------------------------------------------- summary
 
 /**
- * Converts the folded module tree to the protocol's tree. A fold (`{0..31}`)
+ * Converts the folded module tree to the protocol's tree table. A fold (`{0..31}`)
  * becomes a `run` node whose children are its real members (`0` … `31`), each
  * with its real tensors: a fold's structure is that of every member, and a
  * tensor's name is its module path plus its own name, so each member's tensors
  * are found by rebuilding paths from the member's real prefix.
  */
-export function treeData(root: ModuleNode, indexOf: ReadonlyMap<string, number>): TreeNodeData {
-  const join = (a: string, b: string) => (a ? `${a}.${b}` : b);
-  const last = (p: string) => p.slice(p.lastIndexOf('.') + 1);
+export function treeTableOf(root: ModuleNode, indexOf: ReadonlyMap<string, number>): TreeTable {
+  const b = new TreeTableBuilder();
+  const join = (a: string, c: string) => (a ? `${a}.${c}` : c);
 
-  /** `m` seen at the real path `path` (for a fold's member: that member's path). */
-  const convert = (m: ModuleNode, path: string, label: string): TreeNodeData => {
-    const children: TreeNodeData[] = [];
+  /** Emits `m`, seen at the real path `path` (for a fold's member: that member's path). */
+  const module = (m: ModuleNode, parent: number, path: string, totals: { tensorCount: number; params: number; bytes: number }): void => {
+    const me = b.add(parent, 'module', path, '', -1, totals.tensorCount, totals.params, totals.bytes);
     for (const c of m.children) {
-      if (c.fold) {
-        children.push(run(c, path, `${c.name} ×${c.fold.count}`));
-      } else if (c.children.length === 1 && c.tensors.length === 0 && c.children[0]!.fold) {
+      if (c.fold) run(c, me, path, `${c.name} ×${c.fold.count}`);
+      else if (c.children.length === 1 && c.tensors.length === 0 && c.children[0]!.fold) {
         // A module whose only content is one fold shows as that run: `layers ×32`.
         const f = c.children[0]!;
-        children.push(run(f, join(path, c.name), `${c.name} ×${f.fold!.count}`));
-      } else {
-        children.push(convert(c, join(path, c.name), c.name));
-      }
+        run(f, me, join(path, c.name), `${c.name} ×${f.fold!.count}`);
+      } else module(c, me, join(path, c.name), c);
     }
     for (const t of m.tensors) {
       const full = join(path, t.name);
       const index = indexOf.get(full);
-      if (index !== undefined) children.push({ label: t.name, path: full, kind: 'tensor', tensor: index, tensors: 1, params: t.params, bytes: t.bytes });
+      if (index !== undefined) b.add(me, 'tensor', full, t.name, index, 1, t.params, t.bytes);
     }
-    return { label, path, kind: 'module', tensors: m.tensorCount, params: m.params, bytes: m.bytes, children };
   };
 
-  /** A fold under the real module path `parent`: one child per member, each converted at its real path. */
-  const run = (f: ModuleNode, parent: string, label: string): TreeNodeData => {
+  /** A fold under the real module path `parentPath`: one child per member, at the member's real path. */
+  const run = (f: ModuleNode, parentIndex: number, parentPath: string, label: string): void => {
     const fold = f.fold!;
-    const members = fold.members.map((member) => {
-      const name = last(member);
-      const node = convert({ ...f, fold: undefined }, join(parent, name), name);
-      return { ...node, tensors: fold.each.tensorCount, params: fold.each.params, bytes: fold.each.bytes };
-    });
-    return { label, path: join(parent, f.name), kind: 'run', tensors: f.tensorCount, params: f.params, bytes: f.bytes, children: members };
+    const me = b.add(parentIndex, 'run', join(parentPath, f.name), label, -1, f.tensorCount, f.params, f.bytes);
+    for (const member of fold.members) module(f, me, join(parentPath, member.slice(member.lastIndexOf('.') + 1)), fold.each);
   };
 
-  return convert(root, '', '');
+  module(root, -1, '', root);
+  return b.build();
 }
 
 export function buildSummary(model: Model): SummaryReplyMessage {
-  const tensors: TensorEntry[] = model.tensors.map((t) => ({
+  const entries: TensorEntry[] = model.tensors.map((t) => ({
     name: t.name,
     dtype: t.dtype,
     shape: t.shape,
@@ -109,7 +103,7 @@ export function buildSummary(model: Model): SummaryReplyMessage {
     bytes += t.byteLength;
   }
   const indexOf = new Map(model.tensors.map((t, i) => [t.name, i]));
-  const tree = treeData(
+  const tree = treeTableOf(
     buildModuleTree(model.tensors.map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape, byteLength: t.byteLength }))),
     indexOf,
   );
@@ -120,8 +114,8 @@ export function buildSummary(model: Model): SummaryReplyMessage {
     type: 'summary',
     path: model.path,
     files: model.files.map((f) => ({ path: f.path, bytes: f.bytes, headerBytes: f.headerBytes })),
-    tensors,
-    totals: { tensors: tensors.length, params, bytes, byDtype: totals },
+    tensors: tensorTable(entries),
+    totals: { tensors: entries.length, params, bytes, byDtype: totals },
     memory: estimateMemory(params).map((m) => ({ format: m.format, bytes: m.bytes })),
     metadata: Object.entries(model.metadata),
     tree,

@@ -3,7 +3,7 @@
  * the `safetensors-summary` language (syntaxes/safetensors-summary.tmLanguage.json
  * colours its names, dtypes, shapes and numbers). Pure, so it is tested without VS Code.
  */
-import type { SummaryReplyMessage } from '../../shared/protocol';
+import { tensorEntries, type SummaryReplyMessage } from '../../shared/protocol';
 
 const n = (x: number) => x.toLocaleString('en-US');
 
@@ -27,7 +27,7 @@ export function summaryText(s: SummaryReplyMessage): string {
   }
   out.push('');
   out.push('tensors');
-  for (const t of s.tensors) {
+  for (const t of tensorEntries(s.tensors)) {
     const file = s.files[t.file]!;
     const begin = t.byteOffset - 8 - file.headerBytes;
     out.push(`  ${t.name}  ${t.dtype}  [${t.shape.join(', ')}]  offsets [${begin}, ${begin + t.byteLength}]${s.files.length > 1 ? `  file ${t.file}` : ''}`);
