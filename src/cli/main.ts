@@ -8,6 +8,7 @@ import { isFormatError } from '../format/errors';
 import { isCancelled, type Progress } from '../pipelines/job';
 import { UsageError, type Command, type CommandIO } from './command';
 import { convertCommand } from './convert';
+import { diffCommand } from './diff';
 import { inspectCommand } from './inspect';
 import { mergeCommand } from './merge';
 import { quantizeCommand } from './quantize';
@@ -16,6 +17,7 @@ import { statsCommand } from './stats';
 export const COMMANDS: Command[] = [
   inspectCommand,
   convertCommand,
+  diffCommand,
   mergeCommand,
   quantizeCommand,
   statsCommand,

@@ -50,6 +50,13 @@ export function fmtNum(x: number | null | undefined): string {
   return x.toExponential(2);
 }
 
+/** Cosines of fine-tunes sit just below 1: show enough digits to tell them apart. */
+export function fmtCosine(x: number | null | undefined): string {
+  if (x === null || x === undefined || Number.isNaN(x)) return '–';
+  if (x === 1) return '1';
+  return x > 0.999 ? x.toFixed(6) : x.toFixed(4);
+}
+
 export function fmtPercent(x: number): string {
   if (x === 0) return '0%';
   if (x < 0.001) return '<0.1%';
@@ -141,7 +148,7 @@ export function diffToMarkdown(r: DiffReport, top = TOP_ROWS): string {
     for (const t of ranked.slice(0, top)) {
       const rel = t.relL2 === null ? `‖Δ‖ = ${fmtNum(t.absL2)}` : fmtNum(t.relL2);
       out.push(
-        `| \`${mdEscape(t.name)}\` | ${shapeStr(t.shape)} | ${rel} | ${fmtNum(t.cosine)} | ${fmtNum(t.maxAbsDiff)} | ${fmtNum(t.meanAbsDiff)} | ${fmtPercent(t.changedFraction)} |${hasRank ? ` ${energyStr(t)} |` : ''}`,
+        `| \`${mdEscape(t.name)}\` | ${shapeStr(t.shape)} | ${rel} | ${fmtCosine(t.cosine)} | ${fmtNum(t.maxAbsDiff)} | ${fmtNum(t.meanAbsDiff)} | ${fmtPercent(t.changedFraction)} |${hasRank ? ` ${energyStr(t)} |` : ''}`,
       );
     }
     out.push('');
@@ -181,7 +188,7 @@ export function diffToText(r: DiffReport, top = TOP_ROWS): string {
     const rows = ranked.slice(0, top).map((t) => [
       t.name,
       t.relL2 === null ? `|Δ| ${fmtNum(t.absL2)}` : fmtNum(t.relL2),
-      fmtNum(t.cosine),
+      fmtCosine(t.cosine),
       fmtNum(t.maxAbsDiff),
       fmtPercent(t.changedFraction),
       energyStr(t),
