@@ -12,16 +12,6 @@ import type { ByteSource } from './source';
  */
 export const DEFAULT_CHUNK_BYTES = 16 << 20;
 
-/** A source that can tell whether the file behind it changed since it was opened (NodeFileSource can). */
-interface ChangeAware {
-  changed(): Promise<boolean>;
-}
-
-function changeAware(s: ByteSource): ChangeAware | undefined {
-  const c = (s as Partial<ChangeAware>).changed;
-  return typeof c === 'function' ? (s as unknown as ChangeAware) : undefined;
-}
-
 /**
  * Bytes in the smallest run of whole elements that starts and ends on a byte
  * boundary: the element size, or 1 byte (2 × F4) and 3 bytes (4 × F6) for sub-byte dtypes.
@@ -162,7 +152,6 @@ export class SourceModel implements Model {
   private async readAt(t: TensorInfo, offset: number, into: Uint8Array): Promise<void> {
     const source = this.sources[t.file];
     const path = this.files[t.file].path;
-    const aware = changeAware(source);
     // The change check runs beside the read, so it adds no latency; data read from a
     // file that changed is never handed out.
     const [readError, changed] = await Promise.all([
@@ -170,7 +159,7 @@ export class SourceModel implements Model {
         () => undefined,
         (e: unknown) => e,
       ),
-      aware ? aware.changed() : false,
+      source.changed ? source.changed() : false,
     ]);
     if (changed) throw new FormatError('file_changed', 'the file changed on disk since its header was read; reopen it', path, t.name);
     if (readError !== undefined) throw readError;

@@ -15,6 +15,11 @@ export interface ByteSource {
   readonly mtimeMs?: number;
   /** Fills `into` from `offset`; returns the number of bytes read (short only at end of file). */
   read(offset: number, into: Uint8Array): Promise<number>;
+  /**
+   * True when the file no longer matches what was opened (size or mtime). Optional: a
+   * source that can tell lets readers fail with `file_changed` instead of returning stale bytes.
+   */
+  changed?(): Promise<boolean>;
   close(): Promise<void>;
 }
 
