@@ -1,6 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { open, rename } from 'node:fs/promises';
+import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { planHeader, tempPathFor } from '../../src/format/writer';
 import { convertModel } from '../../src/pipelines/convert';
@@ -62,17 +63,21 @@ async function ensureSparse(workDir: string): Promise<{ path: string; size: numb
   return { path, size, tensors: tensors.length };
 }
 
-/** Runs the CLI in a child that reports its own peak RSS (kB) on exit, through a preloaded hook. */
-function timeCli(workDir: string, args: string[]): { seconds: number; rssMB: number; stdoutBytes: number; code: number | null } {
+/**
+ * Runs the CLI in a child that reports, through a preloaded hook, its own peak RSS
+ * and CPU time on exit. CPU time is the figure to trust when other processes load
+ * the machine: wall time then includes waiting for a core.
+ */
+function timeCli(workDir: string, args: string[]): { seconds: number; cpuSeconds: number; rssMB: number; stdoutBytes: number; code: number | null } {
   const hook = join(workDir, 'rss-hook.js');
   const out = join(workDir, 'rss-hook.out');
-  writeFileSync(hook, `process.on('exit', () => require('fs').writeFileSync(${JSON.stringify(out)}, String(process.resourceUsage().maxRSS)));\n`);
+  writeFileSync(hook, `process.on('exit', () => { const u = process.resourceUsage(); require('fs').writeFileSync(${JSON.stringify(out)}, JSON.stringify([u.maxRSS, (u.userCPUTime + u.systemCPUTime) / 1e6])); });\n`);
   rmSync(out, { force: true });
   const t0 = performance.now();
   const r = spawnSync(process.execPath, ['--require', hook, join(__dirname, 'cli.js'), ...args], { maxBuffer: 256 << 20 });
   const seconds = (performance.now() - t0) / 1000;
-  const rssKB = Number(readFileSync(out, 'utf8'));
-  return { seconds, rssMB: rssKB / 1024, stdoutBytes: r.stdout.length, code: r.status };
+  const [rssKB, cpuSeconds] = JSON.parse(readFileSync(out, 'utf8')) as [number, number];
+  return { seconds, cpuSeconds, rssMB: rssKB / 1024, stdoutBytes: r.stdout.length, code: r.status };
 }
 
 const inspectSparse: BenchCase = {
@@ -96,8 +101,11 @@ const inspectSparse: BenchCase = {
       fileGB: +(size / 1e9).toFixed(2),
       tensors,
       textSeconds: +textS.toFixed(3),
+      textCpuSeconds: +median(text.map((r) => r.cpuSeconds)).toFixed(3),
       textPeakRssMB: Math.round(textRss),
       jsonSeconds: +jsonS.toFixed(3),
+      jsonCpuSeconds: +median(json.map((r) => r.cpuSeconds)).toFixed(3),
+      loadAverage: +loadavg()[0].toFixed(1),
       jsonPeakRssMB: Math.round(jsonRss),
       jsonOutputMB: +(json[0].stdoutBytes / 1e6).toFixed(1),
       target: `< ${TARGET_INSPECT_S} s, < ${TARGET_INSPECT_RSS_MB} MB`,

@@ -66,8 +66,6 @@ interface Raw {
   /** Created on first child: most modules (q_proj, norm) are leaves, and 50,000-tensor headers make that matter. */
   children?: Map<string, Raw>;
   tensors: ModuleTensor[];
-  /** Interned structure id, computed once (see structureId). */
-  sid?: number;
 }
 
 const NUMBER = /^(0|[1-9]\d*)$/;
@@ -92,49 +90,51 @@ function orderedChildren(raw: Raw): Raw[] {
 }
 
 /**
- * A small integer per distinct subtree structure (relative tensor names, dtypes,
- * shapes): equal ids mean equal structure. Each node's key names its children by
- * their ids, so keys stay short however deep the tree, and each is built once.
+ * Same structure: the same tensor names, dtypes and shapes at the same relative
+ * paths. Compared in place, without building keys: a 50,000-tensor header
+ * compares each block once against the first of its run.
  */
-function structureId(raw: Raw, intern: Map<string, number>): number {
-  if (raw.sid !== undefined) return raw.sid;
-  const parts: string[] = [];
-  for (const t of raw.tensors) parts.push(`${t.name}:${t.dtype}:${t.shape.join('x')}`);
-  if (raw.children) for (const c of raw.children.values()) parts.push(`${c.name}=${structureId(c, intern)}`);
-  const key = parts.sort().join('|');
-  let id = intern.get(key);
-  if (id === undefined) {
-    id = intern.size;
-    intern.set(key, id);
+function sameStructure(a: Raw, b: Raw): boolean {
+  if (a.tensors.length !== b.tensors.length || (a.children?.size ?? 0) !== (b.children?.size ?? 0)) return false;
+  for (let i = 0; i < a.tensors.length; i++) {
+    const ta = a.tensors[i];
+    // Usually in the same order; names are unique within a module, so a lookup settles the rest.
+    const tb = b.tensors[i].name === ta.name ? b.tensors[i] : b.tensors.find((x) => x.name === ta.name);
+    if (!tb || tb.dtype !== ta.dtype || tb.shape.length !== ta.shape.length) return false;
+    for (let d = 0; d < ta.shape.length; d++) if (tb.shape[d] !== ta.shape[d]) return false;
   }
-  raw.sid = id;
-  return id;
+  if (a.children) {
+    for (const [k, ca] of a.children) {
+      const cb = b.children!.get(k);
+      if (!cb || !sameStructure(ca, cb)) return false;
+    }
+  }
+  return true;
 }
 
-function finish(raw: Raw, path: string, fold: boolean, intern: Map<string, number>): ModuleNode {
+function finish(raw: Raw, path: string, fold: boolean): ModuleNode {
   const kids = orderedChildren(raw);
   const children: ModuleNode[] = [];
   let i = 0;
   while (i < kids.length) {
     const c = kids[i];
     if (!fold || !NUMBER.test(c.name)) {
-      children.push(finish(c, joinPath(path, c.name), fold, intern));
+      children.push(finish(c, joinPath(path, c.name), fold));
       i++;
       continue;
     }
     // Extend a run of consecutive numbers with the same structure.
-    const key = structureId(c, intern);
     let j = i + 1;
-    while (j < kids.length && NUMBER.test(kids[j].name) && Number(kids[j].name) === Number(kids[j - 1].name) + 1 && structureId(kids[j], intern) === key) j++;
+    while (j < kids.length && NUMBER.test(kids[j].name) && Number(kids[j].name) === Number(kids[j - 1].name) + 1 && sameStructure(c, kids[j])) j++;
     if (j - i === 1) {
-      children.push(finish(c, joinPath(path, c.name), fold, intern));
+      children.push(finish(c, joinPath(path, c.name), fold));
       i++;
       continue;
     }
     const first = Number(c.name);
     const last = Number(kids[j - 1].name);
     const label = `{${first}..${last}}`;
-    const rep = finish(c, joinPath(path, label), fold, intern);
+    const rep = finish(c, joinPath(path, label), fold);
     const count = j - i;
     children.push({
       name: label,
@@ -173,11 +173,23 @@ function finish(raw: Raw, path: string, fold: boolean, intern: Map<string, numbe
 /** Builds the (folded, unless `fold: false`) module tree of a list of tensors. */
 export function buildModuleTree(tensors: readonly TreeTensorInput[], opts: { fold?: boolean } = {}): ModuleNode {
   const root: Raw = { name: '', tensors: [] };
+  // Header order keeps a module's tensors together, so each name mostly repeats the previous
+  // one's path: resume from the deepest module the two share instead of walking from the root.
+  let prev = '';
+  const prevDots: number[] = []; // positions of the dots in `prev`
+  const prevNodes: Raw[] = []; // prevNodes[k]: the module ending at prevDots[k]
   for (const t of tensors) {
     const name = t.name;
-    let node = root;
-    let start = 0;
-    for (let dot = name.indexOf('.'); dot >= 0; dot = name.indexOf('.', start)) {
+    let common = 0;
+    const lim = Math.min(name.length, prev.length);
+    while (common < lim && name.charCodeAt(common) === prev.charCodeAt(common)) common++;
+    let k = 0;
+    while (k < prevDots.length && prevDots[k] < common) k++;
+    prevDots.length = k;
+    prevNodes.length = k;
+    let node = k > 0 ? prevNodes[k - 1] : root;
+    let start = k > 0 ? prevDots[k - 1] + 1 : 0;
+    for (let dot = name.indexOf('.', start); dot >= 0; dot = name.indexOf('.', start)) {
       const seg = name.slice(start, dot);
       const kids = (node.children ??= new Map());
       let next = kids.get(seg);
@@ -187,11 +199,14 @@ export function buildModuleTree(tensors: readonly TreeTensorInput[], opts: { fol
       }
       node = next;
       start = dot + 1;
+      prevDots.push(dot);
+      prevNodes.push(node);
     }
+    prev = name;
     const params = numelOf(t.shape);
     node.tensors.push({ name: name.slice(start), fullName: name, dtype: t.dtype, shape: t.shape, params, bytes: t.byteLength ?? (params * DTYPE_INFO[t.dtype].bits) / 8 });
   }
-  return finish(root, '', opts.fold ?? true, new Map());
+  return finish(root, '', opts.fold ?? true);
 }
 
 /** Visits every node, depth first, with its depth (root = 0). */
