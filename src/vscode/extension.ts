@@ -17,7 +17,7 @@ export function activate(context: vscode.ExtensionContext): void {
   registerCommand(context, 'tensorWorkbench.showLog', () => log.show());
 
   // ── registration points: one line per feature ──────────────────────────────
-  // viewer (src/vscode/viewer/): replace the placeholder with ViewerProvider.register(context)
+  // viewer (src/vscode/viewer/)
   ViewerProvider.register(context);
   // diff: CompareCommand.register(context)
   // quantize: QuantizeCommand.register(context)

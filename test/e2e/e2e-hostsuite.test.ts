@@ -6,11 +6,11 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Browser } from 'playwright-core';
 import type { SuiteReport } from '../vscode/suite';
-import { ARTIFACTS, CodeServer, INSTALL_TIMEOUT_MS, ROOT, Shots, UI_TIMEOUT_MS, buildVsix, launchBrowser, makeWorkspace, prerequisites, type Workspace } from './harness';
+import { ARTIFACTS, CodeServer, INSTALL_TIMEOUT_MS, ROOT, Shots, UI_TIMEOUT_MS, buildVsix, cleanScratch, launchBrowser, makeWorkspace, prerequisites, scratch, type Workspace } from './harness';
 
 // The suite opens editors and runs jobs; 3 min covers a cold extension host on a busy machine.
 const SUITE_TIMEOUT_MS = 3 * 60_000;
@@ -21,7 +21,7 @@ describe('extension-host suite in code-server', () => {
   let browser: Browser | undefined;
   let ws: Workspace;
   let stage: string;
-  const resultFile = join(ARTIFACTS, 'vscode-suite-result.json');
+  const resultFile = join(scratch('hostsuite'), 'vscode-suite-result.json');
 
   before(
     async () => {
@@ -40,6 +40,7 @@ describe('extension-host suite in code-server', () => {
   after(async () => {
     await browser?.close();
     server?.stop();
+    cleanScratch('hostsuite');
   });
 
   test('suite.ts passes in the real extension host', { timeout: SUITE_TIMEOUT_MS + UI_TIMEOUT_MS }, async (t) => {
@@ -59,6 +60,7 @@ describe('extension-host suite in code-server', () => {
     } finally {
       await page.close();
     }
+    copyFileSync(resultFile, join(ARTIFACTS, 'vscode-suite-result.json'));
     const report = JSON.parse(readFileSync(resultFile, 'utf8')) as SuiteReport;
     assert.ok(report.results.length > 0, 'the suite ran no tests');
     t.diagnostic(`VS Code ${report.vscode}, extension host Node ${report.node}`);

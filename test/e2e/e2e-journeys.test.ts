@@ -13,13 +13,16 @@ import {
   UI_TIMEOUT_MS,
   activeTabLabel,
   buildVsix,
+  cleanScratch,
   doubleClickInExplorer,
   frameWith,
+  headerShapes,
   headerTensorNames,
   launchBrowser,
   makeWorkspace,
   journey,
   prerequisites,
+  readTensorF64,
   type Workspace,
 } from './harness';
 
@@ -47,6 +50,7 @@ describe('VS Code journeys (code-server + packaged VSIX)', () => {
   after(async () => {
     await browser?.close();
     server?.stop();
+    cleanScratch('journeys');
   });
 
   /** A fresh window on the workspace for each journey, so one journey's state cannot help another. */
@@ -58,10 +62,66 @@ describe('VS Code journeys (code-server + packaged VSIX)', () => {
       await shots.take(page, 'workbench');
       await doubleClickInExplorer(page, ws.model);
       const frame = await frameWith(page, '#totals');
-      await shots.take(page, 'editor');
       assert.equal(await activeTabLabel(page), basename(ws.model));
-      const expected = headerTensorNames(join(ws.dir, ws.model)).length;
-      assert.match((await frame.textContent('#totals')) ?? '', new RegExp(`\\b${expected} tensors\\b`));
+      const names = headerTensorNames(join(ws.dir, ws.model));
+      assert.match((await frame.textContent('#totals')) ?? '', new RegExp(`(^|\\D)${names.length} tensors`));
+      await shots.take(page, 'editor');
+      // The numbered blocks fold into one row, `layers ×N`, N counted from the header here.
+      const layers = new Set(names.map((n) => /\.layers\.(\d+)\./.exec(n)?.[1]).filter(Boolean)).size;
+      await frame.click('#tree .tree-row[data-id="model"]');
+      const fold = frame.locator('#tree .tree-row[data-id^="model.layers."]').first();
+      await fold.waitFor({ timeout: UI_TIMEOUT_MS });
+      assert.equal((await fold.locator('.label').textContent())?.trim(), `layers ×${layers}`);
+      assert.equal(await fold.getAttribute('aria-expanded'), 'false');
+      await shots.take(page, 'tree-folded');
+      await fold.click();
+      assert.equal(await fold.getAttribute('aria-expanded'), 'true');
+      await shots.take(page, 'tree-expanded');
+    });
+  });
+
+  test('inspect: selecting a tensor shows its statistics and a histogram; "Scan model" shows progress, then the table', { timeout: JOURNEY_TIMEOUT_MS }, async (t) => {
+    if (skip) return t.skip(skip);
+    await run('inspect', async (page, shots) => {
+      await doubleClickInExplorer(page, ws.model);
+      const frame = await frameWith(page, '#tree .tree-row');
+      // The largest 2-D tensor of the file; its statistics are recomputed here in float64.
+      const file = join(ws.dir, ws.model);
+      const [name] = Object.entries(headerShapes(file))
+        .filter(([, shape]) => shape.length === 2)
+        .sort(([, a], [, b]) => b[0] * b[1] - a[0] * a[1])
+        .map(([n]) => n);
+      const { values } = readTensorF64(file, name);
+      let min = Infinity;
+      let max = -Infinity;
+      let sum = 0;
+      for (const v of values) {
+        min = Math.min(min, v);
+        max = Math.max(max, v);
+        sum += v;
+      }
+      await frame.fill('#filter >> input', name);
+      await frame.click(`#tree .tree-row[data-id="${name}"]`);
+      // Bars of empty bins have no height, so wait for presence, not visibility.
+      await frame.waitForSelector('#histogram .barlayer .point', { state: 'attached', timeout: UI_TIMEOUT_MS });
+      assert.equal((await frame.textContent('#selected-name'))?.trim(), name);
+      const num = async (id: string) => Number(((await frame.textContent(id)) ?? '').replace(/,/g, ''));
+      assert.equal(await num('#stat-count'), values.length);
+      // The page prints 6 significant digits.
+      const close = (got: number, want: number) => Math.abs(got - want) <= 1e-5 * Math.max(1, Math.abs(want));
+      assert.ok(close(await num('#stat-min'), min), `min ${await num('#stat-min')} vs ${min}`);
+      assert.ok(close(await num('#stat-max'), max), `max ${await num('#stat-max')} vs ${max}`);
+      assert.ok(Math.abs((await num('#stat-mean')) - sum / values.length) <= 1e-4 * Math.max(1e-3, Math.abs(max - min)), 'mean');
+      assert.ok((await frame.$$('#histogram .barlayer .point')).length > 1, 'the histogram has bars');
+      await shots.take(page, 'tensor-stats');
+
+      await frame.click('#scan-model');
+      await frame.waitForSelector('#scan-status', { timeout: UI_TIMEOUT_MS });
+      await shots.take(page, 'scan-progress');
+      await frame.locator('#scan-status', { hasText: /^Scanned/ }).waitFor({ timeout: UI_TIMEOUT_MS });
+      const rows = await frame.$$eval('#scan-table tbody tr', (e) => e.length);
+      assert.equal(rows, headerTensorNames(file).length);
+      await shots.take(page, 'scan-table');
     });
   });
 
@@ -85,7 +145,6 @@ describe('VS Code journeys (code-server + packaged VSIX)', () => {
     });
   });
 
-  test.todo('inspect: selecting a tensor shows its statistics and a histogram; "Scan model" shows progress, then the table');
   test.todo('compare: "Compare Selected Checkpoints" lists changed tensors first; the Markdown export writes a file');
   test.todo('quantize: "Quantize…" with Q8_0 previews, writes the output, and it opens in the viewer');
   test.todo('merge: "Merge LoRA Adapter…" writes the merged model, and it opens');

@@ -20,9 +20,17 @@ export const INSTALL_TIMEOUT_MS = 15 * 60_000;
 // A cold workbench with an extension host takes 10–30 s on a busy 2-core machine.
 export const UI_TIMEOUT_MS = 90_000;
 
-export interface Step {
-  readonly ms: number;
-  readonly what: string;
+/**
+ * Scratch space of one suite in one process: two test runs in the same checkout
+ * (two people, or CI beside a developer) must not share a profile or a workspace.
+ */
+export function scratch(suite: string): string {
+  return join(ROOT, '.cache', 'e2e', `${suite}-${process.pid}`);
+}
+
+/** Removes the suite's scratch space; screenshots stay in .artifacts/e2e. */
+export function cleanScratch(suite: string): void {
+  rmSync(scratch(suite), { recursive: true, force: true });
 }
 
 function sh(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}, timeout = INSTALL_TIMEOUT_MS): string {
@@ -54,7 +62,7 @@ export function prerequisites(): string | undefined {
 
 /** Packs the linux-x64 VSIX (what users install) and returns its path and its unpacked stage folder. */
 export function buildVsix(suite: string): { vsix: string; stage: string } {
-  const work = join(ROOT, '.cache', 'e2e', suite, 'package');
+  const work = join(scratch(suite), 'package');
   const out = sh(process.execPath, ['scripts/package.mjs', '--target', 'linux-x64', '--work', work], {}, 5 * 60_000);
   const vsix = out.trim().split('\n').pop()!;
   return { vsix, stage: join(work, 'linux-x64') };
@@ -72,7 +80,7 @@ export interface Workspace {
  * sharded base, a fine-tuned copy, an adapter and a corrupt file.
  */
 export function makeWorkspace(name: string): Workspace {
-  const dir = join(ROOT, '.cache', 'e2e', name, 'workspace');
+  const dir = join(scratch(name), 'workspace');
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
   sh(process.execPath, [join(ROOT, 'dist', 'sample.js'), dir], {}, 5 * 60_000);
@@ -99,10 +107,59 @@ function walk(dir: string, prefix = ''): string[] {
  * JSON header): an oracle that shares no code with the extension.
  */
 export function headerTensorNames(file: string): string[] {
+  return Object.keys(readHeader(file).entries);
+}
+
+/** Tensor name → shape, from the same independent header read. */
+export function headerShapes(file: string): Record<string, number[]> {
+  return Object.fromEntries(Object.entries(readHeader(file).entries).map(([n, e]) => [n, e.shape]));
+}
+
+/** Header entry of one tensor, as the file states it. */
+interface HeaderEntry {
+  readonly dtype: string;
+  readonly shape: number[];
+  readonly data_offsets: [number, number];
+}
+
+function readHeader(file: string): { dataStart: number; entries: Record<string, HeaderEntry> } {
   const bytes = readFileSync(file);
   const n = Number(bytes.readBigUInt64LE(0));
-  const header = JSON.parse(bytes.subarray(8, 8 + n).toString('utf8')) as Record<string, unknown>;
-  return Object.keys(header).filter((k) => k !== '__metadata__');
+  const header = JSON.parse(bytes.subarray(8, 8 + n).toString('utf8')) as Record<string, HeaderEntry>;
+  delete header.__metadata__;
+  return { dataStart: 8 + n, entries: header };
+}
+
+/**
+ * A tensor's values in float64, decoded by the test from the file (BF16, F16, F32 only):
+ * the oracle for the statistics the viewer shows.
+ */
+export function readTensorF64(file: string, name: string): { shape: number[]; values: Float64Array } {
+  const { dataStart, entries } = readHeader(file);
+  const e = entries[name];
+  if (!e) throw new Error(`${file} has no tensor ${name}`);
+  const raw = readFileSync(file).subarray(dataStart + e.data_offsets[0], dataStart + e.data_offsets[1]);
+  const dv = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
+  const f32 = new DataView(new ArrayBuffer(4));
+  const f16 = (h: number) => {
+    const s = h & 0x8000 ? -1 : 1;
+    const ex = (h >> 10) & 0x1f;
+    const m = h & 0x3ff;
+    if (ex === 0) return s * m * 2 ** -24;
+    if (ex === 31) return m ? NaN : s * Infinity;
+    return s * (1 + m / 1024) * 2 ** (ex - 15);
+  };
+  const width = e.dtype === 'F32' ? 4 : 2;
+  const values = new Float64Array(raw.byteLength / width);
+  for (let i = 0; i < values.length; i++) {
+    if (e.dtype === 'F32') values[i] = dv.getFloat32(i * 4, true);
+    else if (e.dtype === 'F16') values[i] = f16(dv.getUint16(i * 2, true));
+    else if (e.dtype === 'BF16') {
+      f32.setUint32(0, dv.getUint16(i * 2, true) << 16);
+      values[i] = f32.getFloat32(0);
+    } else throw new Error(`the oracle does not decode ${e.dtype}`);
+  }
+  return { shape: e.shape, values };
 }
 
 export class CodeServer {
@@ -114,7 +171,7 @@ export class CodeServer {
 
   /** Starts a fresh instance (new profile and extensions folder) with the VSIX installed. */
   static start(name: string, opts: { vsix?: string; smoke?: boolean; env?: NodeJS.ProcessEnv } = {}): CodeServer {
-    const run = join(ROOT, '.cache', 'e2e', name, 'run');
+    const run = join(scratch(name), 'run');
     const out = sh('bash', ['scripts/codeserver.sh', 'start'], {
       ...opts.env,
       TW_CS_RUN: run,

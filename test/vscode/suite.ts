@@ -116,6 +116,17 @@ const cases: Case[] = [
     },
   ],
   [
+    'every command in the manifest is registered after activation',
+    async () => {
+      const ext = vscode.extensions.getExtension(EXTENSION_ID)!;
+      await ext.activate();
+      const registered = new Set(await vscode.commands.getCommands(true));
+      const declared = (ext.packageJSON.contributes.commands as { command: string }[]).map((c) => c.command);
+      // A declared but unregistered command shows in the palette and fails with "command not found".
+      assert.deepEqual(declared.filter((c) => !registered.has(c)), []);
+    },
+  ],
+  [
     'opening a .safetensors file uses the custom editor by default',
     async () => {
       const uri = await sampleModel();
