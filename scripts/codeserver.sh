@@ -14,6 +14,7 @@
 #   TW_CS_PORT       port on 127.0.0.1 (default: a free one)
 #   TW_CS_SMOKE=1    enable the smoke-test driver (extension tests through ?payload=)
 #   TW_CS_TRUST=1    leave workspace trust on (default off, so that tests do not get the trust dialog)
+#   TW_CS_PARENT     a PID: the server is stopped when that process ends, however it ends
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 CS_VERSION=4.139.1
@@ -122,6 +123,12 @@ JSON
     "${extra[@]}" >"$run/code-server.log" 2>&1 </dev/null &
   local pid=$!
   echo "$pid" >"$run/code-server.pid"
+  # A test run that is killed outright cannot stop its server: this watchdog does, once
+  # the process named by TW_CS_PARENT is gone (checked every 2 s).
+  if [ -n "${TW_CS_PARENT:-}" ]; then
+    setsid bash -c 'while kill -0 "$1" 2>/dev/null && kill -0 "$2" 2>/dev/null; do sleep 2; done; kill -- "-$2" 2>/dev/null' \
+      watchdog "$TW_CS_PARENT" "$pid" >/dev/null 2>&1 </dev/null &
+  fi
   # 60 s: a cold start on a busy 2-core machine takes a few seconds; a minute means it is broken.
   local i
   for i in $(seq 1 120); do

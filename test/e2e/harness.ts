@@ -177,6 +177,7 @@ export class CodeServer {
       TW_CS_RUN: run,
       TW_CS_VSIX: opts.vsix ?? '',
       TW_CS_SMOKE: opts.smoke ? '1' : '0',
+      TW_CS_PARENT: String(process.pid),
     }, 3 * 60_000);
     const [, url] = out.trim().split('\n').pop()!.split(' ');
     return new CodeServer(url, Number(new URL(url).port), run);
