@@ -1,4 +1,5 @@
 import { checkArgs, emptySums, f16Table32, f32ToF16Bits, inputViews, loadBlock32, scratch, sumsFrom, type QuantizeArgs, type QuantizeResult } from './common';
+import { ggmlSimd } from './quantSimd';
 
 /** ggml Q4_0: 32 values per block, an f16 scale then 16 bytes of nibbles. */
 export const Q4_0_BLOCK = 32;
@@ -14,6 +15,16 @@ const fround = Math.fround;
  * converts to 0, as x86's scalar conversion and JS's ToInt32 do.
  */
 export function q4_0Cpu(a: QuantizeArgs): QuantizeResult {
+  checkArgs('q4_0', a, Q4_0_BLOCK);
+  if (a.dtype !== 'F16') {
+    const r = ggmlSimd('q4_0', a.src, a.dtype === 'BF16', a.rows * a.cols);
+    if (r) return { data: r.data, stats: a.stats === false ? emptySums() : r.stats };
+  }
+  return q4_0Scalar(a);
+}
+
+/** The scalar twin of the SIMD path (F16 input, and wherever WebAssembly SIMD is missing). */
+export function q4_0Scalar(a: QuantizeArgs): QuantizeResult {
   checkArgs('q4_0', a, Q4_0_BLOCK);
   const n = a.rows * a.cols;
   const out = new Uint8Array((n / Q4_0_BLOCK) * Q4_0_BYTES);

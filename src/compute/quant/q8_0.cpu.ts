@@ -1,4 +1,5 @@
 import { checkArgs, emptySums, f16Table32, f32ToF16Bits, inputViews, loadBlock32, scratch, sumsFrom, type QuantizeArgs, type QuantizeResult } from './common';
+import { ggmlSimd } from './quantSimd';
 
 /** ggml Q8_0: 32 values per block, an f16 scale then 32 int8 values. */
 export const Q8_0_BLOCK = 32;
@@ -15,6 +16,16 @@ const fround = Math.fround;
  * conversion gives and as JS's ToInt32 does.
  */
 export function q8_0Cpu(a: QuantizeArgs): QuantizeResult {
+  checkArgs('q8_0', a, Q8_0_BLOCK);
+  if (a.dtype !== 'F16') {
+    const r = ggmlSimd('q8_0', a.src, a.dtype === 'BF16', a.rows * a.cols);
+    if (r) return { data: r.data, stats: a.stats === false ? emptySums() : r.stats };
+  }
+  return q8_0Scalar(a);
+}
+
+/** The scalar twin of the SIMD path (F16 input, and wherever WebAssembly SIMD is missing). */
+export function q8_0Scalar(a: QuantizeArgs): QuantizeResult {
   checkArgs('q8_0', a, Q8_0_BLOCK);
   const n = a.rows * a.cols;
   const out = new Uint8Array((n / Q8_0_BLOCK) * Q8_0_BYTES);

@@ -1,0 +1,251 @@
+import { f16Table32, sumsFrom, type ErrorSums } from './common';
+import { Fn, OP, SIMD, T, assemble } from './wasmAsm';
+
+/**
+ * Q8_0 and Q4_0 for BF16 and F32 input in WebAssembly SIMD, four lanes at a time:
+ * the same rules as the scalar twins (every step an IEEE f32 operation, which
+ * WebAssembly rounds to nearest even and never fuses), several times faster.
+ *
+ * Memory: [0, 256 KiB) the f16 → f32 table, then 64 bytes of results, then the
+ * input, then the output blocks.
+ */
+
+const TABLE = 0;
+const STATS = 65536 * 4;
+const IN = STATS + 256;
+const PAGE = 65536;
+
+/** Emits `h = f16(w)` (round to nearest even, overflow to inf) on i32 locals. */
+function emitF16(f: Fn, w: number, h: number): void {
+  const sign = f.local(T.i32), exp = f.local(T.i32), mant = f.local(T.i32), q = f.local(T.i32), rem = f.local(T.i32), half = f.local(T.i32), sh = f.local(T.i32);
+  f.get(w).i32(16).op(OP.i32_shr_u).i32(0x8000).op(OP.i32_and).set(sign);
+  f.get(w).i32(23).op(OP.i32_shr_u).i32(0xff).op(OP.i32_and).set(exp);
+  f.get(w).i32(0x7fffff).op(OP.i32_and).set(mant);
+  f.block();
+  // inf / NaN
+  f.get(exp).i32(0xff).op(OP.i32_eq).if_();
+  f.get(sign).i32(0x7c00).op(OP.i32_or).get(mant).i32(0).op(OP.i32_ne).i32(9).op(OP.i32_shl).op(OP.i32_or).set(h).op(OP.br, 1);
+  f.end();
+  // overflow
+  f.get(exp).i32(143).op(OP.i32_ge_u).if_();
+  f.get(sign).i32(0x7c00).op(OP.i32_or).set(h).op(OP.br, 1);
+  f.end();
+  // subnormal f16 (or zero)
+  f.get(exp).i32(112).op(OP.i32_le_s).if_();
+  f.get(exp).i32(102).op(OP.i32_lt_s).if_();
+  f.get(sign).set(h).op(OP.br, 2);
+  f.end();
+  f.i32(126).get(exp).op(OP.i32_sub).set(sh);
+  f.get(mant).i32(0x800000).op(OP.i32_or).set(mant);
+  f.get(mant).get(sh).op(OP.i32_shr_u).set(q);
+  f.get(mant).i32(1).get(sh).op(OP.i32_shl).i32(1).op(OP.i32_sub).op(OP.i32_and).set(rem);
+  f.i32(1).get(sh).i32(1).op(OP.i32_sub).op(OP.i32_shl).set(half);
+  f.get(q).get(rem).get(half).op(OP.i32_gt_u).get(rem).get(half).op(OP.i32_eq).get(q).op(OP.i32_and).op(OP.i32_or).i32(1).op(OP.i32_and).op(OP.i32_add).set(q);
+  f.get(sign).get(q).op(OP.i32_or).set(h).op(OP.br, 1);
+  f.end();
+  // normal
+  f.get(mant).i32(13).op(OP.i32_shr_u).set(q);
+  f.get(mant).i32(0x1fff).op(OP.i32_and).set(rem);
+  f.get(q).get(rem).i32(0x1000).op(OP.i32_gt_u).get(rem).i32(0x1000).op(OP.i32_eq).get(q).op(OP.i32_and).op(OP.i32_or).i32(1).op(OP.i32_and).op(OP.i32_add).set(q);
+  f.get(sign).get(exp).i32(112).op(OP.i32_sub).i32(10).op(OP.i32_shl).get(q).op(OP.i32_add).op(OP.i32_or).set(h);
+  f.end();
+}
+
+/** Horizontal f32 sum of a v128 local, promoted and added to an f64 local. */
+function emitHsumInto(f: Fn, v: number, acc: number): void {
+  f.get(acc);
+  f.get(v).lane(SIMD.f32x4_extract_lane, 0).get(v).lane(SIMD.f32x4_extract_lane, 1).op(OP.f32_add);
+  f.get(v).lane(SIMD.f32x4_extract_lane, 2).get(v).lane(SIMD.f32x4_extract_lane, 3).op(OP.f32_add);
+  f.op(OP.f32_add, OP.f64_promote_f32, OP.f64_add).set(acc);
+}
+
+/** (inPtr, outPtr, blocks, isBf16) → writes blocks; Σx², Σx·e, Σe² (f64) and max|e| (f32) at STATS. */
+function buildKernel(kind: 'q8_0' | 'q4_0'): Fn {
+  const f = new Fn([T.i32, T.i32, T.i32, T.i32], []);
+  const [inP, outP, nb, isBf16] = [0, 1, 2, 3];
+  const b = f.local(T.i32), inA = f.local(T.i32), amax = f.local(T.i32), maxb = f.local(T.i32), j = f.local(T.i32), mk = f.local(T.i32), w = f.local(T.i32), h = f.local(T.i32);
+  const d = f.local(T.f32), id = f.local(T.f32), dq = f.local(T.f32);
+  const sX2 = f.local(T.f64), sXE = f.local(T.f64), sE2 = f.local(T.f64);
+  const v = Array.from({ length: 8 }, () => f.local(T.v128));
+  const q = Array.from({ length: 8 }, () => f.local(T.v128));
+  const absmask = f.local(T.v128), m = f.local(T.v128), idv = f.local(T.v128), dqv = f.local(T.v128), fin = f.local(T.v128);
+  const vx2 = f.local(T.v128), vxe = f.local(T.v128), ve2 = f.local(T.v128), vmax = f.local(T.v128), e = f.local(T.v128), tmp = f.local(T.v128);
+  const signmask = f.local(T.v128), onef = f.local(T.v128), halff = f.local(T.v128), c85 = f.local(T.v128), c15 = f.local(T.v128), c8 = f.local(T.v128);
+  const bytes = kind === 'q8_0' ? 34 : 18;
+
+  f.i32(0x7fffffff).simd(SIMD.i32x4_splat).set(absmask);
+  f.i32(0x80000000 | 0).simd(SIMD.i32x4_splat).set(signmask);
+  f.f32(1).simd(SIMD.f32x4_splat).set(onef);
+  f.f32(0.5).simd(SIMD.f32x4_splat).set(halff);
+  f.f32(8.5).simd(SIMD.f32x4_splat).set(c85);
+  f.i32(15).simd(SIMD.i32x4_splat).set(c15);
+  f.i32(8).simd(SIMD.i32x4_splat).set(c8);
+  f.f32(0).simd(SIMD.f32x4_splat).set(vmax);
+  f.i32(0).set(b);
+  f.block().loop();
+  f.get(b).get(nb).op(OP.i32_ge_u).op(OP.br_if, 1);
+  // Load 32 values as 8 × f32x4 (BF16: widen each u16 and shift it into the top half).
+  f.get(isBf16).if_();
+  f.get(inP).get(b).i32(64).op(OP.i32_mul).op(OP.i32_add).set(inA);
+  for (let k = 0; k < 4; k++) {
+    f.get(inA).simdMem(SIMD.v128_load, k * 16).set(tmp);
+    f.get(tmp).simd(SIMD.i32x4_extend_low_i16x8_u).i32(16).simd(SIMD.i32x4_shl).set(v[2 * k]);
+    f.get(tmp).simd(SIMD.i32x4_extend_high_i16x8_u).i32(16).simd(SIMD.i32x4_shl).set(v[2 * k + 1]);
+  }
+  f.op(OP.else);
+  f.get(inP).get(b).i32(128).op(OP.i32_mul).op(OP.i32_add).set(inA);
+  for (let k = 0; k < 8; k++) f.get(inA).simdMem(SIMD.v128_load, k * 16).set(v[k]);
+  f.end();
+  // amax on the magnitude bits (integer order = float order for non-NaN values).
+  f.get(v[0]).get(absmask).simd(SIMD.v128_and).set(m);
+  for (let k = 1; k < 8; k++) f.get(m).get(v[k]).get(absmask).simd(SIMD.v128_and).simd(SIMD.i32x4_max_u).set(m);
+  f.get(m).lane(SIMD.i32x4_extract_lane, 0).set(amax);
+  for (let l = 1; l < 4; l++) {
+    f.get(m).lane(SIMD.i32x4_extract_lane, l).set(w);
+    f.get(w).get(amax).get(w).get(amax).op(OP.i32_gt_u).op(OP.select).set(amax);
+  }
+  if (kind === 'q8_0') {
+    f.get(amax).op(OP.f32_reinterpret_i32).f32(127).op(OP.f32_div).set(d);
+  } else {
+    // The first value of largest magnitude, with its sign; +0 when the block is all zeros.
+    f.i32(-1).set(j);
+    for (let k = 0; k < 8; k++) {
+      f.get(j).i32(0).op(OP.i32_lt_s).if_();
+      f.get(v[k]).get(absmask).simd(SIMD.v128_and).get(amax).simd(SIMD.i32x4_splat).simd(SIMD.i32x4_eq).simd(SIMD.i32x4_bitmask).tee(mk);
+      f.if_().i32(k * 4).get(mk).op(OP.i32_ctz).op(OP.i32_add).set(j).end();
+      f.end();
+    }
+    f.i32(0).set(maxb);
+    f.get(amax).if_();
+    f.get(isBf16).if_();
+    f.get(inA).get(j).i32(1).op(OP.i32_shl).op(OP.i32_add).mem(0x2f, 0, 1).i32(16).op(OP.i32_shl).set(maxb);
+    f.op(OP.else);
+    f.get(inA).get(j).i32(2).op(OP.i32_shl).op(OP.i32_add).mem(0x28, 0, 2).set(maxb);
+    f.end();
+    f.end();
+    f.get(maxb).op(OP.f32_reinterpret_i32).f32(-8).op(OP.f32_div).set(d);
+  }
+  f.f32(0).set(id);
+  f.get(d).f32(0).op(OP.f32_ne).if_().f32(1).get(d).op(OP.f32_div).set(id).end();
+  // 1/d overflows only for blocks whose f16 scale is 0: their values convert to 0, as in the scalar twin.
+  f.i32(0).get(id).op(OP.i32_reinterpret_f32).i32(0x7f800000).op(OP.i32_and).i32(0x7f800000).op(OP.i32_ne).op(OP.i32_sub).simd(SIMD.i32x4_splat).set(fin);
+  f.get(d).op(OP.i32_reinterpret_f32).set(w);
+  emitF16(f, w, h);
+  f.get(outP).get(h).mem(0x3b, 0, 0); // i32.store16
+  f.get(h).i32(2).op(OP.i32_shl).mem(0x2a, TABLE, 2).set(dq); // f32.load from the table
+  f.get(id).simd(SIMD.f32x4_splat).set(idv);
+  f.get(dq).simd(SIMD.f32x4_splat).set(dqv);
+  for (let k = 0; k < 8; k++) {
+    f.get(v[k]).get(idv).simd(SIMD.f32x4_mul).set(tmp);
+    if (kind === 'q8_0') {
+      // roundf: trunc, then one step away from zero when the (exact) fraction is at least 1/2.
+      f.get(tmp).simd(SIMD.f32x4_trunc).set(e);
+      f.get(e);
+      f.get(tmp).get(e).simd(SIMD.f32x4_sub).simd(SIMD.f32x4_abs).get(halff).simd(SIMD.f32x4_ge);
+      f.get(tmp).get(signmask).simd(SIMD.v128_and).get(onef).simd(SIMD.v128_or).simd(SIMD.v128_and);
+      f.simd(SIMD.f32x4_add).simd(SIMD.i32x4_trunc_sat_f32x4_s).get(fin).simd(SIMD.v128_and).set(q[k]);
+      f.get(q[k]).simd(SIMD.f32x4_convert_i32x4_s).get(dqv).simd(SIMD.f32x4_mul).set(tmp);
+    } else {
+      f.get(tmp).get(c85).simd(SIMD.f32x4_add).simd(SIMD.i32x4_trunc_sat_f32x4_s).get(c15).simd(SIMD.i32x4_min_s).get(fin).simd(SIMD.v128_and).set(q[k]);
+      f.get(q[k]).get(c8).simd(SIMD.i32x4_sub).simd(SIMD.f32x4_convert_i32x4_s).get(dqv).simd(SIMD.f32x4_mul).set(tmp);
+    }
+    // Error sums: tmp holds the dequantized values.
+    f.get(v[k]).get(tmp).simd(SIMD.f32x4_sub).set(e);
+    if (k === 0) {
+      f.get(v[k]).get(v[k]).simd(SIMD.f32x4_mul).set(vx2);
+      f.get(v[k]).get(e).simd(SIMD.f32x4_mul).set(vxe);
+      f.get(e).get(e).simd(SIMD.f32x4_mul).set(ve2);
+    } else {
+      f.get(vx2).get(v[k]).get(v[k]).simd(SIMD.f32x4_mul).simd(SIMD.f32x4_add).set(vx2);
+      f.get(vxe).get(v[k]).get(e).simd(SIMD.f32x4_mul).simd(SIMD.f32x4_add).set(vxe);
+      f.get(ve2).get(e).get(e).simd(SIMD.f32x4_mul).simd(SIMD.f32x4_add).set(ve2);
+    }
+    // pmax keeps the accumulator when the new value is NaN, as the scalar twin's `>` does.
+    f.get(vmax).get(e).simd(SIMD.f32x4_abs).simd(0xeb).set(vmax);
+  }
+  if (kind === 'q8_0') {
+    for (let half = 0; half < 2; half++) {
+      const o = 2 + half * 16;
+      f.get(outP);
+      f.get(q[half * 4]).get(q[half * 4 + 1]).simd(SIMD.i16x8_narrow_i32x4_s);
+      f.get(q[half * 4 + 2]).get(q[half * 4 + 3]).simd(SIMD.i16x8_narrow_i32x4_s);
+      f.simd(SIMD.i8x16_narrow_i16x8_s).simdMem(SIMD.v128_store, o);
+    }
+  } else {
+    f.get(outP);
+    f.get(q[0]).get(q[1]).simd(SIMD.i16x8_narrow_i32x4_s).get(q[2]).get(q[3]).simd(SIMD.i16x8_narrow_i32x4_s).simd(SIMD.i8x16_narrow_i16x8_s);
+    f.get(q[4]).get(q[5]).simd(SIMD.i16x8_narrow_i32x4_s).get(q[6]).get(q[7]).simd(SIMD.i16x8_narrow_i32x4_s).simd(SIMD.i8x16_narrow_i16x8_s);
+    f.i32(4).simd(SIMD.i8x16_shl).simd(SIMD.v128_or).simdMem(SIMD.v128_store, 2);
+  }
+  emitHsumInto(f, vx2, sX2);
+  emitHsumInto(f, vxe, sXE);
+  emitHsumInto(f, ve2, sE2);
+  f.get(outP).i32(bytes).op(OP.i32_add).set(outP);
+  f.get(b).i32(1).op(OP.i32_add).set(b);
+  f.op(OP.br, 0).end().end();
+  f.i32(STATS).get(sX2).mem(0x39, 0, 3);
+  f.i32(STATS).get(sXE).mem(0x39, 8, 3);
+  f.i32(STATS).get(sE2).mem(0x39, 16, 3);
+  f.i32(STATS).get(vmax).lane(SIMD.f32x4_extract_lane, 0).get(vmax).lane(SIMD.f32x4_extract_lane, 1).op(OP.f32_max);
+  f.get(vmax).lane(SIMD.f32x4_extract_lane, 2).get(vmax).lane(SIMD.f32x4_extract_lane, 3).op(OP.f32_max).op(OP.f32_max).mem(0x38, 24, 2);
+  return f;
+}
+
+/** The slice of the WebAssembly JS API used here (the project's lib settings do not declare it). */
+interface WasmMemory {
+  readonly buffer: ArrayBuffer;
+  grow(pages: number): number;
+}
+interface WasmApi {
+  Module: new (bytes: Uint8Array) => object;
+  Instance: new (module: object, imports: object) => { exports: unknown };
+}
+
+interface SimdModule {
+  readonly memory: WasmMemory;
+  readonly q8_0: (inP: number, outP: number, nb: number, isBf16: number) => void;
+  readonly q4_0: (inP: number, outP: number, nb: number, isBf16: number) => void;
+}
+
+let instance: SimdModule | null | undefined;
+
+/** The compiled module, or null where WebAssembly SIMD is unavailable (the scalar twin runs instead). */
+function simdModule(): SimdModule | null {
+  if (instance !== undefined) return instance;
+  try {
+    const bytes = assemble([['q8_0', buildKernel('q8_0')], ['q4_0', buildKernel('q4_0')]], Math.ceil(IN / PAGE) + 1);
+    const wasm = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly;
+    const inst = new wasm.Instance(new wasm.Module(bytes), {});
+    const ex = inst.exports as unknown as SimdModule;
+    new Float32Array(ex.memory.buffer, TABLE, 65536).set(f16Table32());
+    instance = ex;
+  } catch {
+    instance = null;
+  }
+  return instance;
+}
+
+export function simdAvailable(): boolean {
+  return simdModule() !== null;
+}
+
+/**
+ * Quantizes `n` values (a multiple of 32) of BF16 or F32 bytes into ggml blocks.
+ * Returns undefined when WebAssembly SIMD is unavailable.
+ */
+export function ggmlSimd(kind: 'q8_0' | 'q4_0', src: Uint8Array, isBf16: boolean, n: number): { data: Uint8Array; stats: ErrorSums } | undefined {
+  const mod = simdModule();
+  if (!mod) return undefined;
+  const nb = n / 32;
+  const outBytes = nb * (kind === 'q8_0' ? 34 : 18);
+  const outP = IN + Math.ceil(src.byteLength / 16) * 16;
+  // 16 bytes of slack: the last block's vector store may run past its 18 bytes.
+  const need = outP + outBytes + 16;
+  if (mod.memory.buffer.byteLength < need) mod.memory.grow(Math.ceil((need - mod.memory.buffer.byteLength) / PAGE));
+  new Uint8Array(mod.memory.buffer, IN, src.byteLength).set(src);
+  mod[kind](IN, outP, nb, isBf16 ? 1 : 0);
+  const data = new Uint8Array(mod.memory.buffer, outP, outBytes).slice();
+  const st = new Float64Array(mod.memory.buffer, STATS, 3);
+  const maxErr = new Float32Array(mod.memory.buffer, STATS + 24, 1)[0];
+  return { data, stats: sumsFrom(n, st[0], st[1], st[2], maxErr) };
+}
