@@ -81,11 +81,14 @@ export interface QuantReport {
   readonly seconds: number;
 }
 
-// Input rows are read in chunks of about this size: big enough to amortize a worker
-// round trip, small enough that several chunks in flight keep memory flat.
-const CHUNK_BYTES = 4 << 20;
-// Chunks in flight per tensor: one per worker plus one being read and one being written.
-const IN_FLIGHT = 4;
+// Input rows are read in chunks of about this size: a few ms of kernel work, enough to
+// amortize a worker round trip (tens of µs), small enough that many fit in flight.
+const CHUNK_BYTES = 1 << 20;
+// Chunks dispatched ahead of the writer: several per worker, so that reads, kernels and
+// writes overlap; at 1 MiB each this bounds the pipeline's buffers to a few tens of MB.
+const IN_FLIGHT = 8;
+// Kept tensors are copied through in chunks of this size (no kernel: fewer, larger reads).
+const COPY_CHUNK_BYTES = 4 << 20;
 // The preview reads at most this fraction of each tensor's values.
 const PREVIEW_FRACTION = 0.01;
 
@@ -188,35 +191,103 @@ async function* rowChunks(model: Model, plan: TensorPlan, signal: AbortSignal | 
   }
 }
 
-/** Runs the scheme's kernel over a tensor's chunks, a few in flight, yielding results in order. */
-async function* quantizeRows(
-  model: Model,
-  plan: TensorPlan,
-  scheme: Scheme,
-  backend: Backend,
-  signal: AbortSignal | undefined,
-  onChunk: (r: QuantizeResult, inBytes: number) => void,
-  groupRows?: number,
-  perm?: Int32Array,
-): AsyncGenerator<QuantizeResult> {
-  const pending: Array<{ p: Promise<QuantizeResult>; inBytes: number }> = [];
-  const take = async () => {
-    const { p, inBytes } = pending.shift()!;
-    const r = await p;
-    onChunk(r, inBytes);
-    return r;
-  };
-  try {
-    for await (const c of rowChunks(model, plan, signal, groupRows, perm)) {
-      const p = backend.run(scheme.kernel, { src: c.src, dtype: c.dtype, rows: c.rows, cols: plan.cols, give: true }, signal);
-      // A rejection is seen when its turn comes; until then it must not count as unhandled.
-      p.catch(() => {});
-      pending.push({ p, inBytes: c.inBytes });
-      if (pending.length >= IN_FLIGHT) yield await take();
+interface ChunkJob {
+  readonly plan: TensorPlan;
+  readonly chunks: AsyncGenerator<{ src: Uint8Array; dtype: QuantInputDType; rows: number; inBytes: number }>;
+  readonly onChunk: (r: QuantizeResult, inBytes: number) => void;
+  readonly queue: Array<{ p: Promise<QuantizeResult>; inBytes: number }>;
+  /** Every chunk has been dispatched. */
+  fed: boolean;
+  /** Set while the consumer waits for a chunk that has not been dispatched yet. */
+  wake?: () => void;
+}
+
+/**
+ * Runs the scheme's kernel over every quantized tensor's row chunks, in the order the
+ * writer will ask for them, keeping up to `maxInFlight` chunks dispatched ahead of the
+ * writer, across tensor boundaries, so that the workers never wait for a small tensor
+ * to drain. Results come back per tensor, in row order.
+ */
+class ChunkScheduler {
+  private readonly jobs: ChunkJob[] = [];
+  private next = 0;
+  private outstanding = 0;
+  private pumping = false;
+  private error: unknown;
+
+  constructor(
+    private readonly model: Model,
+    private readonly scheme: Scheme,
+    private readonly backend: Backend,
+    private readonly signal: AbortSignal | undefined,
+    private readonly maxInFlight = IN_FLIGHT,
+  ) {}
+
+  /** Registers a tensor (in consumption order) and returns the stream of its results. */
+  add(plan: TensorPlan, onChunk: (r: QuantizeResult, inBytes: number) => void, groupRows?: number, perm?: Int32Array): () => AsyncGenerator<QuantizeResult> {
+    const job: ChunkJob = { plan, chunks: rowChunks(this.model, plan, this.signal, groupRows, perm), onChunk, queue: [], fed: false };
+    this.jobs.push(job);
+    return () => this.consume(job);
+  }
+
+  private wakeAll(): void {
+    for (const j of this.jobs) {
+      const w = j.wake;
+      j.wake = undefined;
+      w?.();
     }
-    while (pending.length) yield await take();
-  } finally {
-    pending.length = 0;
+  }
+
+  private async pump(): Promise<void> {
+    if (this.pumping) return;
+    this.pumping = true;
+    try {
+      while (this.next < this.jobs.length && this.error === undefined) {
+        const job = this.jobs[this.next];
+        // Past the limit only when a consumer is starved (it asked out of order): never deadlock.
+        if (this.outstanding >= this.maxInFlight && !this.jobs.some((j) => j.wake && j.queue.length === 0)) break;
+        const it = await job.chunks.next();
+        if (it.done) {
+          job.fed = true;
+          this.next++;
+        } else {
+          const c = it.value;
+          const p = this.backend.run(this.scheme.kernel, { src: c.src, dtype: c.dtype, rows: c.rows, cols: job.plan.cols, give: true }, this.signal);
+          // A rejection is seen when its turn comes; until then it must not count as unhandled.
+          p.catch(() => {});
+          job.queue.push({ p, inBytes: c.inBytes });
+          this.outstanding++;
+        }
+        const w = job.wake;
+        job.wake = undefined;
+        w?.();
+      }
+    } catch (e) {
+      this.error = e;
+    } finally {
+      this.pumping = false;
+    }
+    if (this.error !== undefined) this.wakeAll();
+  }
+
+  private async *consume(job: ChunkJob): AsyncGenerator<QuantizeResult> {
+    for (;;) {
+      const item = job.queue.shift();
+      if (item) {
+        this.outstanding--;
+        void this.pump();
+        const r = await item.p;
+        job.onChunk(r, item.inBytes);
+        yield r;
+        continue;
+      }
+      if (job.fed) return;
+      if (this.error !== undefined) throw this.error;
+      await new Promise<void>((resolve) => {
+        job.wake = resolve;
+        void this.pump();
+      });
+    }
   }
 }
 
@@ -337,7 +408,7 @@ export async function quantize(args: QuantizeJobArgs, ctx: JobContext = {}): Pro
 
 function keptStream(model: Model, t: TensorInfo, signal: AbortSignal | undefined, advance: (n: number, name: string) => void): () => AsyncIterable<Uint8Array> {
   return async function* () {
-    for await (const c of model.chunks(t, { chunkBytes: CHUNK_BYTES, signal })) {
+    for await (const c of model.chunks(t, { chunkBytes: COPY_CHUNK_BYTES, signal })) {
       yield c;
       advance(c.length, t.name);
     }
@@ -357,6 +428,7 @@ async function writeSafetensorsOutput(
   missing: string[],
 ): Promise<string[]> {
   const signal = ctx.signal;
+  const sched = new ChunkScheduler(model, scheme, backend, signal);
   const sources: TensorSource[] = [];
   const metadata: Record<string, string> = { ...model.metadata };
   metadata['quantization.scheme'] = scheme.name;
@@ -377,15 +449,17 @@ async function writeSafetensorsOutput(
       advance(inBytes, p.name);
     };
     if (scheme.kind === 'ggml') {
+      const results = sched.add(p, onChunk);
       const data = async function* () {
-        for await (const r of quantizeRows(model, p, scheme, backend, signal, onChunk)) yield r.data;
+        for await (const r of results()) yield r.data;
       };
       sources.push({ name: p.name, dtype: 'U8', shape: [p.rows, (p.cols / scheme.blockSize) * scheme.blockBytes], data });
     } else {
       const scales = new Float32Array(p.rows);
       let filled = 0;
+      const results = sched.add(p, onChunk);
       const data = async function* () {
-        for await (const r of quantizeRows(model, p, scheme, backend, signal, onChunk)) {
+        for await (const r of results()) {
           scales.set(r.scales!, filled);
           filled += r.scales!.length;
           yield r.data;
@@ -498,6 +572,7 @@ async function writeGgufOutput(
   missing.push('tokenizer (tokenizer.ggml.*): llama.cpp needs it to run the file; a complete conversion is out of scope');
   if (!llamaNames && isLlama) missing.push('llama.cpp tensor names: pass --gguf-names llama');
 
+  const sched = new ChunkScheduler(model, scheme, backend, signal);
   const heads = typeof config?.num_attention_heads === 'number' ? config.num_attention_heads : undefined;
   const kvHeads = typeof config?.num_key_value_heads === 'number' ? config.num_key_value_heads : heads;
   const tensors: GgufTensor[] = [];
@@ -527,8 +602,9 @@ async function writeGgufOutput(
         addSums(st.sums, r.stats);
         advance(inBytes, p.name);
       };
+      const results = sched.add(p, onChunk, groupRows, perm);
       const data = async function* () {
-        for await (const r of quantizeRows(model, p, scheme, backend, signal, onChunk, groupRows, perm)) yield r.data;
+        for await (const r of results()) yield r.data;
       };
       tensors.push({ name, dims, ggmlType: scheme.ggmlType!, byteLength: st.bytesAfter, data });
       continue;
