@@ -368,11 +368,12 @@ function describe(v: unknown): string {
 }
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof NonIntegerLiteral);
+  return typeof v === 'object' && v !== null && !Array.isArray(v) && v.constructor !== NonIntegerLiteral;
 }
 
 function isSize(v: unknown): v is number {
-  return typeof v === 'number' && v >= 0 && v <= Number.MAX_SAFE_INTEGER && Number.isInteger(v) && !Object.is(v, -0);
+  // `1 / v > 0` tells +0 from -0.
+  return typeof v === 'number' && v <= Number.MAX_SAFE_INTEGER && Math.floor(v) === v && (v > 0 || (v === 0 && 1 / v > 0));
 }
 
 /**
@@ -592,33 +593,41 @@ function parseExact(text: string, n: number, file: string, fileSize: number, fil
   return { headerBytes: n, dataOffset, metadata, tensors };
 }
 
+/** Where the data ends if `tensors`, in the given order, follow one another from 0; else -1. */
+function contiguousEnd(tensors: readonly TensorInfo[], dataOffset: number): number {
+  let pos = 0;
+  for (let i = 0; i < tensors.length; i++) {
+    const t = tensors[i];
+    if (t.byteOffset - dataOffset !== pos) return -1;
+    pos += t.byteLength;
+  }
+  return pos;
+}
+
 /** Sorted by offset, tensors must tile the data section exactly: from 0, no hole, no overlap, to the end. */
 function checkLayout(tensors: readonly TensorInfo[], file: string, dataBytes: number, dataOffset: number): void {
+  // Writers emit headers in offset order, so one pass usually proves the layout; only a
+  // header that fails it is sorted and walked again to name the fault.
   let order = tensors;
-  for (let i = 1; i < tensors.length; i++) {
-    const a = tensors[i - 1];
-    const b = tensors[i];
-    if (a.byteOffset > b.byteOffset || (a.byteOffset === b.byteOffset && a.byteLength > b.byteLength)) {
-      // Writers usually emit headers in offset order; sort only when this one is not.
-      order = tensors.slice().sort((x, y) => x.byteOffset - y.byteOffset || x.byteLength - y.byteLength);
-      break;
+  let pos = contiguousEnd(tensors, dataOffset);
+  if (pos < 0) {
+    order = tensors.slice().sort((x, y) => x.byteOffset - y.byteOffset || x.byteLength - y.byteLength);
+    pos = 0;
+    for (let i = 0; i < order.length; i++) {
+      const t = order[i];
+      const begin = t.byteOffset - dataOffset;
+      if (i === 0 && begin > 0) {
+        // errors.ts files "does not start at 0" under overlap, as the reference reports both as one offset error.
+        throw new FormatError('offsets_overlap', `the first tensor's data begins at ${begin}, not 0`, file, t.name);
+      }
+      if (begin > pos) {
+        throw new FormatError('offsets_hole', `data begins at ${begin}, leaving bytes ${pos}..${begin} unused`, file, t.name);
+      }
+      if (begin < pos) {
+        throw new FormatError('offsets_overlap', `data begins at ${begin}, inside the previous tensor (which ends at ${pos})`, file, t.name);
+      }
+      pos = begin + t.byteLength;
     }
-  }
-  let pos = 0;
-  for (let i = 0; i < order.length; i++) {
-    const t = order[i];
-    const begin = t.byteOffset - dataOffset;
-    if (i === 0 && begin > 0) {
-      // errors.ts files "does not start at 0" under overlap, as the reference reports both as one offset error.
-      throw new FormatError('offsets_overlap', `the first tensor's data begins at ${begin}, not 0`, file, t.name);
-    }
-    if (begin > pos) {
-      throw new FormatError('offsets_hole', `data begins at ${begin}, leaving bytes ${pos}..${begin} unused`, file, t.name);
-    }
-    if (begin < pos) {
-      throw new FormatError('offsets_overlap', `data begins at ${begin}, inside the previous tensor (which ends at ${pos})`, file, t.name);
-    }
-    pos = begin + t.byteLength;
   }
   const last = order.length > 0 ? order[order.length - 1].name : undefined;
   if (pos > dataBytes) {
