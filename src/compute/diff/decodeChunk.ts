@@ -61,12 +61,17 @@ export function decodeChunkF32(dtype: DiffDType, bytes: Uint8Array, n: number, o
   const o = new Int32Array(out.buffer, out.byteOffset, n);
   const pairs = n >> 1;
   const w = aligned ? new Uint32Array(bytes.buffer, bytes.byteOffset, pairs) : new Uint32Array(bytes.slice(0, pairs * 4).buffer);
+  widenBf16Pairs(w, o, pairs);
+  if (n & 1) o[n - 1] = (bytes[2 * n - 2] | (bytes[2 * n - 1] << 8)) << 16;
+}
+
+/** Kept apart from the dispatcher so that the JIT compiles one tight loop for it. */
+function widenBf16Pairs(w: Uint32Array, o: Int32Array, pairs: number): void {
   for (let i = 0, j = 0; i < pairs; i++, j += 2) {
     const x = w[i];
     o[j] = x << 16;
     o[j + 1] = x & 0xffff0000;
   }
-  if (n & 1) o[n - 1] = (bytes[2 * n - 2] | (bytes[2 * n - 1] << 8)) << 16;
 }
 
 /** A Float32Array of at least `n` elements, reused between calls of one worker. */

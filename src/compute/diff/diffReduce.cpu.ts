@@ -4,6 +4,112 @@ import { histScale, type DiffReduceArgs, type DiffReduceResult } from './diffRed
 const scratchA = new Scratch();
 const scratchB = new Scratch();
 
+// Running totals shared by the block loop: sumA2, ⟨a,Δ⟩, sumD2, sumAbsD, maxAbs, maxIndex, nDiff.
+const ACC = 7;
+
+/**
+ * The hot loop over one decoded block, kept small and monomorphic so that the JIT
+ * optimises it once and keeps it (one large function mixing dtypes, the
+ * histogram and the norms-only path kept falling back to slower code).
+ * ‖b‖² and ⟨a,b⟩ are not summed here: ⟨a,b⟩ = ‖a‖² + ⟨a,Δ⟩ and
+ * ‖b‖² = ‖a‖² + 2⟨a,Δ⟩ + ‖Δ‖² hold exactly, and in f64 neither sum cancels
+ * (‖a‖² dominates, and ⟨a,Δ⟩ and ‖Δ‖² are accumulated directly).
+ */
+function reduceBlock(fa: Float32Array, fb: Float32Array, m: number, base: number, acc: Float64Array): void {
+  // Two accumulators per sum (even and odd elements) halve the dependency chains.
+  let saa0 = 0, saa1 = 0, sad0 = 0, sad1 = 0, sdd0 = 0, sdd1 = 0, sab0 = 0, sab1 = 0;
+  let maxAbs = acc[4];
+  let maxIndex = acc[5];
+  let i = 0;
+  for (; i + 1 < m; i += 2) {
+    const x0 = fa[i];
+    const x1 = fa[i + 1];
+    const d0 = fb[i] - x0;
+    const d1 = fb[i + 1] - x1;
+    saa0 += x0 * x0;
+    saa1 += x1 * x1;
+    sad0 += x0 * d0;
+    sad1 += x1 * d1;
+    sdd0 += d0 * d0;
+    sdd1 += d1 * d1;
+    const a0 = Math.abs(d0);
+    const a1 = Math.abs(d1);
+    sab0 += a0;
+    sab1 += a1;
+    // The GPU twin compares f32 magnitudes: compare the same rounding, so ties resolve alike.
+    if (a0 > maxAbs || a1 > maxAbs) {
+      const f0 = Math.fround(a0);
+      const f1 = Math.fround(a1);
+      if (f0 > maxAbs && f0 >= f1) {
+        maxAbs = f0;
+        maxIndex = base + i;
+      } else if (f1 > maxAbs) {
+        maxAbs = f1;
+        maxIndex = base + i + 1;
+      }
+    }
+  }
+  for (; i < m; i++) {
+    const x = fa[i];
+    const d = fb[i] - x;
+    saa0 += x * x;
+    sad0 += x * d;
+    sdd0 += d * d;
+    const ad = Math.abs(d);
+    sab0 += ad;
+    if (ad > maxAbs) {
+      const f = Math.fround(ad);
+      if (f > maxAbs) {
+        maxAbs = f;
+        maxIndex = base + i;
+      }
+    }
+  }
+  acc[0] += saa0 + saa1;
+  acc[1] += sad0 + sad1;
+  acc[2] += sdd0 + sdd1;
+  acc[3] += sab0 + sab1;
+  acc[4] = maxAbs;
+  acc[5] = maxIndex;
+}
+
+/** Elements whose stored bits differ, read from the raw words (two 16-bit elements per word). */
+function countDiff16(wa: Uint32Array, wb: Uint32Array, pairs: number): number {
+  let n = 0;
+  for (let i = 0; i < pairs; i++) {
+    const x = wa[i] ^ wb[i];
+    if (x !== 0) n += ((x & 0xffff) !== 0 ? 1 : 0) + ((x >>> 16) !== 0 ? 1 : 0);
+  }
+  return n;
+}
+
+function countDiff32(wa: Int32Array, wb: Int32Array, m: number): number {
+  let n = 0;
+  for (let i = 0; i < m; i++) if (wa[i] !== wb[i]) n++;
+  return n;
+}
+
+function sumSquares(fa: Float32Array, m: number): number {
+  let s0 = 0;
+  let s1 = 0;
+  let i = 0;
+  for (; i + 1 < m; i += 2) {
+    s0 += fa[i] * fa[i];
+    s1 += fa[i + 1] * fa[i + 1];
+  }
+  if (i < m) s0 += fa[i] * fa[i];
+  return s0 + s1;
+}
+
+function histBlock(fa: Float32Array, fb: Float32Array, ia: Int32Array, ib: Int32Array, m: number, lo: number, scale: number, hist: Uint32Array): void {
+  const bins = hist.length;
+  for (let j = 0; j < m; j++) {
+    if (ia[j] === ib[j]) continue;
+    const t = Math.floor(Math.fround(Math.fround(Math.fround(fb[j] - fa[j]) - lo) * scale));
+    hist[t < 0 ? 0 : t >= bins ? bins - 1 : t]++;
+  }
+}
+
 // Elements decoded per block: two f32 blocks (128 KiB) stay in L2 while they are reduced.
 const BLOCK = 16384;
 
@@ -14,11 +120,9 @@ export function diffReduceCpu(args: DiffReduceArgs): DiffReduceResult {
   const fb = scratchB.get(BLOCK);
   const ia = new Int32Array(fa.buffer, 0, BLOCK);
   const ib = new Int32Array(fb.buffer, 0, BLOCK);
-  // Two accumulators per sum (even and odd elements) halve the dependency chains.
-  let saa0 = 0, saa1 = 0, sbb0 = 0, sbb1 = 0, sab0 = 0, sab1 = 0, sdd0 = 0, sdd1 = 0, sad0 = 0, sad1 = 0;
-  let maxAbs = 0;
-  let maxIndex = -1;
-  let nDiff = 0;
+  const acc = new Float64Array(ACC);
+  acc[5] = -1;
+  const aligned = args.a.byteOffset % 4 === 0 && (args.b?.byteOffset ?? 0) % 4 === 0;
   const hist = args.hist ? new Uint32Array(args.hist.bins) : undefined;
   const lo = args.hist ? Math.fround(args.hist.lo) : 0;
   const scale = args.hist ? histScale(args.hist) : 0;
@@ -26,78 +130,24 @@ export function diffReduceCpu(args: DiffReduceArgs): DiffReduceResult {
     const m = Math.min(BLOCK, n - s);
     decodeChunkF32(args.dtype, args.a.subarray(s * eb, (s + m) * eb), m, fa);
     if (!args.b) {
-      for (let i = 0; i < m; i++) {
-        const x = fa[i];
-        saa0 += x * x;
-      }
+      acc[0] += sumSquares(fa, m);
       continue;
     }
     decodeChunkF32(args.dtype, args.b.subarray(s * eb, (s + m) * eb), m, fb);
-    let i = 0;
-    for (; i + 1 < m; i += 2) {
-      const x0 = fa[i];
-      const y0 = fb[i];
-      const x1 = fa[i + 1];
-      const y1 = fb[i + 1];
-      const d0 = y0 - x0;
-      const d1 = y1 - x1;
-      saa0 += x0 * x0;
-      saa1 += x1 * x1;
-      sbb0 += y0 * y0;
-      sbb1 += y1 * y1;
-      sab0 += x0 * y0;
-      sab1 += x1 * y1;
-      sdd0 += d0 * d0;
-      sdd1 += d1 * d1;
-      const a0 = Math.abs(d0);
-      const a1 = Math.abs(d1);
-      sad0 += a0;
-      sad1 += a1;
-      // The GPU twin compares f32 magnitudes: compare the same rounding, so ties resolve alike.
-      if (a0 > maxAbs || a1 > maxAbs) {
-        const f0 = Math.fround(a0);
-        const f1 = Math.fround(a1);
-        if (f0 > maxAbs && f0 >= f1) {
-          maxAbs = f0;
-          maxIndex = s + i;
-        } else if (f1 > maxAbs) {
-          maxAbs = f1;
-          maxIndex = s + i + 1;
-        }
-      }
-      if (ia[i] !== ib[i]) nDiff++;
-      if (ia[i + 1] !== ib[i + 1]) nDiff++;
+    reduceBlock(fa, fb, m, s, acc);
+    if (eb === 2 && aligned) {
+      const pairs = m >> 1;
+      acc[6] += countDiff16(new Uint32Array(args.a.buffer, args.a.byteOffset + s * 2, pairs), new Uint32Array(args.b.buffer, args.b.byteOffset + s * 2, pairs), pairs);
+      if (m & 1) acc[6] += ia[m - 1] !== ib[m - 1] ? 1 : 0;
+    } else {
+      // Decoding is bit-exact and injective (NaN payloads kept), so decoded bits differ exactly when stored bits do.
+      acc[6] += countDiff32(ia, ib, m);
     }
-    for (; i < m; i++) {
-      const x = fa[i];
-      const y = fb[i];
-      const d = y - x;
-      saa0 += x * x;
-      sbb0 += y * y;
-      sab0 += x * y;
-      sdd0 += d * d;
-      const ad = Math.abs(d);
-      sad0 += ad;
-      if (ad > maxAbs) {
-        const f = Math.fround(ad);
-        if (f > maxAbs) {
-          maxAbs = f;
-          maxIndex = s + i;
-        }
-      }
-      if (ia[i] !== ib[i]) nDiff++;
-    }
-    if (hist) {
-      const bins = hist.length;
-      for (let j = 0; j < m; j++) {
-        if (ia[j] === ib[j]) continue;
-        const t = Math.floor(Math.fround(Math.fround(Math.fround(fb[j] - fa[j]) - lo) * scale));
-        hist[t < 0 ? 0 : t >= bins ? bins - 1 : t]++;
-      }
-    }
+    if (hist) histBlock(fa, fb, ia, ib, m, lo, scale, hist);
   }
   if (!args.b) {
-    return { n, sumA2: saa0, sumB2: saa0, dot: saa0, sumD2: 0, sumAbsD: 0, maxAbs: 0, maxIndex: -1, nDiff: 0, hist, chunks: [args.a] };
+    return { n, sumA2: acc[0], sumB2: acc[0], dot: acc[0], sumD2: 0, sumAbsD: 0, maxAbs: 0, maxIndex: -1, nDiff: 0, hist, chunks: [args.a] };
   }
-  return { n, sumA2: saa0 + saa1, sumB2: sbb0 + sbb1, dot: sab0 + sab1, sumD2: sdd0 + sdd1, sumAbsD: sad0 + sad1, maxAbs, maxIndex, nDiff, hist, chunks: [args.a, args.b] };
+  const [sumA2, aDelta, sumD2, sumAbsD, maxAbs, maxIndex, nDiff] = acc;
+  return { n, sumA2, sumB2: sumA2 + 2 * aDelta + sumD2, dot: sumA2 + aDelta, sumD2, sumAbsD, maxAbs, maxIndex, nDiff, hist, chunks: [args.a, args.b] };
 }
