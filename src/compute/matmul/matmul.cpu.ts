@@ -7,20 +7,23 @@ import { checkMatmulArgs, OUT_BYTES, storedCols, type MatmulArgs, type MatmulRes
  * narrowing is one correct rounding, so every element lands within 1 ulp of the
  * float64 result for every output dtype.
  *
- * Per stored row: the row's base values seed a float64 accumulator, then
- * `acc[col] += l·R[k, col]` runs over contiguous memory (plain layout: l = b[row, k],
- * R = a; transposed: l = a[k, row], R = bᵀ), then the row is narrowed. Each
+ * Per stored row: the row's base values seed a float64 accumulator, then each
+ * element adds one length-K dot product of the row's coefficients with its
+ * column's (plain layout: b[row, ·] · Aᵀ[col, ·]; transposed: A[·, row] · b[col, ·]),
+ * both contiguous, then the row is narrowed. Each
  * phase is its own monomorphic loop: per-element branching on dtypes costs more
  * than the arithmetic at small ranks.
  */
 export function matmulCpu(args: MatmulArgs): MatmulResult {
   checkMatmulArgs(args);
-  const { outFeatures: m, inFeatures: n, rank: K, a, b, transpose, rowStart, rows, base, baseDtype, out } = args;
+  const { inFeatures: n, rank: K, a, b, transpose, rowStart, rows, base, baseDtype, out } = args;
   const cols = storedCols(args);
   const count = rows * cols;
   const bytes = new Uint8Array(count * OUT_BYTES[out]);
 
-  const bt = transpose ? transposeB(b, m, K) : undefined;
+  // M holds, per stored column, its K rank coefficients contiguously: Aᵀ for the plain layout, b itself when transposed.
+  const M: Float32Array | Float64Array = transpose ? b : transposeA(a, K, n);
+  const coef = new Float64Array(K);
   let base16: Uint16Array | undefined;
   let base32: Float32Array | undefined;
   if (base && baseDtype) {
@@ -48,17 +51,11 @@ export function matmulCpu(args: MatmulArgs): MatmulResult {
       for (let c = 0; c < cols; c++) rowU[c] = base16[e0 + c] << 16;
       for (let c = 0; c < cols; c++) acc[c] = rowF[c];
     } else acc.fill(0);
-    // Rank-K update.
-    if (bt) {
-      let k = 0;
-      for (; k + 4 <= K; k += 4) axpy4x64(acc, a[k * n + row], a[(k + 1) * n + row], a[(k + 2) * n + row], a[(k + 3) * n + row], bt, k * cols, cols);
-      for (; k < K; k++) axpy64(acc, a[k * n + row], bt, k * cols, cols);
-    } else {
-      let k = 0;
-      const b0 = row * K;
-      for (; k + 4 <= K; k += 4) axpy4x32(acc, b[b0 + k], b[b0 + k + 1], b[b0 + k + 2], b[b0 + k + 3], a, k * cols, cols);
-      for (; k < K; k++) axpy32(acc, b[b0 + k], a, k * cols, cols);
-    }
+    // Rank-K update: one dot product of length K per element, the row's coefficients held in `coef`.
+    if (transpose) for (let k = 0; k < K; k++) coef[k] = a[k * n + row];
+    else for (let k = 0; k < K; k++) coef[k] = b[row * K + k];
+    if (M instanceof Float32Array) dots32(acc, coef, M, K, cols);
+    else dots64(acc, coef, M, K, cols);
     // Narrowing: through f32 (RNE), with the f64 residual settling the rare exact ties.
     let bad = -1;
     if (out === 'BF16') bad = narrowBf16(acc, rowF, rowU, o16!, e0, cols);
@@ -74,33 +71,33 @@ export function matmulCpu(args: MatmulArgs): MatmulResult {
   return { bytes, nonFinite, firstNonFinite };
 }
 
-function transposeB(b: Float64Array, m: number, K: number): Float64Array {
-  const bt = new Float64Array(K * m);
-  for (let o = 0; o < m; o++) for (let k = 0; k < K; k++) bt[k * m + o] = b[o * K + k];
-  return bt;
+function transposeA(a: Float32Array, K: number, n: number): Float32Array {
+  const at = new Float32Array(n * K);
+  for (let k = 0; k < K; k++) for (let i = 0; i < n; i++) at[i * K + k] = a[k * n + i];
+  return at;
 }
 
-// Four rank rows per pass: the accumulator is loaded and stored once per four products.
-function axpy4x32(acc: Float64Array, l0: number, l1: number, l2: number, l3: number, R: Float32Array, off: number, cols: number): void {
-  const o1 = off + cols;
-  const o2 = o1 + cols;
-  const o3 = o2 + cols;
-  for (let c = 0; c < cols; c++) acc[c] += l0 * R[off + c] + l1 * R[o1 + c] + l2 * R[o2 + c] + l3 * R[o3 + c];
+// Twin loops (f32 and f64 M) so that each stays monomorphic; four products per step.
+function dots32(acc: Float64Array, coef: Float64Array, M: Float32Array, K: number, cols: number): void {
+  const K4 = K - (K % 4);
+  for (let c = 0, off = 0; c < cols; c++, off += K) {
+    let s = 0;
+    let k = 0;
+    for (; k < K4; k += 4) s += coef[k] * M[off + k] + coef[k + 1] * M[off + k + 1] + coef[k + 2] * M[off + k + 2] + coef[k + 3] * M[off + k + 3];
+    for (; k < K; k++) s += coef[k] * M[off + k];
+    acc[c] += s;
+  }
 }
 
-function axpy4x64(acc: Float64Array, l0: number, l1: number, l2: number, l3: number, R: Float64Array, off: number, cols: number): void {
-  const o1 = off + cols;
-  const o2 = o1 + cols;
-  const o3 = o2 + cols;
-  for (let c = 0; c < cols; c++) acc[c] += l0 * R[off + c] + l1 * R[o1 + c] + l2 * R[o2 + c] + l3 * R[o3 + c];
-}
-
-function axpy32(acc: Float64Array, l: number, R: Float32Array, off: number, cols: number): void {
-  for (let c = 0; c < cols; c++) acc[c] += l * R[off + c];
-}
-
-function axpy64(acc: Float64Array, l: number, R: Float64Array, off: number, cols: number): void {
-  for (let c = 0; c < cols; c++) acc[c] += l * R[off + c];
+function dots64(acc: Float64Array, coef: Float64Array, M: Float64Array, K: number, cols: number): void {
+  const K4 = K - (K % 4);
+  for (let c = 0, off = 0; c < cols; c++, off += K) {
+    let s = 0;
+    let k = 0;
+    for (; k < K4; k += 4) s += coef[k] * M[off + k] + coef[k + 1] * M[off + k + 1] + coef[k + 2] * M[off + k + 2] + coef[k + 3] * M[off + k + 3];
+    for (; k < K; k++) s += coef[k] * M[off + k];
+    acc[c] += s;
+  }
 }
 
 /** Returns the first non-finite column, or -1. */

@@ -59,7 +59,8 @@ export async function matmulGpu(ctx: GpuContext, args: MatmulArgs): Promise<Matm
       const outBytes = n * OUT_BYTES[out];
       const dst = ctx.buffer(outBytes);
       const flags = ctx.upload(new Uint32Array([0, 0xffffffff]));
-      const params = ctx.uniform(new Uint32Array([n, firstStored + t0, cols, rank, args.inFeatures, 0, 0, 0]));
+      // 0x3f800000 is 1.0f: the shader's `one`, opaque to its compiler.
+      const params = ctx.uniform(new Uint32Array([n, firstStored + t0, cols, rank, args.inFeatures, 0x3f800000, 0, 0]));
       try {
         const groups = Math.ceil(Math.ceil(n / 2) / WG);
         const [gx, gy] = workgroupGrid(groups, ctx.limits.maxComputeWorkgroupsPerDimension);

@@ -1,11 +1,19 @@
 // W' = W + Σₖ b[o,k]·a[k,i], in double-f32 arithmetic, fused with the rounding
 // to the output dtype. b is split on the host into hi + lo f32 halves of the
-// float64 value (scale included). Each product hi·a is made error-free by
-// splitting both factors into 12-bit halves with an integer mask (exact, and
-// immune to contraction into fma: every partial product is exact in f32), the
-// sum is carried as a (hi, lo) pair with TwoSum, and the final narrowing uses
-// lo to settle halfway cases, so the result is one correct rounding of a value
-// good to about 2⁻⁴⁶ of the terms' magnitude.
+// float64 value (scale included).
+//
+// Two guards keep the arithmetic exact whatever the shader compiler does:
+// - products: both factors are cut into 12-bit halves with an integer mask, so
+//   every partial product is exact in f32, and contracting one into an fma
+//   changes nothing (a plain TwoProduct, p = x·y then x·y − p, is broken by a
+//   compiler that contracts x·y − p into fma(x, y, −p));
+// - sums: TwoSum's error term is algebraically zero, so a compiler that
+//   reassociates (seen on NVIDIA's Vulkan driver) deletes it. Every rounded
+//   intermediate passes through `opaque`, a multiply by `params.one` (1.0, but
+//   unknown at compile time), which no reassociation can see through.
+// The sum is carried as a (hi, lo) pair, and the final narrowing uses lo to
+// settle halfway cases, so the result is one correct rounding of a value good
+// to about 2⁻⁴⁶ of the terms' magnitude.
 //
 // Each invocation writes one u32 word of 16-bit outputs, so it computes two
 // adjacent elements; F32 and PAIR outputs use the same pairing.
@@ -24,7 +32,8 @@ struct Params {
   cols: u32,
   rank: u32,
   in_features: u32,
-  _a: u32, _b: u32, _c: u32,
+  one: f32, // 1.0: see `opaque`
+  _b: u32, _c: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -36,30 +45,26 @@ struct Params {
 // [0]: non-finite count, [1]: first non-finite element (min).
 @group(0) @binding(6) var<storage, read_write> flags: array<atomic<u32>, 2>;
 
+fn opaque(x: f32) -> f32 {
+  return x * params.one;
+}
+
 fn two_sum(x: f32, y: f32) -> vec2<f32> {
-  let s = x + y;
-  let bb = s - x;
-  let e = (x - (s - bb)) + (y - bb);
+  let s = opaque(x + y);
+  let bb = opaque(s - x);
+  let e = (x - opaque(s - bb)) + (y - bb);
   return vec2<f32>(s, e);
 }
 
 fn fast_two_sum(x: f32, y: f32) -> vec2<f32> {
-  let s = x + y;
-  return vec2<f32>(s, y - (s - x));
+  let s = opaque(x + y);
+  return vec2<f32>(s, y - opaque(s - x));
 }
 
 // Top 12 significant bits by masking the low 12 mantissa bits: exact, no rounding involved.
 fn split(x: f32) -> vec2<f32> {
   let h = bitcast<f32>(bitcast<u32>(x) & 0xfffff000u);
   return vec2<f32>(h, x - h);
-}
-
-fn two_prod(x: f32, y: f32) -> vec2<f32> {
-  let p = x * y;
-  let sx = split(x);
-  let sy = split(y);
-  let e = ((sx.x * sy.x - p) + sx.x * sy.y + sx.y * sy.x) + sx.y * sy.y;
-  return vec2<f32>(p, e);
 }
 
 fn df_add(x: vec2<f32>, y: vec2<f32>) -> vec2<f32> {
@@ -147,8 +152,11 @@ fn merged(j: u32) -> vec2<f32> {
   let K = params.rank;
   for (var k = 0u; k < K; k = k + 1u) {
     let av = a[k * params.in_features + i];
-    let p = two_prod(b_hi[o * K + k], av);
-    acc = df_add(acc, vec2<f32>(p.x, p.y + b_lo[o * K + k] * av));
+    let sa = split(av);
+    let sb = split(b_hi[o * K + k]);
+    // b_hi·a as four exact partial products; b_lo·a is ~2⁻²⁴ of the term, so its own rounding is negligible.
+    acc = df_add(acc, two_sum(sb.x * sa.x, sb.x * sa.y));
+    acc = df_add(acc, vec2<f32>(sb.y * sa.x, sb.y * sa.y + b_lo[o * K + k] * av));
   }
   if (BASE != 0u) {
     acc = df_add(acc, vec2<f32>(base_value(j), 0.0));
