@@ -81,6 +81,9 @@ function buildCases(): Case[] {
   cases.push({ ...patternCase('BF16', 3000, 7, (r) => (r() & 1 ? 0x8000 : 0)), name: 'allzero' });
   // One value everywhere: top-k ties broken by index, a zero-width histogram range.
   cases.push({ ...patternCase('F4', 4098, 8, () => 0x7), name: 'constant' });
+  // Ties in the formats whose top-k is screened inside the counting loop.
+  cases.push({ ...patternCase('BF16', 5001, 12, () => 0x3f80), name: 'constantBF16' });
+  cases.push({ ...patternCase('F8_E4M3', 3001, 13, (r) => (r() & 1 ? 0xb8 : 0x38)), name: 'plusMinusOneF8' });
   // A 2-D shape: indices are flat.
   cases.push({ ...patternCase('F16', 6 * 700, 9), name: 'matrix', shape: [6, 700] });
   return cases;

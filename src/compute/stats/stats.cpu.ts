@@ -104,8 +104,119 @@ export function patternOf(bytes: Uint8Array, i: number, bits: number, mask: numb
 export function scanPatterns(dtype: PatternDType, bytes: Uint8Array, n: number, first: number, topK: number): PatternScan {
   const bits = patternBits(dtype);
   const hist = new Uint32Array(1 << bits);
-  countInto(dtype, bytes, n, hist);
-  return { kind: 'patterns', ...sparseTable(hist), top: topFromTable(dtype, bytes, n, first, topK, hist) };
+  let top: TopEntry[];
+  if (SIGN_MAGNITUDE.has(dtype) && n >= 4) {
+    top = bits === 16 ? countAndTop16(dtype, bytes, n, first, topK, hist) : countAndTop8(dtype, bytes, n, first, topK, hist);
+  } else {
+    countInto(dtype, bytes, n, hist);
+    top = topFromTable(dtype, bytes, n, first, topK, hist);
+  }
+  return { kind: 'patterns', ...sparseTable(hist), top };
+}
+
+/**
+ * Sign-magnitude formats whose |x| order is the order of the pattern without its
+ * sign bit: the top-k can be screened inside the counting loop, two (16-bit) or
+ * four (8-bit) lanes per u32 word, with one add and one mask (SWAR).
+ */
+const SIGN_MAGNITUDE: ReadonlySet<PatternDType> = new Set(['BF16', 'F16', 'F8_E5M2', 'F8_E4M3', 'F8_E4M3FNUZ', 'F8_E5M2FNUZ']);
+
+/**
+ * Candidates for the top-k while counting: a lane enters when its magnitude bits
+ * reach `floor` (the k-th best so far, plus one, so later ties lose to earlier
+ * indices). Candidates are trimmed in batches, so the screen stays cheap.
+ */
+class LaneTop {
+  private idx: number[] = [];
+  private val: number[] = [];
+  /** Lowest magnitude (sign-stripped pattern) that can still enter. */
+  floor = 0;
+  constructor(
+    private readonly k: number,
+    private readonly table: Float64Array,
+    private readonly magMask: number,
+  ) {}
+  /** Returns true when `floor` rose (the caller refreshes its SWAR constant). */
+  offer(index: number, p: number): boolean {
+    if ((p & this.magMask) < this.floor) return false;
+    const v = this.table[p];
+    if (!Number.isFinite(v)) return false;
+    this.idx.push(index);
+    this.val.push(v);
+    return this.idx.length >= 4 * this.k && this.trim();
+  }
+  trim(): boolean {
+    const order = this.idx.map((_, i) => i).sort((a, b) => Math.abs(this.val[b]) - Math.abs(this.val[a]) || this.idx[a] - this.idx[b]);
+    const keep = order.slice(0, this.k);
+    this.idx = keep.map((i) => this.idx[i]);
+    this.val = keep.map((i) => this.val[i]);
+    if (this.k === 0) {
+      this.floor = this.magMask + 1;
+      return true;
+    }
+    if (this.idx.length < this.k) return false;
+    const last = Math.abs(this.val[this.k - 1]);
+    // The magnitude bits of the k-th value, plus one: equal magnitudes later in the slice lose on index.
+    let m = 0;
+    for (let p = 0; p <= this.magMask; p++) if (this.table[p] === last) m = p;
+    const before = this.floor;
+    this.floor = Math.max(this.floor, m + 1);
+    return this.floor !== before;
+  }
+  result(): TopEntry[] {
+    this.trim();
+    return this.idx.map((index, i) => ({ index, value: this.val[i] })).sort(compareTop);
+  }
+}
+
+function countAndTop16(dtype: PatternDType, bytes: Uint8Array, n: number, first: number, topK: number, hist: Uint32Array): TopEntry[] {
+  const top = new LaneTop(topK, patternTable(dtype), 0x7fff);
+  const b = aligned(bytes, 4);
+  const pairs = n >> 1;
+  const words = new Uint32Array(b.buffer, b.byteOffset, pairs);
+  // Adding (0x8000 − floor) to each 15-bit magnitude sets that lane's bit 15 exactly when magnitude ≥ floor; lanes never carry into each other.
+  let add = (0x8000 - top.floor) * 0x10001;
+  for (let i = 0; i < pairs; i++) {
+    const w = words[i];
+    hist[w & 0xffff]++;
+    hist[w >>> 16]++;
+    if ((((w & 0x7fff7fff) + add) & 0x80008000) !== 0) {
+      const up = top.offer(first + 2 * i, w & 0xffff);
+      if (top.offer(first + 2 * i + 1, w >>> 16) || up) add = (0x8000 - top.floor) * 0x10001;
+    }
+  }
+  if (n & 1) {
+    const p = b[2 * n - 2] | (b[2 * n - 1] << 8);
+    hist[p]++;
+    top.offer(first + n - 1, p);
+  }
+  return top.result();
+}
+
+function countAndTop8(dtype: PatternDType, bytes: Uint8Array, n: number, first: number, topK: number, hist: Uint32Array): TopEntry[] {
+  const top = new LaneTop(topK, patternTable(dtype), 0x7f);
+  const b = aligned(bytes, 4);
+  const quads = n >> 2;
+  const words = new Uint32Array(b.buffer, b.byteOffset, quads);
+  let add = (0x80 - top.floor) * 0x01010101;
+  for (let i = 0; i < quads; i++) {
+    const w = words[i];
+    hist[w & 0xff]++;
+    hist[(w >>> 8) & 0xff]++;
+    hist[(w >>> 16) & 0xff]++;
+    hist[w >>> 24]++;
+    if ((((w & 0x7f7f7f7f) + add) & 0x80808080) !== 0) {
+      let up = top.offer(first + 4 * i, w & 0xff);
+      up = top.offer(first + 4 * i + 1, (w >>> 8) & 0xff) || up;
+      up = top.offer(first + 4 * i + 2, (w >>> 16) & 0xff) || up;
+      if (top.offer(first + 4 * i + 3, w >>> 24) || up) add = (0x80 - top.floor) * 0x01010101;
+    }
+  }
+  for (let i = quads * 4; i < n; i++) {
+    hist[b[i]]++;
+    top.offer(first + i, b[i]);
+  }
+  return top.result();
 }
 
 /** The k-th largest finite |x| of a pattern table, and how many finite values lie strictly above it; undefined when none is finite. */

@@ -8,8 +8,9 @@ import shader from './stats.wgsl';
 
 // 256 invocations: the WebGPU default limit for a workgroup.
 const WG = 256;
-// Enough workgroups to fill any current GPU; each invocation then strides over the slice.
-const MAX_GROUPS = 4096;
+// 512 × 256 invocations keep a large GPU busy on this memory-bound pass; more groups only add
+// per-group setup (SwiftShader took 4× longer with 4096 groups), each invocation strides instead.
+const MAX_GROUPS = 512;
 // Slots for indices tied at the top-k threshold; beyond that the host finds the first ones itself.
 const EQUAL_CAP = 4096;
 
@@ -52,9 +53,9 @@ export async function statsGpu(ctx: GpuContext, args: StatsArgs): Promise<StatsR
   const params = ctx.uniform(new Uint32Array([n, args.topK, EQUAL_CAP, 0]));
   const created = [src, histBuf, params];
   try {
-    ctx.dispatch(ctx.pipeline('stats', shader, 'count', constants), [src, histBuf, params], [groups]);
+    ctx.dispatch(ctx.pipeline('stats', shader, bits <= 8 ? 'count_small' : 'count', constants), [src, histBuf, params], [groups]);
     const hist = new Uint32Array(await ctx.read(histBuf, size * 4));
-    const top = await collectTop(ctx, dtype, bytes, n, args.first, args.topK, hist, src, params, groups, created);
+    const top = await collectTop(ctx, dtype, bytes, n, args.first, args.topK, hist, src, groups, created);
     return { kind: 'patterns', ...sparseTable(hist), top };
   } finally {
     for (const b of created) b.destroy();
@@ -70,17 +71,22 @@ async function collectTop(
   topK: number,
   hist: Uint32Array,
   src: GPUBuffer,
-  params: GPUBuffer,
   groups: number,
   created: GPUBuffer[],
 ): Promise<TopEntry[]> {
   const t = thresholdOf(dtype, hist, topK);
   if (!t) return [];
   const hot = hotTable(dtype, t.threshold);
+  // How many values tie at the threshold, known exactly from the table: past EQUAL_CAP the GPU
+  // leaves them alone (one contended counter would serialise the pass) and the host finds the first ones.
+  let ties = 0;
+  for (let p = 0; p < hot.length; p++) if (hot[p] === 1) ties += hist[p];
+  const equalCap = ties <= EQUAL_CAP ? EQUAL_CAP : 0;
   const hotBuf = ctx.upload(new Uint32Array(hot));
   const out = ctx.buffer((2 + topK + EQUAL_CAP) * 4);
-  created.push(hotBuf, out);
-  ctx.dispatch(ctx.pipeline('stats', shader, 'collect', { WG, BITS: patternBits(dtype) }), [src, out, params, hotBuf], [groups]);
+  const collectParams = ctx.uniform(new Uint32Array([n, topK, equalCap, 0]));
+  created.push(hotBuf, out, collectParams);
+  ctx.dispatch(ctx.pipeline('stats', shader, 'collect', { WG, BITS: patternBits(dtype) }), [src, out, collectParams, hotBuf], [groups]);
   const words = new Uint32Array(await ctx.read(out));
   const [greaterFound, equalFound] = words;
   const table = patternTable(dtype);
@@ -90,7 +96,7 @@ async function collectTop(
   const result: TopEntry[] = [];
   for (let s = 0; s < Math.min(greaterFound, topK); s++) result.push(entry(words[2 + s]));
   const need = topK - t.greater;
-  if (equalFound <= EQUAL_CAP) {
+  if (equalCap > 0) {
     const eq = Array.from(words.subarray(2 + topK, 2 + topK + equalFound)).sort((a, b) => a - b);
     for (const i of eq.slice(0, need)) result.push(entry(i));
   } else {

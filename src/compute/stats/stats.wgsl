@@ -34,8 +34,49 @@ fn pattern(i: u32) -> u32 {
 @compute @workgroup_size(WG)
 fn count(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let stride = nwg.x * WG;
+  // Runs of one pattern cost one atomic: long runs (zeros, padding, constant tensors) would otherwise serialise on one counter.
+  var last = 0xffffffffu;
+  var run = 0u;
   for (var i = gid.x; i < params.count; i += stride) {
-    atomicAdd(&acc[pattern(i)], 1u);
+    let p = pattern(i);
+    if (p == last) {
+      run += 1u;
+    } else {
+      if (run != 0u) { atomicAdd(&acc[last], run); }
+      last = p;
+      run = 1u;
+    }
+  }
+  if (run != 0u) { atomicAdd(&acc[last], run); }
+}
+
+// Dtypes of 8 bits or fewer: a per-workgroup table in workgroup memory takes the
+// contention (real tensors repeat few patterns), then one atomic per pattern per workgroup.
+var<workgroup> local_hist: array<atomic<u32>, 256>;
+
+@compute @workgroup_size(WG)
+fn count_small(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation_index) lid: u32, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let size = 1u << BITS;
+  for (var j = lid; j < size; j += WG) { atomicStore(&local_hist[j], 0u); }
+  workgroupBarrier();
+  let stride = nwg.x * WG;
+  var last = 0xffffffffu;
+  var run = 0u;
+  for (var i = gid.x; i < params.count; i += stride) {
+    let p = pattern(i);
+    if (p == last) {
+      run += 1u;
+    } else {
+      if (run != 0u) { atomicAdd(&local_hist[last], run); }
+      last = p;
+      run = 1u;
+    }
+  }
+  if (run != 0u) { atomicAdd(&local_hist[last], run); }
+  workgroupBarrier();
+  for (var j = lid; j < size; j += WG) {
+    let c = atomicLoad(&local_hist[j]);
+    if (c != 0u) { atomicAdd(&acc[j], c); }
   }
 }
 
@@ -48,7 +89,7 @@ fn collect(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
     if (h == 2u) {
       let s = atomicAdd(&acc[0], 1u);
       if (s < params.greater_cap) { atomicStore(&acc[2u + s], i); }
-    } else if (h == 1u) {
+    } else if (h == 1u && params.equal_cap != 0u) {
       let s = atomicAdd(&acc[1], 1u);
       if (s < params.equal_cap) { atomicStore(&acc[2u + params.greater_cap + s], i); }
     }
