@@ -170,7 +170,7 @@ function ropePermutation(headDim: number): Int32Array {
 }
 
 /** Reads a 2-D tensor in whole-row chunks (optionally permuting rows within groups) and yields kernel inputs. */
-async function* rowChunks(model: Model, plan: TensorPlan, signal: AbortSignal | undefined, groupRows?: number, perm?: Int32Array): AsyncGenerator<{ src: Uint8Array; dtype: QuantInputDType; rows: number; inBytes: number }> {
+async function* rowChunks(model: Model, plan: TensorPlan, signal: AbortSignal | undefined, groupRows?: number, perm?: Int32Array, pool?: BufferPool): AsyncGenerator<{ src: Uint8Array; dtype: QuantInputDType; rows: number; inBytes: number }> {
   const t = model.tensor(plan.name)!;
   const rowBytes = (plan.cols * DTYPE_INFO[t.dtype].bits) / 8;
   const unit = groupRows ?? 1;
@@ -178,7 +178,7 @@ async function* rowChunks(model: Model, plan: TensorPlan, signal: AbortSignal | 
   for (let r0 = 0; r0 < plan.rows; r0 += rowsPer) {
     throwIfCancelled(signal);
     const n = Math.min(rowsPer, plan.rows - r0);
-    let buf = new Uint8Array(n * rowBytes);
+    let buf = pool?.take(n * rowBytes) ?? new Uint8Array(n * rowBytes);
     await model.read(t, r0 * rowBytes, buf);
     if (perm && groupRows) {
       const out = new Uint8Array(buf.length);
@@ -188,6 +188,27 @@ async function* rowChunks(model: Model, plan: TensorPlan, signal: AbortSignal | 
       buf = out;
     }
     yield { ...kernelInput(t.dtype, buf, n * plan.cols), rows: n, inBytes: buf.length };
+  }
+}
+
+/**
+ * Input buffers handed back by the workers, reused for later chunks: fresh buffers
+ * cost a page fault per 4 KiB, which at a gigabyte is a large share of the run.
+ */
+class BufferPool {
+  private readonly free = new Map<number, Uint8Array[]>();
+  // Enough for every chunk in flight plus the one being read.
+  private static readonly MAX_PER_SIZE = IN_FLIGHT + 2;
+
+  take(bytes: number): Uint8Array | undefined {
+    return this.free.get(bytes)?.pop();
+  }
+
+  give(b: Uint8Array | undefined): void {
+    if (!b || b.byteOffset !== 0 || b.byteLength !== b.buffer.byteLength) return;
+    const list = this.free.get(b.byteLength) ?? [];
+    if (list.length < BufferPool.MAX_PER_SIZE) list.push(b);
+    this.free.set(b.byteLength, list);
   }
 }
 
@@ -214,6 +235,7 @@ class ChunkScheduler {
   private outstanding = 0;
   private pumping = false;
   private error: unknown;
+  private readonly pool = new BufferPool();
 
   constructor(
     private readonly model: Model,
@@ -225,7 +247,7 @@ class ChunkScheduler {
 
   /** Registers a tensor (in consumption order) and returns the stream of its results. */
   add(plan: TensorPlan, onChunk: (r: QuantizeResult, inBytes: number) => void, groupRows?: number, perm?: Int32Array): () => AsyncGenerator<QuantizeResult> {
-    const job: ChunkJob = { plan, chunks: rowChunks(this.model, plan, this.signal, groupRows, perm), onChunk, queue: [], fed: false };
+    const job: ChunkJob = { plan, chunks: rowChunks(this.model, plan, this.signal, groupRows, perm, this.pool), onChunk, queue: [], fed: false };
     this.jobs.push(job);
     return () => this.consume(job);
   }
@@ -277,6 +299,7 @@ class ChunkScheduler {
         this.outstanding--;
         void this.pump();
         const r = await item.p;
+        this.pool.give(r.src);
         job.onChunk(r, item.inBytes);
         yield r;
         continue;

@@ -53,6 +53,16 @@ export interface QuantizeResult {
   readonly stats: ErrorSums;
   /** GPU twins: blocks (or rows) outside the shader's exact range, redone with the CPU twin. */
   readonly hostRedone?: number;
+  /** The input, handed back when the caller gave it up (`give`), so that its memory can be reused. */
+  readonly src?: Uint8Array;
+}
+
+/** Wraps a CPU twin so that a given-up input travels back with the result. */
+export function handBack(cpu: (a: QuantizeArgs) => QuantizeResult): (a: QuantizeArgs) => QuantizeResult {
+  return (a) => {
+    const r = cpu(a);
+    return a.give ? { ...r, src: a.src } : r;
+  };
 }
 
 export function emptySums(): ErrorSums {
