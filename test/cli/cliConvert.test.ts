@@ -204,3 +204,30 @@ test('a failed or cancelled conversion leaves no output', async () => {
   await assert.rejects(convertModel({ input: base, output: kept, dtype: 'F16' }, { signal: ac2.signal, progress: () => ac2.abort() }), CancelledError);
   assert.deepEqual(readdirSync(kept), []);
 });
+
+test('Ctrl-C during convert exits 130 and removes the temp file', async () => {
+  // Big enough (≈ 70 MB of F32) that the conversion is still running when the temp file shows up.
+  const base = join(dir, 'sigint-in');
+  await writeLlama(base, { dtype: 'F32', hidden: 512, intermediate: 1376, layers: 4, vocab: 16000, heads: 8, kvHeads: 8, seed: 4 });
+  const outDir = join(dir, 'sigint-out');
+  mkdirSync(outDir);
+  const { spawn } = await import('node:child_process');
+  const child = spawn(process.execPath, [CLI, 'convert', base, join(outDir, 'o.safetensors')], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d) => (stderr += d));
+  const exited = new Promise<number | null>((res) => child.on('exit', (code) => res(code)));
+  let sawTemp = false;
+  for (let i = 0; i < 2000 && child.exitCode === null; i++) {
+    if (readdirSync(outDir).some((n) => n.startsWith('.o.safetensors.tmp-'))) {
+      sawTemp = true;
+      child.kill('SIGINT');
+      break;
+    }
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  const code = await exited;
+  assert.ok(sawTemp, 'the conversion finished before it could be interrupted');
+  assert.equal(code, 130, stderr);
+  assert.equal(stderr, 'cancelled\n');
+  assert.deepEqual(readdirSync(outDir), []);
+});
