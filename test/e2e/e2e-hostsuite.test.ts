@@ -28,7 +28,7 @@ describe('extension-host suite in code-server', () => {
       skip = prerequisites();
       if (skip) return;
       ({ stage } = buildVsix('hostsuite'));
-      ws = makeWorkspace('hostsuite');
+      ws = await makeWorkspace('hostsuite');
       rmSync(resultFile, { force: true });
       // No VSIX: the payload's extensionDevelopmentPath provides the extension, as in test-electron.
       server = CodeServer.start('hostsuite', { smoke: true, env: { TW_VSCODE_SUITE_RESULT: resultFile } });

@@ -40,7 +40,7 @@ describe('VS Code journeys (code-server + packaged VSIX)', () => {
       skip = prerequisites();
       if (skip) return;
       const { vsix } = buildVsix('journeys');
-      ws = makeWorkspace('journeys');
+      ws = await makeWorkspace('journeys');
       server = CodeServer.start('journeys', { vsix });
       browser = await launchBrowser();
     },

@@ -7,6 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { chromium, type Browser, type Frame, type Locator, type Page } from 'playwright-core';
+import { PRESETS, writeLlama } from '../fixtures/llama';
 
 /** Bundles run from dist/, so the repository root is one level up. */
 export const ROOT = resolve(__dirname, '..');
@@ -79,15 +80,16 @@ export interface Workspace {
  * The sample workspace from `node dist/sample.js DIR` (what the demo opens): a
  * sharded base, a fine-tuned copy, an adapter and a corrupt file.
  */
-export function makeWorkspace(name: string): Workspace {
+export async function makeWorkspace(name: string): Promise<Workspace> {
   const dir = join(scratch(name), 'workspace');
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
   sh(process.execPath, [join(ROOT, 'dist', 'sample.js'), dir], {}, 5 * 60_000);
+  // The sample's models are sharded; the first journey opens one whole `model.safetensors`.
+  if (!walk(dir).some((f) => /(^|\/)model\.safetensors$/.test(f))) await writeLlama(join(dir, 'single'), { ...PRESETS.tiny, shards: 1 });
   const files = walk(dir).filter((f) => f.endsWith('.safetensors'));
   const corrupt = files.find((f) => f.includes('corrupt'));
-  // A single-file model when there is one, else the base's first shard: one file either way.
-  const model = files.find((f) => /(^|\/)model\.safetensors$/.test(f)) ?? files.find((f) => f.startsWith('base/')) ?? files.find((f) => !f.includes('corrupt'));
+  const model = files.find((f) => /(^|\/)model\.safetensors$/.test(f));
   if (!corrupt || !model) throw new Error(`sample workspace ${dir} lacks a model or a corrupt file: ${files.join(', ')}`);
   return { dir, model, corrupt };
 }
