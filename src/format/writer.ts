@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
+import { open, readdir, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { DTYPE_INFO, type DType } from './dtypes';
 import { FormatError } from './errors';
@@ -42,6 +42,13 @@ export interface ShardedWriteOptions extends WriteOptions {
   readonly shardCount?: number;
   /** File name stem: `model` gives `model-00001-of-00002.safetensors` and `model.safetensors.index.json`. */
   readonly stem?: string;
+  /**
+   * After a successful write, delete this stem's files in `dir` that the new
+   * output does not include (`model.safetensors`, old `model-*-of-*` shards, an
+   * old index), as Hugging Face's save_pretrained does, so the folder holds one
+   * model. Only names this writer produces are touched.
+   */
+  readonly removeStale?: boolean;
 }
 
 export interface PlannedTensor {
@@ -388,6 +395,20 @@ export function splitEven<T extends { dtype: DType; shape: readonly number[] }>(
   return nonEmpty.length > 0 ? nonEmpty : [[]];
 }
 
+function escapeRegExp(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+/** Deletes `stem`'s single file, shards and index in `dir` that are not in `keep`. */
+async function removeStale(dir: string, stem: string, keep: readonly string[]): Promise<void> {
+  const e = escapeRegExp(stem);
+  const ours = new RegExp(`^(${e}\\.safetensors|${e}-\\d{5}-of-\\d{5}\\.safetensors|${e}\\.safetensors\\.index\\.json)$`);
+  const kept = new Set(keep.map((p) => basename(p)));
+  for (const name of await readdir(dir)) {
+    if (ours.test(name) && !kept.has(name)) await removeQuietly(join(dir, name));
+  }
+}
+
 /**
  * Writes a model into folder `dir`: one `<stem>.safetensors` when it fits in a
  * single shard (or `shardCount` is 1), else HF-named shards plus `<stem>.safetensors.index.json`
@@ -415,6 +436,7 @@ export async function writeSharded(dir: string, tensors: TensorSourceList, opts:
     const path = join(dir, `${stem}.safetensors`);
     const plan = planHeader(groups[0], { metadata: opts.metadata, order: opts.order, file: path });
     await commitAll([{ path, plan, sources }], opts);
+    if (opts.removeStale) await removeStale(dir, stem, [path]);
     return { files: [{ path, bytes: plan.prefix.length + plan.dataBytes, headerBytes: plan.headerBytes, tensors: plan.tensors.map((t) => t.name) }], totalSize: total };
   }
   const jobs: FileJob[] = groups.map((g, i) => {
@@ -427,6 +449,7 @@ export async function writeSharded(dir: string, tensors: TensorSourceList, opts:
   const index = join(dir, `${stem}.safetensors.index.json`);
   const text = JSON.stringify({ metadata: { total_size: total }, weight_map: weightMap }, null, 2) + '\n';
   await commitAll(jobs, opts, [{ path: index, text }]);
+  if (opts.removeStale) await removeStale(dir, stem, [...jobs.map((j) => j.path), index]);
   return {
     files: jobs.map((j) => ({ path: j.path, bytes: j.plan.prefix.length + j.plan.dataBytes, headerBytes: j.plan.headerBytes, tensors: j.plan.tensors.map((t) => t.name) })),
     index,

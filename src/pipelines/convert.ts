@@ -151,7 +151,7 @@ export async function convertModel(args: ConvertArgs, ctx: JobContext = {}): Pro
     if (toFile) {
       files = [(await writeSafetensors(resolve(args.output), sources, opts)).path];
     } else {
-      const r = await writeSharded(outDir, sources, { ...opts, maxShardBytes: args.maxShardBytes });
+      const r = await writeSharded(outDir, sources, { ...opts, maxShardBytes: args.maxShardBytes, removeStale: true });
       files = r.files.map((f) => f.path);
       index = r.index;
     }

@@ -321,3 +321,21 @@ test('property: any set of tensors round-trips through the npm reader', async ()
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('removeStale: a rewrite with fewer shards deletes the old shards and single file, and nothing else', async () => {
+  const dir = tmp();
+  try {
+    const src = (): TensorSource[] => [0, 1, 2].map((i) => ({ name: `t${i}`, dtype: 'U8', shape: [10], data: bytesOf(10, i) }));
+    await writeSharded(dir, src(), { maxShardBytes: 10 });
+    writeFileSync(join(dir, 'model.safetensors'), 'old single file');
+    writeFileSync(join(dir, 'config.json'), '{}');
+    writeFileSync(join(dir, 'other-00001-of-00002.safetensors'), 'not ours');
+    await writeSharded(dir, src(), { maxShardBytes: 20, removeStale: true });
+    assert.deepEqual(readdirSync(dir).sort(), ['config.json', 'model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors', 'model.safetensors.index.json', 'other-00001-of-00002.safetensors']);
+    await writeSharded(dir, src(), { removeStale: true });
+    assert.deepEqual(readdirSync(dir).sort(), ['config.json', 'model.safetensors', 'other-00001-of-00002.safetensors']);
+    assert.deepEqual(new SafeTensor(readFresh(join(dir, 'model.safetensors'))).getTensor('t2'), bytesOf(10, 2));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
