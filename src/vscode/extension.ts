@@ -5,6 +5,7 @@ import { disposeBackends } from '../compute/backend';
 import { registerCommand } from './commands';
 import { log } from './log';
 import { MergeCommand } from './mergeCommand';
+import { QuantizeCommand } from './quantizeCommand';
 import { ViewerProvider } from './viewer/viewerProvider';
 
 /**
@@ -20,7 +21,7 @@ export function activate(context: vscode.ExtensionContext): void {
   // viewer (src/vscode/viewer/)
   ViewerProvider.register(context);
   // diff: CompareCommand.register(context)
-  // quantize: QuantizeCommand.register(context)
+  QuantizeCommand.register(context);
   MergeCommand.register(context);
   // ───────────────────────────────────────────────────────────────────────────
 

@@ -1,0 +1,70 @@
+import type { PreviewResult, QuantReport } from './quantize';
+
+/** Markdown renderings of a quantization report and preview (the VS Code report document, `--json`'s human twin). */
+
+function bytes(n: number): string {
+  return n >= 2 ** 30 ? `${(n / 2 ** 30).toFixed(2)} GiB` : n >= 2 ** 20 ? `${(n / 2 ** 20).toFixed(1)} MiB` : `${(n / 1024).toFixed(1)} KiB`;
+}
+
+function num(n: number | undefined, digits: number): string {
+  if (n === undefined) return '–';
+  if (!Number.isFinite(n)) return n > 0 ? '∞' : '−∞';
+  return Math.abs(n) >= 1e-3 || n === 0 ? n.toFixed(digits) : n.toExponential(2);
+}
+
+function cell(s: string): string {
+  return s.replace(/\|/g, '\\|');
+}
+
+// Width of the text bars that chart error against size (characters for the largest value).
+const BAR = 30;
+
+/** The preview as a table plus a text chart of SNR (higher is better) beside size. */
+export function previewMarkdown(p: PreviewResult): string {
+  const out = [
+    `# Quantization preview: ${cell(p.input)}`,
+    '',
+    `${p.params.toLocaleString('en-US')} parameters, ${bytes(p.bytesBefore)}. Errors are estimated from at most ${p.sampleFraction * 100}% of each tensor (sizes are exact); computed in ${p.seconds.toFixed(1)} s.`,
+    '',
+    '| scheme | size | bits/weight | SNR (dB) | RMSE | cosine | tensors quantized / kept |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: |',
+  ];
+  for (const r of p.rows) {
+    out.push(`| ${r.scheme} | ${bytes(r.bytesAfter)} | ${r.bitsPerWeight.toFixed(2)} | ${num(r.snrDb, 1)} | ${num(r.rmse, 6)} | ${num(r.cosine, 6)} | ${r.quantizedTensors} / ${r.keptTensors} |`);
+  }
+  const maxSize = Math.max(...p.rows.map((r) => r.bytesAfter), 1);
+  const maxSnr = Math.max(...p.rows.map((r) => (Number.isFinite(r.snrDb ?? NaN) ? r.snrDb! : 0)), 1);
+  out.push('', '## Error against size', '', '```');
+  for (const r of [...p.rows].sort((a, b) => a.bytesAfter - b.bytesAfter)) {
+    const s = '█'.repeat(Math.max(1, Math.round((r.bytesAfter / maxSize) * BAR)));
+    const e = '▒'.repeat(Math.max(0, Math.round(((Number.isFinite(r.snrDb ?? NaN) ? r.snrDb! : maxSnr) / maxSnr) * BAR)));
+    out.push(`${r.scheme.padEnd(13)} size ${s.padEnd(BAR)} ${bytes(r.bytesAfter).padStart(10)}`);
+    out.push(`${''.padEnd(13)} SNR  ${e.padEnd(BAR)} ${(num(r.snrDb, 1) + ' dB').padStart(10)}`);
+  }
+  out.push('```', '');
+  return out.join('\n');
+}
+
+/** The report: totals, what is missing, then one row per tensor. */
+export function reportMarkdown(r: QuantReport): string {
+  const t = r.totals;
+  const out = [
+    `# Quantization report: ${r.scheme} (${r.format})`,
+    '',
+    `- input: ${cell(r.input)}`,
+    `- output: ${r.outputs.map(cell).join(', ')}`,
+    `- backend: ${r.backend}, ${r.seconds.toFixed(1)} s`,
+    `- size: ${bytes(t.bytesBefore)} → ${bytes(t.bytesAfter)}; ${t.bitsPerWeight.toFixed(2)} bits/weight overall, ${t.quantizedBitsPerWeight.toFixed(2)} in quantized tensors`,
+    `- error over quantized tensors: RMSE ${num(t.rmse, 6)}, max |error| ${num(t.maxAbsErr, 6)}, SNR ${num(t.snrDb, 1)} dB, cosine ${num(t.cosine, 6)}`,
+  ];
+  for (const m of r.missing) out.push(`- missing: ${cell(m)}`);
+  out.push('', '| tensor | shape | action | RMSE | max abs err | SNR (dB) | cosine | size |', '| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |');
+  for (const x of r.tensors) {
+    const action = x.action === 'quantized' ? x.scheme! : `${x.action}: ${x.reason ?? ''}`;
+    const name = x.outputName && x.outputName !== x.name ? `${x.name} → ${x.outputName}` : x.name;
+    out.push(
+      `| ${cell(name)} | ${x.dtype} [${x.shape.join(', ')}] | ${cell(action)} | ${num(x.rmse, 6)} | ${num(x.maxAbsErr, 6)} | ${num(x.snrDb, 1)} | ${num(x.cosine, 6)} | ${bytes(x.bytesBefore)} → ${bytes(x.bytesAfter)} |`,
+    );
+  }
+  return out.join('\n') + '\n';
+}

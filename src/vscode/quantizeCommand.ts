@@ -1,0 +1,123 @@
+import * as vscode from 'vscode';
+import { basename, dirname, join } from 'node:path';
+import { SCHEMES, type SchemeName } from '../compute/quant/schemes';
+import { preview, quantize, type PreviewResult, type QuantFormat } from '../pipelines/quantize';
+import { previewMarkdown, reportMarkdown } from '../pipelines/quantizeReport';
+import { registerWriteCommand } from './commands';
+import { runJob } from './progress';
+
+const COMMAND = 'tensorWorkbench.quantize';
+
+/**
+ * "Tensor Workbench: Quantize…": a preview of every scheme (size and sampled error)
+ * in a QuickPick, then the format and destination, then the job under a cancellable
+ * progress notification, then the report as a Markdown document.
+ * A write command: disabled in untrusted workspaces.
+ */
+export class QuantizeCommand {
+  static register(context: vscode.ExtensionContext): void {
+    registerWriteCommand(context, COMMAND, (uri?: vscode.Uri) => run(uri));
+  }
+}
+
+function localPath(uri: vscode.Uri): string {
+  // Quantizing streams through Node's file system: remote and virtual files would need a copy first.
+  if (uri.scheme !== 'file') throw new Error(`Quantizing works on local files; ${uri.toString()} is not one.`);
+  return uri.fsPath;
+}
+
+async function pickInput(initial?: vscode.Uri): Promise<string | undefined> {
+  if (initial) return localPath(initial);
+  const picked = await vscode.window.showOpenDialog({
+    title: 'Quantize: model (.safetensors, index.json or folder)',
+    canSelectFiles: true,
+    canSelectFolders: true,
+    canSelectMany: false,
+    filters: { 'Safetensors model': ['safetensors', 'json'] },
+    openLabel: 'Quantize',
+  });
+  return picked?.[0] ? localPath(picked[0]) : undefined;
+}
+
+interface SchemeItem extends vscode.QuickPickItem {
+  readonly scheme: SchemeName;
+}
+
+function fmtBytes(n: number): string {
+  return n >= 2 ** 30 ? `${(n / 2 ** 30).toFixed(2)} GiB` : `${(n / 2 ** 20).toFixed(1)} MiB`;
+}
+
+async function pickScheme(p: PreviewResult): Promise<SchemeName | undefined> {
+  const preferred = vscode.workspace.getConfiguration('tensorWorkbench').get<string>('quantize.defaultScheme', 'q8_0');
+  const items: SchemeItem[] = p.rows.map((r) => ({
+    scheme: r.scheme,
+    label: r.scheme,
+    description: `${fmtBytes(r.bytesAfter)} · ${r.bitsPerWeight.toFixed(2)} bits/w · SNR ${r.snrDb !== undefined ? r.snrDb.toFixed(1) : '–'} dB · cosine ${r.cosine !== undefined ? r.cosine.toFixed(5) : '–'}`,
+    detail: `${SCHEMES[r.scheme].description}; ${r.quantizedTensors} tensors quantized, ${r.keptTensors} kept`,
+  }));
+  const qp = vscode.window.createQuickPick<SchemeItem>();
+  qp.title = `Quantize ${basename(p.input)} (${fmtBytes(p.bytesBefore)}): size and estimated error per scheme`;
+  qp.placeholder = `Errors estimated from ≤${p.sampleFraction * 100}% of each tensor; sizes are exact`;
+  qp.items = items;
+  qp.matchOnDescription = true;
+  qp.activeItems = items.filter((i) => i.scheme === preferred);
+  const pick = await new Promise<SchemeItem | undefined>((resolve) => {
+    qp.onDidAccept(() => resolve(qp.selectedItems[0]));
+    qp.onDidHide(() => resolve(undefined));
+    qp.show();
+  });
+  qp.dispose();
+  return pick?.scheme;
+}
+
+async function pickFormat(scheme: SchemeName): Promise<QuantFormat | undefined> {
+  if (SCHEMES[scheme].kind !== 'ggml') return 'safetensors';
+  const preferred = vscode.workspace.getConfiguration('tensorWorkbench').get<string>('quantize.defaultFormat', 'gguf');
+  const items = [
+    { label: 'gguf', format: 'gguf' as const, detail: 'GGUF v3 (llama.cpp names for Llama-family models with a config.json)' },
+    { label: 'safetensors', format: 'safetensors' as const, detail: 'ggml blocks as U8 [rows, blocks × bytes per block]; layout in __metadata__' },
+  ].sort((a, b) => (a.format === preferred ? -1 : b.format === preferred ? 1 : 0));
+  const pick = await vscode.window.showQuickPick(items, { title: `Quantize to ${scheme}: output format` });
+  return pick?.format;
+}
+
+async function pickOutput(input: string, scheme: SchemeName, format: QuantFormat): Promise<string | undefined> {
+  const stem = basename(input).replace(/(\.safetensors(\.index\.json)?|\.json)$/, '');
+  const base = dirname(input);
+  const uri = await vscode.window.showSaveDialog({
+    title: format === 'gguf' ? 'Quantize: output .gguf file' : 'Quantize: output (a name ending in .safetensors writes one file; any other name, a folder with config.json)',
+    defaultUri: vscode.Uri.file(join(base, format === 'gguf' ? `${stem}-${scheme}.gguf` : `${stem}-${scheme}`)),
+    saveLabel: 'Quantize',
+  });
+  return uri ? localPath(uri) : undefined;
+}
+
+async function showMarkdown(content: string): Promise<void> {
+  const doc = await vscode.workspace.openTextDocument({ language: 'markdown', content });
+  await vscode.commands.executeCommand('markdown.showPreview', doc.uri).then(undefined, () => vscode.window.showTextDocument(doc));
+}
+
+async function run(initial?: vscode.Uri): Promise<void> {
+  const input = await pickInput(initial);
+  if (!input) return;
+  const p = await runJob('Quantization preview', (ctx) => preview({ input }, ctx));
+  if (!p) return;
+  const scheme = await pickScheme(p);
+  if (!scheme) return;
+  const format = await pickFormat(scheme);
+  if (!format) return;
+  const output = await pickOutput(input, scheme, format);
+  if (!output) return;
+  const ggufNames = format === 'gguf' ? 'llama' : undefined;
+  const r = await runJob(`Quantizing to ${scheme}`, async (ctx) => {
+    try {
+      return await quantize({ input, output, scheme, format, ggufNames }, ctx);
+    } catch (e) {
+      // Not a Llama-family config: write GGUF with the input's names instead.
+      if (ggufNames && e instanceof Error && /--gguf-names llama needs/.test(e.message)) return quantize({ input, output, scheme, format }, ctx);
+      throw e;
+    }
+  });
+  if (!r) return;
+  await showMarkdown(reportMarkdown(r) + '\n' + previewMarkdown(p));
+}
