@@ -123,6 +123,9 @@ const DEFAULT_CHUNK_BYTES = 8 << 20;
 // Chunk pairs alive at once, per worker: one computing, one queued, so a worker
 // never waits for the reader. With 8 MiB chunks and two workers: 4 × 16 MiB.
 const IN_FLIGHT_PER_WORKER = 2;
+// Row blocks of the rank passes: each worker widens a block of both tensors to f32
+// (2 × 4 bytes per element), so 2 MiB of BF16 costs it 16 MiB of scratch.
+const RANK_BLOCK_BYTES = 2 << 20;
 const DEFAULT_SKETCH = 72;
 const DEFAULT_POWER_ITERATIONS = 1;
 const DEFAULT_SEED = 0x5eed;
@@ -545,7 +548,19 @@ async function estimateRank(
     v = gaussianMatrix(cols, k, ro.seed ?? DEFAULT_SEED);
   }
   // Rows per block: one chunk of each tensor, at least one row.
-  const blockRows = Math.max(1, Math.floor(chunkBytes / (cols * eb)));
+  const blockRows = Math.max(1, Math.floor(Math.min(chunkBytes, RANK_BLOCK_BYTES) / (cols * eb)));
+  const pool: Uint8Array[] = [];
+  const take = (len: number) => {
+    const i = pool.findIndex((x) => x.length === len);
+    return i >= 0 ? pool.splice(i, 1)[0] : new Uint8Array(len);
+  };
+  const give = (bufs: readonly Uint8Array[]) => {
+    for (const x of bufs) {
+      // A handful of spare blocks covers every block in flight; more would only hold memory.
+      if (pool.length >= 8) pool.shift();
+      pool.push(x);
+    }
+  };
   const pass = async (x: Float64Array, back: boolean, onBlock: (r0: number, y: Float32Array, z?: Float32Array) => void): Promise<void> => {
     const xf = Float32Array.from(x);
     const tasks: Promise<void>[] = [];
@@ -556,18 +571,22 @@ async function estimateRank(
       const nr = Math.min(blockRows, rows - r0);
       const len = nr * cols * eb;
       await slots.acquire();
-      const ba = new Uint8Array(len);
-      const bb = new Uint8Array(len);
+      const ba = take(len);
+      const bb = take(len);
       await Promise.all([a.read(ta, r0 * cols * eb, ba), b.read(tb, r0 * cols * eb, bb)]);
       onRead(2 * len);
       if (bytesEqual(ba, bb)) {
+        give([ba, bb]);
         slots.release();
         continue;
       }
       tasks.push(
         backend
           .run(deltaSketchKernel, { dtype: kd, rows: nr, cols, a: ba, b: bb, k, x: xf, back }, signal)
-          .then((r) => onBlock(r0, r.y, r.z))
+          .then((r) => {
+            onBlock(r0, r.y, r.z);
+            give(r.chunks);
+          })
           .catch((e) => {
             failure ??= e;
           })

@@ -59,8 +59,8 @@ export function deltaSketchCpu(args: DeltaSketchArgs): DeltaSketchResult {
       for (let c = 0; c < cols; c++) zt[zo + c] += c0 * d[o0 + c] + c1 * d[o1 + c] + c2 * d[o2 + c] + c3 * d[o3 + c];
     }
   }
-  if (!zt) return { y };
+  if (!zt) return { y, chunks: [args.a, args.b] };
   const z = new Float32Array(cols * k);
   for (let j = 0; j < k; j++) for (let c = 0; c < cols; c++) z[c * k + j] = zt[j * cols + c];
-  return { y, z };
+  return { y, z, chunks: [args.a, args.b] };
 }

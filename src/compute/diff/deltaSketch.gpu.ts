@@ -36,7 +36,7 @@ export async function deltaSketchGpu(ctx: GpuContext, args: DeltaSketchArgs): Pr
       zRead = ctx.read(zbuf, cols * k * 4);
     }
     const [y, z] = await Promise.all([ctx.read(ybuf, rows * k * 4), zRead]);
-    return { y: new Float32Array(y), z: z ? new Float32Array(z) : undefined };
+    return { y: new Float32Array(y), z: z ? new Float32Array(z) : undefined, chunks: [args.a, args.b] };
   } finally {
     for (const b of owned) b.destroy();
   }

@@ -25,6 +25,8 @@ export interface DeltaSketchArgs {
 export interface DeltaSketchResult {
   readonly y: Float32Array;
   readonly z?: Float32Array;
+  /** The input blocks, handed back so the caller can read the next blocks into them. */
+  readonly chunks: Uint8Array[];
 }
 
 export const deltaSketchKernel: KernelDef<DeltaSketchArgs, DeltaSketchResult> = {

@@ -73,6 +73,22 @@ function reduceBlock(fa: Float32Array, fb: Float32Array, m: number, base: number
   acc[5] = maxIndex;
 }
 
+/** Widens two BF16 blocks into f32 bits and returns how many elements differ. */
+function widenBf16Both(wa: Uint32Array, wb: Uint32Array, oa: Int32Array, ob: Int32Array, pairs: number): number {
+  let n = 0;
+  for (let i = 0, j = 0; i < pairs; i++, j += 2) {
+    const x = wa[i];
+    const y = wb[i];
+    oa[j] = x << 16;
+    oa[j + 1] = x & 0xffff0000;
+    ob[j] = y << 16;
+    ob[j + 1] = y & 0xffff0000;
+    const z = x ^ y;
+    if (z !== 0) n += ((z & 0xffff) !== 0 ? 1 : 0) + ((z >>> 16) !== 0 ? 1 : 0);
+  }
+  return n;
+}
+
 /** Elements whose stored bits differ, read from the raw words (two 16-bit elements per word). */
 function countDiff16(wa: Uint32Array, wb: Uint32Array, pairs: number): number {
   let n = 0;
@@ -128,6 +144,14 @@ export function diffReduceCpu(args: DiffReduceArgs): DiffReduceResult {
   const scale = args.hist ? histScale(args.hist) : 0;
   for (let s = 0; s < n; s += BLOCK) {
     const m = Math.min(BLOCK, n - s);
+    if (args.b && args.dtype === 'BF16' && aligned && m % 2 === 0) {
+      // The common case, in one pass over both inputs: widen, and count differing halves.
+      const pairs = m >> 1;
+      acc[6] += widenBf16Both(new Uint32Array(args.a.buffer, args.a.byteOffset + s * 2, pairs), new Uint32Array(args.b.buffer, args.b.byteOffset + s * 2, pairs), ia, ib, pairs);
+      reduceBlock(fa, fb, m, s, acc);
+      if (hist) histBlock(fa, fb, ia, ib, m, lo, scale, hist);
+      continue;
+    }
     decodeChunkF32(args.dtype, args.a.subarray(s * eb, (s + m) * eb), m, fa);
     if (!args.b) {
       acc[0] += sumSquares(fa, m);
