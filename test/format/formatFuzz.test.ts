@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { DTYPE_INFO, FormatError, MemorySource, readFileHeader, type ByteSource } from '../../src/format';
+import { DTYPE_INFO, FormatError, MemorySource, parseIndex, readFileHeader, type ByteSource } from '../../src/format';
 import { goldenCases, paddedFile, SPEC_DTYPES } from '../fixtures/golden';
 
 /**
@@ -194,4 +194,24 @@ test('fuzz: a source that claims a huge size but holds nothing fails on the shor
   const mem = new MemorySource(bytes, 'liar.safetensors');
   const liar: ByteSource = { name: mem.name, size: 10_000, read: (o, into) => mem.read(o, into), close: () => mem.close() };
   await assert.rejects(readFileHeader(liar), (e: unknown) => e instanceof FormatError && e.code === 'file_changed');
+});
+
+test('fuzz: mutated index.json texts give an index or a FormatError', () => {
+  const r = new Rng(SEED ^ 0x1dec);
+  const base = [
+    '{"metadata":{"total_size":16},"weight_map":{"a":"model-00001-of-00002.safetensors","b":"model-00002-of-00002.safetensors"}}',
+    '{"weight_map":{"x.weight":"s.safetensors"}}',
+  ].map((t) => new TextEncoder().encode(t));
+  // A tenth of the header iterations: index texts are small and their parser shares the JSON checks.
+  const n = Math.max(100, Math.floor(ITERATIONS / 10));
+  for (let it = 0; it < n; it++) {
+    const bytes = mutate(Uint8Array.from([...new Uint8Array(8), ...r.pick(base)]), r).subarray(8);
+    const text = new TextDecoder().decode(bytes);
+    try {
+      const idx = parseIndex(text, 'fuzz.index.json');
+      for (const [, shard] of idx.weightMap) assert.ok(!shard.split(/[\\/]/).includes('..'), 'a shard never escapes the folder');
+    } catch (e) {
+      if (!(e instanceof FormatError)) assert.fail(`iteration ${it}: ${String((e as Error)?.stack ?? e)}\ntext: ${JSON.stringify(text)}`);
+    }
+  }
 });
