@@ -211,3 +211,23 @@ test('preview: exact sizes, sampled errors ordered by bits, at most 1% of each t
   assert.ok(by.q8_0.snrDb! > by.q4_1.snrDb! && by.q4_1.snrDb! > by.q4_0.snrDb!, JSON.stringify(pv.rows.map((r) => [r.scheme, r.snrDb])));
   assert.ok(by['int8-channel'].bytesAfter < pv.bytesBefore && by.q4_0.bytesAfter < by.q8_0.bytesAfter);
 });
+
+test('the WebGPU backend writes the same file as the CPU backend', async (t) => {
+  const { getBackend } = await import('../../src/compute/backend');
+  try {
+    await getBackend('webgpu');
+  } catch (e) {
+    if (process.env.CI === 'true') throw e;
+    t.skip(`no WebGPU adapter: ${(e as Error).message}`);
+    return;
+  }
+  for (const scheme of ['q4_1', 'int8-channel'] as const) {
+    const a = join(dir, `gpu-${scheme}.safetensors`);
+    const b = join(dir, `cpu-${scheme}.safetensors`);
+    const ra = await quantize({ input, output: a, scheme, format: 'safetensors' }, { backend: 'webgpu' });
+    await quantize({ input, output: b, scheme, format: 'safetensors' }, { backend: 'cpu' });
+    assert.match(ra.backend, /.+/);
+    assert.notEqual(ra.backend.startsWith('cpu'), true, ra.backend);
+    assert.ok(Buffer.compare(await readFile(a), await readFile(b)) === 0, `${scheme}: files differ`);
+  }
+});
