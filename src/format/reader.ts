@@ -6,11 +6,13 @@ import type { ByteSource } from './source';
 
 /**
  * Default chunk for streaming tensor bytes. Each read costs a thread-pool round trip
- * (tens of µs), so chunks must be large for the copy to dominate: at 16 MiB a page-cache
- * read runs near memcpy speed, while two such buffers (one being filled while the caller
- * works on the other) keep peak memory at 32 MiB whatever the tensor's size.
+ * (tens of µs), so chunks must be large for the copy to dominate; but the copy out of
+ * the page cache runs fastest when its destination stays in the CPU's last-level cache.
+ * Two 8 MiB buffers (one being filled while the caller works on the other) fit a 32 MiB
+ * L3 with room to spare: measured on the 2-core dev machine, 8 MiB chunks read up to 3×
+ * faster than 16 MiB ones and 2–8× faster than 32 MiB, and memory stays at 16 MiB per stream.
  */
-export const DEFAULT_CHUNK_BYTES = 16 << 20;
+export const DEFAULT_CHUNK_BYTES = 8 << 20;
 
 /**
  * Bytes in the smallest run of whole elements that starts and ends on a byte
