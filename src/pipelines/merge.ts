@@ -95,6 +95,9 @@ const SLICE_BYTES = 4 << 20;
 // Slices in flight at once: enough to keep two CPU workers (or a GPU queue) busy while the
 // writer drains finished ones in order.
 const IN_FLIGHT = 4;
+// Results computed ahead of the writer are capped at this many bytes: enough to keep the
+// backend busy through a layer's worth of untouched tensors, small against the memory bound.
+const LOOKAHEAD_BYTES = 48 << 20;
 // Files beside the weights that a merged folder needs to load as the same model.
 const SIDE_FILES = [
   'config.json',
@@ -392,37 +395,49 @@ async function copySideFiles(baseDir: string, outDir: string): Promise<string[]>
 }
 
 /**
- * Overlaps compute with I/O: while the writer streams tensor i, the next
- * LoRA-updated tensor after i is computed on the backend into memory. One
- * tensor ahead at most, so the extra memory is bounded by the largest tensor.
+ * Overlaps compute with I/O: while the writer streams tensor i, the
+ * LoRA-updated tensors after it are computed on the backend into memory, in
+ * order, as far ahead as LOOKAHEAD_BYTES of results allow (always at least
+ * the next one, so the extra memory is bounded by the larger of the budget
+ * and the largest tensor).
  */
 class Lookahead {
   private readonly streams = new Map<number, () => AsyncIterable<Uint8Array>>();
   private readonly started = new Map<number, Promise<Uint8Array[]>>();
+  private readonly bytes = new Map<number, number>();
+  private pending = 0;
   constructor(private readonly merged: readonly boolean[]) {}
 
-  set(i: number, stream: () => AsyncIterable<Uint8Array>): void {
+  set(i: number, stream: () => AsyncIterable<Uint8Array>, outBytes: number): void {
     this.streams.set(i, stream);
+    this.bytes.set(i, outBytes);
   }
 
-  /** Starts computing the first updated tensor after `i`, unless one is already under way. */
+  /** Starts computing the updated tensors after `i` that fit the budget. */
   kick(i: number): void {
-    const j = this.merged.indexOf(true, i + 1);
-    if (j < 0 || this.started.has(j)) return;
-    const p = (async () => {
-      const parts: Uint8Array[] = [];
-      for await (const c of this.streams.get(j)!()) parts.push(c);
-      return parts;
-    })();
-    // Observed when the writer reaches tensor j; until then a failure must not be reported as unhandled.
-    p.catch(() => {});
-    this.started.set(j, p);
+    for (let j = this.merged.indexOf(true, i + 1); j >= 0; j = this.merged.indexOf(true, j + 1)) {
+      if (this.started.has(j)) continue;
+      const size = this.bytes.get(j)!;
+      if (this.pending > 0 && this.pending + size > LOOKAHEAD_BYTES) return;
+      this.pending += size;
+      const p = (async () => {
+        const parts: Uint8Array[] = [];
+        for await (const c of this.streams.get(j)!()) parts.push(c);
+        return parts;
+      })();
+      // Observed when the writer reaches tensor j; until then a failure must not be reported as unhandled.
+      p.catch(() => {});
+      this.started.set(j, p);
+    }
   }
 
   /** The data of updated tensor `i`: its precomputed parts, or a live stream. */
   take(i: number): AsyncIterable<Uint8Array> {
     const pre = this.started.get(i);
     this.started.delete(i);
+    if (pre) this.pending -= this.bytes.get(i)!;
+    // A tensor never started ahead is streamed live; mark it so `kick` does not start it twice.
+    else this.started.set(i, Promise.resolve([]));
     const live = this.streams.get(i)!;
     this.kick(i);
     if (!pre) return live();
@@ -464,7 +479,7 @@ export async function merge(args: MergeArgs, ctx: JobContext = {}): Promise<Merg
       if (list) {
         merged++;
         const stream = mergedData(plan, args, t, list, dtype as MatmulDType, backend, workers, signal);
-        ahead.set(i, stream);
+        ahead.set(i, stream, t.numel * (dtype === 'F32' ? 4 : 2));
         sources.push({ name: t.name, dtype, shape: t.shape, data: () => ahead.take(i) });
       } else if (rep) {
         replaced++;

@@ -7,23 +7,20 @@ import { checkMatmulArgs, OUT_BYTES, storedCols, type MatmulArgs, type MatmulRes
  * narrowing is one correct rounding, so every element lands within 1 ulp of the
  * float64 result for every output dtype.
  *
- * Per stored row: the row's base values seed a float64 accumulator, then each
- * element adds one length-K dot product of the row's coefficients with its
- * column's (plain layout: b[row, ·] · Aᵀ[col, ·]; transposed: A[·, row] · b[col, ·]),
- * both contiguous, then the row is narrowed. Each
+ * Per stored row: the row's base values seed a float64 accumulator, then
+ * `acc[col] += l·R[k, col]` runs over contiguous memory (plain layout: l = b[row, k],
+ * R = a; transposed: l = a[k, row], R = bᵀ), then the row is narrowed. Each
  * phase is its own monomorphic loop: per-element branching on dtypes costs more
  * than the arithmetic at small ranks.
  */
 export function matmulCpu(args: MatmulArgs): MatmulResult {
   checkMatmulArgs(args);
-  const { inFeatures: n, rank: K, a, b, transpose, rowStart, rows, base, baseDtype, out } = args;
+  const { outFeatures: m, inFeatures: n, rank: K, a, b, transpose, rowStart, rows, base, baseDtype, out } = args;
   const cols = storedCols(args);
   const count = rows * cols;
   const bytes = new Uint8Array(count * OUT_BYTES[out]);
 
-  // M holds, per stored column, its K rank coefficients contiguously: Aᵀ for the plain layout, b itself when transposed.
-  const M: Float32Array | Float64Array = transpose ? b : transposeA(a, K, n);
-  const coef = new Float64Array(K);
+  const bt = transpose ? transposeB(b, m, K) : undefined;
   let base16: Uint16Array | undefined;
   let base32: Float32Array | undefined;
   if (base && baseDtype) {
@@ -51,11 +48,19 @@ export function matmulCpu(args: MatmulArgs): MatmulResult {
       for (let c = 0; c < cols; c++) rowU[c] = base16[e0 + c] << 16;
       for (let c = 0; c < cols; c++) acc[c] = rowF[c];
     } else acc.fill(0);
-    // Rank-K update: one dot product of length K per element, the row's coefficients held in `coef`.
-    if (transpose) for (let k = 0; k < K; k++) coef[k] = a[k * n + row];
-    else for (let k = 0; k < K; k++) coef[k] = b[row * K + k];
-    if (M instanceof Float32Array) dots32(acc, coef, M, K, cols);
-    else dots64(acc, coef, M, K, cols);
+    // Rank-K update.
+    if (bt) {
+      let k = 0;
+      for (; k + 8 <= K; k += 8) axpy8x64(acc, a, k * n + row, n, bt, k * cols, cols);
+      for (; k + 4 <= K; k += 4) axpy4x64(acc, a[k * n + row], a[(k + 1) * n + row], a[(k + 2) * n + row], a[(k + 3) * n + row], bt, k * cols, cols);
+      for (; k < K; k++) axpy64(acc, a[k * n + row], bt, k * cols, cols);
+    } else {
+      let k = 0;
+      const b0 = row * K;
+      for (; k + 8 <= K; k += 8) axpy8x32(acc, b, b0 + k, 1, a, k * cols, cols);
+      for (; k + 4 <= K; k += 4) axpy4x32(acc, b[b0 + k], b[b0 + k + 1], b[b0 + k + 2], b[b0 + k + 3], a, k * cols, cols);
+      for (; k < K; k++) axpy32(acc, b[b0 + k], a, k * cols, cols);
+    }
     // Narrowing: through f32 (RNE), with the f64 residual settling the rare exact ties.
     let bad = -1;
     if (out === 'BF16') bad = narrowBf16(acc, rowF, rowU, o16!, e0, cols);
@@ -71,33 +76,52 @@ export function matmulCpu(args: MatmulArgs): MatmulResult {
   return { bytes, nonFinite, firstNonFinite };
 }
 
-function transposeA(a: Float32Array, K: number, n: number): Float32Array {
-  const at = new Float32Array(n * K);
-  for (let k = 0; k < K; k++) for (let i = 0; i < n; i++) at[i * K + k] = a[k * n + i];
-  return at;
+function transposeB(b: Float64Array, m: number, K: number): Float64Array {
+  const bt = new Float64Array(K * m);
+  for (let o = 0; o < m; o++) for (let k = 0; k < K; k++) bt[k * m + o] = b[o * K + k];
+  return bt;
 }
 
-// Twin loops (f32 and f64 M) so that each stays monomorphic; four products per step.
-function dots32(acc: Float64Array, coef: Float64Array, M: Float32Array, K: number, cols: number): void {
-  const K4 = K - (K % 4);
-  for (let c = 0, off = 0; c < cols; c++, off += K) {
-    let s = 0;
-    let k = 0;
-    for (; k < K4; k += 4) s += coef[k] * M[off + k] + coef[k + 1] * M[off + k + 1] + coef[k + 2] * M[off + k + 2] + coef[k + 3] * M[off + k + 3];
-    for (; k < K; k++) s += coef[k] * M[off + k];
-    acc[c] += s;
+// Four rank rows per pass: the accumulator is loaded and stored once per four products.
+function axpy4x32(acc: Float64Array, l0: number, l1: number, l2: number, l3: number, R: Float32Array, off: number, cols: number): void {
+  const o1 = off + cols;
+  const o2 = o1 + cols;
+  const o3 = o2 + cols;
+  for (let c = 0; c < cols; c++) acc[c] += l0 * R[off + c] + l1 * R[o1 + c] + l2 * R[o2 + c] + l3 * R[o3 + c];
+}
+
+function axpy4x64(acc: Float64Array, l0: number, l1: number, l2: number, l3: number, R: Float64Array, off: number, cols: number): void {
+  const o1 = off + cols;
+  const o2 = o1 + cols;
+  const o3 = o2 + cols;
+  for (let c = 0; c < cols; c++) acc[c] += l0 * R[off + c] + l1 * R[o1 + c] + l2 * R[o2 + c] + l3 * R[o3 + c];
+}
+
+// Eight rank rows per pass, coefficients l[l0 + j·ls]: half the accumulator traffic of four.
+function axpy8x32(acc: Float64Array, l: Float64Array, l0: number, ls: number, R: Float32Array, off: number, cols: number): void {
+  const c0 = l[l0], c1 = l[l0 + ls], c2 = l[l0 + 2 * ls], c3 = l[l0 + 3 * ls];
+  const c4 = l[l0 + 4 * ls], c5 = l[l0 + 5 * ls], c6 = l[l0 + 6 * ls], c7 = l[l0 + 7 * ls];
+  const o1 = off + cols, o2 = o1 + cols, o3 = o2 + cols, o4 = o3 + cols, o5 = o4 + cols, o6 = o5 + cols, o7 = o6 + cols;
+  for (let c = 0; c < cols; c++) {
+    acc[c] += c0 * R[off + c] + c1 * R[o1 + c] + c2 * R[o2 + c] + c3 * R[o3 + c] + (c4 * R[o4 + c] + c5 * R[o5 + c] + c6 * R[o6 + c] + c7 * R[o7 + c]);
   }
 }
 
-function dots64(acc: Float64Array, coef: Float64Array, M: Float64Array, K: number, cols: number): void {
-  const K4 = K - (K % 4);
-  for (let c = 0, off = 0; c < cols; c++, off += K) {
-    let s = 0;
-    let k = 0;
-    for (; k < K4; k += 4) s += coef[k] * M[off + k] + coef[k + 1] * M[off + k + 1] + coef[k + 2] * M[off + k + 2] + coef[k + 3] * M[off + k + 3];
-    for (; k < K; k++) s += coef[k] * M[off + k];
-    acc[c] += s;
+function axpy8x64(acc: Float64Array, l: Float32Array, l0: number, ls: number, R: Float64Array, off: number, cols: number): void {
+  const c0 = l[l0], c1 = l[l0 + ls], c2 = l[l0 + 2 * ls], c3 = l[l0 + 3 * ls];
+  const c4 = l[l0 + 4 * ls], c5 = l[l0 + 5 * ls], c6 = l[l0 + 6 * ls], c7 = l[l0 + 7 * ls];
+  const o1 = off + cols, o2 = o1 + cols, o3 = o2 + cols, o4 = o3 + cols, o5 = o4 + cols, o6 = o5 + cols, o7 = o6 + cols;
+  for (let c = 0; c < cols; c++) {
+    acc[c] += c0 * R[off + c] + c1 * R[o1 + c] + c2 * R[o2 + c] + c3 * R[o3 + c] + (c4 * R[o4 + c] + c5 * R[o5 + c] + c6 * R[o6 + c] + c7 * R[o7 + c]);
   }
+}
+
+function axpy32(acc: Float64Array, l: number, R: Float32Array, off: number, cols: number): void {
+  for (let c = 0; c < cols; c++) acc[c] += l * R[off + c];
+}
+
+function axpy64(acc: Float64Array, l: number, R: Float64Array, off: number, cols: number): void {
+  for (let c = 0; c < cols; c++) acc[c] += l * R[off + c];
 }
 
 /** Returns the first non-finite column, or -1. */
