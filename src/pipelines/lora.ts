@@ -478,3 +478,48 @@ export async function readValues(model: Model, t: TensorInfo): Promise<Float64Ar
   decodeToF64(t.dtype, bytes, out, t.numel);
   return out;
 }
+
+/** What a viewer shows for an adapter file: format, ranks, alphas, scales and target modules. */
+export interface AdapterDescription {
+  readonly format: AdapterFormat;
+  readonly modules: readonly { name: string; kind: AdapterModule['kind']; rank: number; alpha: number; scale: number; dora: boolean; shape: readonly number[] }[];
+  /** Distinct leaf names of the targeted modules (`q_proj`, `to_k`, …). */
+  readonly targets: readonly string[];
+  readonly ranks: readonly number[];
+  readonly alphas: readonly number[];
+  readonly scales: readonly number[];
+  readonly replacements: readonly string[];
+  readonly useRslora: boolean;
+  readonly unknownKeys: number;
+}
+
+/**
+ * Describes an adapter (a PEFT folder, its adapter_model.safetensors, or a
+ * kohya file) from its headers, config and scalar alphas, without a base model.
+ */
+export async function describeAdapter(path: string): Promise<AdapterDescription> {
+  const ad = await openAdapter(path);
+  try {
+    const mods = ad.modules.filter((m) => m.kind !== 'bias');
+    const uniq = (xs: number[]) => [...new Set(xs)].sort((a, b) => a - b);
+    const leaf = (n: string) => {
+      if (ad.format === 'peft') return n.slice(n.lastIndexOf('.') + 1);
+      // kohya stems lose their dots: keep the last two underscore parts (`q_proj`, `to_k`, `proj_in`).
+      const parts = n.split('_');
+      return parts.slice(-2).join('_');
+    };
+    return {
+      format: ad.format,
+      modules: mods.map((m) => ({ name: m.name, kind: m.kind, rank: m.rank, alpha: m.alpha, scale: m.scale, dora: m.magnitude !== undefined, shape: [m.up.shape[0], ...m.down.shape.slice(1)] })),
+      targets: [...new Set(mods.map((m) => leaf(m.name)))].sort(),
+      ranks: uniq(mods.map((m) => m.rank)),
+      alphas: uniq(mods.map((m) => m.alpha)),
+      scales: uniq(mods.map((m) => m.scale)),
+      replacements: ad.replacements.map((r) => r.name),
+      useRslora: ad.config?.useRslora === true,
+      unknownKeys: ad.unknown.length,
+    };
+  } finally {
+    await ad.close();
+  }
+}

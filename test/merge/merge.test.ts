@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import type { Backend } from '../../src/compute/kernel';
-import { patternKeyFor } from '../../src/pipelines/lora';
+import { describeAdapter, patternKeyFor } from '../../src/pipelines/lora';
 import { merge, MergeError, planMerge } from '../../src/pipelines/merge';
 import { CancelledError } from '../../src/pipelines/job';
 import { writeSharded } from '../../src/format/writer';
@@ -357,6 +357,28 @@ describe('adapter mapping', () => {
     assert.equal(patternKeyFor(['^model.layers.0.self_attn.q_proj'], 'model.layers.0.self_attn.q_proj'), '^model.layers.0.self_attn.q_proj');
     assert.equal(patternKeyFor(['^self_attn.q_proj'], 'model.layers.0.self_attn.q_proj'), undefined);
     assert.equal(patternKeyFor(['v_proj', 'q_proj', 'self_attn.q_proj'], 'model.layers.0.self_attn.q_proj'), 'q_proj');
+  });
+
+  it('describes an adapter without a base: format, ranks, alphas, scales, targets', async () => {
+    const dir = fresh('describe');
+    await writePeft(join(dir, 'a'), {
+      config: { r: 4, lora_alpha: 8, rank_pattern: { v_proj: 2 }, modules_to_save: ['lm_head'] },
+      tensors: [...loraPair('model.layers.0.self_attn.q_proj', H, H, 4, 'F32', 1), ...loraPair('model.layers.0.self_attn.v_proj', H / 2, H, 2, 'F32', 3), gen('base_model.model.lm_head.weight', 'F32', [V, H], 5)],
+    });
+    const d = await describeAdapter(join(dir, 'a'));
+    assert.equal(d.format, 'peft');
+    assert.deepEqual(d.targets, ['q_proj', 'v_proj']);
+    assert.deepEqual(d.ranks, [2, 4]);
+    assert.deepEqual(d.scales, [2, 4]);
+    assert.deepEqual(d.replacements, ['lm_head.weight']);
+    await writeTensors(join(dir, 'k.safetensors'), [
+      gen('lora_unet_mid_block_attentions_0_to_k.lora_down.weight', 'F32', [8, 4], 1),
+      gen('lora_unet_mid_block_attentions_0_to_k.lora_up.weight', 'F32', [4, 8], 2),
+      { name: 'lora_unet_mid_block_attentions_0_to_k.alpha', dtype: 'F32', shape: [], values: Float64Array.of(4) },
+    ]);
+    const k = await describeAdapter(join(dir, 'k.safetensors'));
+    assert.equal(k.format, 'kohya');
+    assert.deepEqual([k.ranks, k.alphas, k.scales, k.targets], [[8], [4], [0.5], ['to_k']]);
   });
 
   it('the preview lists r, alpha and scale per matched module', async () => {
