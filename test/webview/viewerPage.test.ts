@@ -137,7 +137,7 @@ test('selecting a tensor shows its stats, a histogram with one bar per bin, top-
   await clickRow(page, 'model');
   await clickRow(page, 'model.embed_tokens');
   await clickRow(page, 'model.embed_tokens.weight');
-  await page.waitForSelector('#histogram .barlayer .point');
+  await page.waitForSelector('#histogram[data-drawn]');
   assert.equal(await page.textContent('#info-dtype'), 'BF16');
   assert.equal(await page.textContent('#info-shape'), '[256, 64]');
   assert.equal(await page.textContent('#stat-std'), '0.0213000');
@@ -273,7 +273,7 @@ test('a file changed on disk drops every result and reads the summary again', as
   await page.waitForSelector('#tree .tree-row');
   await clickRow(page, 'lm_head');
   await clickRow(page, 'lm_head.weight');
-  await page.waitForSelector('#histogram .barlayer .point');
+  await page.waitForSelector('#histogram[data-drawn]');
   const changed = llamaSummary(3);
   await setReplies(page, replies(changed));
   await postToPage(page, { type: 'fileChanged', deleted: false });
@@ -282,7 +282,7 @@ test('a file changed on disk drops every result and reads the summary again', as
   assert.equal(msgs.filter((m) => m.type === 'request' && m.body.type === 'summary').length, 2);
   // Selection survives (by path); its numbers were requested again, not reused.
   await page.waitForSelector('#tree .tree-row.selected[data-id="lm_head.weight"]');
-  await page.waitForSelector('#histogram .barlayer .point');
+  await page.waitForSelector('#histogram[data-drawn]');
   assert.equal(msgs.filter((m) => m.type === 'request' && m.body.type === 'tensorStats').length, 2);
   await page.close();
 });
@@ -293,7 +293,7 @@ test('theme variables apply: light, dark and high contrast change the computed c
   await page.waitForSelector('#tree .tree-row');
   await clickRow(page, 'lm_head');
   await clickRow(page, 'lm_head.weight');
-  await page.waitForSelector('#histogram .barlayer .point');
+  await page.waitForSelector('#histogram[data-drawn]');
   const sample = () =>
     page.evaluate(() => ({
       body: getComputedStyle(document.body).color,
@@ -405,7 +405,7 @@ test('replays real host replies: a written model summarised, scanned and drawn b
     });
     await page.waitForSelector('#tree .tree-row');
     for (const id of ['model', 'model.layers.{0..2}', 'model.layers.1', 'model.layers.1.mlp', 'model.layers.1.mlp.up', name]) await clickRow(page, id);
-    await page.waitForSelector('#histogram .barlayer .point');
+    await page.waitForSelector('#histogram[data-drawn]');
     await page.waitForSelector('#heatmap');
     const nonEmpty = Array.from(stats.stats.histogram.counts).filter((c) => c > 0).length;
     const bars = await page.$$eval('#histogram .barlayer .point', (e) => e.length);

@@ -34,6 +34,9 @@ export function drawHistogram(el: HTMLElement, s: TensorStatsData, view: Histogr
   const grid = cssVar('--vscode-editorWidget-border', cssVar('--vscode-panel-border', '#8884'));
   el.dataset.bins = String(y.length);
   el.dataset.mode = `${view.magnitude ? 'magnitude' : 'value'}-${view.logCounts ? 'log' : 'linear'}`;
+  // `data-drawn` names the mode whose bars are on screen: tests wait for it (bars of empty bins have no height, so "visible" is no signal).
+  delete el.dataset.drawn;
+  const mode = el.dataset.mode;
   void Plotly.react(
     el,
     [
@@ -58,5 +61,7 @@ export function drawHistogram(el: HTMLElement, s: TensorStatsData, view: Histogr
       showlegend: false,
     },
     { displayModeBar: false, responsive: true },
-  );
+  ).then(() => {
+    if (el.dataset.mode === mode) el.dataset.drawn = mode;
+  });
 }
