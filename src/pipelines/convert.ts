@@ -144,7 +144,7 @@ export async function convertModel(args: ConvertArgs, ctx: JobContext = {}): Pro
       // An input without `__metadata__` gets an output without one (not an empty map).
       metadata: Object.keys(model.metadata).length > 0 ? model.metadata : undefined,
       signal: ctx.signal,
-      progress: (done: number, total: number) => report({ done, total, unit: 'bytes' }),
+      progress: (done: number, total: number) => report({ done, total, unit: 'bytes', message: 'converting' }),
     };
     let files: string[];
     let index: string | undefined;
