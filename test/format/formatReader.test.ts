@@ -137,6 +137,21 @@ test('a file changed on disk is reported as file_changed, naming file and tensor
     await assert.rejects(m.read(t, 0, buf), (e: unknown) => e instanceof FormatError && e.code === 'file_changed' && e.file === path && e.tensor === 'odd');
     await assert.rejects(collect(m.chunks(m.tensor('big')!)), (e: unknown) => e instanceof FormatError && e.code === 'file_changed');
     await m.close();
+
+    // A change in the middle of a stream fails the stream before it ends.
+    await writeFile(path, bytes);
+    const m2 = await openModel(path);
+    let chunks = 0;
+    await assert.rejects(
+      (async () => {
+        for await (const _ of m2.chunks(m2.tensor('big')!, { chunkBytes: 400 })) {
+          if (++chunks === 2) await appendFile(path, new Uint8Array([9]));
+        }
+      })(),
+      (e: unknown) => e instanceof FormatError && e.code === 'file_changed' && e.tensor === 'big',
+    );
+    assert.ok(chunks < 30, 'the stream did not complete');
+    await m2.close();
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
