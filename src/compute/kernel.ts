@@ -30,8 +30,11 @@ export interface GpuContext {
   buffer(size: number, usage?: number): GPUBuffer;
   /** A UNIFORM buffer from 32-bit words. */
   uniform(words: ArrayBufferView): GPUBuffer;
-  /** Records and submits one compute pass: bindings in @binding order of @group(0). */
-  dispatch(pipeline: GPUComputePipeline, bindings: readonly GPUBuffer[], workgroups: readonly [number, number?, number?]): void;
+  /**
+   * Records and submits one compute pass: bindings in @binding order of @group(0);
+   * `undefined` leaves a binding number out (an entry point that does not use it).
+   */
+  dispatch(pipeline: GPUComputePipeline, bindings: readonly (GPUBuffer | undefined)[], workgroups: readonly [number, number?, number?]): void;
   /** Copies a buffer back to the host. */
   read(buffer: GPUBuffer, size?: number, offset?: number): Promise<ArrayBuffer>;
   readonly limits: { maxStorageBufferBindingSize: number; maxComputeWorkgroupsPerDimension: number; maxBufferSize: number };

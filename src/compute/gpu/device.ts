@@ -246,11 +246,12 @@ class DawnContext implements GpuContext {
     return buf;
   }
 
-  dispatch(pipeline: GPUComputePipeline, bindings: readonly GPUBuffer[], workgroups: readonly [number, number?, number?]): void {
-    const bindGroup = this.device.createBindGroup({
-      layout: pipeline.getBindGroupLayout(0),
-      entries: bindings.map((buffer, binding) => ({ binding, resource: { buffer } })),
+  dispatch(pipeline: GPUComputePipeline, bindings: readonly (GPUBuffer | undefined)[], workgroups: readonly [number, number?, number?]): void {
+    const entries: GPUBindGroupEntry[] = [];
+    bindings.forEach((buffer, binding) => {
+      if (buffer) entries.push({ binding, resource: { buffer } });
     });
+    const bindGroup = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
     const enc = this.device.createCommandEncoder();
     const pass = enc.beginComputePass();
     pass.setPipeline(pipeline);

@@ -356,7 +356,7 @@ function numericView(dtype: DType, bytes: Uint8Array, n: number): Numeric {
 }
 
 /** Keeps the k largest |x| seen so far; ties keep the earlier index, as `compareTop` orders them. */
-class TopKeeper {
+export class TopKeeper {
   private readonly buf: TopEntry[] = [];
   /** |x| of the k-th entry once the keeper is full; below it nothing can enter. */
   threshold = -1;
@@ -449,7 +449,10 @@ function binWide(v: Numeric, args: StatsBinsArgs): BinsResult {
   const bins = args.edges.length - 1;
   const hist = new Uint32Array(bins);
   const logHist = new Uint32Array(args.logEdges.length - 1);
-  const { edges, logEdges, nearZeroBelow, mean, outlierBeyond } = args;
+  const { edges, logEdges, nearZeroBelow } = args;
+  // Outliers by two thresholds fixed once, so that the GPU twin (f32 values, thresholds rounded outward) decides identically.
+  const above = args.mean + args.outlierBeyond;
+  const below = args.mean - args.outlierBeyond;
   let nearZero = 0;
   let outliers = 0;
   for (let i = 0; i < args.count; i++) {
@@ -460,8 +463,7 @@ function binWide(v: Numeric, args: StatsBinsArgs): BinsResult {
     const a = x < 0 ? -x : x;
     if (a !== 0) logHist[logBinIndex(a, logEdges)]++;
     if (a === 0 || a < nearZeroBelow) nearZero++;
-    const d = x - mean;
-    if ((d < 0 ? -d : d) > outlierBeyond) outliers++;
+    if (x > above || x < below) outliers++;
   }
   return { kind: 'bins', hist, logHist, nearZero, outliers };
 }

@@ -41,7 +41,7 @@ export interface StatsBinsArgs extends SliceArgs {
   /** |x| below this counts as near zero (1e-3 · absMax). */
   readonly nearZeroBelow: number;
   readonly mean: number;
-  /** |x − mean| above this is an outlier (6 · std). */
+  /** x > mean + outlierBeyond or x < mean − outlierBeyond is an outlier (6 · std). */
   readonly outlierBeyond: number;
 }
 

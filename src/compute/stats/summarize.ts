@@ -124,7 +124,8 @@ export function summarizePatterns(head: TensorHead, hist: Float64Array, top: Top
   const counts = new Array<number>(bins).fill(0);
   const logCounts = new Array<number>(bins).fill(0);
   const nearBelow = NEAR_ZERO_FRACTION * absMax;
-  const beyond = OUTLIER_SIGMAS * std;
+  const above = mean + OUTLIER_SIGMAS * std;
+  const below = mean - OUTLIER_SIGMAS * std;
   let nearZero = 0;
   let outliers = 0;
   for (const p of seen) {
@@ -135,7 +136,7 @@ export function summarizePatterns(head: TensorHead, hist: Float64Array, top: Top
     const a = Math.abs(v);
     if (a !== 0 && lEdges) logCounts[logBinIndex(a, lEdges)] += c;
     if (a === 0 || a < nearBelow) nearZero += c;
-    if (Math.abs(v - mean) > beyond) outliers += c;
+    if (v > above || v < below) outliers += c;
   }
   return {
     ...base,
