@@ -84,6 +84,10 @@ export interface QuantReport {
 // Input rows are read in chunks of about this size: a few ms of kernel work, enough to
 // amortize a worker round trip (tens of µs), small enough that many fit in flight.
 const CHUNK_BYTES = 1 << 20;
+// On the GPU each chunk costs an upload, a dispatch and a read-back: bigger chunks amortize them.
+const GPU_CHUNK_BYTES = 16 << 20;
+// Enough to overlap one upload, one dispatch and one read-back.
+const GPU_IN_FLIGHT = 3;
 // Chunks dispatched ahead of the writer: several per worker, so that reads, kernels and
 // writes overlap; at 1 MiB each this bounds the pipeline's buffers to a few tens of MB.
 const IN_FLIGHT = 8;
@@ -170,11 +174,11 @@ function ropePermutation(headDim: number): Int32Array {
 }
 
 /** Reads a 2-D tensor in whole-row chunks (optionally permuting rows within groups) and yields kernel inputs. */
-async function* rowChunks(model: Model, plan: TensorPlan, signal: AbortSignal | undefined, groupRows?: number, perm?: Int32Array, pool?: BufferPool): AsyncGenerator<{ src: Uint8Array; dtype: QuantInputDType; rows: number; inBytes: number }> {
+async function* rowChunks(model: Model, plan: TensorPlan, signal: AbortSignal | undefined, groupRows?: number, perm?: Int32Array, pool?: BufferPool, chunkBytes = CHUNK_BYTES): AsyncGenerator<{ src: Uint8Array; dtype: QuantInputDType; rows: number; inBytes: number }> {
   const t = model.tensor(plan.name)!;
   const rowBytes = (plan.cols * DTYPE_INFO[t.dtype].bits) / 8;
   const unit = groupRows ?? 1;
-  const rowsPer = Math.max(unit, Math.floor(CHUNK_BYTES / rowBytes / unit) * unit);
+  const rowsPer = Math.max(unit, Math.floor(chunkBytes / rowBytes / unit) * unit);
   for (let r0 = 0; r0 < plan.rows; r0 += rowsPer) {
     throwIfCancelled(signal);
     const n = Math.min(rowsPer, plan.rows - r0);
@@ -242,12 +246,14 @@ class ChunkScheduler {
     private readonly scheme: Scheme,
     private readonly backend: Backend,
     private readonly signal: AbortSignal | undefined,
-    private readonly maxInFlight = IN_FLIGHT,
+    // Bigger GPU chunks, fewer of them in flight: the same bound on memory.
+    private readonly maxInFlight = backend.kind === 'webgpu' ? GPU_IN_FLIGHT : IN_FLIGHT,
   ) {}
 
   /** Registers a tensor (in consumption order) and returns the stream of its results. */
   add(plan: TensorPlan, onChunk: (r: QuantizeResult, inBytes: number) => void, groupRows?: number, perm?: Int32Array): () => AsyncGenerator<QuantizeResult> {
-    const job: ChunkJob = { plan, chunks: rowChunks(this.model, plan, this.signal, groupRows, perm, this.pool), onChunk, queue: [], fed: false };
+    const chunkBytes = this.backend.kind === 'webgpu' ? GPU_CHUNK_BYTES : CHUNK_BYTES;
+    const job: ChunkJob = { plan, chunks: rowChunks(this.model, plan, this.signal, groupRows, perm, this.pool, chunkBytes), onChunk, queue: [], fed: false };
     this.jobs.push(job);
     return () => this.consume(job);
   }
@@ -658,7 +664,7 @@ async function writeGgufOutput(
     } else {
       st.bytesAfter = t.numel * 4;
       const data = async function* () {
-        for await (const c of model.chunks(t, { chunkBytes: CHUNK_BYTES, signal })) {
+        for await (const c of model.chunks(t, { chunkBytes: COPY_CHUNK_BYTES, signal })) {
           const count = Math.round((c.length * 8) / DTYPE_INFO[p.dtype].bits);
           const f = new Float32Array(count);
           decodeToF32(p.dtype, c, f, count);
