@@ -423,19 +423,10 @@ export async function diff(a: Model, b: Model, opts: DiffOptions = {}): Promise<
   let rankSeconds: number | undefined;
   let rankBytesRead: number | undefined;
   if (opts.rank) {
-    const r0 = performance.now();
-    const ro = typeof opts.rank === 'object' ? opts.rank : {};
-    let rb = 0;
-    const todo = tensors.map((t, i) => ({ t, p: comparable[i] })).filter(({ t }) => !t.identical && t.shape.length === 2 && t.absL2 > 0 && kernelDType(t.dtype));
-    for (const [i, { t, p }] of todo.entries()) {
-      throwIfCancelled(signal);
-      opts.progress?.({ done: i, total: todo.length, unit: 'tensors', message: `rank of ${t.name}` });
-      const est = await estimateRank(backend, a, b, p.a, p.b, t.absL2 * t.absL2, ro, chunkBytes, slots, signal, (n) => (rb += n));
-      Object.assign(t, est);
-    }
-    rankSeconds = (performance.now() - r0) / 1000;
-    rankBytesRead = rb;
-    bytesRead += rb;
+    const est = await estimateRanks(a, b, tensors, { ...opts, rank: typeof opts.rank === 'object' ? opts.rank : {} }, backend, slots);
+    rankSeconds = est.seconds;
+    rankBytesRead = est.bytesRead;
+    bytesRead += est.bytesRead;
   }
 
   const different = tensors.filter((t) => !t.identical).length;
@@ -476,6 +467,43 @@ function countDifferingElements(a: Uint8Array, b: Uint8Array, width: number): nu
     }
   }
   return n;
+}
+
+/** The changed 2-D tensors whose Δ rank can be estimated. */
+export function rankCandidates(tensors: readonly TensorDiff[]): TensorDiff[] {
+  return tensors.filter((t) => !t.identical && t.shape.length === 2 && t.absL2 > 0 && kernelDType(t.dtype) !== undefined);
+}
+
+/**
+ * Adds `rankEnergy` and `singularValues` to every changed 2-D tensor of a diff's
+ * results (in place). Separate from `diff` so that a UI can show the report first
+ * and refine it; `diff(…, {rank})` calls it itself.
+ */
+export async function estimateRanks(
+  a: Model,
+  b: Model,
+  tensors: readonly TensorDiff[],
+  opts: JobContext & { rank?: RankOptions; chunkBytes?: number },
+  backend?: Backend,
+  slots?: Slots,
+): Promise<{ seconds: number; bytesRead: number }> {
+  const r0 = performance.now();
+  const be = backend ?? (await getBackend(opts.backend ?? 'auto'));
+  const sl = slots ?? new Slots((be.kind === 'cpu' ? cpuPoolSize() : 1) * IN_FLIGHT_PER_WORKER + 1);
+  const chunkBytes = Math.max(64, opts.chunkBytes ?? DEFAULT_CHUNK_BYTES);
+  let rb = 0;
+  const todo = rankCandidates(tensors);
+  for (const [i, t] of todo.entries()) {
+    throwIfCancelled(opts.signal);
+    const ta = a.tensor(t.name);
+    const tb = b.tensor(t.nameB ?? t.name);
+    if (!ta || !tb) continue;
+    opts.progress?.({ done: i, total: todo.length, unit: 'tensors', message: `rank of ${t.name}` });
+    const est = await estimateRank(be, a, b, ta, tb, t.absL2 * t.absL2, opts.rank ?? {}, chunkBytes, sl, opts.signal, (n) => (rb += n));
+    Object.assign(t, est);
+  }
+  opts.progress?.({ done: todo.length, total: todo.length, unit: 'tensors' });
+  return { seconds: (performance.now() - r0) / 1000, bytesRead: rb };
 }
 
 /** For C64: identical or not, and how many elements differ. */

@@ -3,6 +3,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { disposeBackends } from '../compute/backend';
 import { registerCommand } from './commands';
+import { CompareCommand } from './diff/compareCommand';
 import { log } from './log';
 import { MergeCommand } from './mergeCommand';
 import { QuantizeCommand } from './quantizeCommand';
@@ -20,7 +21,7 @@ export function activate(context: vscode.ExtensionContext): void {
   // ── registration points: one line per feature ──────────────────────────────
   // viewer (src/vscode/viewer/)
   ViewerProvider.register(context);
-  // diff: CompareCommand.register(context)
+  CompareCommand.register(context);
   QuantizeCommand.register(context);
   MergeCommand.register(context);
   // ───────────────────────────────────────────────────────────────────────────
