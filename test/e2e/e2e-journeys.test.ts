@@ -4,6 +4,7 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { existsSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import {
@@ -12,6 +13,7 @@ import {
   Shots,
   UI_TIMEOUT_MS,
   activeTabLabel,
+  answerFileDialog,
   buildVsix,
   cleanScratch,
   doubleClickInExplorer,
@@ -20,9 +22,13 @@ import {
   headerTensorNames,
   launchBrowser,
   makeWorkspace,
+  notification,
   journey,
   prerequisites,
+  quickInput,
   readTensorF64,
+  runCommand,
+  shardOf,
   type Workspace,
 } from './harness';
 
@@ -147,6 +153,65 @@ describe('VS Code journeys (code-server + packaged VSIX)', () => {
 
   test.todo('compare: "Compare Selected Checkpoints" lists changed tensors first; the Markdown export writes a file');
   test.todo('quantize: "Quantize…" with Q8_0 previews, writes the output, and it opens in the viewer');
-  test.todo('merge: "Merge LoRA Adapter…" writes the merged model, and it opens');
+  test('merge: "Merge LoRA Adapter…" writes the merged model, and it opens', { timeout: JOURNEY_TIMEOUT_MS }, async (t) => {
+    if (skip) return t.skip(skip);
+    const index = join(ws.dir, 'base', 'model.safetensors.index.json');
+    const adapter = join(ws.dir, 'adapter', 'adapter_model.safetensors');
+    const output = join(ws.dir, 'merged.safetensors');
+    rmSync(output, { force: true });
+    await run('merge', async (page, shots) => {
+      await runCommand(page, 'Merge LoRA Adapter…');
+      await answerFileDialog(page, 'base model', index);
+      await answerFileDialog(page, 'adapters', adapter);
+      // The adapter's weight: 1, as trained.
+      const weight = quickInput(page, 'Weight of');
+      await weight.waitFor({ state: 'visible', timeout: UI_TIMEOUT_MS });
+      await page.keyboard.press('Enter');
+      // The mapping preview: its first row is the action.
+      const preview = quickInput(page, 'mapping');
+      await preview.waitFor({ state: 'visible', timeout: UI_TIMEOUT_MS });
+      await preview.locator('.quick-input-list .monaco-list-row', { hasText: /Merge \d+ tensor/ }).first().waitFor({ timeout: UI_TIMEOUT_MS });
+      await shots.take(page, 'mapping-preview');
+      await page.keyboard.press('Enter');
+      await answerFileDialog(page, 'output', output);
+      const done = await notification(page, /^Merged \d+ tensor/, 3 * UI_TIMEOUT_MS);
+      await shots.take(page, 'merged');
+      assert.ok(existsSync(output), `${output} was not written (${done})`);
+      assert.deepEqual(readdirSync(ws.dir).filter((n) => n.includes('.tmp')), [], 'no temporary file is left beside the output');
+
+      // The merged file opens in the viewer with every tensor of the base.
+      const baseNames = Object.keys(JSON.parse(readFileSync(index, 'utf8')).weight_map);
+      await doubleClickInExplorer(page, 'merged.safetensors');
+      const frame = await frameWith(page, '#totals');
+      assert.match((await frame.textContent('#totals')) ?? '', new RegExp(`(^|\\D)${baseNames.length} tensors`));
+      await shots.take(page, 'merged-opened');
+    });
+
+    // W' = W + (alpha / r) · B·A for a targeted weight, recomputed here in float64 from the
+    // files; an untargeted weight is unchanged. BF16 output: within one rounding (2^-8 relative).
+    const cfg = JSON.parse(readFileSync(join(ws.dir, 'adapter', 'adapter_config.json'), 'utf8')) as { r: number; lora_alpha: number };
+    const target = 'model.layers.0.self_attn.q_proj.weight';
+    const W = readTensorF64(shardOf(index, target), target);
+    const A = readTensorF64(adapter, `base_model.model.${target.replace(/\.weight$/, '')}.lora_A.weight`);
+    const B = readTensorF64(adapter, `base_model.model.${target.replace(/\.weight$/, '')}.lora_B.weight`);
+    const merged = readTensorF64(output, target);
+    const [rows, cols] = W.shape;
+    const r = A.shape[0];
+    const scale = cfg.lora_alpha / cfg.r;
+    let changed = 0;
+    for (let i = 0; i < rows; i++) {
+      for (let j = 0; j < cols; j++) {
+        let d = 0;
+        for (let k = 0; k < r; k++) d += B.values[i * r + k] * A.values[k * cols + j];
+        const want = W.values[i * cols + j] + scale * d;
+        const got = merged.values[i * cols + j];
+        assert.ok(Math.abs(got - want) <= 2 ** -8 * Math.abs(want) + 1e-30, `${target}[${i},${j}] = ${got}, want ${want}`);
+        if (got !== W.values[i * cols + j]) changed++;
+      }
+    }
+    assert.ok(changed > 0, 'the merge changed the targeted weight');
+    const untouched = 'model.norm.weight';
+    assert.deepEqual(readTensorF64(output, untouched).values, readTensorF64(shardOf(index, untouched), untouched).values);
+  });
   test.todo('cancel: cancelling a long job leaves no output file');
 });

@@ -164,6 +164,14 @@ export function readTensorF64(file: string, name: string): { shape: number[]; va
   return { shape: e.shape, values };
 }
 
+/** Where a sharded model keeps a tensor, from its index.json. */
+export function shardOf(indexFile: string, tensor: string): string {
+  const index = JSON.parse(readFileSync(indexFile, 'utf8')) as { weight_map: Record<string, string> };
+  const shard = index.weight_map[tensor];
+  if (!shard) throw new Error(`${indexFile} does not list ${tensor}`);
+  return join(indexFile, '..', shard);
+}
+
 export class CodeServer {
   private constructor(
     readonly url: string,
@@ -260,6 +268,33 @@ export async function waitForCommand(page: Page, title: string, timeout = UI_TIM
     await page.waitForTimeout(500);
   }
   throw new Error(`command "${title}" never appeared in the palette`);
+}
+
+/**
+ * Answers VS Code's own file dialog (the one a browser workbench shows for
+ * showOpenDialog/showSaveDialog): types the absolute path and accepts it.
+ */
+export async function answerFileDialog(page: Page, titlePart: string, path: string): Promise<void> {
+  const widget = quickInput(page, titlePart);
+  await widget.waitFor({ state: 'visible', timeout: UI_TIMEOUT_MS });
+  await widget.locator('input').first().fill(path);
+  // The dialog checks the typed path asynchronously; its OK button then accepts it
+  // (Enter on a typed path may only navigate).
+  await page.waitForTimeout(500);
+  await widget.locator('.monaco-text-button:visible').first().click();
+  await widget.waitFor({ state: 'hidden', timeout: UI_TIMEOUT_MS });
+}
+
+/** The quick input (pick, input box, file dialog) whose title contains `titlePart`. */
+export function quickInput(page: Page, titlePart: string | RegExp): Locator {
+  return page.locator('.quick-input-widget').filter({ has: page.locator('.quick-input-title', { hasText: titlePart }) });
+}
+
+/** Waits for a notification whose message contains `text` (toast or Notification Center). */
+export async function notification(page: Page, text: string | RegExp, timeout = UI_TIMEOUT_MS): Promise<string> {
+  const item = page.locator('.notification-list-item-message', { hasText: text }).first();
+  await item.waitFor({ state: 'attached', timeout });
+  return (await item.textContent()) ?? '';
 }
 
 /** Runs a command from the palette (F1), as a user does. */
