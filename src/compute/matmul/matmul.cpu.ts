@@ -41,22 +41,26 @@ export function matmulCpu(args: MatmulArgs): MatmulResult {
   for (let r = 0; r < rows; r++) {
     const row = rowStart + r;
     const e0 = r * cols;
-    // Seed with the base row.
-    if (base32) for (let c = 0; c < cols; c++) acc[c] = base32[e0 + c];
-    else if (base16 && f16Table) for (let c = 0; c < cols; c++) acc[c] = f16Table[base16[e0 + c]];
-    else if (base16) {
-      for (let c = 0; c < cols; c++) rowU[c] = base16[e0 + c] << 16;
-      for (let c = 0; c < cols; c++) acc[c] = rowF[c];
-    } else acc.fill(0);
-    // Rank-K update.
+    // The base row, as f32 (exact for every base dtype), seeds the first rank pass.
+    if (base32) rowF.set(base32.subarray(e0, e0 + cols));
+    else if (base16 && f16Table) for (let c = 0; c < cols; c++) rowF[c] = f16Table[base16[e0 + c]];
+    else if (base16) for (let c = 0; c < cols; c++) rowU[c] = base16[e0 + c] << 16;
+    else rowF.fill(0);
+    let k = 0;
     if (bt) {
-      let k = 0;
+      if (K >= 8) {
+        seed8x64(acc, rowF, a, row, n, bt, 0, cols);
+        k = 8;
+      } else for (let c = 0; c < cols; c++) acc[c] = rowF[c];
       for (; k + 8 <= K; k += 8) axpy8x64(acc, a, k * n + row, n, bt, k * cols, cols);
       for (; k + 4 <= K; k += 4) axpy4x64(acc, a[k * n + row], a[(k + 1) * n + row], a[(k + 2) * n + row], a[(k + 3) * n + row], bt, k * cols, cols);
       for (; k < K; k++) axpy64(acc, a[k * n + row], bt, k * cols, cols);
     } else {
-      let k = 0;
       const b0 = row * K;
+      if (K >= 8) {
+        seed8x32(acc, rowF, b, b0, 1, a, 0, cols);
+        k = 8;
+      } else for (let c = 0; c < cols; c++) acc[c] = rowF[c];
       for (; k + 8 <= K; k += 8) axpy8x32(acc, b, b0 + k, 1, a, k * cols, cols);
       for (; k + 4 <= K; k += 4) axpy4x32(acc, b[b0 + k], b[b0 + k + 1], b[b0 + k + 2], b[b0 + k + 3], a, k * cols, cols);
       for (; k < K; k++) axpy32(acc, b[b0 + k], a, k * cols, cols);
@@ -97,6 +101,25 @@ function axpy4x64(acc: Float64Array, l0: number, l1: number, l2: number, l3: num
   for (let c = 0; c < cols; c++) acc[c] += l0 * R[off + c] + l1 * R[o1 + c] + l2 * R[o2 + c] + l3 * R[o3 + c];
 }
 
+// The first eight rank rows, added to the seed row: saves a pass that copies the seed.
+function seed8x32(acc: Float64Array, seed: Float32Array, l: Float64Array, l0: number, ls: number, R: Float32Array, off: number, cols: number): void {
+  const c0 = l[l0], c1 = l[l0 + ls], c2 = l[l0 + 2 * ls], c3 = l[l0 + 3 * ls];
+  const c4 = l[l0 + 4 * ls], c5 = l[l0 + 5 * ls], c6 = l[l0 + 6 * ls], c7 = l[l0 + 7 * ls];
+  const o1 = off + cols, o2 = o1 + cols, o3 = o2 + cols, o4 = o3 + cols, o5 = o4 + cols, o6 = o5 + cols, o7 = o6 + cols;
+  for (let c = 0; c < cols; c++) {
+    acc[c] = seed[c] + (c0 * R[off + c] + c1 * R[o1 + c] + c2 * R[o2 + c] + c3 * R[o3 + c] + (c4 * R[o4 + c] + c5 * R[o5 + c] + c6 * R[o6 + c] + c7 * R[o7 + c]));
+  }
+}
+
+function seed8x64(acc: Float64Array, seed: Float32Array, l: Float32Array, l0: number, ls: number, R: Float64Array, off: number, cols: number): void {
+  const c0 = l[l0], c1 = l[l0 + ls], c2 = l[l0 + 2 * ls], c3 = l[l0 + 3 * ls];
+  const c4 = l[l0 + 4 * ls], c5 = l[l0 + 5 * ls], c6 = l[l0 + 6 * ls], c7 = l[l0 + 7 * ls];
+  const o1 = off + cols, o2 = o1 + cols, o3 = o2 + cols, o4 = o3 + cols, o5 = o4 + cols, o6 = o5 + cols, o7 = o6 + cols;
+  for (let c = 0; c < cols; c++) {
+    acc[c] = seed[c] + (c0 * R[off + c] + c1 * R[o1 + c] + c2 * R[o2 + c] + c3 * R[o3 + c] + (c4 * R[o4 + c] + c5 * R[o5 + c] + c6 * R[o6 + c] + c7 * R[o7 + c]));
+  }
+}
+
 // Eight rank rows per pass, coefficients l[l0 + j·ls]: half the accumulator traffic of four.
 function axpy8x32(acc: Float64Array, l: Float64Array, l0: number, ls: number, R: Float32Array, off: number, cols: number): void {
   const c0 = l[l0], c1 = l[l0 + ls], c2 = l[l0 + 2 * ls], c3 = l[l0 + 3 * ls];
@@ -126,9 +149,9 @@ function axpy64(acc: Float64Array, l: number, R: Float64Array, off: number, cols
 
 /** Returns the first non-finite column, or -1. */
 function narrowBf16(acc: Float64Array, rowF: Float32Array, rowU: Uint32Array, o16: Uint16Array, e0: number, cols: number): number {
-  for (let c = 0; c < cols; c++) rowF[c] = acc[c];
   let bad = -1;
   for (let c = 0; c < cols; c++) {
+    rowF[c] = acc[c];
     const u = rowU[c];
     // RNE of the f32 bits to 16 bits; an exact f32 tie (low half 0x8000) is re-rounded from the f64 value.
     const h = (u & 0xffff) === 0x8000 ? bf16BitsOf(acc[c]) : ((u + 0x7fff + ((u >>> 16) & 1)) >>> 16) & 0xffff;
@@ -185,12 +208,12 @@ function countNonFinite(out: MatmulArgs['out'], bytes: Uint8Array, e0: number, c
   return n;
 }
 
-let F16_VALUES: Float64Array | undefined;
+let F16_VALUES: Float32Array | undefined;
 
-/** Every F16 bit pattern's value (65,536 entries): one lookup per base element. */
-function f16Values(): Float64Array {
+/** Every F16 bit pattern's value (65,536 entries, exact in f32): one lookup per base element. */
+function f16Values(): Float32Array {
   if (F16_VALUES) return F16_VALUES;
-  const t = new Float64Array(65536);
+  const t = new Float32Array(65536);
   for (let h = 0; h < 65536; h++) {
     const s = h & 0x8000 ? -1 : 1;
     const e = (h >>> 10) & 0x1f;
