@@ -61,6 +61,34 @@ const DOT = 0x2e;
 const MINUS = 0x2d;
 const LOWER_E = 0x65;
 const UPPER_E = 0x45;
+const LOWER_U = 0x75;
+
+function hex4(b: Uint8Array, i: number): number {
+  let v = 0;
+  for (let k = 0; k < 4; k++) {
+    const c = b[i + k];
+    const d = c >= 0x30 && c <= 0x39 ? c - 0x30 : c >= 0x61 && c <= 0x66 ? c - 0x57 : c >= 0x41 && c <= 0x46 ? c - 0x37 : -1;
+    if (d < 0) return -1;
+    v = v * 16 + d;
+  }
+  return v;
+}
+
+/**
+ * JSON.parse accepts `\ud800` alone, but a lone surrogate is not a Unicode scalar, and
+ * the reference reader (serde_json) rejects it. `i` is just past the `u`. Returns the
+ * bytes to skip from the `u` (past a surrogate pair's second escape), or -1 for a lone
+ * surrogate. A malformed escape is skipped by one byte and left for JSON.parse to reject.
+ */
+function unicodeEscapeLength(b: Uint8Array, i: number): number {
+  const v = hex4(b, i);
+  if (v < 0xd800 || v > 0xdfff) return 1;
+  if (v >= 0xdc00) return -1;
+  // A high surrogate must be followed by an escaped low one.
+  if (b[i + 4] !== BACKSLASH || b[i + 5] !== LOWER_U) return -1;
+  const w = hex4(b, i + 6);
+  return w >= 0xdc00 && w <= 0xdfff ? 11 : -1;
+}
 
 interface ScanResult {
   /** Members in all objects: each has exactly one `:` outside strings. */
@@ -93,7 +121,15 @@ function scan(b: Uint8Array, file: string): ScanResult {
       while (i < n) {
         const d = b[i++];
         if (d === QUOTE) break;
-        if (d === BACKSLASH) i++;
+        if (d === BACKSLASH) {
+          if (b[i] === LOWER_U) {
+            const skip = unicodeEscapeLength(b, i + 1);
+            if (skip < 0) {
+              throw new FormatError('header_json', `the \\u escape at header offset ${i - 1} encodes a lone surrogate, which is not Unicode text`, file);
+            }
+            i += skip;
+          } else i++;
+        }
       }
     } else if (c === COLON) {
       colons++;
