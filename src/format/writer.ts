@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { open, readdir, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { DTYPE_INFO, type DType } from './dtypes';
+import { DTYPE_INFO, isDType, type DType } from './dtypes';
 import { FormatError } from './errors';
 
 /**
@@ -107,6 +107,10 @@ export function byteLengthOf(dtype: DType, shape: readonly number[], file?: stri
 
 const utf8 = new TextEncoder();
 
+function isWellFormed(s: string): boolean {
+  return !/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/.test(s);
+}
+
 /** Byte-wise UTF-8 order, as Rust's `str::cmp` sorts names (UTF-16 `<` differs above U+FFFF). */
 function compareNames(a: string, b: string): number {
   return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
@@ -131,11 +135,14 @@ export function planHeader(
     if (t.name === '__metadata__') throw new FormatError('tensor_invalid', `'__metadata__' is reserved and cannot name a tensor`, opts.file, t.name);
     if (seen.has(t.name)) throw new FormatError('tensor_duplicate', 'tensor name appears twice', opts.file, t.name);
     seen.add(t.name);
-    if (!(t.dtype in DTYPE_INFO)) throw new FormatError('dtype_unknown', `unknown dtype ${String(t.dtype)}`, opts.file, t.name);
+    if (!isDType(t.dtype)) throw new FormatError('dtype_unknown', `unknown dtype ${String(t.dtype)}`, opts.file, t.name);
+    // A lone surrogate has no UTF-8 encoding: the header would not be valid UTF-8 JSON for other readers.
+    if (!isWellFormed(t.name)) throw new FormatError('tensor_invalid', 'tensor name is not valid Unicode (lone surrogate)', opts.file, t.name);
   }
   if (opts.metadata) {
     for (const [k, v] of Object.entries(opts.metadata)) {
       if (typeof v !== 'string') throw new FormatError('metadata_invalid', `metadata value for '${k}' is not a string`, opts.file);
+      if (!isWellFormed(k) || !isWellFormed(v)) throw new FormatError('metadata_invalid', `metadata entry '${k}' is not valid Unicode`, opts.file);
     }
   }
   const ordered = opts.order === 'source' ? [...tensors] : referenceOrder(tensors);

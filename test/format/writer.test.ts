@@ -228,6 +228,8 @@ test('invalid tensors are refused before anything is written', async () => {
       [[{ name: 'a', dtype: 'U8', shape: [1], data: new Uint8Array(1) }, { name: 'a', dtype: 'U8', shape: [1], data: new Uint8Array(1) }], 'tensor_duplicate'],
       [[{ name: '__metadata__', dtype: 'U8', shape: [1], data: new Uint8Array(1) }], 'tensor_invalid'],
       [[{ name: 'a', dtype: 'F99' as DType, shape: [1], data: new Uint8Array(1) }], 'dtype_unknown'],
+      [[{ name: 'a', dtype: 'toString' as DType, shape: [1], data: new Uint8Array(1) }], 'dtype_unknown'],
+      [[{ name: 'x\ud800y', dtype: 'U8', shape: [1], data: new Uint8Array(1) }], 'tensor_invalid'],
     ];
     for (const [src, code] of cases) {
       await assert.rejects(writeSafetensors(p, src), (e: unknown) => e instanceof FormatError && e.code === code, code);
@@ -305,7 +307,8 @@ test('property: any set of tensors round-trips through the npm reader', async ()
   const dir = tmp();
   try {
     const tensorArb = fc.record({
-      name: fc.string({ minLength: 1, maxLength: 12 }).filter((s) => s !== '__metadata__'),
+      // Any Unicode (astral planes included): names must survive UTF-8 and sort by their bytes.
+      name: fc.string({ unit: 'binary', minLength: 1, maxLength: 12 }).filter((s) => s !== '__metadata__'),
       dtype: fc.constantFrom(...WHOLE_BYTE),
       shape: fc.array(fc.integer({ min: 0, max: 5 }), { maxLength: 3 }),
       seed: fc.integer({ min: 0, max: 255 }),
@@ -325,6 +328,15 @@ test('property: any set of tensors round-trips through the npm reader', async ()
           assert.deepEqual(st.getTensor(s.name), s.data);
         }
         if (keep) assert.deepEqual(rawHeader(f).keys, src.map((s) => s.name));
+        else {
+          // Reference order: dtype position descending, then names ascending by UTF-8 bytes.
+          const ks = rawHeader(f).keys;
+          const dt = new Map(src.map((s) => [s.name, DTYPE_INFO[s.dtype].order]));
+          for (let i = 1; i < ks.length; i++) {
+            const [a, b] = [ks[i - 1], ks[i]];
+            assert.ok(dt.get(a)! > dt.get(b)! || (dt.get(a) === dt.get(b) && Buffer.compare(Buffer.from(a), Buffer.from(b)) < 0), `${JSON.stringify(a)} before ${JSON.stringify(b)}`);
+          }
+        }
         // Offsets are contiguous from 0 to the end of the file.
         const h = rawHeader(f);
         const spans = Object.values(h.obj).map((v: any) => v.data_offsets as [number, number]).sort((a, b) => a[0] - b[0] || a[1] - b[1]);
