@@ -4,6 +4,7 @@ import type { Model } from '../../src/format/model';
 import { diff, deltaHistogram, type DiffReport, type TensorDiff } from '../../src/pipelines/diff';
 import { detectPrefixMapping } from '../../src/pipelines/diffMatch';
 import { CancelledError } from '../../src/pipelines/job';
+import { writeSafetensors } from '../../src/format/writer';
 import { forEachBackend } from '../compute/backends';
 import { decodeRef, elementBits, encode, normals, openFile, rng, TempDir, writeModel, type FloatDType, type TestTensor } from './diffFixtures';
 
@@ -286,6 +287,44 @@ describe('diff pipeline', () => {
       // A uniform random 96 × 80 matrix spreads its energy: rank 4 holds well under a fifth.
       assert.ok(ed['4'] < 0.2, `dense change at rank 4: ${ed['4']}`);
       assert.ok(res.rankSeconds! >= 0 && res.rankBytesRead! > 0);
+    } finally {
+      await p.dispose();
+    }
+  });
+
+  it('widens F64 and integer tensors, counting differing elements on the stored bytes', async () => {
+    const n = 300;
+    const r = rng(77);
+    const fa = normals(n, r);
+    // Some changes far below F32 resolution: distinct in F64, equal once widened.
+    const fb = Float64Array.from(fa, (x, i) => (i % 3 === 0 ? x + 0.5 : i % 3 === 1 ? x * (1 + 1e-12) : x));
+    const ia = Int32Array.from({ length: n }, (_, i) => i * 1000);
+    const ib = Int32Array.from(ia, (x, i) => (i % 5 === 0 ? x + 7 : x));
+    const p = new Pair(new TempDir(), [], []);
+    const bytes = (x: ArrayBufferView) => new Uint8Array(x.buffer, x.byteOffset, x.byteLength);
+    await writeSafetensors(p.dir.file('a.safetensors'), [
+      { name: 'f64', dtype: 'F64', shape: [n], data: bytes(fa) },
+      { name: 'i32', dtype: 'I32', shape: [n], data: bytes(ia) },
+    ]);
+    await writeSafetensors(p.dir.file('b.safetensors'), [
+      { name: 'f64', dtype: 'F64', shape: [n], data: bytes(fb) },
+      { name: 'i32', dtype: 'I32', shape: [n], data: bytes(ib) },
+    ]);
+    p.a = await openFile(p.dir.file('a.safetensors'));
+    p.b = await openFile(p.dir.file('b.safetensors'));
+    try {
+      const res = await diff(p.a, p.b, { backend: 'cpu', chunkBytes: 512 });
+      const f = p.tensor(res, 'f64');
+      assert.equal(f.changedElements, 200);
+      // relL2 in f64 over the F32-widened values: the 1e-12 changes vanish, the +0.5 ones remain.
+      const w = Float64Array.from(fa, (x) => Math.fround(x));
+      const wb = Float64Array.from(fb, (x) => Math.fround(x));
+      const dd = w.reduce((s, x, i) => s + (wb[i] - x) ** 2, 0);
+      close(f.relL2, Math.sqrt(dd / w.reduce((s, x) => s + x * x, 0)), 1e-9, 'f64 relL2');
+      const i = p.tensor(res, 'i32');
+      assert.equal(i.changedElements, 60);
+      assert.equal(i.maxAbsDiff, 7);
+      assert.deepEqual(i.maxAbsIndex, [0]);
     } finally {
       await p.dispose();
     }
