@@ -199,6 +199,24 @@ forEachBackend('merge', (backend: Backend) => {
     ]));
   });
 
+  it('lora_B.bias (PEFT lora_bias) adds scale·bias to the base bias', async () => {
+    const dir = fresh('bias');
+    const base = [gen('m.fc.weight', 'F32', [6, 5], 1), gen('m.fc.bias', 'BF16', [6], 2)];
+    await writeTensors(join(dir, 'base.safetensors'), base);
+    const A = gen('base_model.model.m.fc.lora_A.weight', 'F32', [2, 5], 3);
+    const Bm = gen('base_model.model.m.fc.lora_B.weight', 'F32', [6, 2], 4);
+    const bias = gen('base_model.model.m.fc.lora_B.bias', 'F32', [6], 5);
+    await writePeft(join(dir, 'a'), { config: { r: 2, lora_alpha: 3, lora_bias: true }, tensors: [A, Bm, bias] });
+    await merge({ base: join(dir, 'base.safetensors'), adapters: [{ path: join(dir, 'a'), weight: 2 }], output: join(dir, 'o.safetensors') }, ctx);
+    const W = Float64Array.from(base[0].values);
+    addDelta(W, product(Bm, A), 2 * 1.5, false);
+    const b = base[1].values.map((x, i) => x + 2 * 1.5 * bias.values[i]);
+    assertClose(join(dir, 'o.safetensors'), new Map([
+      ['m.fc.weight', { dtype: 'F32', values: W }],
+      ['m.fc.bias', { dtype: 'BF16', values: b }],
+    ]));
+  });
+
   it('--subtract computes W − ΔW', async () => {
     const dir = fresh('sub');
     const base = llamaBase('BF16', 6);
