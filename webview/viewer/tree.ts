@@ -11,7 +11,8 @@ export interface TreeNode {
   /** Unique path; the key for expansion and selection state. */
   readonly id: string;
   readonly label: string;
-  readonly meta: string;
+  /** Right-aligned detail text; computed only for rows that are drawn. */
+  meta(): string;
   readonly kind: TreeNodeData['kind'];
   readonly tensor?: number;
   /** Full tensor name the filter is tested against. */
@@ -227,7 +228,7 @@ export class TreeView {
       el.classList.toggle('selected', node.id === this.selectedId);
       el.children[0]!.textContent = node.children?.length ? (open ? '▾' : '▸') : '';
       el.children[1]!.textContent = node.label;
-      el.children[2]!.textContent = node.meta;
+      el.children[2]!.textContent = node.meta();
       el.title = node.searchText ?? node.id;
     }
   }
