@@ -1,7 +1,7 @@
 import * as vscode from 'vscode';
 import { basename, dirname, join } from 'node:path';
 import { SCHEMES, type SchemeName } from '../compute/quant/schemes';
-import { preview, quantize, type PreviewResult, type QuantFormat } from '../pipelines/quantize';
+import { preview, quantize, type PreviewResult, type QuantFormat, type QuantReport } from '../pipelines/quantize';
 import { previewMarkdown, reportMarkdown } from '../pipelines/quantizeReport';
 import { registerWriteCommand } from './commands';
 import { runJob } from './progress';
@@ -16,8 +16,18 @@ const COMMAND = 'tensorWorkbench.quantize';
  */
 export class QuantizeCommand {
   static register(context: vscode.ExtensionContext): void {
-    registerWriteCommand(context, COMMAND, (uri?: vscode.Uri) => run(uri));
+    registerWriteCommand(context, COMMAND, (uri?: vscode.Uri, opts?: QuantizeCommandOptions) => run(uri, opts));
   }
+}
+
+/**
+ * Arguments for running the command without its pickers (`executeCommand(id, uri, opts)`):
+ * scripts, keybindings and the extension-host tests. It then returns the report.
+ */
+export interface QuantizeCommandOptions {
+  readonly scheme: SchemeName;
+  readonly output: string;
+  readonly format?: QuantFormat;
 }
 
 function localPath(uri: vscode.Uri): string {
@@ -97,17 +107,22 @@ async function showMarkdown(content: string): Promise<void> {
   await vscode.commands.executeCommand('markdown.showPreview', doc.uri).then(undefined, () => vscode.window.showTextDocument(doc));
 }
 
-async function run(initial?: vscode.Uri): Promise<void> {
+async function run(initial?: vscode.Uri, opts?: QuantizeCommandOptions): Promise<QuantReport | undefined> {
   const input = await pickInput(initial);
-  if (!input) return;
+  if (!input) return undefined;
+  if (opts) {
+    const r = await runJob(`Quantizing to ${opts.scheme}`, (ctx) => quantize({ input, output: opts.output, scheme: opts.scheme, format: opts.format }, ctx));
+    if (r) await showMarkdown(reportMarkdown(r));
+    return r;
+  }
   const p = await runJob('Quantization preview', (ctx) => preview({ input }, ctx));
-  if (!p) return;
+  if (!p) return undefined;
   const scheme = await pickScheme(p);
-  if (!scheme) return;
+  if (!scheme) return undefined;
   const format = await pickFormat(scheme);
-  if (!format) return;
+  if (!format) return undefined;
   const output = await pickOutput(input, scheme, format);
-  if (!output) return;
+  if (!output) return undefined;
   const ggufNames = format === 'gguf' ? 'llama' : undefined;
   const r = await runJob(`Quantizing to ${scheme}`, async (ctx) => {
     try {
@@ -118,6 +133,7 @@ async function run(initial?: vscode.Uri): Promise<void> {
       throw e;
     }
   });
-  if (!r) return;
+  if (!r) return undefined;
   await showMarkdown(reportMarkdown(r) + '\n' + previewMarkdown(p));
+  return r;
 }
