@@ -2,7 +2,7 @@ import { readFile, readdir, stat } from 'node:fs/promises';
 import { FormatError } from './errors';
 import { parseJsonChecked } from './header';
 import type { Model, ModelFile, SourceOpener, TensorInfo } from './model';
-import { readFileHeader, SourceModel } from './reader';
+import { openSource, readFileHeader, SourceModel } from './reader';
 import { NodeFileSource, type ByteSource } from './source';
 
 /**
@@ -151,14 +151,7 @@ async function mapLimited<T, R>(items: readonly T[], limit: number, f: (t: T, i:
 
 /** Opens one .safetensors file as a model (its header only). */
 export async function openSafetensorsFile(path: string, opener: SourceOpener = nodeOpener, openedAs = path): Promise<Model> {
-  const source = await opener.open(path);
-  try {
-    const { file, tensors } = await readFileHeader(source, 0, path);
-    return new SourceModel(openedAs, [file], tensors, [source]);
-  } catch (e) {
-    await source.close().catch(() => undefined);
-    throw e;
-  }
+  return openSource(await opener.open(path), path, openedAs);
 }
 
 /**

@@ -179,3 +179,18 @@ export class SourceModel implements Model {
     if (readError !== undefined) throw readError;
   }
 }
+
+/**
+ * Opens one already-open source (a MemorySource, a workspace file) as a model. The
+ * model takes the source over: closing the model closes it, and so does a failed open.
+ * `path` names the file in errors; `openedAs` is the model's path (a folder, say).
+ */
+export async function openSource(source: ByteSource, path = source.name, openedAs = path): Promise<Model> {
+  try {
+    const { file, tensors } = await readFileHeader(source, 0, path);
+    return new SourceModel(openedAs, [file], tensors, [source]);
+  } catch (e) {
+    await source.close().catch(() => undefined);
+    throw e;
+  }
+}

@@ -3,7 +3,7 @@ import { appendFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { FormatError, MemorySource, openModel, readFileHeader, SourceModel, type ByteSource, type TensorInfo } from '../../src/format';
+import { FormatError, MemorySource, openModel, openSource, readFileHeader, SourceModel, type ByteSource, type TensorInfo } from '../../src/format';
 import { paddedDataOffset, paddedFile, pattern } from '../fixtures/golden';
 
 /** A file with tensors of awkward sizes; returns its bytes and where each tensor's data is. */
@@ -182,4 +182,20 @@ test('the model only answers for its own tensors, and not after close', async ()
   assert.equal(m.tensor('nope'), undefined);
   await m.close();
   await assert.rejects(m.read(t, 0, new Uint8Array(4)), FormatError);
+});
+
+test('openSource opens a ByteSource as a model and closes it on failure', async () => {
+  const { bytes } = sample();
+  let closed = 0;
+  const track = (b: Uint8Array): ByteSource => {
+    const mem = new MemorySource(b, 'tracked.safetensors');
+    return { name: mem.name, size: mem.size, read: (o, i) => mem.read(o, i), close: async () => void closed++ };
+  };
+  const m = await openSource(track(bytes));
+  assert.equal(m.path, 'tracked.safetensors');
+  assert.equal(m.tensors.length, 6);
+  await m.close();
+  assert.equal(closed, 1);
+  await assert.rejects(openSource(track(bytes.subarray(0, bytes.length - 1))), (e: unknown) => e instanceof FormatError && e.code === 'truncated');
+  assert.equal(closed, 2);
 });
