@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { DTYPE_INFO, FormatError, MemorySource, parseIndex, readFileHeader, type ByteSource } from '../../src/format';
+import { DTYPE_INFO, FormatError, MemorySource, parseIndex, readFileHeader, SourceModel, type ByteSource } from '../../src/format';
 import { goldenCases, paddedFile, SPEC_DTYPES } from '../fixtures/golden';
 
 /**
@@ -162,6 +162,13 @@ test(`fuzz: ${ITERATIONS} mutated headers give a model or a FormatError, never m
         pos += t.byteLength;
       }
       assert.equal(pos - 8 - file.headerBytes, data, `seed ${SEED} iteration ${it}: data not covered exactly`);
+      // And every tensor reads back as exactly its bytes.
+      const m = new SourceModel('fuzz.safetensors', [file], tensors, [new MemorySource(bytes, 'fuzz.safetensors')]);
+      for (const t of tensors) {
+        const got: number[] = [];
+        for await (const c of m.chunks(t, { chunkBytes: 5 })) got.push(...c);
+        assert.deepEqual(Uint8Array.from(got), bytes.subarray(t.byteOffset, t.byteOffset + t.byteLength));
+      }
     } catch (e) {
       if (!(e instanceof FormatError)) {
         assert.fail(`seed ${SEED} iteration ${it}: ${String((e as Error)?.stack ?? e)}\nbytes: ${Buffer.from(bytes).toString('base64')}`);
