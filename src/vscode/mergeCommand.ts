@@ -1,7 +1,7 @@
 import * as vscode from 'vscode';
 import { basename, dirname, join } from 'node:path';
 import type { MatmulDType } from '../compute/matmul/matmul';
-import { merge, planMerge, type MergeAdapterArg, type MergePlan } from '../pipelines/merge';
+import { merge, planMerge, type MergeAdapterArg, type MergePlan, type MergeResult } from '../pipelines/merge';
 import { registerWriteCommand } from './commands';
 import { runJob, showError } from './progress';
 
@@ -15,8 +15,30 @@ const COMMAND = 'tensorWorkbench.mergeLora';
  */
 export class MergeCommand {
   static register(context: vscode.ExtensionContext): void {
-    registerWriteCommand(context, COMMAND, (uri?: vscode.Uri) => run(uri));
+    registerWriteCommand(context, COMMAND, (arg?: vscode.Uri | MergeCommandArgs) => (isArgs(arg) ? runWith(arg) : run(arg)));
   }
+}
+
+/**
+ * `executeCommand('tensorWorkbench.mergeLora', { base, adapters, output, … })` merges
+ * without any dialog (scripts, tasks and the integration tests), still under the
+ * progress notification, and resolves to the merge's result (undefined when cancelled).
+ */
+export interface MergeCommandArgs {
+  readonly base: string;
+  readonly adapters: readonly MergeAdapterArg[];
+  readonly output: string;
+  readonly dtype?: MatmulDType;
+  readonly subtract?: boolean;
+  readonly allowUnmatched?: boolean;
+}
+
+function isArgs(a: unknown): a is MergeCommandArgs {
+  return typeof a === 'object' && a !== null && !(a instanceof vscode.Uri) && typeof (a as MergeCommandArgs).base === 'string';
+}
+
+function runWith(a: MergeCommandArgs): Promise<MergeResult | undefined> {
+  return runJob('Merging LoRA adapter', (ctx) => merge({ ...a, dtype: a.dtype ?? configuredDtype() }, ctx));
 }
 
 function localPath(uri: vscode.Uri): string {
