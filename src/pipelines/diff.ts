@@ -123,6 +123,9 @@ const DEFAULT_CHUNK_BYTES = 8 << 20;
 // Chunk pairs alive at once, per worker: one computing, one queued, so a worker
 // never waits for the reader. With 8 MiB chunks and two workers: 4 × 16 MiB.
 const IN_FLIGHT_PER_WORKER = 2;
+// Chunk pairs read ahead of the comparison, across tensor boundaries, so that reading
+// (disk or page cache) overlaps the byte compare and the workers.
+const READ_AHEAD = 2;
 // Row blocks of the rank passes: each worker widens a block of both tensors to f32
 // (2 × 4 bytes per element), so 2 MiB of BF16 costs it 16 MiB of scratch.
 const RANK_BLOCK_BYTES = 2 << 20;
@@ -313,9 +316,11 @@ export async function diff(a: Model, b: Model, opts: DiffOptions = {}): Promise<
   }
   const chunkBytes = Math.max(64, opts.chunkBytes ?? DEFAULT_CHUNK_BYTES);
   const workers = backend.kind === 'cpu' ? cpuPoolSize() : 1;
-  const slots = new Slots(workers * IN_FLIGHT_PER_WORKER + 1);
+  // Kernels in flight, chunks read ahead, the chunk in hand and one re-read of an equal
+  // prefix: with fewer slots the re-read could wait on reads that wait on it.
+  const slots = new Slots(workers * IN_FLIGHT_PER_WORKER + READ_AHEAD + 2);
   const pool: Uint8Array[] = [];
-  const poolLimit = 2 * (workers * IN_FLIGHT_PER_WORKER + 1);
+  const poolLimit = 2 * (workers * IN_FLIGHT_PER_WORKER + READ_AHEAD + 2);
   const recycle = (bufs: readonly Uint8Array[]) => {
     for (const x of bufs) {
       if (x.byteOffset !== 0 || x.byteLength !== x.buffer.byteLength) continue;
@@ -333,6 +338,21 @@ export async function diff(a: Model, b: Model, opts: DiffOptions = {}): Promise<
   const pending: Promise<void>[] = [];
   let failure: unknown;
 
+  /** One tensor pair's state while its chunks stream past. */
+  interface Stream {
+    readonly ti: number;
+    readonly ta: TensorInfo;
+    readonly tb: TensorInfo;
+    readonly kd: DiffDType;
+    readonly native: boolean;
+    readonly storedBits: number;
+    readonly perChunk: number;
+    readonly acc: Accum;
+    readonly tasks: Promise<void>[];
+    identicalSoFar: boolean;
+    hostDiff: number;
+  }
+  const jobs: { s: Stream; e0: number; n: number }[] = [];
   for (let ti = 0; ti < comparable.length; ti++) {
     const { a: ta, b: tb } = comparable[ti];
     if (ta.dtype === 'C64') {
@@ -347,72 +367,104 @@ export async function diff(a: Model, b: Model, opts: DiffOptions = {}): Promise<
     // Other dtypes are widened to F32 on this thread (they are rare in checkpoints: int
     // buffers, FP8 scales); their differing elements are counted on the stored bytes,
     // since widening F64 or 64-bit integers to F32 can merge distinct values.
-    const kd: DiffDType = native ?? 'F32';
-    const storedBits = DTYPE_INFO[ta.dtype].bits;
-    const hostCount = !native && storedBits % 8 === 0;
-    let hostDiff = 0;
-    const widen = (x: Uint8Array, n: number): Uint8Array => {
-      if (native) return x;
-      const f = new Float32Array(n);
-      decodeToF32(ta.dtype, x, f, n);
-      return new Uint8Array(f.buffer);
+    const s: Stream = {
+      ti,
+      ta,
+      tb,
+      kd: native ?? 'F32',
+      native: native !== undefined,
+      storedBits: DTYPE_INFO[ta.dtype].bits,
+      perChunk: chunkElements(ta.dtype, chunkBytes),
+      acc: new Accum(),
+      tasks: [],
+      identicalSoFar: true,
+      hostDiff: 0,
     };
-    const perChunk = chunkElements(ta.dtype, chunkBytes);
-    const storedBytes = (elements: number) => (elements * storedBits) / 8;
-    const acc = new Accum();
-    const tasks: Promise<void>[] = [];
-    let identicalSoFar = true;
-    const submit = (buf: Uint8Array, other: Uint8Array | undefined, elementOffset: number) => {
-      tasks.push(
-        backend
-          .run(diffReduceKernel, { dtype: kd, a: buf, b: other }, signal)
-          .then((r) => {
-            acc.add(r, elementOffset);
-            recycle(r.chunks);
-          })
-          .catch((e) => {
-            failure ??= e;
-          })
-          .finally(() => slots.release()),
-      );
-    };
-    for (let e0 = 0; e0 < ta.numel; e0 += perChunk) {
+    if (ta.numel === 0) results[ti] = identicalResult(ta, tb);
+    for (let e0 = 0; e0 < ta.numel; e0 += s.perChunk) jobs.push({ s, e0, n: Math.min(s.perChunk, ta.numel - e0) });
+  }
+  const storedBytes = (s: Stream, elements: number) => (elements * s.storedBits) / 8;
+  const widen = (s: Stream, x: Uint8Array, n: number): Uint8Array => {
+    if (s.native) return x;
+    const f = new Float32Array(n);
+    decodeToF32(s.ta.dtype, x, f, n);
+    return new Uint8Array(f.buffer);
+  };
+  const submit = (s: Stream, buf: Uint8Array, other: Uint8Array | undefined, elementOffset: number) => {
+    s.tasks.push(
+      backend
+        .run(diffReduceKernel, { dtype: s.kd, a: buf, b: other }, signal)
+        .then((r) => {
+          s.acc.add(r, elementOffset);
+          recycle(r.chunks);
+        })
+        .catch((e) => {
+          failure ??= e;
+        })
+        .finally(() => slots.release()),
+    );
+  };
+  const close = (s: Stream) => {
+    if (s.identicalSoFar) {
+      results[s.ti] = identicalResult(s.ta, s.tb);
+      return;
+    }
+    pending.push(
+      Promise.all(s.tasks).then(() => {
+        if (!s.native && s.storedBits % 8 === 0) s.acc.nDiff = s.hostDiff;
+        results[s.ti] = finish(s.ta, s.tb, s.acc);
+      }),
+    );
+  };
+  const read = async (j: (typeof jobs)[number]) => {
+    await slots.acquire();
+    const off = storedBytes(j.s, j.e0);
+    const len = storedBytes(j.s, j.n);
+    return Promise.all([readRange(a, j.s.ta, off, len, pool), readRange(b, j.s.tb, off, len, pool)]);
+  };
+  const ahead: Promise<[Uint8Array, Uint8Array]>[] = [];
+  let next = 0;
+  const topUp = () => {
+    while (ahead.length < READ_AHEAD && next < jobs.length) {
+      const p = read(jobs[next++]);
+      // Observed here so that a failure while an earlier chunk is processed is not unhandled.
+      p.catch(() => undefined);
+      ahead.push(p);
+    }
+  };
+  try {
+    for (let ji = 0; ji < jobs.length; ji++) {
       if (failure) throw failure;
       throwIfCancelled(signal);
-      const n = Math.min(perChunk, ta.numel - e0);
-      await slots.acquire();
-      const [ba, bb] = await Promise.all([readRange(a, ta, storedBytes(e0), storedBytes(n), pool), readRange(b, tb, storedBytes(e0), storedBytes(n), pool)]);
-      bytesRead += 2 * storedBytes(n);
-      report({ done: bytesRead, total: totalBytes, unit: 'bytes', message: ta.name });
-      if (identicalSoFar && bytesEqual(ba, bb)) {
+      topUp();
+      const { s, e0, n } = jobs[ji];
+      const [ba, bb] = await ahead.shift()!;
+      topUp();
+      bytesRead += 2 * storedBytes(s, n);
+      report({ done: bytesRead, total: totalBytes, unit: 'bytes', message: s.ta.name });
+      if (s.identicalSoFar && bytesEqual(ba, bb)) {
         recycle([ba, bb]);
         slots.release();
-        continue;
-      }
-      if (identicalSoFar && e0 > 0) {
-        // The equal prefix still counts towards ‖a‖, ‖b‖ and ⟨a,b⟩: read A's side again, once.
-        for (let p0 = 0; p0 < e0; p0 += perChunk) {
-          await slots.acquire();
-          const m = Math.min(perChunk, e0 - p0);
-          const pa = await readRange(a, ta, storedBytes(p0), storedBytes(m), []);
-          bytesRead += storedBytes(m);
-          submit(widen(pa, m), undefined, p0);
+      } else {
+        if (s.identicalSoFar && e0 > 0) {
+          // The equal prefix still counts towards ‖a‖, ‖b‖ and ⟨a,b⟩: read A's side again, once.
+          for (let p0 = 0; p0 < e0; p0 += s.perChunk) {
+            await slots.acquire();
+            const m = Math.min(s.perChunk, e0 - p0);
+            const pa = await readRange(a, s.ta, storedBytes(s, p0), storedBytes(s, m), []);
+            bytesRead += storedBytes(s, m);
+            submit(s, widen(s, pa, m), undefined, p0);
+          }
         }
+        s.identicalSoFar = false;
+        if (!s.native && s.storedBits % 8 === 0) s.hostDiff += countDifferingElements(ba, bb, s.storedBits / 8);
+        submit(s, widen(s, ba, n), widen(s, bb, n), e0);
       }
-      identicalSoFar = false;
-      if (hostCount) hostDiff += countDifferingElements(ba, bb, storedBits / 8);
-      submit(widen(ba, n), widen(bb, n), e0);
+      if (ji + 1 === jobs.length || jobs[ji + 1].s !== s) close(s);
     }
-    if (identicalSoFar) {
-      results[ti] = identicalResult(ta, tb);
-    } else {
-      pending.push(
-        Promise.all(tasks).then(() => {
-          if (hostCount) acc.nDiff = hostDiff;
-          results[ti] = finish(ta, tb, acc);
-        }),
-      );
-    }
+  } finally {
+    // Reads already started must settle before the caller may close the models.
+    await Promise.allSettled(ahead);
   }
   await Promise.all(pending);
   if (failure) throw failure;
