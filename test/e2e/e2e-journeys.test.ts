@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
+import { writeLlama, writePeftAdapter } from '../fixtures/llama';
 import {
   CodeServer,
   INSTALL_TIMEOUT_MS,
@@ -213,5 +214,39 @@ describe('VS Code journeys (code-server + packaged VSIX)', () => {
     const untouched = 'model.norm.weight';
     assert.deepEqual(readTensorF64(output, untouched).values, readTensorF64(shardOf(index, untouched), untouched).values);
   });
-  test.todo('cancel: cancelling a long job leaves no output file');
+  test('cancel: cancelling a long job leaves no output file', { timeout: JOURNEY_TIMEOUT_MS }, async (t) => {
+    if (skip) return t.skip(skip);
+    // Big enough that merging takes seconds (≈180 MB of BF16, every linear layer adapted),
+    // so that Cancel lands while the job runs.
+    const dir = join(ws.dir, 'big');
+    rmSync(dir, { recursive: true, force: true });
+    const spec = { hidden: 768, intermediate: 2048, layers: 12, vocab: 8192, heads: 12, kvHeads: 4, dtype: 'BF16', seed: 3 } as const;
+    await writeLlama(join(dir, 'base'), { ...spec, shards: 1 });
+    await writePeftAdapter(join(dir, 'adapter'), { r: 64, alpha: 64, targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'], base: join(dir, 'base') });
+    const output = join(dir, 'merged.safetensors');
+    await run('cancel', async (page, shots) => {
+      await runCommand(page, 'Merge LoRA Adapter…');
+      await answerFileDialog(page, 'base model', join(dir, 'base', 'model.safetensors'));
+      await answerFileDialog(page, 'adapters', join(dir, 'adapter', 'adapter_model.safetensors'));
+      await quickInput(page, 'Weight of').waitFor({ state: 'visible', timeout: UI_TIMEOUT_MS });
+      await page.keyboard.press('Enter');
+      const preview = quickInput(page, 'mapping');
+      await preview.locator('.quick-input-list .monaco-list-row', { hasText: /Merge \d+ tensor/ }).first().waitFor({ timeout: UI_TIMEOUT_MS });
+      await page.keyboard.press('Enter');
+      await answerFileDialog(page, 'output', output);
+      const job = page.locator('.notification-toast', { hasText: 'Merging LoRA adapter' });
+      await job.waitFor({ state: 'visible', timeout: UI_TIMEOUT_MS });
+      await shots.take(page, 'running');
+      await job.hover();
+      await job.locator('.monaco-button', { hasText: 'Cancel' }).click();
+      await job.waitFor({ state: 'hidden', timeout: UI_TIMEOUT_MS });
+      // The pipeline removes its temporary file when it sees the abort; give it a moment to unwind.
+      const end = Date.now() + 10_000;
+      while (readdirSync(dir).some((n) => n.includes('.tmp')) && Date.now() < end) await page.waitForTimeout(250);
+      await shots.take(page, 'cancelled');
+      assert.equal(await page.locator('.notification-list-item-message', { hasText: /^Merged \d+/ }).count(), 0, 'the merge finished before Cancel: make the model bigger');
+      assert.ok(!existsSync(output), 'a cancelled merge left its output');
+      assert.deepEqual(readdirSync(dir).sort(), ['adapter', 'base'], 'a cancelled merge left files behind');
+    });
+  });
 });

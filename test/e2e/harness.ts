@@ -277,10 +277,17 @@ export async function waitForCommand(page: Page, title: string, timeout = UI_TIM
 export async function answerFileDialog(page: Page, titlePart: string, path: string): Promise<void> {
   const widget = quickInput(page, titlePart);
   await widget.waitFor({ state: 'visible', timeout: UI_TIMEOUT_MS });
-  await widget.locator('input').first().fill(path);
-  // The dialog checks the typed path asynchronously; its OK button then accepts it
-  // (Enter on a typed path may only navigate).
-  await page.waitForTimeout(500);
+  const input = widget.locator('input').first();
+  // The dialog fills in its default folder asynchronously after it shows, which can
+  // overwrite what was typed: type until the path stays put.
+  const end = Date.now() + UI_TIMEOUT_MS;
+  for (;;) {
+    await input.fill(path);
+    await page.waitForTimeout(500);
+    if ((await input.inputValue()) === path) break;
+    if (Date.now() > end) throw new Error(`the file dialog "${titlePart}" keeps replacing the typed path`);
+  }
+  // Its OK button accepts the typed path (Enter on a typed path may only navigate).
   await widget.locator('.monaco-text-button:visible').first().click();
   await widget.waitFor({ state: 'hidden', timeout: UI_TIMEOUT_MS });
 }
