@@ -218,6 +218,18 @@ export function treeFromTable(t: TreeTable): TreeNodeData {
   return nodes[0]!;
 }
 
+/** A LoRA adapter file (PEFT or kohya), described from its header and config. */
+export interface AdapterInfo {
+  readonly format: string;
+  readonly modules: number;
+  readonly targets: readonly string[];
+  readonly ranks: readonly number[];
+  readonly alphas: readonly number[];
+  readonly scales: readonly number[];
+  readonly useRslora: boolean;
+  readonly dora: boolean;
+}
+
 export interface DTypeTotal {
   readonly dtype: string;
   readonly tensors: number;
@@ -303,6 +315,11 @@ export interface ScanRequestMessage {
   readonly bins: number;
 }
 
+/** Size and estimated error of each quantization scheme, from a small deterministic sample. */
+export interface QuantPreviewRequestMessage {
+  readonly type: 'quantPreview';
+}
+
 export interface ReopenWithDefaultRequestMessage {
   readonly type: 'reopenWithDefault';
 }
@@ -316,6 +333,7 @@ export type HostRequestMessage =
   | TensorStatsRequestMessage
   | HeatmapRequestMessage
   | ScanRequestMessage
+  | QuantPreviewRequestMessage
   | ReopenWithDefaultRequestMessage
   | ShowAsTextRequestMessage;
 
@@ -331,6 +349,8 @@ export interface SummaryReplyMessage {
   readonly memory: readonly MemoryRow[];
   readonly metadata: readonly (readonly [string, string])[];
   readonly tree: TreeTable;
+  /** Present when the file is a LoRA adapter. */
+  readonly adapter?: AdapterInfo;
 }
 
 export interface TensorStatsReplyMessage {
@@ -364,6 +384,28 @@ export interface ScanReplyMessage {
   readonly backend: string;
 }
 
+export interface QuantPreviewRow {
+  readonly scheme: string;
+  readonly description: string;
+  readonly bytesAfter: number;
+  readonly bitsPerWeight: number;
+  readonly quantizedTensors: number;
+  readonly keptTensors: number;
+  /** Absent when nothing could be sampled for this scheme. */
+  readonly rmse?: number;
+  readonly snrDb?: number;
+  readonly cosine?: number;
+}
+
+export interface QuantPreviewReplyMessage {
+  readonly type: 'quantPreview';
+  readonly bytesBefore: number;
+  readonly params: number;
+  readonly sampleFraction: number;
+  readonly seconds: number;
+  readonly rows: readonly QuantPreviewRow[];
+}
+
 export interface DoneReplyMessage {
   readonly type: 'done';
 }
@@ -374,6 +416,7 @@ export interface ReplyFor {
   tensorStats: TensorStatsReplyMessage;
   heatmap: HeatmapReplyMessage;
   scan: ScanReplyMessage;
+  quantPreview: QuantPreviewReplyMessage;
   reopenWithDefault: DoneReplyMessage;
   showAsText: DoneReplyMessage;
 }

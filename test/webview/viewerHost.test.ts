@@ -359,6 +359,7 @@ test('protocol: replies, streamed events, errors as replies, aborts', async () =
         return { type: 'heatmap', name: 'x', width: 1, height: 1, rows: 1, cols: 1, pixels: new Uint8Array(1), nonFinite: new Uint8Array(1), scale: 0 };
       },
       scan: async () => ({ type: 'scan', tensors: 0, seconds: 0, backend: 'cpu' }),
+      quantPreview: async () => ({ type: 'quantPreview', bytesBefore: 0, params: 0, sampleFraction: 0, seconds: 0, rows: [] }),
       reopenWithDefault: async () => ({ type: 'done' }),
       showAsText: async () => ({ type: 'done' }),
     },
@@ -401,4 +402,33 @@ test('the page’s CSP: no inline or eval, scripts and styles by nonce, and the 
   const plotly = readFileSync(join(__dirname, '..', 'node_modules', 'plotly.js-dist-min', 'plotly.min.js'), 'utf8');
   assert.ok(plotly.includes(`getElementById("${MAPLIBRE_STYLE_ID}")`), 'Plotly still guards its MapLibre CSS with this id');
   assert.ok(plotly.includes('plotly.js-style-'), 'Plotly still looks its style element up by id');
+});
+
+test('an adapter file is described (kohya: rank from the shapes, scale = alpha / rank); a plain model is not', async () => {
+  const path = join(dir, 'adapter.safetensors');
+  const stem = 'lora_te_text_model_encoder_layers_0_self_attn_q_proj';
+  writeSafetensors(path, [
+    { name: `${stem}.alpha`, dtype: 'F32', shape: [], values: Float64Array.of(8) },
+    { name: `${stem}.lora_down.weight`, dtype: 'F32', shape: [4, 16], values: bf16Values(64, 1) },
+    { name: `${stem}.lora_up.weight`, dtype: 'F32', shape: [16, 4], values: bf16Values(64, 2) },
+  ]);
+  const model = await openModel(path);
+  try {
+    const a = await new ModelService(model, { local: true }).adapter();
+    assert.ok(a, 'described');
+    assert.equal(a.format, 'kohya');
+    assert.deepEqual([a.modules, a.ranks, a.alphas, a.scales], [1, [4], [8], [2]]);
+    // Not on local disk: no description (the adapter reader needs the file system).
+    assert.equal(await new ModelService(model, { local: false }).adapter(), undefined);
+  } finally {
+    await model.close();
+  }
+  const plain = join(dir, 'plain.safetensors');
+  writeSafetensors(plain, [{ name: 'w', dtype: 'F32', shape: [2], values: Float64Array.of(1, 2) }]);
+  const m2 = await openModel(plain);
+  try {
+    assert.equal(await new ModelService(m2, { local: true }).adapter(), undefined);
+  } finally {
+    await m2.close();
+  }
 });

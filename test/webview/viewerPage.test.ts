@@ -432,3 +432,34 @@ test('replays real host replies: a written model summarised, scanned and drawn b
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('an adapter shows its rank, alpha, scale and targets; the quantization preview shows a row per scheme', async () => {
+  const s = { ...llamaSummary(1), adapter: { format: 'peft', modules: 24, targets: ['q_proj', 'v_proj'], ranks: [8], alphas: [16], scales: [2], useRslora: false, dora: false } };
+  const r = replies(s);
+  r.quantPreview = {
+    body: {
+      type: 'quantPreview',
+      bytesBefore: 1 << 20,
+      params: 1 << 19,
+      sampleFraction: 0.01,
+      seconds: 0.4,
+      rows: [
+        { scheme: 'q8_0', description: 'ggml Q8_0', bytesAfter: 557056, bitsPerWeight: 8.5, quantizedTensors: 7, keptTensors: 2, rmse: 0.0012, snrDb: 41.3, cosine: 0.99996 },
+        { scheme: 'q4_0', description: 'ggml Q4_0', bytesAfter: 294912, bitsPerWeight: 4.5, quantizedTensors: 7, keptTensors: 2 },
+      ],
+    },
+  };
+  const page = await openViewer(browser, origin, r);
+  await page.waitForSelector('#adapter-info');
+  const text = (await page.textContent('#adapter-info')) ?? '';
+  for (const part of ['LoRA adapter (peft)', 'rank 8', 'alpha 16', 'scale 2', 'q_proj, v_proj']) assert.ok(text.includes(part), `${part} in ${text}`);
+  await page.click('#quant-preview');
+  await page.waitForSelector('#quant-table');
+  const rows = await page.$$eval('#quant-table tbody tr', (e) => e.map((x) => Array.from(x.querySelectorAll('td'), (td: any) => td.textContent)));
+  assert.deepEqual(rows.map((x) => x[0]), ['q8_0', 'q4_0']);
+  assert.equal(rows[0]![4], '41.3');
+  assert.equal(rows[1]![3], '—', 'no estimate when nothing was sampled');
+  await shot(page, 'adapter-and-quant-preview');
+  await assertClean(page);
+  await page.close();
+});

@@ -17,6 +17,7 @@ import {
   RemoteError,
   tensorEntries,
   treeFromTable,
+  type AdapterInfo,
   type ErrorInfo,
   type HeatmapReplyMessage,
   type ScanRow,
@@ -111,6 +112,7 @@ async function reload(deleted: boolean): Promise<void> {
   selection?.abort();
   scan?.ctl.abort();
   scan = undefined;
+  quantRunning?.abort();
   lastStats = undefined;
   summary = undefined;
   if (tree) save({ scrollTop: tree.scrollTop, expanded: [...tree.expanded] });
@@ -163,6 +165,7 @@ function renderViewer(s: SummaryReplyMessage): void {
   );
   const details = h('div', { id: 'details', class: 'details' }, h('p', { class: 'hint' }, 'Select a tensor or a module.'));
   const scanPanel = h('div', { id: 'scan-panel', class: 'scan-panel' }, h('p', { class: 'hint' }, 'Scan computes statistics for every tensor.'));
+  const quantPanel = h('div', { id: 'quant-panel', class: 'quant-panel' }, h('p', { class: 'hint' }, 'The preview estimates size and error of each scheme from at most 1% of each tensor.'));
   const tabs = h(
     'vscode-tabs',
     { id: 'tabs', 'selected-index': String(saved.tab) },
@@ -170,13 +173,17 @@ function renderViewer(s: SummaryReplyMessage): void {
     h('vscode-tab-panel', {}, details),
     h('vscode-tab-header', { slot: 'header', id: 'tab-scan' }, 'Scan'),
     h('vscode-tab-panel', {}, scanPanel),
+    h('vscode-tab-header', { slot: 'header', id: 'tab-quant' }, 'Quantization'),
+    h('vscode-tab-panel', {}, quantPanel),
   );
   tabs.addEventListener('vsc-tabs-select', (e) => save({ tab: (e as CustomEvent<{ selectedIndex: number }>).detail.selectedIndex }));
   const scanButton = h('vscode-button', { id: 'scan-model' }, 'Scan model');
   scanButton.addEventListener('click', () => startScan());
+  const quantButton = h('vscode-button', { id: 'quant-preview', secondary: '' }, 'Quantization preview');
+  quantButton.addEventListener('click', () => startQuantPreview());
   const textButton = h('vscode-button', { id: 'show-text', secondary: '' }, 'Show as Text');
   textButton.addEventListener('click', () => void requester.request({ type: 'showAsText' }).catch(() => undefined));
-  const right = h('div', { id: 'right', class: 'pane right' }, h('div', { class: 'toolbar' }, scanButton, textButton), tabs);
+  const right = h('div', { id: 'right', class: 'pane right' }, h('div', { class: 'toolbar' }, scanButton, quantButton, textButton), tabs);
   root.append(h('div', { class: 'layout' }, left, right));
 
   performance.mark('tw:tree-start');
@@ -216,6 +223,7 @@ function renderTotals(s: SummaryReplyMessage): HTMLElement {
       h('span', { id: 'total-bytes' }, formatBytes(s.totals.bytes)),
       s.files.length > 1 ? h('span', {}, `${s.files.length} shards`) : null,
     ),
+    s.adapter ? adapterLine(s.adapter) : null,
     table(
       'dtype-table',
       ['dtype', 'tensors', 'params', 'bytes'],
@@ -226,6 +234,16 @@ function renderTotals(s: SummaryReplyMessage): HTMLElement {
       ['memory at', ...s.memory.map((m) => m.format)],
       [['', ...s.memory.map((m) => formatBytes(m.bytes))]],
     ),
+  );
+}
+
+function adapterLine(a: AdapterInfo): HTMLElement {
+  const list = (xs: readonly number[]) => xs.map((x) => fmt(x)).join(', ');
+  return h(
+    'p',
+    { id: 'adapter-info', class: 'adapter' },
+    h('strong', {}, `LoRA adapter (${a.format})`),
+    ` · ${formatNumber(a.modules)} modules · rank ${list(a.ranks)} · alpha ${list(a.alphas)} · scale ${list(a.scales)}${a.useRslora ? ' · rsLoRA' : ''}${a.dora ? ' · DoRA' : ''} · targets ${a.targets.join(', ')}`,
   );
 }
 
@@ -584,6 +602,55 @@ function renderScanTable(host: HTMLElement, s: NonNullable<typeof scan>): void {
     h('p', { class: 'hint' }, s.rows.length > SCAN_ROWS_SHOWN ? `Showing the top ${SCAN_ROWS_SHOWN} of ${formatCount(s.rows.length)} by ${s.sortKey}.` : `${formatCount(s.rows.length)} tensors.`),
     h('table', { id: 'scan-table', class: 'scan-table' }, h('thead', {}, head), h('tbody', {}, ...body)),
   );
+}
+
+// -------------------------------------------------------- quantization preview
+
+let quantRunning: AbortController | undefined;
+
+function startQuantPreview(): void {
+  const tabs = document.getElementById('tabs') as HTMLElement & { selectedIndex: number };
+  tabs.selectedIndex = 2;
+  save({ tab: 2 });
+  if (quantRunning) return;
+  const panel = document.getElementById('quant-panel')!;
+  clear(panel);
+  const ctl = (quantRunning = new AbortController());
+  const status = h('span', { id: 'quant-status', class: 'hint' }, 'Sampling…');
+  const cancel = h('vscode-button', { id: 'quant-cancel', secondary: '' }, 'Cancel');
+  cancel.addEventListener('click', () => ctl.abort());
+  panel.append(h('div', { class: 'scan-progress' }, h('vscode-progress-bar', { indeterminate: '' }), status, cancel));
+  void requester
+    .request({ type: 'quantPreview' }, { signal: ctl.signal })
+    .then((r) => {
+      clear(panel);
+      panel.append(
+        h('p', { id: 'quant-status', class: 'hint' }, `Now ${formatBytes(r.bytesBefore)} for ${formatCount(r.params)} params; errors estimated from at most ${(r.sampleFraction * 100).toFixed(1)}% of each tensor in ${r.seconds.toFixed(1)} s.`),
+        table(
+          'quant-table',
+          ['scheme', 'size', 'bits/weight', 'RMSE', 'SNR dB', 'cosine', 'quantized', 'kept'],
+          r.rows.map((q) => [
+            h('span', { title: q.description }, q.scheme),
+            formatBytes(q.bytesAfter),
+            q.bitsPerWeight.toFixed(2),
+            q.rmse === undefined ? '—' : fmt(q.rmse),
+            q.snrDb === undefined ? '—' : q.snrDb.toFixed(1),
+            q.cosine === undefined ? '—' : q.cosine.toFixed(6),
+            formatNumber(q.quantizedTensors),
+            formatNumber(q.keptTensors),
+          ]),
+        ),
+      );
+    })
+    .catch((e) => {
+      const info = errorInfo(e);
+      status.textContent = info.code === 'cancelled' ? 'Cancelled.' : `error[${info.code}] ${info.message}`;
+      status.classList.toggle('inline-error', info.code !== 'cancelled');
+      cancel.remove();
+    })
+    .finally(() => {
+      if (quantRunning === ctl) quantRunning = undefined;
+    });
 }
 
 function revealTensor(name: string): void {

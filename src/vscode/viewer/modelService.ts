@@ -14,11 +14,15 @@ import { buildModuleTree, type ModuleNode } from '../../pipelines/moduleTree';
 import { stats, type TensorStats } from '../../pipelines/stats';
 import { CancelledError, isCancelled, throwIfCancelled, type Progress } from '../../pipelines/job';
 import type { BackendChoice } from '../../compute/kernel';
+import { describeAdapter } from '../../pipelines/lora';
+import { preview } from '../../pipelines/quantize';
 import type {
+  AdapterInfo,
   DTypeTotal,
   ErrorInfo,
   HeatmapReplyMessage,
   HealthBadge,
+  QuantPreviewReplyMessage,
   RequestEventMessage,
   ScanReplyMessage,
   ScanRow,
@@ -217,13 +221,19 @@ const SCAN_BATCH_BYTES = 512 << 20;
 
 export interface ModelServiceOptions {
   readonly backend?: () => BackendChoice;
+  /** The model's paths are on this machine's disk (adapter configs and previews read them directly). */
+  readonly local?: boolean;
 }
+
+/** Tensor names that only LoRA adapters have (PEFT `lora_A`/`lora_B`, kohya `lora_down`/`lora_up`). */
+const ADAPTER_NAME = /(^|[._])lora_(A|B|down|up)([._]|$)/;
 
 /** One opened model and its cached results. A new file on disk means a new service. */
 export class ModelService {
   private readonly cache = new ResultCache<TensorStatsReplyMessage | HeatmapReplyMessage>();
   private readonly stamp: string;
   private summaryCache: SummaryReplyMessage | undefined;
+  private adapterCache: Promise<AdapterInfo | undefined> | undefined;
 
   constructor(
     readonly model: Model,
@@ -244,6 +254,54 @@ export class ModelService {
 
   summary(): SummaryReplyMessage {
     return (this.summaryCache ??= buildSummary(this.model));
+  }
+
+  /** The adapter's description when the file is a LoRA adapter on local disk; undefined otherwise. */
+  adapter(): Promise<AdapterInfo | undefined> {
+    this.adapterCache ??= (async () => {
+      if (!this.opts.local || !this.model.tensors.some((t) => ADAPTER_NAME.test(t.name))) return undefined;
+      try {
+        const d = await describeAdapter(this.model.path);
+        return {
+          format: d.format,
+          modules: d.modules.length,
+          targets: d.targets,
+          ranks: d.ranks,
+          alphas: d.alphas,
+          scales: d.scales,
+          useRslora: d.useRslora,
+          dora: d.modules.some((m) => m.dora),
+        };
+      } catch {
+        // Named like an adapter but not one the merge code understands: show it as a plain model.
+        return undefined;
+      }
+    })();
+    return this.adapterCache;
+  }
+
+  /** Size and estimated error per quantization scheme (reads at most 1% of each tensor). */
+  async quantPreview(signal?: AbortSignal): Promise<QuantPreviewReplyMessage> {
+    if (!this.opts.local) throw new FormatError('unsupported', 'the quantization preview reads files on this machine’s disk only', this.model.path);
+    const p = await preview({ input: this.model.path }, { signal, backend: this.backend() });
+    return {
+      type: 'quantPreview',
+      bytesBefore: p.bytesBefore,
+      params: p.params,
+      sampleFraction: p.sampleFraction,
+      seconds: p.seconds,
+      rows: p.rows.map((r) => ({
+        scheme: r.scheme,
+        description: r.description,
+        bytesAfter: r.bytesAfter,
+        bitsPerWeight: r.bitsPerWeight,
+        quantizedTensors: r.quantizedTensors,
+        keptTensors: r.keptTensors,
+        rmse: r.rmse,
+        snrDb: r.snrDb,
+        cosine: r.cosine,
+      })),
+    };
   }
 
   async tensorStats(name: string, bins: number, signal?: AbortSignal): Promise<TensorStatsReplyMessage> {

@@ -61,7 +61,7 @@ export class ViewerDocument extends Disposable implements vscode.CustomDocument 
       this.service = openModel(path, opener).then((m) => {
         log.info(`viewer: opened ${m.path}: ${m.tensors.length} tensors, ${m.files.length} file(s), header read in ${Date.now() - started} ms`);
         this.watchedFiles = new Set(m.files.map((f) => (this.uri.scheme === 'file' ? vscode.Uri.file(f.path).path : f.path)));
-        return new ModelService(m, { backend: configuredBackend });
+        return new ModelService(m, { backend: configuredBackend, local: this.uri.scheme === 'file' });
       });
       // A failed open is not cached: the next request (after the user fixes the file) tries again.
       this.service.catch(() => (this.service = undefined));
@@ -137,7 +137,12 @@ export class ViewerProvider extends Disposable implements vscode.CustomReadonlyE
     const responder = new Responder(
       post,
       {
-        summary: async () => (await doc.model()).summary(),
+        summary: async () => {
+          const svc = await doc.model();
+          const adapter = await svc.adapter();
+          return adapter ? { ...svc.summary(), adapter } : svc.summary();
+        },
+        quantPreview: async (_r, ctx) => (await doc.model()).quantPreview(ctx.signal),
         tensorStats: async (r, ctx) => (await doc.model()).tensorStats(r.name, r.bins, ctx.signal),
         heatmap: async (r, ctx) => (await doc.model()).heatmap(r.name, r.maxSize, ctx.signal),
         scan: async (r, ctx) => (await doc.model()).scan(r.bins, ctx.emit, ctx.signal),
