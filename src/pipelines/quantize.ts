@@ -240,6 +240,8 @@ class ChunkScheduler {
   private pumping = false;
   private error: unknown;
   private readonly pool = new BufferPool();
+  // Output buffers come back once the writer has taken their bytes.
+  private readonly outPool = new BufferPool();
 
   constructor(
     private readonly model: Model,
@@ -280,7 +282,8 @@ class ChunkScheduler {
           this.next++;
         } else {
           const c = it.value;
-          const p = this.backend.run(this.scheme.kernel, { src: c.src, dtype: c.dtype, rows: c.rows, cols: job.plan.cols, give: true }, this.signal);
+          const out = this.outPool.take(quantizedDataBytes(this.scheme, c.rows, job.plan.cols));
+          const p = this.backend.run(this.scheme.kernel, { src: c.src, dtype: c.dtype, rows: c.rows, cols: job.plan.cols, give: true, out }, this.signal);
           // A rejection is seen when its turn comes; until then it must not count as unhandled.
           p.catch(() => {});
           job.queue.push({ p, inBytes: c.inBytes });
@@ -308,6 +311,8 @@ class ChunkScheduler {
         this.pool.give(r.src);
         job.onChunk(r, item.inBytes);
         yield r;
+        // The writer has written or copied these bytes before asking for more.
+        this.outPool.give(r.data);
         continue;
       }
       if (job.fed) return;
@@ -318,6 +323,11 @@ class ChunkScheduler {
       });
     }
   }
+}
+
+/** Bytes of a chunk's quantized values (scales excluded). */
+function quantizedDataBytes(scheme: Scheme, rows: number, cols: number): number {
+  return scheme.kind === 'ggml' ? ((rows * cols) / scheme.blockSize) * scheme.blockBytes : rows * cols;
 }
 
 function scaleName(name: string): string {

@@ -22,13 +22,17 @@ export interface QuantizeArgs {
   readonly cols: number;
   /** Accumulate the error sums (quantize → dequantize against the input). Default true. */
   readonly stats?: boolean;
-  /** The caller gives `src.buffer` up: it moves to the worker instead of being copied. */
+  /** The caller gives `src.buffer` (and `out.buffer`) up: they move to the worker instead of being copied. */
   readonly give?: boolean;
+  /** A buffer of exactly the output's size to write into (recycled memory); kernels may ignore it. */
+  readonly out?: Uint8Array;
 }
 
 /** `KernelDef.transfer` for the quantizers: moves the input only when the caller gave it up. */
 export function giveSrc(a: QuantizeArgs): ArrayBuffer[] {
-  return a.give && a.src.buffer instanceof ArrayBuffer ? [a.src.buffer] : [];
+  if (!a.give) return [];
+  const bufs = [a.src.buffer, a.out?.buffer].filter((b): b is ArrayBuffer => b instanceof ArrayBuffer);
+  return [...new Set(bufs)];
 }
 
 /** Sums from which the report derives RMSE, SNR and cosine; they add across chunks. */

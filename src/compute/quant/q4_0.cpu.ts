@@ -17,7 +17,7 @@ const fround = Math.fround;
 export function q4_0Cpu(a: QuantizeArgs): QuantizeResult {
   checkArgs('q4_0', a, Q4_0_BLOCK);
   if (a.dtype !== 'F16') {
-    const r = ggmlSimd('q4_0', a.src, a.dtype === 'BF16', a.rows * a.cols);
+    const r = ggmlSimd('q4_0', a.src, a.dtype === 'BF16', a.rows * a.cols, a.out);
     if (r) return { data: r.data, stats: a.stats === false ? emptySums() : r.stats };
   }
   return q4_0Scalar(a);

@@ -230,10 +230,11 @@ export function simdAvailable(): boolean {
 }
 
 /**
- * Quantizes `n` values (a multiple of 32) of BF16 or F32 bytes into ggml blocks.
+ * Quantizes `n` values (a multiple of 32) of BF16 or F32 bytes into ggml blocks
+ * (into `into` when it has exactly the output's size).
  * Returns undefined when WebAssembly SIMD is unavailable.
  */
-export function ggmlSimd(kind: 'q8_0' | 'q4_0', src: Uint8Array, isBf16: boolean, n: number): { data: Uint8Array; stats: ErrorSums } | undefined {
+export function ggmlSimd(kind: 'q8_0' | 'q4_0', src: Uint8Array, isBf16: boolean, n: number, into?: Uint8Array): { data: Uint8Array; stats: ErrorSums } | undefined {
   const mod = simdModule();
   if (!mod) return undefined;
   const nb = n / 32;
@@ -244,7 +245,14 @@ export function ggmlSimd(kind: 'q8_0' | 'q4_0', src: Uint8Array, isBf16: boolean
   if (mod.memory.buffer.byteLength < need) mod.memory.grow(Math.ceil((need - mod.memory.buffer.byteLength) / PAGE));
   new Uint8Array(mod.memory.buffer, IN, src.byteLength).set(src);
   mod[kind](IN, outP, nb, isBf16 ? 1 : 0);
-  const data = new Uint8Array(mod.memory.buffer, outP, outBytes).slice();
+  const view = new Uint8Array(mod.memory.buffer, outP, outBytes);
+  let data: Uint8Array;
+  if (into && into.byteLength === outBytes) {
+    into.set(view);
+    data = into;
+  } else {
+    data = view.slice();
+  }
   const st = new Float64Array(mod.memory.buffer, STATS, 3);
   const maxErr = new Float32Array(mod.memory.buffer, STATS + 24, 1)[0];
   return { data, stats: sumsFrom(n, st[0], st[1], st[2], maxErr) };
