@@ -452,7 +452,7 @@ test('an adapter shows its rank, alpha, scale and targets; the quantization prev
   const page = await openViewer(browser, origin, r);
   await page.waitForSelector('#adapter-info');
   const text = (await page.textContent('#adapter-info')) ?? '';
-  for (const part of ['LoRA adapter (peft)', 'rank 8', 'alpha 16', 'scale 2', 'q_proj, v_proj']) assert.ok(text.includes(part), `${part} in ${text}`);
+  for (const part of ['LoRA adapter (peft)', 'rank 8 ·', 'alpha 16 ·', 'scale 2 ·', 'targets q_proj, v_proj']) assert.ok(text.includes(part), `${part} in ${text}`);
   await page.click('#quant-preview');
   await page.waitForSelector('#quant-table');
   const rows = await page.$$eval('#quant-table tbody tr', (e) => e.map((x) => Array.from(x.querySelectorAll('td'), (td: any) => td.textContent)));

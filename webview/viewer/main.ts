@@ -238,7 +238,7 @@ function renderTotals(s: SummaryReplyMessage): HTMLElement {
 }
 
 function adapterLine(a: AdapterInfo): HTMLElement {
-  const list = (xs: readonly number[]) => xs.map((x) => fmt(x)).join(', ');
+  const list = (xs: readonly number[]) => xs.map((x) => (Number.isInteger(x) ? String(x) : fmt(x))).join(', ');
   return h(
     'p',
     { id: 'adapter-info', class: 'adapter' },
