@@ -208,7 +208,8 @@ test('preview: exact sizes, sampled errors ordered by bits, at most 1% of each t
     // The estimate is near the real error (a 1% sample of similar data).
     assert.ok(Math.abs(by[s].snrDb! - rep.totals.snrDb!) < 3, `${s} snr estimate ${by[s].snrDb} vs ${rep.totals.snrDb}`);
   }
-  assert.ok(by.q8_0.snrDb! > by.q4_1.snrDb! && by.q4_1.snrDb! > by.q4_0.snrDb!, JSON.stringify(pv.rows.map((r) => [r.scheme, r.snrDb])));
+  // 8 bits beat 4 bits by far (~6 dB per bit); Q4_0 against Q4_1 depends on the data.
+  assert.ok(by.q8_0.snrDb! > by.q4_1.snrDb! + 10 && by.q8_0.snrDb! > by.q4_0.snrDb! + 10, JSON.stringify(pv.rows.map((r) => [r.scheme, r.snrDb])));
   assert.ok(by['int8-channel'].bytesAfter < pv.bytesBefore && by.q4_0.bytesAfter < by.q8_0.bytesAfter);
 });
 
