@@ -1,5 +1,5 @@
 import { mkdir, open, readFile, rename, rmdir, stat, unlink } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { getBackend } from '../compute/backend';
 import { addSums, emptySums, reportOf, type ErrorReport, type ErrorSums, type QuantInputDType, type QuantizeResult } from '../compute/quant/common';
 import { SCHEMES, SCHEME_NAMES, quantizedBytes, type Scheme, type SchemeName } from '../compute/quant/schemes';
@@ -421,6 +421,11 @@ export async function quantize(args: QuantizeJobArgs, ctx: JobContext = {}): Pro
   const backend = await getBackend(ctx.backend ?? 'auto');
   const model = await openModel(args.input);
   try {
+    // Renaming the result over an input would destroy it: inputs are never written.
+    const target = resolve(args.output);
+    if (model.files.some((f) => resolve(f.path) === target)) {
+      throw new FormatError('unsupported', 'the output would replace an input file; choose another path', args.output);
+    }
     const config = await readConfig(model);
     const plans = planQuantization(model.tensors, scheme, args.keep, args.only);
     const states = new Map<string, TensorState>(plans.map((p) => [p.name, { plan: p, sums: emptySums(), bytesAfter: 0 }]));

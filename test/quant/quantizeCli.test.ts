@@ -44,3 +44,9 @@ test('quantize --json prints the report; --preview writes nothing', async () => 
   await assert.rejects(run([input, out, '--scheme', 'q3']), /--scheme must be one of/);
   await assert.rejects(run([input, join(dir, 'x.gguf'), '--scheme', 'int8-channel', '--format', 'gguf']), /no GGUF tensor type/);
 });
+
+test('the output may not replace an input file', async () => {
+  const input = join(dir, 'in', 'model.safetensors');
+  await assert.rejects(run([input, input, '--scheme', 'q8_0', '--format', 'safetensors', '--backend', 'cpu']), /would replace an input/);
+  assert.ok((await stat(input)).size > 0);
+});
