@@ -92,6 +92,9 @@ const MERGEABLE = new Set<DType>(['F32', 'BF16', 'F16']);
 // Base rows per kernel call are capped at this many bytes: small enough that a few slices in
 // flight stay far below the memory budget, large enough that a call's overhead is amortised.
 const SLICE_BYTES = 4 << 20;
+// On the GPU a call's cost is its round trip (upload, dispatch, map for reading), not its size:
+// slices this large make most tensors one call, and the kernel tiles them within binding limits.
+const GPU_SLICE_BYTES = 32 << 20;
 // Slices in flight at once: enough to keep two CPU workers (or a GPU queue) busy while the
 // writer drains finished ones in order.
 const IN_FLIGHT = 4;
@@ -235,8 +238,8 @@ interface SliceJob {
   rows: number;
 }
 
-function slices(rows: number, rowBytes: number, workers: number): SliceJob[] {
-  let per = Math.max(1, Math.floor(SLICE_BYTES / Math.max(1, rowBytes)));
+function slices(rows: number, rowBytes: number, workers: number, sliceBytes: number): SliceJob[] {
+  let per = Math.max(1, Math.floor(sliceBytes / Math.max(1, rowBytes)));
   // At least two slices per worker when the tensor allows, so no worker idles on a small tensor.
   per = Math.max(1, Math.min(per, Math.ceil(rows / (2 * workers))));
   const out: SliceJob[] = [];
@@ -301,7 +304,9 @@ function mergedData(plan: MergePlan, args: MergeArgs, t: TensorInfo, list: reado
     const eb = t.dtype === 'F32' ? 4 : 2;
     const baseDtype = t.dtype as MatmulDType;
     const magnitude = m0.module.magnitude ? await readValues(plan.adapters[m0.adapter].model, m0.module.magnitude) : undefined;
-    const jobs = slices(storedRows, cols * eb, workers);
+    // A slice's size counts its larger side: DoRA's unrounded (hi, lo) results take 8 bytes an element.
+    const rowBytes = cols * Math.max(eb, magnitude ? 8 : outDtype === 'F32' ? 4 : 2);
+    const jobs = slices(storedRows, rowBytes, workers, backend.kind === 'webgpu' ? GPU_SLICE_BYTES : SLICE_BYTES);
     const run = async (j: SliceJob, out: MatmulDType | 'PAIR'): Promise<MatmulResult> => {
       throwIfCancelled(signal);
       const bytes = new Uint8Array(j.rows * cols * eb);
@@ -465,7 +470,7 @@ export async function merge(args: MergeArgs, ctx: JobContext = {}): Promise<Merg
     if (!toFile && sameFile(outDir, baseDir)) throw new MergeError(`the output folder is the base model's folder; pick another so the inputs stay untouched`);
 
     const backend = await getBackend(ctx.backend ?? 'auto');
-    const workers = backend.kind === 'cpu' ? Math.max(1, Number(/×(\d+)/.exec(backend.description)?.[1] ?? 2)) : 2;
+    const workers = backend.kind === 'cpu' ? Math.max(1, Number(/×(\d+)/.exec(backend.description)?.[1] ?? 2)) : 1;
     const replacements = new Map(plan.mapping.replacements.map((r) => [r.target, r]));
     const sources: TensorSource[] = [];
     let merged = 0;
