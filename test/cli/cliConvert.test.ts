@@ -1,6 +1,7 @@
 // `convert` end to end: the output, read back by the independent `safetensors`
 // npm reader, must equal numpy's RNE casts of the input values (computed by
-// python3), and the per-tensor overflow/flush counts must match numpy's.
+// python3; for BF16, which numpy lacks, the RNE definition evaluated with numpy), and the
+// per-tensor overflow/flush counts must match the oracle's.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -90,10 +91,29 @@ vals = {
   'c': (np.fromfile(d + '/c.raw', dtype='<u2').astype(np.uint32) << 16).view(np.float32),
   'd': e4m3(np.fromfile(d + '/d.raw', dtype=np.uint8).astype(np.int64)),
 }
-dt = {'f16': np.float16, 'f32': np.float32}[target]
+def bf16(v):
+    # Round to nearest, ties to even, by definition: the nearer of the two neighbouring BF16 values
+    # (exact in float64 for these inputs). NaN becomes a quiet NaN; the comparison accepts any NaN for NaN.
+    v = np.asarray(v, dtype=np.float64)
+    a = np.abs(v)
+    fin = np.isfinite(a) & (a > 0)
+    m, ex = np.frexp(np.where(fin, a, 1.0))
+    q = np.ldexp(1.0, np.maximum(ex - 1, -126) - 7)
+    k = np.floor(np.where(fin, a, 0) / q)
+    up = ((k + 1) * q - a < a - k * q) | (((k + 1) * q - a == a - k * q) & (np.mod(k, 2) == 1))
+    r = np.where(up, (k + 1) * q, k * q)
+    bits = (r.astype(np.float32).view(np.uint32) >> 16).astype(np.uint32)
+    bits = np.where(np.isnan(a), 0x7fc0, np.where(np.isinf(a), 0x7f80, np.where(a == 0, 0, bits))) | np.where(np.signbit(v), 0x8000, 0)
+    return bits.astype('<u2')
 res = {}
 for k, v in vals.items():
-    o = v.astype(dt)
+    if target == 'bf16':
+        b = bf16(v)
+        b.tofile(d + '/' + k + '.want')
+        o = (b.astype(np.uint32) << 16).view(np.float32)
+        res[k] = {'overflow': int(np.sum(np.isfinite(v) & np.isinf(o))), 'underflow': int(np.sum((v != 0) & ~np.isnan(v) & (o == 0)))}
+        continue
+    o = v.astype({'f16': np.float16, 'f32': np.float32}[target])
     o.tofile(d + '/' + k + '.want')
     res[k] = {'overflow': int(np.sum(np.isfinite(v) & np.isinf(o))), 'underflow': int(np.sum((v != 0) & ~np.isnan(v) & (o == 0)))}
 print(json.dumps(res))
@@ -105,14 +125,15 @@ function sameFloats(got: Uint8Array, want: Uint8Array, bytes: number, what: stri
     const a = got.subarray(i, i + bytes);
     const b = want.subarray(i, i + bytes);
     if (Buffer.compare(a, b) === 0) continue;
-    // NaN payloads of hardware F64→F32 conversion are platform-defined; anything else must match bit for bit.
+    // NaN payloads are platform-defined (hardware F64→F32) or not part of RNE (BF16); anything else must match bit for bit.
+    // (For 2-byte outputs, 0x7c00 < bits & 0x7fff is NaN in F16 and covers BF16 NaNs, > 0x7f80, too.)
     const nan = (x: Uint8Array) => (bytes === 2 ? (new DataView(x.buffer, x.byteOffset).getUint16(0, true) & 0x7fff) > 0x7c00 : Number.isNaN(new DataView(x.buffer, x.byteOffset).getFloat32(0, true)));
     assert.ok(nan(a) && nan(b), `${what}: element ${i / bytes} is ${Buffer.from(a).toString('hex')}, numpy says ${Buffer.from(b).toString('hex')}`);
   }
 }
 
-for (const target of ['f16', 'f32'] as const) {
-  test(`convert --dtype ${target} matches numpy byte for byte, reports numpy's counts, copies integers, leaves the input alone`, () => {
+for (const target of ['f16', 'bf16', 'f32'] as const) {
+  test(`convert --dtype ${target} matches the numpy oracle byte for byte, reports its counts, copies integers, leaves the input alone`, () => {
     const input = join(dir, 'in.safetensors');
     const before = readFileSync(input);
     const mtime = statSync(input).mtimeMs;
@@ -123,10 +144,10 @@ for (const target of ['f16', 'f32'] as const) {
     assert.equal(py.status, 0, `python3 with numpy is required (apt-get install python3-numpy): ${py.stderr}`);
     const counts = JSON.parse(py.stdout) as Record<string, { overflow: number; underflow: number }>;
     const st = new SafeTensor(fresh(out));
-    const to = target === 'f16' ? 'F16' : 'F32';
+    const to = ({ f16: 'F16', bf16: 'BF16', f32: 'F32' } as const)[target];
     for (const k of ['a', 'b', 'c', 'd']) {
       assert.equal(st.metadata.get(k)!.dtype, to);
-      sameFloats(st.getTensor(k), new Uint8Array(readFileSync(join(dir, `${k}.want`))), to === 'F16' ? 2 : 4, `${k} ${inputs[k].dtype}→${to}`);
+      sameFloats(st.getTensor(k), new Uint8Array(readFileSync(join(dir, `${k}.want`))), to === 'F32' ? 4 : 2, `${k} ${inputs[k].dtype}→${to}`);
       const line = r.stdout.split('\n').find((l) => l.startsWith(`${k}: `));
       assert.ok(line, `a report line for ${k}`);
       if (inputs[k].dtype === to) assert.ok(line!.endsWith('(unchanged)') && counts[k].overflow === 0 && counts[k].underflow === 0, line);
