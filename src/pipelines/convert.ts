@@ -117,6 +117,9 @@ export async function convertModel(args: ConvertArgs, ctx: JobContext = {}): Pro
   if (args.maxShardBytes !== undefined && !(Number.isSafeInteger(args.maxShardBytes) && args.maxShardBytes > 0)) {
     throw new FormatError('unsupported', `max shard size must be a positive number of bytes, not ${args.maxShardBytes}`);
   }
+  if (args.maxShardBytes !== undefined && args.output.endsWith('.safetensors')) {
+    throw new FormatError('unsupported', 'sharded output goes to a folder: give a folder, not a .safetensors file, with a max shard size', args.output);
+  }
   const model = await openModel(args.input, args.opener);
   let createdDir: string | undefined;
   try {

@@ -74,6 +74,8 @@ test('bad input exits 2 with exactly one error[CODE] line on stderr and nothing 
     [['inspect', join(dir, 'truncated.safetensors'), '--json'], 'truncated', "tensor 't'"],
     [['convert', join(dir, 'single'), join(dir, 'o.safetensors'), '--dtype', 'int3'], 'usage'],
     [['convert', join(dir, 'single'), join(dir, 'o'), '--max-shard-size', 'lots'], 'usage'],
+    [['convert', join(dir, 'single'), join(dir, 'o.safetensors'), '--max-shard-size', '1MB'], 'unsupported', 'o.safetensors'],
+    [['convert', join(dir, 'truncated.safetensors'), join(dir, 'o.safetensors')], 'truncated', 'truncated.safetensors'],
   ];
   for (const [args, code, mention] of cases) {
     const r = cli(...args);
