@@ -5,6 +5,7 @@ import { mergeCases } from './merge';
 import { formatWriteCases } from './formatWrite';
 import { quantizeCases } from './quantize';
 import { statsCases } from './stats';
+import { viewerCases } from './viewer';
 
 /** Every benchmark case; each area adds its own module's cases here. */
-export const CASES: BenchCase[] = [...diffCases, ...mergeCases, ...formatReadCases, ...formatWriteCases, ...quantizeCases, ...statsCases];
+export const CASES: BenchCase[] = [...diffCases, ...mergeCases, ...formatReadCases, ...formatWriteCases, ...quantizeCases, ...statsCases, ...viewerCases];

@@ -113,10 +113,11 @@ export function tensorEntries(t: TensorTable): TensorEntry[] {
   const out: TensorEntry[] = new Array(t.names.length);
   let d = 0;
   for (let i = 0; i < t.names.length; i++) {
-    const shape = Array.from(t.dims.subarray(d, d + t.rank[i]!));
-    d += t.rank[i]!;
+    const r = t.rank[i]!;
+    const shape = new Array<number>(r);
     let numel = 1;
-    for (const x of shape) numel *= x;
+    for (let k = 0; k < r; k++) numel *= shape[k] = t.dims[d + k]!;
+    d += r;
     out[i] = {
       name: t.names[i]!,
       dtype: t.dtypes[t.dtype[i]!]!,
@@ -163,7 +164,7 @@ export class TreeTableBuilder {
     this.parent.push(parent);
     this.kind.push(TREE_KINDS.indexOf(kind));
     this.path.push(path);
-    this.label.push(label === lastPart(path) ? '' : label);
+    this.label.push(label === '' || label === lastPart(path) ? '' : label);
     this.tensor.push(tensor);
     this.tensors.push(tensors);
     this.params.push(params);

@@ -66,9 +66,10 @@ export function treeTableOf(root: ModuleNode, indexOf: ReadonlyMap<string, numbe
       } else module(c, me, join(path, c.name), c);
     }
     for (const t of m.tensors) {
-      const full = join(path, t.name);
+      // Outside a fold (and in a fold's first member) the tree's own full name is this tensor's: no new string to hash.
+      const full = t.fullName.length === path.length + t.name.length + (path ? 1 : 0) && t.fullName.startsWith(path) ? t.fullName : join(path, t.name);
       const index = indexOf.get(full);
-      if (index !== undefined) b.add(me, 'tensor', full, t.name, index, 1, t.params, t.bytes);
+      if (index !== undefined) b.add(me, 'tensor', full, '', index, 1, t.params, t.bytes);
     }
   };
 
