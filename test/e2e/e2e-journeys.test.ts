@@ -28,6 +28,7 @@ import {
   prerequisites,
   quickInput,
   readTensorF64,
+  readTensorBytes,
   runCommand,
   shardOf,
   type Workspace,
@@ -153,7 +154,72 @@ describe('VS Code journeys (code-server + packaged VSIX)', () => {
   });
 
   test.todo('compare: "Compare Selected Checkpoints" lists changed tensors first; the Markdown export writes a file');
-  test.todo('quantize: "Quantize…" with Q8_0 previews, writes the output, and it opens in the viewer');
+  test('quantize: "Quantize…" with Q8_0 previews, writes the output, and it opens in the viewer', { timeout: JOURNEY_TIMEOUT_MS }, async (t) => {
+    if (skip) return t.skip(skip);
+    const input = join(ws.dir, ws.model);
+    const output = join(ws.dir, 'single', 'model-q8_0.safetensors');
+    rmSync(output, { force: true });
+    await run('quantize', async (page, shots) => {
+      await runCommand(page, 'Quantize…');
+      await answerFileDialog(page, 'Quantize: model', input);
+      // The preview: one row per scheme with its size and estimated error.
+      const schemes = quickInput(page, 'size and estimated error per scheme');
+      await schemes.waitFor({ state: 'visible', timeout: 3 * UI_TIMEOUT_MS });
+      await schemes.locator('.quick-input-list .monaco-list-row', { hasText: 'q4_0' }).first().waitFor({ timeout: UI_TIMEOUT_MS });
+      await shots.take(page, 'preview');
+      await schemes.locator('input').first().fill('q8_0');
+      await schemes.locator('.quick-input-list .monaco-list-row', { hasText: 'bits/w' }).first().waitFor({ timeout: UI_TIMEOUT_MS });
+      await page.keyboard.press('Enter');
+      const format = quickInput(page, 'output format');
+      await format.waitFor({ state: 'visible', timeout: UI_TIMEOUT_MS });
+      await format.locator('input').first().fill('safetensors');
+      await format.locator('.quick-input-list .monaco-list-row', { hasText: 'safetensors' }).first().waitFor({ timeout: UI_TIMEOUT_MS });
+      await page.keyboard.press('Enter');
+      await answerFileDialog(page, 'Quantize: output', output);
+      const end = Date.now() + 3 * UI_TIMEOUT_MS;
+      while (!existsSync(output) && Date.now() < end) await page.waitForTimeout(250);
+      assert.ok(existsSync(output), `${output} was not written`);
+      assert.deepEqual(readdirSync(join(ws.dir, 'single')).filter((n) => n.includes('.tmp')), [], 'no temporary file is left beside the output');
+      // The report opens as a Markdown preview once the job is done.
+      await page.locator('.tabs-container .tab', { hasText: 'Preview' }).first().waitFor({ timeout: UI_TIMEOUT_MS });
+      await shots.take(page, 'report');
+      // The output shows up in the explorer and opens in the viewer.
+      await doubleClickInExplorer(page, 'single/model-q8_0.safetensors');
+      const frame = await frameWith(page, '#totals');
+      assert.match((await frame.textContent('#totals')) ?? '', new RegExp(`(^|\\D)${headerTensorNames(output).length} tensors`));
+      await shots.take(page, 'output-opened');
+    });
+
+    // ggml Q8_0, decoded here from the spec: per 32 values one f16 scale d then 32 int8 q,
+    // x ≈ d·q with d = max|x| / 127, so no value is off by more than d/2 (plus f16 slack).
+    const [name] = Object.entries(headerShapes(input))
+      .filter(([n, shape]) => shape.length === 2 && n.includes('q_proj'))
+      .map(([n]) => n);
+    const x = readTensorF64(input, name);
+    const [rows, cols] = x.shape;
+    assert.deepEqual(headerShapes(output)[name], [rows, (cols / 32) * 34]);
+    const q = readTensorBytes(output, name);
+    const f16 = (h: number) => {
+      const e = (h >> 10) & 0x1f;
+      const m = h & 0x3ff;
+      const v = e === 0 ? m * 2 ** -24 : (1 + m / 1024) * 2 ** (e - 15);
+      return h & 0x8000 ? -v : v;
+    };
+    for (let r = 0; r < rows; r++) {
+      for (let b = 0; b < cols / 32; b++) {
+        const at = r * (cols / 32) * 34 + b * 34;
+        const d = f16(q[at] | (q[at + 1] << 8));
+        let amax = 0;
+        for (let k = 0; k < 32; k++) amax = Math.max(amax, Math.abs(x.values[r * cols + b * 32 + k]));
+        assert.ok(Math.abs(d - amax / 127) <= 2 ** -10 * (amax / 127) + 1e-12, `block (${r},${b}) scale ${d} vs ${amax / 127}`);
+        for (let k = 0; k < 32; k++) {
+          const qi = (q[at + 2 + k] << 24) >> 24;
+          const want = x.values[r * cols + b * 32 + k];
+          assert.ok(Math.abs(d * qi - want) <= d / 2 + 2 ** -10 * amax, `${name}[${r}, ${b * 32 + k}] = ${d * qi}, want ${want}`);
+        }
+      }
+    }
+  });
   test('merge: "Merge LoRA Adapter…" writes the merged model, and it opens', { timeout: JOURNEY_TIMEOUT_MS }, async (t) => {
     if (skip) return t.skip(skip);
     const index = join(ws.dir, 'base', 'model.safetensors.index.json');

@@ -172,6 +172,14 @@ export function shardOf(indexFile: string, tensor: string): string {
   return join(indexFile, '..', shard);
 }
 
+/** A tensor's raw bytes, read by the test from the file. */
+export function readTensorBytes(file: string, name: string): Uint8Array {
+  const { dataStart, entries } = readHeader(file);
+  const e = entries[name];
+  if (!e) throw new Error(`${file} has no tensor ${name}`);
+  return new Uint8Array(readFileSync(file).subarray(dataStart + e.data_offsets[0], dataStart + e.data_offsets[1]));
+}
+
 export class CodeServer {
   private constructor(
     readonly url: string,
