@@ -4,7 +4,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync, openSync, readSync, closeSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync, openSync, readSync, closeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { writeLlama, llamaLayout, resolveSpec, numelOf } from '../fixtures/llama';
@@ -88,6 +88,8 @@ test('bad input exits 2 with exactly one error[CODE] line on stderr and nothing 
     assert.doesNotMatch(lines[0], /\bat .*\.js:\d+/, 'no stack trace');
     if (mention) assert.ok(lines[0].includes(mention), `${lines[0]} names ${mention}`);
   }
+  // Nothing was written by any of them.
+  assert.deepEqual(readdirSync(dir).sort(), ['sharded', 'short.safetensors', 'single', 'truncated.safetensors']);
 });
 
 test('inspect --json: exact shape, header order, absolute offsets, totals', () => {
