@@ -119,12 +119,13 @@ const MOCK_HOST = `(() => {
 })();`;
 
 /** Opens the viewer page with `replies` scripted; resolves once the bundle has sent 'ready'. */
-export async function openViewer(browser: Browser, origin: string, replies: ReplyTable, opts: { width?: number; height?: number } = {}): Promise<Page> {
+export async function openViewer(browser: Browser, origin: string, replies: ReplyTable, opts: { width?: number; height?: number; state?: unknown } = {}): Promise<Page> {
   const page = await browser.newPage({ viewport: { width: opts.width ?? 1280, height: opts.height ?? 800 } });
   const errors: string[] = [];
   page.on('pageerror', (e) => errors.push(String(e)));
   ERRORS.set(page, errors);
-  await page.addInitScript({ content: `${MOCK_HOST}\nwindow.__host.setReplies(${JSON.stringify(encode(replies))});` });
+  // `state` is what getState returns: the page as VS Code restores it after being hidden.
+  await page.addInitScript({ content: `${MOCK_HOST}\nwindow.__host.setReplies(${JSON.stringify(encode(replies))});\nwindow.__host.state = ${JSON.stringify(opts.state ?? null) ?? 'null'} ?? undefined;` });
   await applyTheme(page, 'vscode-dark', false);
   await page.goto(`${origin}/index.html`);
   await page.waitForFunction(() => (window as unknown as { __host: { sent: ToHostMessage[] } }).__host.sent.some((m) => m.type === 'ready'));

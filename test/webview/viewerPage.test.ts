@@ -463,3 +463,29 @@ test('an adapter shows its rank, alpha, scale and targets; the quantization prev
   await assertClean(page);
   await page.close();
 });
+
+test('state survives the panel being hidden: open nodes, selection and histogram mode come back from getState', async () => {
+  const s = llamaSummary(3);
+  const first = await openViewer(browser, origin, replies(s));
+  await first.waitForSelector('#tree .tree-row');
+  await clickRow(first, 'model');
+  await clickRow(first, 'model.layers.{0..2}');
+  await clickRow(first, 'model.layers.1');
+  await clickRow(first, 'model.layers.1.mlp');
+  await clickRow(first, 'model.layers.1.mlp.up_proj');
+  await clickRow(first, 'model.layers.1.mlp.up_proj.weight');
+  await first.waitForSelector('#histogram[data-drawn]');
+  await first.click('#hist-log-counts');
+  await first.waitForFunction(() => document.querySelector('#histogram')?.dataset.drawn === 'value-log');
+  const state = await first.evaluate(() => (globalThis as any).__host.state);
+  await first.close();
+
+  // A new page (VS Code recreates the webview when it is shown again) with only that state.
+  const page = await openViewer(browser, origin, replies(s), { state });
+  await page.waitForSelector('#tree .tree-row.selected[data-id="model.layers.1.mlp.up_proj.weight"]');
+  await page.waitForFunction(() => document.querySelector('#histogram')?.dataset.drawn === 'value-log');
+  assert.equal(await page.getAttribute('#tree .tree-row[data-id="model.layers.{0..2}"]', 'aria-expanded'), 'true');
+  assert.equal(await page.$eval('#hist-log-counts', (e: any) => e.checked), true);
+  await assertClean(page);
+  await page.close();
+});
