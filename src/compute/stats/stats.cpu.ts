@@ -169,20 +169,34 @@ class LaneTop {
   }
 }
 
+// Words per screened block: 4 KiB, rescanned from L1 in the rare blocks that hold a candidate.
+const SCREEN_BLOCK = 1024;
+
 function countAndTop16(dtype: PatternDType, bytes: Uint8Array, n: number, first: number, topK: number, hist: Uint32Array): TopEntry[] {
   const top = new LaneTop(topK, patternTable(dtype), 0x7fff);
   const b = aligned(bytes, 4);
   const pairs = n >> 1;
   const words = new Uint32Array(b.buffer, b.byteOffset, pairs);
-  // Adding (0x8000 − floor) to each 15-bit magnitude sets that lane's bit 15 exactly when magnitude ≥ floor; lanes never carry into each other.
+  // Adding (0x8000 − floor) to each 15-bit magnitude sets that lane's bit 15 exactly when magnitude ≥ floor;
+  // lanes never carry into each other. OR-ing the sums over a block leaves the hot loop branch-free:
+  // a block is looked at lane by lane only when some lane in it may enter.
   let add = (0x8000 - top.floor) * 0x10001;
-  for (let i = 0; i < pairs; i++) {
-    const w = words[i];
-    hist[w & 0xffff]++;
-    hist[w >>> 16]++;
-    if ((((w & 0x7fff7fff) + add) & 0x80008000) !== 0) {
-      const up = top.offer(first + 2 * i, w & 0xffff);
-      if (top.offer(first + 2 * i + 1, w >>> 16) || up) add = (0x8000 - top.floor) * 0x10001;
+  for (let start = 0; start < pairs; start += SCREEN_BLOCK) {
+    const end = Math.min(pairs, start + SCREEN_BLOCK);
+    let flags = 0;
+    for (let i = start; i < end; i++) {
+      const w = words[i];
+      hist[w & 0xffff]++;
+      hist[w >>> 16]++;
+      flags |= (w & 0x7fff7fff) + add;
+    }
+    if ((flags & 0x80008000) === 0) continue;
+    for (let i = start; i < end; i++) {
+      const w = words[i];
+      if ((((w & 0x7fff7fff) + add) & 0x80008000) !== 0) {
+        const up = top.offer(first + 2 * i, w & 0xffff);
+        if (top.offer(first + 2 * i + 1, w >>> 16) || up) add = (0x8000 - top.floor) * 0x10001;
+      }
     }
   }
   if (n & 1) {
