@@ -217,6 +217,38 @@ forEachBackend('merge', (backend: Backend) => {
     ]));
   });
 
+  it('conv DoRA (norm over in×kh×kw per output channel) and diffusers-style dotted keys; inputs stay byte-identical', async () => {
+    const dir = fresh('convdora');
+    const base = [gen('unet.conv_in.weight', 'F32', [4, 3, 3, 3], 1), gen('unet.mid.to_q.weight', 'BF16', [6, 6], 2)];
+    await writeTensors(join(dir, 'base.safetensors'), base);
+    const A = gen('base_model.model.unet.conv_in.lora_A.weight', 'F32', [2, 3, 3, 3], 3);
+    const Bm = gen('base_model.model.unet.conv_in.lora_B.weight', 'F32', [4, 2, 1, 1], 4);
+    const mag = gen('base_model.model.unet.conv_in.lora_magnitude_vector', 'F32', [4], 5, 1);
+    await writePeft(join(dir, 'a'), { config: { r: 2, lora_alpha: 2, use_dora: true }, tensors: [A, Bm, mag] });
+    // A diffusers file: dotted module names with a component prefix the base lacks (`unet.` is kept here, so exact).
+    const dA = gen('unet.mid.to_q.lora.down.weight', 'F32', [1, 6], 6);
+    const dB = gen('unet.mid.to_q.lora.up.weight', 'F32', [6, 1], 7);
+    await writeTensors(join(dir, 'd.safetensors'), [dA, dB]);
+    const inputs = [join(dir, 'base.safetensors'), join(dir, 'a', 'adapter_model.safetensors'), join(dir, 'd.safetensors')];
+    const before = inputs.map((p) => readFileSync(p));
+    await merge({ base: inputs[0], adapters: [{ path: join(dir, 'a') }, { path: join(dir, 'd.safetensors') }], output: join(dir, 'o.safetensors') }, ctx);
+    inputs.forEach((p, i) => assert.deepEqual(readFileSync(p), before[i], `${p} must not change`));
+    const W = Float64Array.from(base[0].values);
+    addDelta(W, product(Bm, A), 1, false);
+    const per = 27;
+    for (let o = 0; o < 4; o++) {
+      let s = 0;
+      for (let i = 0; i < per; i++) s += W[o * per + i] ** 2;
+      for (let i = 0; i < per; i++) W[o * per + i] *= mag.values[o] / Math.sqrt(s);
+    }
+    const Q = Float64Array.from(base[1].values);
+    addDelta(Q, product(dB, dA), 1, false);
+    assertClose(join(dir, 'o.safetensors'), new Map([
+      ['unet.conv_in.weight', { dtype: 'F32', values: W }],
+      ['unet.mid.to_q.weight', { dtype: 'BF16', values: Q }],
+    ]));
+  });
+
   it('--subtract computes W − ΔW', async () => {
     const dir = fresh('sub');
     const base = llamaBase('BF16', 6);
