@@ -72,7 +72,8 @@ export function quantCases(): QuantCase[] {
       ...block((j) => (j === 3 ? -3 : j === 20 ? 3 : -(j % 5) * 0.25)),
       ...block((j) => (j % 2 ? 2 : -2))]));
     // Zeros of both signs, and constant blocks.
-    cases.push(mk('zeros', dt, [...block(() => 0), ...block(() => -0), ...block((j) => (j % 3 ? 0 : -0)),
+    cases.push(mk('zeros', dt, [...block(() => 0), ...block(() => -0), ...block((j) => (j % 3 ? 0 : -0)), ...block((j) => (j % 2 ? -0 : 0)),
+      ...block((j) => (j % 2 ? -0 : j === 6 ? 2 : 0)),
       ...block(() => 1.5), ...block(() => -0.25), ...block((j) => (j === 31 ? 1 : 0))]));
   }
   // Near ties: values a few f32 ulps around the points where x·id (+ 8.5 or + 0.5) rounds

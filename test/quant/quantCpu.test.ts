@@ -3,8 +3,8 @@ import assert from 'node:assert/strict';
 import { q8_0Cpu, q8_0Scalar } from '../../src/compute/quant/q8_0.cpu';
 import { q4_0Cpu, q4_0Scalar } from '../../src/compute/quant/q4_0.cpu';
 import { simdAvailable } from '../../src/compute/quant/quantSimd';
-import { q4_1Cpu } from '../../src/compute/quant/q4_1.cpu';
-import { int8ChannelCpu } from '../../src/compute/quant/int8Channel.cpu';
+import { q4_1Cpu, q4_1Scalar } from '../../src/compute/quant/q4_1.cpu';
+import { int8ChannelCpu, int8ChannelScalar } from '../../src/compute/quant/int8Channel.cpu';
 import { fp8E4m3Cpu } from '../../src/compute/quant/fp8E4m3.cpu';
 import { f32ToE4M3, f32ToF16Bits, reportOf } from '../../src/compute/quant/common';
 import { quantCases } from './quantCases';
@@ -43,7 +43,7 @@ const GGML = [
   { name: 'q4_1', cpu: q4_1Cpu, ref: refQ4_1 },
 ] as const;
 
-test('WebAssembly SIMD is available (BF16/F32 Q8_0 and Q4_0 take that path)', () => {
+test('WebAssembly SIMD is available (BF16/F32 Q8_0, Q4_0, Q4_1 and int8-channel take that path)', () => {
   assert.ok(simdAvailable());
 });
 
@@ -51,6 +51,7 @@ test('WebAssembly SIMD is available (BF16/F32 Q8_0 and Q4_0 take that path)', ()
 const SCALAR = [
   { name: 'q8_0 scalar', cpu: q8_0Scalar, ref: refQ8_0 },
   { name: 'q4_0 scalar', cpu: q4_0Scalar, ref: refQ4_0 },
+  { name: 'q4_1 scalar', cpu: q4_1Scalar, ref: refQ4_1 },
 ] as const;
 
 for (const s of [...GGML, ...SCALAR]) {
@@ -68,10 +69,12 @@ for (const s of [...GGML, ...SCALAR]) {
 test('int8-channel and fp8-e4m3 CPU match the reference rules', () => {
   for (const c of quantCases()) {
     const rows = c.held.length / c.cols;
-    const i8 = int8ChannelCpu({ src: c.bytes, dtype: c.dtype, rows, cols: c.cols });
     const ri8 = refInt8Channel(c.held, rows, c.cols);
-    assert.deepEqual(i8.scales, ri8.scales, `int8 scales ${c.name}`);
-    assert.ok(Buffer.compare(i8.data, new Uint8Array(ri8.q.buffer)) === 0, `int8 ${c.name}: ${firstDiff(i8.data, new Uint8Array(ri8.q.buffer))}`);
+    for (const [path, fn] of [['simd', int8ChannelCpu], ['scalar', int8ChannelScalar]] as const) {
+      const i8 = fn({ src: c.bytes, dtype: c.dtype, rows, cols: c.cols });
+      assert.deepEqual(i8.scales, ri8.scales, `int8 ${path} scales ${c.name}`);
+      assert.ok(Buffer.compare(i8.data, new Uint8Array(ri8.q.buffer)) === 0, `int8 ${path} ${c.name}: ${firstDiff(i8.data, new Uint8Array(ri8.q.buffer))}`);
+    }
     const f8 = fp8E4m3Cpu({ src: c.bytes, dtype: c.dtype, rows, cols: c.cols });
     const rf8 = refFp8(c.held, rows, c.cols);
     assert.deepEqual(f8.scales, rf8.scales, `fp8 scales ${c.name}`);

@@ -1,4 +1,5 @@
 import { checkArgs, decodeInto, emptySums, inputViews, scratch, sumsFrom, type QuantizeArgs, type QuantizeResult } from './common';
+import { int8RowsSimd } from './quantSimd';
 
 const fround = Math.fround;
 /** Symmetric int8 range: −127..127, so that the scale maps absMax exactly to ±127. */
@@ -17,6 +18,16 @@ function rne(v: number): number {
  * ±127; a row of zeros gets scale 0 and q = 0.
  */
 export function int8ChannelCpu(a: QuantizeArgs): QuantizeResult {
+  checkArgs('int8-channel', a, 1);
+  if (a.dtype !== 'F16') {
+    const r = int8RowsSimd(a.src, a.dtype === 'BF16', a.rows, a.cols);
+    if (r) return { ...r, stats: a.stats === false ? emptySums() : r.stats };
+  }
+  return int8ChannelScalar(a);
+}
+
+/** The scalar twin of the SIMD path (F16 input, rows not a multiple of 16, or no WebAssembly SIMD). */
+export function int8ChannelScalar(a: QuantizeArgs): QuantizeResult {
   checkArgs('int8-channel', a, 1);
   const { rows, cols } = a;
   const out = new Int8Array(rows * cols);

@@ -1,4 +1,5 @@
 import { checkArgs, emptySums, f16Table32, f32ToF16Bits, inputViews, loadBlock32, scratch, sumsFrom, type QuantizeArgs, type QuantizeResult } from './common';
+import { ggmlSimd } from './quantSimd';
 
 /** ggml Q4_1: 32 values per block, f16 scale d, f16 minimum m, then 16 bytes of nibbles. */
 export const Q4_1_BLOCK = 32;
@@ -15,6 +16,16 @@ const FLT_MAX = 3.4028234663852886e38;
  * `1/d` overflowing) convert to 0, as x86's scalar conversion and JS's ToInt32 do.
  */
 export function q4_1Cpu(a: QuantizeArgs): QuantizeResult {
+  checkArgs('q4_1', a, Q4_1_BLOCK);
+  if (a.dtype !== 'F16') {
+    const r = ggmlSimd('q4_1', a.src, a.dtype === 'BF16', a.rows * a.cols, a.out);
+    if (r) return { data: r.data, stats: a.stats === false ? emptySums() : r.stats };
+  }
+  return q4_1Scalar(a);
+}
+
+/** The scalar twin of the SIMD path (F16 input, and wherever WebAssembly SIMD is missing). */
+export function q4_1Scalar(a: QuantizeArgs): QuantizeResult {
   checkArgs('q4_1', a, Q4_1_BLOCK);
   const n = a.rows * a.cols;
   const out = new Uint8Array((n / Q4_1_BLOCK) * Q4_1_BYTES);

@@ -59,8 +59,11 @@ function emitHsumInto(f: Fn, v: number, acc: number): void {
   f.op(OP.f32_add, OP.f64_promote_f32, OP.f64_add).set(acc);
 }
 
+type GgmlSimdKind = 'q8_0' | 'q4_0' | 'q4_1';
+const BLOCK_BYTES: Record<GgmlSimdKind, number> = { q8_0: 34, q4_0: 18, q4_1: 20 };
+
 /** (inPtr, outPtr, blocks, isBf16) → writes blocks; Σx², Σx·e, Σe² (f64) and max|e| (f32) at STATS. */
-function buildKernel(kind: 'q8_0' | 'q4_0'): Fn {
+function buildKernel(kind: GgmlSimdKind): Fn {
   const f = new Fn([T.i32, T.i32, T.i32, T.i32], []);
   const [inP, outP, nb, isBf16] = [0, 1, 2, 3];
   const b = f.local(T.i32), inA = f.local(T.i32), amax = f.local(T.i32), maxb = f.local(T.i32), j = f.local(T.i32), mk = f.local(T.i32), w = f.local(T.i32), h = f.local(T.i32);
@@ -71,7 +74,8 @@ function buildKernel(kind: 'q8_0' | 'q4_0'): Fn {
   const absmask = f.local(T.v128), m = f.local(T.v128), idv = f.local(T.v128), dqv = f.local(T.v128), fin = f.local(T.v128);
   const vx2 = f.local(T.v128), vxe = f.local(T.v128), ve2 = f.local(T.v128), vmax = f.local(T.v128), e = f.local(T.v128), tmp = f.local(T.v128);
   const signmask = f.local(T.v128), onef = f.local(T.v128), halff = f.local(T.v128), c85 = f.local(T.v128), c15 = f.local(T.v128), c8 = f.local(T.v128);
-  const bytes = kind === 'q8_0' ? 34 : 18;
+  const bytes = BLOCK_BYTES[kind];
+  const mn = f.local(T.f32), mx = f.local(T.f32), mnv = f.local(T.v128), mxv = f.local(T.v128), mqv = f.local(T.v128), hm = f.local(T.i32);
 
   f.i32(0x7fffffff).simd(SIMD.i32x4_splat).set(absmask);
   f.i32(0x80000000 | 0).simd(SIMD.i32x4_splat).set(signmask);
@@ -97,14 +101,45 @@ function buildKernel(kind: 'q8_0' | 'q4_0'): Fn {
   for (let k = 0; k < 8; k++) f.get(inA).simdMem(SIMD.v128_load, k * 16).set(v[k]);
   f.end();
   // amax on the magnitude bits (integer order = float order for non-NaN values).
-  f.get(v[0]).get(absmask).simd(SIMD.v128_and).set(m);
-  for (let k = 1; k < 8; k++) f.get(m).get(v[k]).get(absmask).simd(SIMD.v128_and).simd(SIMD.i32x4_max_u).set(m);
-  f.get(m).lane(SIMD.i32x4_extract_lane, 0).set(amax);
-  for (let l = 1; l < 4; l++) {
-    f.get(m).lane(SIMD.i32x4_extract_lane, l).set(w);
-    f.get(w).get(amax).get(w).get(amax).op(OP.i32_gt_u).op(OP.select).set(amax);
+  if (kind !== 'q4_1') {
+    f.get(v[0]).get(absmask).simd(SIMD.v128_and).set(m);
+    for (let k = 1; k < 8; k++) f.get(m).get(v[k]).get(absmask).simd(SIMD.v128_and).simd(SIMD.i32x4_max_u).set(m);
+    f.get(m).lane(SIMD.i32x4_extract_lane, 0).set(amax);
+    for (let l = 1; l < 4; l++) {
+      f.get(m).lane(SIMD.i32x4_extract_lane, l).set(w);
+      f.get(w).get(amax).get(w).get(amax).op(OP.i32_gt_u).op(OP.select).set(amax);
+    }
   }
-  if (kind === 'q8_0') {
+  if (kind === 'q4_1') {
+    // min and max by value; only the f16 of m keeps a sign of zero, the first zero's as in C.
+    f.get(v[0]).set(mnv);
+    f.get(v[0]).set(mxv);
+    for (let k = 1; k < 8; k++) {
+      f.get(mnv).get(v[k]).simd(SIMD.f32x4_min).set(mnv);
+      f.get(mxv).get(v[k]).simd(SIMD.f32x4_max).set(mxv);
+    }
+    f.get(mnv).lane(SIMD.f32x4_extract_lane, 0).get(mnv).lane(SIMD.f32x4_extract_lane, 1).op(OP.f32_min);
+    f.get(mnv).lane(SIMD.f32x4_extract_lane, 2).get(mnv).lane(SIMD.f32x4_extract_lane, 3).op(OP.f32_min).op(OP.f32_min).set(mn);
+    f.get(mxv).lane(SIMD.f32x4_extract_lane, 0).get(mxv).lane(SIMD.f32x4_extract_lane, 1).op(OP.f32_max);
+    f.get(mxv).lane(SIMD.f32x4_extract_lane, 2).get(mxv).lane(SIMD.f32x4_extract_lane, 3).op(OP.f32_max).op(OP.f32_max).set(mx);
+    f.get(mn).op(OP.i32_reinterpret_f32).set(maxb);
+    f.get(mn).f32(0).op(OP.f32_eq).if_();
+    f.i32(-1).set(j);
+    for (let k = 0; k < 8; k++) {
+      f.get(j).i32(0).op(OP.i32_lt_s).if_();
+      f.get(v[k]).f32(0).simd(SIMD.f32x4_splat).simd(SIMD.f32x4_eq).simd(SIMD.i32x4_bitmask).tee(mk);
+      f.if_().i32(k * 4).get(mk).op(OP.i32_ctz).op(OP.i32_add).set(j).end();
+      f.end();
+    }
+    f.get(isBf16).if_();
+    f.get(inA).get(j).i32(1).op(OP.i32_shl).op(OP.i32_add).mem(0x2f, 0, 1).i32(16).op(OP.i32_shl).set(maxb);
+    f.op(OP.else);
+    f.get(inA).get(j).i32(2).op(OP.i32_shl).op(OP.i32_add).mem(0x28, 0, 2).set(maxb);
+    f.end();
+    f.end();
+    f.get(mx).get(mn).op(OP.f32_sub).f32(15).op(OP.f32_div).set(d);
+    f.get(mn).simd(SIMD.f32x4_splat).set(mnv);
+  } else if (kind === 'q8_0') {
     f.get(amax).op(OP.f32_reinterpret_i32).f32(127).op(OP.f32_div).set(d);
   } else {
     // The first value of largest magnitude, with its sign; +0 when the block is all zeros.
@@ -133,6 +168,11 @@ function buildKernel(kind: 'q8_0' | 'q4_0'): Fn {
   emitF16(f, w, h);
   f.get(outP).get(h).mem(0x3b, 0, 0); // i32.store16
   f.get(h).i32(2).op(OP.i32_shl).mem(0x2a, TABLE, 2).set(dq); // f32.load from the table
+  if (kind === 'q4_1') {
+    emitF16(f, maxb, hm);
+    f.get(outP).get(hm).mem(0x3b, 2, 0);
+    f.get(hm).i32(2).op(OP.i32_shl).mem(0x2a, TABLE, 2).simd(SIMD.f32x4_splat).set(mqv);
+  }
   f.get(id).simd(SIMD.f32x4_splat).set(idv);
   f.get(dq).simd(SIMD.f32x4_splat).set(dqv);
   for (let k = 0; k < 8; k++) {
@@ -145,6 +185,10 @@ function buildKernel(kind: 'q8_0' | 'q4_0'): Fn {
       f.get(tmp).get(signmask).simd(SIMD.v128_and).get(onef).simd(SIMD.v128_or).simd(SIMD.v128_and);
       f.simd(SIMD.f32x4_add).simd(SIMD.i32x4_trunc_sat_f32x4_s).get(fin).simd(SIMD.v128_and).set(q[k]);
       f.get(q[k]).simd(SIMD.f32x4_convert_i32x4_s).get(dqv).simd(SIMD.f32x4_mul).set(tmp);
+    } else if (kind === 'q4_1') {
+      f.get(v[k]).get(mnv).simd(SIMD.f32x4_sub).get(idv).simd(SIMD.f32x4_mul).get(halff).simd(SIMD.f32x4_add);
+      f.simd(SIMD.i32x4_trunc_sat_f32x4_s).get(c15).simd(SIMD.i32x4_min_s).get(fin).simd(SIMD.v128_and).set(q[k]);
+      f.get(q[k]).simd(SIMD.f32x4_convert_i32x4_s).get(dqv).simd(SIMD.f32x4_mul).get(mqv).simd(SIMD.f32x4_add).set(tmp);
     } else {
       f.get(tmp).get(c85).simd(SIMD.f32x4_add).simd(SIMD.i32x4_trunc_sat_f32x4_s).get(c15).simd(SIMD.i32x4_min_s).get(fin).simd(SIMD.v128_and).set(q[k]);
       f.get(q[k]).get(c8).simd(SIMD.i32x4_sub).simd(SIMD.f32x4_convert_i32x4_s).get(dqv).simd(SIMD.f32x4_mul).set(tmp);
@@ -161,7 +205,7 @@ function buildKernel(kind: 'q8_0' | 'q4_0'): Fn {
       f.get(ve2).get(e).get(e).simd(SIMD.f32x4_mul).simd(SIMD.f32x4_add).set(ve2);
     }
     // pmax keeps the accumulator when the new value is NaN, as the scalar twin's `>` does.
-    f.get(vmax).get(e).simd(SIMD.f32x4_abs).simd(0xeb).set(vmax);
+    f.get(vmax).get(e).simd(SIMD.f32x4_abs).simd(SIMD.f32x4_pmax).set(vmax);
   }
   if (kind === 'q8_0') {
     for (let half = 0; half < 2; half++) {
@@ -175,7 +219,7 @@ function buildKernel(kind: 'q8_0' | 'q4_0'): Fn {
     f.get(outP);
     f.get(q[0]).get(q[1]).simd(SIMD.i16x8_narrow_i32x4_s).get(q[2]).get(q[3]).simd(SIMD.i16x8_narrow_i32x4_s).simd(SIMD.i8x16_narrow_i16x8_s);
     f.get(q[4]).get(q[5]).simd(SIMD.i16x8_narrow_i32x4_s).get(q[6]).get(q[7]).simd(SIMD.i16x8_narrow_i32x4_s).simd(SIMD.i8x16_narrow_i16x8_s);
-    f.i32(4).simd(SIMD.i8x16_shl).simd(SIMD.v128_or).simdMem(SIMD.v128_store, 2);
+    f.i32(4).simd(SIMD.i8x16_shl).simd(SIMD.v128_or).simdMem(SIMD.v128_store, kind === 'q4_1' ? 4 : 2);
   }
   emitHsumInto(f, vx2, sX2);
   emitHsumInto(f, vxe, sXE);
@@ -192,6 +236,97 @@ function buildKernel(kind: 'q8_0' | 'q4_0'): Fn {
 }
 
 /** The slice of the WebAssembly JS API used here (the project's lib settings do not declare it). */
+/**
+ * (inPtr, outPtr, rows, cols, isBf16, scalesPtr): per-row int8, `scale = absMax/127`,
+ * `q = clamp(nearest(x/scale), ±127)` (f32 division and ties-to-even rounding, both
+ * exact in WebAssembly); cols must be a multiple of 16. Error sums as for the blocks.
+ */
+function buildInt8Rows(): Fn {
+  const f = new Fn([T.i32, T.i32, T.i32, T.i32, T.i32, T.i32], []);
+  const [inP, outP, rows, cols, isBf16, scalesP] = [0, 1, 2, 3, 4, 5];
+  const r = f.local(T.i32), i = f.local(T.i32), rowIn = f.local(T.i32), step = f.local(T.i32), amax = f.local(T.i32), w = f.local(T.i32), a = f.local(T.i32);
+  const scale = f.local(T.f32);
+  const sX2 = f.local(T.f64), sXE = f.local(T.f64), sE2 = f.local(T.f64);
+  const x = f.local(T.v128), m = f.local(T.v128), absmask = f.local(T.v128), sv = f.local(T.v128), mask = f.local(T.v128), e = f.local(T.v128), y = f.local(T.v128);
+  const vx2 = f.local(T.v128), vxe = f.local(T.v128), ve2 = f.local(T.v128), vmax = f.local(T.v128), c127 = f.local(T.v128), cm127 = f.local(T.v128);
+  const q = Array.from({ length: 4 }, () => f.local(T.v128));
+  f.i32(0x7fffffff).simd(SIMD.i32x4_splat).set(absmask);
+  f.i32(127).simd(SIMD.i32x4_splat).set(c127);
+  f.i32(-127).simd(SIMD.i32x4_splat).set(cm127);
+  f.f32(0).simd(SIMD.f32x4_splat).set(vmax);
+  // Bytes per 4 values: 8 (BF16) or 16 (F32).
+  f.i32(8).i32(16).get(isBf16).op(OP.select).set(step);
+  /** Loads 4 values at address `a` as f32x4 into `x`. */
+  const load = () => {
+    f.get(isBf16).if_();
+    f.get(a).simdMem(SIMD.v128_load16x4_u, 0).i32(16).simd(SIMD.i32x4_shl).set(x);
+    f.op(OP.else);
+    f.get(a).simdMem(SIMD.v128_load, 0).set(x);
+    f.end();
+  };
+  f.i32(0).set(r);
+  f.block().loop();
+  f.get(r).get(rows).op(OP.i32_ge_u).op(OP.br_if, 1);
+  f.get(inP).get(r).get(cols).op(OP.i32_mul).get(step).op(OP.i32_mul).i32(2).op(OP.i32_shr_u).op(OP.i32_add).set(rowIn);
+  // Pass 1: absMax of the row on the magnitude bits.
+  f.i32(0).simd(SIMD.i32x4_splat).set(m);
+  f.i32(0).set(i);
+  f.get(rowIn).set(a);
+  f.block().loop();
+  f.get(i).get(cols).op(OP.i32_ge_u).op(OP.br_if, 1);
+  load();
+  f.get(m).get(x).get(absmask).simd(SIMD.v128_and).simd(SIMD.i32x4_max_u).set(m);
+  f.get(a).get(step).op(OP.i32_add).set(a);
+  f.get(i).i32(4).op(OP.i32_add).set(i);
+  f.op(OP.br, 0).end().end();
+  f.get(m).lane(SIMD.i32x4_extract_lane, 0).set(amax);
+  for (let l = 1; l < 4; l++) {
+    f.get(m).lane(SIMD.i32x4_extract_lane, l).set(w);
+    f.get(w).get(amax).get(w).get(amax).op(OP.i32_gt_u).op(OP.select).set(amax);
+  }
+  f.get(amax).op(OP.f32_reinterpret_i32).f32(127).op(OP.f32_div).set(scale);
+  f.get(scalesP).get(r).i32(2).op(OP.i32_shl).op(OP.i32_add).get(scale).mem(0x38, 0, 2);
+  f.get(scale).simd(SIMD.f32x4_splat).set(sv);
+  // A zero scale (an all-zero row) gives q = 0 everywhere.
+  f.i32(0).get(scale).f32(0).op(OP.f32_ne).op(OP.i32_sub).simd(SIMD.i32x4_splat).set(mask);
+  // Pass 2: 16 values per step.
+  f.f32(0).simd(SIMD.f32x4_splat).set(vx2);
+  f.f32(0).simd(SIMD.f32x4_splat).set(vxe);
+  f.f32(0).simd(SIMD.f32x4_splat).set(ve2);
+  f.i32(0).set(i);
+  f.get(rowIn).set(a);
+  f.block().loop();
+  f.get(i).get(cols).op(OP.i32_ge_u).op(OP.br_if, 1);
+  for (let k = 0; k < 4; k++) {
+    load();
+    f.get(x).get(sv).simd(SIMD.f32x4_div).simd(SIMD.f32x4_nearest).simd(SIMD.i32x4_trunc_sat_f32x4_s);
+    f.get(c127).simd(SIMD.i32x4_min_s).get(cm127).simd(SIMD.i32x4_max_s).get(mask).simd(SIMD.v128_and).set(q[k]);
+    f.get(q[k]).simd(SIMD.f32x4_convert_i32x4_s).get(sv).simd(SIMD.f32x4_mul).set(y);
+    f.get(x).get(y).simd(SIMD.f32x4_sub).set(e);
+    f.get(vx2).get(x).get(x).simd(SIMD.f32x4_mul).simd(SIMD.f32x4_add).set(vx2);
+    f.get(vxe).get(x).get(e).simd(SIMD.f32x4_mul).simd(SIMD.f32x4_add).set(vxe);
+    f.get(ve2).get(e).get(e).simd(SIMD.f32x4_mul).simd(SIMD.f32x4_add).set(ve2);
+    f.get(vmax).get(e).simd(SIMD.f32x4_abs).simd(SIMD.f32x4_pmax).set(vmax);
+    f.get(a).get(step).op(OP.i32_add).set(a);
+  }
+  f.get(outP).get(r).get(cols).op(OP.i32_mul).op(OP.i32_add).get(i).op(OP.i32_add);
+  f.get(q[0]).get(q[1]).simd(SIMD.i16x8_narrow_i32x4_s).get(q[2]).get(q[3]).simd(SIMD.i16x8_narrow_i32x4_s).simd(SIMD.i8x16_narrow_i16x8_s);
+  f.simdMem(SIMD.v128_store, 0);
+  f.get(i).i32(16).op(OP.i32_add).set(i);
+  f.op(OP.br, 0).end().end();
+  emitHsumInto(f, vx2, sX2);
+  emitHsumInto(f, vxe, sXE);
+  emitHsumInto(f, ve2, sE2);
+  f.get(r).i32(1).op(OP.i32_add).set(r);
+  f.op(OP.br, 0).end().end();
+  f.i32(STATS).get(sX2).mem(0x39, 0, 3);
+  f.i32(STATS).get(sXE).mem(0x39, 8, 3);
+  f.i32(STATS).get(sE2).mem(0x39, 16, 3);
+  f.i32(STATS).get(vmax).lane(SIMD.f32x4_extract_lane, 0).get(vmax).lane(SIMD.f32x4_extract_lane, 1).op(OP.f32_max);
+  f.get(vmax).lane(SIMD.f32x4_extract_lane, 2).get(vmax).lane(SIMD.f32x4_extract_lane, 3).op(OP.f32_max).op(OP.f32_max).mem(0x38, 24, 2);
+  return f;
+}
+
 interface WasmMemory {
   readonly buffer: ArrayBuffer;
   grow(pages: number): number;
@@ -205,6 +340,8 @@ interface SimdModule {
   readonly memory: WasmMemory;
   readonly q8_0: (inP: number, outP: number, nb: number, isBf16: number) => void;
   readonly q4_0: (inP: number, outP: number, nb: number, isBf16: number) => void;
+  readonly q4_1: (inP: number, outP: number, nb: number, isBf16: number) => void;
+  readonly int8Rows: (inP: number, outP: number, rows: number, cols: number, isBf16: number, scalesP: number) => void;
 }
 
 let instance: SimdModule | null | undefined;
@@ -213,7 +350,10 @@ let instance: SimdModule | null | undefined;
 function simdModule(): SimdModule | null {
   if (instance !== undefined) return instance;
   try {
-    const bytes = assemble([['q8_0', buildKernel('q8_0')], ['q4_0', buildKernel('q4_0')]], Math.ceil(IN / PAGE) + 1);
+    const bytes = assemble(
+      [['q8_0', buildKernel('q8_0')], ['q4_0', buildKernel('q4_0')], ['q4_1', buildKernel('q4_1')], ['int8Rows', buildInt8Rows()]],
+      Math.ceil(IN / PAGE) + 1,
+    );
     const wasm = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly;
     const inst = new wasm.Instance(new wasm.Module(bytes), {});
     const ex = inst.exports as unknown as SimdModule;
@@ -234,11 +374,11 @@ export function simdAvailable(): boolean {
  * (into `into` when it has exactly the output's size).
  * Returns undefined when WebAssembly SIMD is unavailable.
  */
-export function ggmlSimd(kind: 'q8_0' | 'q4_0', src: Uint8Array, isBf16: boolean, n: number, into?: Uint8Array): { data: Uint8Array; stats: ErrorSums } | undefined {
+export function ggmlSimd(kind: GgmlSimdKind, src: Uint8Array, isBf16: boolean, n: number, into?: Uint8Array): { data: Uint8Array; stats: ErrorSums } | undefined {
   const mod = simdModule();
   if (!mod) return undefined;
   const nb = n / 32;
-  const outBytes = nb * (kind === 'q8_0' ? 34 : 18);
+  const outBytes = nb * BLOCK_BYTES[kind];
   const outP = IN + Math.ceil(src.byteLength / 16) * 16;
   // 16 bytes of slack: the last block's vector store may run past its 18 bytes.
   const need = outP + outBytes + 16;
@@ -256,4 +396,25 @@ export function ggmlSimd(kind: 'q8_0' | 'q4_0', src: Uint8Array, isBf16: boolean
   const st = new Float64Array(mod.memory.buffer, STATS, 3);
   const maxErr = new Float32Array(mod.memory.buffer, STATS + 24, 1)[0];
   return { data, stats: sumsFrom(n, st[0], st[1], st[2], maxErr) };
+}
+
+/**
+ * Per-row int8 of `rows × cols` BF16 or F32 values (cols a multiple of 16).
+ * Returns undefined when WebAssembly SIMD is unavailable.
+ */
+export function int8RowsSimd(src: Uint8Array, isBf16: boolean, rows: number, cols: number): { data: Uint8Array; scales: Float32Array; stats: ErrorSums } | undefined {
+  const mod = simdModule();
+  if (!mod || cols % 16 !== 0) return undefined;
+  const n = rows * cols;
+  const outP = IN + Math.ceil(src.byteLength / 16) * 16;
+  const scalesP = outP + Math.ceil(n / 16) * 16;
+  const need = scalesP + rows * 4;
+  if (mod.memory.buffer.byteLength < need) mod.memory.grow(Math.ceil((need - mod.memory.buffer.byteLength) / PAGE));
+  new Uint8Array(mod.memory.buffer, IN, src.byteLength).set(src);
+  mod.int8Rows(IN, outP, rows, cols, isBf16 ? 1 : 0, scalesP);
+  const data = new Uint8Array(mod.memory.buffer, outP, n).slice();
+  const scales = new Float32Array(mod.memory.buffer, scalesP, rows).slice();
+  const st = new Float64Array(mod.memory.buffer, STATS, 3);
+  const maxErr = new Float32Array(mod.memory.buffer, STATS + 24, 1)[0];
+  return { data, scales, stats: sumsFrom(n, st[0], st[1], st[2], maxErr) };
 }

@@ -35,19 +35,19 @@ export const OP = {
   i32_eqz: 0x45, i32_eq: 0x46, i32_ne: 0x47, i32_lt_s: 0x48, i32_lt_u: 0x49, i32_gt_s: 0x4a, i32_gt_u: 0x4b, i32_le_s: 0x4c, i32_ge_s: 0x4e, i32_ge_u: 0x4f,
   f32_eq: 0x5b, f32_ne: 0x5c,
   i32_ctz: 0x68, i32_add: 0x6a, i32_sub: 0x6b, i32_mul: 0x6c, i32_and: 0x71, i32_or: 0x72, i32_xor: 0x73, i32_shl: 0x74, i32_shr_s: 0x75, i32_shr_u: 0x76,
-  f32_abs: 0x8b, f32_add: 0x92, f32_sub: 0x93, f32_mul: 0x94, f32_div: 0x95, f32_max: 0x97,
+  f32_abs: 0x8b, f32_add: 0x92, f32_sub: 0x93, f32_mul: 0x94, f32_div: 0x95, f32_min: 0x96, f32_max: 0x97,
   f64_add: 0xa0, f64_promote_f32: 0xbb, i32_reinterpret_f32: 0xbc, f32_reinterpret_i32: 0xbe,
 } as const;
 
 /** SIMD opcodes (after the 0xfd prefix). */
 export const SIMD = {
-  v128_load: 0x00, v128_store: 0x0b, i32x4_splat: 0x11, f32x4_splat: 0x13, i32x4_extract_lane: 0x1b, f32x4_extract_lane: 0x1f,
-  i32x4_eq: 0x37, f32x4_ge: 0x46,
+  v128_load: 0x00, v128_load16x4_u: 0x04, v128_store: 0x0b, i32x4_splat: 0x11, f32x4_splat: 0x13, i32x4_extract_lane: 0x1b, f32x4_extract_lane: 0x1f,
+  i32x4_eq: 0x37, f32x4_eq: 0x41, f32x4_ge: 0x46,
   v128_and: 0x4e, v128_or: 0x50, v128_any_true: 0x53,
-  i8x16_narrow_i16x8_s: 0x65, f32x4_trunc: 0x69, i8x16_shl: 0x6b,
+  i8x16_narrow_i16x8_s: 0x65, f32x4_trunc: 0x69, f32x4_nearest: 0x6a, i8x16_shl: 0x6b,
   i16x8_narrow_i32x4_s: 0x85,
-  i32x4_bitmask: 0xa4, i32x4_extend_low_i16x8_u: 0xa9, i32x4_extend_high_i16x8_u: 0xaa, i32x4_shl: 0xab, i32x4_add: 0xae, i32x4_sub: 0xb1, i32x4_min_s: 0xb6, i32x4_max_u: 0xb9,
-  f32x4_abs: 0xe0, f32x4_add: 0xe4, f32x4_sub: 0xe5, f32x4_mul: 0xe6, f32x4_max: 0xe9,
+  i32x4_bitmask: 0xa4, i32x4_extend_low_i16x8_u: 0xa9, i32x4_extend_high_i16x8_u: 0xaa, i32x4_shl: 0xab, i32x4_add: 0xae, i32x4_sub: 0xb1, i32x4_min_s: 0xb6, i32x4_max_s: 0xb8, i32x4_max_u: 0xb9,
+  f32x4_abs: 0xe0, f32x4_add: 0xe4, f32x4_sub: 0xe5, f32x4_mul: 0xe6, f32x4_div: 0xe7, f32x4_min: 0xe8, f32x4_max: 0xe9, f32x4_pmax: 0xeb,
   i32x4_trunc_sat_f32x4_s: 0xf8, f32x4_convert_i32x4_s: 0xfa,
 } as const;
 
