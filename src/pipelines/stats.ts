@@ -38,8 +38,9 @@ export const DEFAULT_TOP_K = 16;
 // 16 MiB slices: large enough that per-task overhead (a 256 KiB pattern table back) is
 // under 2%, small enough that 2 workers × (slice + scratch) stays far below the memory budget.
 const CPU_SLICE_BYTES = 16 << 20;
-// The GPU amortises each dispatch and readback over more data.
-const GPU_SLICE_BYTES = 64 << 20;
+// The GPU amortises each dispatch and readback over more data; two in flight, each held
+// on the host and in a mapped upload buffer, stay within the same memory budget.
+const GPU_SLICE_BYTES = 32 << 20;
 // Every slice boundary falls on a 32-element boundary: whole bytes and whole u32 words for every width (4, 6, 8, 16, 32, 64 bits).
 const SLICE_ALIGN = 32;
 

@@ -75,6 +75,11 @@ export class CpuPool {
     });
   }
 
+  /** Starts every worker now (a viewer opening a file), so that the first task does not wait for one. */
+  warm(): void {
+    while (!this.disposed && this.slots.length < this.size) this.slots.push(this.spawn());
+  }
+
   private spawn(): Slot {
     const worker = new Worker(this.script);
     const slot: Slot = { worker };
