@@ -65,13 +65,15 @@ export const diffCases: BenchCase[] = [
     description: 'as diff.cpu, plus the rank-energy estimate of every changed 2-D tensor (72-column sketch, one power iteration); rankSeconds is its share',
     async run(ctx) {
       const r = await runDiff(ctx, true);
-      const f = figures(r);
+      const { pass: _reductionPass, ...f } = figures(r);
+      void _reductionPass;
+      // The issue sets no time target for the rank estimate: its cost is reported on its own.
       return {
         ...f,
+        target: `rank estimate: no time target; ≤ ${TARGET_RSS_MB} MB peak RSS`,
         rankSeconds: Number((r.rankSeconds ?? 0).toFixed(3)),
         rankBytesRead: r.rankBytesRead ?? 0,
         rankedTensors: r.tensors.filter((t) => t.rankEnergy).length,
-        pass: true,
       };
     },
   },

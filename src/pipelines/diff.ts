@@ -127,8 +127,9 @@ const IN_FLIGHT_PER_WORKER = 2;
 // (disk or page cache) overlaps the byte compare and the workers.
 const READ_AHEAD = 2;
 // Row blocks of the rank passes: each worker widens a block of both tensors to f32
-// (2 × 4 bytes per element), so 2 MiB of BF16 costs it 16 MiB of scratch.
-const RANK_BLOCK_BYTES = 2 << 20;
+// (2 × 4 bytes per element), so 1 MiB of BF16 costs it 8 MiB of scratch; a block is
+// still hundreds of rows, so per-call overhead stays small next to its k·rows·cols work.
+const RANK_BLOCK_BYTES = 1 << 20;
 const DEFAULT_SKETCH = 72;
 const DEFAULT_POWER_ITERATIONS = 1;
 const DEFAULT_SEED = 0x5eed;
@@ -475,7 +476,7 @@ export async function diff(a: Model, b: Model, opts: DiffOptions = {}): Promise<
   let rankSeconds: number | undefined;
   let rankBytesRead: number | undefined;
   if (opts.rank) {
-    const est = await estimateRanks(a, b, tensors, { ...opts, rank: typeof opts.rank === 'object' ? opts.rank : {} }, backend, slots);
+    const est = await estimateRanks(a, b, tensors, { ...opts, rank: typeof opts.rank === 'object' ? opts.rank : {} }, backend);
     rankSeconds = est.seconds;
     rankBytesRead = est.bytesRead;
     bytesRead += est.bytesRead;
@@ -537,11 +538,11 @@ export async function estimateRanks(
   tensors: readonly TensorDiff[],
   opts: JobContext & { rank?: RankOptions; chunkBytes?: number },
   backend?: Backend,
-  slots?: Slots,
 ): Promise<{ seconds: number; bytesRead: number }> {
   const r0 = performance.now();
   const be = backend ?? (await getBackend(opts.backend ?? 'auto'));
-  const sl = slots ?? new Slots((be.kind === 'cpu' ? cpuPoolSize() : 1) * IN_FLIGHT_PER_WORKER + 1);
+  // Blocks in flight: one computing and one queued per worker, as in the diff itself.
+  const sl = new Slots((be.kind === 'cpu' ? cpuPoolSize() : 1) * IN_FLIGHT_PER_WORKER);
   const chunkBytes = Math.max(64, opts.chunkBytes ?? DEFAULT_CHUNK_BYTES);
   let rb = 0;
   const todo = rankCandidates(tensors);
@@ -641,10 +642,25 @@ async function estimateRank(
       pool.push(x);
     }
   };
+  // Per pass, copies of x and output buffers circulate with the blocks (see DeltaSketchArgs.yOut).
+  const f32Pool: Float32Array[] = [];
+  const takeF32 = (n: number) => {
+    const i = f32Pool.findIndex((x) => x.length === n);
+    return i >= 0 ? f32Pool.splice(i, 1)[0] : new Float32Array(n);
+  };
+  const giveF32 = (...xs: (Float32Array | undefined)[]) => {
+    for (const x of xs) {
+      if (!x) continue;
+      // Enough for every block in flight to hold x, y and z; more would only hold memory.
+      if (f32Pool.length >= 24) f32Pool.shift();
+      f32Pool.push(x);
+    }
+  };
   const pass = async (x: Float64Array, back: boolean, onBlock: (r0: number, y: Float32Array, z?: Float32Array) => void): Promise<void> => {
-    const xf = Float32Array.from(x);
     const tasks: Promise<void>[] = [];
     let failure: unknown;
+    const xLen = cols * k;
+    const xs = Float32Array.from(x);
     for (let r0 = 0; r0 < rows; r0 += blockRows) {
       if (failure) break;
       throwIfCancelled(signal);
@@ -660,12 +676,15 @@ async function estimateRank(
         slots.release();
         continue;
       }
+      const xf = takeF32(xLen);
+      xf.set(xs);
       tasks.push(
         backend
-          .run(deltaSketchKernel, { dtype: kd, rows: nr, cols, a: ba, b: bb, k, x: xf, back }, signal)
+          .run(deltaSketchKernel, { dtype: kd, rows: nr, cols, a: ba, b: bb, k, x: xf, back, yOut: takeF32(nr * k), zOut: back ? takeF32(xLen) : undefined }, signal)
           .then((r) => {
             onBlock(r0, r.y, r.z);
             give(r.chunks);
+            giveF32(r.x, r.y, r.z);
           })
           .catch((e) => {
             failure ??= e;

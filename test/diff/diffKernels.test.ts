@@ -130,7 +130,8 @@ forEachBackend('diff.sketch', (backend) => {
       const { a, b } = pair(c.dtype, c.rows * c.cols, c.rows * 31 + c.cols, c.density);
       const d = decodeRef(c.dtype, b).map((y, i) => y - decodeRef(c.dtype, a)[i]);
       const x = Float32Array.from(normals(c.cols * c.k, rng(7)));
-      const got = await backend.run(deltaSketchKernel, { dtype: c.dtype, rows: c.rows, cols: c.cols, a, b, k: c.k, x, back: c.back });
+      // Inputs move to the worker: hand over copies, keep the originals for the oracle.
+      const got = await backend.run(deltaSketchKernel, { dtype: c.dtype, rows: c.rows, cols: c.cols, a: a.slice(), b: b.slice(), k: c.k, x: x.slice(), back: c.back });
       // y = Δx in f64, compared relative to ‖Δ_row‖·‖x_col‖ (the scale of each dot product).
       const y = new Float64Array(c.rows * c.k);
       for (let r = 0; r < c.rows; r++) {

@@ -4,6 +4,20 @@ import type { DeltaSketchArgs, DeltaSketchResult } from './deltaSketch';
 const scratchA = new Scratch();
 const scratchB = new Scratch();
 
+/** A Float64Array of exactly `n` zeros, reusing one buffer per worker (calls would otherwise leave megabytes of garbage each). */
+class Zeros64 {
+  private buf = new Float64Array(0);
+  get(n: number): Float64Array {
+    if (this.buf.length < n) this.buf = new Float64Array(n);
+    const v = this.buf.subarray(0, n);
+    v.fill(0);
+    return v;
+  }
+}
+const xtScratch = new Zeros64();
+const ztScratch = new Zeros64();
+const yrScratch = new Zeros64();
+
 /**
  * Rows of Δ handled together: each element of x (or of zᵀ) loaded from memory
  * then feeds four rows' products from registers, and the four Δ rows are still
@@ -21,11 +35,11 @@ export function deltaSketchCpu(args: DeltaSketchArgs): DeltaSketchResult {
   // Δ in f32, as the GPU twin forms it.
   for (let i = 0; i < n; i++) d[i] = fb[i] - d[i];
   // xᵀ and zᵀ (k × cols): the inner loops then run along contiguous rows.
-  const xt = new Float64Array(k * cols);
+  const xt = xtScratch.get(k * cols);
   for (let c = 0; c < cols; c++) for (let j = 0; j < k; j++) xt[j * cols + c] = args.x[c * k + j];
-  const y = new Float32Array(rows * k);
-  const zt = args.back ? new Float64Array(k * cols) : undefined;
-  const yr = new Float64Array(ROWS * k);
+  const y = args.yOut && args.yOut.length === rows * k ? args.yOut : new Float32Array(rows * k);
+  const zt = args.back ? ztScratch.get(k * cols) : undefined;
+  const yr = yrScratch.get(ROWS * k);
   for (let r0 = 0; r0 < rows; r0 += ROWS) {
     const nr = Math.min(ROWS, rows - r0);
     // Missing rows of a short last group read row r0 again and are never stored.
@@ -59,8 +73,8 @@ export function deltaSketchCpu(args: DeltaSketchArgs): DeltaSketchResult {
       for (let c = 0; c < cols; c++) zt[zo + c] += c0 * d[o0 + c] + c1 * d[o1 + c] + c2 * d[o2 + c] + c3 * d[o3 + c];
     }
   }
-  if (!zt) return { y, chunks: [args.a, args.b] };
-  const z = new Float32Array(cols * k);
+  if (!zt) return { y, chunks: [args.a, args.b], x: args.x };
+  const z = args.zOut && args.zOut.length === cols * k ? args.zOut : new Float32Array(cols * k);
   for (let j = 0; j < k; j++) for (let c = 0; c < cols; c++) z[c * k + j] = zt[j * cols + c];
-  return { y, z, chunks: [args.a, args.b] };
+  return { y, z, chunks: [args.a, args.b], x: args.x };
 }

@@ -36,7 +36,12 @@ export async function deltaSketchGpu(ctx: GpuContext, args: DeltaSketchArgs): Pr
       zRead = ctx.read(zbuf, cols * k * 4);
     }
     const [y, z] = await Promise.all([ctx.read(ybuf, rows * k * 4), zRead]);
-    return { y: new Float32Array(y), z: z ? new Float32Array(z) : undefined, chunks: [args.a, args.b] };
+    const into = (out: Float32Array | undefined, data: ArrayBuffer) => {
+      if (!out || out.byteLength !== data.byteLength) return new Float32Array(data);
+      out.set(new Float32Array(data));
+      return out;
+    };
+    return { y: into(args.yOut, y), z: z ? into(args.zOut, z) : undefined, chunks: [args.a, args.b], x: args.x };
   } finally {
     for (const b of owned) b.destroy();
   }

@@ -20,6 +20,13 @@ export interface DeltaSketchArgs {
   /** `cols × k`, row-major. */
   readonly x: Float32Array;
   readonly back: boolean;
+  /**
+   * Buffers for y (rows × k) and z (cols × k) to fill, when the caller recycles them:
+   * results and inputs then circulate between the caller and the worker instead of
+   * being allocated per block (which fragments the per-thread heaps).
+   */
+  readonly yOut?: Float32Array;
+  readonly zOut?: Float32Array;
 }
 
 export interface DeltaSketchResult {
@@ -27,11 +34,14 @@ export interface DeltaSketchResult {
   readonly z?: Float32Array;
   /** The input blocks, handed back so the caller can read the next blocks into them. */
   readonly chunks: Uint8Array[];
+  /** `x`, handed back for the next block. */
+  readonly x: Float32Array;
 }
 
 export const deltaSketchKernel: KernelDef<DeltaSketchArgs, DeltaSketchResult> = {
   name: 'diff.sketch',
   cpu: deltaSketchCpu,
   gpu: deltaSketchGpu,
-  transfer: (args) => [args.a.buffer, args.b.buffer].filter((x, i, all): x is ArrayBuffer => x instanceof ArrayBuffer && all.indexOf(x) === i),
+  transfer: (args) =>
+    [args.a.buffer, args.b.buffer, args.x.buffer, args.yOut?.buffer, args.zOut?.buffer].filter((x, i, all): x is ArrayBuffer => x instanceof ArrayBuffer && all.indexOf(x) === i),
 };
