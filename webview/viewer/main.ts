@@ -187,9 +187,10 @@ function renderViewer(s: SummaryReplyMessage): void {
   root.append(h('div', { class: 'layout' }, left, right));
 
   performance.mark('tw:tree-start');
-  const treeRoot = buildTree(s);
+  const treeRoot = treeFromTable(s.tree);
   performance.measure('tw:build-tree', 'tw:tree-start');
   tree = new TreeView(treeHost, treeRoot, {
+    describe,
     onSelect: (n) => select(n),
     onToggle: () => save({ expanded: [...(tree?.expanded ?? [])] }),
     onScroll: (top) => save({ scrollTop: top }),
@@ -272,36 +273,24 @@ function table(id: string, head: string[], rows: (string | Node)[][]): HTMLEleme
 
 // ----------------------------------------------------------------- the tree
 
-function buildTree(s: SummaryReplyMessage): TreeNode {
-  const convert = (d: TreeNodeData): TreeNode => ({
-    id: d.path,
-    label: d.label,
-    meta() {
-      const t = d.tensor !== undefined ? tensors[d.tensor] : undefined;
-      if (t) return `${t.dtype} [${t.shape.join(', ')}]`;
-      return `${formatCount(d.params)} · ${d.tensors === 1 ? '1 tensor' : `${formatCount(d.tensors)} tensors`}`;
-    },
-    kind: d.kind,
-    tensor: d.tensor,
-    searchText: d.tensor !== undefined ? tensors[d.tensor]?.name : undefined,
-    data: d,
-    children: d.children?.map(convert),
-  });
-  return convert(treeFromTable(s.tree));
+function describe(d: TreeNodeData): string {
+  const t = d.tensor !== undefined ? tensors[d.tensor] : undefined;
+  if (t) return `${t.dtype} [${t.shape.join(', ')}]`;
+  return `${formatCount(d.params)} · ${d.tensors === 1 ? '1 tensor' : `${formatCount(d.tensors)} tensors`}`;
 }
 
 // -------------------------------------------------------------- selection
 
 function select(n: TreeNode): void {
   if (!summary) return;
-  save({ selected: n.id });
+  save({ selected: n.path });
   selection?.abort();
   selection = new AbortController();
   const details = document.getElementById('details')!;
   clear(details);
   lastStats = undefined;
   if (n.tensor !== undefined) renderTensor(details, tensors[n.tensor]!, selection.signal);
-  else renderModule(details, n.data);
+  else renderModule(details, n);
   const tabs = document.getElementById('tabs') as HTMLElement & { selectedIndex: number };
   if (tabs.selectedIndex !== 0) tabs.selectedIndex = 0;
 }

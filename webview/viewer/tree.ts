@@ -7,21 +7,12 @@
 import type { TreeNodeData } from '../../src/shared/protocol';
 import { h } from './dom';
 
-export interface TreeNode {
-  /** Unique path; the key for expansion and selection state. */
-  readonly id: string;
-  readonly label: string;
-  /** Right-aligned detail text; computed only for rows that are drawn. */
-  meta(): string;
-  readonly kind: TreeNodeData['kind'];
-  readonly tensor?: number;
-  /** Full tensor name the filter is tested against. */
-  readonly searchText?: string;
-  readonly data: TreeNodeData;
-  readonly children?: readonly TreeNode[];
-}
+/** The tree's nodes are the protocol's own: `path` is the key, a tensor's path is its name. */
+export type TreeNode = TreeNodeData;
 
 export interface TreeCallbacks {
+  /** Right-aligned detail text; asked only for rows that are drawn. */
+  describe(n: TreeNode): string;
   onSelect(n: TreeNode): void;
   onToggle(n: TreeNode): void;
   onScroll(top: number): void;
@@ -56,7 +47,7 @@ export class TreeView {
     private readonly cb: TreeCallbacks,
   ) {
     const index = (n: TreeNode) => {
-      this.byId.set(n.id, n);
+      this.byId.set(n.path, n);
       if (n.tensor !== undefined) this.byTensor.set(n.tensor, n);
       for (const c of n.children ?? []) {
         this.parent.set(c, n);
@@ -121,7 +112,7 @@ export class TreeView {
     let matches = 0;
     const walk = (n: TreeNode): boolean => {
       let keep = false;
-      if (n.tensor !== undefined && test!(n.searchText ?? n.id)) {
+      if (n.tensor !== undefined && test!(n.path)) {
         keep = true;
         matches++;
       }
@@ -159,10 +150,10 @@ export class TreeView {
     // Open every ancestor, so the row exists, then bring it into view.
     if (!this.kept || !this.kept.has(n)) {
       this.kept = undefined;
-      for (let p = this.parent.get(n); p; p = this.parent.get(p)) this.expanded.add(p.id);
+      for (let p = this.parent.get(n); p; p = this.parent.get(p)) this.expanded.add(p.path);
       this.rebuild();
     }
-    this.selectedId = n.id;
+    this.selectedId = n.path;
     const i = this.rows.findIndex((r) => r.node === n);
     if (i >= 0) {
       const top = i * ROW_HEIGHT;
@@ -179,7 +170,7 @@ export class TreeView {
       for (const c of n.children ?? []) {
         if (kept && !kept.has(c)) continue;
         rows.push({ node: c, depth });
-        if (c.children?.length && (kept || this.expanded.has(c.id))) visit(c, depth + 1);
+        if (c.children?.length && (kept || this.expanded.has(c.path))) visit(c, depth + 1);
       }
     };
     visit(this.root, 0);
@@ -216,20 +207,20 @@ export class TreeView {
       }
       el.hidden = false;
       const { node, depth } = row;
-      const open = !!node.children?.length && (!!this.kept || this.expanded.has(node.id));
+      const open = !!node.children?.length && (!!this.kept || this.expanded.has(node.path));
       el.style.transform = `translateY(${(first + k) * ROW_HEIGHT}px)`;
       el.style.paddingLeft = `${8 + depth * 14}px`;
-      el.dataset.id = node.id;
+      el.dataset.id = node.path;
       el.dataset.kind = node.kind;
       el.setAttribute('aria-level', String(depth + 1));
-      el.setAttribute('aria-selected', String(node.id === this.selectedId));
+      el.setAttribute('aria-selected', String(node.path === this.selectedId));
       if (node.children?.length) el.setAttribute('aria-expanded', String(open));
       else el.removeAttribute('aria-expanded');
-      el.classList.toggle('selected', node.id === this.selectedId);
+      el.classList.toggle('selected', node.path === this.selectedId);
       el.children[0]!.textContent = node.children?.length ? (open ? '▾' : '▸') : '';
       el.children[1]!.textContent = node.label;
-      el.children[2]!.textContent = node.meta();
-      el.title = node.searchText ?? node.id;
+      el.children[2]!.textContent = this.cb.describe(node);
+      el.title = node.path;
     }
   }
 
@@ -244,7 +235,7 @@ export class TreeView {
   }
 
   private onKey(e: KeyboardEvent): void {
-    const i = this.rows.findIndex((r) => r.node.id === this.selectedId);
+    const i = this.rows.findIndex((r) => r.node.path === this.selectedId);
     const at = (j: number) => this.rows[Math.max(0, Math.min(this.rows.length - 1, j))]?.node;
     let target: TreeNode | undefined;
     const cur = this.rows[i]?.node;
@@ -256,16 +247,16 @@ export class TreeView {
         target = at(i - 1);
         break;
       case 'ArrowRight':
-        if (cur?.children?.length && !this.expanded.has(cur.id)) this.toggle(cur.id);
+        if (cur?.children?.length && !this.expanded.has(cur.path)) this.toggle(cur.path);
         else target = at(i + 1);
         break;
       case 'ArrowLeft':
-        if (cur?.children?.length && this.expanded.has(cur.id)) this.toggle(cur.id);
+        if (cur?.children?.length && this.expanded.has(cur.path)) this.toggle(cur.path);
         else if (cur) target = this.parent.get(cur) !== this.root ? this.parent.get(cur) : undefined;
         break;
       case 'Enter':
       case ' ':
-        if (cur?.children?.length) this.toggle(cur.id);
+        if (cur?.children?.length) this.toggle(cur.path);
         break;
       default:
         return;
