@@ -18,6 +18,7 @@ import {
   buildVsix,
   cleanScratch,
   doubleClickInExplorer,
+  explorerRow,
   frameWith,
   headerShapes,
   headerTensorNames,
@@ -153,7 +154,52 @@ describe('VS Code journeys (code-server + packaged VSIX)', () => {
     });
   });
 
-  test.todo('compare: "Compare Selected Checkpoints" lists changed tensors first; the Markdown export writes a file');
+  test('compare: "Compare Selected Checkpoints" lists changed tensors first; the Markdown export writes a file', { timeout: JOURNEY_TIMEOUT_MS }, async (t) => {
+    if (skip) return t.skip(skip);
+    const shard = 'model-00002-of-00002.safetensors';
+    const a = join(ws.dir, 'base', shard);
+    const b = join(ws.dir, 'finetuned', shard);
+    // Which tensors differ, found here by comparing their bytes.
+    const changed = headerTensorNames(a).filter((n) => !Buffer.from(readTensorBytes(a, n)).equals(Buffer.from(readTensorBytes(b, n))));
+    assert.ok(changed.length > 0, 'the sample fine-tune changes tensors in the second shard');
+    const exported = join(ws.dir, 'diff.md');
+    rmSync(exported, { force: true });
+    await run('compare', async (page, shots) => {
+      // Both folders open; the explorer lists base/ before finetuned/, so the shards are rows 0 and 1.
+      for (const folder of ['base', 'finetuned']) {
+        const row = explorerRow(page, folder).first();
+        if ((await row.getAttribute('aria-expanded')) !== 'true') await row.click();
+      }
+      await explorerRow(page, shard).nth(1).waitFor({ timeout: UI_TIMEOUT_MS });
+      // Ctrl+click adds rows without opening them; the folder clicked last leaves the selection again.
+      await explorerRow(page, shard).first().click({ modifiers: ['Control'] });
+      const second = explorerRow(page, shard).nth(1);
+      await second.click({ modifiers: ['Control'] });
+      await explorerRow(page, 'finetuned').first().click({ modifiers: ['Control'] });
+      assert.equal(await page.locator('.explorer-folders-view .monaco-list-row.selected').count(), 2, 'two checkpoints selected');
+      await shots.take(page, 'selected');
+      await second.click({ button: 'right' });
+      await page.locator('.monaco-menu .action-label', { hasText: 'Compare Selected Checkpoints' }).first().click();
+      const frame = await frameWith(page, '#tensors tbody tr', 3 * UI_TIMEOUT_MS);
+      await shots.take(page, 'report');
+      const rows = await frame.$$eval('#tensors tbody tr', (trs) => trs.map((tr) => ({ name: tr.getAttribute('data-name') ?? '', changed: tr.classList.contains('changed') })));
+      // Changed tensors first, and exactly those.
+      const firstIdentical = rows.findIndex((r) => !r.changed);
+      const shown = firstIdentical < 0 ? rows : rows.slice(0, firstIdentical);
+      assert.deepEqual(shown.map((r) => r.name).sort(), [...changed].sort());
+      assert.ok(rows.slice(shown.length).every((r) => !r.changed), 'no changed tensor after an identical one');
+      assert.match((await frame.textContent('#summary')) ?? '', new RegExp(`^${changed.length} of \\d+ compared tensors changed`));
+
+      await frame.click('#export-markdown');
+      await answerFileDialog(page, 'Export checkpoint diff as Markdown', exported);
+      const end = Date.now() + UI_TIMEOUT_MS;
+      while (!existsSync(exported) && Date.now() < end) await page.waitForTimeout(250);
+      assert.ok(existsSync(exported), 'the Markdown export wrote no file');
+      const md = readFileSync(exported, 'utf8');
+      for (const n of changed) assert.ok(md.includes(n), `the export lists ${n}`);
+      await shots.take(page, 'exported');
+    });
+  });
   test('quantize: "Quantize…" with Q8_0 previews, writes the output, and it opens in the viewer', { timeout: JOURNEY_TIMEOUT_MS }, async (t) => {
     if (skip) return t.skip(skip);
     const input = join(ws.dir, ws.model);
