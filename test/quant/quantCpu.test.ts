@@ -5,7 +5,7 @@ import { q4_0Cpu, q4_0Scalar } from '../../src/compute/quant/q4_0.cpu';
 import { simdAvailable } from '../../src/compute/quant/quantSimd';
 import { q4_1Cpu, q4_1Scalar } from '../../src/compute/quant/q4_1.cpu';
 import { int8ChannelCpu, int8ChannelScalar } from '../../src/compute/quant/int8Channel.cpu';
-import { fp8E4m3Cpu } from '../../src/compute/quant/fp8E4m3.cpu';
+import { fp8E4m3Cpu, fp8E4m3Scalar } from '../../src/compute/quant/fp8E4m3.cpu';
 import { f32ToE4M3, f32ToF16Bits, reportOf } from '../../src/compute/quant/common';
 import { quantCases } from './quantCases';
 import { f32, refE4M3, refE4M3Value, refF16, refF16Value, refFp8, refInt8Channel, refQ4_0, refQ4_1, refQ8_0, rng, gaussian, encode } from './quantRef';
@@ -43,7 +43,7 @@ const GGML = [
   { name: 'q4_1', cpu: q4_1Cpu, ref: refQ4_1 },
 ] as const;
 
-test('WebAssembly SIMD is available (BF16/F32 Q8_0, Q4_0, Q4_1 and int8-channel take that path)', () => {
+test('WebAssembly SIMD is available (BF16/F32 Q8_0, Q4_0, Q4_1, int8-channel and fp8-e4m3 take that path)', () => {
   assert.ok(simdAvailable());
 });
 
@@ -75,10 +75,12 @@ test('int8-channel and fp8-e4m3 CPU match the reference rules', () => {
       assert.deepEqual(i8.scales, ri8.scales, `int8 ${path} scales ${c.name}`);
       assert.ok(Buffer.compare(i8.data, new Uint8Array(ri8.q.buffer)) === 0, `int8 ${path} ${c.name}: ${firstDiff(i8.data, new Uint8Array(ri8.q.buffer))}`);
     }
-    const f8 = fp8E4m3Cpu({ src: c.bytes, dtype: c.dtype, rows, cols: c.cols });
     const rf8 = refFp8(c.held, rows, c.cols);
-    assert.deepEqual(f8.scales, rf8.scales, `fp8 scales ${c.name}`);
-    assert.ok(Buffer.compare(f8.data, rf8.q) === 0, `fp8 ${c.name}: ${firstDiff(f8.data, rf8.q)}`);
+    for (const [path, fn] of [['simd', fp8E4m3Cpu], ['scalar', fp8E4m3Scalar]] as const) {
+      const f8 = fn({ src: c.bytes, dtype: c.dtype, rows, cols: c.cols });
+      assert.deepEqual(f8.scales, rf8.scales, `fp8 ${path} scales ${c.name}`);
+      assert.ok(Buffer.compare(f8.data, rf8.q) === 0, `fp8 ${path} ${c.name}: ${firstDiff(f8.data, rf8.q)}`);
+    }
   }
 });
 

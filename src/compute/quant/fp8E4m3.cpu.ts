@@ -1,4 +1,5 @@
 import { checkArgs, decodeInto, E4M3_MAX, e4m3ToF32, emptySums, f32Bits, f32ToE4M3, inputViews, scratch, sumsFrom, type QuantizeArgs, type QuantizeResult } from './common';
+import { rowsSimd } from './quantSimd';
 
 const fround = Math.fround;
 
@@ -17,6 +18,16 @@ function e4m3Table(): Float32Array {
  * nearest even with saturation at ±448. A row of zeros gets scale 0 and signed zeros.
  */
 export function fp8E4m3Cpu(a: QuantizeArgs): QuantizeResult {
+  checkArgs('fp8-e4m3', a, 1);
+  if (a.dtype !== 'F16') {
+    const r = rowsSimd('fp8', a.src, a.dtype === 'BF16', a.rows, a.cols);
+    if (r) return { ...r, stats: a.stats === false ? emptySums() : r.stats };
+  }
+  return fp8E4m3Scalar(a);
+}
+
+/** The scalar twin of the SIMD path (F16 input, rows not a multiple of 16, or no WebAssembly SIMD). */
+export function fp8E4m3Scalar(a: QuantizeArgs): QuantizeResult {
   checkArgs('fp8-e4m3', a, 1);
   const { rows, cols } = a;
   const out = new Uint8Array(rows * cols);

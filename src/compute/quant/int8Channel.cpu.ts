@@ -1,5 +1,5 @@
 import { checkArgs, decodeInto, emptySums, inputViews, scratch, sumsFrom, type QuantizeArgs, type QuantizeResult } from './common';
-import { int8RowsSimd } from './quantSimd';
+import { rowsSimd } from './quantSimd';
 
 const fround = Math.fround;
 /** Symmetric int8 range: −127..127, so that the scale maps absMax exactly to ±127. */
@@ -20,7 +20,7 @@ function rne(v: number): number {
 export function int8ChannelCpu(a: QuantizeArgs): QuantizeResult {
   checkArgs('int8-channel', a, 1);
   if (a.dtype !== 'F16') {
-    const r = int8RowsSimd(a.src, a.dtype === 'BF16', a.rows, a.cols);
+    const r = rowsSimd('int8', a.src, a.dtype === 'BF16', a.rows, a.cols);
     if (r) return { ...r, stats: a.stats === false ? emptySums() : r.stats };
   }
   return int8ChannelScalar(a);

@@ -237,11 +237,13 @@ function buildKernel(kind: GgmlSimdKind): Fn {
 
 /** The slice of the WebAssembly JS API used here (the project's lib settings do not declare it). */
 /**
- * (inPtr, outPtr, rows, cols, isBf16, scalesPtr): per-row int8, `scale = absMax/127`,
- * `q = clamp(nearest(x/scale), ±127)` (f32 division and ties-to-even rounding, both
- * exact in WebAssembly); cols must be a multiple of 16. Error sums as for the blocks.
+ * (inPtr, outPtr, rows, cols, isBf16, scalesPtr): per-row 8-bit codes, cols a multiple
+ * of 16. int8: `scale = absMax/127`, `q = clamp(nearest(x/scale), ±127)`. fp8:
+ * `scale = absMax/448`, x/scale rounded to E4M3 (to nearest even at the 3rd mantissa
+ * bit, saturating at 448; below 2^-6 in steps of 2^-9). f32 division and ties-to-even
+ * rounding are exact in WebAssembly. Error sums as for the blocks.
  */
-function buildInt8Rows(): Fn {
+function buildRowKernel(kind: 'int8' | 'fp8'): Fn {
   const f = new Fn([T.i32, T.i32, T.i32, T.i32, T.i32, T.i32], []);
   const [inP, outP, rows, cols, isBf16, scalesP] = [0, 1, 2, 3, 4, 5];
   const r = f.local(T.i32), i = f.local(T.i32), rowIn = f.local(T.i32), step = f.local(T.i32), amax = f.local(T.i32), w = f.local(T.i32), a = f.local(T.i32);
@@ -250,6 +252,9 @@ function buildInt8Rows(): Fn {
   const x = f.local(T.v128), m = f.local(T.v128), absmask = f.local(T.v128), sv = f.local(T.v128), mask = f.local(T.v128), e = f.local(T.v128), y = f.local(T.v128);
   const vx2 = f.local(T.v128), vxe = f.local(T.v128), ve2 = f.local(T.v128), vmax = f.local(T.v128), c127 = f.local(T.v128), cm127 = f.local(T.v128);
   const q = Array.from({ length: 4 }, () => f.local(T.v128));
+  const qv = f.local(T.v128), ab = f.local(T.v128), sgn = f.local(T.v128), rn = f.local(T.v128), sub = f.local(T.v128), isSub = f.local(T.v128);
+  const signmask = f.local(T.v128);
+  f.i32(0x80000000 | 0).simd(SIMD.i32x4_splat).set(signmask);
   f.i32(0x7fffffff).simd(SIMD.i32x4_splat).set(absmask);
   f.i32(127).simd(SIMD.i32x4_splat).set(c127);
   f.i32(-127).simd(SIMD.i32x4_splat).set(cm127);
@@ -284,10 +289,10 @@ function buildInt8Rows(): Fn {
     f.get(m).lane(SIMD.i32x4_extract_lane, l).set(w);
     f.get(w).get(amax).get(w).get(amax).op(OP.i32_gt_u).op(OP.select).set(amax);
   }
-  f.get(amax).op(OP.f32_reinterpret_i32).f32(127).op(OP.f32_div).set(scale);
+  f.get(amax).op(OP.f32_reinterpret_i32).f32(kind === 'int8' ? 127 : 448).op(OP.f32_div).set(scale);
   f.get(scalesP).get(r).i32(2).op(OP.i32_shl).op(OP.i32_add).get(scale).mem(0x38, 0, 2);
   f.get(scale).simd(SIMD.f32x4_splat).set(sv);
-  // A zero scale (an all-zero row) gives q = 0 everywhere.
+  // A zero scale (an all-zero row) gives q = 0 (int8) or signed zeros (fp8) everywhere.
   f.i32(0).get(scale).f32(0).op(OP.f32_ne).op(OP.i32_sub).simd(SIMD.i32x4_splat).set(mask);
   // Pass 2: 16 values per step.
   f.f32(0).simd(SIMD.f32x4_splat).set(vx2);
@@ -299,9 +304,34 @@ function buildInt8Rows(): Fn {
   f.get(i).get(cols).op(OP.i32_ge_u).op(OP.br_if, 1);
   for (let k = 0; k < 4; k++) {
     load();
-    f.get(x).get(sv).simd(SIMD.f32x4_div).simd(SIMD.f32x4_nearest).simd(SIMD.i32x4_trunc_sat_f32x4_s);
-    f.get(c127).simd(SIMD.i32x4_min_s).get(cm127).simd(SIMD.i32x4_max_s).get(mask).simd(SIMD.v128_and).set(q[k]);
-    f.get(q[k]).simd(SIMD.f32x4_convert_i32x4_s).get(sv).simd(SIMD.f32x4_mul).set(y);
+    if (kind === 'int8') {
+      f.get(x).get(sv).simd(SIMD.f32x4_div).simd(SIMD.f32x4_nearest).simd(SIMD.i32x4_trunc_sat_f32x4_s);
+      f.get(c127).simd(SIMD.i32x4_min_s).get(cm127).simd(SIMD.i32x4_max_s).get(mask).simd(SIMD.v128_and).set(q[k]);
+      f.get(q[k]).simd(SIMD.f32x4_convert_i32x4_s).get(sv).simd(SIMD.f32x4_mul).set(y);
+    } else {
+      f.get(x).get(sv).simd(SIMD.f32x4_div).set(qv);
+      f.get(qv).get(absmask).simd(SIMD.v128_and).set(ab);
+      // The sign of a NaN quotient (inf/inf) is not specified: such lanes count as positive, as in the scalar twin.
+      f.get(qv).get(signmask).simd(SIMD.v128_and).get(qv).get(qv).simd(SIMD.f32x4_ne).simd(SIMD.v128_andnot).set(sgn);
+      // Normal E4M3: round the f32 bits to 3 mantissa bits (ties to even), saturate at 448.
+      f.get(ab).i32(0x7ffff).simd(SIMD.i32x4_splat).simd(SIMD.i32x4_add);
+      f.get(ab).i32(20).simd(SIMD.i32x4_shr_u).i32(1).simd(SIMD.i32x4_splat).simd(SIMD.v128_and).simd(SIMD.i32x4_add);
+      f.i32(0xfff00000 | 0).simd(SIMD.i32x4_splat).simd(SIMD.v128_and);
+      f.i32(0x43e00000).simd(SIMD.i32x4_splat).simd(SIMD.i32x4_min_u).set(rn);
+      // Subnormal E4M3 (below 2^-6): whole steps of 2^-9.
+      f.get(ab).f32(512).simd(SIMD.f32x4_splat).simd(SIMD.f32x4_mul).simd(SIMD.f32x4_nearest).set(sub);
+      f.get(ab).i32(0x3c800000).simd(SIMD.i32x4_splat).simd(SIMD.i32x4_lt_s).set(isSub);
+      // Codes: subnormal steps, or (f32 bits >> 20) − (120 << 3).
+      f.get(sub).simd(SIMD.i32x4_trunc_sat_f32x4_s);
+      f.get(rn).i32(20).simd(SIMD.i32x4_shr_u).i32(960).simd(SIMD.i32x4_splat).simd(SIMD.i32x4_sub);
+      f.get(isSub).simd(SIMD.v128_bitselect);
+      f.get(sgn).i32(24).simd(SIMD.i32x4_shr_u).simd(SIMD.v128_or);
+      f.get(x).get(signmask).simd(SIMD.v128_and).i32(24).simd(SIMD.i32x4_shr_u);
+      f.get(mask).simd(SIMD.v128_bitselect).set(q[k]);
+      // The rounded value (signed) times the scale, 0 for a zero scale.
+      f.get(sub).f32(1 / 512).simd(SIMD.f32x4_splat).simd(SIMD.f32x4_mul).get(rn).get(isSub).simd(SIMD.v128_bitselect);
+      f.get(sgn).simd(SIMD.v128_or).get(sv).simd(SIMD.f32x4_mul).get(mask).simd(SIMD.v128_and).set(y);
+    }
     f.get(x).get(y).simd(SIMD.f32x4_sub).set(e);
     f.get(vx2).get(x).get(x).simd(SIMD.f32x4_mul).simd(SIMD.f32x4_add).set(vx2);
     f.get(vxe).get(x).get(e).simd(SIMD.f32x4_mul).simd(SIMD.f32x4_add).set(vxe);
@@ -310,7 +340,9 @@ function buildInt8Rows(): Fn {
     f.get(a).get(step).op(OP.i32_add).set(a);
   }
   f.get(outP).get(r).get(cols).op(OP.i32_mul).op(OP.i32_add).get(i).op(OP.i32_add);
-  f.get(q[0]).get(q[1]).simd(SIMD.i16x8_narrow_i32x4_s).get(q[2]).get(q[3]).simd(SIMD.i16x8_narrow_i32x4_s).simd(SIMD.i8x16_narrow_i16x8_s);
+  f.get(q[0]).get(q[1]).simd(SIMD.i16x8_narrow_i32x4_s).get(q[2]).get(q[3]).simd(SIMD.i16x8_narrow_i32x4_s);
+  // int8 values saturate signed; fp8 codes (0..254) unsigned.
+  f.simd(kind === 'int8' ? SIMD.i8x16_narrow_i16x8_s : SIMD.i8x16_narrow_i16x8_u);
   f.simdMem(SIMD.v128_store, 0);
   f.get(i).i32(16).op(OP.i32_add).set(i);
   f.op(OP.br, 0).end().end();
@@ -342,6 +374,7 @@ interface SimdModule {
   readonly q4_0: (inP: number, outP: number, nb: number, isBf16: number) => void;
   readonly q4_1: (inP: number, outP: number, nb: number, isBf16: number) => void;
   readonly int8Rows: (inP: number, outP: number, rows: number, cols: number, isBf16: number, scalesP: number) => void;
+  readonly fp8Rows: (inP: number, outP: number, rows: number, cols: number, isBf16: number, scalesP: number) => void;
 }
 
 let instance: SimdModule | null | undefined;
@@ -351,7 +384,7 @@ function simdModule(): SimdModule | null {
   if (instance !== undefined) return instance;
   try {
     const bytes = assemble(
-      [['q8_0', buildKernel('q8_0')], ['q4_0', buildKernel('q4_0')], ['q4_1', buildKernel('q4_1')], ['int8Rows', buildInt8Rows()]],
+      [['q8_0', buildKernel('q8_0')], ['q4_0', buildKernel('q4_0')], ['q4_1', buildKernel('q4_1')], ['int8Rows', buildRowKernel('int8')], ['fp8Rows', buildRowKernel('fp8')]],
       Math.ceil(IN / PAGE) + 1,
     );
     const wasm = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly;
@@ -399,10 +432,10 @@ export function ggmlSimd(kind: GgmlSimdKind, src: Uint8Array, isBf16: boolean, n
 }
 
 /**
- * Per-row int8 of `rows × cols` BF16 or F32 values (cols a multiple of 16).
- * Returns undefined when WebAssembly SIMD is unavailable.
+ * Per-row int8 or F8_E4M3 codes of `rows × cols` BF16 or F32 values (cols a multiple
+ * of 16). Returns undefined when WebAssembly SIMD is unavailable or cols does not fit.
  */
-export function int8RowsSimd(src: Uint8Array, isBf16: boolean, rows: number, cols: number): { data: Uint8Array; scales: Float32Array; stats: ErrorSums } | undefined {
+export function rowsSimd(kind: 'int8' | 'fp8', src: Uint8Array, isBf16: boolean, rows: number, cols: number): { data: Uint8Array; scales: Float32Array; stats: ErrorSums } | undefined {
   const mod = simdModule();
   if (!mod || cols % 16 !== 0) return undefined;
   const n = rows * cols;
@@ -411,7 +444,7 @@ export function int8RowsSimd(src: Uint8Array, isBf16: boolean, rows: number, col
   const need = scalesP + rows * 4;
   if (mod.memory.buffer.byteLength < need) mod.memory.grow(Math.ceil((need - mod.memory.buffer.byteLength) / PAGE));
   new Uint8Array(mod.memory.buffer, IN, src.byteLength).set(src);
-  mod.int8Rows(IN, outP, rows, cols, isBf16 ? 1 : 0, scalesP);
+  (kind === 'int8' ? mod.int8Rows : mod.fp8Rows)(IN, outP, rows, cols, isBf16 ? 1 : 0, scalesP);
   const data = new Uint8Array(mod.memory.buffer, outP, n).slice();
   const scales = new Float32Array(mod.memory.buffer, scalesP, rows).slice();
   const st = new Float64Array(mod.memory.buffer, STATS, 3);

@@ -42,11 +42,11 @@ export const OP = {
 /** SIMD opcodes (after the 0xfd prefix). */
 export const SIMD = {
   v128_load: 0x00, v128_load16x4_u: 0x04, v128_store: 0x0b, i32x4_splat: 0x11, f32x4_splat: 0x13, i32x4_extract_lane: 0x1b, f32x4_extract_lane: 0x1f,
-  i32x4_eq: 0x37, f32x4_eq: 0x41, f32x4_ge: 0x46,
-  v128_and: 0x4e, v128_or: 0x50, v128_any_true: 0x53,
-  i8x16_narrow_i16x8_s: 0x65, f32x4_trunc: 0x69, f32x4_nearest: 0x6a, i8x16_shl: 0x6b,
+  i32x4_eq: 0x37, i32x4_lt_s: 0x39, f32x4_eq: 0x41, f32x4_ne: 0x42, f32x4_ge: 0x46,
+  v128_and: 0x4e, v128_andnot: 0x4f, v128_or: 0x50, v128_bitselect: 0x52, v128_any_true: 0x53,
+  i8x16_narrow_i16x8_s: 0x65, i8x16_narrow_i16x8_u: 0x66, f32x4_trunc: 0x69, f32x4_nearest: 0x6a, i8x16_shl: 0x6b,
   i16x8_narrow_i32x4_s: 0x85,
-  i32x4_bitmask: 0xa4, i32x4_extend_low_i16x8_u: 0xa9, i32x4_extend_high_i16x8_u: 0xaa, i32x4_shl: 0xab, i32x4_add: 0xae, i32x4_sub: 0xb1, i32x4_min_s: 0xb6, i32x4_max_s: 0xb8, i32x4_max_u: 0xb9,
+  i32x4_bitmask: 0xa4, i32x4_extend_low_i16x8_u: 0xa9, i32x4_extend_high_i16x8_u: 0xaa, i32x4_shl: 0xab, i32x4_shr_u: 0xad, i32x4_add: 0xae, i32x4_sub: 0xb1, i32x4_min_s: 0xb6, i32x4_min_u: 0xb7, i32x4_max_s: 0xb8, i32x4_max_u: 0xb9,
   f32x4_abs: 0xe0, f32x4_add: 0xe4, f32x4_sub: 0xe5, f32x4_mul: 0xe6, f32x4_div: 0xe7, f32x4_min: 0xe8, f32x4_max: 0xe9, f32x4_pmax: 0xeb,
   i32x4_trunc_sat_f32x4_s: 0xf8, f32x4_convert_i32x4_s: 0xfa,
 } as const;
