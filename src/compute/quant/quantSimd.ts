@@ -2,9 +2,11 @@ import { f16Table32, sumsFrom, type ErrorSums } from './common';
 import { Fn, OP, SIMD, T, assemble } from './wasmAsm';
 
 /**
- * Q8_0 and Q4_0 for BF16 and F32 input in WebAssembly SIMD, four lanes at a time:
- * the same rules as the scalar twins (every step an IEEE f32 operation, which
- * WebAssembly rounds to nearest even and never fuses), several times faster.
+ * Q8_0, Q4_0, Q4_1, int8-channel and fp8-e4m3 for BF16 and F32 input in WebAssembly
+ * SIMD, four lanes at a time: the same rules as the scalar twins (every step an IEEE
+ * f32 operation, which WebAssembly rounds to nearest even and never fuses), about ten
+ * times faster. The scalar twins remain for F16 input and for rows the SIMD path does
+ * not take; the tests hold both to the same reference.
  *
  * Memory: [0, 256 KiB) the f16 → f32 table, then 64 bytes of results, then the
  * input, then the output blocks.
