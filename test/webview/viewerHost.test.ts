@@ -17,7 +17,7 @@ import { ResultCache, resultKey, stampKey } from '../../src/vscode/viewer/result
 import { buildSummary, computeHeatmap, ModelService } from '../../src/vscode/viewer/modelService';
 import { summaryText } from '../../src/vscode/viewer/summaryText';
 import { viewerCsp, viewerHtml, MAPLIBRE_STYLE_ID } from '../../src/vscode/viewer/html';
-import { Requester, Responder, RemoteError, type ReplyFor, type RequestEventMessage, type ToHostMessage, type ToWebviewMessage } from '../../src/shared/protocol';
+import { isToHostMessage, Requester, Responder, RemoteError, type ReplyFor, type RequestEventMessage, type ToHostMessage, type ToWebviewMessage } from '../../src/shared/protocol';
 import { tensorEntries, treeFromTable, tensorTable, treeTable, type TreeNodeData } from '../../src/shared/protocol';
 import { bf16Values, writeSafetensors, type T } from './safetensorsFile';
 
@@ -381,6 +381,14 @@ test('protocol: replies, streamed events, errors as replies, aborts', async () =
   await assert.rejects(pending, (e: unknown) => e instanceof RemoteError && e.cancelled);
   assert.equal(seenSignals[0]!.aborted, true, 'the host-side signal was aborted');
   release();
+
+  // The host checks the shape of what the page sends before acting on it.
+  assert.equal(isToHostMessage({ type: 'request', id: 1, body: { type: 'summary' } }), true);
+  assert.equal(isToHostMessage({ type: 'request', id: '1', body: { type: 'summary' } }), false);
+  assert.equal(isToHostMessage({ type: 'request', id: 1 }), false);
+  assert.equal(isToHostMessage({ type: 'abort', id: 3 }), true);
+  assert.equal(isToHostMessage(null), false);
+  assert.equal(isToHostMessage({ type: 'reply', id: 1, ok: true }), false);
 
   // A message type the host does not know gets an error reply, not silence.
   const replies: ToWebviewMessage[] = [];
