@@ -1,5 +1,7 @@
 import * as vscode from 'vscode';
 import { randomBytes } from 'node:crypto';
+import { getBackend } from '../../compute/backend';
+import { getCpuPool } from '../../compute/cpu/pool';
 import { openModel } from '../../format/openModel';
 import { isToHostMessage, Responder, type ToWebviewMessage } from '../../shared/protocol';
 import { registerCommand } from '../commands';
@@ -61,6 +63,10 @@ export class ViewerDocument extends Disposable implements vscode.CustomDocument 
       this.service = openModel(path, opener).then((m) => {
         log.info(`viewer: opened ${m.path}: ${m.tensors.length} tensors, ${m.files.length} file(s), header read in ${Date.now() - started} ms`);
         this.watchedFiles = new Set(m.files.map((f) => (this.uri.scheme === 'file' ? vscode.Uri.file(f.path).path : f.path)));
+        // The first click on a tensor should not pay for starting workers or a GPU device: start them now, in the background.
+        const backend = configuredBackend();
+        if (backend !== 'webgpu') getCpuPool().warm();
+        void getBackend(backend).catch(() => undefined);
         return new ModelService(m, { backend: configuredBackend, local: this.uri.scheme === 'file' });
       });
       // A failed open is not cached: the next request (after the user fixes the file) tries again.
