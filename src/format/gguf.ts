@@ -181,6 +181,9 @@ export function ggufHeader(metadata: ReadonlyArray<readonly [string, GgufValue]>
 
 // Small chunks are gathered to this size before a write: one syscall per norm vector is slow.
 const WRITE_BATCH_BYTES = 4 << 20;
+// Dirty data since the last background sync that starts another: big enough to be a few
+// syscalls per GB, small enough that the final fsync has little left to write.
+const EARLY_SYNC_BYTES = 64 << 20;
 
 async function writeAll(handle: FileHandle, bytes: Uint8Array, pos: number): Promise<void> {
   let done = 0;
@@ -219,9 +222,24 @@ export async function writeGguf(path: string, metadata: ReadonlyArray<readonly [
     let used = 0;
     let batchPos = base;
     let written = 0;
+    // Written-back data makes the final fsync short: start a data sync every few tens of
+    // MB, in the background, so the disk works while the next tensors are computed.
+    let unsynced = 0;
+    let syncing: Promise<void> | undefined;
+    const wrote = (n: number) => {
+      unsynced += n;
+      if (unsynced >= EARLY_SYNC_BYTES && !syncing) {
+        unsynced = 0;
+        syncing = handle!.datasync().finally(() => {
+          syncing = undefined;
+        });
+        syncing.catch(() => {});
+      }
+    };
     const flush = async () => {
       if (used) await writeAll(handle!, batch.subarray(0, used), batchPos);
       batchPos += used;
+      wrote(used);
       used = 0;
     };
     const put = async (b: Uint8Array) => {
@@ -229,6 +247,7 @@ export async function writeGguf(path: string, metadata: ReadonlyArray<readonly [
         await flush();
         await writeAll(handle!, b, batchPos);
         batchPos += b.length;
+        wrote(b.length);
         return;
       }
       if (used + b.length > batch.length) await flush();
@@ -253,6 +272,7 @@ export async function writeGguf(path: string, metadata: ReadonlyArray<readonly [
       if (padding > 0) await put(new Uint8Array(padding));
     }
     await flush();
+    await syncing;
     await handle.sync();
     await handle.close();
     handle = undefined;
