@@ -8,13 +8,16 @@ import { Fn, OP, SIMD, T, assemble } from './wasmAsm';
  * times faster. The scalar twins remain for F16 input and for rows the SIMD path does
  * not take; the tests hold both to the same reference.
  *
- * Memory: [0, 256 KiB) the f16 → f32 table, then 64 bytes of results, then the
+ * Memory: [0, 256 KiB) the f16 → f32 table, then 256 bytes for results, then the
  * input, then the output blocks.
  */
 
 const TABLE = 0;
+// 65,536 f16 codes × 4 bytes.
 const STATS = 65536 * 4;
+// Room for the three f64 sums and the f32 maximum, rounded up so the input starts 16-byte aligned.
 const IN = STATS + 256;
+// WebAssembly's page size.
 const PAGE = 65536;
 
 /** Emits `h = f16(w)` (round to nearest even, overflow to inf) on i32 locals. */
