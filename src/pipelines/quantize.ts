@@ -93,8 +93,11 @@ const GPU_IN_FLIGHT = 3;
 const IN_FLIGHT = 8;
 // Kept tensors are copied through in chunks of this size (no kernel: fewer, larger reads).
 const COPY_CHUNK_BYTES = 4 << 20;
-// The preview reads at most this fraction of each tensor's values.
+// The preview reads at most this fraction of each tensor's values…
 const PREVIEW_FRACTION = 0.01;
+// …and at most this many: 64 Ki values already pin the error to a fraction of a dB, and a
+// cap keeps a 70B-parameter model's preview to seconds (about 100 MB read in all).
+const PREVIEW_MAX_VALUES = 1 << 16;
 
 /** `*` matches any run of characters (dots included), `?` one character; the whole name must match. */
 export function globToRegExp(glob: string): RegExp {
@@ -796,8 +799,8 @@ function sampleSegments(rows: number, cols: number, len: number, count: number):
 
 /**
  * Estimates size and error for each scheme from a deterministic sample of whole
- * 32-value blocks (at most 1% of each tensor's values; tensors under 3,200 values are
- * not sampled) before anything is written. Sizes are exact; errors are estimates
+ * 32-value blocks (at most 1% of each tensor's values and at most 64 Ki of them;
+ * tensors under 3,200 values are not sampled) before anything is written. Sizes are exact; errors are estimates
  * with each tensor's sample weighted by the tensor's size.
  */
 export async function preview(args: PreviewArgs, ctx: JobContext = {}): Promise<PreviewResult> {
@@ -819,7 +822,7 @@ export async function preview(args: PreviewArgs, ctx: JobContext = {}): Promise<
     for (const t of candidates) {
       throwIfCancelled(ctx.signal);
       const [rows, cols] = t.shape;
-      const budget = Math.floor(t.numel * PREVIEW_FRACTION);
+      const budget = Math.min(PREVIEW_MAX_VALUES, Math.floor(t.numel * PREVIEW_FRACTION));
       const len = Math.min(Math.floor(cols / 32) * 32 || cols, Math.floor(budget / 32) * 32);
       if (len >= 32) {
         const count = Math.max(1, Math.floor(budget / len));
