@@ -19,14 +19,12 @@ function e4m3Table(): Float32Array {
  */
 export function fp8E4m3Cpu(a: QuantizeArgs): QuantizeResult {
   checkArgs('fp8-e4m3', a, 1);
-  if (a.dtype !== 'F16') {
-    const r = rowsSimd('fp8', a.src, a.dtype === 'BF16', a.rows, a.cols);
-    if (r) return { ...r, stats: a.stats === false ? emptySums() : r.stats };
-  }
+  const r = rowsSimd('fp8', a.src, a.dtype, a.rows, a.cols);
+  if (r) return { ...r, stats: a.stats === false ? emptySums() : r.stats };
   return fp8E4m3Scalar(a);
 }
 
-/** The scalar twin of the SIMD path (F16 input, rows not a multiple of 16, or no WebAssembly SIMD). */
+/** The scalar twin of the SIMD path (rows not a multiple of 16, or no WebAssembly SIMD). */
 export function fp8E4m3Scalar(a: QuantizeArgs): QuantizeResult {
   checkArgs('fp8-e4m3', a, 1);
   const { rows, cols } = a;

@@ -19,14 +19,12 @@ function rne(v: number): number {
  */
 export function int8ChannelCpu(a: QuantizeArgs): QuantizeResult {
   checkArgs('int8-channel', a, 1);
-  if (a.dtype !== 'F16') {
-    const r = rowsSimd('int8', a.src, a.dtype === 'BF16', a.rows, a.cols);
-    if (r) return { ...r, stats: a.stats === false ? emptySums() : r.stats };
-  }
+  const r = rowsSimd('int8', a.src, a.dtype, a.rows, a.cols);
+  if (r) return { ...r, stats: a.stats === false ? emptySums() : r.stats };
   return int8ChannelScalar(a);
 }
 
-/** The scalar twin of the SIMD path (F16 input, rows not a multiple of 16, or no WebAssembly SIMD). */
+/** The scalar twin of the SIMD path (rows not a multiple of 16, or no WebAssembly SIMD). */
 export function int8ChannelScalar(a: QuantizeArgs): QuantizeResult {
   checkArgs('int8-channel', a, 1);
   const { rows, cols } = a;

@@ -16,14 +16,12 @@ const fround = Math.fround;
  */
 export function q4_0Cpu(a: QuantizeArgs): QuantizeResult {
   checkArgs('q4_0', a, Q4_0_BLOCK);
-  if (a.dtype !== 'F16') {
-    const r = ggmlSimd('q4_0', a.src, a.dtype === 'BF16', a.rows * a.cols, a.out);
-    if (r) return { data: r.data, stats: a.stats === false ? emptySums() : r.stats };
-  }
+  const r = ggmlSimd('q4_0', a.src, a.dtype, a.rows * a.cols, a.out);
+  if (r) return { data: r.data, stats: a.stats === false ? emptySums() : r.stats };
   return q4_0Scalar(a);
 }
 
-/** The scalar twin of the SIMD path (F16 input, and wherever WebAssembly SIMD is missing). */
+/** The scalar twin of the SIMD path (where WebAssembly SIMD is missing). */
 export function q4_0Scalar(a: QuantizeArgs): QuantizeResult {
   checkArgs('q4_0', a, Q4_0_BLOCK);
   const n = a.rows * a.cols;

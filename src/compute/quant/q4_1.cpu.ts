@@ -17,14 +17,12 @@ const FLT_MAX = 3.4028234663852886e38;
  */
 export function q4_1Cpu(a: QuantizeArgs): QuantizeResult {
   checkArgs('q4_1', a, Q4_1_BLOCK);
-  if (a.dtype !== 'F16') {
-    const r = ggmlSimd('q4_1', a.src, a.dtype === 'BF16', a.rows * a.cols, a.out);
-    if (r) return { data: r.data, stats: a.stats === false ? emptySums() : r.stats };
-  }
+  const r = ggmlSimd('q4_1', a.src, a.dtype, a.rows * a.cols, a.out);
+  if (r) return { data: r.data, stats: a.stats === false ? emptySums() : r.stats };
   return q4_1Scalar(a);
 }
 
-/** The scalar twin of the SIMD path (F16 input, and wherever WebAssembly SIMD is missing). */
+/** The scalar twin of the SIMD path (where WebAssembly SIMD is missing). */
 export function q4_1Scalar(a: QuantizeArgs): QuantizeResult {
   checkArgs('q4_1', a, Q4_1_BLOCK);
   const n = a.rows * a.cols;

@@ -17,14 +17,12 @@ const fround = Math.fround;
  */
 export function q8_0Cpu(a: QuantizeArgs): QuantizeResult {
   checkArgs('q8_0', a, Q8_0_BLOCK);
-  if (a.dtype !== 'F16') {
-    const r = ggmlSimd('q8_0', a.src, a.dtype === 'BF16', a.rows * a.cols, a.out);
-    if (r) return { data: r.data, stats: a.stats === false ? emptySums() : r.stats };
-  }
+  const r = ggmlSimd('q8_0', a.src, a.dtype, a.rows * a.cols, a.out);
+  if (r) return { data: r.data, stats: a.stats === false ? emptySums() : r.stats };
   return q8_0Scalar(a);
 }
 
-/** The scalar twin of the SIMD path (F16 input, and wherever WebAssembly SIMD is missing). */
+/** The scalar twin of the SIMD path (where WebAssembly SIMD is missing). */
 export function q8_0Scalar(a: QuantizeArgs): QuantizeResult {
   checkArgs('q8_0', a, Q8_0_BLOCK);
   const n = a.rows * a.cols;

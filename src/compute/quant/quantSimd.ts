@@ -1,22 +1,26 @@
-import { f16Table32, sumsFrom, type ErrorSums } from './common';
+import { f16Table32, sumsFrom, type ErrorSums, type QuantInputDType } from './common';
 import { Fn, OP, SIMD, T, assemble } from './wasmAsm';
 
 /**
- * Q8_0, Q4_0, Q4_1, int8-channel and fp8-e4m3 for BF16 and F32 input in WebAssembly
+ * Q8_0, Q4_0, Q4_1, int8-channel and fp8-e4m3 for BF16, F16 and F32 input in WebAssembly
  * SIMD, four lanes at a time: the same rules as the scalar twins (every step an IEEE
  * f32 operation, which WebAssembly rounds to nearest even and never fuses), about ten
- * times faster. The scalar twins remain for F16 input and for rows the SIMD path does
- * not take; the tests hold both to the same reference.
+ * times faster. The scalar twins remain for rows the SIMD path does not take and where
+ * WebAssembly SIMD is missing; the tests hold both to the same reference.
  *
- * Memory: [0, 256 KiB) the f16 → f32 table, then 256 bytes for results, then the
+ * Memory: [0, 256 KiB) the f16 → f32 table, then 256 bytes for results and scratch, then the
  * input, then the output blocks.
  */
 
 const TABLE = 0;
 // 65,536 f16 codes × 4 bytes.
 const STATS = 65536 * 4;
-// Room for the three f64 sums and the f32 maximum, rounded up so the input starts 16-byte aligned.
+// Eight vectors of a block's decoded values, for reading one lane by index.
+const SCRATCH = STATS + 128;
+// Room for the three f64 sums, the f32 maximum and the scratch, so the input starts 16-byte aligned.
 const IN = STATS + 256;
+/** Input encodings the kernels take (the `mode` argument). */
+const MODE = { F32: 0, BF16: 1, F16: 2 } as const;
 // WebAssembly's page size.
 const PAGE = 65536;
 
@@ -56,6 +60,24 @@ function emitF16(f: Fn, w: number, h: number): void {
   f.end();
 }
 
+/**
+ * binary16 codes in the u32 lanes of `h` → their f32 values in `out`, exactly: normals
+ * rebias the exponent, subnormals are m·2^-24 (an exact f32 product), inf/NaN keep
+ * their payload. `t1`, `t2` are scratch locals.
+ */
+function emitF16x4(f: Fn, h: number, out: number, t1: number, t2: number): void {
+  f.get(h).i32(0x7fff).simd(SIMD.i32x4_splat).simd(SIMD.v128_and).set(t1); // magnitude
+  // Subnormal (or zero) value, then the normal bits, chosen by magnitude < 0x400.
+  f.get(t1).simd(SIMD.f32x4_convert_i32x4_s).f32(2 ** -24).simd(SIMD.f32x4_splat).simd(SIMD.f32x4_mul);
+  f.get(t1).i32(13).simd(SIMD.i32x4_shl).i32(112 << 23).simd(SIMD.i32x4_splat).simd(SIMD.i32x4_add);
+  f.get(t1).i32(0x400).simd(SIMD.i32x4_splat).simd(SIMD.i32x4_lt_s).simd(SIMD.v128_bitselect).set(t2);
+  // Inf and NaN: all-ones exponent.
+  f.get(t1).i32(13).simd(SIMD.i32x4_shl).i32(0x7f800000).simd(SIMD.i32x4_splat).simd(SIMD.v128_or);
+  f.get(t2);
+  f.get(t1).i32(0x7bff).simd(SIMD.i32x4_splat).simd(SIMD.i32x4_gt_s).simd(SIMD.v128_bitselect);
+  f.get(h).i32(0x8000).simd(SIMD.i32x4_splat).simd(SIMD.v128_and).i32(16).simd(SIMD.i32x4_shl).simd(SIMD.v128_or).set(out);
+}
+
 /** Horizontal f32 sum of a v128 local, promoted and added to an f64 local. */
 function emitHsumInto(f: Fn, v: number, acc: number): void {
   f.get(acc);
@@ -67,10 +89,10 @@ function emitHsumInto(f: Fn, v: number, acc: number): void {
 type GgmlSimdKind = 'q8_0' | 'q4_0' | 'q4_1';
 const BLOCK_BYTES: Record<GgmlSimdKind, number> = { q8_0: 34, q4_0: 18, q4_1: 20 };
 
-/** (inPtr, outPtr, blocks, isBf16) → writes blocks; Σx², Σx·e, Σe² (f64) and max|e| (f32) at STATS. */
+/** (inPtr, outPtr, blocks, mode) → writes blocks; Σx², Σx·e, Σe² (f64) and max|e| (f32) at STATS. */
 function buildKernel(kind: GgmlSimdKind): Fn {
   const f = new Fn([T.i32, T.i32, T.i32, T.i32], []);
-  const [inP, outP, nb, isBf16] = [0, 1, 2, 3];
+  const [inP, outP, nb, mode] = [0, 1, 2, 3];
   const b = f.local(T.i32), inA = f.local(T.i32), amax = f.local(T.i32), maxb = f.local(T.i32), j = f.local(T.i32), mk = f.local(T.i32), w = f.local(T.i32), h = f.local(T.i32);
   const d = f.local(T.f32), id = f.local(T.f32), dq = f.local(T.f32);
   const sX2 = f.local(T.f64), sXE = f.local(T.f64), sE2 = f.local(T.f64);
@@ -93,8 +115,9 @@ function buildKernel(kind: GgmlSimdKind): Fn {
   f.i32(0).set(b);
   f.block().loop();
   f.get(b).get(nb).op(OP.i32_ge_u).op(OP.br_if, 1);
-  // Load 32 values as 8 × f32x4 (BF16: widen each u16 and shift it into the top half).
-  f.get(isBf16).if_();
+  // Load 32 values as 8 × f32x4 (BF16: widen each u16 and shift it into the top half;
+  // F16: widen, then convert).
+  f.get(mode).i32(MODE.BF16).op(OP.i32_eq).if_();
   f.get(inP).get(b).i32(64).op(OP.i32_mul).op(OP.i32_add).set(inA);
   for (let k = 0; k < 4; k++) {
     f.get(inA).simdMem(SIMD.v128_load, k * 16).set(tmp);
@@ -102,9 +125,22 @@ function buildKernel(kind: GgmlSimdKind): Fn {
     f.get(tmp).simd(SIMD.i32x4_extend_high_i16x8_u).i32(16).simd(SIMD.i32x4_shl).set(v[2 * k + 1]);
   }
   f.op(OP.else);
+  f.get(mode).i32(MODE.F16).op(OP.i32_eq).if_();
+  f.get(inP).get(b).i32(64).op(OP.i32_mul).op(OP.i32_add).set(inA);
+  for (let k = 0; k < 4; k++) {
+    f.get(inA).simdMem(SIMD.v128_load, k * 16).set(tmp);
+    f.get(tmp).simd(SIMD.i32x4_extend_low_i16x8_u).set(e);
+    emitF16x4(f, e, v[2 * k], m, idv);
+    f.get(tmp).simd(SIMD.i32x4_extend_high_i16x8_u).set(e);
+    emitF16x4(f, e, v[2 * k + 1], m, idv);
+  }
+  f.op(OP.else);
   f.get(inP).get(b).i32(128).op(OP.i32_mul).op(OP.i32_add).set(inA);
   for (let k = 0; k < 8; k++) f.get(inA).simdMem(SIMD.v128_load, k * 16).set(v[k]);
   f.end();
+  f.end();
+  // Kept in memory too, so that one value can be read back by its index.
+  for (let k = 0; k < 8; k++) f.i32(0).get(v[k]).simdMem(SIMD.v128_store, SCRATCH + k * 16);
   // amax on the magnitude bits (integer order = float order for non-NaN values).
   if (kind !== 'q4_1') {
     f.get(v[0]).get(absmask).simd(SIMD.v128_and).set(m);
@@ -136,11 +172,7 @@ function buildKernel(kind: GgmlSimdKind): Fn {
       f.if_().i32(k * 4).get(mk).op(OP.i32_ctz).op(OP.i32_add).set(j).end();
       f.end();
     }
-    f.get(isBf16).if_();
-    f.get(inA).get(j).i32(1).op(OP.i32_shl).op(OP.i32_add).mem(0x2f, 0, 1).i32(16).op(OP.i32_shl).set(maxb);
-    f.op(OP.else);
-    f.get(inA).get(j).i32(2).op(OP.i32_shl).op(OP.i32_add).mem(0x28, 0, 2).set(maxb);
-    f.end();
+    f.get(j).i32(2).op(OP.i32_shl).mem(0x28, SCRATCH, 2).set(maxb);
     f.end();
     f.get(mx).get(mn).op(OP.f32_sub).f32(15).op(OP.f32_div).set(d);
     f.get(mn).simd(SIMD.f32x4_splat).set(mnv);
@@ -157,11 +189,7 @@ function buildKernel(kind: GgmlSimdKind): Fn {
     }
     f.i32(0).set(maxb);
     f.get(amax).if_();
-    f.get(isBf16).if_();
-    f.get(inA).get(j).i32(1).op(OP.i32_shl).op(OP.i32_add).mem(0x2f, 0, 1).i32(16).op(OP.i32_shl).set(maxb);
-    f.op(OP.else);
-    f.get(inA).get(j).i32(2).op(OP.i32_shl).op(OP.i32_add).mem(0x28, 0, 2).set(maxb);
-    f.end();
+    f.get(j).i32(2).op(OP.i32_shl).mem(0x28, SCRATCH, 2).set(maxb);
     f.end();
     f.get(maxb).op(OP.f32_reinterpret_i32).f32(-8).op(OP.f32_div).set(d);
   }
@@ -242,7 +270,7 @@ function buildKernel(kind: GgmlSimdKind): Fn {
 
 /** The slice of the WebAssembly JS API used here (the project's lib settings do not declare it). */
 /**
- * (inPtr, outPtr, rows, cols, isBf16, scalesPtr): per-row 8-bit codes, cols a multiple
+ * (inPtr, outPtr, rows, cols, mode, scalesPtr): per-row 8-bit codes, cols a multiple
  * of 16. int8: `scale = absMax/127`, `q = clamp(nearest(x/scale), ±127)`. fp8:
  * `scale = absMax/448`, x/scale rounded to E4M3 (to nearest even at the 3rd mantissa
  * bit, saturating at 448; below 2^-6 in steps of 2^-9). f32 division and ties-to-even
@@ -250,7 +278,7 @@ function buildKernel(kind: GgmlSimdKind): Fn {
  */
 function buildRowKernel(kind: 'int8' | 'fp8'): Fn {
   const f = new Fn([T.i32, T.i32, T.i32, T.i32, T.i32, T.i32], []);
-  const [inP, outP, rows, cols, isBf16, scalesP] = [0, 1, 2, 3, 4, 5];
+  const [inP, outP, rows, cols, mode, scalesP] = [0, 1, 2, 3, 4, 5];
   const r = f.local(T.i32), i = f.local(T.i32), rowIn = f.local(T.i32), step = f.local(T.i32), amax = f.local(T.i32), w = f.local(T.i32), a = f.local(T.i32);
   const scale = f.local(T.f32);
   const sX2 = f.local(T.f64), sXE = f.local(T.f64), sE2 = f.local(T.f64);
@@ -264,14 +292,19 @@ function buildRowKernel(kind: 'int8' | 'fp8'): Fn {
   f.i32(127).simd(SIMD.i32x4_splat).set(c127);
   f.i32(-127).simd(SIMD.i32x4_splat).set(cm127);
   f.f32(0).simd(SIMD.f32x4_splat).set(vmax);
-  // Bytes per 4 values: 8 (BF16) or 16 (F32).
-  f.i32(8).i32(16).get(isBf16).op(OP.select).set(step);
+  // Bytes per 4 values: 16 (F32) or 8 (BF16, F16).
+  f.i32(16).i32(8).get(mode).op(OP.i32_eqz).op(OP.select).set(step);
   /** Loads 4 values at address `a` as f32x4 into `x`. */
   const load = () => {
-    f.get(isBf16).if_();
+    f.get(mode).i32(MODE.BF16).op(OP.i32_eq).if_();
     f.get(a).simdMem(SIMD.v128_load16x4_u, 0).i32(16).simd(SIMD.i32x4_shl).set(x);
     f.op(OP.else);
+    f.get(mode).i32(MODE.F16).op(OP.i32_eq).if_();
+    f.get(a).simdMem(SIMD.v128_load16x4_u, 0).set(e);
+    emitF16x4(f, e, x, qv, ab);
+    f.op(OP.else);
     f.get(a).simdMem(SIMD.v128_load, 0).set(x);
+    f.end();
     f.end();
   };
   f.i32(0).set(r);
@@ -375,11 +408,11 @@ interface WasmApi {
 
 interface SimdModule {
   readonly memory: WasmMemory;
-  readonly q8_0: (inP: number, outP: number, nb: number, isBf16: number) => void;
-  readonly q4_0: (inP: number, outP: number, nb: number, isBf16: number) => void;
-  readonly q4_1: (inP: number, outP: number, nb: number, isBf16: number) => void;
-  readonly int8Rows: (inP: number, outP: number, rows: number, cols: number, isBf16: number, scalesP: number) => void;
-  readonly fp8Rows: (inP: number, outP: number, rows: number, cols: number, isBf16: number, scalesP: number) => void;
+  readonly q8_0: (inP: number, outP: number, nb: number, mode: number) => void;
+  readonly q4_0: (inP: number, outP: number, nb: number, mode: number) => void;
+  readonly q4_1: (inP: number, outP: number, nb: number, mode: number) => void;
+  readonly int8Rows: (inP: number, outP: number, rows: number, cols: number, mode: number, scalesP: number) => void;
+  readonly fp8Rows: (inP: number, outP: number, rows: number, cols: number, mode: number, scalesP: number) => void;
 }
 
 let instance: SimdModule | null | undefined;
@@ -408,11 +441,11 @@ export function simdAvailable(): boolean {
 }
 
 /**
- * Quantizes `n` values (a multiple of 32) of BF16 or F32 bytes into ggml blocks
+ * Quantizes `n` values (a multiple of 32) of BF16, F16 or F32 bytes into ggml blocks
  * (into `into` when it has exactly the output's size).
  * Returns undefined when WebAssembly SIMD is unavailable.
  */
-export function ggmlSimd(kind: GgmlSimdKind, src: Uint8Array, isBf16: boolean, n: number, into?: Uint8Array): { data: Uint8Array; stats: ErrorSums } | undefined {
+export function ggmlSimd(kind: GgmlSimdKind, src: Uint8Array, dtype: QuantInputDType, n: number, into?: Uint8Array): { data: Uint8Array; stats: ErrorSums } | undefined {
   const mod = simdModule();
   if (!mod) return undefined;
   const nb = n / 32;
@@ -422,7 +455,7 @@ export function ggmlSimd(kind: GgmlSimdKind, src: Uint8Array, isBf16: boolean, n
   const need = outP + outBytes + 16;
   if (mod.memory.buffer.byteLength < need) mod.memory.grow(Math.ceil((need - mod.memory.buffer.byteLength) / PAGE));
   new Uint8Array(mod.memory.buffer, IN, src.byteLength).set(src);
-  mod[kind](IN, outP, nb, isBf16 ? 1 : 0);
+  mod[kind](IN, outP, nb, MODE[dtype]);
   const view = new Uint8Array(mod.memory.buffer, outP, outBytes);
   let data: Uint8Array;
   if (into && into.byteLength === outBytes) {
@@ -437,10 +470,10 @@ export function ggmlSimd(kind: GgmlSimdKind, src: Uint8Array, isBf16: boolean, n
 }
 
 /**
- * Per-row int8 or F8_E4M3 codes of `rows × cols` BF16 or F32 values (cols a multiple
+ * Per-row int8 or F8_E4M3 codes of `rows × cols` BF16, F16 or F32 values (cols a multiple
  * of 16). Returns undefined when WebAssembly SIMD is unavailable or cols does not fit.
  */
-export function rowsSimd(kind: 'int8' | 'fp8', src: Uint8Array, isBf16: boolean, rows: number, cols: number): { data: Uint8Array; scales: Float32Array; stats: ErrorSums } | undefined {
+export function rowsSimd(kind: 'int8' | 'fp8', src: Uint8Array, dtype: QuantInputDType, rows: number, cols: number): { data: Uint8Array; scales: Float32Array; stats: ErrorSums } | undefined {
   const mod = simdModule();
   if (!mod || cols % 16 !== 0) return undefined;
   const n = rows * cols;
@@ -449,7 +482,7 @@ export function rowsSimd(kind: 'int8' | 'fp8', src: Uint8Array, isBf16: boolean,
   const need = scalesP + rows * 4;
   if (mod.memory.buffer.byteLength < need) mod.memory.grow(Math.ceil((need - mod.memory.buffer.byteLength) / PAGE));
   new Uint8Array(mod.memory.buffer, IN, src.byteLength).set(src);
-  (kind === 'int8' ? mod.int8Rows : mod.fp8Rows)(IN, outP, rows, cols, isBf16 ? 1 : 0, scalesP);
+  (kind === 'int8' ? mod.int8Rows : mod.fp8Rows)(IN, outP, rows, cols, MODE[dtype], scalesP);
   const data = new Uint8Array(mod.memory.buffer, outP, n).slice();
   const scales = new Float32Array(mod.memory.buffer, scalesP, rows).slice();
   const st = new Float64Array(mod.memory.buffer, STATS, 3);

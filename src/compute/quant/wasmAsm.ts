@@ -42,7 +42,7 @@ export const OP = {
 /** SIMD opcodes (after the 0xfd prefix). */
 export const SIMD = {
   v128_load: 0x00, v128_load16x4_u: 0x04, v128_store: 0x0b, i32x4_splat: 0x11, f32x4_splat: 0x13, i32x4_extract_lane: 0x1b, f32x4_extract_lane: 0x1f,
-  i32x4_eq: 0x37, i32x4_lt_s: 0x39, f32x4_eq: 0x41, f32x4_ne: 0x42, f32x4_ge: 0x46,
+  i32x4_eq: 0x37, i32x4_lt_s: 0x39, i32x4_gt_s: 0x3b, f32x4_eq: 0x41, f32x4_ne: 0x42, f32x4_ge: 0x46,
   v128_and: 0x4e, v128_andnot: 0x4f, v128_or: 0x50, v128_bitselect: 0x52, v128_any_true: 0x53,
   i8x16_narrow_i16x8_s: 0x65, i8x16_narrow_i16x8_u: 0x66, f32x4_trunc: 0x69, f32x4_nearest: 0x6a, i8x16_shl: 0x6b,
   i16x8_narrow_i32x4_s: 0x85,
