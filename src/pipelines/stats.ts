@@ -1,5 +1,5 @@
 import { stat } from 'node:fs/promises';
-import { isAbsolute } from 'node:path';
+import { resolve } from 'node:path';
 import { getBackend } from '../compute/backend';
 import { cpuPoolSize } from '../compute/cpu/pool';
 import { isPatternDType } from '../compute/decode/patterns';
@@ -64,10 +64,12 @@ function limiter(n: number): <T>(fn: () => Promise<T>) => Promise<T> {
 async function directPaths(model: Model): Promise<(string | undefined)[]> {
   return Promise.all(
     model.files.map(async (f) => {
-      if (!isAbsolute(f.path)) return undefined;
+      // A URI (vscode-remote://, untitled:…) names no local file; a relative path is the process's.
+      if (/^[a-z][a-z0-9+.-]+:/i.test(f.path) && !/^[a-z]:[\\/]/i.test(f.path)) return undefined;
+      const path = resolve(f.path);
       try {
-        const st = await stat(f.path);
-        return st.isFile() && st.size === f.bytes && (f.mtimeMs === undefined || st.mtimeMs === f.mtimeMs) ? f.path : undefined;
+        const st = await stat(path);
+        return st.isFile() && st.size === f.bytes && (f.mtimeMs === undefined || st.mtimeMs === f.mtimeMs) ? path : undefined;
       } catch {
         return undefined;
       }

@@ -129,42 +129,41 @@ const SIGN_MAGNITUDE: ReadonlySet<PatternDType> = new Set(['BF16', 'F16', 'F8_E5
 class LaneTop {
   private idx: number[] = [];
   private val: number[] = [];
+  private mag: number[] = [];
   /** Lowest magnitude (sign-stripped pattern) that can still enter. */
   floor = 0;
   constructor(
     private readonly k: number,
     private readonly table: Float64Array,
     private readonly magMask: number,
-  ) {}
+  ) {
+    if (k <= 0) this.floor = magMask + 1;
+  }
   /** Returns true when `floor` rose (the caller refreshes its SWAR constant). */
   offer(index: number, p: number): boolean {
-    if ((p & this.magMask) < this.floor) return false;
+    const m = p & this.magMask;
+    if (m < this.floor) return false;
     const v = this.table[p];
     if (!Number.isFinite(v)) return false;
     this.idx.push(index);
     this.val.push(v);
+    this.mag.push(m);
     return this.idx.length >= 4 * this.k && this.trim();
   }
   trim(): boolean {
-    const order = this.idx.map((_, i) => i).sort((a, b) => Math.abs(this.val[b]) - Math.abs(this.val[a]) || this.idx[a] - this.idx[b]);
+    const order = this.idx.map((_, i) => i).sort((a, b) => this.mag[b] - this.mag[a] || this.idx[a] - this.idx[b]);
     const keep = order.slice(0, this.k);
     this.idx = keep.map((i) => this.idx[i]);
     this.val = keep.map((i) => this.val[i]);
-    if (this.k === 0) {
-      this.floor = this.magMask + 1;
-      return true;
-    }
+    this.mag = keep.map((i) => this.mag[i]);
     if (this.idx.length < this.k) return false;
-    const last = Math.abs(this.val[this.k - 1]);
-    // The magnitude bits of the k-th value, plus one: equal magnitudes later in the slice lose on index.
-    let m = 0;
-    for (let p = 0; p <= this.magMask; p++) if (this.table[p] === last) m = p;
     const before = this.floor;
-    this.floor = Math.max(this.floor, m + 1);
+    // The k-th magnitude, plus one: equal magnitudes later in the slice lose on index.
+    this.floor = Math.max(this.floor, this.mag[this.k - 1] + 1);
     return this.floor !== before;
   }
   result(): TopEntry[] {
-    this.trim();
+    if (this.k > 0) this.trim();
     return this.idx.map((index, i) => ({ index, value: this.val[i] })).sort(compareTop);
   }
 }

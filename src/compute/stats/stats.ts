@@ -66,17 +66,16 @@ export interface PatternScan {
 
 /** The non-zero entries of a dense pattern table. */
 export function sparseTable(hist: Uint32Array): { patterns: Uint32Array; counts: Uint32Array } {
+  // One pass into full-size scratch, then copies of the used part.
+  const patterns = new Uint32Array(hist.length);
   let nz = 0;
-  for (let p = 0; p < hist.length; p++) if (hist[p] !== 0) nz++;
-  const patterns = new Uint32Array(nz);
-  const counts = new Uint32Array(nz);
-  for (let p = 0, j = 0; p < hist.length; p++) {
-    if (hist[p] !== 0) {
-      patterns[j] = p;
-      counts[j++] = hist[p];
-    }
+  for (let p = 0; p < hist.length; p++) {
+    if (hist[p] !== 0) patterns[nz++] = p;
   }
-  return { patterns, counts };
+  const used = patterns.slice(0, nz);
+  const counts = new Uint32Array(nz);
+  for (let j = 0; j < nz; j++) counts[j] = hist[used[j]];
+  return { patterns: used, counts };
 }
 
 export interface WideScan {
