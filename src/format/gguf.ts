@@ -181,6 +181,9 @@ export function ggufHeader(metadata: ReadonlyArray<readonly [string, GgufValue]>
 
 // Small chunks are gathered to this size before a write: one syscall per norm vector is slow.
 const WRITE_BATCH_BYTES = 4 << 20;
+// Chunks at least this big go straight to the file: copying them into the batch first
+// would only add a memcpy per byte.
+const DIRECT_WRITE_BYTES = 256 << 10;
 // Dirty data since the last background sync that starts another: big enough to be a few
 // syscalls per GB, small enough that the final fsync has little left to write.
 const EARLY_SYNC_BYTES = 64 << 20;
@@ -243,7 +246,7 @@ export async function writeGguf(path: string, metadata: ReadonlyArray<readonly [
       used = 0;
     };
     const put = async (b: Uint8Array) => {
-      if (b.length >= WRITE_BATCH_BYTES) {
+      if (b.length >= DIRECT_WRITE_BYTES) {
         await flush();
         await writeAll(handle!, b, batchPos);
         batchPos += b.length;
