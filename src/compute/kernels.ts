@@ -8,7 +8,8 @@
  *   2. absmax.gpu.ts  `export async function absmaxGpu(ctx: GpuContext, args: AbsmaxArgs): Promise<R>`:
  *                     `ctx.pipeline('absmax', shader, 'main', { WG })` (cached by key + constants),
  *                     `ctx.upload(bytes)` / `ctx.buffer(size)` / `ctx.uniform(words)`,
- *                     `ctx.dispatch(p, [bufs in @binding order], workgroupGrid(groups, ctx.limits.maxComputeWorkgroupsPerDimension))`,
+ *                     `ctx.dispatch(p, [bufs in @binding order; undefined for a number the entry point skips],
+ *                                   workgroupGrid(groups, ctx.limits.maxComputeWorkgroupsPerDimension))`,
  *                     `await ctx.read(buf)`, then `destroy()` what you created.
  *                     Slice inputs above `ctx.limits.maxStorageBufferBindingSize`.
  *                     Throw `GpuUnsupportedError` for inputs the GPU cannot do (F64): the CPU twin runs instead.
@@ -27,6 +28,8 @@
  *        });
  *      With CI=true a machine without a WebGPU adapter FAILS the webgpu suite instead of skipping it.
  * Arguments and results must be structured-cloneable: they cross a worker boundary on the CPU backend.
+ * A device error (lost device, validation error) is not the kernel's to handle: the backend marks the
+ * device broken, reruns that call on the CPU twin, and tells the user once (`onGpuFallback`).
  */
 import { decodeKernel } from './decode/decode';
 import { deltaSketchKernel } from './diff/deltaSketch';
