@@ -127,9 +127,12 @@ const SIGN_MAGNITUDE: ReadonlySet<PatternDType> = new Set(['BF16', 'F16', 'F8_E5
  * indices). Candidates are trimmed in batches, so the screen stays cheap.
  */
 class LaneTop {
-  private idx: number[] = [];
-  private val: number[] = [];
-  private mag: number[] = [];
+  // Fixed-size typed storage: candidates arrive in the hot loop, and arrays that change
+  // element kind (small ints, then doubles) there would make V8 throw its optimized code away.
+  private readonly idx: Float64Array;
+  private readonly val: Float64Array;
+  private readonly mag: Int32Array;
+  private len = 0;
   /** Lowest magnitude (sign-stripped pattern) that can still enter. */
   floor = 0;
   constructor(
@@ -137,6 +140,10 @@ class LaneTop {
     private readonly table: Float64Array,
     private readonly magMask: number,
   ) {
+    const cap = Math.max(4, 4 * k);
+    this.idx = new Float64Array(cap);
+    this.val = new Float64Array(cap);
+    this.mag = new Int32Array(cap);
     if (k <= 0) this.floor = magMask + 1;
   }
   /** Returns true when `floor` rose (the caller refreshes its SWAR constant). */
@@ -144,27 +151,39 @@ class LaneTop {
     const m = p & this.magMask;
     if (m < this.floor) return false;
     const v = this.table[p];
-    if (!Number.isFinite(v)) return false;
-    this.idx.push(index);
-    this.val.push(v);
-    this.mag.push(m);
-    return this.idx.length >= 4 * this.k && this.trim();
+    if (v - v !== 0) return false;
+    const at = this.len++;
+    this.idx[at] = index;
+    this.val[at] = v;
+    this.mag[at] = m;
+    return this.len === this.idx.length && this.trim();
   }
   trim(): boolean {
-    const order = this.idx.map((_, i) => i).sort((a, b) => this.mag[b] - this.mag[a] || this.idx[a] - this.idx[b]);
-    const keep = order.slice(0, this.k);
-    this.idx = keep.map((i) => this.idx[i]);
-    this.val = keep.map((i) => this.val[i]);
-    this.mag = keep.map((i) => this.mag[i]);
-    if (this.idx.length < this.k) return false;
+    const order: number[] = [];
+    for (let i = 0; i < this.len; i++) order.push(i);
+    order.sort((a, b) => this.mag[b] - this.mag[a] || this.idx[a] - this.idx[b]);
+    const keep = Math.min(this.k, this.len);
+    const idx = order.slice(0, keep).map((i) => this.idx[i]);
+    const val = order.slice(0, keep).map((i) => this.val[i]);
+    const mag = order.slice(0, keep).map((i) => this.mag[i]);
+    for (let j = 0; j < keep; j++) {
+      this.idx[j] = idx[j];
+      this.val[j] = val[j];
+      this.mag[j] = mag[j];
+    }
+    this.len = keep;
+    if (keep < this.k) return false;
     const before = this.floor;
     // The k-th magnitude, plus one: equal magnitudes later in the slice lose on index.
     this.floor = Math.max(this.floor, this.mag[this.k - 1] + 1);
     return this.floor !== before;
   }
   result(): TopEntry[] {
-    if (this.k > 0) this.trim();
-    return this.idx.map((index, i) => ({ index, value: this.val[i] })).sort(compareTop);
+    if (this.k <= 0) return [];
+    this.trim();
+    const out: TopEntry[] = [];
+    for (let j = 0; j < this.len; j++) out.push({ index: this.idx[j], value: this.val[j] });
+    return out.sort(compareTop);
   }
 }
 
