@@ -179,7 +179,11 @@ describe('VS Code journeys (code-server + packaged VSIX)', () => {
       assert.equal(await page.locator('.explorer-folders-view .monaco-list-row.selected').count(), 2, 'two checkpoints selected');
       await shots.take(page, 'selected');
       await second.click({ button: 'right' });
-      await page.locator('.monaco-menu .action-label', { hasText: 'Compare Selected Checkpoints' }).first().click();
+      const item = page.locator('.monaco-menu .action-label', { hasText: 'Compare Selected Checkpoints' }).first();
+      await item.click();
+      // A click that lands while the menu is still laying out only focuses the item: Enter runs it.
+      await page.waitForTimeout(1000);
+      if (await item.isVisible()) await page.keyboard.press('Enter');
       const frame = await frameWith(page, '#tensors tbody tr', 3 * UI_TIMEOUT_MS);
       await shots.take(page, 'report');
       const rows = await frame.$$eval('#tensors tbody tr', (trs) => trs.map((tr) => ({ name: tr.getAttribute('data-name') ?? '', changed: tr.classList.contains('changed') })));

@@ -4,7 +4,7 @@
  * Debian chromium driven by playwright-core.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { chromium, type Browser, type Frame, type Locator, type Page } from 'playwright-core';
 import { PRESETS, writeLlama } from '../fixtures/llama';
@@ -258,8 +258,12 @@ export async function openWorkbench(page: Page, url: string): Promise<void> {
   await waitForCommand(page, 'Tensor Workbench: Show Log');
 }
 
-/** Polls the command palette until `title` is listed, then closes it. */
-export async function waitForCommand(page: Page, title: string, timeout = UI_TIMEOUT_MS): Promise<void> {
+/**
+ * Opens the command palette and types `>title` until the command is listed (retyping,
+ * because the list does not re-filter when a `when` context key such as
+ * isWorkspaceTrusted settles after the palette opened). Leaves it open on the command.
+ */
+async function paletteFind(page: Page, title: string, timeout: number): Promise<boolean> {
   const end = Date.now() + timeout;
   const input = page.locator('.quick-input-widget input');
   const row = page.locator('.quick-input-list .monaco-list-row', { hasText: title });
@@ -271,11 +275,17 @@ export async function waitForCommand(page: Page, title: string, timeout = UI_TIM
       .first()
       .waitFor({ timeout: 2_000 })
       .then(() => true, () => false);
+    if (found) return true;
     await page.keyboard.press('Escape');
-    if (found) return;
     await page.waitForTimeout(500);
   }
-  throw new Error(`command "${title}" never appeared in the palette`);
+  return false;
+}
+
+/** Polls the command palette until `title` is listed, then closes it. */
+export async function waitForCommand(page: Page, title: string, timeout = UI_TIMEOUT_MS): Promise<void> {
+  if (!(await paletteFind(page, title, timeout))) throw new Error(`command "${title}" never appeared in the palette`);
+  await page.keyboard.press('Escape');
 }
 
 /**
@@ -314,11 +324,7 @@ export async function notification(page: Page, text: string | RegExp, timeout = 
 
 /** Runs a command from the palette (F1), as a user does. */
 export async function runCommand(page: Page, title: string): Promise<void> {
-  await page.keyboard.press('F1');
-  const input = page.locator('.quick-input-widget input');
-  await input.waitFor({ state: 'visible', timeout: 10_000 });
-  await input.fill(`>${title}`);
-  await page.locator('.quick-input-list .monaco-list-row', { hasText: title }).first().waitFor({ timeout: UI_TIMEOUT_MS });
+  if (!(await paletteFind(page, title, UI_TIMEOUT_MS))) throw new Error(`command "${title}" never appeared in the palette`);
   await page.keyboard.press('Enter');
 }
 
@@ -383,9 +389,4 @@ export async function journey(browser: Browser, url: string, name: string, body:
   } finally {
     await page.close();
   }
-}
-
-export function writeJson(file: string, value: unknown): void {
-  mkdirSync(join(file, '..'), { recursive: true });
-  writeFileSync(file, JSON.stringify(value, null, 2));
 }
