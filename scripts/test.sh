@@ -18,4 +18,8 @@ files=(dist/*.test.js)
 if [ -n "${TW_TEST_FILTER:-}" ]; then
   sel=(); for f in "${files[@]}"; do [[ "$f" == *"$TW_TEST_FILTER"* ]] && sel+=("$f"); done; files=("${sel[@]}")
 fi
+# TW_TEST_EXCLUDE drops files whose name contains it (`npm run test:unit` drops the e2e suites).
+if [ -n "${TW_TEST_EXCLUDE:-}" ]; then
+  sel=(); for f in "${files[@]}"; do [[ "$f" == *"$TW_TEST_EXCLUDE"* ]] || sel+=("$f"); done; files=("${sel[@]}")
+fi
 exec node --test --test-reporter=spec "${files[@]}"
