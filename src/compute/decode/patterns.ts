@@ -1,4 +1,5 @@
 import type { DType } from '../../format/dtypes';
+import { bf16ToF32, lutOf } from '../../format/decode';
 
 /**
  * Bit-pattern tables for the float dtypes of 16 bits or fewer: every pattern's
@@ -24,54 +25,11 @@ export function patternBits(d: PatternDType): number {
   return PATTERN_BITS[d];
 }
 
-/**
- * A small IEEE-style minifloat: `e` exponent bits, `m` mantissa bits, `bias`,
- * with subnormals when the exponent field is 0. `special` picks the NaN/Inf encoding.
- */
-function minifloat(p: number, e: number, m: number, bias: number, special: 'ieee' | 'fn' | 'fnuz' | 'none'): number {
-  const sign = (p >> (e + m)) & 1;
-  const exp = (p >> m) & ((1 << e) - 1);
-  const man = p & ((1 << m) - 1);
-  const maxExp = (1 << e) - 1;
-  if (special === 'fnuz' && p === 1 << (e + m)) return NaN;
-  if (special === 'ieee' && exp === maxExp) return man === 0 ? (sign ? -Infinity : Infinity) : NaN;
-  if (special === 'fn' && exp === maxExp && man === (1 << m) - 1) return NaN;
-  const mag = exp === 0 ? man * 2 ** (1 - bias - m) : (1 + man / (1 << m)) * 2 ** (exp - bias);
-  return sign ? -mag : mag;
-}
-
-const bf16Bits = new Uint32Array(1);
-const bf16Value = new Float32Array(bf16Bits.buffer);
-
-function bf16(p: number): number {
-  bf16Bits[0] = p << 16;
-  return bf16Value[0];
-}
-
 /** The value of pattern `p` of `dtype`, exactly (every such value is an f32). */
 export function patternValue(dtype: PatternDType, p: number): number {
   switch (dtype) {
     case 'BF16':
-      return bf16(p);
-    case 'F16':
-      return minifloat(p, 5, 10, 15, 'ieee');
-    case 'F8_E5M2':
-      return minifloat(p, 5, 2, 15, 'ieee');
-    case 'F8_E4M3':
-      return minifloat(p, 4, 3, 7, 'fn');
-    case 'F8_E4M3FNUZ':
-      return minifloat(p, 4, 3, 8, 'fnuz');
-    case 'F8_E5M2FNUZ':
-      return minifloat(p, 5, 2, 16, 'fnuz');
-    case 'F8_E8M0':
-      // A bare power of two, no sign; 0xFF is NaN (the OCP MX scale format).
-      return p === 0xff ? NaN : 2 ** (p - 127);
-    case 'F6_E2M3':
-      return minifloat(p, 2, 3, 1, 'none');
-    case 'F6_E3M2':
-      return minifloat(p, 3, 2, 3, 'none');
-    case 'F4':
-      return minifloat(p, 2, 1, 1, 'none');
+      return bf16ToF32(p);
     case 'U8':
     case 'BOOL':
     case 'U16':
@@ -80,6 +38,9 @@ export function patternValue(dtype: PatternDType, p: number): number {
       return p >= 0x80 ? p - 0x100 : p;
     case 'I16':
       return p >= 0x8000 ? p - 0x10000 : p;
+    default:
+      // The small floats and F16: the format core's value tables, built from each format's definition.
+      return lutOf(dtype)![p];
   }
 }
 
