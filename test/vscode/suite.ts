@@ -15,6 +15,7 @@ import { Disposable } from '../../src/vscode/dispose';
 import { signalFromToken } from '../../src/vscode/jobProgress';
 import { runJob } from '../../src/vscode/progress';
 import { WorkspaceSourceOpener, nodeSourceOpener, openerFor } from '../../src/vscode/workspaceSource';
+import { diffVscodeCases } from '../diff/diffVscodeCases';
 
 export const EXTENSION_ID = 'tensor-workbench.tensor-workbench';
 export const VIEW_TYPE = 'tensorWorkbench.viewer';
@@ -225,6 +226,7 @@ const cases: Case[] = [
       assert.deepEqual(order, ['b', 'a', 'late']);
     },
   ],
+  ...diffVscodeCases,
 ];
 
 export async function run(): Promise<void> {
