@@ -5,7 +5,10 @@
  */
 import * as vscode from 'vscode';
 import assert from 'node:assert/strict';
-import { basename } from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { basename, join } from 'node:path';
 
 type Case = [name: string, fn: () => Promise<void>];
 
@@ -48,6 +51,35 @@ export const diffVscodeCases: Case[] = [
       const [a] = await samplePair();
       await vscode.commands.executeCommand('tensorWorkbench.compareSelected', a, [a]);
       assert.equal(diffTabs().length, 0);
+    },
+  ],
+  [
+    'Compare with Git HEAD compares a modified tracked checkpoint with its committed version',
+    async () => {
+      await vscode.commands.executeCommand('workbench.action.closeAllEditors');
+      const [a, b] = await samplePair();
+      const repo = mkdtempSync(join(tmpdir(), 'tw-git-'));
+      try {
+        const git = (...args: string[]) => execFileSync('git', ['-c', 'user.name=t', '-c', 'user.email=t@example.invalid', ...args], { cwd: repo, stdio: 'pipe' });
+        const file = join(repo, basename(a.path));
+        git('init', '-q');
+        copyFileSync(a.fsPath, file);
+        git('add', basename(file));
+        git('commit', '-q', '-m', 'base');
+        // The working copy becomes the fine-tuned shard: HEAD holds the base.
+        copyFileSync(b.fsPath, file);
+        const done = vscode.commands.executeCommand('tensorWorkbench.compareWithHead', vscode.Uri.file(file));
+        const end = Date.now() + TIMEOUT_MS;
+        while (diffTabs().length === 0) {
+          if (Date.now() > end) throw new Error('no diff report opened');
+          await new Promise((r) => setTimeout(r, 100));
+        }
+        assert.match(diffTabs()[0].label, /HEAD/);
+        await done;
+      } finally {
+        await vscode.commands.executeCommand('workbench.action.closeAllEditors');
+        rmSync(repo, { recursive: true, force: true });
+      }
     },
   ],
 ];
