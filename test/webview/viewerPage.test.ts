@@ -445,7 +445,9 @@ test('an adapter shows its rank, alpha, scale and targets; the quantization prev
       seconds: 0.4,
       rows: [
         { scheme: 'q8_0', description: 'ggml Q8_0', bytesAfter: 557056, bitsPerWeight: 8.5, quantizedTensors: 7, keptTensors: 2, rmse: 0.0012, snrDb: 41.3, cosine: 0.99996 },
-        { scheme: 'q4_0', description: 'ggml Q4_0', bytesAfter: 294912, bitsPerWeight: 4.5, quantizedTensors: 7, keptTensors: 2 },
+        { scheme: 'q4_0', description: 'ggml Q4_0', bytesAfter: 294912, bitsPerWeight: 4.5, quantizedTensors: 7, keptTensors: 2, rmse: 0.019, snrDb: 17.8, cosine: 0.9917 },
+        { scheme: 'int8-channel', description: 'int8 per row', bytesAfter: 528384, bitsPerWeight: 8.06, quantizedTensors: 7, keptTensors: 2, rmse: 0.0016, snrDb: 38.9, cosine: 0.99993 },
+        { scheme: 'q4_1', description: 'ggml Q4_1', bytesAfter: 327680, bitsPerWeight: 5, quantizedTensors: 7, keptTensors: 2 },
       ],
     },
   };
@@ -456,9 +458,34 @@ test('an adapter shows its rank, alpha, scale and targets; the quantization prev
   await page.click('#quant-preview');
   await page.waitForSelector('#quant-table');
   const rows = await page.$$eval('#quant-table tbody tr', (e) => e.map((x) => Array.from(x.querySelectorAll('td'), (td: any) => td.textContent)));
-  assert.deepEqual(rows.map((x) => x[0]), ['q8_0', 'q4_0']);
+  assert.deepEqual(rows.map((x) => x[0]), ['q8_0', 'q4_0', 'int8-channel', 'q4_1']);
   assert.equal(rows[0]![4], '41.3');
-  assert.equal(rows[1]![3], '—', 'no estimate when nothing was sampled');
+  assert.equal(rows[3]![3], '—', 'no estimate when nothing was sampled');
+  // The chart: one labelled marker per scheme with an estimate (q4_1 has none), placed by bits/weight and SNR.
+  await page.waitForSelector('#quant-chart[data-drawn]');
+  assert.equal(await page.$$eval('#quant-chart .scatterlayer .point', (e) => e.length), 3);
+  const labels = await page.$$eval('#quant-chart .scatterlayer .textpoint text', (e) => e.map((t) => t.textContent));
+  assert.deepEqual(labels, ['q8_0', 'q4_0', 'int8-channel']);
+  const xy = await page.$$eval('#quant-chart .scatterlayer .point', (e) =>
+    e.map((p) => {
+      const b = p.getBoundingClientRect();
+      return { x: b.x, y: b.y };
+    }),
+  );
+  assert.ok(xy[1]!.x < xy[2]!.x && xy[2]!.x < xy[0]!.x, 'x grows with bits per weight');
+  assert.ok(xy[0]!.y < xy[2]!.y && xy[2]!.y < xy[1]!.y, 'higher SNR is higher up');
+  const colours = await page.evaluate(() => {
+    // The browser's own conversion of the theme's hex colour, to compare with Plotly's rgb().
+    const probe = document.createElement('span');
+    probe.style.color = getComputedStyle(document.body).getPropertyValue('--vscode-charts-blue').trim();
+    document.body.append(probe);
+    const theme = getComputedStyle(probe).color;
+    probe.remove();
+    return { marker: getComputedStyle(document.querySelector('#quant-chart .scatterlayer .point')!).fill, theme };
+  });
+  assert.equal(colours.marker, colours.theme, 'markers take --vscode-charts-blue');
+  await page.locator('#quant-chart').scrollIntoViewIfNeeded();
+  await shot(page, 'quant-preview-chart');
   await shot(page, 'adapter-and-quant-preview');
   await assertClean(page);
   await page.close();

@@ -20,6 +20,7 @@ import {
   type AdapterInfo,
   type ErrorInfo,
   type HeatmapReplyMessage,
+  type QuantPreviewRow,
   type ScanRow,
   type SummaryReplyMessage,
   type TensorEntry,
@@ -28,6 +29,7 @@ import {
   type TreeNodeData,
 } from '../../src/shared/protocol';
 import { drawHistogram, type HistogramView } from './histogram';
+import { drawQuantChart } from './quantChart';
 import { TreeView, type TreeNode } from './tree';
 import { h, formatBytes, formatCount, formatNumber, clear } from './dom';
 
@@ -596,6 +598,8 @@ function renderScanTable(host: HTMLElement, s: NonNullable<typeof scan>): void {
 // -------------------------------------------------------- quantization preview
 
 let quantRunning: AbortController | undefined;
+// The last preview's rows, to redraw the chart in the new theme's colours.
+let lastQuant: readonly QuantPreviewRow[] | undefined;
 
 function startQuantPreview(): void {
   const tabs = document.getElementById('tabs') as HTMLElement & { selectedIndex: number };
@@ -630,6 +634,10 @@ function startQuantPreview(): void {
           ]),
         ),
       );
+      const chart = h('div', { id: 'quant-chart', class: 'quant-chart', role: 'img', 'aria-label': 'Estimated SNR against bits per weight, one point per scheme' });
+      panel.append(chart);
+      drawQuantChart(chart, r.rows);
+      lastQuant = r.rows;
     })
     .catch((e) => {
       const info = errorInfo(e);
@@ -676,6 +684,8 @@ function fmt(v: number): string {
 new MutationObserver(() => {
   const plot = document.getElementById('histogram');
   if (plot && lastStats) drawHistogram(plot, lastStats.stats, { logCounts: saved.histLogCounts, magnitude: saved.histMagnitude });
+  const chart = document.getElementById('quant-chart');
+  if (chart && lastQuant) drawQuantChart(chart, lastQuant);
 }).observe(document.body, { attributes: true, attributeFilter: ['class'] });
 
 vscode.postMessage({ type: 'ready' });
