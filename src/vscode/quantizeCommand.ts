@@ -4,6 +4,7 @@ import { SCHEMES, type SchemeName } from '../compute/quant/schemes';
 import { preview, quantize, type PreviewResult, type QuantFormat, type QuantReport } from '../pipelines/quantize';
 import { previewMarkdown, reportMarkdown } from '../pipelines/quantizeReport';
 import { registerWriteCommand } from './commands';
+import { QuantReportPanel } from './quantReportPanel';
 import { runJob } from './progress';
 
 const COMMAND = 'tensorWorkbench.quantize';
@@ -11,12 +12,12 @@ const COMMAND = 'tensorWorkbench.quantize';
 /**
  * "Tensor Workbench: Quantize…": a preview of every scheme (size and sampled error)
  * in a QuickPick, then the format and destination, then the job under a cancellable
- * progress notification, then the report as a Markdown document.
+ * progress notification, then the report in a webview panel.
  * A write command: disabled in untrusted workspaces.
  */
 export class QuantizeCommand {
   static register(context: vscode.ExtensionContext): void {
-    registerWriteCommand(context, COMMAND, (uri?: vscode.Uri, opts?: QuantizeCommandOptions) => run(uri, opts));
+    registerWriteCommand(context, COMMAND, (uri?: vscode.Uri, opts?: QuantizeCommandOptions) => run(context.extensionUri, uri, opts));
   }
 }
 
@@ -102,17 +103,12 @@ async function pickOutput(input: string, scheme: SchemeName, format: QuantFormat
   return uri ? localPath(uri) : undefined;
 }
 
-async function showMarkdown(content: string): Promise<void> {
-  const doc = await vscode.workspace.openTextDocument({ language: 'markdown', content });
-  await vscode.commands.executeCommand('markdown.showPreview', doc.uri).then(undefined, () => vscode.window.showTextDocument(doc));
-}
-
-async function run(initial?: vscode.Uri, opts?: QuantizeCommandOptions): Promise<QuantReport | undefined> {
+async function run(extensionUri: vscode.Uri, initial?: vscode.Uri, opts?: QuantizeCommandOptions): Promise<QuantReport | undefined> {
   const input = await pickInput(initial);
   if (!input) return undefined;
   if (opts) {
     const r = await runJob(`Quantizing to ${opts.scheme}`, (ctx) => quantize({ input, output: opts.output, scheme: opts.scheme, format: opts.format }, ctx));
-    if (r) await showMarkdown(reportMarkdown(r));
+    if (r) QuantReportPanel.show(extensionUri, r, reportMarkdown(r));
     return r;
   }
   const p = await runJob('Quantization preview', (ctx) => preview({ input }, ctx));
@@ -134,6 +130,6 @@ async function run(initial?: vscode.Uri, opts?: QuantizeCommandOptions): Promise
     }
   });
   if (!r) return undefined;
-  await showMarkdown(reportMarkdown(r) + '\n' + previewMarkdown(p));
+  QuantReportPanel.show(extensionUri, r, reportMarkdown(r) + '\n' + previewMarkdown(p));
   return r;
 }

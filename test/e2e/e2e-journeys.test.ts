@@ -230,9 +230,15 @@ describe('VS Code journeys (code-server + packaged VSIX)', () => {
       while (!existsSync(output) && Date.now() < end) await page.waitForTimeout(250);
       assert.ok(existsSync(output), `${output} was not written`);
       assert.deepEqual(readdirSync(join(ws.dir, 'single')).filter((n) => n.includes('.tmp')), [], 'no temporary file is left beside the output');
-      // The report opens as a Markdown preview once the job is done.
-      await page.locator('.tabs-container .tab', { hasText: 'Preview' }).first().waitFor({ timeout: UI_TIMEOUT_MS });
+      // The report opens in its webview once the job is done: totals, one row per quantized tensor, the skipped ones with reasons.
+      const report = await frameWith(page, '#quant-report');
+      assert.match((await report.textContent('#quant-totals')) ?? '', /bits per weight/);
+      assert.ok((await report.$$('#quant-tensors tbody tr')).length > 0, 'the report lists the quantized tensors');
       await shots.take(page, 'report');
+      // Its button opens the Markdown rendering.
+      await report.click('#open-markdown');
+      await page.locator('.tabs-container .tab', { hasText: 'Preview' }).first().waitFor({ timeout: UI_TIMEOUT_MS });
+      await shots.take(page, 'report-markdown');
       // The output shows up in the explorer and opens in the viewer.
       await doubleClickInExplorer(page, 'single/model-q8_0.safetensors');
       const frame = await frameWith(page, '#totals');
