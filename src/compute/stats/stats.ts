@@ -66,16 +66,27 @@ export interface PatternScan {
 
 /** The non-zero entries of a dense pattern table. */
 export function sparseTable(hist: Uint32Array): { patterns: Uint32Array; counts: Uint32Array } {
-  // One pass into full-size scratch, then copies of the used part.
-  const patterns = new Uint32Array(hist.length);
+  if (sparseScratch.length < hist.length) sparseScratch = new Uint32Array(hist.length);
+  const nz = fillSparse(hist, sparseScratch);
+  const patterns = sparseScratch.slice(0, nz);
+  const counts = new Uint32Array(nz);
+  for (let j = 0; j < nz; j++) counts[j] = hist[patterns[j]];
+  return { patterns, counts };
+}
+
+/** Reused between calls: one slice's table is converted, copied out, and forgotten. */
+let sparseScratch = new Uint32Array(0);
+
+// Its own function, ending with its loop: V8 compiles a long loop on-stack before the code after
+// it has run, and code without type feedback there deoptimizes it again. Branch-free, because
+// whether a pattern occurs is a coin toss in the middle of a weight distribution.
+function fillSparse(hist: Uint32Array, patterns: Uint32Array): number {
   let nz = 0;
   for (let p = 0; p < hist.length; p++) {
-    if (hist[p] !== 0) patterns[nz++] = p;
+    patterns[nz] = p;
+    nz += hist[p] !== 0 ? 1 : 0;
   }
-  const used = patterns.slice(0, nz);
-  const counts = new Uint32Array(nz);
-  for (let j = 0; j < nz; j++) counts[j] = hist[used[j]];
-  return { patterns: used, counts };
+  return nz;
 }
 
 export interface WideScan {
