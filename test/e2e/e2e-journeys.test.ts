@@ -238,6 +238,8 @@ describe('VS Code journeys (code-server + packaged VSIX)', () => {
       // Its button opens the Markdown rendering.
       await report.click('#open-markdown');
       await page.locator('.tabs-container .tab', { hasText: 'Preview' }).first().waitFor({ timeout: UI_TIMEOUT_MS });
+      const markdown = await frameWith(page, '.markdown-body table');
+      assert.match((await markdown.textContent('.markdown-body h1')) ?? '', /Quantization report: q8_0/);
       await shots.take(page, 'report-markdown');
       // The output shows up in the explorer and opens in the viewer.
       await doubleClickInExplorer(page, 'single/model-q8_0.safetensors');
