@@ -116,8 +116,9 @@ export async function stats(model: Model, opts: StatsOptions = {}): Promise<Stat
   const backend = await getBackend(opts.backend ?? 'auto');
   const direct = await directPaths(model);
   const sliceBytes = backend.kind === 'webgpu' ? GPU_SLICE_BYTES : CPU_SLICE_BYTES;
-  // One more slice in flight than workers keeps every worker busy while the host merges.
-  const limit = limiter(backend.kind === 'webgpu' ? 2 : cpuPoolSize() + 1);
+  // Two slices per worker: the pool posts the second ahead, so a worker starts its next slice
+  // the moment it ends one, whatever the host is doing (merging, summarizing) at the time.
+  const limit = limiter(backend.kind === 'webgpu' ? 2 : 2 * cpuPoolSize());
 
   // A private controller: the first failure stops the other slices too.
   const ac = new AbortController();

@@ -24,12 +24,20 @@ interface Task {
   resolve(v: unknown): void;
   reject(e: unknown): void;
   onAbort?: () => void;
+  /** Cancelled after it was posted, before it started: its reply is ignored. */
+  cancelled?: boolean;
 }
 
 interface Slot {
   worker: Worker;
-  task?: Task;
+  /** Posted and not yet answered, in the order the worker runs them: the first is running. */
+  tasks: Task[];
 }
+
+// Tasks posted to a worker ahead of its reply: the next one is already in the worker's port when
+// a task ends, instead of waiting for the reply to reach this thread and a new task to come back
+// (a gap per task that grows whenever this thread is busy merging). One more would only queue.
+const POSTED_PER_WORKER = 2;
 
 /** Rebuilds a kernel's error on this side: same name and message, so callers see what the kernel said. */
 function reviveError(e: Extract<WorkerReply, { ok: false }>['error']): Error {
@@ -82,11 +90,11 @@ export class CpuPool {
 
   private spawn(): Slot {
     const worker = new Worker(this.script);
-    const slot: Slot = { worker };
+    const slot: Slot = { worker, tasks: [] };
     worker.on('message', (msg: WorkerReply) => this.settle(slot, msg));
     worker.on('error', (err) => this.crash(slot, err));
     worker.on('exit', (code) => {
-      if (slot.task) this.crash(slot, new Error(`compute worker exited with code ${code}`));
+      if (slot.tasks.length > 0) this.crash(slot, new Error(`compute worker exited with code ${code}`));
     });
     worker.unref();
     return slot;
@@ -94,22 +102,26 @@ export class CpuPool {
 
   private pump(): void {
     while (this.queue.length > 0) {
-      let slot = this.slots.find((s) => !s.task);
-      if (!slot) {
-        if (this.slots.length >= this.size) return;
+      // An idle worker first, then a new one, then one that is busy but has nothing waiting.
+      let slot = this.slots.find((s) => s.tasks.length === 0);
+      if (!slot && this.slots.length < this.size) {
         slot = this.spawn();
         this.slots.push(slot);
       }
+      // Only tasks that move no buffers wait in a port: one that did could not be posted again to
+      // another worker if this one crashed or was cancelled before reaching it.
+      if (this.queue[0].transfer.length === 0) slot ??= this.slots.find((s) => s.tasks.length < POSTED_PER_WORKER);
+      if (!slot) return;
       const task = this.queue.shift()!;
-      slot.task = task;
+      slot.tasks.push(task);
       // A busy worker keeps the process alive until its reply arrives.
       slot.worker.ref();
       const req: WorkerRequest = { id: task.id, kernel: task.kernel, args: task.args };
       try {
         slot.worker.postMessage(req, task.transfer);
       } catch (e) {
-        slot.task = undefined;
-        slot.worker.unref();
+        slot.tasks.pop();
+        if (slot.tasks.length === 0) slot.worker.unref();
         this.finish(task);
         task.reject(e);
       }
@@ -121,20 +133,23 @@ export class CpuPool {
   }
 
   private settle(slot: Slot, msg: WorkerReply): void {
-    const task = slot.task;
-    if (!task || task.id !== msg.id) return;
-    slot.task = undefined;
-    slot.worker.unref();
+    const at = slot.tasks.findIndex((t) => t.id === msg.id);
+    if (at < 0) return;
+    const [task] = slot.tasks.splice(at, 1);
+    if (slot.tasks.length === 0) slot.worker.unref();
     this.finish(task);
+    if (task.cancelled) return this.pump();
     if (msg.ok) task.resolve(msg.result);
     else task.reject(reviveError(msg.error));
     this.pump();
   }
 
   private crash(slot: Slot, err: Error): void {
-    const task = slot.task;
-    slot.task = undefined;
+    const [task, ...waiting] = slot.tasks;
+    slot.tasks = [];
     this.remove(slot);
+    // Tasks that never started go back to the front of the queue, for another worker.
+    this.queue.unshift(...waiting.filter((t) => !t.cancelled));
     if (task) {
       this.finish(task);
       task.reject(err);
@@ -154,10 +169,17 @@ export class CpuPool {
     if (qi >= 0) {
       this.queue.splice(qi, 1);
     } else {
-      const slot = this.slots.find((s) => s.task === task);
+      const slot = this.slots.find((s) => s.tasks.includes(task));
       if (!slot) return;
-      slot.task = undefined;
-      this.remove(slot);
+      if (slot.tasks[0] === task) {
+        const [, ...waiting] = slot.tasks;
+        slot.tasks = [];
+        this.remove(slot);
+        this.queue.unshift(...waiting.filter((t) => !t.cancelled));
+      } else {
+        // Already in the worker's port: it runs, and its reply is dropped.
+        task.cancelled = true;
+      }
     }
     this.finish(task);
     task.reject(new CancelledError());
@@ -172,9 +194,9 @@ export class CpuPool {
     }
     const slots = this.slots.splice(0);
     for (const s of slots) {
-      if (s.task) {
-        this.finish(s.task);
-        s.task.reject(new CancelledError());
+      for (const t of s.tasks.splice(0)) {
+        this.finish(t);
+        t.reject(new CancelledError());
       }
     }
     await Promise.all(slots.map((s) => s.worker.terminate()));
