@@ -51,7 +51,6 @@ export function drawQuantChart(el: HTMLElement, rows: readonly QuantPreviewRow[]
         cliponaxis: false,
         text: pts.map((r) => r.scheme),
         textposition: 'top center',
-        customdata: pts.map((r) => r.bytesAfter),
         marker: { color: marker, size: 9 },
         textfont: { color: fg, family: font },
         hovertemplate: '%{text}<br>%{x:.2f} bits/weight<br>SNR %{y:.1f} dB<extra></extra>',
