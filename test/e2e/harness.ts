@@ -382,6 +382,12 @@ export async function journey(browser: Browser, url: string, name: string, body:
   const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
   try {
     await openWorkbench(page, url);
+    // Every journey starts from an empty editor area: the window restores the editors that
+    // the previous journey's window left open, and a journey is about what its own steps open.
+    await runCommand(page, 'View: Close All Editors');
+    // A dirty untitled document (a report opened as Markdown) asks whether to save: it need not.
+    const dontSave = page.locator('.monaco-dialog-box .monaco-button', { hasText: "Don't Save" });
+    if (await dontSave.first().waitFor({ timeout: 1_500 }).then(() => true, () => false)) await dontSave.first().click();
     await body(page, shots);
   } catch (e) {
     await shots.take(page, 'failure').catch(() => undefined);
