@@ -2,7 +2,7 @@ import { closeSync, openSync, readSync } from 'node:fs';
 import type { DType } from '../../format/dtypes';
 import { FormatError } from '../../format/errors';
 import { isPatternDType, patternBits, patternTable, type PatternDType } from '../decode/patterns';
-import { binIndex, logBinIndex, compareTop, sparseTable, type BinsResult, type PatternScan, type StatsArgs, type StatsBinsArgs, type StatsResult, type StatsScanArgs, type StatsSource, type TopEntry, type WideScan } from './stats';
+import { CompensatedSum, binIndex, logBinIndex, compareTop, sparseTable, type BinsResult, type PatternScan, type StatsArgs, type StatsBinsArgs, type StatsResult, type StatsScanArgs, type StatsSource, type TopEntry, type WideScan } from './stats';
 
 /** The CPU twin of the statistics kernel; runs in a worker (see stats.ts for the two phases). */
 export function statsCpu(args: StatsArgs): StatsResult {
@@ -431,19 +431,6 @@ export function topFromTable(dtype: PatternDType, bytes: Uint8Array, n: number, 
 
 // ---------------------------------------------------------------- wide dtypes
 
-/** Neumaier's compensated sum: error ≤ 2ε|Σ| + O(nε²)Σ|x|. */
-class CompensatedSum {
-  private s = 0;
-  private c = 0;
-  add(x: number): void {
-    const t = this.s + x;
-    this.c += Math.abs(this.s) >= Math.abs(x) ? this.s - t + x : x - t + this.s;
-    this.s = t;
-  }
-  get value(): number {
-    return this.s + this.c;
-  }
-}
 
 type Numeric = Float32Array | Float64Array | Int32Array | Uint32Array;
 

@@ -178,3 +178,21 @@ export const statsKernel: KernelDef<StatsArgs, StatsResult> = {
   gpu: statsGpu,
   transfer: (a) => ('bytes' in a.src && a.src.bytes.byteOffset === 0 && a.src.bytes.byteLength === a.src.bytes.buffer.byteLength ? [a.src.bytes.buffer as ArrayBuffer] : []),
 };
+
+/**
+ * Running sum with Neumaier's compensation: error ≤ 2ε|Σ| + O(nε²)Σ|x|, independent of
+ * order. Used by the CPU twin and by the host's summary of the GPU twin's partials.
+ */
+export class CompensatedSum {
+  private s = 0;
+  private c = 0;
+  add(x: number): void {
+    const t = this.s + x;
+    this.c += Math.abs(this.s) >= Math.abs(x) ? this.s - t + x : x - t + this.s;
+    this.s = t;
+  }
+  get value(): number {
+    return this.s + this.c;
+  }
+}
+

@@ -1,6 +1,6 @@
 import type { DType } from '../../format/dtypes';
 import { patternTable, type PatternDType } from '../decode/patterns';
-import { binIndex, logBinIndex, compareTop, linearEdges, logEdges, type BinsResult, type StatsBinsArgs, type TopEntry, type WideScan } from './stats';
+import { CompensatedSum, binIndex, logBinIndex, compareTop, linearEdges, logEdges, type BinsResult, type StatsBinsArgs, type TopEntry, type WideScan } from './stats';
 
 /** Statistics of one tensor, as `stats` reports them (JSON-safe: null where a statistic has no value). */
 export interface TensorStats {
@@ -46,19 +46,6 @@ export const NEAR_ZERO_FRACTION = 1e-3;
 /** An |x − mean| beyond this many standard deviations is an outlier. */
 export const OUTLIER_SIGMAS = 6;
 
-/** Running sum with Neumaier's compensation: error ≤ 2ε|Σ| + O(nε²)Σ|x|, independent of order. */
-class ExactishSum {
-  private s = 0;
-  private c = 0;
-  add(x: number): void {
-    const t = this.s + x;
-    this.c += Math.abs(this.s) >= Math.abs(x) ? this.s - t + x : x - t + this.s;
-    this.s = t;
-  }
-  get value(): number {
-    return this.s + this.c;
-  }
-}
 
 /** Merges slice top-k lists into the tensor's. */
 export function mergeTop(lists: readonly TopEntry[][], k: number): TopEntry[] {
@@ -84,7 +71,7 @@ export function summarizePatterns(head: TensorHead, hist: Float64Array, top: Top
   let min = Infinity;
   let max = -Infinity;
   let minAbsNonzero = Infinity;
-  const sum = new ExactishSum();
+  const sum = new CompensatedSum();
   // The patterns that occur: a few thousand at most in real weights, so the loops below are short.
   let seen = occurring;
   if (!seen) {
@@ -111,7 +98,7 @@ export function summarizePatterns(head: TensorHead, hist: Float64Array, top: Top
   if (finite === 0) return emptyFinite(base, bins, top);
   const absMax = Math.max(-min, max);
   const mean = sum.value / finite;
-  const sq = new ExactishSum();
+  const sq = new CompensatedSum();
   for (const p of seen) {
     const c = hist[p];
     const v = table[p];
