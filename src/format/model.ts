@@ -29,6 +29,14 @@ export interface ChunkOptions {
   /** Upper bound on one chunk, rounded down to whole elements. */
   readonly chunkBytes?: number;
   readonly signal?: AbortSignal;
+  /**
+   * The two buffers that chunks are read into, taken in turns, instead of two
+   * fresh ones per tensor: a copy of a whole model then touches the same
+   * memory throughout. Each must hold a whole chunk (`chunkBytes`, or the
+   * default). The caller must be done with a chunk before asking for the one
+   * after the next, and must not run two streams on the same pair at once.
+   */
+  readonly buffers?: readonly [Uint8Array, Uint8Array];
 }
 
 /**

@@ -109,7 +109,11 @@ export class SourceModel implements Model {
     const want = opts.chunkBytes ?? DEFAULT_CHUNK_BYTES;
     const size = Math.min(total, Math.max(group, want - (want % group)));
     // Two buffers: the next chunk is read into one while the caller works on the other.
-    const bufs = [new Uint8Array(size), total > size ? new Uint8Array(size) : new Uint8Array(0)];
+    const given = opts.buffers;
+    if (given && (given[0].length < size || given[1].length < size)) {
+      throw new RangeError(`chunk buffers must hold ${size} bytes each`);
+    }
+    const bufs = given ? [given[0], given[1]] : [new Uint8Array(size), total > size ? new Uint8Array(size) : new Uint8Array(0)];
     let pos = 0;
     let k = 0;
     let lastCheck = performance.now();

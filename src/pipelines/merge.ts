@@ -101,6 +101,9 @@ const IN_FLIGHT = 4;
 // Results computed ahead of the writer are capped at this many bytes: enough to keep the
 // backend busy through a layer's worth of untouched tensors, small against the memory bound.
 const LOOKAHEAD_BYTES = 48 << 20;
+// Untouched tensors are copied through two buffers of this size, reused for the whole model: large
+// reads and writes, and no fresh memory to fault in for each tensor.
+const COPY_CHUNK_BYTES = 8 << 20;
 // Files beside the weights that a merged folder needs to load as the same model.
 const SIDE_FILES = [
   'config.json',
@@ -365,10 +368,11 @@ function mergedData(plan: MergePlan, args: MergeArgs, t: TensorInfo, list: reado
   };
 }
 
-/** Streams a tensor through, cast to `to` when it differs. */
-function copiedData(model: Model, t: TensorInfo, to: DType, signal?: AbortSignal): () => AsyncIterable<Uint8Array> {
+/** Streams a tensor through, cast to `to` when it differs, reading into the job's one pair of buffers. */
+function copiedData(model: Model, t: TensorInfo, to: DType, buffers: readonly [Uint8Array, Uint8Array], signal?: AbortSignal): () => AsyncIterable<Uint8Array> {
   return async function* () {
-    for await (const chunk of model.chunks(t, { signal })) {
+    // The writer is done with a chunk before it asks for the next, and streams one tensor at a time.
+    for await (const chunk of model.chunks(t, { signal, chunkBytes: COPY_CHUNK_BYTES, buffers })) {
       if (to === t.dtype) yield chunk;
       else yield castBytes(chunk, t.dtype as CastDType, to as CastDType, { overflow: 0, underflow: 0 });
     }
@@ -477,6 +481,7 @@ export async function merge(args: MergeArgs, ctx: JobContext = {}): Promise<Merg
     let replaced = 0;
     let copied = 0;
     const ahead = new Lookahead(plan.base.tensors.map((t) => plan.targets.has(t.name)));
+    const buffers: [Uint8Array, Uint8Array] = [new Uint8Array(COPY_CHUNK_BYTES), new Uint8Array(COPY_CHUNK_BYTES)];
     plan.base.tensors.forEach((t, i) => {
       const list = plan.targets.get(t.name);
       const rep = replacements.get(t.name);
@@ -491,11 +496,11 @@ export async function merge(args: MergeArgs, ctx: JobContext = {}): Promise<Merg
         const src = plan.adapters[rep.adapter];
         const rd = rep.replacement.tensor;
         const to = isCastDType(rd.dtype) && isCastDType(t.dtype) ? outDtypeOf(t.dtype, args.dtype) : rd.dtype;
-        const copy = copiedData(src.model, rd, to, signal);
+        const copy = copiedData(src.model, rd, to, buffers, signal);
         sources.push({ name: t.name, dtype: to, shape: t.shape, data: () => (ahead.kick(i), copy()) });
       } else {
         copied++;
-        const copy = copiedData(plan.base, t, dtype, signal);
+        const copy = copiedData(plan.base, t, dtype, buffers, signal);
         sources.push({ name: t.name, dtype, shape: t.shape, data: () => (ahead.kick(i), copy()) });
       }
     });

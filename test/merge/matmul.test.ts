@@ -3,6 +3,8 @@ import { after, describe, it } from 'node:test';
 import { disposeBackends, getBackend } from '../../src/compute/backend';
 import type { Backend } from '../../src/compute/kernel';
 import { matmulKernel, type MatmulArgs, type MatmulDType, type MatmulOut } from '../../src/compute/matmul/matmul';
+import { matmulCpu, matmulScalar } from '../../src/compute/matmul/matmul.cpu';
+import { matmulSimdAvailable } from '../../src/compute/matmul/matmulSimd';
 import { forEachBackend } from '../compute/backends';
 import { bytesOf, decode, encodeExact, maxUlpError, normal, quantize, rng, type FloatDType } from './oracle';
 
@@ -44,6 +46,11 @@ for (const outDtype of ['F32', 'BF16', 'F16', 'PAIR'] as const) {
 }
 CASES.push({ name: 'Δ alone (no base), BF16 adapter, rank 1', out: 8, inp: 300, rank: 1, transpose: false, adapterDtype: 'BF16', outDtype: 'F32', scale: 2, seed: 90, deltaSize: 1 });
 CASES.push({ name: 'rank 64 (stacked adapters), F32 out', out: 16, inp: 64, rank: 64, transpose: false, baseDtype: 'F32', adapterDtype: 'F32', outDtype: 'F32', scale: Math.PI, seed: 91, deltaSize: 3 });
+// Wide rows: many eight-column blocks per row, and a tail block (cols % 8 ≠ 0) that runs into the next row.
+for (const outDtype of ['BF16', 'F16', 'F32'] as const) {
+  CASES.push({ name: `wide rows (300 × 203), BF16 base → ${outDtype}`, out: 300, inp: 203, rank: 19, transpose: false, baseDtype: 'BF16', adapterDtype: 'F32', outDtype, scale: 32 / 16, seed: 80 + CASES.length, deltaSize: 0.2 });
+}
+CASES.push({ name: 'wide rows, transposed, F32 base → PAIR', out: 131, inp: 64, rank: 8, transpose: true, baseDtype: 'F32', adapterDtype: 'F32', outDtype: 'PAIR', scale: 0.75, seed: 95, deltaSize: 1 });
 CASES.push({ name: 'odd element count, F16 out, transposed', out: 7, inp: 5, rank: 3, transpose: true, baseDtype: 'F16', adapterDtype: 'F16', outDtype: 'F16', scale: 0.5, seed: 92, deltaSize: 1 });
 
 interface Built {
@@ -167,6 +174,47 @@ it('the F32 cases are hard: a plain f32 accumulation misses 1 ulp on them (the o
     }
   }
   assert.ok(maxUlpError('F32', naive, built.want).max > 1);
+});
+
+describe('matmul CPU paths', () => {
+  it('WebAssembly SIMD is available on this Node (else only the scalar loop would be tested)', () => {
+    assert.equal(matmulSimdAvailable(), true);
+  });
+  for (const c of CASES) {
+    it(`scalar loop, ${c.name}: every element within 1 ulp of float64`, () => {
+      const built = build(c);
+      const res = matmulScalar(built.args);
+      assert.equal(res.nonFinite, 0);
+      checkResult(c, built, res.bytes);
+    });
+  }
+  it('the SIMD pass and the scalar loop round to the same bits (both sum in float64)', () => {
+    let same = 0;
+    let total = 0;
+    for (const c of CASES) {
+      if (c.outDtype === 'PAIR') continue;
+      const built = build(c);
+      const x = matmulScalar(built.args).bytes;
+      const y = matmulCpu(built.args).bytes;
+      for (let i = 0; i < x.length; i++) if (x[i] === y[i]) same++;
+      total += x.length;
+    }
+    // Their sums associate differently, so only a sum within 2⁻⁵⁰ or so of a rounding boundary can differ.
+    assert.ok(same / total > 0.9999, `${same} of ${total} bytes identical`);
+  });
+  it('flags a NaN in the base whatever its payload, on both paths', () => {
+    // A negative NaN with every mantissa bit set: rounding its bits up must not wrap to +0.
+    const base = new Uint8Array(new Float32Array([1, -1, 2, 3]).buffer);
+    new Uint32Array(base.buffer)[2] = 0xffffffff;
+    for (const out of ['BF16', 'F32', 'F16', 'PAIR'] as const) {
+      const args: MatmulArgs = { outFeatures: 2, inFeatures: 2, rank: 1, a: new Float32Array([1, 0]), b: new Float64Array([0.5, 0.5]), transpose: false, rowStart: 0, rows: 2, base, baseDtype: 'F32', out };
+      for (const run of [matmulScalar, matmulCpu]) {
+        const res = run({ ...args, base: base.slice() });
+        assert.equal(res.nonFinite, 1, `${out} ${run.name}`);
+        assert.equal(res.firstNonFinite, 2, `${out} ${run.name}`);
+      }
+    }
+  });
 });
 
 describe('matmul twins agree', () => {

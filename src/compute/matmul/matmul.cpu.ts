@@ -1,8 +1,45 @@
 import { bf16BitsOf, f16BitsOf } from './round';
 import { checkMatmulArgs, OUT_BYTES, storedCols, type MatmulArgs, type MatmulResult } from './matmul';
+import { matmulSimdPass, type SimdPass } from './matmulSimd';
+
+/** The CPU twin: the WebAssembly SIMD pass where it exists, else the scalar loop; both sum in float64. */
+export function matmulCpu(args: MatmulArgs): MatmulResult {
+  checkMatmulArgs(args);
+  const pass = matmulSimdPass(args);
+  return pass ? finishSimd(args, pass) : matmulScalar(args);
+}
+
+/** Narrows the SIMD pass's F16 sums, and recounts the rows it flagged, exactly. */
+function finishSimd(args: MatmulArgs, pass: SimdPass): MatmulResult {
+  const cols = storedCols(args);
+  let nonFinite = 0;
+  let firstNonFinite = -1;
+  if (args.out === 'F16') {
+    const sums = new Float64Array(pass.bytes.buffer, pass.bytes.byteOffset, args.rows * cols);
+    const bytes = new Uint8Array(args.rows * cols * 2);
+    const o16 = new Uint16Array(bytes.buffer);
+    for (let r = 0; r < args.rows; r++) {
+      const e0 = r * cols;
+      const bad = narrowF16(sums.subarray(e0, e0 + cols), o16, e0, cols);
+      if (bad >= 0) {
+        if (nonFinite === 0) firstNonFinite = e0 + bad;
+        nonFinite += countNonFinite('F16', bytes, e0, cols);
+      }
+    }
+    return { bytes, nonFinite, firstNonFinite };
+  }
+  for (const r of pass.flagged) {
+    const e0 = r * cols;
+    const n = countNonFinite(args.out, pass.bytes, e0, cols);
+    if (n === 0) continue;
+    if (nonFinite === 0) firstNonFinite = e0 + firstNonFiniteIn(args.out, pass.bytes, e0, cols);
+    nonFinite += n;
+  }
+  return { bytes: pass.bytes, nonFinite, firstNonFinite };
+}
 
 /**
- * The CPU twin. JavaScript arithmetic is float64: products of f32 values are
+ * The scalar CPU twin (where WebAssembly SIMD is missing). JavaScript arithmetic is float64: products of f32 values are
  * exact there, a rank-r sum carries about r·2⁻⁵³ relative error, and the final
  * narrowing is one correct rounding, so every element lands within 1 ulp of the
  * float64 result for every output dtype.
@@ -13,7 +50,7 @@ import { checkMatmulArgs, OUT_BYTES, storedCols, type MatmulArgs, type MatmulRes
  * phase is its own monomorphic loop: per-element branching on dtypes costs more
  * than the arithmetic at small ranks.
  */
-export function matmulCpu(args: MatmulArgs): MatmulResult {
+export function matmulScalar(args: MatmulArgs): MatmulResult {
   checkMatmulArgs(args);
   const { outFeatures: m, inFeatures: n, rank: K, a, b, transpose, rowStart, rows, base, baseDtype, out } = args;
   const cols = storedCols(args);
@@ -153,15 +190,18 @@ function narrowBf16(acc: Float64Array, rowF: Float32Array, rowU: Uint32Array, o1
   for (let c = 0; c < cols; c++) {
     rowF[c] = acc[c];
     const u = rowU[c];
-    // RNE of the f32 bits to 16 bits; an exact f32 tie (low half 0x8000) is re-rounded from the f64 value.
-    const h = (u & 0xffff) === 0x8000 ? bf16BitsOf(acc[c]) : ((u + 0x7fff + ((u >>> 16) & 1)) >>> 16) & 0xffff;
+    // RNE of the f32 bits to 16 bits, on the magnitude capped just above inf so that no NaN pattern
+    // carries into the sign (NaN becomes inf: flagged either way); an exact f32 tie (low half
+    // 0x8000) is re-rounded from the f64 value.
+    const mag = Math.min(u & 0x7fffffff, 0x7f800001);
+    const h = (u & 0xffff) === 0x8000 ? bf16BitsOf(acc[c]) : ((mag + 0x7fff + ((mag >>> 16) & 1)) >>> 16) | ((u >>> 16) & 0x8000);
     o16[e0 + c] = h;
     if ((h & 0x7f80) === 0x7f80 && bad < 0) bad = c;
   }
   return bad;
 }
 
-function narrowF16(acc: Float64Array, o16: Uint16Array, e0: number, cols: number): number {
+function narrowF16(acc: ArrayLike<number>, o16: Uint16Array, e0: number, cols: number): number {
   let bad = -1;
   for (let c = 0; c < cols; c++) {
     const h = f16BitsOf(acc[c]);
@@ -197,15 +237,28 @@ function narrowPair(acc: Float64Array, o32: Float32Array, e0: number, cols: numb
 function countNonFinite(out: MatmulArgs['out'], bytes: Uint8Array, e0: number, cols: number): number {
   let n = 0;
   if (out === 'BF16' || out === 'F16') {
-    const o = new Uint16Array(bytes.buffer, e0 * 2, cols);
+    const o = new Uint16Array(bytes.buffer, bytes.byteOffset + e0 * 2, cols);
     const lim = out === 'BF16' ? 0x7f80 : 0x7c00;
     for (let c = 0; c < cols; c++) if ((o[c] & lim) === lim) n++;
   } else {
     const stride = out === 'PAIR' ? 2 : 1;
-    const o = new Float32Array(bytes.buffer, e0 * 4 * stride, cols * stride);
+    const o = new Float32Array(bytes.buffer, bytes.byteOffset + e0 * 4 * stride, cols * stride);
     for (let c = 0; c < cols; c++) if (!Number.isFinite(o[c * stride])) n++;
   }
   return n;
+}
+
+function firstNonFiniteIn(out: MatmulArgs['out'], bytes: Uint8Array, e0: number, cols: number): number {
+  if (out === 'BF16' || out === 'F16') {
+    const o = new Uint16Array(bytes.buffer, bytes.byteOffset + e0 * 2, cols);
+    const lim = out === 'BF16' ? 0x7f80 : 0x7c00;
+    for (let c = 0; c < cols; c++) if ((o[c] & lim) === lim) return c;
+  } else {
+    const stride = out === 'PAIR' ? 2 : 1;
+    const o = new Float32Array(bytes.buffer, bytes.byteOffset + e0 * 4 * stride, cols * stride);
+    for (let c = 0; c < cols; c++) if (!Number.isFinite(o[c * stride])) return c;
+  }
+  return -1;
 }
 
 let F16_VALUES: Float32Array | undefined;

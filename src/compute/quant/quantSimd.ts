@@ -1,5 +1,5 @@
 import { f16Table32, sumsFrom, type ErrorSums, type QuantInputDType } from './common';
-import { Fn, OP, SIMD, T, assemble } from './wasmAsm';
+import { Fn, OP, SIMD, T, assemble, emitF16x4 } from '../cpu/wasmAsm';
 
 /**
  * Q8_0, Q4_0, Q4_1, int8-channel and fp8-e4m3 for BF16, F16 and F32 input in WebAssembly
@@ -58,24 +58,6 @@ function emitF16(f: Fn, w: number, h: number): void {
   f.get(q).get(rem).i32(0x1000).op(OP.i32_gt_u).get(rem).i32(0x1000).op(OP.i32_eq).get(q).op(OP.i32_and).op(OP.i32_or).i32(1).op(OP.i32_and).op(OP.i32_add).set(q);
   f.get(sign).get(exp).i32(112).op(OP.i32_sub).i32(10).op(OP.i32_shl).get(q).op(OP.i32_add).op(OP.i32_or).set(h);
   f.end();
-}
-
-/**
- * binary16 codes in the u32 lanes of `h` → their f32 values in `out`, exactly: normals
- * rebias the exponent, subnormals are m·2^-24 (an exact f32 product), inf/NaN keep
- * their payload. `t1`, `t2` are scratch locals.
- */
-function emitF16x4(f: Fn, h: number, out: number, t1: number, t2: number): void {
-  f.get(h).i32(0x7fff).simd(SIMD.i32x4_splat).simd(SIMD.v128_and).set(t1); // magnitude
-  // Subnormal (or zero) value, then the normal bits, chosen by magnitude < 0x400.
-  f.get(t1).simd(SIMD.f32x4_convert_i32x4_s).f32(2 ** -24).simd(SIMD.f32x4_splat).simd(SIMD.f32x4_mul);
-  f.get(t1).i32(13).simd(SIMD.i32x4_shl).i32(112 << 23).simd(SIMD.i32x4_splat).simd(SIMD.i32x4_add);
-  f.get(t1).i32(0x400).simd(SIMD.i32x4_splat).simd(SIMD.i32x4_lt_s).simd(SIMD.v128_bitselect).set(t2);
-  // Inf and NaN: all-ones exponent.
-  f.get(t1).i32(13).simd(SIMD.i32x4_shl).i32(0x7f800000).simd(SIMD.i32x4_splat).simd(SIMD.v128_or);
-  f.get(t2);
-  f.get(t1).i32(0x7bff).simd(SIMD.i32x4_splat).simd(SIMD.i32x4_gt_s).simd(SIMD.v128_bitselect);
-  f.get(h).i32(0x8000).simd(SIMD.i32x4_splat).simd(SIMD.v128_and).i32(16).simd(SIMD.i32x4_shl).simd(SIMD.v128_or).set(out);
 }
 
 /** Horizontal f32 sum of a v128 local, promoted and added to an f64 local. */

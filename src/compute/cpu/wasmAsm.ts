@@ -1,5 +1,5 @@
 /**
- * A minimal WebAssembly module assembler: just what the SIMD quantizer needs (one
+ * A minimal WebAssembly module assembler: just what the SIMD kernels need (one
  * exported memory, functions with typed locals, structured control, scalar and
  * 128-bit SIMD instructions). WebAssembly's float operations are IEEE-754 with
  * round-to-nearest-even and never fused, which is why the exact rules hold there.
@@ -36,18 +36,22 @@ export const OP = {
   f32_eq: 0x5b, f32_ne: 0x5c,
   i32_ctz: 0x68, i32_add: 0x6a, i32_sub: 0x6b, i32_mul: 0x6c, i32_and: 0x71, i32_or: 0x72, i32_xor: 0x73, i32_shl: 0x74, i32_shr_s: 0x75, i32_shr_u: 0x76,
   f32_abs: 0x8b, f32_add: 0x92, f32_sub: 0x93, f32_mul: 0x94, f32_div: 0x95, f32_min: 0x96, f32_max: 0x97,
-  f64_add: 0xa0, f64_promote_f32: 0xbb, i32_reinterpret_f32: 0xbc, f32_reinterpret_i32: 0xbe,
+  f64_add: 0xa0, f64_sub: 0xa1, f64_abs: 0x99, f64_ne: 0x62, f64_gt: 0x64, f64_promote_f32: 0xbb, i32_reinterpret_f32: 0xbc, f32_reinterpret_i32: 0xbe,
+  // Loads and stores (followed by alignment and offset immediates).
+  i32_load: 0x28, f32_load: 0x2a, f64_load: 0x2b, i32_load16_u: 0x2f, i32_store: 0x36, f32_store: 0x38, f64_store: 0x39, i32_store16: 0x3b,
 } as const;
 
 /** SIMD opcodes (after the 0xfd prefix). */
 export const SIMD = {
-  v128_load: 0x00, v128_load16x4_u: 0x04, v128_store: 0x0b, i32x4_splat: 0x11, f32x4_splat: 0x13, i32x4_extract_lane: 0x1b, f32x4_extract_lane: 0x1f,
+  v128_load: 0x00, v128_load16x4_u: 0x04, v128_load64_splat: 0x0a, v128_store: 0x0b, i32x4_splat: 0x11, f32x4_splat: 0x13, i32x4_extract_lane: 0x1b, f32x4_extract_lane: 0x1f,
   i32x4_eq: 0x37, i32x4_lt_s: 0x39, i32x4_gt_s: 0x3b, f32x4_eq: 0x41, f32x4_ne: 0x42, f32x4_ge: 0x46,
   v128_and: 0x4e, v128_andnot: 0x4f, v128_or: 0x50, v128_bitselect: 0x52, v128_any_true: 0x53,
+  f32x4_demote_f64x2_zero: 0x5e, f64x2_promote_low_f32x4: 0x5f,
   i8x16_narrow_i16x8_s: 0x65, i8x16_narrow_i16x8_u: 0x66, f32x4_trunc: 0x69, f32x4_nearest: 0x6a, i8x16_shl: 0x6b,
-  i16x8_narrow_i32x4_s: 0x85,
+  i16x8_narrow_i32x4_s: 0x85, i16x8_narrow_i32x4_u: 0x86,
   i32x4_bitmask: 0xa4, i32x4_extend_low_i16x8_u: 0xa9, i32x4_extend_high_i16x8_u: 0xaa, i32x4_shl: 0xab, i32x4_shr_u: 0xad, i32x4_add: 0xae, i32x4_sub: 0xb1, i32x4_min_s: 0xb6, i32x4_min_u: 0xb7, i32x4_max_s: 0xb8, i32x4_max_u: 0xb9,
   f32x4_abs: 0xe0, f32x4_add: 0xe4, f32x4_sub: 0xe5, f32x4_mul: 0xe6, f32x4_div: 0xe7, f32x4_min: 0xe8, f32x4_max: 0xe9, f32x4_pmax: 0xeb,
+  f64x2_add: 0xf0, f64x2_sub: 0xf1, f64x2_mul: 0xf2,
   i32x4_trunc_sat_f32x4_s: 0xf8, f32x4_convert_i32x4_s: 0xfa,
 } as const;
 
@@ -86,6 +90,11 @@ export class Fn {
   simd(opcode: number): this { return this.op(0xfd, ...lebU(opcode)); }
   simdMem(opcode: number, offset = 0, align = 0): this { return this.op(0xfd, ...lebU(opcode), ...lebU(align), ...lebU(offset)); }
   lane(opcode: number, lane: number): this { return this.op(0xfd, ...lebU(opcode), lane); }
+  /** `i8x16.shuffle`: byte i of the result is byte `lanes[i]` of the two operands concatenated (0–31). */
+  shuffle(lanes: readonly number[]): this {
+    if (lanes.length !== 16) throw new RangeError('i8x16.shuffle takes 16 lane indices');
+    return this.op(0xfd, 0x0d, ...lanes);
+  }
   /** Block types: 0x40 = no result. */
   block(): this { return this.op(OP.block, 0x40); }
   loop(): this { return this.op(OP.loop, 0x40); }
@@ -145,4 +154,22 @@ export function assemble(fns: ReadonlyArray<readonly [string, Fn]>, pages: numbe
     ...section(7, exports),
     ...section(10, code),
   ]);
+}
+
+/**
+ * binary16 codes in the u32 lanes of `h` → their f32 values in `out`, exactly: normals
+ * rebias the exponent, subnormals are m·2^-24 (an exact f32 product), inf/NaN keep
+ * their payload. `t1`, `t2` are scratch locals.
+ */
+export function emitF16x4(f: Fn, h: number, out: number, t1: number, t2: number): void {
+  f.get(h).i32(0x7fff).simd(SIMD.i32x4_splat).simd(SIMD.v128_and).set(t1); // magnitude
+  // Subnormal (or zero) value, then the normal bits, chosen by magnitude < 0x400.
+  f.get(t1).simd(SIMD.f32x4_convert_i32x4_s).f32(2 ** -24).simd(SIMD.f32x4_splat).simd(SIMD.f32x4_mul);
+  f.get(t1).i32(13).simd(SIMD.i32x4_shl).i32(112 << 23).simd(SIMD.i32x4_splat).simd(SIMD.i32x4_add);
+  f.get(t1).i32(0x400).simd(SIMD.i32x4_splat).simd(SIMD.i32x4_lt_s).simd(SIMD.v128_bitselect).set(t2);
+  // Inf and NaN: all-ones exponent.
+  f.get(t1).i32(13).simd(SIMD.i32x4_shl).i32(0x7f800000).simd(SIMD.i32x4_splat).simd(SIMD.v128_or);
+  f.get(t2);
+  f.get(t1).i32(0x7bff).simd(SIMD.i32x4_splat).simd(SIMD.i32x4_gt_s).simd(SIMD.v128_bitselect);
+  f.get(h).i32(0x8000).simd(SIMD.i32x4_splat).simd(SIMD.v128_and).i32(16).simd(SIMD.i32x4_shl).simd(SIMD.v128_or).set(out);
 }
