@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { disposeBackends, getBackend } from '../../src/compute/backend';
 import { getCpuPool } from '../../src/compute/cpu/pool';
+import { gpuIsSoftware, isSoftwareAdapter } from '../../src/compute/gpu/device';
 import { decodeKernel } from '../../src/compute/decode/decode';
 import { CancelledError } from '../../src/pipelines/job';
 import type { DType } from '../../src/format/dtypes';
@@ -78,5 +79,32 @@ describe('cpu pool', () => {
     const ac = new AbortController();
     ac.abort();
     await assert.rejects(getCpuPool().run('decode', { dtype: 'BF16', bytes: new Uint8Array(2) }, [], ac.signal), (e) => e instanceof CancelledError);
+  });
+});
+
+describe('backend choice', () => {
+  after(() => disposeBackends());
+  it('recognises WebGPU adapters that run on the CPU by their reported names', () => {
+    // As Dawn reports them: SwiftShader (Chromium's), Mesa's llvmpipe through lavapipe, Windows' WARP; then two GPUs.
+    assert.equal(isSoftwareAdapter({ vendor: 'google', architecture: 'swiftshader', device: 'swiftshader-device-subzero-', description: 'SwiftShader driver 5.0.0', isFallbackAdapter: true }), true);
+    assert.equal(isSoftwareAdapter({ vendor: 'mesa', architecture: '', device: 'llvmpipe (LLVM 15.0.6, 256 bits)', description: 'Mesa 22.3.6' }), true);
+    assert.equal(isSoftwareAdapter({ vendor: 'microsoft', architecture: '', device: 'Microsoft Basic Render Driver', description: 'D3D12 Microsoft Basic Render Driver' }), true);
+    assert.equal(isSoftwareAdapter({ vendor: 'nvidia', architecture: 'hopper', device: 'NVIDIA H100 80GB HBM3', description: 'NVIDIA: 580.159.04' }), false);
+    assert.equal(isSoftwareAdapter({ vendor: 'apple', architecture: 'metal-3', device: '', description: 'Apple M2' }), false);
+  });
+  it('auto runs on the CPU pool when the only adapter is a software one; webgpu still takes it', async (t) => {
+    let gpu;
+    try {
+      gpu = await getBackend('webgpu');
+    } catch (e) {
+      if (process.env.CI === 'true') throw e;
+      t.skip(`no WebGPU adapter: ${(e as Error).message}`);
+      return;
+    }
+    assert.equal(gpu.kind, 'webgpu');
+    const software = gpuIsSoftware();
+    // CI's adapter is SwiftShader (VK_ICD_FILENAMES): there the software branch must be the one taken.
+    if (process.env.CI === 'true' && /swiftshader/.test(process.env.VK_ICD_FILENAMES ?? '')) assert.equal(software, true);
+    assert.equal((await getBackend('auto')).kind, software ? 'cpu' : 'webgpu');
   });
 });

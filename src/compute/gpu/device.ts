@@ -24,6 +24,8 @@ interface DeviceState {
   device: GPUDevice;
   ctx: DawnContext;
   description: string;
+  /** A CPU implementation of WebGPU (SwiftShader, llvmpipe/lavapipe, WARP): correct, but slower than the CPU twins. */
+  software: boolean;
 }
 
 let state: DeviceState | undefined;
@@ -48,6 +50,9 @@ export const BufferUsage = {
   QUERY_RESOLVE: 0x0200,
 } as const;
 const MAP_MODE_READ = 0x0001;
+// Adapters that run WebGPU on the CPU, by the names their drivers report: Dawn flags SwiftShader as a
+// fallback adapter, but Mesa's llvmpipe/lavapipe and Windows' WARP appear as ordinary ones.
+const SOFTWARE_ADAPTER = /swiftshader|llvmpipe|lavapipe|\bwarp\b|microsoft basic render/i;
 
 /** Candidate locations of dawn.node: beside the bundle (the build copies it there), then node_modules. */
 function dawnPaths(): string[] {
@@ -141,7 +146,8 @@ async function start(): Promise<DeviceState | undefined> {
     });
     const info = adapter.info;
     const description = [info.description || info.device || info.vendor || 'WebGPU', info.architecture].filter(Boolean).join(' / ');
-    const s: DeviceState = { gpu, adapter, device, ctx: new DawnContext(device), description };
+    const software = isSoftwareAdapter(info);
+    const s: DeviceState = { gpu, adapter, device, ctx: new DawnContext(device), description, software };
     device.addEventListener('uncapturederror', (ev) => {
       markGpuBroken((ev as GPUUncapturedErrorEvent).error.message.split('\n')[0]);
     });
@@ -166,6 +172,16 @@ export async function getGpuContext(): Promise<GpuContext | undefined> {
   starting ??= start().then((s) => (state = s));
   const s = await starting;
   return brokenReason === undefined ? s?.ctx : undefined;
+}
+
+/** Whether an adapter, by its info, runs WebGPU on the CPU. */
+export function isSoftwareAdapter(info: { vendor?: string; architecture?: string; device?: string; description?: string; isFallbackAdapter?: boolean }): boolean {
+  return info.isFallbackAdapter === true || SOFTWARE_ADAPTER.test(`${info.vendor} ${info.architecture} ${info.device} ${info.description}`);
+}
+
+/** Whether the adapter is WebGPU emulated on the CPU (see DeviceState.software); undefined before the device exists. */
+export function gpuIsSoftware(): boolean | undefined {
+  return state?.software;
 }
 
 /** "SwiftShader driver 5.0.0 / swiftshader" and the like, once the device exists. */
