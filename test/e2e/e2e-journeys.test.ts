@@ -4,9 +4,10 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
+import { writeSafetensors } from '../../src/format/writer';
 import { writeLlama, writePeftAdapter } from '../fixtures/llama';
 import {
   CodeServer,
@@ -20,6 +21,7 @@ import {
   doubleClickInExplorer,
   explorerRow,
   frameWith,
+  heapUsedBytes,
   headerShapes,
   headerTensorNames,
   launchBrowser,
@@ -340,13 +342,13 @@ describe('VS Code journeys (code-server + packaged VSIX)', () => {
   });
   test('cancel: cancelling a long job leaves no output file', { timeout: JOURNEY_TIMEOUT_MS }, async (t) => {
     if (skip) return t.skip(skip);
-    // Big enough that merging takes seconds (≈180 MB of BF16, every linear layer adapted),
-    // so that Cancel lands while the job runs.
+    // Big enough that merging takes seconds (≈180 MB of BF16, every linear layer adapted at
+    // rank 128), so that Cancel lands while the job runs.
     const dir = join(ws.dir, 'big');
     rmSync(dir, { recursive: true, force: true });
     const spec = { hidden: 768, intermediate: 2048, layers: 12, vocab: 8192, heads: 12, kvHeads: 4, dtype: 'BF16', seed: 3 } as const;
     await writeLlama(join(dir, 'base'), { ...spec, shards: 1 });
-    await writePeftAdapter(join(dir, 'adapter'), { r: 64, alpha: 64, targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'], base: join(dir, 'base') });
+    await writePeftAdapter(join(dir, 'adapter'), { r: 128, alpha: 128, targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'], base: join(dir, 'base') });
     const output = join(dir, 'merged.safetensors');
     await run('cancel', async (page, shots) => {
       await runCommand(page, 'Merge LoRA Adapter…');
@@ -371,6 +373,97 @@ describe('VS Code journeys (code-server + packaged VSIX)', () => {
       assert.equal(await page.locator('.notification-list-item-message', { hasText: /^Merged \d+/ }).count(), 0, 'the merge finished before Cancel: make the model bigger');
       assert.ok(!existsSync(output), 'a cancelled merge left its output');
       assert.deepEqual(readdirSync(dir).sort(), ['adapter', 'base'], 'a cancelled merge left files behind');
+    });
+  });
+  test('reload: when the open file changes on disk, the view reads it again and shows the new numbers', { timeout: JOURNEY_TIMEOUT_MS }, async (t) => {
+    if (skip) return t.skip(skip);
+    const dir = join(ws.dir, 'reload');
+    rmSync(dir, { recursive: true, force: true });
+    mkdirSync(dir, { recursive: true });
+    const file = join(dir, 'model.safetensors');
+    // a.weight holds 0, 0.25, …, 15.75; the new version doubles it and adds a third tensor.
+    const version = async (path: string, factor: number, extra: boolean) => {
+      const a = new Float32Array(64).map((_, i) => (i / 4) * factor);
+      const tensors = [
+        { name: 'a.weight', dtype: 'F32' as const, shape: [8, 8], data: new Uint8Array(a.buffer) },
+        { name: 'b.weight', dtype: 'F32' as const, shape: [4], data: new Uint8Array(new Float32Array([1, 2, 3, 4]).buffer) },
+      ];
+      if (extra) tensors.push({ name: 'c.weight', dtype: 'F32' as const, shape: [2], data: new Uint8Array(new Float32Array([5, 6]).buffer) });
+      await writeSafetensors(path, tensors);
+    };
+    await version(file, 1, false);
+    await run('reload', async (page, shots) => {
+      await doubleClickInExplorer(page, 'reload/model.safetensors');
+      const frame = await frameWith(page, '#tree .tree-row');
+      assert.match((await frame.textContent('#totals')) ?? '', /(^|\D)2 tensors/);
+      await frame.fill('#filter >> input', 'a.weight');
+      await frame.click('#tree .tree-row[data-id="a.weight"]');
+      // The page prints 6 significant digits ("15.7500").
+      const statMax = (want: number) => frame.waitForFunction((w) => Number(document.querySelector('#stat-max')?.textContent?.replace(/,/g, '')) === w, want, { timeout: UI_TIMEOUT_MS });
+      await statMax(15.75);
+      await shots.take(page, 'before');
+      // Overwritten in place, as a training script's save does: the same name, new bytes.
+      const next = join(ws.dir, 'reload-next.safetensors');
+      await version(next, 2, true);
+      copyFileSync(next, file);
+      rmSync(next);
+      // The page reloads by itself: the new tensor count, and the selection's statistics recomputed.
+      await frame.locator('#totals', { hasText: /(^|\D)3 tensors/ }).waitFor({ timeout: UI_TIMEOUT_MS });
+      await statMax(31.5);
+      assert.equal((await frame.textContent('#selected-name'))?.trim(), 'a.weight');
+      await shots.take(page, 'after');
+    });
+  });
+
+  test('memory: the webview holds bins and pixels, not tensors (its heap does not grow with the tensor)', { timeout: JOURNEY_TIMEOUT_MS }, async (t) => {
+    if (skip) return t.skip(skip);
+    const dir = join(ws.dir, 'memory');
+    rmSync(dir, { recursive: true, force: true });
+    mkdirSync(dir, { recursive: true });
+    // 16 elements against 50 million (100 MB of BF16, 200 MB as f32): a page that kept the values
+    // of the large one would grow by at least its size.
+    const BIG = [10_000, 5_000] as const;
+    const big = function* () {
+      const chunk = new Uint16Array(1 << 20);
+      let s = 7;
+      for (let done = 0; done < BIG[0] * BIG[1]; done += chunk.length) {
+        const n = Math.min(chunk.length, BIG[0] * BIG[1] - done);
+        for (let i = 0; i < n; i++) {
+          s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+          chunk[i] = 0x3c00 + (s >>> 23) - 256 + ((s & 1) << 15);
+        }
+        yield new Uint8Array(chunk.buffer, 0, n * 2);
+      }
+    };
+    await writeSafetensors(join(dir, 'two.safetensors'), [
+      { name: 'big', dtype: 'BF16', shape: [...BIG], data: big },
+      { name: 'small', dtype: 'BF16', shape: [4, 4], data: new Uint8Array(32).fill(0x3f) },
+    ]);
+    await run('memory', async (page, shots) => {
+      await doubleClickInExplorer(page, 'memory/two.safetensors');
+      const frame = await frameWith(page, '#tree .tree-row');
+      const select = async (name: string) => {
+        await frame.click(`#tree .tree-row[data-id="${name}"]`);
+        await frame.locator('#selected-name', { hasText: new RegExp(`^${name}$`) }).waitFor({ timeout: UI_TIMEOUT_MS });
+        await frame.waitForSelector('#histogram .barlayer .point', { state: 'attached', timeout: UI_TIMEOUT_MS });
+        await frame.waitForSelector('#heatmap-caption', { timeout: UI_TIMEOUT_MS });
+      };
+      await select('small');
+      const before = await heapUsedBytes(page, frame);
+      await select('big');
+      await shots.take(page, 'big-selected');
+      const withBig = await heapUsedBytes(page, frame);
+      const grown = withBig - before;
+      t.diagnostic(`webview heap: ${(before / 2 ** 20).toFixed(1)} MB with the 16-element tensor, ${(withBig / 2 ** 20).toFixed(1)} MB with the 50M-element one`);
+      // A 512×512 heatmap and 128 bins are a few MB at most; the tensor itself would be ≥ 100 MB.
+      assert.ok(grown < 24 * 2 ** 20, `the page grew by ${(grown / 2 ** 20).toFixed(1)} MB for a 50M-element tensor`);
+      // The measure sees the page's own heap: 16 MB of numbers kept by the page show up in it.
+      await frame.evaluate(() => {
+        (globalThis as Record<string, unknown>).twProbe = Array.from({ length: 2_000_000 }, (_, i) => i + 0.5);
+      });
+      const probed = await heapUsedBytes(page, frame);
+      await frame.evaluate(() => delete (globalThis as Record<string, unknown>).twProbe);
+      assert.ok(probed - withBig > 12 * 2 ** 20, `16 MB kept by the page moved the measure by only ${((probed - withBig) / 2 ** 20).toFixed(1)} MB`);
     });
   });
 });

@@ -396,3 +396,22 @@ export async function journey(browser: Browser, url: string, name: string, body:
     await page.close();
   }
 }
+
+/**
+ * The JavaScript heap in use where `frame` runs, after a full garbage collection, through
+ * the DevTools protocol: the frame's own session when it is an out-of-process iframe,
+ * else the page's (a same-process frame shares the page's heap).
+ */
+export async function heapUsedBytes(page: Page, frame: Frame): Promise<number> {
+  const session = await page
+    .context()
+    .newCDPSession(frame)
+    .catch(() => page.context().newCDPSession(page));
+  try {
+    await session.send('HeapProfiler.collectGarbage');
+    const { usedSize } = await session.send('Runtime.getHeapUsage');
+    return usedSize;
+  } finally {
+    await session.detach().catch(() => undefined);
+  }
+}
