@@ -69,8 +69,9 @@ const nodeOptions = {
   format: 'cjs',
   target: 'node20',
   outdir,
-  // `vscode` is provided by the extension host; dawn.node is a native addon loaded by path at run time.
-  external: ['vscode', '*.node'],
+  // `vscode` is provided by the extension host; dawn.node is a native addon loaded by path at run time;
+  // playwright-core (a dev dependency) is loaded from node_modules by the benchmark's VS Code case only.
+  external: ['vscode', '*.node', 'playwright-core'],
   entryPoints: Object.fromEntries(nodeEntries.map(([src, out]) => [out, src])),
 };
 
@@ -104,6 +105,14 @@ function copyDawn() {
   if (!existsSync(dst) || statSync(dst).size !== statSync(src).size) copyFileSync(src, dst);
 }
 
+/** Plotly ships beside the webview bundles, loaded by the pages when they first draw a chart (webview/shared/plotly.ts). */
+function copyPlotly() {
+  const src = join('node_modules', 'plotly.js-dist-min', 'plotly.min.js');
+  const dst = join(outdir, 'webview', 'plotly.js');
+  mkdirSync(dirname(dst), { recursive: true });
+  if (!existsSync(dst) || statSync(dst).size !== statSync(src).size) copyFileSync(src, dst);
+}
+
 async function main() {
   if (typecheck) {
     for (const p of ['.', 'webview']) {
@@ -115,6 +124,7 @@ async function main() {
   if (webEntries.length) configs.push(webOptions);
   if (tests && Object.keys(testOptions.entryPoints).length) configs.push(testOptions);
   copyDawn();
+  if (webEntries.length) copyPlotly();
   if (watch) {
     const ctxs = await Promise.all(configs.map((c) => esbuild.context(c)));
     await Promise.all(ctxs.map((c) => c.watch()));

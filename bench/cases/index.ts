@@ -6,6 +6,7 @@ import { formatWriteCases } from './formatWrite';
 import { quantizeCases } from './quantize';
 import { statsCases } from './stats';
 import { viewerCases } from './viewer';
+import { viewerVscodeCases } from './viewerVscode';
 
 /** Every benchmark case; each area adds its own module's cases here. */
-export const CASES: BenchCase[] = [...diffCases, ...mergeCases, ...formatReadCases, ...formatWriteCases, ...quantizeCases, ...statsCases, ...viewerCases];
+export const CASES: BenchCase[] = [...diffCases, ...mergeCases, ...formatReadCases, ...formatWriteCases, ...quantizeCases, ...statsCases, ...viewerCases, ...viewerVscodeCases];

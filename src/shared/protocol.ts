@@ -64,29 +64,81 @@ export interface TreeNodeData {
  * second; as a few typed arrays and one array of names it costs a few ms. Both
  * sides convert with `tensorTable` / `tensorEntries`.
  */
+/**
+ * Many strings as one buffer plus the end of each, in UTF-16 code units of their
+ * concatenation. A webview message carries typed arrays as binary and the rest as
+ * JSON, through every hop between a remote extension host and the page: 50,000
+ * tensor names and tree paths as arrays of strings cost most of a second there, as
+ * one buffer they cost a copy.
+ */
+export interface StringColumn {
+  /** The concatenation as UTF-8, or as UTF-16LE code units when it holds a lone surrogate (which UTF-8 cannot carry). */
+  readonly bytes: Uint8Array;
+  readonly utf16: boolean;
+  readonly ends: Uint32Array;
+}
+
+// A high surrogate not followed by a low one, or a low one not preceded by a high one.
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+export function packStrings(list: readonly string[]): StringColumn {
+  const ends = new Uint32Array(list.length);
+  let n = 0;
+  for (let i = 0; i < list.length; i++) ends[i] = n += list[i]!.length;
+  const text = list.join('');
+  if (!LONE_SURROGATE.test(text)) return { bytes: new TextEncoder().encode(text), utf16: false, ends };
+  const units = new Uint16Array(text.length);
+  for (let i = 0; i < text.length; i++) units[i] = text.charCodeAt(i);
+  return { bytes: new Uint8Array(units.buffer), utf16: true, ends };
+}
+
+export function unpackStrings(c: StringColumn): string[] {
+  let text: string;
+  if (!c.utf16) text = new TextDecoder().decode(c.bytes);
+  else {
+    // Exact for any code unit (a decoder would replace lone surrogates); in slices, to stay under argument limits.
+    const units = new Uint16Array(c.bytes.buffer.slice(c.bytes.byteOffset, c.bytes.byteOffset + c.bytes.byteLength));
+    const parts: string[] = [];
+    for (let i = 0; i < units.length; i += 8192) parts.push(String.fromCharCode(...units.subarray(i, i + 8192)));
+    text = parts.join('');
+  }
+  const out = new Array<string>(c.ends.length);
+  let start = 0;
+  for (let i = 0; i < c.ends.length; i++) {
+    out[i] = text.slice(start, c.ends[i]);
+    start = c.ends[i]!;
+  }
+  return out;
+}
+
 export interface TensorTable {
-  readonly names: readonly string[];
+  readonly names: StringColumn;
   /** Distinct dtype names; `dtype[i]` indexes this list. */
   readonly dtypes: readonly string[];
   readonly dtype: Uint8Array;
   readonly rank: Uint8Array;
-  /** Every tensor's shape, concatenated in tensor order. */
-  readonly dims: Float64Array;
+  /** Every tensor's shape, concatenated in tensor order (32-bit unless a dimension needs more). */
+  readonly dims: Uint32Array | Float64Array;
   readonly file: Uint32Array;
   readonly byteOffset: Float64Array;
   readonly byteLength: Float64Array;
   readonly decodable: Uint8Array;
 }
 
-export function tensorTable(entries: readonly TensorEntry[]): TensorTable {
+/** The columns of `entries`; `decodable` overrides the entries' own flag (the host passes its tensor infos as they are). */
+export function tensorTable<E extends Omit<TensorEntry, 'decodable'> & { decodable?: boolean }>(entries: readonly E[], isDecodable: (e: E) => boolean = (e) => e.decodable === true): TensorTable {
   const n = entries.length;
   const dtypes: string[] = [];
   const dtypeIndex = new Map<string, number>();
   const dtype = new Uint8Array(n);
   const rank = new Uint8Array(n);
   let ndims = 0;
-  for (const e of entries) ndims += e.shape.length;
-  const dims = new Float64Array(ndims);
+  let wide = false;
+  for (const e of entries) {
+    ndims += e.shape.length;
+    for (const x of e.shape) if (x > 0xffffffff) wide = true;
+  }
+  const dims = wide ? new Float64Array(ndims) : new Uint32Array(ndims);
   const file = new Uint32Array(n);
   const byteOffset = new Float64Array(n);
   const byteLength = new Float64Array(n);
@@ -104,22 +156,23 @@ export function tensorTable(entries: readonly TensorEntry[]): TensorTable {
     file[i] = e.file;
     byteOffset[i] = e.byteOffset;
     byteLength[i] = e.byteLength;
-    decodable[i] = e.decodable ? 1 : 0;
+    decodable[i] = isDecodable(e) ? 1 : 0;
   });
-  return { names: entries.map((e) => e.name), dtypes, dtype, rank, dims, file, byteOffset, byteLength, decodable };
+  return { names: packStrings(entries.map((e) => e.name)), dtypes, dtype, rank, dims, file, byteOffset, byteLength, decodable };
 }
 
 export function tensorEntries(t: TensorTable): TensorEntry[] {
-  const out: TensorEntry[] = new Array(t.names.length);
+  const names = unpackStrings(t.names);
+  const out: TensorEntry[] = new Array(names.length);
   let d = 0;
-  for (let i = 0; i < t.names.length; i++) {
+  for (let i = 0; i < names.length; i++) {
     const r = t.rank[i]!;
     const shape = new Array<number>(r);
     let numel = 1;
     for (let k = 0; k < r; k++) numel *= shape[k] = t.dims[d + k]!;
     d += r;
     out[i] = {
-      name: t.names[i]!,
+      name: names[i]!,
       dtype: t.dtypes[t.dtype[i]!]!,
       shape,
       numel,
@@ -134,16 +187,22 @@ export function tensorEntries(t: TensorTable): TensorEntry[] {
 
 export const TREE_KINDS = ['module', 'run', 'tensor'] as const;
 
-/** The module tree as columns, in pre-order (a parent precedes its children). */
+/**
+ * The module tree as columns, in pre-order (a parent precedes its children). A
+ * tensor node is only its parent, kind and tensor index: its path, label and sizes
+ * are its tensor's (name, last dotted part, numel, byte length), which the tensor
+ * table carries, so the columns of text and sizes hold the other nodes (modules and
+ * runs, the "groups") only, in node order.
+ */
 export interface TreeTable {
   readonly parent: Int32Array;
   readonly kind: Uint8Array;
-  /** The node's unique path (a tensor's: its name). */
-  readonly path: readonly string[];
-  /** The row's text when it is not the path's last dotted part (`layers ×32`), else ''. */
-  readonly label: readonly string[];
   /** Tensor index, or -1. */
   readonly tensor: Int32Array;
+  /** A group's unique path (`model.layers.{0..31}` for a run). */
+  readonly path: StringColumn;
+  /** A group row's text when it is not the path's last dotted part (`layers ×32`), else ''. */
+  readonly label: StringColumn;
   readonly tensors: Float64Array;
   readonly params: Float64Array;
   readonly bytes: Float64Array;
@@ -153,22 +212,26 @@ export interface TreeTable {
 export class TreeTableBuilder {
   private readonly parent: number[] = [];
   private readonly kind: number[] = [];
+  private readonly tensor: number[] = [];
   private readonly path: string[] = [];
   private readonly label: string[] = [];
-  private readonly tensor: number[] = [];
   private readonly tensors: number[] = [];
   private readonly params: number[] = [];
   private readonly bytes: number[] = [];
 
+  /** Adds a node; a tensor node's path, label and sizes are its tensor's and are not stored. */
   add(parent: number, kind: TreeNodeData['kind'], path: string, label: string, tensor: number, tensors: number, params: number, bytes: number): number {
     this.parent.push(parent);
     this.kind.push(TREE_KINDS.indexOf(kind));
-    this.path.push(path);
-    this.label.push(label === '' || label === lastPart(path) ? '' : label);
-    this.tensor.push(tensor);
-    this.tensors.push(tensors);
-    this.params.push(params);
-    this.bytes.push(bytes);
+    const isTensor = kind === 'tensor' && tensor >= 0;
+    this.tensor.push(isTensor ? tensor : -1);
+    if (!isTensor) {
+      this.path.push(path);
+      this.label.push(label === '' || label === lastPart(path) ? '' : label);
+      this.tensors.push(tensors);
+      this.params.push(params);
+      this.bytes.push(bytes);
+    }
     return this.parent.length - 1;
   }
 
@@ -176,9 +239,9 @@ export class TreeTableBuilder {
     return {
       parent: Int32Array.from(this.parent),
       kind: Uint8Array.from(this.kind),
-      path: this.path,
-      label: this.label,
       tensor: Int32Array.from(this.tensor),
+      path: packStrings(this.path),
+      label: packStrings(this.label),
       tensors: Float64Array.from(this.tensors),
       params: Float64Array.from(this.params),
       bytes: Float64Array.from(this.bytes),
@@ -201,18 +264,29 @@ export function treeTable(root: TreeNodeData): TreeTable {
   return b.build();
 }
 
-/** Rebuilds the tree's objects on the receiving side (cheap: no structured clone involved). */
-export function treeFromTable(t: TreeTable): TreeNodeData {
+/**
+ * Rebuilds the tree's objects on the receiving side (cheap: no structured clone
+ * involved); `tensors` is the tensor table's rows, which describe the tensor nodes.
+ */
+export function treeFromTable(t: TreeTable, tensors: readonly Pick<TensorEntry, 'name' | 'numel' | 'byteLength'>[]): TreeNodeData {
   type Mutable = { -readonly [K in keyof TreeNodeData]: TreeNodeData[K] } & { children?: Mutable[] };
   const nodes: Mutable[] = new Array(t.parent.length);
+  const paths = unpackStrings(t.path);
+  const labels = unpackStrings(t.label);
+  let g = 0;
   for (let i = 0; i < t.parent.length; i++) {
     const p = t.parent[i]!;
     const kind = TREE_KINDS[t.kind[i]!]!;
-    const path = t.path[i]!;
     const tensor = t.tensor[i]!;
-    const label = t.label[i] || lastPart(path);
-    const node: Mutable = { label, path, kind, tensors: t.tensors[i]!, params: t.params[i]!, bytes: t.bytes[i]! };
-    if (tensor >= 0) node.tensor = tensor;
+    let node: Mutable;
+    if (tensor >= 0) {
+      const e = tensors[tensor]!;
+      node = { label: lastPart(e.name), path: e.name, kind, tensor, tensors: 1, params: e.numel, bytes: e.byteLength };
+    } else {
+      const path = paths[g]!;
+      node = { label: labels[g] || lastPart(path), path, kind, tensors: t.tensors[g]!, params: t.params[g]!, bytes: t.bytes[g]! };
+      g++;
+    }
     nodes[i] = node;
     if (p >= 0) (nodes[p]!.children ??= []).push(node);
   }

@@ -72,7 +72,7 @@ describe('diff report webview (Chromium)', () => {
       const url = new URL(req.url ?? '/', 'http://x');
       if (url.pathname === '/index.html') {
         res.writeHead(200, { 'content-type': 'text/html' });
-        res.end(viewerHtml({ scriptUri: `${origin}/diff.js`, styleUri: `${origin}/diff.css`, cspSource: origin, nonce: NONCE, title: 'diff' }));
+        res.end(viewerHtml({ scriptUri: `${origin}/diff.js`, styleUri: `${origin}/diff.css`, plotlyUri: `${origin}/plotly.js`, cspSource: origin, nonce: NONCE, title: 'diff' }));
         return;
       }
       readFile(join(WEBVIEW_DIR, url.pathname.slice(1)))

@@ -399,7 +399,15 @@ describe('VS Code journeys (code-server + packaged VSIX)', () => {
       await frame.fill('#filter >> input', 'a.weight');
       await frame.click('#tree .tree-row[data-id="a.weight"]');
       // The page prints 6 significant digits ("15.7500").
-      const statMax = (want: number) => frame.waitForFunction((w) => Number(document.querySelector('#stat-max')?.textContent?.replace(/,/g, '')) === w, want, { timeout: UI_TIMEOUT_MS });
+      const statMax = async (want: number) => {
+        const end = Date.now() + UI_TIMEOUT_MS;
+        for (;;) {
+          const shown = await frame.textContent('#stat-max').catch(() => null);
+          if (Number((shown ?? '').replace(/,/g, '')) === want) return;
+          if (Date.now() > end) throw new Error(`#stat-max shows ${shown}, want ${want}`);
+          await page.waitForTimeout(200);
+        }
+      };
       await statMax(15.75);
       await shots.take(page, 'before');
       // Overwritten in place, as a training script's save does: the same name, new bytes.

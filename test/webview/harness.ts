@@ -42,7 +42,7 @@ export async function startServer(): Promise<{ server: Server; origin: string }>
     if (url.pathname === '/index.html') {
       const origin = `http://${req.headers.host}`;
       res.writeHead(200, { 'content-type': 'text/html' });
-      res.end(viewerHtml({ scriptUri: `${origin}/viewer.js`, styleUri: `${origin}/viewer.css`, cspSource: origin, nonce: NONCE, title: 'test' }));
+      res.end(viewerHtml({ scriptUri: `${origin}/viewer.js`, styleUri: `${origin}/viewer.css`, plotlyUri: `${origin}/plotly.js`, cspSource: origin, nonce: NONCE, title: 'test' }));
       return;
     }
     readFile(join(WEBVIEW_DIR, url.pathname.replace(/^\/+/, '')))
@@ -119,7 +119,7 @@ const MOCK_HOST = `(() => {
 })();`;
 
 /** Opens the viewer page with `replies` scripted; resolves once the bundle has sent 'ready'. */
-export async function openViewer(browser: Browser, origin: string, replies: ReplyTable, opts: { width?: number; height?: number; state?: unknown } = {}): Promise<Page> {
+export async function openViewer(browser: Browser, origin: string, replies: ReplyTable, opts: { width?: number; height?: number; state?: unknown; beforeLoad?: (page: Page) => Promise<unknown> } = {}): Promise<Page> {
   const page = await browser.newPage({ viewport: { width: opts.width ?? 1280, height: opts.height ?? 800 } });
   const errors: string[] = [];
   page.on('pageerror', (e) => errors.push(String(e)));
@@ -127,6 +127,7 @@ export async function openViewer(browser: Browser, origin: string, replies: Repl
   // `state` is what getState returns: the page as VS Code restores it after being hidden.
   await page.addInitScript({ content: `${MOCK_HOST}\nwindow.__host.setReplies(${JSON.stringify(encode(replies))});\nwindow.__host.state = ${JSON.stringify(opts.state ?? null) ?? 'null'} ?? undefined;` });
   await applyTheme(page, 'vscode-dark', false);
+  await opts.beforeLoad?.(page);
   await page.goto(`${origin}/index.html`);
   await page.waitForFunction(() => (window as unknown as { __host: { sent: ToHostMessage[] } }).__host.sent.some((m) => m.type === 'ready'));
   return page;

@@ -18,7 +18,7 @@ import { buildSummary, computeHeatmap, ModelService } from '../../src/vscode/vie
 import { summaryText } from '../../src/vscode/viewer/summaryText';
 import { viewerCsp, viewerHtml, MAPLIBRE_STYLE_ID } from '../../src/vscode/viewer/html';
 import { isToHostMessage, Requester, Responder, RemoteError, type ReplyFor, type RequestEventMessage, type ToHostMessage, type ToWebviewMessage } from '../../src/shared/protocol';
-import { tensorEntries, treeFromTable, tensorTable, treeTable, type TreeNodeData } from '../../src/shared/protocol';
+import { packStrings, tensorEntries, treeFromTable, tensorTable, treeTable, unpackStrings, type TreeNodeData } from '../../src/shared/protocol';
 import { bf16Values, writeSafetensors, type T } from './safetensorsFile';
 
 const dir = mkdtempSync(join(tmpdir(), 'tw-viewer-'));
@@ -168,11 +168,11 @@ test('summary: every tensor appears once in the tree, runs and MoE experts fold 
     const s = buildSummary(model);
     // What the page does with the reply after the structured clone.
     const ents = tensorEntries(structuredClone(s.tensors));
-    const tree = treeFromTable(structuredClone(s.tree));
+    const tree = treeFromTable(structuredClone(s.tree), ents);
     assert.equal(ents.length, tensors.length);
     // Both column encodings round-trip.
     assert.deepEqual(tensorEntries(tensorTable(ents)), ents);
-    assert.deepEqual(treeFromTable(treeTable(tree)), tree);
+    assert.deepEqual(treeFromTable(treeTable(tree), ents), tree);
     assert.deepEqual(ents.map((e) => [e.name, e.dtype, e.shape]), tensors.map((t) => [t.name, t.dtype, t.shape]));
     // Every tensor exactly once, by index, with its own name as path.
     const ls = leaves(tree);
@@ -399,13 +399,38 @@ test('protocol: replies, streamed events, errors as replies, aborts', async () =
 
 // ----------------------------------------------------------------------- CSP
 
+test('shapes cross as 32-bit dims unless one needs more, and come back exactly either way', () => {
+  const row = (name: string, shape: number[]) => ({ name, dtype: 'BF16', shape, numel: shape.reduce((a, b) => a * b, 1), file: 0, byteOffset: 0, byteLength: 2 * shape.reduce((a, b) => a * b, 1), decodable: true });
+  const narrow = [row('a', [4096, 11008]), row('b', [])];
+  assert.ok(tensorTable(narrow).dims instanceof Uint32Array);
+  assert.deepEqual(tensorEntries(structuredClone(tensorTable(narrow))), narrow);
+  const wide = [row('a', [2 ** 33]), row('b', [3, 5])];
+  assert.ok(tensorTable(wide).dims instanceof Float64Array);
+  assert.deepEqual(tensorEntries(structuredClone(tensorTable(wide))), wide);
+});
+
+test('string columns cross as bytes and come back exactly, lone surrogates included', () => {
+  const plain = ['model.layers.0.self_attn.q_proj.weight', '', 'lm_head.weight', 'é', '層.重み', 'emoji 🙂 pair'];
+  const p = packStrings(plain);
+  assert.equal(p.utf16, false);
+  assert.deepEqual(unpackStrings(structuredClone(p)), plain);
+  // The UTF-8 bytes are the concatenation's, as an independent encoder writes them.
+  assert.deepEqual(Buffer.from(p.bytes), Buffer.from(plain.join(''), 'utf8'));
+  // A JSON header may name a tensor with an escaped lone surrogate; UTF-8 cannot carry it, UTF-16 can.
+  const odd = ['a', JSON.parse('"x\\ud800y"') as string, JSON.parse('"\\udc00"') as string, 'b'];
+  const q = packStrings(odd);
+  assert.equal(q.utf16, true);
+  assert.deepEqual(unpackStrings(structuredClone(q)), odd);
+  assert.deepEqual(unpackStrings(packStrings([])), []);
+});
+
 test('the page’s CSP: no inline or eval, scripts and styles by nonce, and the MapLibre style id matches the bundled Plotly', () => {
   const csp = viewerCsp('https://webview.example', 'N0NCE');
   assert.match(csp, /^default-src 'none'/);
   assert.ok(!csp.includes('unsafe-inline') && !csp.includes('unsafe-eval'));
   assert.match(csp, /script-src 'nonce-N0NCE'/);
-  const html = viewerHtml({ scriptUri: 'https://webview.example/v.js', styleUri: 'https://webview.example/v.css', cspSource: 'https://webview.example', nonce: 'N0NCE', title: '<x>' });
-  assert.ok(html.includes('<script nonce="N0NCE" src="https://webview.example/v.js">'));
+  const html = viewerHtml({ scriptUri: 'https://webview.example/v.js', styleUri: 'https://webview.example/v.css', plotlyUri: 'https://webview.example/p.js', cspSource: 'https://webview.example', nonce: 'N0NCE', title: '<x>' });
+  assert.ok(html.includes('<script nonce="N0NCE" src="https://webview.example/v.js" data-plotly="https://webview.example/p.js">'));
   assert.ok(html.includes('<title>&lt;x&gt;</title>'));
   const plotly = readFileSync(join(__dirname, '..', 'node_modules', 'plotly.js-dist-min', 'plotly.min.js'), 'utf8');
   assert.ok(plotly.includes(`getElementById("${MAPLIBRE_STYLE_ID}")`), 'Plotly still guards its MapLibre CSS with this id');

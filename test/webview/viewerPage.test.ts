@@ -21,7 +21,7 @@ import { ModelService } from '../../src/vscode/viewer/modelService';
 import { bf16Values, writeSafetensors, type T } from './safetensorsFile';
 
 // The callbacks passed to page.evaluate run in the browser; the node type-check has no DOM lib.
-declare const document: any, getComputedStyle: any, DOMMatrix: any, performance: { now(): number }, requestAnimationFrame: any, Event: any;
+declare const document: any, getComputedStyle: any, DOMMatrix: any, performance: { now(): number; getEntriesByName(n: string): unknown[] }, requestAnimationFrame: any, Event: any;
 
 let browser: Browser;
 let server: Server;
@@ -107,6 +107,51 @@ test('the tree renders folded runs, and expanding and collapsing them works', as
   assert.equal(await page.$$eval('#metadata-table b', (e) => e.length), 0);
   assert.ok((await page.textContent('#metadata-table'))!.includes('<b>not markup</b>'));
   await assertClean(page);
+  await page.close();
+});
+
+test('the tree and the statistics never wait for Plotly: it loads after the tree is painted', async () => {
+  const s = llamaSummary(4);
+  const t = tensorEntries(s.tensors).find((x) => x.shape.length === 2)!;
+  // plotly.js is held back until the test lets it through.
+  let release: (() => Promise<void>) | undefined;
+  const requested = new Promise<void>((resolve) => {
+    void openViewer(browser, origin, replies(s), {
+      beforeLoad: (p) =>
+        p.route('**/plotly.js', (route) => {
+          release = () => route.continue();
+          resolve();
+        }),
+    }).then((p) => (page = p));
+  });
+  let page: Page | undefined;
+  await requested;
+  while (!page) await new Promise((r) => setTimeout(r, 20));
+  await page.waitForSelector('#tree .tree-row');
+  // The request for Plotly came after the tree was on screen.
+  const painted = await page.evaluate(() => performance.getEntriesByName('tw:tree-painted').length);
+  assert.equal(painted, 1);
+  await page.fill('#filter >> input', t.name);
+  await clickRow(page, t.name);
+  await page.waitForSelector('#stat-max');
+  assert.equal(await page.getAttribute('#histogram', 'data-drawn'), null, 'no chart before Plotly arrives');
+  await release!();
+  await page.waitForSelector('#histogram[data-drawn]');
+  assert.equal(await page.$$eval('#histogram .barlayer .point', (e) => e.length), BINS);
+  await assertClean(page);
+  await page.close();
+});
+
+test('a chart whose script cannot load says so in its place; the numbers still show', async () => {
+  const s = llamaSummary(2);
+  const t = tensorEntries(s.tensors).find((x) => x.shape.length === 2)!;
+  const page = await openViewer(browser, origin, replies(s), { beforeLoad: (p) => p.route('**/plotly.js', (route) => route.abort()) });
+  await page.waitForSelector('#tree .tree-row');
+  await page.fill('#filter >> input', t.name);
+  await clickRow(page, t.name);
+  await page.waitForSelector('#histogram.chart-error');
+  assert.match((await page.textContent('#histogram')) ?? '', /could not be drawn: could not load .*plotly\.js/);
+  assert.ok(Number((await page.textContent('#stat-count'))?.replace(/,/g, '')) > 0, 'the statistics are shown');
   await page.close();
 });
 
@@ -277,7 +322,7 @@ test('a file changed on disk drops every result and reads the summary again', as
   const changed = llamaSummary(3);
   await setReplies(page, replies(changed));
   await postToPage(page, { type: 'fileChanged', deleted: false });
-  await page.waitForFunction((n) => document.querySelector('#totals')?.textContent?.includes(`${n} tensors`), changed.tensors.names.length);
+  await page.waitForFunction((n) => document.querySelector('#totals')?.textContent?.includes(`${n} tensors`), changed.totals.tensors);
   const msgs = await sent(page);
   assert.equal(msgs.filter((m) => m.type === 'request' && m.body.type === 'summary').length, 2);
   // Selection survives (by path); its numbers were requested again, not reused.
@@ -375,7 +420,7 @@ test('measure: 50,000 tensors render, expand and filter (figures in .artifacts/w
       reloadToTreeMs,
       reloadBreakdownMs: marks, expandModel, expandRun, filterSubstring, matchesSubstring, filterRegex, matchesRegex, filterAll, scrollToEnd, domRows, clearFilter };
   }, blocks);
-  const metrics = { tensors: s.tensors.names.length, firstRenderMsIncludingPageLoad: firstRender, ...m };
+  const metrics = { tensors: s.totals.tensors, firstRenderMsIncludingPageLoad: firstRender, ...m };
   writeFileSync(join(ARTIFACTS, 'metrics.json'), JSON.stringify(metrics, null, 2));
   console.log('webview 50k metrics', metrics);
   // Not a timing assertion: virtualization must keep the DOM small whatever the row count.

@@ -2,7 +2,8 @@
  * The checkpoint-diff report page. It only displays what the host sends through
  * src/shared/diffProtocol.ts: the report, and Δ histograms on request.
  */
-import Plotly from 'plotly.js-dist-min';
+import type * as Plotly from 'plotly.js-dist-min';
+import { purge, react } from '../shared/plotly';
 import './diff.css';
 import { energyCurve, type DiffHistogramReplyMessage, type DiffReportData, type DiffTensorData, type DiffToHostMessage, type DiffToWebviewMessage } from '../../src/shared/diffProtocol';
 
@@ -173,36 +174,36 @@ function drawLayers(target: HTMLElement, r: DiffReportData): void {
     return;
   }
   const color = cssVar('--vscode-charts-blue', '#3794ff');
-  void Plotly.react(
+  void react(
     target,
     [{ type: 'bar', x: groups.map((g) => g.group), y: groups.map((g) => g.meanRelL2), marker: { color }, customdata: groups.map((g) => `${g.changedTensors}/${g.tensors} changed`), hovertemplate: '%{x}: %{y:.3g} (%{customdata})<extra></extra>' }],
     plotLayout(r.layers.length > 1 ? 'relL2 per block (element-weighted mean)' : 'relL2 per module kind', '', 'relL2'),
     PLOT_CONFIG,
-  ).then(() => (target.dataset.drawn = String(groups.length)));
+  ).then((drawn) => drawn && (target.dataset.drawn = String(groups.length)));
 }
 
 function drawEnergy(target: HTMLElement, t: DiffTensorData | undefined): void {
   const curve = t ? energyCurve(t) : [];
   if (!t || curve.length === 0) {
     const why = !t ? 'Select a changed 2-D tensor.' : t.identical ? 'Identical: no change to decompose.' : t.shape.length !== 2 ? 'Rank energy applies to 2-D tensors.' : rankPending ? 'Estimating rank energy…' : 'No rank estimate.';
-    Plotly.purge(target);
+    purge(target);
     target.replaceChildren(el('p', { class: 'empty' }, why));
     delete target.dataset.drawn;
     return;
   }
   target.replaceChildren();
   const color = cssVar('--vscode-charts-orange', '#d18616');
-  void Plotly.react(
+  void react(
     target,
     [{ type: 'scatter', mode: 'lines+markers', x: curve.map((_, i) => i + 1), y: curve, line: { color }, marker: { size: 4 } }],
     { ...plotLayout(`Rank energy: ${t.name}`, 'rank r', 'share of ‖Δ‖² in the top r'), yaxis: { range: [0, 1.02], title: { text: 'share of ‖Δ‖²' } } },
     PLOT_CONFIG,
-  ).then(() => (target.dataset.drawn = String(curve.length)));
+  ).then((drawn) => drawn && (target.dataset.drawn = String(curve.length)));
 }
 
 function drawHistogram(target: HTMLElement, m: DiffHistogramReplyMessage): void {
   if (m.error || !m.counts) {
-    Plotly.purge(target);
+    purge(target);
     target.replaceChildren(el('p', { class: 'empty error' }, m.error ?? 'No histogram.'));
     return;
   }
@@ -210,12 +211,12 @@ function drawHistogram(target: HTMLElement, m: DiffHistogramReplyMessage): void 
   const n = m.counts.length;
   const w = (m.hi - m.lo) / n;
   const color = cssVar('--vscode-charts-purple', '#b180d7');
-  void Plotly.react(
+  void react(
     target,
     [{ type: 'bar', x: Array.from({ length: n }, (_, i) => m.lo + (i + 0.5) * w), y: Array.from(m.counts), width: w, marker: { color } }],
     plotLayout(`Δ histogram: ${m.name}`, 'b − a (differing elements)', 'count', 'log'),
     PLOT_CONFIG,
-  ).then(() => (target.dataset.drawn = String(n)));
+  ).then((drawn) => drawn && (target.dataset.drawn = String(n)));
 }
 
 function select(name: string): void {
@@ -227,7 +228,7 @@ function select(name: string): void {
   drawEnergy(document.getElementById('energy')!, t);
   const hist = document.getElementById('histogram')!;
   if (!t || t.identical) {
-    Plotly.purge(hist);
+    purge(hist);
     hist.replaceChildren(el('p', { class: 'empty' }, t ? 'Identical: Δ is zero everywhere.' : 'Select a changed tensor.'));
     delete hist.dataset.drawn;
     return;

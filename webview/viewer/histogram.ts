@@ -2,7 +2,7 @@
  * The histogram plot. Plotly draws bars from the bins the host computed: the
  * page gets `bins` numbers per histogram, never the tensor's values.
  */
-import Plotly from 'plotly.js-dist-min';
+import { react } from '../shared/plotly';
 import type { HistogramData, TensorStatsData } from '../../src/shared/protocol';
 
 export interface HistogramView {
@@ -37,7 +37,7 @@ export function drawHistogram(el: HTMLElement, s: TensorStatsData, view: Histogr
   // `data-drawn` names the mode whose bars are on screen: tests wait for it (bars of empty bins have no height, so "visible" is no signal).
   delete el.dataset.drawn;
   const mode = el.dataset.mode;
-  void Plotly.react(
+  void react(
     el,
     [
       {
@@ -61,7 +61,7 @@ export function drawHistogram(el: HTMLElement, s: TensorStatsData, view: Histogr
       showlegend: false,
     },
     { displayModeBar: false, responsive: true },
-  ).then(() => {
-    if (el.dataset.mode === mode) el.dataset.drawn = mode;
+  ).then((drawn) => {
+    if (drawn && el.dataset.mode === mode) el.dataset.drawn = mode;
   });
 }

@@ -4,7 +4,7 @@
  * SNR rather than RMSE because it does not depend on the weights' scale and higher
  * reads as better; schemes with nothing sampled have no error estimate and no point.
  */
-import Plotly from 'plotly.js-dist-min';
+import { react } from '../shared/plotly';
 import type { QuantPreviewRow } from '../../src/shared/protocol';
 
 function cssVar(name: string, fallback: string): string {
@@ -39,7 +39,7 @@ export function drawQuantChart(el: HTMLElement, rows: readonly QuantPreviewRow[]
   el.dataset.points = String(pts.length);
   // Tests wait for `data-drawn`: Plotly draws asynchronously.
   delete el.dataset.drawn;
-  void Plotly.react(
+  void react(
     el,
     [
       {
@@ -67,7 +67,7 @@ export function drawQuantChart(el: HTMLElement, rows: readonly QuantPreviewRow[]
       showlegend: false,
     },
     { displayModeBar: false, responsive: true },
-  ).then(() => {
-    el.dataset.drawn = String(pts.length);
+  ).then((drawn) => {
+    if (drawn) el.dataset.drawn = String(pts.length);
   });
 }

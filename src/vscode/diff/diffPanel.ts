@@ -39,6 +39,7 @@ export class DiffPanel {
     const panel = vscode.window.createWebviewPanel('tensorWorkbench.diff', title, vscode.ViewColumn.Active, { enableScripts: true, localResourceRoots: [root] });
     panel.webview.html = viewerHtml({
       scriptUri: panel.webview.asWebviewUri(vscode.Uri.joinPath(root, 'diff.js')).toString(),
+      plotlyUri: panel.webview.asWebviewUri(vscode.Uri.joinPath(root, 'plotly.js')).toString(),
       styleUri: panel.webview.asWebviewUri(vscode.Uri.joinPath(root, 'diff.css')).toString(),
       cspSource: panel.webview.cspSource,
       nonce: makeNonce((n) => randomBytes(n)),

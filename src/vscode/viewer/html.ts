@@ -23,6 +23,8 @@ export interface ViewerHtmlOptions {
   readonly scriptUri: string;
   /** URI of dist/webview/viewer.css. */
   readonly styleUri: string;
+  /** URI of dist/webview/plotly.js, which the page loads when it first draws a chart. */
+  readonly plotlyUri: string;
   /** `webview.cspSource`. */
   readonly cspSource: string;
   readonly nonce: string;
@@ -60,7 +62,7 @@ export function viewerHtml(o: ViewerHtmlOptions): string {
 </head>
 <body>
 <div id="root" data-state="loading"><p class="loading">Reading header…</p></div>
-<script nonce="${nonce}" src="${escapeAttr(o.scriptUri)}"></script>
+<script nonce="${nonce}" src="${escapeAttr(o.scriptUri)}" data-plotly="${escapeAttr(o.plotlyUri)}"></script>
 </body>
 </html>`;
 }

@@ -27,14 +27,13 @@ import type {
   ScanReplyMessage,
   ScanRow,
   SummaryReplyMessage,
-  TensorEntry,
   TensorStatsData,
   TensorStatsReplyMessage,
   TreeTable,
 } from '../../shared/protocol';
 import { TreeTableBuilder, tensorTable } from '../../shared/protocol';
 import { HEATMAP_MAX_SIZE, HeatmapAccumulator, matrixShape } from './heatmap';
-import { ResultCache, resultKey, stampKey } from './resultCache';
+import { ResultCache, resultKey, stampKey, type FileStamp } from './resultCache';
 
 /** C64 decodes to (real, imaginary) pairs: there is no single value to histogram or draw. */
 export function isViewable(dtype: string): boolean {
@@ -85,16 +84,7 @@ export function treeTableOf(root: ModuleNode, indexOf: ReadonlyMap<string, numbe
 }
 
 export function buildSummary(model: Model): SummaryReplyMessage {
-  const entries: TensorEntry[] = model.tensors.map((t) => ({
-    name: t.name,
-    dtype: t.dtype,
-    shape: t.shape,
-    numel: t.numel,
-    file: t.file,
-    byteOffset: t.byteOffset,
-    byteLength: t.byteLength,
-    decodable: isViewable(t.dtype),
-  }));
+
   const byDtype = new Map<string, { tensors: number; params: number; bytes: number }>();
   let params = 0;
   let bytes = 0;
@@ -119,8 +109,8 @@ export function buildSummary(model: Model): SummaryReplyMessage {
     type: 'summary',
     path: model.path,
     files: model.files.map((f) => ({ path: f.path, bytes: f.bytes, headerBytes: f.headerBytes })),
-    tensors: tensorTable(entries),
-    totals: { tensors: entries.length, params, bytes, byDtype: totals },
+    tensors: tensorTable(model.tensors, (t) => isViewable(t.dtype)),
+    totals: { tensors: model.tensors.length, params, bytes, byDtype: totals },
     memory: estimateMemory(params).map((m) => ({ format: m.format, bytes: m.bytes })),
     metadata: Object.entries(model.metadata),
     tree,
@@ -233,6 +223,8 @@ const ADAPTER_NAME = /(^|[._])lora_(A|B|down|up)([._]|$)/;
 export class ModelService {
   private readonly cache = new ResultCache<TensorStatsReplyMessage | HeatmapReplyMessage>();
   private readonly stamp: string;
+  /** The model's files as they were when its header was read. */
+  readonly files: readonly FileStamp[];
   private summaryCache: SummaryReplyMessage | undefined;
   private adapterCache: Promise<AdapterInfo | undefined> | undefined;
 
@@ -240,7 +232,8 @@ export class ModelService {
     readonly model: Model,
     private readonly opts: ModelServiceOptions = {},
   ) {
-    this.stamp = stampKey(model.files.map((f) => ({ path: f.path, bytes: f.bytes, mtimeMs: f.mtimeMs })));
+    this.files = model.files.map((f) => ({ path: f.path, bytes: f.bytes, mtimeMs: f.mtimeMs }));
+    this.stamp = stampKey(this.files);
   }
 
   private backend(): BackendChoice {

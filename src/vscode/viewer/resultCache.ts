@@ -49,6 +49,10 @@ export class ResultCache<V> {
     while (this.map.size > this.capacity) this.map.delete(this.map.keys().next().value as string);
   }
 
+  delete(key: string): void {
+    this.map.delete(key);
+  }
+
   get size(): number {
     return this.map.size;
   }

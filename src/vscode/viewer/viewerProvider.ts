@@ -1,9 +1,10 @@
 import * as vscode from 'vscode';
 import { randomBytes } from 'node:crypto';
+import { stat } from 'node:fs/promises';
 import { getBackend } from '../../compute/backend';
 import { getCpuPool } from '../../compute/cpu/pool';
 import { openModel } from '../../format/openModel';
-import { isToHostMessage, Responder, type ToWebviewMessage } from '../../shared/protocol';
+import { isToHostMessage, Responder, type SummaryReplyMessage, type ToWebviewMessage } from '../../shared/protocol';
 import { registerCommand } from '../commands';
 import { Disposable } from '../dispose';
 import { log } from '../log';
@@ -11,6 +12,7 @@ import { configuredBackend } from '../progress';
 import { openerFor } from '../workspaceSource';
 import { makeNonce, viewerHtml } from './html';
 import { errorInfo, ModelService } from './modelService';
+import { ResultCache, stampKey, type FileStamp } from './resultCache';
 import { summaryText } from './summaryText';
 
 /** The viewer's editor for `*.safetensors` (priority default). */
@@ -19,6 +21,12 @@ export const VIEW_TYPE = 'tensorWorkbench.viewer';
 export const INDEX_VIEW_TYPE = 'tensorWorkbench.indexViewer';
 /** Scheme of the read-only "Show as Text" documents. */
 export const SUMMARY_SCHEME = 'tensor-workbench-summary';
+/**
+ * Summaries of recently closed editors, by URI, with the stamps of the files they
+ * came from: reopening an unchanged model skips reading its header and building
+ * its tree. Three: a 50,000-tensor summary is about 8 MB.
+ */
+const SUMMARIES = new ResultCache<{ files: readonly FileStamp[]; summary: SummaryReplyMessage }>(3);
 /** Writers touch a file several times in a row; reload once the burst is over. */
 const RELOAD_DEBOUNCE_MS = 300;
 
@@ -30,6 +38,7 @@ const RELOAD_DEBOUNCE_MS = 300;
  */
 export class ViewerDocument extends Disposable implements vscode.CustomDocument {
   private service: Promise<ModelService> | undefined;
+  private summaryReply: Promise<SummaryReplyMessage> | undefined;
   private readonly changed = this.register(new vscode.EventEmitter<{ deleted: boolean }>());
   readonly onDidChange = this.changed.event;
   private timer: NodeJS.Timeout | undefined;
@@ -75,6 +84,53 @@ export class ViewerDocument extends Disposable implements vscode.CustomDocument 
     return this.service;
   }
 
+  /**
+   * The page's first request, computed once per version of the file. The editor
+   * starts it while the page is still loading its script, so the header is read
+   * and the tree built by the time the page asks.
+   */
+  summary(): Promise<SummaryReplyMessage> {
+    if (!this.summaryReply) {
+      const p = this.cachedSummary().then(async (hit) => {
+        if (hit) return hit;
+        const svc = await this.model();
+        const adapter = await svc.adapter();
+        const started = Date.now();
+        const s = svc.summary();
+        log.info(`viewer: summary and module tree of ${s.totals.tensors} tensors built in ${Date.now() - started} ms`);
+        const reply = adapter ? { ...s, adapter } : s;
+        if (this.uri.scheme === 'file') SUMMARIES.set(this.uri.toString(), { files: svc.files, summary: reply });
+        return reply;
+      });
+      this.summaryReply = p;
+      // A failure is not kept: the page's request (or a retry after a fix) computes it again.
+      p.catch(() => {
+        if (this.summaryReply === p) this.summaryReply = undefined;
+      });
+    }
+    return this.summaryReply;
+  }
+
+  /** The summary of an earlier editor on this file, when every file of the model still has its size and mtime. */
+  private async cachedSummary(): Promise<SummaryReplyMessage | undefined> {
+    const hit = SUMMARIES.get(this.uri.toString());
+    if (!hit) return undefined;
+    try {
+      const now = await Promise.all(hit.files.map(async (f) => {
+        const st = await stat(f.path);
+        return { path: f.path, bytes: st.size, mtimeMs: st.mtimeMs };
+      }));
+      if (stampKey(now) === stampKey(hit.files)) {
+        this.watchedFiles = new Set(hit.files.map((f) => vscode.Uri.file(f.path).path));
+        return hit.summary;
+      }
+    } catch {
+      // A file is gone or unreadable: read the model again, which reports it properly.
+    }
+    SUMMARIES.delete(this.uri.toString());
+    return undefined;
+  }
+
   private scheduleReload(deleted: boolean): void {
     clearTimeout(this.timer);
     this.timer = setTimeout(() => {
@@ -85,6 +141,7 @@ export class ViewerDocument extends Disposable implements vscode.CustomDocument 
   private async closeModel(): Promise<void> {
     const s = this.service;
     this.service = undefined;
+    this.summaryReply = undefined;
     if (s) await s.then((m) => m.model.close()).catch(() => undefined);
   }
 }
@@ -134,20 +191,20 @@ export class ViewerProvider extends Disposable implements vscode.CustomReadonlyE
     const nonce = makeNonce((n) => randomBytes(n));
     panel.webview.html = viewerHtml({
       scriptUri: panel.webview.asWebviewUri(vscode.Uri.joinPath(root, 'viewer.js')).toString(),
+      plotlyUri: panel.webview.asWebviewUri(vscode.Uri.joinPath(root, 'plotly.js')).toString(),
       styleUri: panel.webview.asWebviewUri(vscode.Uri.joinPath(root, 'viewer.css')).toString(),
       cspSource: panel.webview.cspSource,
       nonce,
       title: doc.uri.path.split('/').pop() ?? 'model',
     });
+    // Read the header and build the tree while the page loads its script (after the html is set:
+    // the header's parse holds this thread, and the page must not wait for it to start loading).
+    void doc.summary().catch(() => undefined);
     const post = (m: ToWebviewMessage) => void panel.webview.postMessage(m);
     const responder = new Responder(
       post,
       {
-        summary: async () => {
-          const svc = await doc.model();
-          const adapter = await svc.adapter();
-          return adapter ? { ...svc.summary(), adapter } : svc.summary();
-        },
+        summary: () => doc.summary(),
         quantPreview: async (_r, ctx) => (await doc.model()).quantPreview(ctx.signal),
         tensorStats: async (r, ctx) => (await doc.model()).tensorStats(r.name, r.bins, ctx.signal),
         heatmap: async (r, ctx) => (await doc.model()).heatmap(r.name, r.maxSize, ctx.signal),
