@@ -17,6 +17,7 @@ const COMMAND = 'tensorWorkbench.quantize';
  */
 export class QuantizeCommand {
   static register(context: vscode.ExtensionContext): void {
+    QuantReportPanel.register(context);
     registerWriteCommand(context, COMMAND, (uri?: vscode.Uri, opts?: QuantizeCommandOptions) => run(context.extensionUri, uri, opts));
   }
 }

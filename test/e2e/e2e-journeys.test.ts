@@ -243,6 +243,8 @@ describe('VS Code journeys (code-server + packaged VSIX)', () => {
       const markdown = await frameWith(page, '.markdown-body table');
       assert.match((await markdown.textContent('.markdown-body h1')) ?? '', /Quantization report: q8_0/);
       await shots.take(page, 'report-markdown');
+      // The Markdown is a read-only document: nothing asks to be saved when it closes.
+      assert.equal(await page.locator('.tabs-container .tab.dirty').count(), 0, 'a tab is dirty after opening the report');
       // The output shows up in the explorer and opens in the viewer.
       await doubleClickInExplorer(page, 'single/model-q8_0.safetensors');
       const frame = await frameWith(page, '#totals');
