@@ -370,6 +370,13 @@ export type HealthBadge = 'non-finite' | 'all-zero' | 'f16-overflow';
 
 export interface SummaryRequestMessage {
   readonly type: 'summary';
+  /**
+   * Ask for the outline first: totals, metadata and the tree down to the members of
+   * folded runs (not their contents), with only the tensors that outline shows. It
+   * is ready and small long before the whole table of a 50,000-tensor model; the
+   * page asks for the whole summary next. A host may answer with the whole summary.
+   */
+  readonly outline?: boolean;
 }
 
 export interface TensorStatsRequestMessage {
@@ -416,6 +423,8 @@ export type HostRequestMessage =
 
 export interface SummaryReplyMessage {
   readonly type: 'summary';
+  /** An outline (see SummaryRequestMessage.outline): `tensors` and `tree` cover only what it shows. */
+  readonly outline?: boolean;
   /** What was opened (file, index.json); shown in the header. */
   readonly path: string;
   readonly files: readonly { readonly path: string; readonly bytes: number; readonly headerBytes: number }[];

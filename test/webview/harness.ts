@@ -29,6 +29,8 @@ export interface ReplySpec {
   readonly eventDelayMs?: number;
   /** Never reply (to test cancelling). */
   readonly hold?: boolean;
+  /** Milliseconds before the reply. */
+  readonly delayMs?: number;
 }
 
 /** Replies keyed by `type:name` (tensor requests) or `type`. */
@@ -95,7 +97,7 @@ const MOCK_HOST = `(() => {
   host.setReplies = (r) => { host.replies = revive(r); };
   const answer = async (m) => {
     const b = m.body;
-    const spec = host.replies[b.type + ':' + (b.name ?? '')] ?? host.replies[b.type];
+    const spec = host.replies[b.type + ':' + (b.name ?? (b.outline ? 'outline' : ''))] ?? host.replies[b.type];
     if (!spec) { post({ type: 'reply', id: m.id, ok: false, error: { code: 'unknown_request', message: 'no reply scripted for ' + b.type } }); return; }
     for (const e of spec.events ?? []) {
       await new Promise((r) => setTimeout(r, spec.eventDelayMs ?? 0));
@@ -103,7 +105,7 @@ const MOCK_HOST = `(() => {
       post({ type: 'event', id: m.id, body: e });
     }
     if (spec.hold) return;
-    await new Promise((r) => setTimeout(r, 0));
+    await new Promise((r) => setTimeout(r, spec.delayMs ?? 0));
     if (host.aborted.includes(m.id)) return;
     post(spec.ok === false ? { type: 'reply', id: m.id, ok: false, error: spec.error } : { type: 'reply', id: m.id, ok: true, body: spec.body });
   };
@@ -128,7 +130,8 @@ export async function openViewer(browser: Browser, origin: string, replies: Repl
   await page.addInitScript({ content: `${MOCK_HOST}\nwindow.__host.setReplies(${JSON.stringify(encode(replies))});\nwindow.__host.state = ${JSON.stringify(opts.state ?? null) ?? 'null'} ?? undefined;` });
   await applyTheme(page, 'vscode-dark', false);
   await opts.beforeLoad?.(page);
-  await page.goto(`${origin}/index.html`);
+  // Not 'load': that waits for every script the page adds early, Plotly included, and tests hold it back.
+  await page.goto(`${origin}/index.html`, { waitUntil: 'domcontentloaded' });
   await page.waitForFunction(() => (window as unknown as { __host: { sent: ToHostMessage[] } }).__host.sent.some((m) => m.type === 'ready'));
   return page;
 }

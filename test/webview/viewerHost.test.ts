@@ -14,7 +14,7 @@ import { openModel } from '../../src/format/openModel';
 import { disposeBackends } from '../../src/compute/backend';
 import { HeatmapAccumulator, matrixShape } from '../../src/vscode/viewer/heatmap';
 import { ResultCache, resultKey, stampKey } from '../../src/vscode/viewer/resultCache';
-import { buildSummary, computeHeatmap, ModelService } from '../../src/vscode/viewer/modelService';
+import { buildOutline, buildSummary, computeHeatmap, ModelService } from '../../src/vscode/viewer/modelService';
 import { summaryText } from '../../src/vscode/viewer/summaryText';
 import { viewerCsp, viewerHtml, MAPLIBRE_STYLE_ID } from '../../src/vscode/viewer/html';
 import { isToHostMessage, Requester, Responder, RemoteError, type ReplyFor, type RequestEventMessage, type ToHostMessage, type ToWebviewMessage } from '../../src/shared/protocol';
@@ -407,6 +407,50 @@ test('shapes cross as 32-bit dims unless one needs more, and come back exactly e
   const wide = [row('a', [2 ** 33]), row('b', [3, 5])];
   assert.ok(tensorTable(wide).dims instanceof Float64Array);
   assert.deepEqual(tensorEntries(structuredClone(tensorTable(wide))), wide);
+});
+
+test('outline: the whole tree down to the members of folded runs, with exactly the tensors it shows', async () => {
+  const tensors: T[] = [];
+  const small = (name: string, shape: number[]) => tensors.push({ name, dtype: 'BF16', shape, values: bf16Values(shape.reduce((a, b) => a * b, 1), tensors.length) });
+  small('model.embed_tokens.weight', [16, 8]);
+  for (let l = 0; l < 5; l++) {
+    small(`model.layers.${l}.self_attn.q_proj.weight`, [8, 8]);
+    for (let e = 0; e < 3; e++) small(`model.layers.${l}.mlp.experts.${e}.w1.weight`, [4, 8]);
+  }
+  small('model.norm.weight', [8]);
+  small('lm_head.weight', [16, 8]);
+  const path = join(dir, 'outline.safetensors');
+  writeSafetensors(path, tensors, { format: 'pt' });
+  const model = await openModel(path);
+  try {
+    const whole = buildSummary(model);
+    const outline = buildOutline(model);
+    assert.equal(outline.outline, true);
+    assert.equal(whole.outline, undefined);
+    assert.deepEqual(outline.totals, whole.totals);
+    assert.deepEqual(outline.memory, whole.memory);
+    const wEnts = tensorEntries(whole.tensors);
+    const oEnts = tensorEntries(structuredClone(outline.tensors));
+    const wTree = treeFromTable(whole.tree, wEnts);
+    const oTree = treeFromTable(structuredClone(outline.tree), oEnts);
+    // The expected outline, derived from the whole tree: a run's members keep their rows, not their contents.
+    // Tensor indices differ (each tree indexes its own table): compare without them, then check each one.
+    const cut = (n: TreeNodeData, inRun: boolean): TreeNodeData => {
+      const { children, tensor: _index, ...rest } = n;
+      if (inRun) return rest;
+      return children ? { ...rest, children: children.map((c) => cut(c, n.kind === 'run')) } : rest;
+    };
+    assert.deepEqual(cut(oTree, false), cut(wTree, false));
+    const shownLeaves = leaves(oTree);
+    for (const l of shownLeaves) assert.deepEqual(oEnts[l.tensor!], wEnts.find((e) => e.name === l.path));
+    assert.equal(shownLeaves.length, oEnts.length);
+    // Only what the outline shows, outside the runs: the embedding, the final norm and the head.
+    assert.deepEqual(oEnts.map((e) => e.name).sort(), ['lm_head.weight', 'model.embed_tokens.weight', 'model.norm.weight']);
+    const run = find(oTree, (n) => n.kind === 'run')!;
+    assert.deepEqual(run.children!.map((c) => c.path), [0, 1, 2, 3, 4].map((l) => `model.layers.${l}`));
+  } finally {
+    await model.close();
+  }
 });
 
 test('string columns cross as bytes and come back exactly, lone surrogates included', () => {

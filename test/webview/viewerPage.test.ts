@@ -14,7 +14,7 @@ import type { Server } from 'node:http';
 import type { Browser, Page } from 'playwright-core';
 import { ARTIFACTS, applyTheme, launch, openViewer, pageErrors, postToPage, sent, setReplies, startServer, violations, type ReplyTable } from './harness';
 import { BINS, LOG_BINS, heatmapReply, llamaSummary, scanRows, statsReply } from './fixtures';
-import { tensorEntries, type RequestEventMessage, type RequestMessage, type SummaryReplyMessage } from '../../src/shared/protocol';
+import { tensorEntries, tensorTable, treeFromTable, treeTable, type RequestEventMessage, type RequestMessage, type SummaryReplyMessage, type TreeNodeData } from '../../src/shared/protocol';
 import { openModel } from '../../src/format/openModel';
 import { disposeBackends } from '../../src/compute/backend';
 import { ModelService } from '../../src/vscode/viewer/modelService';
@@ -152,6 +152,43 @@ test('a chart whose script cannot load says so in its place; the numbers still s
   await page.waitForSelector('#histogram.chart-error');
   assert.match((await page.textContent('#histogram')) ?? '', /could not be drawn: could not load .*plotly\.js/);
   assert.ok(Number((await page.textContent('#stat-count'))?.replace(/,/g, '')) > 0, 'the statistics are shown');
+  await page.close();
+});
+
+/** The outline of a whole summary, as the host builds it: run members keep their rows, not their contents. */
+function outlineOf(s: SummaryReplyMessage): SummaryReplyMessage {
+  const ents = tensorEntries(s.tensors);
+  const shown: typeof ents = [];
+  const cut = (n: TreeNodeData, inRun: boolean): TreeNodeData => {
+    const { children, tensor, ...rest } = n;
+    if (tensor !== undefined) return { ...rest, tensor: shown.push(ents[tensor]!) - 1 };
+    if (inRun) return rest;
+    return children ? { ...rest, children: children.map((c) => cut(c, n.kind === 'run')) } : rest;
+  };
+  const root = cut(treeFromTable(s.tree, ents), false);
+  return { ...s, outline: true, tensors: tensorTable(shown), tree: treeTable(root) };
+}
+
+test('the outline paints first; the whole summary then replaces it, keeping what was opened and typed', async () => {
+  const whole = llamaSummary(4);
+  const page = await openViewer(browser, origin, { ...replies(whole), 'summary:outline': { body: outlineOf(whole) }, summary: { body: whole, delayMs: 1500 } });
+  await page.waitForSelector('#root[data-summary="outline"] #tree .tree-row');
+  await clickRow(page, 'model');
+  await clickRow(page, 'model.layers.{0..3}');
+  // The run's members are listed, closed and not yet expandable.
+  assert.deepEqual((await rowLabels(page)).slice(2, 7), ['  layers ×4', '    0', '    1', '    2', '    3']);
+  assert.equal(await page.getAttribute('#tree .tree-row[data-id="model.layers.1"]', 'aria-expanded'), null);
+  await page.fill('#filter >> input', 'layers');
+  await page.waitForSelector('#root[data-summary="whole"]');
+  assert.equal(await page.inputValue('#filter >> input'), 'layers');
+  await page.fill('#filter >> input', '');
+  assert.equal(await page.getAttribute('#tree .tree-row[data-id="model.layers.{0..3}"]', 'aria-expanded'), 'true');
+  assert.equal(await page.getAttribute('#tree .tree-row[data-id="model.layers.1"]', 'aria-expanded'), 'false');
+  await clickRow(page, 'model.layers.1');
+  assert.ok((await rowLabels(page)).includes('      self_attn'));
+  const asked = (await sent(page)).filter((m) => m.type === 'request' && m.body.type === 'summary').map((m) => (m.type === 'request' && m.body.type === 'summary' ? !!m.body.outline : null));
+  assert.deepEqual(asked, [true, false]);
+  await assertClean(page);
   await page.close();
 });
 

@@ -95,30 +95,56 @@ window.addEventListener('message', (ev: MessageEvent<ToWebviewMessage>) => {
 
 // -------------------------------------------------------------------- loading
 
+// Each load (the first, and one per reload) numbers itself: replies to an older one are dropped.
+let loadGeneration = 0;
+
+/**
+ * Asks for the outline first (small, ready early), paints it, then swaps in the
+ * whole summary, keeping what the user opened, filtered or selected meanwhile.
+ */
 async function load(): Promise<void> {
+  const generation = ++loadGeneration;
   root.dataset.state = 'loading';
+  let first: SummaryReplyMessage;
   try {
     performance.mark('tw:summary-request');
-    summary = await requester.request({ type: 'summary' });
-    // Marks for the measurement tests (performance.getEntriesByType('measure')).
+    first = await requester.request({ type: 'summary', outline: true });
+    // Marks for the measurements (bench viewer.vscode, the page tests).
     performance.mark('tw:summary');
-    tensors = tensorEntries(summary.tensors);
+    if (generation !== loadGeneration) return;
+    tensors = tensorEntries(first.tensors);
     performance.measure('tw:decode-tensors', 'tw:summary');
   } catch (e) {
-    showErrorPage(errorInfo(e));
+    if (generation === loadGeneration) showErrorPage(errorInfo(e));
     return;
   }
+  summary = first;
   performance.mark('tw:render-start');
-  renderViewer(summary);
+  renderViewer(first);
   performance.measure('tw:render', 'tw:render-start');
   // The frame after the one that lays out and paints the tree: when the user sees it.
-  requestAnimationFrame(() =>
-    requestAnimationFrame(() => {
-      performance.mark('tw:tree-painted');
-      // Charts come next: fetch Plotly now, after the tree is on screen, so the first click finds it ready.
-      void loadPlotly().catch(() => undefined);
-    }),
-  );
+  requestAnimationFrame(() => requestAnimationFrame(() => performance.mark('tw:tree-painted')));
+  // Charts come next: fetch Plotly once the tree is complete, so the first click finds it ready
+  // (not sooner: its 4.8 MB would share the way in with the whole summary).
+  const preloadCharts = () => requestAnimationFrame(() => void loadPlotly().catch(() => undefined));
+  if (!first.outline) {
+    preloadCharts();
+    return;
+  }
+  let whole: SummaryReplyMessage;
+  try {
+    whole = await requester.request({ type: 'summary' });
+  } catch (e) {
+    if (generation === loadGeneration) showErrorPage(errorInfo(e));
+    return;
+  }
+  if (generation !== loadGeneration) return;
+  if (tree) save({ scrollTop: tree.scrollTop, expanded: [...tree.expanded] });
+  summary = whole;
+  tensors = tensorEntries(whole.tensors);
+  renderViewer(whole);
+  performance.mark('tw:whole');
+  preloadCharts();
 }
 
 async function reload(deleted: boolean): Promise<void> {
@@ -164,6 +190,8 @@ function showErrorPage(err: ErrorInfo): void {
 
 function renderViewer(s: SummaryReplyMessage): void {
   root.dataset.state = 'ready';
+  // `outline` while only the outline is shown (tests and measurements wait for `whole`).
+  root.dataset.summary = s.outline ? 'outline' : 'whole';
   clear(root);
   const filter = h('vscode-textfield', { id: 'filter', placeholder: 'Filter tensors: text or /regex/', value: saved.filter }) as HTMLElement & { value: string };
   const filterNote = h('div', { id: 'filter-note', class: 'filter-note' });

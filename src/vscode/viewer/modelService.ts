@@ -49,7 +49,7 @@ export function isViewable(dtype: string): boolean {
  * tensor's name is its module path plus its own name, so each member's tensors
  * are found by rebuilding paths from the member's real prefix.
  */
-export function treeTableOf(root: ModuleNode, indexOf: ReadonlyMap<string, number>): TreeTable {
+export function treeTableOf(root: ModuleNode, indexOf: (fullName: string) => number | undefined, outline = false): TreeTable {
   const b = new TreeTableBuilder();
   const join = (a: string, c: string) => (a ? `${a}.${c}` : c);
 
@@ -67,7 +67,7 @@ export function treeTableOf(root: ModuleNode, indexOf: ReadonlyMap<string, numbe
     for (const t of m.tensors) {
       // Outside a fold (and in a fold's first member) the tree's own full name is this tensor's: no new string to hash.
       const full = t.fullName.length === path.length + t.name.length + (path ? 1 : 0) && t.fullName.startsWith(path) ? t.fullName : join(path, t.name);
-      const index = indexOf.get(full);
+      const index = indexOf(full);
       if (index !== undefined) b.add(me, 'tensor', full, '', index, 1, t.params, t.bytes);
     }
   };
@@ -76,15 +76,19 @@ export function treeTableOf(root: ModuleNode, indexOf: ReadonlyMap<string, numbe
   const run = (f: ModuleNode, parentIndex: number, parentPath: string, label: string): void => {
     const fold = f.fold!;
     const me = b.add(parentIndex, 'run', join(parentPath, f.name), label, -1, f.tensorCount, f.params, f.bytes);
-    for (const member of fold.members) module(f, me, join(parentPath, member.slice(member.lastIndexOf('.') + 1)), fold.each);
+    for (const member of fold.members) {
+      const path = join(parentPath, member.slice(member.lastIndexOf('.') + 1));
+      // An outline stops at the members: a folded run opens on its members, each still closed.
+      if (outline) b.add(me, 'module', path, '', -1, fold.each.tensorCount, fold.each.params, fold.each.bytes);
+      else module(f, me, path, fold.each);
+    }
   };
 
   module(root, -1, '', root);
   return b.build();
 }
 
-export function buildSummary(model: Model): SummaryReplyMessage {
-
+function totalsOf(model: Model): Pick<SummaryReplyMessage, 'totals' | 'memory'> {
   const byDtype = new Map<string, { tensors: number; params: number; bytes: number }>();
   let params = 0;
   let bytes = 0;
@@ -97,23 +101,54 @@ export function buildSummary(model: Model): SummaryReplyMessage {
     params += t.numel;
     bytes += t.byteLength;
   }
-  const indexOf = new Map(model.tensors.map((t, i) => [t.name, i]));
-  const tree = treeTableOf(
-    buildModuleTree(model.tensors.map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape, byteLength: t.byteLength }))),
-    indexOf,
-  );
   const totals: DTypeTotal[] = [...byDtype]
     .map(([dtype, d]) => ({ dtype, ...d }))
     .sort((a, b) => b.bytes - a.bytes || a.dtype.localeCompare(b.dtype));
+  return {
+    totals: { tensors: model.tensors.length, params, bytes, byDtype: totals },
+    memory: estimateMemory(params).map((m) => ({ format: m.format, bytes: m.bytes })),
+  };
+}
+
+function moduleTreeOf(model: Model): ModuleNode {
+  return buildModuleTree(model.tensors.map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape, byteLength: t.byteLength })));
+}
+
+/** The outline of a model (see SummaryRequestMessage.outline): its tensor table holds the outline's tensors only. */
+export function buildOutline(model: Model, tree: ModuleNode = moduleTreeOf(model)): SummaryReplyMessage {
+  const indexOf = new Map(model.tensors.map((t, i) => [t.name, i]));
+  const shown: TensorInfo[] = [];
+  const table = treeTableOf(
+    tree,
+    (name) => {
+      const i = indexOf.get(name);
+      if (i === undefined) return undefined;
+      return shown.push(model.tensors[i]!) - 1;
+    },
+    true,
+  );
+  return {
+    type: 'summary',
+    outline: true,
+    path: model.path,
+    files: model.files.map((f) => ({ path: f.path, bytes: f.bytes, headerBytes: f.headerBytes })),
+    tensors: tensorTable(shown, (t) => isViewable(t.dtype)),
+    ...totalsOf(model),
+    metadata: Object.entries(model.metadata),
+    tree: table,
+  };
+}
+
+export function buildSummary(model: Model, tree: ModuleNode = moduleTreeOf(model)): SummaryReplyMessage {
+  const indexOf = new Map(model.tensors.map((t, i) => [t.name, i]));
   return {
     type: 'summary',
     path: model.path,
     files: model.files.map((f) => ({ path: f.path, bytes: f.bytes, headerBytes: f.headerBytes })),
     tensors: tensorTable(model.tensors, (t) => isViewable(t.dtype)),
-    totals: { tensors: model.tensors.length, params, bytes, byDtype: totals },
-    memory: estimateMemory(params).map((m) => ({ format: m.format, bytes: m.bytes })),
+    ...totalsOf(model),
     metadata: Object.entries(model.metadata),
-    tree,
+    tree: treeTableOf(tree, (name) => indexOf.get(name)),
   };
 }
 
@@ -226,6 +261,7 @@ export class ModelService {
   /** The model's files as they were when its header was read. */
   readonly files: readonly FileStamp[];
   private summaryCache: SummaryReplyMessage | undefined;
+  private moduleTreeCache: ModuleNode | undefined;
   private adapterCache: Promise<AdapterInfo | undefined> | undefined;
 
   constructor(
@@ -247,7 +283,16 @@ export class ModelService {
   }
 
   summary(): SummaryReplyMessage {
-    return (this.summaryCache ??= buildSummary(this.model));
+    return (this.summaryCache ??= buildSummary(this.model, this.moduleTree()));
+  }
+
+  /** The outline (see SummaryRequestMessage.outline); the whole summary reuses its module tree. */
+  outline(): SummaryReplyMessage {
+    return buildOutline(this.model, this.moduleTree());
+  }
+
+  private moduleTree(): ModuleNode {
+    return (this.moduleTreeCache ??= moduleTreeOf(this.model));
   }
 
   /** The adapter's description when the file is a LoRA adapter on local disk; undefined otherwise. */

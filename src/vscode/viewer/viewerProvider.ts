@@ -26,7 +26,7 @@ export const SUMMARY_SCHEME = 'tensor-workbench-summary';
  * came from: reopening an unchanged model skips reading its header and building
  * its tree. Three: a 50,000-tensor summary is about 8 MB.
  */
-const SUMMARIES = new ResultCache<{ files: readonly FileStamp[]; summary: SummaryReplyMessage }>(3);
+const SUMMARIES = new ResultCache<{ files: readonly FileStamp[]; summary: SummaryReplyMessage; outline?: SummaryReplyMessage }>(3);
 /** Writers touch a file several times in a row; reload once the burst is over. */
 const RELOAD_DEBOUNCE_MS = 300;
 
@@ -39,6 +39,9 @@ const RELOAD_DEBOUNCE_MS = 300;
 export class ViewerDocument extends Disposable implements vscode.CustomDocument {
   private service: Promise<ModelService> | undefined;
   private summaryReply: Promise<SummaryReplyMessage> | undefined;
+  private outlineReply: Promise<SummaryReplyMessage> | undefined;
+  private wholeSummary: SummaryReplyMessage | undefined;
+  private outlineValue: SummaryReplyMessage | undefined;
   private readonly changed = this.register(new vscode.EventEmitter<{ deleted: boolean }>());
   readonly onDidChange = this.changed.event;
   private timer: NodeJS.Timeout | undefined;
@@ -92,16 +95,17 @@ export class ViewerDocument extends Disposable implements vscode.CustomDocument 
   summary(): Promise<SummaryReplyMessage> {
     if (!this.summaryReply) {
       const p = this.cachedSummary().then(async (hit) => {
-        if (hit) return hit;
+        if (hit) return hit.summary;
         const svc = await this.model();
         const adapter = await svc.adapter();
         const started = Date.now();
         const s = svc.summary();
         log.info(`viewer: summary and module tree of ${s.totals.tensors} tensors built in ${Date.now() - started} ms`);
         const reply = adapter ? { ...s, adapter } : s;
-        if (this.uri.scheme === 'file') SUMMARIES.set(this.uri.toString(), { files: svc.files, summary: reply });
+        if (this.uri.scheme === 'file') SUMMARIES.set(this.uri.toString(), { files: svc.files, summary: reply, outline: this.outlineValue });
         return reply;
       });
+      void p.then((w) => (this.wholeSummary = w), () => undefined);
       this.summaryReply = p;
       // A failure is not kept: the page's request (or a retry after a fix) computes it again.
       p.catch(() => {
@@ -111,8 +115,32 @@ export class ViewerDocument extends Disposable implements vscode.CustomDocument 
     return this.summaryReply;
   }
 
+  /**
+   * The outline the page shows first (see SummaryRequestMessage.outline), or the
+   * whole summary when that is at hand already (an earlier editor's, or computed).
+   */
+  outline(): Promise<SummaryReplyMessage> {
+    if (this.wholeSummary) return Promise.resolve(this.wholeSummary);
+    if (!this.outlineReply) {
+      const p = this.cachedSummary().then(async (hit) => {
+        if (hit) return hit.outline ?? hit.summary;
+        const svc = await this.model();
+        const adapter = await svc.adapter();
+        const started = Date.now();
+        const o = svc.outline();
+        log.info(`viewer: outline of ${o.totals.tensors} tensors built in ${Date.now() - started} ms`);
+        return (this.outlineValue = adapter ? { ...o, adapter } : o);
+      });
+      this.outlineReply = p;
+      p.catch(() => {
+        if (this.outlineReply === p) this.outlineReply = undefined;
+      });
+    }
+    return this.outlineReply;
+  }
+
   /** The summary of an earlier editor on this file, when every file of the model still has its size and mtime. */
-  private async cachedSummary(): Promise<SummaryReplyMessage | undefined> {
+  private async cachedSummary(): Promise<{ summary: SummaryReplyMessage; outline?: SummaryReplyMessage } | undefined> {
     const hit = SUMMARIES.get(this.uri.toString());
     if (!hit) return undefined;
     try {
@@ -122,7 +150,7 @@ export class ViewerDocument extends Disposable implements vscode.CustomDocument 
       }));
       if (stampKey(now) === stampKey(hit.files)) {
         this.watchedFiles = new Set(hit.files.map((f) => vscode.Uri.file(f.path).path));
-        return hit.summary;
+        return hit;
       }
     } catch {
       // A file is gone or unreadable: read the model again, which reports it properly.
@@ -142,6 +170,9 @@ export class ViewerDocument extends Disposable implements vscode.CustomDocument 
     const s = this.service;
     this.service = undefined;
     this.summaryReply = undefined;
+    this.outlineReply = undefined;
+    this.wholeSummary = undefined;
+    this.outlineValue = undefined;
     if (s) await s.then((m) => m.model.close()).catch(() => undefined);
   }
 }
@@ -197,14 +228,14 @@ export class ViewerProvider extends Disposable implements vscode.CustomReadonlyE
       nonce,
       title: doc.uri.path.split('/').pop() ?? 'model',
     });
-    // Read the header and build the tree while the page loads its script (after the html is set:
+    // Read the header and build the outline while the page loads its script (after the html is set:
     // the header's parse holds this thread, and the page must not wait for it to start loading).
-    void doc.summary().catch(() => undefined);
+    void doc.outline().catch(() => undefined);
     const post = (m: ToWebviewMessage) => void panel.webview.postMessage(m);
     const responder = new Responder(
       post,
       {
-        summary: () => doc.summary(),
+        summary: (r) => (r.outline ? doc.outline() : doc.summary()),
         quantPreview: async (_r, ctx) => (await doc.model()).quantPreview(ctx.signal),
         tensorStats: async (r, ctx) => (await doc.model()).tensorStats(r.name, r.bins, ctx.signal),
         heatmap: async (r, ctx) => (await doc.model()).heatmap(r.name, r.maxSize, ctx.signal),
