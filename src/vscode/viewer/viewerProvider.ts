@@ -42,6 +42,7 @@ export class ViewerDocument extends Disposable implements vscode.CustomDocument 
   private outlineReply: Promise<SummaryReplyMessage> | undefined;
   private wholeSummary: SummaryReplyMessage | undefined;
   private outlineValue: SummaryReplyMessage | undefined;
+  private warmed = false;
   private readonly changed = this.register(new vscode.EventEmitter<{ deleted: boolean }>());
   readonly onDidChange = this.changed.event;
   private timer: NodeJS.Timeout | undefined;
@@ -75,10 +76,6 @@ export class ViewerDocument extends Disposable implements vscode.CustomDocument 
       this.service = openModel(path, opener).then((m) => {
         log.info(`viewer: opened ${m.path}: ${m.tensors.length} tensors, ${m.files.length} file(s), header read in ${Date.now() - started} ms`);
         this.watchedFiles = new Set(m.files.map((f) => (this.uri.scheme === 'file' ? vscode.Uri.file(f.path).path : f.path)));
-        // The first click on a tensor should not pay for starting workers or a GPU device: start them now, in the background.
-        const backend = configuredBackend();
-        if (backend !== 'webgpu') getCpuPool().warm();
-        void getBackend(backend).catch(() => undefined);
         return new ModelService(m, { backend: configuredBackend, local: this.uri.scheme === 'file' });
       });
       // A failed open is not cached: the next request (after the user fixes the file) tries again.
@@ -113,6 +110,19 @@ export class ViewerDocument extends Disposable implements vscode.CustomDocument 
       });
     }
     return this.summaryReply;
+  }
+
+  /**
+   * Starts the workers and the GPU device in the background, so that the first click on a
+   * tensor does not pay for them. Called once the page has its tree: started earlier, they
+   * compete with the page's own loading for the same cores.
+   */
+  warmBackends(): void {
+    if (this.warmed) return;
+    this.warmed = true;
+    const backend = configuredBackend();
+    if (backend !== 'webgpu') getCpuPool().warm();
+    void getBackend(backend).catch(() => undefined);
   }
 
   /**
@@ -235,7 +245,12 @@ export class ViewerProvider extends Disposable implements vscode.CustomReadonlyE
     const responder = new Responder(
       post,
       {
-        summary: (r) => (r.outline ? doc.outline() : doc.summary()),
+        summary: async (r) => {
+          const reply = await (r.outline ? doc.outline() : doc.summary());
+          // After this reply is posted (timers run after the promise continuation that posts it).
+          if (!reply.outline) setTimeout(() => doc.warmBackends(), 0);
+          return reply;
+        },
         quantPreview: async (_r, ctx) => (await doc.model()).quantPreview(ctx.signal),
         tensorStats: async (r, ctx) => (await doc.model()).tensorStats(r.name, r.bins, ctx.signal),
         heatmap: async (r, ctx) => (await doc.model()).heatmap(r.name, r.maxSize, ctx.signal),
