@@ -85,9 +85,8 @@ export class ViewerDocument extends Disposable implements vscode.CustomDocument 
   }
 
   /**
-   * The page's first request, computed once per version of the file. The editor
-   * starts it while the page is still loading its script, so the header is read
-   * and the tree built by the time the page asks.
+   * The whole summary (the page's second request, after the outline), computed once
+   * per version of the file, or an earlier editor's when the file is unchanged.
    */
   summary(): Promise<SummaryReplyMessage> {
     if (!this.summaryReply) {
@@ -102,7 +101,8 @@ export class ViewerDocument extends Disposable implements vscode.CustomDocument 
         if (this.uri.scheme === 'file') SUMMARIES.set(this.uri.toString(), { files: svc.files, summary: reply, outline: this.outlineValue });
         return reply;
       });
-      void p.then((w) => (this.wholeSummary = w), () => undefined);
+      // Kept only while it is still this version's: a reload may have dropped it meanwhile.
+      void p.then((w) => this.summaryReply === p && (this.wholeSummary = w), () => undefined);
       this.summaryReply = p;
       // A failure is not kept: the page's request (or a retry after a fix) computes it again.
       p.catch(() => {
@@ -139,7 +139,9 @@ export class ViewerDocument extends Disposable implements vscode.CustomDocument 
         const started = Date.now();
         const o = svc.outline();
         log.info(`viewer: outline of ${o.totals.tensors} tensors built in ${Date.now() - started} ms`);
-        return (this.outlineValue = adapter ? { ...o, adapter } : o);
+        const reply = adapter ? { ...o, adapter } : o;
+        if (this.outlineReply === p) this.outlineValue = reply;
+        return reply;
       });
       this.outlineReply = p;
       p.catch(() => {
