@@ -5,6 +5,31 @@
  * round-to-nearest-even and never fused, which is why the exact rules hold there.
  */
 
+/** WebAssembly's page size: memories grow in these. */
+export const WASM_PAGE = 65536;
+
+/** An exported memory, as the kernels use it. */
+export interface WasmMemory {
+  readonly buffer: ArrayBuffer;
+  grow(pages: number): number;
+}
+
+interface WasmApi {
+  Module: new (bytes: Uint8Array) => object;
+  Instance: new (module: object, imports: object) => { exports: unknown };
+}
+
+/** Compiles and instantiates a module that imports nothing; throws where WebAssembly (or its SIMD) is missing. */
+export function instantiate<E>(bytes: Uint8Array): E {
+  const wasm = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly;
+  return new wasm.Instance(new wasm.Module(bytes), {}).exports as E;
+}
+
+/** Grows `memory` until it holds at least `bytes`. */
+export function ensureMemory(memory: WasmMemory, bytes: number): void {
+  if (memory.buffer.byteLength < bytes) memory.grow(Math.ceil((bytes - memory.buffer.byteLength) / WASM_PAGE));
+}
+
 export const T = { i32: 0x7f, i64: 0x7e, f32: 0x7d, f64: 0x7c, v128: 0x7b } as const;
 export type ValType = (typeof T)[keyof typeof T];
 

@@ -1,4 +1,4 @@
-import { Fn, OP, SIMD, T, assemble, emitF16x4 } from '../cpu/wasmAsm';
+import { Fn, OP, SIMD, T, assemble, emitF16x4, ensureMemory, instantiate, type WasmMemory } from '../cpu/wasmAsm';
 import { OUT_BYTES, storedCols, type MatmulArgs, type MatmulResult } from './matmul';
 
 /**
@@ -26,8 +26,6 @@ import { OUT_BYTES, storedCols, type MatmulArgs, type MatmulResult } from './mat
 
 const SCRATCH = 0;
 const FIRST = 128;
-// WebAssembly's page size.
-const PAGE = 65536;
 // The slack after the base and output regions: a last block of eight lanes reads and writes at
 // most 8 × 8 bytes past its row.
 const SLACK = 64;
@@ -190,14 +188,6 @@ function buildKernel(): Fn {
   return f;
 }
 
-interface WasmMemory {
-  readonly buffer: ArrayBuffer;
-  grow(pages: number): number;
-}
-interface WasmApi {
-  Module: new (bytes: Uint8Array) => object;
-  Instance: new (module: object, imports: object) => { exports: unknown };
-}
 interface MatmulModule {
   readonly memory: WasmMemory;
   readonly mm: (R: number, L: number, base: number, out: number, flags: number, rows: number, cols: number, K: number, baseMode: number, outMode: number) => void;
@@ -208,9 +198,7 @@ let instance: MatmulModule | null | undefined;
 function matmulModule(): MatmulModule | null {
   if (instance !== undefined) return instance;
   try {
-    const wasm = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly;
-    const inst = new wasm.Instance(new wasm.Module(assemble([['mm', buildKernel()]], 1)), {});
-    instance = inst.exports as unknown as MatmulModule;
+    instance = instantiate<MatmulModule>(assemble([['mm', buildKernel()]], 1));
   } catch {
     instance = null;
   }
@@ -246,7 +234,7 @@ export function matmulSimdPass(args: MatmulArgs): SimdPass | undefined {
   const flagsP = align16(outP + count * ob + SLACK);
   const need = flagsP + rows * 4;
   if (need > MAX_MEMORY) return undefined;
-  if (mod.memory.buffer.byteLength < need) mod.memory.grow(Math.ceil((need - mod.memory.buffer.byteLength) / PAGE));
+  ensureMemory(mod.memory, need);
   const mem = mod.memory.buffer;
 
   const rv = new Float64Array(mem, rP, nb * K * 8);

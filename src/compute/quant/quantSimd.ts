@@ -1,5 +1,5 @@
 import { f16Table32, sumsFrom, type ErrorSums, type QuantInputDType } from './common';
-import { Fn, OP, SIMD, T, assemble, emitF16x4 } from '../cpu/wasmAsm';
+import { Fn, OP, SIMD, T, WASM_PAGE, assemble, emitF16x4, ensureMemory, instantiate, type WasmMemory } from '../cpu/wasmAsm';
 
 /**
  * Q8_0, Q4_0, Q4_1, int8-channel and fp8-e4m3 for BF16, F16 and F32 input in WebAssembly
@@ -21,8 +21,6 @@ const SCRATCH = STATS + 128;
 const IN = STATS + 256;
 /** Input encodings the kernels take (the `mode` argument). */
 const MODE = { F32: 0, BF16: 1, F16: 2 } as const;
-// WebAssembly's page size.
-const PAGE = 65536;
 
 /** Emits `h = f16(w)` (round to nearest even, overflow to inf) on i32 locals. */
 function emitF16(f: Fn, w: number, h: number): void {
@@ -379,15 +377,6 @@ function buildRowKernel(kind: 'int8' | 'fp8'): Fn {
   return f;
 }
 
-interface WasmMemory {
-  readonly buffer: ArrayBuffer;
-  grow(pages: number): number;
-}
-interface WasmApi {
-  Module: new (bytes: Uint8Array) => object;
-  Instance: new (module: object, imports: object) => { exports: unknown };
-}
-
 interface SimdModule {
   readonly memory: WasmMemory;
   readonly q8_0: (inP: number, outP: number, nb: number, mode: number) => void;
@@ -405,11 +394,9 @@ function simdModule(): SimdModule | null {
   try {
     const bytes = assemble(
       [['q8_0', buildKernel('q8_0')], ['q4_0', buildKernel('q4_0')], ['q4_1', buildKernel('q4_1')], ['int8Rows', buildRowKernel('int8')], ['fp8Rows', buildRowKernel('fp8')]],
-      Math.ceil(IN / PAGE) + 1,
+      Math.ceil(IN / WASM_PAGE) + 1,
     );
-    const wasm = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly;
-    const inst = new wasm.Instance(new wasm.Module(bytes), {});
-    const ex = inst.exports as unknown as SimdModule;
+    const ex = instantiate<SimdModule>(bytes);
     new Float32Array(ex.memory.buffer, TABLE, 65536).set(f16Table32());
     instance = ex;
   } catch {
@@ -435,7 +422,7 @@ export function ggmlSimd(kind: GgmlSimdKind, src: Uint8Array, dtype: QuantInputD
   const outP = IN + Math.ceil(src.byteLength / 16) * 16;
   // 16 bytes of slack: the last block's vector store may run past its 18 bytes.
   const need = outP + outBytes + 16;
-  if (mod.memory.buffer.byteLength < need) mod.memory.grow(Math.ceil((need - mod.memory.buffer.byteLength) / PAGE));
+  ensureMemory(mod.memory, need);
   new Uint8Array(mod.memory.buffer, IN, src.byteLength).set(src);
   mod[kind](IN, outP, nb, MODE[dtype]);
   const view = new Uint8Array(mod.memory.buffer, outP, outBytes);
@@ -462,7 +449,7 @@ export function rowsSimd(kind: 'int8' | 'fp8', src: Uint8Array, dtype: QuantInpu
   const outP = IN + Math.ceil(src.byteLength / 16) * 16;
   const scalesP = outP + Math.ceil(n / 16) * 16;
   const need = scalesP + rows * 4;
-  if (mod.memory.buffer.byteLength < need) mod.memory.grow(Math.ceil((need - mod.memory.buffer.byteLength) / PAGE));
+  ensureMemory(mod.memory, need);
   new Uint8Array(mod.memory.buffer, IN, src.byteLength).set(src);
   (kind === 'int8' ? mod.int8Rows : mod.fp8Rows)(IN, outP, rows, cols, MODE[dtype], scalesP);
   const data = new Uint8Array(mod.memory.buffer, outP, n).slice();
