@@ -33,3 +33,17 @@ export function forEachBackend(name: string, body: (backend: Backend) => void): 
     });
   }
 }
+
+/**
+ * The WebGPU backend for a test that needs it; without an adapter the test is
+ * skipped locally (returns undefined) and fails when CI=true.
+ */
+export async function webgpuOrSkip(t: { skip(message: string): void }): Promise<Backend | undefined> {
+  try {
+    return await getBackend('webgpu');
+  } catch (e) {
+    if (process.env.CI === 'true') throw e;
+    t.skip(`no WebGPU adapter: ${(e as Error).message}`);
+    return undefined;
+  }
+}

@@ -6,7 +6,7 @@ import { gpuIsSoftware, isSoftwareAdapter } from '../../src/compute/gpu/device';
 import { decodeKernel } from '../../src/compute/decode/decode';
 import { CancelledError } from '../../src/pipelines/job';
 import type { DType } from '../../src/format/dtypes';
-import { forEachBackend } from './backends';
+import { forEachBackend, webgpuOrSkip } from './backends';
 import { pack, refDecode } from './reference';
 
 const SMALL: [DType, number][] = [
@@ -93,14 +93,8 @@ describe('backend choice', () => {
     assert.equal(isSoftwareAdapter({ vendor: 'apple', architecture: 'metal-3', device: '', description: 'Apple M2' }), false);
   });
   it('auto runs on the CPU pool when the only adapter is a software one; webgpu still takes it', async (t) => {
-    let gpu;
-    try {
-      gpu = await getBackend('webgpu');
-    } catch (e) {
-      if (process.env.CI === 'true') throw e;
-      t.skip(`no WebGPU adapter: ${(e as Error).message}`);
-      return;
-    }
+    const gpu = await webgpuOrSkip(t);
+    if (!gpu) return;
     assert.equal(gpu.kind, 'webgpu');
     const software = gpuIsSoftware();
     // CI's adapter is SwiftShader (VK_ICD_FILENAMES): there the software branch must be the one taken.

@@ -5,6 +5,7 @@ import { decodeKernel } from '../../src/compute/decode/decode';
 import { onGpuFallback } from '../../src/compute/gpu/device';
 import type { KernelDef } from '../../src/compute/kernel';
 import type { DecodeArgs } from '../../src/compute/decode/decode';
+import { webgpuOrSkip } from './backends';
 
 // Its own file (own process): breaking the device is permanent for the session.
 
@@ -24,14 +25,8 @@ const broken: KernelDef<DecodeArgs, Float32Array> = {
 after(() => disposeBackends());
 
 it('a device error falls back to the CPU twin, tells the user once, and later runs stay on the CPU', async (t) => {
-  let gpu;
-  try {
-    gpu = await getBackend('webgpu');
-  } catch (e) {
-    if (process.env.CI === 'true') throw e;
-    t.skip(`no WebGPU adapter: ${(e as Error).message}`);
-    return;
-  }
+  const gpu = await webgpuOrSkip(t);
+  if (!gpu) return;
   const told: string[] = [];
   const off = onGpuFallback((m) => told.push(m));
   const bf16One = new Uint8Array([0x80, 0x3f]);

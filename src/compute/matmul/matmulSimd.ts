@@ -1,5 +1,5 @@
 import { Fn, OP, SIMD, T, assemble, emitF16x4, ensureMemory, instantiate, type WasmMemory } from '../cpu/wasmAsm';
-import { OUT_BYTES, storedCols, type MatmulArgs, type MatmulResult } from './matmul';
+import { OUT_BYTES, storedCols, type MatmulArgs } from './matmul';
 
 /**
  * The CPU twin's fast path: the same float64 arithmetic as the scalar loop, two
@@ -270,4 +270,3 @@ export function matmulSimdAvailable(): boolean {
   return matmulModule() !== null;
 }
 
-export type { MatmulResult };
