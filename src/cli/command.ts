@@ -1,5 +1,5 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import type { Progress } from '../pipelines/job';
+import type { Progress } from '../core/job';
 
 /**
  * One CLI subcommand. To add one, write `src/cli/<name>.ts` exporting a

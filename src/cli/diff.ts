@@ -1,5 +1,5 @@
-import { BackendUnavailableError, disposeBackends } from '../compute/backend';
-import type { BackendChoice } from '../compute/kernel';
+import { BackendUnavailableError, disposeBackends } from '../pipelines/runtime';
+import type { BackendChoice } from '../core/job';
 import type { Model } from '../format/model';
 import { openModel } from '../format/openModel';
 import { diff, type PrefixMapping } from '../pipelines/diff';

@@ -5,7 +5,7 @@
 // `Command` ({ name, summary, usage?, run(argv, io) }, see ./command.ts), then add
 // its import below and one entry to COMMANDS. That is the whole registration.
 import { isFormatError } from '../format/errors';
-import { isCancelled, type Progress } from '../pipelines/job';
+import { isCancelled, type Progress } from '../core/job';
 import { UsageError, type Command, type CommandIO } from './command';
 import { convertCommand } from './convert';
 import { diffCommand } from './diff';

@@ -1,5 +1,5 @@
-import type { BackendChoice } from '../compute/kernel';
-import type { MatmulDType } from '../compute/matmul/matmul';
+import type { BackendChoice } from '../core/job';
+import type { MatmulDType } from '../pipelines/runtime';
 import { merge, MergeError, planMerge, type MergeAdapterArg } from '../pipelines/merge';
 import { parseCommandArgs, parseSize, UsageError, type Command } from './command';
 

@@ -1,7 +1,8 @@
-import { isSchemeName, SCHEME_NAMES } from '../compute/quant/schemes';
-import type { BackendChoice } from '../compute/kernel';
+import { isSchemeName, SCHEME_NAMES } from '../pipelines/runtime';
+import type { BackendChoice } from '../core/job';
 import { preview, quantize, type PreviewResult, type QuantFormat, type QuantReport } from '../pipelines/quantize';
 import { parseCommandArgs, UsageError, type Command } from './command';
+import { formatSize } from '../core/units';
 
 const USAGE = `usage: tensor-workbench quantize IN OUT --scheme ${SCHEME_NAMES.join('|')}
          [--format gguf|safetensors] [--keep GLOB]... [--only GLOB]... [--gguf-names hf|llama]
@@ -19,10 +20,6 @@ Globs match whole tensor names (* any run, ? one character).
 --preview estimates size and error of each scheme from ≤1% of every tensor and
 writes nothing. --json prints the report (or the preview) as JSON.`;
 
-function fmtBytes(n: number): string {
-  return n >= 2 ** 30 ? `${(n / 2 ** 30).toFixed(2)} GiB` : n >= 2 ** 20 ? `${(n / 2 ** 20).toFixed(1)} MiB` : `${(n / 1024).toFixed(1)} KiB`;
-}
-
 function fmt(n: number | undefined, digits = 4): string {
   if (n === undefined) return '-';
   if (!Number.isFinite(n)) return n > 0 ? 'inf' : '-inf';
@@ -35,11 +32,11 @@ function toJson(v: unknown): string {
 }
 
 export function previewText(p: PreviewResult): string {
-  const lines = [`${p.input}: ${p.params.toLocaleString('en-US')} parameters, ${fmtBytes(p.bytesBefore)}; sampled ≤${p.sampleFraction * 100}% of each tensor in ${p.seconds.toFixed(1)} s`];
+  const lines = [`${p.input}: ${p.params.toLocaleString('en-US')} parameters, ${formatSize(p.bytesBefore)}; sampled ≤${p.sampleFraction * 100}% of each tensor in ${p.seconds.toFixed(1)} s`];
   lines.push(`${'scheme'.padEnd(13)} ${'size'.padStart(11)} ${'bits/w'.padStart(7)} ${'SNR dB'.padStart(8)} ${'RMSE'.padStart(10)} ${'cosine'.padStart(9)}  tensors`);
   for (const r of p.rows) {
     lines.push(
-      `${r.scheme.padEnd(13)} ${fmtBytes(r.bytesAfter).padStart(11)} ${r.bitsPerWeight.toFixed(2).padStart(7)} ${fmt(r.snrDb, 1).padStart(8)} ${fmt(r.rmse, 6).padStart(10)} ${fmt(r.cosine, 6).padStart(9)}  ${r.quantizedTensors} quantized, ${r.keptTensors} kept`,
+      `${r.scheme.padEnd(13)} ${formatSize(r.bytesAfter).padStart(11)} ${r.bitsPerWeight.toFixed(2).padStart(7)} ${fmt(r.snrDb, 1).padStart(8)} ${fmt(r.rmse, 6).padStart(10)} ${fmt(r.cosine, 6).padStart(9)}  ${r.quantizedTensors} quantized, ${r.keptTensors} kept`,
     );
   }
   return lines.join('\n') + '\n';
@@ -58,7 +55,7 @@ export function reportText(r: QuantReport, verbose: boolean): string {
   const tt = r.totals;
   lines.push(
     `quantized ${q} of ${r.tensors.length} tensors to ${r.scheme} (${r.format}, ${r.backend}) in ${r.seconds.toFixed(1)} s`,
-    `size ${fmtBytes(tt.bytesBefore)} → ${fmtBytes(tt.bytesAfter)}, ${tt.bitsPerWeight.toFixed(2)} bits/weight overall (${tt.quantizedBitsPerWeight.toFixed(2)} in quantized tensors)`,
+    `size ${formatSize(tt.bytesBefore)} → ${formatSize(tt.bytesAfter)}, ${tt.bitsPerWeight.toFixed(2)} bits/weight overall (${tt.quantizedBitsPerWeight.toFixed(2)} in quantized tensors)`,
     `error over quantized tensors: RMSE ${fmt(tt.rmse, 6)}, max|err| ${fmt(tt.maxAbsErr, 6)}, SNR ${fmt(tt.snrDb, 1)} dB, cosine ${fmt(tt.cosine, 6)}`,
   );
   for (const m of r.missing) lines.push(`note: missing ${m}`);

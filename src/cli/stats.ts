@@ -1,5 +1,5 @@
-import { BackendUnavailableError, disposeBackends } from '../compute/backend';
-import type { BackendChoice } from '../compute/kernel';
+import { BackendUnavailableError, disposeBackends } from '../pipelines/runtime';
+import type { BackendChoice } from '../core/job';
 import { openModel } from '../format/openModel';
 import { stats, type StatsReport, type TensorStats } from '../pipelines/stats';
 import { parseCommandArgs, UsageError, type Command } from './command';

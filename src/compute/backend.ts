@@ -1,4 +1,4 @@
-import { CancelledError, throwIfCancelled } from '../pipelines/job';
+import { CancelledError, throwIfCancelled } from '../core/job';
 import { disposeCpuPool, getCpuPool } from './cpu/pool';
 import { disposeGpu, getGpuContext, gpuBrokenReason, gpuDescription, gpuIsSoftware, gpuUnavailableReason, markGpuBroken } from './gpu/device';
 import { GpuUnsupportedError, type Backend, type BackendChoice, type BackendKind, type KernelDef } from './kernel';

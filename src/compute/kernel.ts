@@ -1,3 +1,6 @@
+import type { BackendKind } from '../core/job';
+
+export type { BackendChoice, BackendKind } from '../core/job';
 /**
  * The contract every compute kernel follows. A kernel is three files side by side:
  *   name.wgsl     the WGSL source (tunables are `override` constants)
@@ -16,8 +19,6 @@ export interface KernelDef<A, R> {
   transfer?(args: A): ArrayBuffer[];
 }
 
-export type BackendKind = 'webgpu' | 'cpu';
-export type BackendChoice = BackendKind | 'auto';
 
 /** What a GPU twin gets: one lazily created device and a pipeline cache. */
 export interface GpuContext {

@@ -17,7 +17,7 @@ import {
   type TensorInfo,
   type TensorSource,
 } from '../format';
-import { CancelledError, isCancelled, throttle, type JobContext } from './job';
+import { CancelledError, isCancelled, throttle, type JobContext } from '../core/job';
 
 export type ConvertTarget = 'F32' | 'F16' | 'BF16';
 

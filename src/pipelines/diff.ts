@@ -9,7 +9,7 @@ import { decodeToF32 } from '../format/decode';
 import type { Model, TensorInfo } from '../format/model';
 import { matchTensors, type PrefixMapping } from './diffMatch';
 import { eigenSymmetric, gaussianMatrix, orthonormalizeColumns } from './diffLinalg';
-import { throttle, throwIfCancelled, type JobContext } from './job';
+import { throttle, throwIfCancelled, type JobContext } from '../core/job';
 
 export type { PrefixMapping } from './diffMatch';
 

@@ -1,4 +1,5 @@
 import type { DiffReport, GroupDiff, TensorDiff } from './diff';
+import { formatBytes, formatCount } from '../core/units';
 
 /**
  * Renderings of a DiffReport: JSON (the CLI's --json and the webview's export),
@@ -63,24 +64,6 @@ export function fmtPercent(x: number): string {
   return `${(x * 100).toFixed(x < 0.1 ? 1 : 0)}%`;
 }
 
-export function fmtBytes(n: number): string {
-  const units = ['B', 'KB', 'MB', 'GB', 'TB'];
-  let i = 0;
-  let v = n;
-  while (v >= 1000 && i < units.length - 1) {
-    v /= 1000;
-    i++;
-  }
-  return `${i === 0 ? v : v.toFixed(v < 10 ? 2 : 1)} ${units[i]}`;
-}
-
-function fmtCount(n: number): string {
-  if (n >= 1e9) return `${(n / 1e9).toFixed(2)}B`;
-  if (n >= 1e6) return `${(n / 1e6).toFixed(1)}M`;
-  if (n >= 1e4) return `${(n / 1e3).toFixed(1)}K`;
-  return String(n);
-}
-
 function shapeStr(s: readonly number[]): string {
   return `[${s.join(', ')}]`;
 }
@@ -94,7 +77,7 @@ function energyStr(t: TensorDiff): string {
 export function summaryLine(r: DiffReport): string {
   const s = r.summary;
   const parts = [
-    `${s.different} of ${s.compared} compared tensors changed (${fmtPercent(s.elements > 0 ? s.changedElements / s.elements : 0)} of ${fmtCount(s.elements)} elements)`,
+    `${s.different} of ${s.compared} compared tensors changed (${fmtPercent(s.elements > 0 ? s.changedElements / s.elements : 0)} of ${formatCount(s.elements, 'compact')} elements)`,
     `${r.added.length} added`,
     `${r.removed.length} removed`,
     `${r.changed.length} with a new shape or dtype`,
@@ -109,7 +92,7 @@ function mappingLine(r: DiffReport): string | undefined {
 
 function costLine(r: DiffReport): string {
   const rank = r.rankSeconds !== undefined ? `, of which ${r.rankSeconds.toFixed(1)} s for the rank estimate` : '';
-  return `${fmtBytes(r.bytesRead)} read in ${r.seconds.toFixed(2)} s${rank} on ${r.backend}`;
+  return `${formatBytes(r.bytesRead, 'si')} read in ${r.seconds.toFixed(2)} s${rank} on ${r.backend}`;
 }
 
 function mdEscape(s: string): string {

@@ -1,8 +1,9 @@
 import { openModel, type DType, type Model, type SourceOpener } from '../format';
-import type { JobContext } from './job';
-import { throwIfCancelled } from './job';
+import type { JobContext } from '../core/job';
+import { throwIfCancelled } from '../core/job';
 import { estimateMemory } from './memory';
-import { buildModuleTree, formatBytes, formatCount, renderModuleTree } from './moduleTree';
+import { formatBytes, formatCount } from '../core/units';
+import { buildModuleTree, renderModuleTree } from './moduleTree';
 
 /** `inspect --json`: exactly this shape. */
 export interface InspectReport {

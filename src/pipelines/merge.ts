@@ -21,7 +21,7 @@ import { FormatError } from '../format/errors';
 import type { Model, TensorInfo } from '../format/model';
 import { openModel } from '../format/openModel';
 import { tempPathFor, writeSafetensors, writeSharded, type TensorSource } from '../format/writer';
-import { CancelledError, throttle, throwIfCancelled, type JobContext } from './job';
+import { CancelledError, throttle, throwIfCancelled, type JobContext } from '../core/job';
 import { mapAdapters, openAdapter, readValues, type AdapterMapping, type MappedModule, type ParsedAdapter, type UnmatchedKey } from './lora';
 
 export interface MergeAdapterArg {

@@ -1,4 +1,5 @@
 import { DTYPE_INFO, type DType } from '../format/dtypes';
+import { formatBytes, formatCount } from '../core/units';
 
 /**
  * The module tree of a checkpoint, built from tensor names alone: the dotted
@@ -213,30 +214,6 @@ export function buildModuleTree(tensors: readonly TreeTensorInput[], opts: { fol
 export function walkModuleTree(root: ModuleNode, visit: (n: ModuleNode, depth: number) => void, depth = 0): void {
   visit(root, depth);
   for (const c of root.children) walkModuleTree(c, visit, depth + 1);
-}
-
-/** 1234567 → `1.23M`; counts of parameters. */
-export function formatCount(n: number): string {
-  const units: [number, string][] = [
-    [1e12, 'T'],
-    [1e9, 'B'],
-    [1e6, 'M'],
-    [1e3, 'K'],
-  ];
-  for (const [v, u] of units) if (n >= v) return `${(n / v).toPrecision(3)}${u}`;
-  return String(n);
-}
-
-/** 1536 → `1.50 KiB`. */
-export function formatBytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
-  let v = n;
-  let u = 0;
-  while (v >= 1024 && u < units.length - 1) {
-    v /= 1024;
-    u++;
-  }
-  return u === 0 ? `${n} B` : `${v.toFixed(2)} ${units[u]}`;
 }
 
 export interface RenderOptions {

@@ -11,7 +11,7 @@ import { GGML_TYPE, LLAMA_FAMILY, gguf, llamaCppName, llamaMetadata, writeGguf, 
 import type { Model, TensorInfo } from '../format/model';
 import { openModel } from '../format/openModel';
 import { tempPathFor, writeSafetensors, writeSharded, type TensorSource } from '../format/writer';
-import { CancelledError, isCancelled, throttle, throwIfCancelled, type JobContext } from './job';
+import { CancelledError, isCancelled, throttle, throwIfCancelled, type JobContext } from '../core/job';
 
 export type QuantFormat = 'safetensors' | 'gguf';
 

@@ -1,10 +1,7 @@
 import type { PreviewResult, QuantReport } from './quantize';
+import { formatSize } from '../core/units';
 
 /** Markdown renderings of a quantization report and preview (the VS Code report document, `--json`'s human twin). */
-
-function bytes(n: number): string {
-  return n >= 2 ** 30 ? `${(n / 2 ** 30).toFixed(2)} GiB` : n >= 2 ** 20 ? `${(n / 2 ** 20).toFixed(1)} MiB` : `${(n / 1024).toFixed(1)} KiB`;
-}
 
 function num(n: number | undefined, digits: number): string {
   if (n === undefined) return '–';
@@ -24,13 +21,13 @@ export function previewMarkdown(p: PreviewResult): string {
   const out = [
     `# Quantization preview: ${cell(p.input)}`,
     '',
-    `${p.params.toLocaleString('en-US')} parameters, ${bytes(p.bytesBefore)}. Errors are estimated from at most ${p.sampleFraction * 100}% of each tensor (sizes are exact); computed in ${p.seconds.toFixed(1)} s.`,
+    `${p.params.toLocaleString('en-US')} parameters, ${formatSize(p.bytesBefore)}. Errors are estimated from at most ${p.sampleFraction * 100}% of each tensor (sizes are exact); computed in ${p.seconds.toFixed(1)} s.`,
     '',
     '| scheme | size | bits/weight | SNR (dB) | RMSE | cosine | tensors quantized / kept |',
     '| --- | ---: | ---: | ---: | ---: | ---: | ---: |',
   ];
   for (const r of p.rows) {
-    out.push(`| ${r.scheme} | ${bytes(r.bytesAfter)} | ${r.bitsPerWeight.toFixed(2)} | ${num(r.snrDb, 1)} | ${num(r.rmse, 6)} | ${num(r.cosine, 6)} | ${r.quantizedTensors} / ${r.keptTensors} |`);
+    out.push(`| ${r.scheme} | ${formatSize(r.bytesAfter)} | ${r.bitsPerWeight.toFixed(2)} | ${num(r.snrDb, 1)} | ${num(r.rmse, 6)} | ${num(r.cosine, 6)} | ${r.quantizedTensors} / ${r.keptTensors} |`);
   }
   const maxSize = Math.max(...p.rows.map((r) => r.bytesAfter), 1);
   const maxSnr = Math.max(...p.rows.map((r) => (Number.isFinite(r.snrDb ?? NaN) ? r.snrDb! : 0)), 1);
@@ -38,7 +35,7 @@ export function previewMarkdown(p: PreviewResult): string {
   for (const r of [...p.rows].sort((a, b) => a.bytesAfter - b.bytesAfter)) {
     const s = '█'.repeat(Math.max(1, Math.round((r.bytesAfter / maxSize) * BAR)));
     const e = '▒'.repeat(Math.max(0, Math.round(((Number.isFinite(r.snrDb ?? NaN) ? r.snrDb! : maxSnr) / maxSnr) * BAR)));
-    out.push(`${r.scheme.padEnd(13)} size ${s.padEnd(BAR)} ${bytes(r.bytesAfter).padStart(10)}`);
+    out.push(`${r.scheme.padEnd(13)} size ${s.padEnd(BAR)} ${formatSize(r.bytesAfter).padStart(10)}`);
     out.push(`${''.padEnd(13)} SNR  ${e.padEnd(BAR)} ${(num(r.snrDb, 1) + ' dB').padStart(10)}`);
   }
   out.push('```', '');
@@ -54,7 +51,7 @@ export function reportMarkdown(r: QuantReport): string {
     `- input: ${cell(r.input)}`,
     `- output: ${r.outputs.map(cell).join(', ')}`,
     `- backend: ${r.backend}, ${r.seconds.toFixed(1)} s`,
-    `- size: ${bytes(t.bytesBefore)} → ${bytes(t.bytesAfter)}; ${t.bitsPerWeight.toFixed(2)} bits/weight overall, ${t.quantizedBitsPerWeight.toFixed(2)} in quantized tensors`,
+    `- size: ${formatSize(t.bytesBefore)} → ${formatSize(t.bytesAfter)}; ${t.bitsPerWeight.toFixed(2)} bits/weight overall, ${t.quantizedBitsPerWeight.toFixed(2)} in quantized tensors`,
     `- error over quantized tensors: RMSE ${num(t.rmse, 6)}, max |error| ${num(t.maxAbsErr, 6)}, SNR ${num(t.snrDb, 1)} dB, cosine ${num(t.cosine, 6)}`,
   ];
   for (const m of r.missing) out.push(`- missing: ${cell(m)}`);
@@ -63,7 +60,7 @@ export function reportMarkdown(r: QuantReport): string {
     const action = x.action === 'quantized' ? x.scheme! : `${x.action}: ${x.reason ?? ''}`;
     const name = x.outputName && x.outputName !== x.name ? `${x.name} → ${x.outputName}` : x.name;
     out.push(
-      `| ${cell(name)} | ${x.dtype} [${x.shape.join(', ')}] | ${cell(action)} | ${num(x.rmse, 6)} | ${num(x.maxAbsErr, 6)} | ${num(x.snrDb, 1)} | ${num(x.cosine, 6)} | ${bytes(x.bytesBefore)} → ${bytes(x.bytesAfter)} |`,
+      `| ${cell(name)} | ${x.dtype} [${x.shape.join(', ')}] | ${cell(action)} | ${num(x.rmse, 6)} | ${num(x.maxAbsErr, 6)} | ${num(x.snrDb, 1)} | ${num(x.cosine, 6)} | ${formatSize(x.bytesBefore)} → ${formatSize(x.bytesAfter)} |`,
     );
   }
   return out.join('\n') + '\n';

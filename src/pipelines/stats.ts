@@ -9,7 +9,7 @@ import { binsParams, mergeTop, mergeWide, summarizePatterns, summarizeWide, unsu
 import { DTYPE_INFO } from '../format/dtypes';
 import { FormatError } from '../format/errors';
 import type { Model, TensorInfo } from '../format/model';
-import { CancelledError, throttle, throwIfCancelled, type JobContext } from './job';
+import { CancelledError, throttle, throwIfCancelled, type JobContext } from '../core/job';
 
 export type { TensorStats } from '../compute/stats/summarize';
 

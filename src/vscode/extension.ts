@@ -1,7 +1,7 @@
 import * as vscode from 'vscode';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { disposeBackends } from '../compute/backend';
+import { disposeBackends } from '../pipelines/runtime';
 import { registerCommand } from './commands';
 import { CompareCommand } from './diff/compareCommand';
 import { log } from './log';

@@ -1,4 +1,5 @@
-import type { Progress } from '../pipelines/job';
+import type { Progress } from '../core/job';
+import { formatBytes as formatUnits } from '../core/units';
 
 /** The part of vscode.CancellationToken this module uses (a real token satisfies it). */
 export interface TokenLike {
@@ -31,17 +32,9 @@ export interface ProgressStep {
   readonly increment?: number;
 }
 
-const UNITS = ['B', 'KB', 'MB', 'GB', 'TB'];
-
 /** Decimal byte counts, the way file managers show them. */
 export function formatBytes(n: number): string {
-  let v = n;
-  let u = 0;
-  while (v >= 1000 && u < UNITS.length - 1) {
-    v /= 1000;
-    u++;
-  }
-  return `${u === 0 ? v : v.toFixed(v < 10 ? 2 : v < 100 ? 1 : 0)} ${UNITS[u]}`;
+  return formatUnits(n, 'progress');
 }
 
 /**

@@ -1,6 +1,6 @@
 import * as vscode from 'vscode';
 import { basename, dirname, join } from 'node:path';
-import type { MatmulDType } from '../compute/matmul/matmul';
+import type { MatmulDType } from '../pipelines/runtime';
 import { merge, planMerge, type MergeAdapterArg, type MergePlan, type MergeResult } from '../pipelines/merge';
 import { registerWriteCommand } from './commands';
 import { runJob, showError } from './progress';

@@ -1,7 +1,7 @@
 import * as vscode from 'vscode';
 import { isFormatError } from '../format/errors';
-import { isCancelled, type JobContext } from '../pipelines/job';
-import type { BackendChoice } from '../compute/kernel';
+import { isCancelled, type JobContext } from '../core/job';
+import type { BackendChoice } from '../core/job';
 import { ProgressMapper, signalFromToken } from './jobProgress';
 import { log } from './log';
 

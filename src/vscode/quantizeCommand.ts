@@ -1,6 +1,7 @@
 import * as vscode from 'vscode';
 import { basename, dirname, join } from 'node:path';
-import { SCHEMES, type SchemeName } from '../compute/quant/schemes';
+import { formatSize } from '../core/units';
+import { SCHEMES, type SchemeName } from '../pipelines/runtime';
 import { preview, quantize, type PreviewResult, type QuantFormat, type QuantReport } from '../pipelines/quantize';
 import { previewMarkdown, reportMarkdown } from '../pipelines/quantizeReport';
 import { registerWriteCommand } from './commands';
@@ -55,20 +56,16 @@ interface SchemeItem extends vscode.QuickPickItem {
   readonly scheme: SchemeName;
 }
 
-function fmtBytes(n: number): string {
-  return n >= 2 ** 30 ? `${(n / 2 ** 30).toFixed(2)} GiB` : `${(n / 2 ** 20).toFixed(1)} MiB`;
-}
-
 async function pickScheme(p: PreviewResult): Promise<SchemeName | undefined> {
   const preferred = vscode.workspace.getConfiguration('tensorWorkbench').get<string>('quantize.defaultScheme', 'q8_0');
   const items: SchemeItem[] = p.rows.map((r) => ({
     scheme: r.scheme,
     label: r.scheme,
-    description: `${fmtBytes(r.bytesAfter)} · ${r.bitsPerWeight.toFixed(2)} bits/w · SNR ${r.snrDb !== undefined ? r.snrDb.toFixed(1) : '–'} dB · cosine ${r.cosine !== undefined ? r.cosine.toFixed(5) : '–'}`,
+    description: `${formatSize(r.bytesAfter, 'MiB')} · ${r.bitsPerWeight.toFixed(2)} bits/w · SNR ${r.snrDb !== undefined ? r.snrDb.toFixed(1) : '–'} dB · cosine ${r.cosine !== undefined ? r.cosine.toFixed(5) : '–'}`,
     detail: `${SCHEMES[r.scheme].description}; ${r.quantizedTensors} tensors quantized, ${r.keptTensors} kept`,
   }));
   const qp = vscode.window.createQuickPick<SchemeItem>();
-  qp.title = `Quantize ${basename(p.input)} (${fmtBytes(p.bytesBefore)}): size and estimated error per scheme`;
+  qp.title = `Quantize ${basename(p.input)} (${formatSize(p.bytesBefore, 'MiB')}): size and estimated error per scheme`;
   qp.placeholder = `Errors estimated from ≤${p.sampleFraction * 100}% of each tensor; sizes are exact`;
   qp.items = items;
   qp.matchOnDescription = true;

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { writeSafetensors, type TensorSource } from '../../src/format/writer';
 import { convertModel } from '../../src/pipelines/convert';
-import { CancelledError } from '../../src/pipelines/job';
+import { CancelledError } from '../../src/core/job';
 import { writeLlama } from '../fixtures/llama';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports

@@ -4,7 +4,7 @@ import { disposeBackends, getBackend } from '../../src/compute/backend';
 import { getCpuPool } from '../../src/compute/cpu/pool';
 import { gpuIsSoftware, isSoftwareAdapter } from '../../src/compute/gpu/device';
 import { decodeKernel } from '../../src/compute/decode/decode';
-import { CancelledError } from '../../src/pipelines/job';
+import { CancelledError } from '../../src/core/job';
 import type { DType } from '../../src/format/dtypes';
 import { forEachBackend, webgpuOrSkip } from './backends';
 import { pack, refDecode } from './reference';

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, it } from 'node:test';
 import { MemorySource, openModel, openSafetensorsFile, type DType, type Model } from '../../src/format';
-import { CancelledError, type Progress } from '../../src/pipelines/job';
+import { CancelledError, type Progress } from '../../src/core/job';
 import { stats, type TensorStats } from '../../src/pipelines/stats';
 import { forEachBackend } from './backends';
 import { WIDTH, pack, refDecode, rng, writeSafetensorsFile } from './reference';

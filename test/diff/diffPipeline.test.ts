@@ -3,7 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import type { Model } from '../../src/format/model';
 import { diff, deltaHistogram, type DiffReport, type TensorDiff } from '../../src/pipelines/diff';
 import { detectPrefixMapping } from '../../src/pipelines/diffMatch';
-import { CancelledError } from '../../src/pipelines/job';
+import { CancelledError } from '../../src/core/job';
 import { writeSafetensors } from '../../src/format/writer';
 import { forEachBackend } from '../compute/backends';
 import { decodeRef, elementBits, encode, normals, openFile, rng, TempDir, writeModel, type FloatDType, type TestTensor } from './diffFixtures';

@@ -6,7 +6,7 @@ import { after, describe, it } from 'node:test';
 import type { Backend } from '../../src/compute/kernel';
 import { describeAdapter, patternKeyFor } from '../../src/pipelines/lora';
 import { merge, MergeError, planMerge } from '../../src/pipelines/merge';
-import { CancelledError } from '../../src/pipelines/job';
+import { CancelledError } from '../../src/core/job';
 import { writeSharded } from '../../src/format/writer';
 import { forEachBackend } from '../compute/backends';
 import { addDelta, gen, numel, product, readOut, valuesOf, writePeft, writeTensors, type T } from './mergeFixtures';

@@ -10,7 +10,7 @@ import * as vscode from 'vscode';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { FormatError } from '../../src/format/errors';
-import { CancelledError } from '../../src/pipelines/job';
+import { CancelledError } from '../../src/core/job';
 import { Disposable } from '../../src/vscode/dispose';
 import { signalFromToken } from '../../src/vscode/jobProgress';
 import { runJob } from '../../src/vscode/progress';

@@ -1,7 +1,7 @@
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { CancelledError } from '../../pipelines/job';
+import { CancelledError } from '../../core/job';
 
 /** What travels to a worker: the kernel's registered name and its structured-cloneable arguments. */
 export interface WorkerRequest {

@@ -12,8 +12,8 @@ import type { Model, TensorInfo } from '../../format/model';
 import { estimateMemory } from '../../pipelines/memory';
 import { buildModuleTree, type ModuleNode } from '../../pipelines/moduleTree';
 import { stats, type TensorStats } from '../../pipelines/stats';
-import { CancelledError, isCancelled, throwIfCancelled, type Progress } from '../../pipelines/job';
-import type { BackendChoice } from '../../compute/kernel';
+import { CancelledError, isCancelled, throwIfCancelled, type Progress } from '../../core/job';
+import type { BackendChoice } from '../../core/job';
 import { describeAdapter } from '../../pipelines/lora';
 import { preview } from '../../pipelines/quantize';
 import type {

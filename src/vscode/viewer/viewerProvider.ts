@@ -1,8 +1,7 @@
 import * as vscode from 'vscode';
 import { randomBytes } from 'node:crypto';
 import { stat } from 'node:fs/promises';
-import { getBackend } from '../../compute/backend';
-import { getCpuPool } from '../../compute/cpu/pool';
+import { getBackend, warmCpuWorkers } from '../../pipelines/runtime';
 import { openModel } from '../../format/openModel';
 import { isToHostMessage, Responder, type SummaryReplyMessage, type ToWebviewMessage } from '../../shared/protocol';
 import { registerCommand } from '../commands';
@@ -121,7 +120,7 @@ export class ViewerDocument extends Disposable implements vscode.CustomDocument 
     if (this.warmed) return;
     this.warmed = true;
     const backend = configuredBackend();
-    if (backend !== 'webgpu') getCpuPool().warm();
+    if (backend !== 'webgpu') warmCpuWorkers();
     void getBackend(backend).catch(() => undefined);
   }
 

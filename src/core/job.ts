@@ -1,4 +1,10 @@
-import type { BackendChoice } from '../compute/kernel';
+/**
+ * The job layer: what every long computation shares, below both the compute
+ * backends and the pipelines, so that neither imports the other for it.
+ */
+
+export type BackendKind = 'webgpu' | 'cpu';
+export type BackendChoice = BackendKind | 'auto';
 
 /** One progress report: `done` of `total` units (bytes unless `unit` says otherwise). */
 export interface Progress {
