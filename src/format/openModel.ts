@@ -1,4 +1,5 @@
 import { readFile, readdir, stat } from 'node:fs/promises';
+import { mapLimited } from '../core/stream';
 import { FormatError } from './errors';
 import { parseJsonChecked } from './header';
 import type { Model, ModelFile, SourceOpener, TensorInfo } from './model';
@@ -128,25 +129,6 @@ export function parseIndex(text: string, path: string): ModelIndex {
   }
   if (weightMap.size === 0) throw new FormatError('index_invalid', 'weight_map lists no tensors', path);
   return { metadata: (md ?? {}) as Record<string, unknown>, weightMap, shards: [...shardSet].sort() };
-}
-
-async function mapLimited<T, R>(items: readonly T[], limit: number, f: (t: T, i: number) => Promise<R>): Promise<R[]> {
-  const out: R[] = new Array(items.length);
-  let next = 0;
-  let failed: unknown;
-  const worker = async (): Promise<void> => {
-    while (next < items.length && failed === undefined) {
-      const i = next++;
-      try {
-        out[i] = await f(items[i], i);
-      } catch (e) {
-        failed ??= e;
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  if (failed !== undefined) throw failed;
-  return out;
 }
 
 /** Opens one .safetensors file as a model (its header only). */

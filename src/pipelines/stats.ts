@@ -1,15 +1,13 @@
-import { stat } from 'node:fs/promises';
-import { resolve } from 'node:path';
 import { getBackend } from '../compute/backend';
 import { cpuPoolSize } from '../compute/cpu/pool';
 import { isPatternDType } from '../compute/decode/patterns';
-import type { Backend } from '../compute/kernel';
-import { statsKernel, type BinsResult, type PatternScan, type StatsSource, type WideScan } from '../compute/stats/stats';
+import { statsKernel, type BinsResult, type StatsResult, type TopEntry, type WideScan } from '../compute/stats/stats';
 import { binsParams, mergeTop, mergeWide, summarizePatterns, summarizeWide, unsupportedStats, type TensorHead, type TensorStats } from '../compute/stats/summarize';
 import { DTYPE_INFO } from '../format/dtypes';
 import { FormatError } from '../format/errors';
 import type { Model, TensorInfo } from '../format/model';
-import { CancelledError, throttle, throwIfCancelled, type JobContext } from '../core/job';
+import { CancelledError, throwIfCancelled, type JobContext } from '../core/job';
+import { BufferPool, ByteProgress, streamJobs, type JobSteps } from '../core/stream';
 
 export type { TensorStats } from '../compute/stats/summarize';
 
@@ -44,39 +42,6 @@ const GPU_SLICE_BYTES = 32 << 20;
 // Every slice boundary falls on a 32-element boundary: whole bytes and whole u32 words for every width (4, 6, 8, 16, 32, 64 bits).
 const SLICE_ALIGN = 32;
 
-/** Runs at most `n` tasks at once, in the order they ask. */
-function limiter(n: number): <T>(fn: () => Promise<T>) => Promise<T> {
-  let active = 0;
-  const waiting: (() => void)[] = [];
-  return async <T>(fn: () => Promise<T>): Promise<T> => {
-    if (active >= n) await new Promise<void>((r) => waiting.push(r));
-    active++;
-    try {
-      return await fn();
-    } finally {
-      active--;
-      waiting.shift()?.();
-    }
-  };
-}
-
-/** Files the workers may read themselves: local paths whose size and mtime still match the header read. */
-async function directPaths(model: Model): Promise<(string | undefined)[]> {
-  return Promise.all(
-    model.files.map(async (f) => {
-      // A URI (vscode-remote://, untitled:…) names no local file; a relative path is the process's.
-      if (/^[a-z][a-z0-9+.-]+:/i.test(f.path) && !/^[a-z]:[\\/]/i.test(f.path)) return undefined;
-      const path = resolve(f.path);
-      try {
-        const st = await stat(path);
-        return st.isFile() && st.size === f.bytes && (f.mtimeMs === undefined || st.mtimeMs === f.mtimeMs) ? path : undefined;
-      } catch {
-        return undefined;
-      }
-    }),
-  );
-}
-
 interface Slice {
   readonly first: number;
   readonly count: number;
@@ -96,10 +61,29 @@ function slicesOf(t: TensorInfo, sliceBytes: number): Slice[] {
   return out;
 }
 
+/** One slice of one tensor, a job of the stream; `phase` 'bins' is the wide dtypes' second pass. */
+interface SliceJob {
+  readonly t: TensorInfo;
+  readonly s: Slice;
+  readonly phase: 'scan' | 'bins';
+}
+
+/** Per tensor, what the slices' results fold into. */
+interface TensorFold {
+  readonly t: TensorInfo;
+  readonly slices: Slice[];
+  readonly hist?: Float64Array;
+  readonly occurring: number[];
+  readonly tops: TopEntry[][];
+  readonly scans: WideScan[];
+  readonly binned: BinsResult[];
+  params?: ReturnType<typeof binsParams>;
+}
+
 /**
  * Statistics and a health scan of `model`'s tensors (all, or `opts.tensors`),
- * streamed in bounded slices: memory stays flat in the model's size. Slices run
- * on the chosen backend (CPU workers read local files themselves), progress is
+ * streamed in bounded slices read through the model's ByteSource: memory stays
+ * flat in the model's size. Slices run on the chosen backend, progress is
  * reported in bytes, and `opts.signal` cancels with `CancelledError`.
  */
 export async function stats(model: Model, opts: StatsOptions = {}): Promise<StatsReport> {
@@ -114,97 +98,74 @@ export async function stats(model: Model, opts: StatsOptions = {}): Promise<Stat
   });
   throwIfCancelled(opts.signal);
   const backend = await getBackend(opts.backend ?? 'auto');
-  const direct = await directPaths(model);
   const sliceBytes = backend.kind === 'webgpu' ? GPU_SLICE_BYTES : CPU_SLICE_BYTES;
   // Two slices per worker: the pool posts the second ahead, so a worker starts its next slice
   // the moment it ends one, whatever the host is doing (merging, summarizing) at the time.
-  const limit = limiter(backend.kind === 'webgpu' ? 2 : 2 * cpuPoolSize());
+  const inFlight = backend.kind === 'webgpu' ? 2 : 2 * cpuPoolSize();
+  // Every slice in flight, plus the one being read.
+  const pool = new BufferPool(inFlight + 1);
+  const progress = new ByteProgress(selected.reduce((s, t) => s + t.byteLength, 0), opts.progress);
+  const folds = selected.map((t): TensorFold => {
+    const pattern = isPatternDType(t.dtype);
+    return { t, slices: slicesOf(t, sliceBytes), hist: pattern ? new Float64Array(2 ** DTYPE_INFO[t.dtype].bits) : undefined, occurring: [], tops: [], scans: [], binned: [] };
+  });
+  const byTensor = new Map(folds.map((f) => [f.t, f]));
 
-  // A private controller: the first failure stops the other slices too.
-  const ac = new AbortController();
-  const onAbort = (): void => ac.abort();
-  opts.signal?.addEventListener('abort', onAbort, { once: true });
-  const total = selected.reduce((s, t) => s + t.byteLength, 0);
-  const report = throttle(opts.progress);
-  let done = 0;
-  let bytesRead = 0;
-
-  const source = async (t: TensorInfo, s: Slice): Promise<StatsSource> => {
-    const path = direct[t.file];
-    if (path) return { file: { path, offset: t.byteOffset + s.byteStart, length: s.byteLength } };
-    const bytes = new Uint8Array(s.byteLength);
-    await model.read(t, s.byteStart, bytes);
-    return { bytes };
+  const steps: JobSteps<SliceJob, Uint8Array, { job: SliceJob; r: StatsResult }> = {
+    read: async ({ t, s }) => {
+      const bytes = pool.take(s.byteLength);
+      await model.read(t, s.byteStart, bytes);
+      return bytes;
+    },
+    run: async (job, bytes, signal) => {
+      const { t, s, phase } = job;
+      const slice = { dtype: t.dtype, first: s.first, count: s.count, bytes };
+      const args = phase === 'scan' ? { ...slice, phase, topK } : { ...slice, phase, ...byTensor.get(t)!.params! };
+      let r: StatsResult;
+      try {
+        r = await backend.run(statsKernel, args, signal);
+      } catch (e) {
+        throw named(e, t);
+      }
+      // The CPU twin hands the moved bytes back; the GPU twin never moved them.
+      pool.give(r.bytes ?? bytes);
+      return { job, r };
+    },
   };
-  const run = <R>(t: TensorInfo, s: Slice, make: (src: StatsSource) => Parameters<Backend['run']>[1]): Promise<R> =>
-    limit(async () => {
-      if (ac.signal.aborted) throw new CancelledError();
-      const args = make(await source(t, s));
-      return (await backend.run(statsKernel, args as never, ac.signal)) as R;
-    });
-
-  const one = async (t: TensorInfo): Promise<TensorStats> => {
-    const head: TensorHead = { name: t.name, dtype: t.dtype, shape: t.shape, count: t.numel };
-    const slices = slicesOf(t, sliceBytes);
-    const progressed = (s: Slice): void => {
-      done += s.byteLength;
-      bytesRead += s.byteLength;
-      report({ done, total, unit: 'bytes', message: t.name });
-    };
-    try {
-      if (isPatternDType(t.dtype)) {
-        const hist = new Float64Array(2 ** DTYPE_INFO[t.dtype].bits);
-        const occurring: number[] = [];
-        const tops = await Promise.all(
-          slices.map(async (s) => {
-            const r = await run<PatternScan>(t, s, (src) => ({ phase: 'scan', dtype: t.dtype, first: s.first, count: s.count, src, topK }));
-            for (let j = 0; j < r.patterns.length; j++) {
-              const p = r.patterns[j];
-              if (hist[p] === 0) occurring.push(p);
-              hist[p] += r.counts[j];
-            }
-            progressed(s);
-            return r.top;
-          }),
-        );
-        return summarizePatterns(head, hist, mergeTop(tops, topK), bins, occurring);
+  const fold = ({ job, r }: { job: SliceJob; r: StatsResult }): void => {
+    const f = byTensor.get(job.t)!;
+    if (r.kind === 'patterns') {
+      for (let j = 0; j < r.patterns.length; j++) {
+        const p = r.patterns[j];
+        if (f.hist![p] === 0) f.occurring.push(p);
+        f.hist![p] += r.counts[j];
       }
-      if (t.dtype === 'C64') {
-        slices.forEach(progressed);
-        return unsupportedStats(head, bins);
-      }
-      const scans = await Promise.all(
-        slices.map(async (s) => {
-          const r = await run<WideScan>(t, s, (src) => ({ phase: 'scan', dtype: t.dtype, first: s.first, count: s.count, src, topK }));
-          progressed(s);
-          return r;
-        }),
-      );
-      const totals = mergeWide(scans, topK);
-      const params = binsParams(totals, bins);
-      const binned = params
-        ? await Promise.all(slices.map((s) => run<BinsResult>(t, s, (src) => ({ phase: 'bins', dtype: t.dtype, first: s.first, count: s.count, src, ...params }))))
-        : [];
-      return summarizeWide(head, totals, binned, bins);
-    } catch (e) {
-      // Name the tensor in errors that do not already say where they happened.
-      if (e instanceof Error && !(e instanceof FormatError) && !(e instanceof CancelledError)) e.message = `${t.name}: ${e.message}`;
-      throw e;
-    }
+      f.tops.push(r.top);
+    } else if (r.kind === 'wide') f.scans.push(r);
+    else f.binned.push(r);
+    if (job.phase === 'scan') progress.add(job.s.byteLength, job.t.name);
+  };
+  const pass = async (jobs: SliceJob[]): Promise<void> => {
+    for await (const x of streamJobs(jobs, steps, { inFlight, signal: opts.signal })) fold(x);
   };
 
   try {
-    const pending = selected.map((t) => one(t));
-    // Stop the other slices at the first failure; the rest then reject quietly.
-    pending.forEach((p) => p.catch(() => ac.abort()));
-    const tensors = await Promise.all(pending);
+    // C64 has no statistics here; its bytes still count as done.
+    for (const f of folds) if (f.t.dtype === 'C64') progress.add(f.t.byteLength, f.t.name);
+    const scan = folds.filter((f) => f.t.dtype !== 'C64').flatMap((f) => f.slices.map((s): SliceJob => ({ t: f.t, s, phase: 'scan' })));
+    await pass(scan);
+    // The wide dtypes' histograms need the whole tensor's range, mean and std: a second pass over their slices.
+    const wide = folds.filter((f) => !f.hist && f.t.dtype !== 'C64');
+    for (const f of wide) f.params = binsParams(mergeWide(f.scans, topK), bins);
+    await pass(wide.filter((f) => f.params).flatMap((f) => f.slices.map((s): SliceJob => ({ t: f.t, s, phase: 'bins' }))));
+    const tensors = folds.map((f) => summarize(f, bins, topK));
     throwIfCancelled(opts.signal);
-    report({ done: total, total, unit: 'bytes' }, true);
+    progress.finish();
     return {
       backend: backend.kind,
       device: backend.description,
       seconds: (performance.now() - started) / 1000,
-      bytesRead,
+      bytesRead: progress.done,
       tensors,
       health: {
         nonFiniteTensors: tensors.filter((s) => s.nan + s.posInf + s.negInf > 0).map((s) => s.name),
@@ -214,7 +175,21 @@ export async function stats(model: Model, opts: StatsOptions = {}): Promise<Stat
   } catch (e) {
     if (opts.signal?.aborted) throw new CancelledError();
     throw e;
-  } finally {
-    opts.signal?.removeEventListener('abort', onAbort);
   }
+}
+
+/** The statistics of one tensor from its folded slices. */
+function summarize(f: TensorFold, bins: number, topK: number): TensorStats {
+  const t = f.t;
+  const head: TensorHead = { name: t.name, dtype: t.dtype, shape: t.shape, count: t.numel };
+  if (t.dtype === 'C64') return unsupportedStats(head, bins);
+  if (f.hist) return summarizePatterns(head, f.hist, mergeTop(f.tops, topK), bins, f.occurring);
+  // Slices fold in order, so the bins arrive in slice order as the summary expects.
+  return summarizeWide(head, mergeWide(f.scans, topK), f.binned, bins);
+}
+
+/** Names the tensor in errors that do not already say where they happened. */
+function named(e: unknown, t: TensorInfo): unknown {
+  if (e instanceof Error && !(e instanceof FormatError) && !(e instanceof CancelledError)) e.message = `${t.name}: ${e.message}`;
+  return e;
 }

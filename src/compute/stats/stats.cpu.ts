@@ -1,58 +1,20 @@
-import { closeSync, openSync, readSync } from 'node:fs';
 import type { DType } from '../../format/dtypes';
-import { FormatError } from '../../format/errors';
 import { isPatternDType, patternBits, patternTable, type PatternDType } from '../decode/patterns';
-import { CompensatedSum, binIndex, logBinIndex, compareTop, sparseTable, type BinsResult, type PatternScan, type StatsArgs, type StatsBinsArgs, type StatsResult, type StatsScanArgs, type StatsSource, type TopEntry, type WideScan } from './stats';
+import { CompensatedSum, binIndex, logBinIndex, compareTop, sparseTable, type BinsResult, type PatternScan, type StatsArgs, type StatsBinsArgs, type StatsResult, type StatsScanArgs, type TopEntry, type WideScan } from './stats';
 
 /** The CPU twin of the statistics kernel; runs in a worker (see stats.ts for the two phases). */
 export function statsCpu(args: StatsArgs): StatsResult {
+  // The bytes go back with the result (moved, not copied), for the caller's next slice.
+  const bytes = args.bytes;
   if (isPatternDType(args.dtype)) {
     if (args.phase !== 'scan') throw new Error(`stats: ${args.dtype} needs no bins phase`);
-    if ('file' in args.src && patternBits(args.dtype) === 16 && SIGN_MAGNITUDE.has(args.dtype) && args.count >= 4) {
-      return scanPatternsFile16(args.dtype, args.src.file, args.count, args.first, args.topK);
-    }
-    return scanPatterns(args.dtype, sliceBytes(args.src), args.count, args.first, args.topK);
+    return { ...scanPatterns(args.dtype, bytes, args.count, args.first, args.topK), bytes };
   }
-  const bytes = sliceBytes(args.src);
   const values = numericView(args.dtype, bytes, args.count);
-  return args.phase === 'scan' ? scanWide(values, args) : binWide(values, args);
+  return { ...(args.phase === 'scan' ? scanWide(values, args) : binWide(values, args)), bytes };
 }
 
 // ---------------------------------------------------------------- input
-
-/** Reused between slices: one slice's bytes per worker, whatever the model's size. */
-let scratch = new Uint8Array(0);
-
-/** The slice's bytes: given, or read from the file range into this worker's scratch buffer. */
-export function sliceBytes(src: StatsSource): Uint8Array {
-  if ('bytes' in src) return src.bytes;
-  const { path, offset, length } = src.file;
-  if (scratch.length < length) scratch = new Uint8Array(length);
-  const view = scratch.subarray(0, length);
-  const fd = openSync(path, 'r');
-  try {
-    readRange(fd, path, offset, view);
-  } finally {
-    closeSync(fd);
-  }
-  return view;
-}
-
-/** Fills `into` from the file at `offset`; a short file is a changed file. */
-function readRange(fd: number, path: string, offset: number, into: Uint8Array): void {
-  let done = 0;
-  while (done < into.length) {
-    const n = readSync(fd, into, done, into.length - done, offset + done);
-    if (n === 0) throw new FormatError('file_changed', `the file ended at byte ${offset + done}, before the tensor data`, path);
-    done += n;
-  }
-}
-
-// 256 KiB per read: the copy out of the page cache then stays in this core's 1 MiB L2 (with
-// the hot part of the pattern table) until it is counted, instead of going out to DRAM and
-// back, as a 16 MiB slice per worker does. A multiple of the screen block (4 KiB).
-const CHUNK_BYTES = 256 << 10;
-let chunk = new Uint8Array(0);
 
 /** `bytes` as `align`-aligned memory (typed-array views need it); copies only when misaligned. */
 function aligned(bytes: Uint8Array, align: number): Uint8Array {
@@ -225,33 +187,6 @@ function countAndTop16(dtype: PatternDType, bytes: Uint8Array, n: number, first:
     top.offer(first + n - 1, p);
   }
   return top.result();
-}
-
-/**
- * countAndTop16 over a file range, read a chunk at a time into a small buffer that stays in
- * cache; the same offers in the same order, so the same result as reading the slice whole.
- */
-function scanPatternsFile16(dtype: PatternDType, file: { path: string; offset: number; length: number }, n: number, first: number, topK: number): PatternScan {
-  const hist = new Uint32Array(1 << 16);
-  const top = new LaneTop(topK, patternTable(dtype), 0x7fff);
-  if (chunk.length < CHUNK_BYTES) chunk = new Uint8Array(CHUNK_BYTES);
-  const fd = openSync(file.path, 'r');
-  try {
-    for (let at = 0; at < file.length; at += CHUNK_BYTES) {
-      const view = chunk.subarray(0, Math.min(CHUNK_BYTES, file.length - at));
-      readRange(fd, file.path, file.offset + at, view);
-      // Chunks start on whole u32 words; only the last can end with an odd element.
-      countTop16(new Uint32Array(view.buffer, 0, view.length >> 2), first + (at >> 1), top, hist);
-      if (view.length & 2) {
-        const p = view[view.length - 2] | (view[view.length - 1] << 8);
-        hist[p]++;
-        top.offer(first + n - 1, p);
-      }
-    }
-  } finally {
-    closeSync(fd);
-  }
-  return { kind: 'patterns', ...sparseTable(hist), top: top.result() };
 }
 
 /** Counts `words` (element `first` at the low half of the first) into `hist`, offering the screened lanes to `top`. */

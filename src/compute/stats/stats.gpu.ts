@@ -1,9 +1,7 @@
-import { open } from 'node:fs/promises';
-import { FormatError } from '../../format/errors';
 import { GpuUnsupportedError, type GpuContext } from '../kernel';
 import { isPatternDType, patternBits, patternTable, type PatternDType } from '../decode/patterns';
 import { hotTable, patternOf, thresholdOf, TopKeeper } from './stats.cpu';
-import { compareTop, sparseTable, type BinsResult, type StatsArgs, type StatsBinsArgs, type StatsResult, type StatsScanArgs, type StatsSource, type TopEntry, type WideScan } from './stats';
+import { compareTop, sparseTable, type BinsResult, type StatsArgs, type StatsBinsArgs, type StatsResult, type StatsScanArgs, type TopEntry, type WideScan } from './stats';
 import shader from './stats.wgsl';
 import wideShader from './statsWide.wgsl';
 
@@ -15,24 +13,6 @@ const MAX_GROUPS = 512;
 // Slots for indices tied at the top-k threshold; beyond that the host finds the first ones itself.
 const EQUAL_CAP = 4096;
 
-async function readSource(src: StatsSource): Promise<Uint8Array> {
-  if ('bytes' in src) return src.bytes;
-  const { path, offset, length } = src.file;
-  const out = new Uint8Array(length);
-  const fh = await open(path, 'r');
-  try {
-    let done = 0;
-    while (done < length) {
-      const { bytesRead } = await fh.read(out, done, length - done, offset + done);
-      if (bytesRead === 0) throw new FormatError('file_changed', `the file ended at byte ${offset + done}, before the tensor data`, path);
-      done += bytesRead;
-    }
-  } finally {
-    await fh.close();
-  }
-  return out;
-}
-
 /**
  * The GPU twin. Dtypes of 16 bits or fewer: a pattern histogram with atomics, then
  * a pass that collects the indices of the top-k candidates the histogram points at.
@@ -43,7 +23,7 @@ export async function statsGpu(ctx: GpuContext, args: StatsArgs): Promise<StatsR
   const { dtype } = args;
   if (dtype === 'F32') return args.phase === 'scan' ? scanF32(ctx, args) : binF32(ctx, args);
   if (!isPatternDType(dtype) || args.phase !== 'scan') throw new GpuUnsupportedError(`stats: no GPU path for ${dtype}`);
-  const bytes = await readSource(args.src);
+  const bytes = args.bytes;
   const bits = patternBits(dtype);
   const n = args.count;
   const size = 1 << bits;
@@ -183,7 +163,7 @@ async function scanF32(ctx: GpuContext, args: StatsScanArgs): Promise<WideScan> 
   checkSize(ctx, n);
   const empty: WideScan = { kind: 'wide', finite: 0, nan: 0, posInf: 0, negInf: 0, zeros: 0, min: Infinity, max: -Infinity, minAbsNonzero: Infinity, sum: 0, m2: 0, top: [] };
   if (n === 0) return empty;
-  const bytes = await readSource(args.src);
+  const bytes = args.bytes;
   const groups = Math.min(MAX_GROUPS, Math.ceil(n / WG));
   const init = new Uint32Array(8 + BUCKETS);
   init[5] = 0xffffffff;
@@ -277,7 +257,7 @@ async function binF32(ctx: GpuContext, args: StatsBinsArgs): Promise<BinsResult>
   const bins = args.edges.length - 1;
   const result: BinsResult = { kind: 'bins', hist: new Uint32Array(bins), logHist: new Uint32Array(bins), nearZero: 0, outliers: 0 };
   if (n === 0) return result;
-  const bytes = await readSource(args.src);
+  const bytes = args.bytes;
   const groups = Math.min(MAX_GROUPS, Math.ceil(n / WG));
   const edges = new Float32Array(2 * (bins + 1));
   for (let i = 0; i <= bins; i++) {

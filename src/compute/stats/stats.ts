@@ -12,18 +12,18 @@ import { statsGpu } from './stats.gpu';
  * 32/64-bit integers) take two: 'scan' (counts, range, sums, top-k), then 'bins'
  * (histograms, nearZero, outliers), which needs the whole tensor's range, mean and std.
  */
-export type StatsSource =
-  /** The slice's bytes, already read. */
-  | { readonly bytes: Uint8Array }
-  /** A byte range of a local file that the worker reads itself (no copy through the host thread). */
-  | { readonly file: { readonly path: string; readonly offset: number; readonly length: number } };
-
 interface SliceArgs {
   readonly dtype: DType;
   /** Flat index of the slice's first element within its tensor (top-k reports flat indices). */
   readonly first: number;
   readonly count: number;
-  readonly src: StatsSource;
+  /** The slice's bytes, read by the caller through its ByteSource (moved to the worker on the CPU). */
+  readonly bytes: Uint8Array;
+}
+
+/** What every result carries back: the slice's bytes, for the caller to reuse for a later slice. */
+interface Returned {
+  readonly bytes?: Uint8Array;
 }
 
 export interface StatsScanArgs extends SliceArgs {
@@ -57,7 +57,7 @@ export interface TopEntry {
  * The pattern table of a slice, sparse: the patterns that occur (ascending) and
  * their counts (u32 is exact: a slice holds far fewer than 2^32 elements).
  */
-export interface PatternScan {
+export interface PatternScan extends Returned {
   readonly kind: 'patterns';
   readonly patterns: Uint32Array;
   readonly counts: Uint32Array;
@@ -89,7 +89,7 @@ function fillSparse(hist: Uint32Array, patterns: Uint32Array): number {
   return nz;
 }
 
-export interface WideScan {
+export interface WideScan extends Returned {
   readonly kind: 'wide';
   readonly finite: number;
   readonly nan: number;
@@ -106,7 +106,7 @@ export interface WideScan {
   readonly top: TopEntry[];
 }
 
-export interface BinsResult {
+export interface BinsResult extends Returned {
   readonly kind: 'bins';
   readonly hist: Uint32Array;
   readonly logHist: Uint32Array;
@@ -176,7 +176,7 @@ export const statsKernel: KernelDef<StatsArgs, StatsResult> = {
   name: 'stats',
   cpu: statsCpu,
   gpu: statsGpu,
-  transfer: (a) => ('bytes' in a.src && a.src.bytes.byteOffset === 0 && a.src.bytes.byteLength === a.src.bytes.buffer.byteLength ? [a.src.bytes.buffer as ArrayBuffer] : []),
+  transfer: (a) => (a.bytes.byteOffset === 0 && a.bytes.byteLength === a.bytes.buffer.byteLength ? [a.bytes.buffer as ArrayBuffer] : []),
 };
 
 /**
