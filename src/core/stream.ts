@@ -141,27 +141,42 @@ export async function mapLimited<T, R>(items: readonly T[], limit: number, f: (i
   return out;
 }
 
+type Buffer = Uint8Array | Float32Array;
+
 /**
- * Buffers handed back after use, for the next job of the same size: a fresh buffer
+ * Buffers handed back after use, for the next job of the same length: a fresh buffer
  * costs a page fault per 4 KiB, which over a gigabyte is a large share of a run.
  */
-export class BufferPool {
-  private readonly free = new Map<number, Uint8Array[]>();
-  /** `perSize`: kept per length; enough for every job in flight plus the one being read. */
-  constructor(private readonly perSize: number) {}
+export class BufferPool<B extends Buffer = Uint8Array> {
+  private readonly free = new Map<number, B[]>();
+  /**
+   * `perSize`: kept per length (enough for every job in flight plus the one being read);
+   * `make`: a fresh buffer of a length, when none is free; `capacity`: when given, every
+   * buffer of at most that length is a view of one of `capacity`, so that the short
+   * last chunk of each tensor reuses the same memory instead of adding a size of its own.
+   */
+  constructor(
+    private readonly perSize: number,
+    private readonly make: (length: number) => B = (n) => new Uint8Array(n) as B,
+    private readonly capacity?: number,
+  ) {}
 
-  /** A buffer of exactly `bytes` (recycled or fresh; its contents are stale). */
-  take(bytes: number): Uint8Array {
-    return this.free.get(bytes)?.pop() ?? new Uint8Array(bytes);
+  /** A buffer of exactly `length` elements (recycled or fresh; its contents are stale). */
+  take(length: number): B {
+    const size = this.capacity !== undefined && length <= this.capacity ? this.capacity : length;
+    const b = this.free.get(size)?.pop() ?? this.make(size);
+    return size === length ? b : (b.subarray(0, length) as B);
   }
 
-  /** Keeps whole, attached buffers; a view, a moved (detached) one or one past the cap is dropped. */
-  give(...bufs: (Uint8Array | undefined)[]): void {
+  /** Keeps buffers that `take` could have made; a moved (detached) one or one past the cap is dropped. */
+  give(...bufs: (B | undefined)[]): void {
     for (const b of bufs) {
-      if (!b || b.byteLength === 0 || b.byteOffset !== 0 || b.byteLength !== b.buffer.byteLength) continue;
-      let list = this.free.get(b.byteLength);
-      if (!list) this.free.set(b.byteLength, (list = []));
-      if (list.length < this.perSize) list.push(b);
+      if (!b || b.byteLength === 0 || b.byteOffset !== 0) continue;
+      const size = b.buffer.byteLength / b.BYTES_PER_ELEMENT;
+      if (size !== b.length && size !== this.capacity) continue;
+      let list = this.free.get(size);
+      if (!list) this.free.set(size, (list = []));
+      if (list.length < this.perSize) list.push(size === b.length ? b : (new (b.constructor as new (buf: ArrayBufferLike, off: number, len: number) => B)(b.buffer, 0, size)));
     }
   }
 }

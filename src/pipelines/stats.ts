@@ -103,7 +103,7 @@ export async function stats(model: Model, opts: StatsOptions = {}): Promise<Stat
   // the moment it ends one, whatever the host is doing (merging, summarizing) at the time.
   const inFlight = backend.kind === 'webgpu' ? 2 : 2 * cpuPoolSize();
   // Every slice in flight, plus the one being read.
-  const pool = new BufferPool(inFlight + 1);
+  const pool = new BufferPool(inFlight + 1, undefined, sliceBytes);
   const progress = new ByteProgress(selected.reduce((s, t) => s + t.byteLength, 0), opts.progress);
   const folds = selected.map((t): TensorFold => {
     const pattern = isPatternDType(t.dtype);

@@ -176,7 +176,8 @@ export const statsKernel: KernelDef<StatsArgs, StatsResult> = {
   name: 'stats',
   cpu: statsCpu,
   gpu: statsGpu,
-  transfer: (a) => (a.bytes.byteOffset === 0 && a.bytes.byteLength === a.bytes.buffer.byteLength ? [a.bytes.buffer as ArrayBuffer] : []),
+  // A view at the start of a larger buffer (a pooled one) moves with its buffer, which comes back with the result.
+  transfer: (a) => (a.bytes.byteOffset === 0 ? [a.bytes.buffer as ArrayBuffer] : []),
 };
 
 /**
