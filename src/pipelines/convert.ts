@@ -1,4 +1,4 @@
-import { mkdir, realpath, rmdir, stat } from 'node:fs/promises';
+import { mkdir, realpath, rmdir } from 'node:fs/promises';
 import { basename, dirname, resolve } from 'node:path';
 import {
   DTYPE_INFO,
@@ -18,6 +18,7 @@ import {
   type TensorSource,
 } from '../format';
 import { CancelledError, isCancelled, throttle, type JobContext } from '../core/job';
+import { exists } from '../format/files';
 
 export type ConvertTarget = 'F32' | 'F16' | 'BF16';
 
@@ -88,15 +89,6 @@ async function* castStream(model: Model, t: TensorInfo, to: ConvertTarget, count
 
 /** The names a folder output may write (or replace). */
 const WRITTEN_NAMES = /^model(-\d{5}-of-\d{5})?\.safetensors$|^model\.safetensors\.index\.json$/;
-
-async function exists(p: string): Promise<boolean> {
-  try {
-    await stat(p);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 async function canonical(p: string): Promise<string> {
   try {

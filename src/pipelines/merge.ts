@@ -9,7 +9,7 @@
  * writer puts everything in temp files and renames them only at the end, so a
  * failure or a cancel leaves nothing behind.
  */
-import { copyFile, mkdir, rename, rmdir, stat, unlink } from 'node:fs/promises';
+import { copyFile, mkdir, rename, rmdir, unlink } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { getBackend } from '../compute/backend';
 import type { Backend } from '../compute/kernel';
@@ -23,6 +23,7 @@ import { openModel } from '../format/openModel';
 import { tempPathFor, writeSafetensors, writeSharded, type TensorSource } from '../format/writer';
 import { CancelledError, throttle, throwIfCancelled, type JobContext } from '../core/job';
 import { mapAdapters, openAdapter, readValues, type AdapterMapping, type MappedModule, type ParsedAdapter, type UnmatchedKey } from './lora';
+import { exists } from '../format/files';
 
 export interface MergeAdapterArg {
   readonly path: string;
@@ -187,15 +188,6 @@ function checkPlan(plan: MergePlan, args: MergeArgs): void {
   }
   for (const a of args.adapters) {
     if (a.weight !== undefined && !Number.isFinite(a.weight)) throw new MergeError(`adapter weight ${a.weight} is not a number (${a.path})`);
-  }
-}
-
-async function exists(p: string): Promise<boolean> {
-  try {
-    await stat(p);
-    return true;
-  } catch {
-    return false;
   }
 }
 

@@ -1,4 +1,8 @@
-import type { PreviewResult, QuantReport } from './quantize';
+import { addSums, emptySums, reportOf } from '../compute/quant/common';
+import type { Scheme } from '../compute/quant/schemes';
+import type { Backend } from '../compute/kernel';
+import type { Model } from '../format/model';
+import type { PreviewResult, QuantFormat, QuantizeJobArgs, QuantReport, TensorReport, TensorState } from './quantizeTypes';
 import { formatSize } from '../core/units';
 
 /** Markdown renderings of a quantization report and preview (the VS Code report document, `--json`'s human twin). */
@@ -64,4 +68,59 @@ export function reportMarkdown(r: QuantReport): string {
     );
   }
   return out.join('\n') + '\n';
+}
+
+/** The report of a finished run: per tensor, and totals over what was written. */
+export function buildReport(
+  args: QuantizeJobArgs,
+  format: QuantFormat,
+  scheme: Scheme,
+  backend: Backend,
+  model: Model,
+  states: ReadonlyMap<string, TensorState>,
+  outputs: string[],
+  missing: string[],
+  seconds: number,
+): QuantReport {
+  const tensors: TensorReport[] = [];
+  const all = emptySums();
+  let bytesBefore = 0, bytesAfter = 0, params = 0, qParams = 0, qBytes = 0;
+  for (const t of model.tensors) {
+    const st = states.get(t.name)!;
+    const p = st.plan;
+    bytesBefore += t.byteLength;
+    params += t.numel;
+    if (st.omitted) {
+      tensors.push({ name: t.name, dtype: t.dtype, shape: t.shape, action: 'omitted', reason: st.omitted, bytesBefore: t.byteLength, bytesAfter: 0 });
+      continue;
+    }
+    bytesAfter += st.bytesAfter;
+    if (p.action === 'keep') {
+      tensors.push({ name: t.name, outputName: st.outputName, dtype: t.dtype, shape: t.shape, action: 'kept', reason: p.reason, bytesBefore: t.byteLength, bytesAfter: st.bytesAfter });
+      continue;
+    }
+    qParams += t.numel;
+    qBytes += st.bytesAfter;
+    addSums(all, st.sums);
+    tensors.push({ name: t.name, outputName: st.outputName, dtype: t.dtype, shape: t.shape, action: 'quantized', scheme: scheme.name, bytesBefore: t.byteLength, bytesAfter: st.bytesAfter, ...reportOf(st.sums) });
+  }
+  return {
+    input: args.input,
+    outputs,
+    scheme: scheme.name,
+    format,
+    backend: backend.description,
+    tensors,
+    totals: {
+      bytesBefore,
+      bytesAfter,
+      params,
+      quantizedParams: qParams,
+      bitsPerWeight: params ? (bytesAfter * 8) / params : 0,
+      quantizedBitsPerWeight: qParams ? (qBytes * 8) / qParams : 0,
+      ...(qParams ? reportOf(all) : {}),
+    },
+    missing,
+    seconds,
+  };
 }

@@ -3,7 +3,8 @@ import { after, before, test } from 'node:test';
 import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { GGML_TYPE, gguf, ggufHeader, llamaCppName, llamaMetadata, writeGguf, type GgufTensor } from '../../src/format/gguf';
+import { GGML_TYPE, gguf, ggufHeader, writeGguf, type GgufTensor } from '../../src/format/gguf/writer';
+import { llamaCppName, llamaMetadata } from '../../src/format/gguf/names';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { gguf: parseGguf } = require('@huggingface/gguf') as typeof import('@huggingface/gguf');

@@ -1,6 +1,6 @@
 import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
-import { FormatError } from './errors';
-import { tempPathFor, type TensorData } from './writer';
+import { FormatError } from '../errors';
+import { tempPathFor, type TensorData } from '../writer';
 
 /**
  * A streaming GGUF v3 writer: the header (key/values and tensor infos) is computed
@@ -289,79 +289,4 @@ export async function writeGguf(path: string, metadata: ReadonlyArray<readonly [
     if (err && typeof err.code === 'string') throw new FormatError(err.code === 'ENOENT' ? 'not_found' : 'io', String(err.message), path);
     throw e;
   }
-}
-
-/** HF → llama.cpp tensor names for Llama-family checkpoints (`blk.N.attn_q.weight` …). */
-const LLAMA_LAYER_NAMES: Record<string, string> = {
-  'self_attn.q_proj': 'attn_q',
-  'self_attn.k_proj': 'attn_k',
-  'self_attn.v_proj': 'attn_v',
-  'self_attn.o_proj': 'attn_output',
-  'mlp.gate_proj': 'ffn_gate',
-  'mlp.up_proj': 'ffn_up',
-  'mlp.down_proj': 'ffn_down',
-  input_layernorm: 'attn_norm',
-  post_attention_layernorm: 'ffn_norm',
-};
-
-/**
- * The llama.cpp name of an HF Llama tensor, or undefined when it has none (rotary
- * `inv_freq` buffers, which llama.cpp recomputes).
- */
-export function llamaCppName(hf: string): string | undefined {
-  if (hf === 'model.embed_tokens.weight') return 'token_embd.weight';
-  if (hf === 'model.norm.weight') return 'output_norm.weight';
-  if (hf === 'lm_head.weight') return 'output.weight';
-  const m = /^model\.layers\.(\d+)\.(.+)\.(weight|bias)$/.exec(hf);
-  if (m) {
-    const mapped = LLAMA_LAYER_NAMES[m[2]];
-    if (mapped) return `blk.${m[1]}.${mapped}.${m[3]}`;
-  }
-  if (hf.endsWith('rotary_emb.inv_freq')) return undefined;
-  return hf;
-}
-
-/** Model types llama.cpp converts with the `llama` architecture. */
-export const LLAMA_FAMILY: readonly string[] = ['llama', 'mistral'];
-
-/**
- * `llama.*` hyperparameters from an HF config.json, plus the names of the ones the
- * config lacks (a GGUF without them does not load in llama.cpp).
- */
-export function llamaMetadata(config: Record<string, unknown>): { kv: Array<[string, GgufValue]>; missing: string[] } {
-  const kv: Array<[string, GgufValue]> = [];
-  const missing: string[] = [];
-  const num = (k: string): number | undefined => (typeof config[k] === 'number' ? (config[k] as number) : undefined);
-  const u32 = (gk: string, hk: string, fallback?: number) => {
-    const v = num(hk) ?? fallback;
-    if (v === undefined) missing.push(`${gk} (config.json has no ${hk})`);
-    else kv.push([gk, gguf.u32(v)]);
-  };
-  u32('llama.context_length', 'max_position_embeddings');
-  u32('llama.embedding_length', 'hidden_size');
-  u32('llama.block_count', 'num_hidden_layers');
-  u32('llama.feed_forward_length', 'intermediate_size');
-  u32('llama.attention.head_count', 'num_attention_heads');
-  u32('llama.attention.head_count_kv', 'num_key_value_heads', num('num_attention_heads'));
-  const hidden = num('hidden_size');
-  const heads = num('num_attention_heads');
-  const headDim = num('head_dim') ?? (hidden && heads ? hidden / heads : undefined);
-  if (headDim !== undefined) kv.push(['llama.rope.dimension_count', gguf.u32(headDim)]);
-  else missing.push('llama.rope.dimension_count (no head_dim, hidden_size or num_attention_heads)');
-  // Llama's defaults when the config omits them (transformers' LlamaConfig).
-  kv.push(['llama.rope.freq_base', gguf.f32(num('rope_theta') ?? 10000)]);
-  kv.push(['llama.attention.layer_norm_rms_epsilon', gguf.f32(num('rms_norm_eps') ?? 1e-6)]);
-  const vocab = num('vocab_size');
-  if (vocab !== undefined) kv.push(['llama.vocab_size', gguf.u32(vocab)]);
-  const scaling = config.rope_scaling as Record<string, unknown> | null | undefined;
-  if (scaling && typeof scaling === 'object') {
-    const type = String(scaling.rope_type ?? scaling.type ?? '');
-    if (type === 'linear' || type === 'yarn') {
-      kv.push(['llama.rope.scaling.type', gguf.str(type)]);
-      if (typeof scaling.factor === 'number') kv.push(['llama.rope.scaling.factor', gguf.f32(scaling.factor)]);
-    } else if (type) {
-      missing.push(`llama.rope.scaling (rope_scaling type '${type}' is not written)`);
-    }
-  }
-  return { kv, missing };
 }

@@ -1,0 +1,39 @@
+import { open, rename, stat, unlink } from 'node:fs/promises';
+import { tempPathFor } from './writer';
+
+/** Paths on the local disk that the writers check before they write (outputs, never inputs). */
+
+export async function exists(p: string): Promise<boolean> {
+  try {
+    await stat(p);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export async function isDir(p: string): Promise<boolean> {
+  try {
+    return (await stat(p)).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+/** Writes a small text file (a config.json) as the writers write data: temp file, fsync, rename. */
+export async function writeTextAtomic(path: string, text: string): Promise<void> {
+  const tmp = tempPathFor(path);
+  try {
+    const h = await open(tmp, 'wx');
+    try {
+      await h.writeFile(text);
+      await h.sync();
+    } finally {
+      await h.close();
+    }
+    await rename(tmp, path);
+  } catch (e) {
+    await unlink(tmp).catch(() => {});
+    throw e;
+  }
+}

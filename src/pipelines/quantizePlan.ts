@@ -1,0 +1,68 @@
+import { readFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import type { Scheme } from '../compute/quant/schemes';
+import { DTYPE_INFO, type DType } from '../format/dtypes';
+import type { Model, TensorInfo } from '../format/model';
+import type { QuantFormat, TensorPlan } from './quantizeTypes';
+
+/** `*` matches any run of characters (dots included), `?` one character; the whole name must match. */
+export function globToRegExp(glob: string): RegExp {
+  let re = '';
+  for (const ch of glob) {
+    if (ch === '*') re += '.*';
+    else if (ch === '?') re += '.';
+    else re += ch.replace(/[.+^${}()|[\]\\]/g, '\\$&');
+  }
+  return new RegExp(`^${re}$`);
+}
+
+export function elementBytes(d: DType): number {
+  return DTYPE_INFO[d].bits / 8;
+}
+
+/** Decides, for every tensor, whether `scheme` quantizes it, and why not when it does not. */
+export function planQuantization(tensors: readonly TensorInfo[], scheme: Scheme, keep: readonly string[] = [], only: readonly string[] = []): TensorPlan[] {
+  const keepRe = keep.map((g) => [g, globToRegExp(g)] as const);
+  const onlyRe = only.map(globToRegExp);
+  return tensors.map((t) => {
+    const rows = t.shape.length === 2 ? t.shape[0] : 0;
+    const cols = t.shape.length === 2 ? t.shape[1] : 0;
+    const base = { name: t.name, dtype: t.dtype, shape: t.shape, rows, cols };
+    const kept = (reason: string): TensorPlan => ({ ...base, action: 'keep', reason });
+    const k = keepRe.find(([, re]) => re.test(t.name));
+    if (k) return kept(`kept by --keep ${k[0]}`);
+    const forced = onlyRe.some((re) => re.test(t.name));
+    if (onlyRe.length && !forced) return kept('not matched by --only');
+    if (DTYPE_INFO[t.dtype].kind !== 'float') return kept(`not a float tensor (${t.dtype})`);
+    if (t.shape.length === 1) return kept(/norm/i.test(t.name) ? 'a norm (1-D)' : /bias$/.test(t.name) ? 'a bias (1-D)' : '1-D');
+    if (t.shape.length !== 2) return kept(`${t.shape.length}-D: only 2-D weights are quantized`);
+    if (!forced && /norm/i.test(t.name)) return kept('a norm');
+    if (!forced && /\.bias$/.test(t.name)) return kept('a bias');
+    if (t.numel === 0) return kept('empty');
+    if ((cols * DTYPE_INFO[t.dtype].bits) % 8 !== 0) return kept(`rows of ${cols} × ${t.dtype} do not end on a byte`);
+    if (cols % scheme.blockSize !== 0) return kept(`row length ${cols} is not a multiple of ${scheme.blockSize}`);
+    return { ...base, action: 'quantize' };
+  });
+}
+
+/** The folder a model's config.json would sit in. */
+export function modelDir(model: Model): string {
+  const p = model.path;
+  return p.endsWith('.safetensors') || p.endsWith('.json') ? dirname(p) : p;
+}
+
+export async function readConfig(model: Model): Promise<Record<string, unknown> | undefined> {
+  try {
+    const v = JSON.parse(await readFile(join(modelDir(model), 'config.json'), 'utf8')) as unknown;
+    return v && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+
+export function defaultFormat(scheme: Scheme, output: string): QuantFormat {
+  if (output.endsWith('.gguf')) return 'gguf';
+  if (output.endsWith('.safetensors')) return 'safetensors';
+  return scheme.kind === 'ggml' ? 'gguf' : 'safetensors';
+}

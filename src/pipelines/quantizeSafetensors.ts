@@ -1,0 +1,143 @@
+import { mkdir, rmdir } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { addSums, type QuantizeResult } from '../compute/quant/common';
+import { quantizedBytes, type Scheme } from '../compute/quant/schemes';
+import { FormatError } from '../format/errors';
+import { exists, isDir, writeTextAtomic } from '../format/files';
+import { writeSafetensors, writeSharded, type TensorSource } from '../format/writer';
+import { keptStream, QuantStream } from './quantizeChunks';
+import { modelDir } from './quantizePlan';
+import type { QuantJob, TensorPlan } from './quantizeTypes';
+
+function scaleName(name: string): string {
+  return `${name}_scale`;
+}
+
+/** The compressed-tensors `quantization_config` for the per-channel schemes. */
+function compressedTensorsConfig(scheme: Scheme, plans: readonly TensorPlan[]): Record<string, unknown> {
+  const isFp8 = scheme.name === 'fp8-e4m3';
+  const modules = (p: TensorPlan) => p.name.replace(/\.weight$/, '');
+  const ignore = plans.filter((p) => p.action === 'keep' && p.shape.length === 2 && p.name.endsWith('.weight')).map(modules);
+  const targets = plans.some((p) => p.action === 'quantize' && /embed/.test(p.name)) ? ['Linear', 'Embedding'] : ['Linear'];
+  return {
+    quant_method: 'compressed-tensors',
+    format: isFp8 ? 'float-quantized' : 'naive-quantized',
+    quantization_status: 'compressed',
+    config_groups: {
+      group_0: {
+        targets,
+        weights: { num_bits: 8, type: isFp8 ? 'float' : 'int', symmetric: true, strategy: 'channel', dynamic: false, group_size: null, observer: 'minmax' },
+        input_activations: null,
+        output_activations: null,
+      },
+    },
+    ignore,
+    kv_cache_scheme: null,
+  };
+}
+
+/** A per-tensor `__metadata__` entry describing its layout (the README documents these keys). */
+function tensorMeta(scheme: Scheme, plan: TensorPlan): string {
+  if (scheme.kind === 'ggml') {
+    return JSON.stringify({ scheme: scheme.name, layout: 'ggml-blocks', shape: plan.shape, dtype: plan.dtype, block_size: scheme.blockSize, block_bytes: scheme.blockBytes });
+  }
+  return JSON.stringify({ scheme: scheme.name, layout: 'compressed-tensors', shape: plan.shape, dtype: plan.dtype, scale: scaleName(plan.name) });
+}
+
+function withQuantConfig(config: Record<string, unknown>, scheme: Scheme, plans: readonly TensorPlan[]): Record<string, unknown> {
+  const quantization_config =
+    scheme.kind === 'channel'
+      ? compressedTensorsConfig(scheme, plans)
+      : { quant_method: 'ggml', scheme: scheme.name, layout: 'ggml-blocks', block_size: scheme.blockSize, block_bytes: scheme.blockBytes };
+  return { ...config, quantization_config };
+}
+
+/** The output's tensors (quantized, scales, kept) in source order, and its `__metadata__`. */
+function safetensorsSources(job: QuantJob, stream: QuantStream): { sources: TensorSource[]; metadata: Record<string, string> } {
+  const { model, scheme, states, signal, advance } = job;
+  const sources: TensorSource[] = [];
+  const metadata: Record<string, string> = { ...model.metadata };
+  metadata['quantization.scheme'] = scheme.name;
+  for (const p of job.plans) {
+    const st = states.get(p.name)!;
+    const t = model.tensor(p.name)!;
+    st.outputName = p.name;
+    if (p.action === 'keep') {
+      st.bytesAfter = t.byteLength;
+      sources.push({ name: p.name, dtype: p.dtype, shape: p.shape, data: keptStream(model, t, signal, advance) });
+      continue;
+    }
+    metadata[`quantization.${p.name}`] = tensorMeta(scheme, p);
+    st.bytesAfter = quantizedBytes(scheme, p.rows, p.cols);
+    const results = stream.add(p, (r: QuantizeResult, inBytes: number) => {
+      addSums(st.sums, r.stats);
+      advance(inBytes, p.name);
+    });
+    if (scheme.kind === 'ggml') {
+      const data = async function* () {
+        for await (const r of results()) yield r.data;
+      };
+      sources.push({ name: p.name, dtype: 'U8', shape: [p.rows, (p.cols / scheme.blockSize) * scheme.blockBytes], data });
+      continue;
+    }
+    const scales = new Float32Array(p.rows);
+    let filled = 0;
+    const data = async function* () {
+      for await (const r of results()) {
+        scales.set(r.scales!, filled);
+        filled += r.scales!.length;
+        yield r.data;
+      }
+    };
+    const scaleData = () => {
+      // The writer keeps source order, so the weight (and its scales) were produced just before.
+      if (filled !== p.rows) throw new FormatError('unsupported', 'scales requested before the weight was written', job.args.output, scaleName(p.name));
+      return new Uint8Array(scales.buffer);
+    };
+    sources.push({ name: p.name, dtype: scheme.name === 'fp8-e4m3' ? 'F8_E4M3' : 'I8', shape: [p.rows, p.cols], data });
+    sources.push({ name: scaleName(p.name), dtype: 'F32', shape: [p.rows, 1], data: scaleData });
+  }
+  return { sources, metadata };
+}
+
+/** Writes a `.safetensors` file, or a folder of shards like the input's, plus config.json; returns the files written. */
+export async function writeSafetensorsOutput(job: QuantJob): Promise<string[]> {
+  const { model, config, scheme, plans, missing } = job;
+  const stream = new QuantStream(model, scheme, job.backend, job.signal);
+  try {
+    const { sources, metadata } = safetensorsSources(job, stream);
+    const writeOpts = { metadata, order: 'source' as const, signal: job.signal };
+    const out = job.args.output;
+    const configText = () => JSON.stringify(withQuantConfig(config!, scheme, plans), null, 2) + '\n';
+    if (out.endsWith('.safetensors')) {
+      await writeSafetensors(out, sources, writeOpts);
+      if (config) {
+        const cfgPath = join(dirname(out), 'config.json');
+        if (dirname(out) !== modelDir(model) && !(await exists(cfgPath))) {
+          await writeTextAtomic(cfgPath, configText());
+          return [out, cfgPath];
+        }
+        missing.push(`config.json with quantization_config (not written: ${cfgPath} exists or is the input's; write to a folder to get one)`);
+      }
+      return [out];
+    }
+    const created = !(await isDir(out));
+    if (created) await mkdir(out, { recursive: true });
+    try {
+      const r = await writeSharded(out, sources, { ...writeOpts, shardCount: model.files.length });
+      const files = r.files.map((f) => f.path);
+      if (r.index) files.push(r.index);
+      if (config) {
+        const cfgPath = join(out, 'config.json');
+        await writeTextAtomic(cfgPath, configText());
+        files.push(cfgPath);
+      }
+      return files;
+    } catch (e) {
+      if (created) await rmdir(out).catch(() => {});
+      throw e;
+    }
+  } finally {
+    await stream.close();
+  }
+}
