@@ -192,33 +192,7 @@ export function castBytes(src: Uint8Array, from: CastDType, to: CastDType, count
   if (dof % BYTES[to] !== 0) throw new FormatError('unsupported', 'output buffer is not aligned');
 
   // Every path goes through F32 bits when the input is exactly representable in F32 (all but F64).
-  if (from === 'F64') {
-    const a = new Float64Array(sb, so, n);
-    if (to === 'F32') {
-      const o = new Float32Array(db, dof, n);
-      for (let i = 0; i < n; i++) {
-        const v = a[i];
-        const r = Math.fround(v); // ECMAScript specifies roundTiesToEven
-        o[i] = r;
-        if (r === Infinity || r === -Infinity) {
-          if (Number.isFinite(v)) counts.overflow++;
-        } else if (r === 0 && v !== 0) counts.underflow++;
-      }
-      return dst;
-    }
-    const o = new Uint16Array(db, dof, n);
-    const f = to === 'F16' ? f16FromF64 : bf16FromF64;
-    const inf = to === 'F16' ? 0x7c00 : 0x7f80;
-    for (let i = 0; i < n; i++) {
-      const v = a[i];
-      const r = f(v);
-      o[i] = r;
-      if (isInfBits16(r, inf)) {
-        if (Number.isFinite(v)) counts.overflow++;
-      } else if (isZeroBits16(r) && v !== 0 && !Number.isNaN(v)) counts.underflow++;
-    }
-    return dst;
-  }
+  if (from === 'F64') return castFromF64(new Float64Array(sb, so, n), to, dst, counts);
 
   // Source → F32 bits.
   let bits: Uint32Array;
@@ -239,7 +213,42 @@ export function castBytes(src: Uint8Array, from: CastDType, to: CastDType, count
     for (let i = 0; i < n; i++) o[i] = fv[i];
     return dst;
   }
-  const o = new Uint16Array(db, dof, n);
+  roundF32BitsTo16(bits, to, new Uint16Array(db, dof, n), counts);
+  return dst;
+}
+
+/** F64 → F32, F16 or BF16 (round to nearest even), counting overflows to ±Inf and flushes to zero. */
+function castFromF64(a: Float64Array, to: CastDType, dst: Uint8Array, counts: CastCounts): Uint8Array {
+  const n = a.length;
+  if (to === 'F32') {
+    const o = new Float32Array(dst.buffer, dst.byteOffset, n);
+    for (let i = 0; i < n; i++) {
+      const v = a[i];
+      const r = Math.fround(v); // ECMAScript specifies roundTiesToEven
+      o[i] = r;
+      if (r === Infinity || r === -Infinity) {
+        if (Number.isFinite(v)) counts.overflow++;
+      } else if (r === 0 && v !== 0) counts.underflow++;
+    }
+    return dst;
+  }
+  const o = new Uint16Array(dst.buffer, dst.byteOffset, n);
+  const f = to === 'F16' ? f16FromF64 : bf16FromF64;
+  const inf = to === 'F16' ? 0x7c00 : 0x7f80;
+  for (let i = 0; i < n; i++) {
+    const v = a[i];
+    const r = f(v);
+    o[i] = r;
+    if (isInfBits16(r, inf)) {
+      if (Number.isFinite(v)) counts.overflow++;
+    } else if (isZeroBits16(r) && v !== 0 && !Number.isNaN(v)) counts.underflow++;
+  }
+  return dst;
+}
+
+/** F32 bits → F16 or BF16 bits (round to nearest even), counting overflows to ±Inf and flushes to zero. */
+function roundF32BitsTo16(bits: Uint32Array, to: CastDType, o: Uint16Array, counts: CastCounts): void {
+  const n = bits.length;
   let overflow = 0;
   let underflow = 0;
   if (to === 'BF16') {
@@ -268,5 +277,4 @@ export function castBytes(src: Uint8Array, from: CastDType, to: CastDType, count
   }
   counts.overflow += overflow;
   counts.underflow += underflow;
-  return dst;
 }

@@ -2,7 +2,7 @@
 // ΔᵀΔ, each pass one stream of both tensors' row blocks through the sketch kernel.
 import { getBackend } from '../compute/backend';
 import { cpuPoolSize } from '../compute/cpu/pool';
-import { diffElementBytes } from '../compute/diff/decodeChunk';
+import { diffElementBytes, type DiffDType } from '../compute/diff/decodeChunk';
 import { deltaSketchKernel, type DeltaSketchResult } from '../compute/diff/deltaSketch';
 import type { Backend } from '../compute/kernel';
 import { throwIfCancelled, type JobContext } from '../core/job';
@@ -99,37 +99,8 @@ async function estimateRank(
   const f32 = new BufferPool<Float32Array>(24, (n) => new Float32Array(n));
   const blocks: { r0: number; nr: number }[] = [];
   for (let r0 = 0; r0 < rows; r0 += blockRows) blocks.push({ r0, nr: Math.min(blockRows, rows - r0) });
-  const pass = async (x: Float64Array, back: boolean, onBlock: (r0: number, y: Float32Array, z?: Float32Array) => void): Promise<void> => {
-    const xLen = cols * k;
-    const xs = Float32Array.from(x);
-    const steps: JobSteps<{ r0: number; nr: number }, [Uint8Array, Uint8Array], { r0: number; r?: DeltaSketchResult }> = {
-      read: async ({ r0, nr }) => {
-        const len = nr * cols * eb;
-        const ba = pool.take(len);
-        const bb = pool.take(len);
-        await Promise.all([a.read(ta, r0 * cols * eb, ba), b.read(tb, r0 * cols * eb, bb)]);
-        onRead(2 * len);
-        return [ba, bb];
-      },
-      run: async ({ r0, nr }, [ba, bb], signal) => {
-        // Equal bytes hold Δ = 0: nothing to add.
-        if (bytesEqual(ba, bb)) {
-          pool.give(ba, bb);
-          return { r0 };
-        }
-        const xf = f32.take(xLen);
-        xf.set(xs);
-        const r = await backend.run(deltaSketchKernel, { dtype: kd, rows: nr, cols, a: ba, b: bb, k, x: xf, back, yOut: f32.take(nr * k), zOut: back ? f32.take(xLen) : undefined }, signal);
-        return { r0, r };
-      },
-    };
-    for await (const { r0, r } of streamJobs(blocks, steps, { inFlight, signal })) {
-      if (!r) continue;
-      onBlock(r0, r.y, r.z);
-      pool.give(...r.chunks);
-      f32.give(r.x, r.y, r.z);
-    }
-  };
+  const ctx: RankPass = { backend, a, b, ta, tb, kd, eb, cols, k, blocks, pool, f32, inFlight, signal, onRead };
+  const pass = (x: Float64Array, back: boolean, onBlock: (r0: number, y: Float32Array, z?: Float32Array) => void) => sketchPass(ctx, x, back, onBlock);
   const iterations = exact ? 0 : Math.max(0, ro.powerIterations ?? DEFAULT_POWER_ITERATIONS);
   for (let it = 0; it < iterations; it++) {
     const z = new Float64Array(cols * k);
@@ -161,4 +132,57 @@ async function estimateRank(
     rankEnergy[`${r}`] = frob2 > 0 ? Math.min(1, captured / frob2) : 0;
   }
   return { rankEnergy, singularValues: lambda.slice(0, Math.min(64, lambda.length)).map(Math.sqrt) };
+}
+
+/** What every pass of one tensor pair's rank estimate shares. */
+interface RankPass {
+  readonly backend: Backend;
+  readonly a: Model;
+  readonly b: Model;
+  readonly ta: TensorInfo;
+  readonly tb: TensorInfo;
+  readonly kd: DiffDType;
+  readonly eb: number;
+  readonly cols: number;
+  readonly k: number;
+  readonly blocks: readonly { r0: number; nr: number }[];
+  readonly pool: BufferPool;
+  readonly f32: BufferPool<Float32Array>;
+  readonly inFlight: number;
+  readonly signal: AbortSignal | undefined;
+  readonly onRead: (n: number) => void;
+}
+
+/** One pass over both tensors' row blocks: y = Δ·x per block (and z = Δᵀy summed when `back`). */
+async function sketchPass(c: RankPass, x: Float64Array, back: boolean, onBlock: (r0: number, y: Float32Array, z?: Float32Array) => void): Promise<void> {
+  const { a, b, ta, tb, cols, eb, k, pool, f32 } = c;
+  const xLen = cols * k;
+  const xs = Float32Array.from(x);
+  const steps: JobSteps<{ r0: number; nr: number }, [Uint8Array, Uint8Array], { r0: number; r?: DeltaSketchResult }> = {
+    read: async ({ r0, nr }) => {
+      const len = nr * cols * eb;
+      const ba = pool.take(len);
+      const bb = pool.take(len);
+      await Promise.all([a.read(ta, r0 * cols * eb, ba), b.read(tb, r0 * cols * eb, bb)]);
+      c.onRead(2 * len);
+      return [ba, bb];
+    },
+    run: async ({ r0, nr }, [ba, bb], signal) => {
+      // Equal bytes hold Δ = 0: nothing to add.
+      if (bytesEqual(ba, bb)) {
+        pool.give(ba, bb);
+        return { r0 };
+      }
+      const xf = f32.take(xLen);
+      xf.set(xs);
+      const r = await c.backend.run(deltaSketchKernel, { dtype: c.kd, rows: nr, cols, a: ba, b: bb, k, x: xf, back, yOut: f32.take(nr * k), zOut: back ? f32.take(xLen) : undefined }, signal);
+      return { r0, r };
+    },
+  };
+  for await (const { r0, r } of streamJobs(c.blocks, steps, { inFlight: c.inFlight, signal: c.signal })) {
+    if (!r) continue;
+    onBlock(r0, r.y, r.z);
+    pool.give(...r.chunks);
+    f32.give(r.x, r.y, r.z);
+  }
 }

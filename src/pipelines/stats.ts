@@ -1,6 +1,7 @@
 import { getBackend } from '../compute/backend';
 import { cpuPoolSize } from '../compute/cpu/pool';
 import { isPatternDType } from '../compute/decode/patterns';
+import type { Backend } from '../compute/kernel';
 import { statsKernel, type BinsResult, type StatsResult, type TopEntry, type WideScan } from '../compute/stats/stats';
 import { binsParams, mergeTop, mergeWide, summarizePatterns, summarizeWide, unsupportedStats, type TensorHead, type TensorStats } from '../compute/stats/summarize';
 import { DTYPE_INFO } from '../format/dtypes';
@@ -111,38 +112,9 @@ export async function stats(model: Model, opts: StatsOptions = {}): Promise<Stat
   });
   const byTensor = new Map(folds.map((f) => [f.t, f]));
 
-  const steps: JobSteps<SliceJob, Uint8Array, { job: SliceJob; r: StatsResult }> = {
-    read: async ({ t, s }) => {
-      const bytes = pool.take(s.byteLength);
-      await model.read(t, s.byteStart, bytes);
-      return bytes;
-    },
-    run: async (job, bytes, signal) => {
-      const { t, s, phase } = job;
-      const slice = { dtype: t.dtype, first: s.first, count: s.count, bytes };
-      const args = phase === 'scan' ? { ...slice, phase, topK } : { ...slice, phase, ...byTensor.get(t)!.params! };
-      let r: StatsResult;
-      try {
-        r = await backend.run(statsKernel, args, signal);
-      } catch (e) {
-        throw named(e, t);
-      }
-      // The CPU twin hands the moved bytes back; the GPU twin never moved them.
-      pool.give(r.bytes ?? bytes);
-      return { job, r };
-    },
-  };
-  const fold = ({ job, r }: { job: SliceJob; r: StatsResult }): void => {
-    const f = byTensor.get(job.t)!;
-    if (r.kind === 'patterns') {
-      for (let j = 0; j < r.patterns.length; j++) {
-        const p = r.patterns[j];
-        if (f.hist![p] === 0) f.occurring.push(p);
-        f.hist![p] += r.counts[j];
-      }
-      f.tops.push(r.top);
-    } else if (r.kind === 'wide') f.scans.push(r);
-    else f.binned.push(r);
+  const steps = sliceSteps(model, backend, pool, byTensor, topK);
+  const fold = ({ job, r }: SliceOut): void => {
+    foldSlice(byTensor.get(job.t)!, r);
     if (job.phase === 'scan') progress.add(job.s.byteLength, job.t.name);
   };
   const pass = async (jobs: SliceJob[]): Promise<void> => {
@@ -176,6 +148,49 @@ export async function stats(model: Model, opts: StatsOptions = {}): Promise<Stat
     if (opts.signal?.aborted) throw new CancelledError();
     throw e;
   }
+}
+
+interface SliceOut {
+  readonly job: SliceJob;
+  readonly r: StatsResult;
+}
+
+/** A slice's two steps: read its bytes through the model's ByteSource, then one kernel run. */
+function sliceSteps(model: Model, backend: Backend, pool: BufferPool, byTensor: ReadonlyMap<TensorInfo, TensorFold>, topK: number): JobSteps<SliceJob, Uint8Array, SliceOut> {
+  return {
+    read: async ({ t, s }) => {
+      const bytes = pool.take(s.byteLength);
+      await model.read(t, s.byteStart, bytes);
+      return bytes;
+    },
+    run: async (job, bytes, signal) => {
+      const { t, s, phase } = job;
+      const slice = { dtype: t.dtype, first: s.first, count: s.count, bytes };
+      const args = phase === 'scan' ? { ...slice, phase, topK } : { ...slice, phase, ...byTensor.get(t)!.params! };
+      let r: StatsResult;
+      try {
+        r = await backend.run(statsKernel, args, signal);
+      } catch (e) {
+        throw named(e, t);
+      }
+      // The CPU twin hands the moved bytes back; the GPU twin never moved them.
+      pool.give(r.bytes ?? bytes);
+      return { job, r };
+    },
+  };
+}
+
+/** Adds one slice's result to its tensor's totals (slices arrive in order). */
+function foldSlice(f: TensorFold, r: StatsResult): void {
+  if (r.kind === 'patterns') {
+    for (let j = 0; j < r.patterns.length; j++) {
+      const p = r.patterns[j];
+      if (f.hist![p] === 0) f.occurring.push(p);
+      f.hist![p] += r.counts[j];
+    }
+    f.tops.push(r.top);
+  } else if (r.kind === 'wide') f.scans.push(r);
+  else f.binned.push(r);
 }
 
 /** The statistics of one tensor from its folded slices. */

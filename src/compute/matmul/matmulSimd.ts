@@ -1,3 +1,7 @@
+// Kept whole: buildKernel each emit one WebAssembly function as a straight run of
+// instructions whose locals, loop labels and stack depth are shared from the first op to the
+// last; cut into pieces, each piece would need that state passed in and the reader would lose
+// the one-to-one order with the scalar loop it reproduces.
 import { Fn, OP, SIMD, T, assemble, emitF16x4, ensureMemory, instantiate, type WasmMemory } from '../cpu/wasmAsm';
 import { OUT_BYTES, storedCols, type MatmulArgs } from './matmul';
 

@@ -1,3 +1,7 @@
+// Kept whole: buildKernel and buildRowKernel each emit one WebAssembly function as a straight run of
+// instructions whose locals, loop labels and stack depth are shared from the first op to the
+// last; cut into pieces, each piece would need that state passed in and the reader would lose
+// the one-to-one order with the scalar loop it reproduces.
 import { f16Table32, sumsFrom, type ErrorSums, type QuantInputDType } from './common';
 import { Fn, OP, SIMD, T, WASM_PAGE, assemble, emitF16x4, ensureMemory, instantiate, type WasmMemory } from '../cpu/wasmAsm';
 

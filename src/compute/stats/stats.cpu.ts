@@ -1,6 +1,6 @@
-import type { DType } from '../../format/dtypes';
 import { isPatternDType, patternBits, patternTable, type PatternDType } from '../decode/patterns';
-import { CompensatedSum, binIndex, logBinIndex, compareTop, sparseTable, type BinsResult, type PatternScan, type StatsArgs, type StatsBinsArgs, type StatsResult, type StatsScanArgs, type TopEntry, type WideScan } from './stats';
+import { binWide, numericView, scanWide } from './statsWide.cpu';
+import { compareTop, sparseTable, type PatternScan, type StatsArgs, type StatsResult, type TopEntry } from './stats';
 
 /** The CPU twin of the statistics kernel; runs in a worker (see stats.ts for the two phases). */
 export function statsCpu(args: StatsArgs): StatsResult {
@@ -17,7 +17,7 @@ export function statsCpu(args: StatsArgs): StatsResult {
 // ---------------------------------------------------------------- input
 
 /** `bytes` as `align`-aligned memory (typed-array views need it); copies only when misaligned. */
-function aligned(bytes: Uint8Array, align: number): Uint8Array {
+export function aligned(bytes: Uint8Array, align: number): Uint8Array {
   return bytes.byteOffset % align === 0 ? bytes : bytes.slice();
 }
 
@@ -362,154 +362,4 @@ export function topFromTable(dtype: PatternDType, bytes: Uint8Array, n: number, 
     }
   }
   return out.sort(compareTop).slice(0, topK);
-}
-
-// ---------------------------------------------------------------- wide dtypes
-
-
-type Numeric = Float32Array | Float64Array | Int32Array | Uint32Array;
-
-function numericView(dtype: DType, bytes: Uint8Array, n: number): Numeric {
-  switch (dtype) {
-    case 'F32': {
-      const b = aligned(bytes, 4);
-      return new Float32Array(b.buffer, b.byteOffset, n);
-    }
-    case 'I32': {
-      const b = aligned(bytes, 4);
-      return new Int32Array(b.buffer, b.byteOffset, n);
-    }
-    case 'U32': {
-      const b = aligned(bytes, 4);
-      return new Uint32Array(b.buffer, b.byteOffset, n);
-    }
-    case 'F64': {
-      const b = aligned(bytes, 8);
-      return new Float64Array(b.buffer, b.byteOffset, n);
-    }
-    case 'I64':
-    case 'U64': {
-      // Statistics are doubles anyway: integers beyond 2^53 round, as they would in any float reference.
-      const b = aligned(bytes, 8);
-      const src = dtype === 'I64' ? new BigInt64Array(b.buffer, b.byteOffset, n) : new BigUint64Array(b.buffer, b.byteOffset, n);
-      const out = new Float64Array(n);
-      for (let i = 0; i < n; i++) out[i] = Number(src[i]);
-      return out;
-    }
-    default:
-      throw new Error(`stats: ${dtype} is not supported`);
-  }
-}
-
-/** Keeps the k largest |x| seen so far; ties keep the earlier index, as `compareTop` orders them. */
-export class TopKeeper {
-  private readonly buf: TopEntry[] = [];
-  /** |x| of the k-th entry once the keeper is full; below it nothing can enter. */
-  threshold = -1;
-  constructor(private readonly k: number) {
-    if (k <= 0) this.threshold = Infinity;
-  }
-  offer(index: number, value: number): void {
-    const a = Math.abs(value);
-    if (a <= this.threshold) return;
-    this.buf.push({ index, value });
-    // Sorting in batches of 4k keeps the work per element constant.
-    if (this.buf.length >= 4 * this.k) this.trim();
-  }
-  private trim(): void {
-    this.buf.sort(compareTop);
-    this.buf.length = Math.min(this.buf.length, this.k);
-    if (this.k > 0 && this.buf.length === this.k) this.threshold = Math.abs(this.buf[this.k - 1].value);
-  }
-  result(): TopEntry[] {
-    this.trim();
-    return this.buf.slice();
-  }
-}
-
-function scanWide(v: Numeric, args: StatsScanArgs): WideScan {
-  const n = args.count;
-  let nan = 0;
-  let posInf = 0;
-  let negInf = 0;
-  let zeros = 0;
-  let finite = 0;
-  let min = Infinity;
-  let max = -Infinity;
-  let minAbsNonzero = Infinity;
-  const total = new CompensatedSum();
-  let block = 0;
-  const top = new TopKeeper(args.topK);
-  // Top-k ranks finite values only: ±Inf are reported by the posInf/negInf counts.
-  for (let i = 0; i < n; i++) {
-    const x = v[i];
-    if (x !== x) {
-      nan++;
-      continue;
-    }
-    if (x === Infinity) posInf++;
-    else if (x === -Infinity) negInf++;
-    else {
-      finite++;
-      block += x;
-      // Plain sums over blocks of 1,024, compensated between blocks: error ≤ ~1024·ε·Σ|x| whatever the slice length.
-      if ((finite & 1023) === 0) {
-        total.add(block);
-        block = 0;
-      }
-      if (x < min) min = x;
-      if (x > max) max = x;
-      const a = x < 0 ? -x : x;
-      if (x === 0) zeros++;
-      else if (a < minAbsNonzero) minAbsNonzero = a;
-      if (a > top.threshold) top.offer(args.first + i, x);
-    }
-  }
-  total.add(block);
-  const sum = total.value;
-  // Second, in-memory pass: squared deviations about the slice's own mean, merged across slices by Chan's formula.
-  let m2 = 0;
-  if (finite > 0) {
-    const mean = sum / finite;
-    const sq = new CompensatedSum();
-    let part = 0;
-    let seen = 0;
-    for (let i = 0; i < n; i++) {
-      const x = v[i];
-      if (x - x === 0) {
-        const d = x - mean;
-        part += d * d;
-        if ((++seen & 1023) === 0) {
-          sq.add(part);
-          part = 0;
-        }
-      }
-    }
-    sq.add(part);
-    m2 = sq.value;
-  }
-  return { kind: 'wide', finite, nan, posInf, negInf, zeros, min, max, minAbsNonzero, sum, m2, top: top.result() };
-}
-
-function binWide(v: Numeric, args: StatsBinsArgs): BinsResult {
-  const bins = args.edges.length - 1;
-  const hist = new Uint32Array(bins);
-  const logHist = new Uint32Array(args.logEdges.length - 1);
-  const { edges, logEdges, nearZeroBelow } = args;
-  // Outliers by two thresholds fixed once, so that the GPU twin (f32 values, thresholds rounded outward) decides identically.
-  const above = args.mean + args.outlierBeyond;
-  const below = args.mean - args.outlierBeyond;
-  let nearZero = 0;
-  let outliers = 0;
-  for (let i = 0; i < args.count; i++) {
-    const x = v[i];
-    // Finite values only: x − x is NaN for NaN and ±Inf.
-    if (x - x !== 0) continue;
-    hist[binIndex(x, edges)]++;
-    const a = x < 0 ? -x : x;
-    if (a !== 0) logHist[logBinIndex(a, logEdges)]++;
-    if (a === 0 || a < nearZeroBelow) nearZero++;
-    if (x > above || x < below) outliers++;
-  }
-  return { kind: 'bins', hist, logHist, nearZero, outliers };
 }

@@ -1,6 +1,7 @@
 import { GpuUnsupportedError, type GpuContext } from '../kernel';
 import { isPatternDType, patternBits, patternTable, type PatternDType } from '../decode/patterns';
-import { hotTable, patternOf, thresholdOf, TopKeeper } from './stats.cpu';
+import { hotTable, patternOf, thresholdOf } from './stats.cpu';
+import { TopKeeper } from './statsWide.cpu';
 import { compareTop, sparseTable, type BinsResult, type StatsArgs, type StatsBinsArgs, type StatsResult, type StatsScanArgs, type TopEntry, type WideScan } from './stats';
 import shader from './stats.wgsl';
 import wideShader from './statsWide.wgsl';
