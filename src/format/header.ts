@@ -2,6 +2,7 @@ import { DTYPE_INFO, isDType, type DType } from './dtypes';
 import { FormatError } from './errors';
 import { countKeys, ExactParser, isIndexLikeKey, LBRACE, NonIntegerLiteral, scan, SPACE, topLevelKeys } from './json';
 import type { TensorInfo } from './model';
+import { plainStorage } from './storage';
 
 export { MAX_JSON_DEPTH, parseJsonChecked, type DuplicateKey } from './json';
 
@@ -150,7 +151,7 @@ function parseTensor(name: string, v: unknown, file: string, dataOffset: number,
       name,
     );
   }
-  return { name, dtype, shape: dims, numel, file: fileIndex, byteOffset: dataOffset + begin, byteLength };
+  return { name, dtype, shape: dims, numel, file: fileIndex, byteOffset: dataOffset + begin, byteLength, storage: plainStorage(dtype) };
 }
 
 function parseMetadata(v: unknown, file: string): Record<string, string> {

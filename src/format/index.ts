@@ -6,6 +6,8 @@ export * from './model';
 export * from './header';
 export * from './reader';
 export * from './openModel';
+export * from './readers';
+export * from './storage';
 export * from './decode';
 export * from './writer';
 export * from './cast';

@@ -1,9 +1,14 @@
 import type { DType } from './dtypes';
 import type { ByteSource } from './source';
+import type { StorageType, TensorPart } from './storage';
 
-/** A tensor as the header describes it: a lazy view (dtype, shape, byte range), never its data. */
+/**
+ * A logical tensor as its format's header describes it: a lazy view (name, shape,
+ * storage, byte ranges), never its data. Every reader produces these.
+ */
 export interface TensorInfo {
   readonly name: string;
+  /** The element dtype of its (first) data part: the stored dtype, or U8 for blocks and schemes. */
   readonly dtype: DType;
   readonly shape: readonly number[];
   /** Product of the shape (1 for rank 0, 0 when any dimension is 0). */
@@ -13,6 +18,15 @@ export interface TensorInfo {
   /** Absolute offset of the tensor's first byte within its file. */
   readonly byteOffset: number;
   readonly byteLength: number;
+  /** How the values are stored: a plain dtype, a block type, or a scheme with its parts. */
+  readonly storage: StorageType;
+  /** Where the bytes are when there are several parts; absent, one `data` part at (file, byteOffset, byteLength). */
+  readonly parts?: readonly TensorPart[];
+}
+
+/** Every byte range of a tensor, data first. */
+export function partsOf(t: TensorInfo): readonly TensorPart[] {
+  return t.parts ?? [{ role: 'data', file: t.file, byteOffset: t.byteOffset, byteLength: t.byteLength }];
 }
 
 export interface ModelFile {

@@ -1,3 +1,4 @@
+import { storageDecoder } from './blocks';
 import { elementCount, type DecodeArgs } from './decode';
 import { isPatternDType, patternAt, patternTable, patternBits } from './patterns';
 
@@ -6,6 +7,10 @@ export function decodeCpu(args: DecodeArgs): Float32Array {
   const { dtype, bytes } = args;
   const n = elementCount(args);
   const out = new Float32Array(n);
+  if (args.storage && args.storage.kind !== 'dtype') {
+    storageDecoder(args.storage).cpu([bytes, ...(args.more ?? [])], out);
+    return out;
+  }
   if (dtype === 'F32') {
     out.set(new Float32Array(bytes.slice(0, n * 4).buffer));
     return out;

@@ -27,6 +27,8 @@ const FORMATS: Partial<Record<DecodeArgs['dtype'], { EXP_BITS: number; MAN_BITS:
  */
 export async function decodeGpu(ctx: GpuContext, args: DecodeArgs): Promise<Float32Array> {
   const { dtype, bytes } = args;
+  // Block and scheme storages have CPU decoders only, for now.
+  if (args.storage && args.storage.kind !== 'dtype') throw new GpuUnsupportedError(`decode: no GPU path for ${args.storage.kind}`);
   const n = elementCount(args);
   if (dtype === 'F32') return new Float32Array(bytes.slice(0, n * 4).buffer);
   const fmt = FORMATS[dtype];

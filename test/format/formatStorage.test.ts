@@ -1,0 +1,50 @@
+// The model layer's storage types: plain dtypes from the safetensors reader, the
+// whole units that chunks end on, and the decode kernel's dispatch on a storage.
+import assert from 'node:assert/strict';
+import { after, test } from 'node:test';
+import { disposeBackends, getBackend } from '../../src/compute/backend';
+import { decodeKernel } from '../../src/compute/decode/decode';
+import { chunkElementsOf, MemorySource, openSource, partsOf, plainStorage, READERS, storageUnit, storedBytes, type StorageType } from '../../src/format';
+import { paddedFile, pattern } from '../fixtures/golden';
+
+after(() => disposeBackends());
+
+// ggml's Q4_0: 32 values in 18 bytes (an f16 scale and 16 bytes of nibbles).
+const Q4_0: StorageType = { kind: 'blocks', type: 'Q4_0', blockElements: 32, blockBytes: 18 };
+
+test('the safetensors reader gives every tensor a plain storage and one data part', async () => {
+  const json = '{"a":{"dtype":"BF16","shape":[2,3],"data_offsets":[0,12]},"b":{"dtype":"F4","shape":[6],"data_offsets":[12,15]}}';
+  const bytes = paddedFile(json, pattern(15, 7));
+  const m = await openSource(new MemorySource(bytes, 'm.safetensors'), 'm.safetensors', 'm.safetensors');
+  try {
+    for (const t of m.tensors) {
+      assert.deepEqual(t.storage, { kind: 'dtype', dtype: t.dtype });
+      assert.equal(t.storage, plainStorage(t.dtype), 'one shared storage object per dtype');
+      assert.deepEqual(partsOf(t), [{ role: 'data', file: 0, byteOffset: t.byteOffset, byteLength: t.byteLength }]);
+    }
+  } finally {
+    await m.close();
+  }
+  assert.equal(READERS[READERS.length - 1].name, 'safetensors', 'safetensors is the fallback, after every specific reader');
+});
+
+test('units: whole elements that end on a byte, or whole blocks', () => {
+  assert.deepEqual(storageUnit(plainStorage('BF16')), { elements: 1, bytes: 2 });
+  assert.deepEqual(storageUnit(plainStorage('F4')), { elements: 2, bytes: 1 });
+  assert.deepEqual(storageUnit(plainStorage('F6_E2M3')), { elements: 4, bytes: 3 });
+  assert.deepEqual(storageUnit(Q4_0), { elements: 32, bytes: 18 });
+  // A chunk never splits a block, and holds at least one.
+  assert.equal(chunkElementsOf(Q4_0, 1 << 20), Math.floor((1 << 20) / 18) * 32);
+  assert.equal(chunkElementsOf(Q4_0, 10), 32);
+  assert.equal(chunkElementsOf(plainStorage('F6_E3M2'), 10), 12);
+  assert.equal(storedBytes(Q4_0, 96), 54);
+  assert.throws(() => storedBytes(Q4_0, 40), /not a whole number of 32-value units/);
+});
+
+test('decode takes a plain storage as its dtype, and names a block type it has no decoder for', async () => {
+  const cpu = await getBackend('cpu');
+  // BF16 0x3f80 = 1, 0xc000 = -2.
+  const bf16 = new Uint8Array([0x80, 0x3f, 0x00, 0xc0]);
+  assert.deepEqual([...(await cpu.run(decodeKernel, { dtype: 'BF16', bytes: bf16, storage: plainStorage('BF16') }))], [1, -2]);
+  await assert.rejects(cpu.run(decodeKernel, { dtype: 'U8', bytes: new Uint8Array(36), storage: Q4_0 }), /no decoder for the block type Q4_0/);
+});
