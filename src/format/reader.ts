@@ -1,8 +1,9 @@
-import { DTYPE_INFO, type DType } from './dtypes';
+import type { DType } from './dtypes';
 import { FormatError } from './errors';
 import { HEADER_PREFIX_BYTES, parseHeader, readHeaderLength } from './header';
 import type { ChunkOptions, Model, ModelFile, TensorInfo } from './model';
 import type { ByteSource } from './source';
+import { plainStorage, storageUnit } from './storage';
 
 /**
  * Default chunk for streaming tensor bytes. Each read costs a thread-pool round trip
@@ -26,9 +27,7 @@ const CHANGE_CHECK_MS = 50;
  * boundary: the element size, or 1 byte (2 × F4) and 3 bytes (4 × F6) for sub-byte dtypes.
  */
 export function elementGroupBytes(dtype: DType): number {
-  const bits = DTYPE_INFO[dtype].bits;
-  if (bits % 8 === 0) return bits / 8;
-  return bits === 4 ? 1 : 3;
+  return storageUnit(plainStorage(dtype)).bytes;
 }
 
 export interface OpenedFile {
@@ -105,7 +104,8 @@ export class SourceModel implements Model {
     this.checkRange(t, 0, t.byteLength);
     const total = t.byteLength;
     if (total === 0) return;
-    const group = elementGroupBytes(t.dtype);
+    // Chunks end on whole units of the storage: elements that end on a byte, or whole blocks.
+    const group = storageUnit(t.storage).bytes;
     const want = opts.chunkBytes ?? DEFAULT_CHUNK_BYTES;
     const size = Math.min(total, Math.max(group, want - (want % group)));
     // Two buffers: the next chunk is read into one while the caller works on the other.

@@ -3,6 +3,7 @@
  * dtypes that checkpoints are stored in reach the kernels (F32, F16, BF16); the
  * pipeline converts anything else to F32 bytes first.
  */
+import { f16Table } from '../decode/f16';
 export type DiffDType = 'F32' | 'F16' | 'BF16';
 
 export const DIFF_DTYPES: readonly DiffDType[] = ['F32', 'F16', 'BF16'];
@@ -11,33 +12,6 @@ export function diffElementBytes(d: DiffDType): number {
   return d === 'F32' ? 4 : 2;
 }
 
-let f16Table: Float32Array | undefined;
-
-/**
- * F16 bits → F32, one entry per bit pattern (256 KiB, built once per worker).
- * NaN payloads are kept, so the mapping is injective and decoded bits can be
- * compared instead of the source bits.
- */
-function f16ToF32Table(): Float32Array {
-  if (f16Table) return f16Table;
-  const t = new Float32Array(65536);
-  const bits = new Uint32Array(t.buffer);
-  for (let h = 0; h < 65536; h++) {
-    const sign = (h & 0x8000) << 16;
-    const exp = (h >> 10) & 0x1f;
-    const mant = h & 0x3ff;
-    if (exp === 0x1f) {
-      bits[h] = sign | 0x7f800000 | (mant << 13);
-    } else if (exp === 0) {
-      // Subnormal (or zero): exact as a product, since 2^-24 and the mantissa are both representable.
-      t[h] = (sign ? -1 : 1) * mant * 2 ** -24;
-    } else {
-      bits[h] = sign | ((exp + 112) << 23) | (mant << 13);
-    }
-  }
-  f16Table = t;
-  return t;
-}
 
 /**
  * Decodes `n` elements of `bytes` into `out[0..n)`. Decoding is bit-exact (BF16
@@ -52,7 +26,7 @@ export function decodeChunkF32(dtype: DiffDType, bytes: Uint8Array, n: number, o
     return;
   }
   if (dtype === 'F16') {
-    const table = f16ToF32Table();
+    const table = f16Table();
     const h = bytes.byteOffset % 2 === 0 ? new Uint16Array(bytes.buffer, bytes.byteOffset, n) : new Uint16Array(bytes.slice(0, n * 2).buffer);
     for (let i = 0; i < n; i++) out[i] = table[h[i]];
     return;

@@ -1,6 +1,7 @@
 import { bf16BitsOf, f16BitsOf } from './round';
 import { checkMatmulArgs, OUT_BYTES, storedCols, type MatmulArgs, type MatmulResult } from './matmul';
 import { matmulSimdPass, type SimdPass } from './matmulSimd';
+import { f16Table } from '../decode/f16';
 
 /** The CPU twin: the WebAssembly SIMD pass where it exists, else the scalar loop; both sum in float64. */
 export function matmulCpu(args: MatmulArgs): MatmulResult {
@@ -65,7 +66,7 @@ export function matmulScalar(args: MatmulArgs): MatmulResult {
     if (baseDtype === 'F32') base32 = new Float32Array(copy.buffer, copy.byteOffset, count);
     else base16 = new Uint16Array(copy.buffer, copy.byteOffset, count);
   }
-  const f16Table = baseDtype === 'F16' ? f16Values() : undefined;
+  const f16 = baseDtype === 'F16' ? f16Table() : undefined;
 
   const acc = new Float64Array(cols);
   const rowF = new Float32Array(cols);
@@ -80,7 +81,7 @@ export function matmulScalar(args: MatmulArgs): MatmulResult {
     const e0 = r * cols;
     // The base row, as f32 (exact for every base dtype), seeds the first rank pass.
     if (base32) rowF.set(base32.subarray(e0, e0 + cols));
-    else if (base16 && f16Table) for (let c = 0; c < cols; c++) rowF[c] = f16Table[base16[e0 + c]];
+    else if (base16 && f16) for (let c = 0; c < cols; c++) rowF[c] = f16[base16[e0 + c]];
     else if (base16) for (let c = 0; c < cols; c++) rowU[c] = base16[e0 + c] << 16;
     else rowF.fill(0);
     let k = 0;
@@ -261,18 +262,3 @@ function firstNonFiniteIn(out: MatmulArgs['out'], bytes: Uint8Array, e0: number,
   return -1;
 }
 
-let F16_VALUES: Float32Array | undefined;
-
-/** Every F16 bit pattern's value (65,536 entries, exact in f32): one lookup per base element. */
-function f16Values(): Float32Array {
-  if (F16_VALUES) return F16_VALUES;
-  const t = new Float32Array(65536);
-  for (let h = 0; h < 65536; h++) {
-    const s = h & 0x8000 ? -1 : 1;
-    const e = (h >>> 10) & 0x1f;
-    const m = h & 0x3ff;
-    t[h] = e === 0 ? s * m * 2 ** -24 : e === 31 ? (m ? NaN : s * Infinity) : s * (1024 + m) * 2 ** (e - 25);
-  }
-  F16_VALUES = t;
-  return t;
-}

@@ -4,6 +4,7 @@
  * (so the CPU result never depends on a platform's float conversions), and the
  * error sums every kernel accumulates for the report.
  */
+import { f16Table } from '../decode/f16';
 
 /** Input dtypes the kernels decode themselves; others are decoded to F32 first by the pipeline. */
 export type QuantInputDType = 'BF16' | 'F16' | 'F32';
@@ -144,16 +145,8 @@ export function f32ToF16Bits(v: number): number {
   return sign | ((e << 10) + q); // a carry out of the mantissa bumps the exponent, up to inf
 }
 
-let f16Table: Float32Array | undefined;
-
 /** All 65,536 binary16 values as f32 (exact: every f16 is an f32). */
-export function f16Table32(): Float32Array {
-  if (f16Table) return f16Table;
-  const t = new Float32Array(65536);
-  for (let h = 0; h < 65536; h++) t[h] = f16ToF32(h);
-  f16Table = t;
-  return t;
-}
+export const f16Table32 = f16Table;
 
 export function f16ToF32(h: number): number {
   const sign = h & 0x8000 ? -1 : 1;

@@ -1,4 +1,5 @@
-import { checkArgs, decodeInto, emptySums, inputViews, scratch, sumsFrom, type QuantizeArgs, type QuantizeResult } from './common';
+import { checkArgs, emptySums, type QuantizeArgs, type QuantizeResult } from './common';
+import { scaledRows } from './scalarDrivers';
 import { rowsSimd } from './quantSimd';
 
 const fround = Math.fround;
@@ -27,47 +28,14 @@ export function int8ChannelCpu(a: QuantizeArgs): QuantizeResult {
 /** The scalar twin of the SIMD path (rows not a multiple of 16, or no WebAssembly SIMD). */
 export function int8ChannelScalar(a: QuantizeArgs): QuantizeResult {
   checkArgs('int8-channel', a, 1);
-  const { rows, cols } = a;
-  const out = new Int8Array(rows * cols);
-  const scales = new Float32Array(rows);
-  const v = inputViews(a.src, a.dtype);
-  const { f: x, u: xb } = scratch(cols);
-  const wantStats = a.stats !== false;
-  let sumX2 = 0, sumXE = 0, sumE2 = 0, maxErr = 0;
-  for (let r = 0; r < rows; r++) {
-    decodeInto(v, r * cols, cols, x, xb);
-    let best = -1;
-    let amaxBits = 0;
-    for (let j = 0; j < cols; j++) {
-      const b = xb[j] & 0x7fffffff;
-      if (b > amaxBits) {
-        amaxBits = b;
-        best = j;
-      }
-    }
-    const amax = best < 0 ? 0 : Math.abs(x[best]);
-    const scale = fround(amax / 127);
-    scales[r] = scale;
-    const o = r * cols;
-    for (let j = 0; j < cols; j++) {
-      const xv = x[j];
-      let q = 0;
-      if (scale !== 0) {
-        q = rne(fround(xv / scale));
-        if (q > INT8_QMAX) q = INT8_QMAX;
-        else if (q < -INT8_QMAX) q = -INT8_QMAX;
-      }
-      out[o + j] = q;
-      if (wantStats) {
-        const y = q * scale;
-        const e = xv - y;
-        sumX2 += xv * xv;
-        sumXE += xv * e;
-        sumE2 += e * e;
-        const ae = Math.abs(e);
-        if (ae > maxErr) maxErr = ae;
-      }
-    }
-  }
-  return { data: new Uint8Array(out.buffer), scales, stats: wantStats ? sumsFrom(rows * cols, sumX2, sumXE, sumE2, maxErr) : emptySums() };
+  return scaledRows(a, {
+    scale: (amax) => fround(amax / 127),
+    code: (x, scale) => {
+      if (scale === 0) return 0;
+      const q = rne(fround(x / scale));
+      // Stored as a two's-complement byte.
+      return (q > INT8_QMAX ? INT8_QMAX : q < -INT8_QMAX ? -INT8_QMAX : q) & 0xff;
+    },
+    value: (c, scale) => ((c << 24) >> 24) * scale,
+  });
 }

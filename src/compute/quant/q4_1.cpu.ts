@@ -1,4 +1,5 @@
-import { checkArgs, emptySums, f16Table32, f32ToF16Bits, inputViews, loadBlock32, scratch, sumsFrom, type QuantizeArgs, type QuantizeResult } from './common';
+import { checkArgs, emptySums, f16Table32, f32ToF16Bits, type QuantizeArgs, type QuantizeResult } from './common';
+import { nibbleBlocks } from './scalarDrivers';
 import { ggmlSimd } from './quantSimd';
 
 /** ggml Q4_1: 32 values per block, f16 scale d, f16 minimum m, then 16 bytes of nibbles. */
@@ -25,16 +26,8 @@ export function q4_1Cpu(a: QuantizeArgs): QuantizeResult {
 /** The scalar twin of the SIMD path (where WebAssembly SIMD is missing). */
 export function q4_1Scalar(a: QuantizeArgs): QuantizeResult {
   checkArgs('q4_1', a, Q4_1_BLOCK);
-  const n = a.rows * a.cols;
-  const out = new Uint8Array((n / Q4_1_BLOCK) * Q4_1_BYTES);
-  const v = inputViews(a.src, a.dtype);
-  const { f: x, u: xb } = scratch(Q4_1_BLOCK);
   const f16 = f16Table32();
-  const wantStats = a.stats !== false;
-  let sumX2 = 0, sumXE = 0, sumE2 = 0, maxErr = 0;
-  let o = 0;
-  for (let base = 0; base < n; base += Q4_1_BLOCK) {
-    loadBlock32(v, base, x, xb);
+  return nibbleBlocks(a, Q4_1_BYTES - 16, (x, _best, out, o) => {
     let min = FLT_MAX;
     let max = -FLT_MAX;
     for (let j = 0; j < Q4_1_BLOCK; j++) {
@@ -50,27 +43,14 @@ export function q4_1Scalar(a: QuantizeArgs): QuantizeResult {
     out[o + 1] = hd >>> 8;
     out[o + 2] = hm & 0xff;
     out[o + 3] = hm >>> 8;
-    o += 4;
     const dq = f16[hd];
     const mq = f16[hm];
-    for (let j = 0; j < 16; j++) {
-      const x0 = x[j];
-      const x1 = x[j + 16];
-      const a0 = fround(fround(fround(x0 - min) * id) + 0.5) | 0;
-      const a1 = fround(fround(fround(x1 - min) * id) + 0.5) | 0;
-      const q0 = a0 > 15 ? 15 : a0;
-      const q1 = a1 > 15 ? 15 : a1;
-      out[o++] = q0 | (q1 << 4);
-      if (wantStats) {
-        const e0 = x0 - (q0 * dq + mq);
-        const e1 = x1 - (q1 * dq + mq);
-        sumX2 += x0 * x0 + x1 * x1;
-        sumXE += x0 * e0 + x1 * e1;
-        sumE2 += e0 * e0 + e1 * e1;
-        const ae = Math.max(Math.abs(e0), Math.abs(e1));
-        if (ae > maxErr) maxErr = ae;
-      }
-    }
-  }
-  return { data: out, stats: wantStats ? sumsFrom(n, sumX2, sumXE, sumE2, maxErr) : emptySums() };
+    return {
+      code: (xv) => {
+        const q = fround(fround(fround(xv - min) * id) + 0.5) | 0;
+        return q > 15 ? 15 : q;
+      },
+      value: (q) => q * dq + mq,
+    };
+  });
 }
