@@ -2,6 +2,7 @@ import { GpuUnsupportedError, type GpuContext } from '../kernel';
 import { workgroupGrid } from '../gpu/device';
 import { addSums, bytesPerInput, checkArgs, emptySums, type QuantizeArgs, type QuantizeResult } from './common';
 import common from './quantCommon.wgsl';
+import opening from './ggmlBlocks.wgsl';
 
 // 64 invocations per workgroup: each does 1–2 blocks of serial work, so narrow groups keep every core busy.
 const WG = 64;
@@ -34,7 +35,7 @@ export async function ggmlBlocksGpu(ctx: GpuContext, a: QuantizeArgs, spec: Ggml
   const dstBytes = groups * spec.blocksPerGroup * spec.blockBytes;
   const maxBinding = Math.min(ctx.limits.maxStorageBufferBindingSize, ctx.limits.maxBufferSize);
   if (a.src.byteLength > maxBinding || dstBytes > maxBinding) throw new GpuUnsupportedError(`${spec.name}: chunk larger than one storage binding`);
-  const pipeline = ctx.pipeline(`quant.${spec.name}`, common + '\n' + spec.shader, 'main', { WG, DTYPE: DTYPE_CODE[a.dtype] });
+  const pipeline = ctx.pipeline(`quant.${spec.name}`, common + '\n' + opening + '\n' + spec.shader, 'main', { WG, DTYPE: DTYPE_CODE[a.dtype] });
   const src = ctx.upload(a.src);
   const dst = ctx.buffer(dstBytes);
   const stats = ctx.buffer(groups * 5 * 4);

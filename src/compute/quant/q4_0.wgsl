@@ -1,19 +1,7 @@
 // ggml Q4_0, two blocks (36 bytes = 9 words) per invocation so that every write is whole words.
-override WG: u32 = 64u;
-
-struct Params { groups: u32, blocks: u32, _a: u32, _b: u32 }
-
-@group(0) @binding(0) var<storage, read> src: array<u32>;
-@group(0) @binding(1) var<storage, read_write> dst: array<u32>;
-@group(0) @binding(2) var<storage, read_write> stats: array<f32>;
-@group(0) @binding(3) var<storage, read_write> flags: array<u32>;
-@group(0) @binding(4) var<uniform> params: Params;
-
+// The opening every ggml block shader shares (WG, Params, bindings, put) is ggmlBlocks.wgsl.
+// The block's output words, written whole at the end.
 var<private> ob: array<u32, 9>;
-
-fn put(i: u32, v: u32) {
-  ob[i >> 2u] = ob[i >> 2u] | ((v & 0xffu) << ((i & 3u) * 8u));
-}
 
 @compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
