@@ -26,7 +26,7 @@ export const convertCommand: Command = {
     const dtype = TARGETS[(values.dtype ?? 'bf16').toLowerCase()];
     if (!dtype) throw new UsageError(`--dtype must be bf16, f16 or f32, not '${values.dtype}'`);
     const maxShardBytes = values['max-shard-size'] !== undefined ? parseSize(values['max-shard-size']) : undefined;
-    const r = await convertModel({ input: positionals[0], output: positionals[1], dtype, maxShardBytes }, { signal: io.signal, progress: io.progress });
+    const r = await convertModel({ input: positionals[0], output: positionals[1], dtype, maxShardBytes }, { signal: io.signal, progress: io.progress, notice: io.notice });
     let cast = 0;
     let overflow = 0;
     let underflow = 0;

@@ -1,5 +1,4 @@
-import { mkdir, realpath, rmdir, stat } from 'node:fs/promises';
-import { basename, dirname, resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import {
   DTYPE_INFO,
   FormatError,
@@ -7,6 +6,8 @@ import {
   decodeToF64,
   isCastDType,
   openModel,
+  prepareOutputs,
+  shardedNames,
   writeSafetensors,
   writeSharded,
   type CastCounts,
@@ -86,26 +87,6 @@ async function* castStream(model: Model, t: TensorInfo, to: ConvertTarget, count
   }
 }
 
-/** The names a folder output may write (or replace). */
-const WRITTEN_NAMES = /^model(-\d{5}-of-\d{5})?\.safetensors$|^model\.safetensors\.index\.json$/;
-
-async function exists(p: string): Promise<boolean> {
-  try {
-    await stat(p);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-async function canonical(p: string): Promise<string> {
-  try {
-    return await realpath(p);
-  } catch {
-    return resolve(p);
-  }
-}
-
 /**
  * Converts a model's floating tensors to `dtype` with round-to-nearest-even,
  * streaming tensor by tensor; other tensors are copied byte for byte. The
@@ -121,20 +102,13 @@ export async function convertModel(args: ConvertArgs, ctx: JobContext = {}): Pro
     throw new FormatError('unsupported', 'sharded output goes to a folder: give a folder, not a .safetensors file, with a max shard size', args.output);
   }
   const model = await openModel(args.input, args.opener);
-  let createdDir: string | undefined;
+  let undo: (() => Promise<void>) | undefined;
   try {
     const toFile = args.maxShardBytes === undefined && args.output.endsWith('.safetensors');
     const outDir = toFile ? dirname(resolve(args.output)) : resolve(args.output);
-    // Refuse to replace an input: the rename would swap a file the conversion is still reading.
-    const inputs = await Promise.all([...model.files.map((f) => f.path), model.path].map(canonical));
-    const outCanon = await canonical(toFile ? args.output : outDir);
-    const clash = toFile ? inputs.includes(outCanon) : inputs.some((p) => dirname(p) === outCanon && WRITTEN_NAMES.test(basename(p)));
-    if (clash) throw new FormatError('unsupported', 'the output would replace an input file; choose another path', args.output);
-    if (!(await exists(outDir))) {
-      if (toFile) throw new FormatError('not_found', 'the output folder does not exist', outDir);
-      await mkdir(outDir, { recursive: true });
-      createdDir = outDir;
-    }
+    // A folder output may replace (or, as stale shards, delete) any of the writer's names in it.
+    const outputs = toFile ? { files: [args.output] } : { files: [], families: [{ dir: outDir, pattern: shardedNames('model') }] };
+    undo = (await prepareOutputs([...model.files.map((f) => f.path), model.path], outputs, ctx.notice)).undo;
 
     const counts = new Map<string, CastCounts>();
     const sources: TensorSource[] = model.tensors.map((t) => {
@@ -158,14 +132,14 @@ export async function convertModel(args: ConvertArgs, ctx: JobContext = {}): Pro
       files = r.files.map((f) => f.path);
       index = r.index;
     }
-    createdDir = undefined;
+    undo = undefined;
     return {
       files,
       index,
       tensors: model.tensors.map((t) => ({ name: t.name, from: t.dtype, to: convertedDType(t.dtype, args.dtype), ...counts.get(t.name)! })),
     };
   } catch (e) {
-    if (createdDir) await rmdir(createdDir).catch(() => undefined);
+    await undo?.();
     if (isCancelled(e)) throw new CancelledError();
     throw e;
   } finally {

@@ -9,8 +9,8 @@
  * writer puts everything in temp files and renames them only at the end, so a
  * failure or a cancel leaves nothing behind.
  */
-import { copyFile, mkdir, rename, rmdir, stat, unlink } from 'node:fs/promises';
-import { basename, dirname, join, resolve } from 'node:path';
+import { copyFile, rename, stat, unlink } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 import { getBackend } from '../compute/backend';
 import type { Backend } from '../compute/kernel';
 import { matmulKernel, type MatmulDType, type MatmulResult } from '../compute/matmul/matmul';
@@ -20,7 +20,8 @@ import type { DType } from '../format/dtypes';
 import { FormatError } from '../format/errors';
 import type { Model, TensorInfo } from '../format/model';
 import { openModel } from '../format/openModel';
-import { tempPathFor, writeSafetensors, writeSharded, type TensorSource } from '../format/writer';
+import { prepareOutputs } from '../format/outputs';
+import { shardedNames, tempPathFor, writeSafetensors, writeSharded, type TensorSource } from '../format/writer';
 import { CancelledError, throttle, throwIfCancelled, type JobContext } from './job';
 import { mapAdapters, openAdapter, readValues, type AdapterMapping, type MappedModule, type ParsedAdapter, type UnmatchedKey } from './lora';
 
@@ -199,8 +200,14 @@ async function exists(p: string): Promise<boolean> {
   }
 }
 
-function sameFile(a: string, b: string): boolean {
-  return resolve(a) === resolve(b);
+/** The file-name stem of a folder output: the base's own (`model` for `model-00001-of-00002.safetensors`). */
+function shardStem(plan: MergePlan): string {
+  const stem = plan.base.path.endsWith('.index.json')
+    ? basename(plan.base.path).replace(/\.safetensors\.index\.json$/, '')
+    : plan.base.files.length === 1
+      ? basename(plan.base.files[0].path).replace(/\.safetensors$/, '')
+      : 'model';
+  return plan.base.files.length > 1 ? stem.replace(/-\d{5}-of-\d{5}$/, '') : stem;
 }
 
 function f32View(bytes: Uint8Array): Float32Array {
@@ -466,12 +473,17 @@ export async function merge(args: MergeArgs, ctx: JobContext = {}): Promise<Merg
       throw new MergeError(`${plan.unmatched.length} adapter key(s) do not map onto the base; nothing was written (--allow-unmatched merges the rest):\n${listKeys(plan.unmatched, args.adapters)}`, plan.unmatched);
     }
     checkPlan(plan, args);
-    const inputs = [...plan.base.files.map((f) => f.path), ...plan.adapters.map((a) => a.file)];
     const toFile = args.output.endsWith('.safetensors');
     const outDir = toFile ? dirname(args.output) : args.output;
-    if (toFile && inputs.some((p) => sameFile(p, args.output))) throw new MergeError(`the output ${args.output} is one of the inputs`);
     const baseDir = plan.base.files.length > 0 ? dirname(plan.base.files[0].path) : dirname(plan.base.path);
-    if (!toFile && sameFile(outDir, baseDir)) throw new MergeError(`the output folder is the base model's folder; pick another so the inputs stay untouched`);
+    const stem = shardStem(plan);
+    const inputs = [
+      plan.base.path,
+      ...plan.base.files.map((f) => f.path),
+      ...SIDE_FILES.map((n) => join(baseDir, n)),
+      ...plan.adapters.flatMap((a) => [a.path, a.file, join(dirname(a.file), 'adapter_config.json')]),
+    ];
+    const outputs = toFile ? { files: [args.output] } : { files: SIDE_FILES.map((n) => join(outDir, n)), families: [{ dir: outDir, pattern: shardedNames(stem) }] };
 
     const backend = await getBackend(ctx.backend ?? 'auto');
     const workers = backend.kind === 'cpu' ? Math.max(1, Number(/×(\d+)/.exec(backend.description)?.[1] ?? 2)) : 1;
@@ -528,26 +540,20 @@ export async function merge(args: MergeArgs, ctx: JobContext = {}): Promise<Merg
     let files: string[];
     let index: string | undefined;
     let bytes = 0;
-    const createdDir = !(await exists(outDir));
+    // Checked (and folders made) only now, once nothing before the write can fail.
+    const { undo } = await prepareOutputs(inputs, outputs, ctx.notice);
     try {
       if (toFile) {
-        await mkdir(outDir, { recursive: true });
         const w = await writeSafetensors(args.output, sources, { metadata, order: 'source', signal, progress });
         files = [w.path];
         bytes = w.bytes;
       } else {
-        await mkdir(outDir, { recursive: true });
-        const stem = plan.base.path.endsWith('.index.json')
-          ? basename(plan.base.path).replace(/\.safetensors\.index\.json$/, '')
-          : plan.base.files.length === 1
-            ? basename(plan.base.files[0].path).replace(/\.safetensors$/, '')
-            : 'model';
         const w = await writeSharded(outDir, sources, {
           metadata,
           order: 'source',
           signal,
           progress,
-          stem: plan.base.files.length > 1 ? stem.replace(/-\d{5}-of-\d{5}$/, '') : stem,
+          stem,
           ...(args.maxShardSize !== undefined ? { maxShardBytes: args.maxShardSize } : { shardCount: plan.base.files.length }),
         });
         files = w.files.map((f) => f.path);
@@ -556,8 +562,8 @@ export async function merge(args: MergeArgs, ctx: JobContext = {}): Promise<Merg
         files.push(...(await copySideFiles(baseDir, outDir)));
       }
     } catch (e) {
-      // The writer removed its temp files; a folder this merge created goes too (rmdir only removes it empty).
-      if (createdDir) await rmdir(outDir).catch(() => {});
+      // The writer removed its temp files; folders this merge created go too (only while empty).
+      await undo();
       if (signal?.aborted) throw new CancelledError();
       throw e;
     }
