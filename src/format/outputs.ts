@@ -62,11 +62,6 @@ export async function refuseOutputsOverInputs(inputs: readonly string[], outputs
   const ins = await Promise.all([...new Set(inputs)].map(identify));
   const byReal = new Map(ins.map((i) => [i.real, i.given]));
   const byId = new Map(ins.filter((i) => i.id).map((i) => [i.id!, i.given]));
-  for (const out of outputs.files) {
-    const o = await identify(out);
-    const hit = byReal.get(o.real) ?? (o.id ? byId.get(o.id) : undefined);
-    if (hit !== undefined) throw clash(out, hit);
-  }
   for (const fam of outputs.families ?? []) {
     const realDir = await realPathOf(fam.dir);
     for (const i of ins) {
@@ -83,6 +78,11 @@ export async function refuseOutputsOverInputs(inputs: readonly string[], outputs
       const hit = o.id ? byId.get(o.id) : undefined;
       if (hit !== undefined) throw clash(join(fam.dir, name), hit);
     }
+  }
+  for (const out of outputs.files) {
+    const o = await identify(out);
+    const hit = byReal.get(o.real) ?? (o.id ? byId.get(o.id) : undefined);
+    if (hit !== undefined) throw clash(out, hit);
   }
 }
 
