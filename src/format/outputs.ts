@@ -14,6 +14,7 @@ import { lstat, mkdir, readdir, readFile, realpath, rmdir, stat, unlink } from '
 import { hostname } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { FormatError, fromOsError } from './errors';
+import type { Model } from './model';
 
 /** What a job may write: exact files, and families of names in a folder (shards whose count is not known yet). */
 export interface OutputSet {
@@ -84,6 +85,22 @@ export async function refuseOutputsOverInputs(inputs: readonly string[], outputs
     const hit = byReal.get(o.real) ?? (o.id ? byId.get(o.id) : undefined);
     if (hit !== undefined) throw clash(out, hit);
   }
+}
+
+/**
+ * The files a model was read from: its shards, what was opened, and the index beside
+ * the shards (a folder opened as a model names only the folder, not the index it read).
+ */
+export async function modelInputs(model: Model): Promise<string[]> {
+  const out = [model.path, ...model.files.map((f) => f.path)];
+  for (const dir of new Set(model.files.map((f) => dirname(f.path)))) {
+    try {
+      for (const n of await readdir(dir)) if (n.endsWith('.safetensors.index.json')) out.push(join(dir, n));
+    } catch {
+      /* unreadable: the shards themselves are still listed */
+    }
+  }
+  return out;
 }
 
 /**

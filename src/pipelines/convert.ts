@@ -5,6 +5,7 @@ import {
   castBytes,
   decodeToF64,
   isCastDType,
+  modelInputs,
   openModel,
   prepareOutputs,
   shardedNames,
@@ -108,7 +109,7 @@ export async function convertModel(args: ConvertArgs, ctx: JobContext = {}): Pro
     const outDir = toFile ? dirname(resolve(args.output)) : resolve(args.output);
     // A folder output may replace (or, as stale shards, delete) any of the writer's names in it.
     const outputs = toFile ? { files: [args.output] } : { files: [], families: [{ dir: outDir, pattern: shardedNames('model') }] };
-    undo = (await prepareOutputs([...model.files.map((f) => f.path), model.path], outputs, ctx.notice)).undo;
+    undo = (await prepareOutputs(await modelInputs(model), outputs, ctx.notice)).undo;
 
     const counts = new Map<string, CastCounts>();
     const sources: TensorSource[] = model.tensors.map((t) => {

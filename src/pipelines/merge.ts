@@ -20,7 +20,7 @@ import type { DType } from '../format/dtypes';
 import { FormatError } from '../format/errors';
 import type { Model, TensorInfo } from '../format/model';
 import { openModel } from '../format/openModel';
-import { prepareOutputs } from '../format/outputs';
+import { modelInputs, prepareOutputs } from '../format/outputs';
 import { shardedNames, tempPathFor, writeSafetensors, writeSharded, type TensorSource } from '../format/writer';
 import { CancelledError, throttle, throwIfCancelled, type JobContext } from './job';
 import { mapAdapters, openAdapter, readValues, type AdapterMapping, type MappedModule, type ParsedAdapter, type UnmatchedKey } from './lora';
@@ -478,8 +478,7 @@ export async function merge(args: MergeArgs, ctx: JobContext = {}): Promise<Merg
     const baseDir = plan.base.files.length > 0 ? dirname(plan.base.files[0].path) : dirname(plan.base.path);
     const stem = shardStem(plan);
     const inputs = [
-      plan.base.path,
-      ...plan.base.files.map((f) => f.path),
+      ...(await modelInputs(plan.base)),
       ...SIDE_FILES.map((n) => join(baseDir, n)),
       ...plan.adapters.flatMap((a) => [a.path, a.file, join(dirname(a.file), 'adapter_config.json')]),
     ];

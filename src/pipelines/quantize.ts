@@ -10,7 +10,7 @@ import { FormatError } from '../format/errors';
 import { GGML_TYPE, LLAMA_FAMILY, gguf, llamaCppName, llamaMetadata, writeGguf, type GgufTensor, type GgufValue } from '../format/gguf';
 import type { Model, TensorInfo } from '../format/model';
 import { openModel } from '../format/openModel';
-import { prepareOutputs, type OutputSet } from '../format/outputs';
+import { modelInputs, prepareOutputs, type OutputSet } from '../format/outputs';
 import { shardedNames, tempPathFor, writeSafetensors, writeSharded, type TensorSource } from '../format/writer';
 import { CancelledError, isCancelled, throttle, throwIfCancelled, type JobContext } from './job';
 
@@ -428,7 +428,7 @@ export async function quantize(args: QuantizeJobArgs, ctx: JobContext = {}): Pro
   try {
     const config = await readConfig(model);
     const ggufOut = format === 'gguf' && (await isDir(args.output)) ? join(args.output, `model-${scheme.name}.gguf`) : args.output;
-    const inputs = [...model.files.map((f) => f.path), model.path, join(modelDir(model), 'config.json')];
+    const inputs = [...(await modelInputs(model)), join(modelDir(model), 'config.json')];
     undo = (await prepareOutputs(inputs, outputSetOf(format, ggufOut, config !== undefined), ctx.notice)).undo;
     const plans = planQuantization(model.tensors, scheme, args.keep, args.only);
     const states = new Map<string, TensorState>(plans.map((p) => [p.name, { plan: p, sums: emptySums(), bytesAfter: 0 }]));
