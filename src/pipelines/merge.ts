@@ -17,7 +17,7 @@ import { matmulKernel, type MatmulDType, type MatmulResult } from '../compute/ma
 import { bf16BitsOf, f16BitsOf } from '../compute/matmul/round';
 import { castBytes, isCastDType, type CastDType } from '../format/cast';
 import type { DType } from '../format/dtypes';
-import { FormatError } from '../format/errors';
+import { FormatError, fromOsError } from '../format/errors';
 import type { Model, TensorInfo } from '../format/model';
 import { openModel } from '../format/openModel';
 import { modelInputs, prepareOutputs } from '../format/outputs';
@@ -390,24 +390,33 @@ function outDtypeOf(d: DType, override: MatmulDType | undefined): DType {
   return override && isCastDType(d) ? override : d;
 }
 
-/** Copies the base folder's config and tokenizer files into `outDir`, each through a temp file. */
-async function copySideFiles(baseDir: string, outDir: string): Promise<string[]> {
-  const copied: string[] = [];
-  for (const name of SIDE_FILES) {
-    const src = join(baseDir, name);
-    if (!(await exists(src))) continue;
-    const dst = join(outDir, name);
-    const tmp = tempPathFor(dst);
-    try {
-      await copyFile(src, tmp);
-      await rename(tmp, dst);
-    } catch (e) {
-      await unlink(tmp).catch(() => {});
-      throw new FormatError('io', `could not copy ${name}: ${(e as Error).message}`, dst);
+/**
+ * Copies the base folder's config and tokenizer files to temporaries in `outDir`
+ * before the weights are written, so that a full disk fails before anything is in
+ * place; `commit` renames them into place, `discard` removes them.
+ */
+async function stageSideFiles(baseDir: string, outDir: string): Promise<{ commit: () => Promise<string[]>; discard: () => Promise<void> }> {
+  const staged: { tmp: string; dst: string }[] = [];
+  const discard = async () => {
+    for (const f of staged) await unlink(f.tmp).catch(() => {});
+  };
+  try {
+    for (const name of SIDE_FILES) {
+      const src = join(baseDir, name);
+      if (!(await exists(src))) continue;
+      const dst = join(outDir, name);
+      staged.push({ tmp: tempPathFor(dst), dst });
+      await copyFile(src, staged[staged.length - 1].tmp);
     }
-    copied.push(dst);
+  } catch (e) {
+    await discard();
+    throw fromOsError(e, staged[staged.length - 1]?.dst);
   }
-  return copied;
+  const commit = async () => {
+    for (const f of staged) await rename(f.tmp, f.dst);
+    return staged.map((f) => f.dst);
+  };
+  return { commit, discard };
 }
 
 /**
@@ -541,12 +550,15 @@ export async function merge(args: MergeArgs, ctx: JobContext = {}): Promise<Merg
     let bytes = 0;
     // Checked (and folders made) only now, once nothing before the write can fail.
     const { undo } = await prepareOutputs(inputs, outputs, ctx.notice);
+    let discardSide: (() => Promise<void>) | undefined;
     try {
       if (toFile) {
         const w = await writeSafetensors(args.output, sources, { metadata, order: 'source', signal, progress });
         files = [w.path];
         bytes = w.bytes;
       } else {
+        const side = await stageSideFiles(baseDir, outDir);
+        discardSide = side.discard;
         const w = await writeSharded(outDir, sources, {
           metadata,
           order: 'source',
@@ -558,10 +570,11 @@ export async function merge(args: MergeArgs, ctx: JobContext = {}): Promise<Merg
         files = w.files.map((f) => f.path);
         index = w.index;
         bytes = w.files.reduce((s, f) => s + f.bytes, 0);
-        files.push(...(await copySideFiles(baseDir, outDir)));
+        files.push(...(await side.commit()));
       }
     } catch (e) {
-      // The writer removed its temp files; folders this merge created go too (only while empty).
+      // The writer removed its temp files; staged side files and folders this merge created go too.
+      await discardSide?.();
       await undo();
       if (signal?.aborted) throw new CancelledError();
       throw e;

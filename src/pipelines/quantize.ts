@@ -369,8 +369,10 @@ function tensorMeta(scheme: Scheme, plan: TensorPlan): string {
   return JSON.stringify({ scheme: scheme.name, layout: 'compressed-tensors', shape: plan.shape, dtype: plan.dtype, scale: scaleName(plan.name) });
 }
 
-async function writeTextAtomic(path: string, text: string): Promise<void> {
+/** Writes `text` to a temp beside `path`; `commit` renames it into place, `discard` removes it. */
+async function stageText(path: string, text: string): Promise<{ commit: () => Promise<string>; discard: () => Promise<void> }> {
   const tmp = tempPathFor(path);
+  const discard = () => unlink(tmp).catch(() => {});
   try {
     const h = await open(tmp, 'wx');
     try {
@@ -379,9 +381,19 @@ async function writeTextAtomic(path: string, text: string): Promise<void> {
     } finally {
       await h.close();
     }
-    await rename(tmp, path);
   } catch (e) {
-    await unlink(tmp).catch(() => {});
+    await discard();
+    throw e;
+  }
+  return { commit: async () => (await rename(tmp, path), path), discard };
+}
+
+async function writeTextAtomic(path: string, text: string): Promise<void> {
+  const staged = await stageText(path, text);
+  try {
+    await staged.commit();
+  } catch (e) {
+    await staged.discard();
     throw e;
   }
 }
@@ -545,14 +557,18 @@ async function writeSafetensorsOutput(
     }
     return [out];
   }
-  const r = await writeSharded(out, sources, { ...writeOpts, shardCount: model.files.length });
+  // The config is staged before the weights, so that a full disk fails before anything is in place.
+  const cfg = config ? await stageText(join(out, 'config.json'), JSON.stringify(withQuantConfig(config, scheme, plans), null, 2) + '\n') : undefined;
+  let r;
+  try {
+    r = await writeSharded(out, sources, { ...writeOpts, shardCount: model.files.length });
+  } catch (e) {
+    await cfg?.discard();
+    throw e;
+  }
   const files = r.files.map((f) => f.path);
   if (r.index) files.push(r.index);
-  if (config) {
-    const cfgPath = join(out, 'config.json');
-    await writeTextAtomic(cfgPath, JSON.stringify(withQuantConfig(config, scheme, plans), null, 2) + '\n');
-    files.push(cfgPath);
-  }
+  if (cfg) files.push(await cfg.commit());
   return files;
 }
 
