@@ -27,7 +27,7 @@ export interface ConvertArgs {
   /** A .safetensors file, an index.json or a folder. */
   readonly input: string;
   /**
-   * A `.safetensors` file, or a folder (created when missing) that receives
+   * A `.safetensors` file (its folder created when missing), or a folder (created when missing) that receives
    * `model.safetensors`, or HF-named shards and an index when `maxShardBytes` splits it.
    */
   readonly output: string;
