@@ -30,6 +30,8 @@ export type FormatErrorCode =
   | 'not_found' // a path or tensor that was asked for does not exist
   | 'file_changed' // the file changed on disk since its header was read
   | 'io' // the operating system refused a read or a write
+  | 'not_a_file' // an input is a folder, FIFO, device or socket where a regular file was expected
+  | 'config_invalid' // adapter_config.json (or another JSON side file) has the wrong shape, or a pattern that cannot be matched safely
   | 'unsupported'; // a valid file asks for something this operation cannot do
 
 export class FormatError extends Error {
