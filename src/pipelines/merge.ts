@@ -9,7 +9,9 @@
  * writer puts everything in temp files and renames them only at the end, so a
  * failure or a cancel leaves nothing behind.
  */
-import { copyFile, mkdir, rename, rmdir, stat, unlink } from 'node:fs/promises';
+import { createWriteStream } from 'node:fs';
+import { mkdir, rename, rmdir, stat, unlink } from 'node:fs/promises';
+import { pipeline } from 'node:stream/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { getBackend } from '../compute/backend';
 import type { Backend } from '../compute/kernel';
@@ -20,6 +22,7 @@ import type { DType } from '../format/dtypes';
 import { FormatError } from '../format/errors';
 import type { Model, TensorInfo } from '../format/model';
 import { openModel } from '../format/openModel';
+import { openRegularFile } from '../format/source';
 import { tempPathFor, writeSafetensors, writeSharded, type TensorSource } from '../format/writer';
 import { CancelledError, throttle, throwIfCancelled, type JobContext } from './job';
 import { mapAdapters, openAdapter, readValues, type AdapterMapping, type MappedModule, type ParsedAdapter, type UnmatchedKey } from './lora';
@@ -383,20 +386,38 @@ function outDtypeOf(d: DType, override: MatmulDType | undefined): DType {
   return override && isCastDType(d) ? override : d;
 }
 
-/** Copies the base folder's config and tokenizer files into `outDir`, each through a temp file. */
-async function copySideFiles(baseDir: string, outDir: string): Promise<string[]> {
-  const copied: string[] = [];
+/**
+ * The base folder's config and tokenizer files that a folder output gets. Checked before
+ * anything is written: one that is a FIFO or a folder is refused up front, not after the shards.
+ */
+async function sideFilesOf(baseDir: string): Promise<string[]> {
+  const found: string[] = [];
   for (const name of SIDE_FILES) {
     const src = join(baseDir, name);
     if (!(await exists(src))) continue;
+    const { handle } = await openRegularFile(src);
+    await handle.close();
+    found.push(name);
+  }
+  return found;
+}
+
+/** Copies the side files into `outDir`, each through a temp file, reading each through a handle that is a regular file. */
+async function copySideFiles(baseDir: string, names: readonly string[], outDir: string): Promise<string[]> {
+  const copied: string[] = [];
+  for (const name of names) {
+    const src = join(baseDir, name);
     const dst = join(outDir, name);
     const tmp = tempPathFor(dst);
+    const { handle } = await openRegularFile(src);
     try {
-      await copyFile(src, tmp);
+      await pipeline(handle.createReadStream({ autoClose: false }), createWriteStream(tmp, { flags: 'wx' }));
       await rename(tmp, dst);
     } catch (e) {
       await unlink(tmp).catch(() => {});
       throw new FormatError('io', `could not copy ${name}: ${(e as Error).message}`, dst);
+    } finally {
+      await handle.close();
     }
     copied.push(dst);
   }
@@ -472,6 +493,7 @@ export async function merge(args: MergeArgs, ctx: JobContext = {}): Promise<Merg
     if (toFile && inputs.some((p) => sameFile(p, args.output))) throw new MergeError(`the output ${args.output} is one of the inputs`);
     const baseDir = plan.base.files.length > 0 ? dirname(plan.base.files[0].path) : dirname(plan.base.path);
     if (!toFile && sameFile(outDir, baseDir)) throw new MergeError(`the output folder is the base model's folder; pick another so the inputs stay untouched`);
+    const sideFiles = toFile ? [] : await sideFilesOf(baseDir);
 
     const backend = await getBackend(ctx.backend ?? 'auto');
     const workers = backend.kind === 'cpu' ? Math.max(1, Number(/×(\d+)/.exec(backend.description)?.[1] ?? 2)) : 1;
@@ -553,7 +575,7 @@ export async function merge(args: MergeArgs, ctx: JobContext = {}): Promise<Merg
         files = w.files.map((f) => f.path);
         index = w.index;
         bytes = w.files.reduce((s, f) => s + f.bytes, 0);
-        files.push(...(await copySideFiles(baseDir, outDir)));
+        files.push(...(await copySideFiles(baseDir, sideFiles, outDir)));
       }
     } catch (e) {
       // The writer removed its temp files; a folder this merge created goes too (rmdir only removes it empty).
