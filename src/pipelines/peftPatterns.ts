@@ -3,8 +3,8 @@
  * (`re.match(rf"(.*\.)?({key})$", module)`: the key matches the whole module
  * name, or its tail after a `.`), but in time linear in the name: an adapter
  * config is untrusted input, and a backtracking engine given `(.*.*)*Z` runs for
- * minutes. Keys made only of name characters and `.` are compared directly; the
- * others go to RE2 (the `re2js` port: pure JavaScript, no native build). Python
+ * minutes. Keys made only of name characters, `.` and `\.` are compared directly;
+ * the others go to RE2 (the `re2js` port: pure JavaScript, no native build). Python
  * syntax that RE2 cannot run in linear time (backreferences, lookaround) is
  * refused with an error naming the key, never matched differently.
  */
@@ -30,8 +30,19 @@ export const MAX_MODULE_NAME_CHARS = 1_000;
  */
 export const PATTERN_TIME_LIMIT_MS = 3_000;
 
-// A key of name characters and `.` only: `.` is any character, the rest are literal.
-const SIMPLE_KEY = /^[A-Za-z0-9_.-]+$/;
+// A key of name characters, `.` (any character) and `\.` (a dot) only: compared directly.
+const SIMPLE_KEY = /^(?:[A-Za-z0-9_-]|\\\.|\.)+$/;
+// In a simple key's compiled form, a position that matches any character but a newline.
+const ANY = -1;
+
+function simpleForm(key: string): Int32Array {
+  const out: number[] = [];
+  for (let i = 0; i < key.length; i++) {
+    if (key[i] === '\\') out.push(key.charCodeAt(++i));
+    else out.push(key[i] === '.' ? ANY : key.charCodeAt(i));
+  }
+  return Int32Array.from(out);
+}
 
 /** The time bound shared by every pattern map of one adapter. */
 export class MatchBudget {
@@ -50,14 +61,13 @@ export class MatchBudget {
   }
 }
 
-/** Whether a `.`-wildcard key equals the last `key.length` characters of `name`, starting at a `.` boundary. */
-function simpleMatch(key: string, name: string): boolean {
+/** Whether a simple key matches the last `key.length` characters of `name`, starting at a `.` boundary. */
+function simpleMatch(key: Int32Array, name: string): boolean {
   const at = name.length - key.length;
   if (at < 0 || (at > 0 && name.charCodeAt(at - 1) !== 0x2e)) return false;
   for (let i = 0; i < key.length; i++) {
-    const k = key.charCodeAt(i);
-    // `.` in a regex matches any character but a newline.
-    if (k === 0x2e ? name.charCodeAt(at + i) === 0x0a : k !== name.charCodeAt(at + i)) return false;
+    const c = name.charCodeAt(at + i);
+    if (key[i] === ANY ? c === 0x0a : key[i] !== c) return false;
   }
   return true;
 }
@@ -65,6 +75,7 @@ function simpleMatch(key: string, name: string): boolean {
 /** One map's keys, in the config's order, each compiled on first use. */
 export class PatternKeys {
   private readonly compiled = new Map<string, RE2JS>();
+  private readonly simple = new Map<string, Int32Array>();
 
   constructor(
     readonly keys: readonly string[],
@@ -75,6 +86,7 @@ export class PatternKeys {
     if (keys.length > MAX_PATTERN_KEYS) throw new FormatError('config_invalid', `${what} has ${keys.length} keys, above the limit of ${MAX_PATTERN_KEYS}`, file);
     for (const k of keys) {
       if (k.length > MAX_PATTERN_CHARS) throw new FormatError('config_invalid', `${what} key '${k.slice(0, 40)}…' is ${k.length} characters, above the limit of ${MAX_PATTERN_CHARS}`, file);
+      if (SIMPLE_KEY.test(k)) this.simple.set(k, simpleForm(k));
     }
   }
 
@@ -96,7 +108,8 @@ export class PatternKeys {
     // The direct comparison assumes the prefix before a `.` has no newline, which `.*` would not cross.
     const direct = !module.includes('\n');
     for (const key of this.keys) {
-      if (direct && SIMPLE_KEY.test(key) ? simpleMatch(key, module) : this.regex(key).matches(module)) return key;
+      const form = direct ? this.simple.get(key) : undefined;
+      if (form ? simpleMatch(form, module) : this.regex(key).testExact(module)) return key;
       budget?.check(this.what);
     }
     return undefined;
@@ -105,7 +118,7 @@ export class PatternKeys {
   /** Compiles every key now, so that a key RE2 cannot run is reported even if no module reaches it. */
   validate(budget?: MatchBudget): this {
     for (const k of this.keys) {
-      if (!SIMPLE_KEY.test(k)) this.regex(k);
+      if (!this.simple.has(k)) this.regex(k);
       budget?.check(this.what);
     }
     return this;

@@ -79,7 +79,7 @@ describe('rank_pattern and alpha_pattern', () => {
     // The oracle is JavaScript's own engine on the same formula: safe here, since these patterns do not backtrack badly.
     const keys = [
       'q_proj', 'proj', 'self_attn.q_proj', 'layers.1.self_attn.q_proj', 'layers\\.1\\d\\..*q_proj', '^model.layers.0.self_attn.q_proj',
-      '^self_attn.q_proj', '[qk]_proj', 'layers.(0|3).*v_proj', 'model.layers.2.self_attn.o_proj', 'layers.1.self_attn.q.proj', 'q-proj', '.*', 'o_pro',
+      '^self_attn.q_proj', '[qk]_proj', 'layers.(0|3).*v_proj', 'layers\\.0\\.self_attn\\.q_proj', 'self_attn\\.q.proj', 'layers\\.1xself_attn.k_proj', 'model.layers.2.self_attn.o_proj', 'layers.1.self_attn.q.proj', 'q-proj', '.*', 'o_pro',
     ];
     const names = [modName(0, 'q_proj'), modName(1, 'q_proj'), modName(12, 'q_proj'), modName(3, 'v_proj'), modName(2, 'o_proj'), 'lm_head', 'q_proj', 'xq_proj', 'model.layers.1xself_attn.k_proj'];
     let compared = 0;
