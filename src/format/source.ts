@@ -17,7 +17,7 @@ export async function openRegularFile(path: string): Promise<{ handle: FileHandl
     const err = e as NodeJS.ErrnoException;
     if (err.code === 'ENOENT') throw new FormatError('not_found', 'no such file', path);
     if (err.code === 'EISDIR') throw notAFile(path, 'a folder');
-    if (err.code === 'ENXIO') throw notAFile(path, 'a socket or a FIFO with no writer');
+    if (err.code === 'ENXIO') throw notAFile(path, 'a socket');
     throw new FormatError('io', String(err.message), path);
   }
   try {
