@@ -37,6 +37,8 @@ export type FormatErrorCode =
   | 'not_a_folder' // ENOTDIR: a path used as a folder is a file
   | 'is_a_folder' // EISDIR: a path used as a file is a folder
   | 'already_exists' // EEXIST: a name the job must create is taken
+  | 'not_a_file' // an input is a folder, FIFO, device or socket where a regular file was expected
+  | 'config_invalid' // adapter_config.json (or another JSON side file) has the wrong shape, or a pattern that cannot be matched safely
   | 'unsupported'; // a valid file asks for something this operation cannot do
 
 export class FormatError extends Error {

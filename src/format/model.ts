@@ -70,4 +70,9 @@ export interface SourceOpener {
   readText(path: string): Promise<string>;
   /** Lists a folder's entries (names only), for opening a folder as a model. */
   list(path: string): Promise<string[]>;
+  /**
+   * Opens a shard that an index in `dir` names, refusing one whose real path leaves `dir`
+   * (a symlink planted in a downloaded folder). Openers without links leave it out.
+   */
+  openShard?(path: string, dir: string): Promise<ByteSource>;
 }

@@ -1,9 +1,10 @@
-import { readFile, readdir, stat } from 'node:fs/promises';
+import { readdir, realpath } from 'node:fs/promises';
+import { dirname, relative, isAbsolute, sep } from 'node:path';
 import { FormatError } from './errors';
 import { parseJsonChecked } from './header';
 import type { Model, ModelFile, SourceOpener, TensorInfo } from './model';
 import { openSource, readFileHeader, SourceModel } from './reader';
-import { NodeFileSource, type ByteSource } from './source';
+import { NodeFileSource, readSmallTextFile, type ByteSource } from './source';
 
 /**
  * An index.json lists every tensor name once, like a header, so it gets the same cap:
@@ -28,11 +29,7 @@ export class NodeOpener implements SourceOpener {
 
   async readText(path: string): Promise<string> {
     try {
-      const st = await stat(path);
-      if (st.size > MAX_INDEX_BYTES) {
-        throw new FormatError('index_invalid', `is ${st.size} bytes, above the ${MAX_INDEX_BYTES}-byte limit for an index`, path);
-      }
-      return await readFile(path, 'utf8');
+      return await readSmallTextFile(path, MAX_INDEX_BYTES, 'an index', 'index_invalid');
     } catch (e) {
       throw toFormatError(e, path);
     }
@@ -45,6 +42,37 @@ export class NodeOpener implements SourceOpener {
       throw toFormatError(e, path);
     }
   }
+
+  async openShard(path: string, dir: string): Promise<ByteSource> {
+    let real: string;
+    let realDir: string;
+    try {
+      [real, realDir] = await Promise.all([realpath(path), realpath(dir)]);
+    } catch (e) {
+      throw toFormatError(e, path);
+    }
+    if (!isInside(real, realDir) && !isHubBlob(real, realDir)) {
+      throw new FormatError('index_invalid', `the shard is a link to ${real}, outside the model's folder ${realDir}`, path);
+    }
+    // The resolved path is opened, so that the file checked is the file read.
+    return NodeFileSource.open(real, path);
+  }
+}
+
+function isInside(path: string, dir: string): boolean {
+  const rel = relative(dir, path);
+  return rel !== '' && !rel.startsWith(`..${sep}`) && rel !== '..' && !isAbsolute(rel);
+}
+
+/**
+ * The Hugging Face hub cache keeps `<repo>/snapshots/<revision>/<file>` as links to
+ * `<repo>/blobs/<hash>`: a shard there may resolve to that repo's own blobs folder.
+ */
+function isHubBlob(real: string, realDir: string): boolean {
+  const snapshots = dirname(realDir);
+  if (!snapshots.endsWith(`${sep}snapshots`)) return false;
+  const blobs = dirname(snapshots) + `${sep}blobs`;
+  return dirname(real) === blobs;
 }
 
 function toFormatError(e: unknown, path: string): FormatError {
@@ -167,7 +195,7 @@ export async function openIndexedModel(indexPath: string, opener: SourceOpener =
       const p = joinPath(dir, shard);
       let source: ByteSource;
       try {
-        source = await opener.open(p);
+        source = await (opener.openShard ? opener.openShard(p, dir) : opener.open(p));
       } catch (e) {
         if (e instanceof FormatError && e.code === 'not_found') {
           throw new FormatError('shard_missing', `shard named by ${baseName(indexPath)} does not exist`, p);

@@ -9,7 +9,9 @@
  * writer puts everything in temp files and renames them only at the end, so a
  * failure or a cancel leaves nothing behind.
  */
-import { copyFile, rename, stat, unlink } from 'node:fs/promises';
+import { createWriteStream } from 'node:fs';
+import { rename, stat, unlink } from 'node:fs/promises';
+import { pipeline } from 'node:stream/promises';
 import { basename, dirname, join } from 'node:path';
 import { getBackend } from '../compute/backend';
 import type { Backend } from '../compute/kernel';
@@ -21,6 +23,7 @@ import { FormatError, fromOsError } from '../format/errors';
 import type { Model, TensorInfo } from '../format/model';
 import { openModel } from '../format/openModel';
 import { modelInputs, prepareOutputs } from '../format/outputs';
+import { openRegularFile } from '../format/source';
 import { shardedNames, tempPathFor, writeSafetensors, writeSharded, type TensorSource } from '../format/writer';
 import { CancelledError, throttle, throwIfCancelled, type JobContext } from './job';
 import { mapAdapters, openAdapter, readValues, type AdapterMapping, type MappedModule, type ParsedAdapter, type UnmatchedKey } from './lora';
@@ -405,8 +408,15 @@ async function stageSideFiles(baseDir: string, outDir: string): Promise<{ commit
       const src = join(baseDir, name);
       if (!(await exists(src))) continue;
       const dst = join(outDir, name);
-      staged.push({ tmp: tempPathFor(dst), dst });
-      await copyFile(src, staged[staged.length - 1].tmp);
+      const tmp = tempPathFor(dst);
+      // Read through a handle that is known to be a regular file: a FIFO here is refused, never waited on.
+      const { handle } = await openRegularFile(src);
+      staged.push({ tmp, dst });
+      try {
+        await pipeline(handle.createReadStream({ autoClose: false }), createWriteStream(tmp, { flags: 'wx' }));
+      } finally {
+        await handle.close();
+      }
     }
   } catch (e) {
     await discard();

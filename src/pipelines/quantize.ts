@@ -1,4 +1,4 @@
-import { open, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { open, rename, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { getBackend } from '../compute/backend';
 import { addSums, emptySums, reportOf, type ErrorReport, type ErrorSums, type QuantInputDType, type QuantizeResult } from '../compute/quant/common';
@@ -11,6 +11,7 @@ import { GGML_TYPE, LLAMA_FAMILY, gguf, llamaCppName, llamaMetadata, writeGguf, 
 import type { Model, TensorInfo } from '../format/model';
 import { openModel } from '../format/openModel';
 import { modelInputs, prepareOutputs, type OutputSet } from '../format/outputs';
+import { readSmallTextFile } from '../format/source';
 import { shardedNames, tempPathFor, writeSafetensors, writeSharded, type TensorSource } from '../format/writer';
 import { CancelledError, isCancelled, throttle, throwIfCancelled, type JobContext } from './job';
 
@@ -146,11 +147,16 @@ function modelDir(model: Model): string {
   return p.endsWith('.safetensors') || p.endsWith('.json') ? dirname(p) : p;
 }
 
+/** A model's config.json is a few KB; this bound only keeps a stray huge file from being read whole. */
+const MAX_MODEL_CONFIG_BYTES = 16 << 20;
+
 async function readConfig(model: Model): Promise<Record<string, unknown> | undefined> {
   try {
-    const v = JSON.parse(await readFile(join(modelDir(model), 'config.json'), 'utf8')) as unknown;
+    const v = JSON.parse(await readSmallTextFile(join(modelDir(model), 'config.json'), MAX_MODEL_CONFIG_BYTES, 'config.json', 'unsupported')) as unknown;
     return v && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined;
-  } catch {
+  } catch (e) {
+    // A missing or unreadable config only costs the GGUF its architecture keys; a FIFO or a folder there is refused.
+    if (e instanceof FormatError && e.code === 'not_a_file') throw e;
     return undefined;
   }
 }
