@@ -30,7 +30,10 @@ export type FormatErrorCode =
   | 'not_found' // a path or tensor that was asked for does not exist
   | 'file_changed' // the file changed on disk since its header was read
   | 'io' // the operating system refused a read or a write
-  | 'unsupported'; // a valid file asks for something this operation cannot do
+  | 'unsupported' // a valid file asks for something this operation cannot do
+  | 'pickle_invalid' // a pickle is malformed, or exceeds a bound on stack, memo, length or time
+  | 'unsafe_globals' // a pickle names functions beyond tensor rebuilds, and the operation was not allowed to go on
+  | 'zip_invalid'; // a ZIP container's records are inconsistent or lie outside the file
 
 export class FormatError extends Error {
   override readonly name = 'FormatError';

@@ -4,6 +4,8 @@ import { parseJsonChecked } from './header';
 import type { Model, ModelFile, SourceOpener, TensorInfo } from './model';
 import { openSource, readFileHeader, SourceModel } from './reader';
 import { NodeFileSource, type ByteSource } from './source';
+import { looksLikeTorchPath } from './pickle/torch';
+import { openTorchModel } from './pickle/torchModel';
 
 /**
  * An index.json lists every tensor name once, like a header, so it gets the same cap:
@@ -228,6 +230,8 @@ export async function openFolderModel(dir: string, opener: SourceOpener = nodeOp
   if (files.length > 1) {
     throw new FormatError('unsupported', `the folder holds ${files.length} .safetensors files and no index.json (${listSome(files)}); open one of them`, dir);
   }
+  // Hugging Face's name for a PyTorch checkpoint, when the folder has no safetensors weights.
+  if (names.includes('pytorch_model.bin')) return openTorchModel(joinPath(dir, 'pytorch_model.bin'), opener, dir);
   throw new FormatError('not_found', `the folder holds no .safetensors file and no index.json (it holds ${names.length === 0 ? 'nothing' : listSome(names)})`, dir);
 }
 
@@ -244,6 +248,7 @@ function listSome(names: readonly string[]): string {
 export async function openModel(path: string, opener: SourceOpener = nodeOpener): Promise<Model> {
   if (path.endsWith('.json')) return openIndexedModel(path, opener);
   if (path.endsWith('.safetensors')) return openSafetensorsFile(path, opener);
+  if (looksLikeTorchPath(path)) return openTorchModel(path, opener);
   let names: string[] | undefined;
   try {
     names = await opener.list(path);
