@@ -63,7 +63,8 @@ export class TorchModel implements Model {
   }
 
   get notes(): readonly string[] {
-    return [`${this.torch.container === 'zip' ? 'PyTorch zip checkpoint' : this.torch.container === 'legacy' ? 'PyTorch legacy checkpoint' : 'pickle'}: ${this.torch.verdict.text}`, ...this.torch.notes];
+    const kind = this.torch.container === 'zip' ? 'PyTorch zip checkpoint' : this.torch.container === 'legacy' ? 'PyTorch legacy checkpoint' : 'plain pickle';
+    return [`${kind}, read without executing it`, ...this.torch.notes];
   }
 
   tensor(name: string): TensorInfo | undefined {
