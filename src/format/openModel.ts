@@ -5,7 +5,8 @@ import type { Model, ModelFile, SourceOpener, TensorInfo } from './model';
 import { openSource, readFileHeader, SourceModel } from './reader';
 import { NodeFileSource, type ByteSource } from './source';
 import { looksLikeTorchPath } from './pickle/torch';
-import { openTorchModel } from './pickle/torchModel';
+import { openTorchModel, TorchModel } from './pickle/torchModel';
+import { CompositeModel } from './compositeModel';
 
 /**
  * An index.json lists every tensor name once, like a header, so it gets the same cap:
@@ -162,6 +163,7 @@ export async function openSafetensorsFile(path: string, opener: SourceOpener = n
  */
 export async function openIndexedModel(indexPath: string, opener: SourceOpener = nodeOpener, openedAs = indexPath): Promise<Model> {
   const index = parseIndex(await opener.readText(indexPath), indexPath);
+  if (index.shards.every((s) => looksLikeTorchPath(s))) return openTorchIndex(index, indexPath, opener, openedAs);
   const dir = parentOf(indexPath);
   const sources: (ByteSource | undefined)[] = new Array(index.shards.length);
   try {
@@ -211,6 +213,32 @@ export async function openIndexedModel(indexPath: string, opener: SourceOpener =
   }
 }
 
+/** The shards of a `pytorch_model.bin.index.json`, each read without executing it, as one model. */
+async function openTorchIndex(index: ModelIndex, indexPath: string, opener: SourceOpener, openedAs: string): Promise<Model> {
+  const dir = parentOf(indexPath);
+  const parts: TorchModel[] = [];
+  try {
+    for (const shard of index.shards) {
+      try {
+        parts.push(await openTorchModel(joinPath(dir, shard), opener));
+      } catch (e) {
+        if (e instanceof FormatError && e.code === 'not_found') throw new FormatError('shard_missing', `shard named by ${baseName(indexPath)} does not exist`, joinPath(dir, shard));
+        throw e;
+      }
+    }
+    for (const [name, shard] of index.weightMap) {
+      const part = parts[index.shards.indexOf(shard)];
+      if (!part.tensor(name) && !part.torch.aliases.has(name)) {
+        throw new FormatError('tensor_missing', `the index places it in ${shard}, but that shard does not hold it`, joinPath(dir, shard), name);
+      }
+    }
+    return new CompositeModel(openedAs, parts);
+  } catch (e) {
+    await Promise.all(parts.map((p) => p.close().catch(() => undefined)));
+    throw e;
+  }
+}
+
 /**
  * Opens a folder as a model: its index.json when there is one, else its single
  * .safetensors file. Anything else is an error that says what the folder holds.
@@ -219,6 +247,10 @@ export async function openFolderModel(dir: string, opener: SourceOpener = nodeOp
   const names = (listed ?? (await opener.list(dir))).slice().sort();
   if (names.includes(DEFAULT_INDEX_NAME)) return openIndexedModel(joinPath(dir, DEFAULT_INDEX_NAME), opener, dir);
   const indexes = names.filter((n) => n.endsWith(INDEX_SUFFIX));
+  // A PyTorch-only folder (no safetensors weights): Hugging Face's sharded .bin index.
+  if (indexes.length === 0 && !names.some((n) => n.endsWith('.safetensors')) && names.includes('pytorch_model.bin.index.json')) {
+    return openIndexedModel(joinPath(dir, 'pytorch_model.bin.index.json'), opener, dir);
+  }
   if (indexes.length === 1) return openIndexedModel(joinPath(dir, indexes[0]), opener, dir);
   if (indexes.length > 1) {
     throw new FormatError('unsupported', `the folder holds several indexes (${indexes.join(', ')}); open one of them`, dir);

@@ -101,3 +101,20 @@ save("lightning.ckpt", lightning, model_part="state_dict")
 emb = torch.randn(16, 8, generator=g).to(torch.bfloat16)
 hf = OrderedDict([("model.embed_tokens.weight", emb), ("model.norm.weight", torch.ones(8, dtype=torch.bfloat16)), ("lm_head.weight", emb)])
 save("pytorch_model.bin", hf)
+
+# A sharded Hugging Face checkpoint: pytorch_model-0000i-of-00002.bin and its index.
+sharded = os.path.join(out, "sharded")
+os.makedirs(sharded, exist_ok=True)
+layers = OrderedDict((f"model.layers.{i}.mlp.weight", torch.randn(6, 4, generator=g).to(torch.float16)) for i in range(4))
+names = list(layers)
+weight_map = {}
+expect = {}
+for k, part in enumerate([names[:2], names[2:]]):
+    shard = f"pytorch_model-0000{k + 1}-of-00002.bin"
+    torch.save(OrderedDict((n, layers[n]) for n in part), os.path.join(sharded, shard))
+    for n in part:
+        weight_map[n] = shard
+with open(os.path.join(sharded, "pytorch_model.bin.index.json"), "w") as f:
+    json.dump({"metadata": {"total_size": sum(t.numel() * 2 for t in layers.values())}, "weight_map": weight_map}, f)
+with open(os.path.join(sharded, "pytorch_model.bin.index.json.expected.json"), "w") as f:
+    json.dump(expected(layers), f)

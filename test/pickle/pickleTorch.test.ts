@@ -107,3 +107,19 @@ test('CLI convert model.bin → safetensors writes torch.load\'s bytes, aliases 
   assert.equal(results.length, FIXTURES.length);
   assert.ok(results.every((r) => r.verdict.clean));
 });
+
+test('torch sharded pytorch_model.bin.index.json opens as one model, from the index or the folder', { skip: !have && 'python3 with torch is not installed' }, async () => {
+  const dir = join(torchFixtures(), 'sharded');
+  const exp = expectedOf(join(dir, 'pytorch_model.bin.index.json'));
+  for (const path of [join(dir, 'pytorch_model.bin.index.json'), dir]) {
+    const m = await openModel(path);
+    try {
+      assert.equal(m.files.length, 2);
+      assert.deepEqual(m.tensors.map((t) => t.name), Object.keys(exp));
+      for (const [name, e] of Object.entries(exp)) assert.equal(await digest(m, name), e.sha256, name);
+      assert.equal(m.safety?.clean, true);
+    } finally {
+      await m.close();
+    }
+  }
+});
