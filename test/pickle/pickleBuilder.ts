@@ -20,9 +20,13 @@ export class P {
   global(module: string, name: string): this {
     return this.op(0x63).text(`${module}\n${name}\n`);
   }
+  shortStr(s: string): this {
+    const b = Buffer.from(s, 'utf8');
+    return this.op(0x8c, b.length).raw(b);
+  }
   str(s: string): this {
     const b = Buffer.from(s, 'utf8');
-    if (b.length < 256) return this.op(0x8c, b.length).raw(b);
+    // BINUNICODE (protocol 1+), which torch's own weights-only loader accepts under protocol 2.
     return this.op(0x58, ...le32(b.length)).raw(b);
   }
   int(n: number): this {

@@ -12,6 +12,8 @@ import { openModel } from '../../src/format/openModel';
 import type { Model } from '../../src/format/model';
 import { TorchModel } from '../../src/format/pickle/torchModel';
 import { expectedOf, FIXTURES, torchAvailable, torchFixtures } from './torchFixtures';
+import { PRESETS, writeLlama } from '../fixtures/llama';
+import { writeTorchZip } from '../fixtures/torchZip';
 
 const CLI = join(__dirname, 'cli.js');
 const have = torchAvailable();
@@ -121,5 +123,30 @@ test('torch sharded pytorch_model.bin.index.json opens as one model, from the in
     } finally {
       await m.close();
     }
+  }
+});
+
+test('the zip fixture writer makes files torch.load reads: the bench workload is a real checkpoint', { skip: !have && 'python3 with torch is not installed' }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tw-torchzip-'));
+  await writeLlama(dir, PRESETS.tiny);
+  const src = await openModel(dir);
+  const bin = join(dir, 'pytorch_model.bin');
+  try {
+    await writeTorchZip(bin, src);
+  } finally {
+    await src.close();
+  }
+  const py = `import torch, hashlib, json, sys
+sd = torch.load(sys.argv[1], weights_only=True)
+print(json.dumps({k: hashlib.sha256(v.contiguous().view(torch.uint8).numpy().tobytes()).hexdigest() for k, v in sd.items()}))`;
+  const r = spawnSync('python3', ['-c', py, bin], { encoding: 'utf8', maxBuffer: 16 << 20 });
+  assert.equal(r.status, 0, r.stderr);
+  const want = JSON.parse(r.stdout) as Record<string, string>;
+  const m = await openModel(bin);
+  try {
+    assert.deepEqual(m.tensors.map((t) => t.name), Object.keys(want));
+    for (const t of m.tensors) assert.equal(await digest(m, t.name), want[t.name], t.name);
+  } finally {
+    await m.close();
   }
 });
