@@ -234,7 +234,7 @@ class Machine {
       case 0x4c: this.push(parseLongLine(this.line(), (m) => this.fail(m, at))); return; // LONG
       case 0x8a: this.push(longLE(this.bytes(this.le(1)))); return; // LONG1
       case 0x8b: this.push(longLE(this.bytes(this.le(4)))); return; // LONG4
-      case 0x46: { const v = Number(this.line()); this.push(v); return; } // FLOAT
+      case 0x46: this.push(parseFloatLine(this.line(), (m) => this.fail(m, at))); return; // FLOAT
       case 0x47: { this.need(8); const v = new DataView(this.b.buffer, this.b.byteOffset + this.pos, 8).getFloat64(0, false); this.pos += 8; this.push(v); return; } // BINFLOAT
       case 0x53: this.push(parseQuoted(this.line(), (m) => this.fail(m, at))); return; // STRING
       case 0x54: this.push(latin1.decode(this.bytes(this.le(4)))); return; // BINSTRING
@@ -322,6 +322,17 @@ function parseLongLine(s: string, fail: (m: string) => never): PyValue {
   if (!/^[-+]?\d+$/.test(t)) fail(`'${t.slice(0, 40)}' is not an integer`);
   const v = BigInt(t);
   return v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v;
+}
+
+/** Protocol 0 FLOAT: Python's repr of a float ('1.5', '1e-300', 'inf', '-inf', 'nan'). */
+function parseFloatLine(s: string, fail: (m: string) => never): number {
+  const t = s.trim().toLowerCase();
+  if (t === 'inf' || t === '+inf') return Infinity;
+  if (t === '-inf') return -Infinity;
+  if (t === 'nan' || t === '-nan') return NaN;
+  const v = Number(t);
+  if (t === '' || Number.isNaN(v)) fail(`'${s.slice(0, 40)}' is not a float`);
+  return v;
 }
 
 function parseIndexLine(s: string, fail: (m: string) => never): number {
