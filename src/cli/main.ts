@@ -12,6 +12,7 @@ import { diffCommand } from './diff';
 import { inspectCommand } from './inspect';
 import { mergeCommand } from './merge';
 import { quantizeCommand } from './quantize';
+import { scanCommand } from './scan';
 import { statsCommand } from './stats';
 
 export const COMMANDS: Command[] = [
@@ -21,6 +22,7 @@ export const COMMANDS: Command[] = [
   mergeCommand,
   quantizeCommand,
   statsCommand,
+  scanCommand,
 ];
 
 /** Exit codes: 0 success, 1 an unexpected failure, 2 bad input or usage, 130/143 interrupted by SIGINT/SIGTERM (128 + signal, the shell's convention). */

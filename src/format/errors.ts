@@ -39,7 +39,10 @@ export type FormatErrorCode =
   | 'already_exists' // EEXIST: a name the job must create is taken
   | 'not_a_file' // an input is a folder, FIFO, device or socket where a regular file was expected
   | 'config_invalid' // adapter_config.json (or another JSON side file) has the wrong shape, or a pattern that cannot be matched safely
-  | 'unsupported'; // a valid file asks for something this operation cannot do
+  | 'unsupported' // a valid file asks for something this operation cannot do
+  | 'pickle_invalid' // a pickle is malformed, or exceeds a bound on stack, memo, length or time
+  | 'unsafe_globals' // a pickle names functions beyond tensor rebuilds, and the operation was not allowed to go on
+  | 'zip_invalid'; // a ZIP container's records are inconsistent or lie outside the file
 
 export class FormatError extends Error {
   override readonly name = 'FormatError';

@@ -5,6 +5,9 @@ import { parseJsonChecked } from './header';
 import type { Model, ModelFile, SourceOpener, TensorInfo } from './model';
 import { openSource, readFileHeader, SourceModel } from './reader';
 import { NodeFileSource, readSmallTextFile, type ByteSource } from './source';
+import { looksLikeTorchPath } from './pickle/torch';
+import { openTorchModel, TorchModel } from './pickle/torchModel';
+import { CompositeModel } from './compositeModel';
 
 /**
  * An index.json lists every tensor name once, like a header, so it gets the same cap:
@@ -188,6 +191,7 @@ export async function openSafetensorsFile(path: string, opener: SourceOpener = n
  */
 export async function openIndexedModel(indexPath: string, opener: SourceOpener = nodeOpener, openedAs = indexPath): Promise<Model> {
   const index = parseIndex(await opener.readText(indexPath), indexPath);
+  if (index.shards.every((s) => looksLikeTorchPath(s))) return openTorchIndex(index, indexPath, opener, openedAs);
   const dir = parentOf(indexPath);
   const sources: (ByteSource | undefined)[] = new Array(index.shards.length);
   try {
@@ -237,6 +241,32 @@ export async function openIndexedModel(indexPath: string, opener: SourceOpener =
   }
 }
 
+/** The shards of a `pytorch_model.bin.index.json`, each read without executing it, as one model. */
+async function openTorchIndex(index: ModelIndex, indexPath: string, opener: SourceOpener, openedAs: string): Promise<Model> {
+  const dir = parentOf(indexPath);
+  const parts: TorchModel[] = [];
+  try {
+    for (const shard of index.shards) {
+      try {
+        parts.push(await openTorchModel(joinPath(dir, shard), opener));
+      } catch (e) {
+        if (e instanceof FormatError && e.code === 'not_found') throw new FormatError('shard_missing', `shard named by ${baseName(indexPath)} does not exist`, joinPath(dir, shard));
+        throw e;
+      }
+    }
+    for (const [name, shard] of index.weightMap) {
+      const part = parts[index.shards.indexOf(shard)];
+      if (!part.tensor(name) && !part.torch.aliases.has(name)) {
+        throw new FormatError('tensor_missing', `the index places it in ${shard}, but that shard does not hold it`, joinPath(dir, shard), name);
+      }
+    }
+    return new CompositeModel(openedAs, parts);
+  } catch (e) {
+    await Promise.all(parts.map((p) => p.close().catch(() => undefined)));
+    throw e;
+  }
+}
+
 /**
  * Opens a folder as a model: its index.json when there is one, else its single
  * .safetensors file. Anything else is an error that says what the folder holds.
@@ -245,6 +275,10 @@ export async function openFolderModel(dir: string, opener: SourceOpener = nodeOp
   const names = (listed ?? (await opener.list(dir))).slice().sort();
   if (names.includes(DEFAULT_INDEX_NAME)) return openIndexedModel(joinPath(dir, DEFAULT_INDEX_NAME), opener, dir);
   const indexes = names.filter((n) => n.endsWith(INDEX_SUFFIX));
+  // A PyTorch-only folder (no safetensors weights): Hugging Face's sharded .bin index.
+  if (indexes.length === 0 && !names.some((n) => n.endsWith('.safetensors')) && names.includes('pytorch_model.bin.index.json')) {
+    return openIndexedModel(joinPath(dir, 'pytorch_model.bin.index.json'), opener, dir);
+  }
   if (indexes.length === 1) return openIndexedModel(joinPath(dir, indexes[0]), opener, dir);
   if (indexes.length > 1) {
     throw new FormatError('unsupported', `the folder holds several indexes (${indexes.join(', ')}); open one of them`, dir);
@@ -256,6 +290,8 @@ export async function openFolderModel(dir: string, opener: SourceOpener = nodeOp
   if (files.length > 1) {
     throw new FormatError('unsupported', `the folder holds ${files.length} .safetensors files and no index.json (${listSome(files)}); open one of them`, dir);
   }
+  // Hugging Face's name for a PyTorch checkpoint, when the folder has no safetensors weights.
+  if (names.includes('pytorch_model.bin')) return openTorchModel(joinPath(dir, 'pytorch_model.bin'), opener, dir);
   throw new FormatError('not_found', `the folder holds no .safetensors file and no index.json (it holds ${names.length === 0 ? 'nothing' : listSome(names)})`, dir);
 }
 
@@ -272,6 +308,7 @@ function listSome(names: readonly string[]): string {
 export async function openModel(path: string, opener: SourceOpener = nodeOpener): Promise<Model> {
   if (path.endsWith('.json')) return openIndexedModel(path, opener);
   if (path.endsWith('.safetensors')) return openSafetensorsFile(path, opener);
+  if (looksLikeTorchPath(path)) return openTorchModel(path, opener);
   let names: string[] | undefined;
   try {
     names = await opener.list(path);

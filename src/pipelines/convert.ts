@@ -21,7 +21,8 @@ import {
 } from '../format';
 import { CancelledError, isCancelled, throttle, type JobContext } from './job';
 
-export type ConvertTarget = 'F32' | 'F16' | 'BF16';
+/** 'keep' writes every tensor in its own dtype (a pickle or another format turned into safetensors as it is). */
+export type ConvertTarget = 'F32' | 'F16' | 'BF16' | 'keep';
 
 export interface ConvertArgs {
   /** A .safetensors file, an index.json or a folder. */
@@ -34,6 +35,8 @@ export interface ConvertArgs {
   readonly dtype: ConvertTarget;
   readonly maxShardBytes?: number;
   readonly opener?: SourceOpener;
+  /** Convert a model whose format reports code beyond tensor rebuilds (nothing is executed either way). */
+  readonly allowUnsafe?: boolean;
 }
 
 export interface ConvertedTensor {
@@ -51,6 +54,8 @@ export interface ConvertResult {
   readonly index?: string;
   /** Every tensor, in input header order; `from === to` for the ones left as they were. */
   readonly tensors: readonly ConvertedTensor[];
+  /** What the input's reader noted (for a pickle: shared storages written once, entries left out). */
+  readonly notes?: readonly string[];
 }
 
 // Input is read in chunks of this size: the cast buffers stay small while reads stay large enough to be fast.
@@ -58,7 +63,7 @@ const CHUNK_BYTES = 4 << 20;
 
 /** Which dtype a tensor becomes: floating tensors are cast, everything else (ints, BOOL, C64) is copied. */
 export function convertedDType(d: DType, to: ConvertTarget): DType {
-  return DTYPE_INFO[d].kind === 'float' ? to : d;
+  return to !== 'keep' && DTYPE_INFO[d].kind === 'float' ? to : d;
 }
 
 async function* castStream(model: Model, t: TensorInfo, to: ConvertTarget, counts: CastCounts, signal?: AbortSignal): AsyncIterable<Uint8Array> {
@@ -95,7 +100,7 @@ async function* castStream(model: Model, t: TensorInfo, to: ConvertTarget, count
  * rename), so a failed or cancelled conversion leaves nothing behind.
  */
 export async function convertModel(args: ConvertArgs, ctx: JobContext = {}): Promise<ConvertResult> {
-  if (!(['F32', 'F16', 'BF16'] as const).includes(args.dtype)) throw new FormatError('unsupported', `cannot convert to ${String(args.dtype)}; choose F32, F16 or BF16`);
+  if (!(['F32', 'F16', 'BF16', 'keep'] as const).includes(args.dtype)) throw new FormatError('unsupported', `cannot convert to ${String(args.dtype)}; choose F32, F16 or BF16`);
   if (args.maxShardBytes !== undefined && !(Number.isSafeInteger(args.maxShardBytes) && args.maxShardBytes > 0)) {
     throw new FormatError('unsupported', `max shard size must be a positive number of bytes, not ${args.maxShardBytes}`);
   }
@@ -105,6 +110,9 @@ export async function convertModel(args: ConvertArgs, ctx: JobContext = {}): Pro
   const model = await openModel(args.input, args.opener);
   let undo: (() => Promise<void>) | undefined;
   try {
+    if (model.safety && !model.safety.clean && !args.allowUnsafe) {
+      throw new FormatError('unsafe_globals', `this file ${model.safety.text}; nothing was executed. Run \`scan\` for the list, or convert with --allow-unsafe-globals`, args.input);
+    }
     const toFile = args.maxShardBytes === undefined && args.output.endsWith('.safetensors');
     const outDir = toFile ? dirname(resolve(args.output)) : resolve(args.output);
     // A folder output may replace (or, as stale shards, delete) any of the writer's names in it.
@@ -138,6 +146,7 @@ export async function convertModel(args: ConvertArgs, ctx: JobContext = {}): Pro
       files,
       index,
       tensors: model.tensors.map((t) => ({ name: t.name, from: t.dtype, to: convertedDType(t.dtype, args.dtype), ...counts.get(t.name)! })),
+      notes: model.notes,
     };
   } catch (e) {
     await undo?.();
