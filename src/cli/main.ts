@@ -4,6 +4,7 @@
 // Subcommands live in a table. To add one: write src/cli/<name>.ts exporting a
 // `Command` ({ name, summary, usage?, run(argv, io) }, see ./command.ts), then add
 // its import below and one entry to COMMANDS. That is the whole registration.
+import { onBackendInfo } from '../compute/gpu/device';
 import { isFormatError } from '../format/errors';
 import { isCancelled, type Progress } from '../pipelines/job';
 import { UsageError, type Command, type CommandIO } from './command';
@@ -35,6 +36,7 @@ function help(): string {
     ...COMMANDS.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`),
     '',
     'Run `tensor-workbench <command> --help` for its arguments.',
+    'Any command takes --verbose: the compute backend and GPU adapter, and why, on stderr.',
     'Exit codes: 0 success, 2 bad input (one line `error[CODE]: message` on stderr), 1 internal error, 130 interrupted.',
   ].join('\n') + '\n';
 }
@@ -55,7 +57,8 @@ function progressPrinter(stream: NodeJS.WriteStream): ((p: Progress) => void) | 
 }
 
 export async function main(argv: string[]): Promise<number> {
-  const [name, ...rest] = argv;
+  const verbose = argv.includes('--verbose');
+  const [name, ...rest] = argv.filter((a) => a !== '--verbose');
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     process.stdout.write(help());
     return name === undefined ? EXIT.badInput : EXIT.ok;
@@ -68,6 +71,8 @@ export async function main(argv: string[]): Promise<number> {
   const ac = new AbortController();
   const onSigint = () => ac.abort();
   process.once('SIGINT', onSigint);
+  // Without --verbose nothing about the adapter is printed: stderr carries errors and progress only.
+  const offInfo = verbose ? onBackendInfo((line) => process.stderr.write(`tensor-workbench: ${line}\n`)) : undefined;
   try {
     if (!cmd) throw new UsageError(`unknown command '${name}'; run tensor-workbench --help`);
     if (rest.includes('--help') || rest.includes('-h')) {
@@ -94,6 +99,7 @@ export async function main(argv: string[]): Promise<number> {
     return EXIT.internal;
   } finally {
     process.off('SIGINT', onSigint);
+    offInfo?.();
   }
 }
 
