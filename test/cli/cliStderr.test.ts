@@ -67,8 +67,13 @@ describe('CLI stderr without a GPU', () => {
     assert.equal(r.stderr, '');
     assert.equal(r.code, 0);
     assertStats(r.stdout);
+    // The first run probed and kept its verdict in the user's cache folder (HOME here): this one reads it.
     const v = cli(['stats', model, '--verbose'], env);
-    assert.match(v.stderr, /^tensor-workbench: auto backend: CPU pool \((no WebGPU adapter|dawn\.node was not found)/m);
+    assert.equal(v.code, 0, v.stderr);
+    assert.match(v.stderr, /^tensor-workbench: auto backend: CPU pool \((no WebGPU adapter|.* is a software adapter).*; verdict cached in /m);
+    // A changed driver list is probed again.
+    const again = cli(['stats', model, '--verbose'], { ...env, VK_ADD_DRIVER_FILES: join(dir, 'other_icd.json') });
+    assert.match(again.stderr, /^tensor-workbench: auto backend: CPU pool \((no WebGPU adapter|.* is a software adapter, slower than the CPU pool)\)$/m);
   });
 
   it('SwiftShader (a software adapter) leaves auto on the CPU pool, quietly', (t) => {

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 
@@ -16,6 +16,9 @@ import { join } from 'node:path';
  *   2. Otherwise a child Node loads Dawn and asks for an adapter. Only a hardware
  *      adapter whose probe printed nothing is loaded in-process; a software adapter
  *      (slower than the CPU twins) or a noisy driver leaves `auto` on the CPU.
+ *      The verdict is kept in the user's cache folder, keyed by everything that could
+ *      change it (dawn.node, the manifests, the VK_* variables, Node's ABI), so that
+ *      later runs skip the child's start-up (about 0.3 s).
  */
 export interface ProbeVerdict {
   /** Load Dawn in this process. */
@@ -116,11 +119,65 @@ function describe(info: NonNullable<ChildResult['info']>): string {
   return [info.description || info.device || info.vendor || 'WebGPU', info.architecture].filter(Boolean).join(' / ');
 }
 
+function stamp(path: string): string {
+  try {
+    const st = statSync(path);
+    return `${path}:${st.size}:${st.mtimeMs}`;
+  } catch {
+    return `${path}:missing`;
+  }
+}
+
+/** What the verdict depends on; a change to any of it means probing again. */
+function cacheKey(dawnPath: string): string {
+  const vk = Object.keys(process.env)
+    .filter((k) => k.startsWith('VK_'))
+    .sort()
+    .map((k) => `${k}=${process.env[k]}`);
+  return JSON.stringify([stamp(dawnPath), vulkanIcdManifests().sort().map(stamp), vk, process.platform, process.arch, process.versions.modules]);
+}
+
+function cacheFile(): string {
+  const base = process.env.XDG_CACHE_HOME || join(process.env.HOME || homedir(), '.cache');
+  return join(base, 'tensor-workbench', 'gpu-probe.json');
+}
+
+function readCached(key: string): ProbeVerdict | undefined {
+  try {
+    const c = JSON.parse(readFileSync(cacheFile(), 'utf8')) as { key?: string; verdict?: ProbeVerdict };
+    return c.key === key && c.verdict && typeof c.verdict.use === 'boolean' ? c.verdict : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function writeCached(key: string, verdict: ProbeVerdict): void {
+  const file = cacheFile();
+  const tmp = `${file}.${process.pid}.tmp`;
+  try {
+    mkdirSync(join(file, '..'), { recursive: true });
+    writeFileSync(tmp, JSON.stringify({ key, verdict }));
+    // Renamed into place, so that a concurrent run reads the old verdict or the new one, never half of one.
+    renameSync(tmp, file);
+  } catch {
+    // A read-only home only costs the next run another probe.
+  }
+}
+
 /** The verdict for `auto`, given where dawn.node is (undefined: not found). */
 export async function probeForAuto(dawnPath: string | undefined): Promise<ProbeVerdict> {
   const none = noDriverReason();
   if (none) return { use: false, detail: none, nativeOutput: '' };
   if (!dawnPath) return { use: false, detail: 'dawn.node was not found', nativeOutput: '' };
+  const key = cacheKey(dawnPath);
+  const cached = readCached(key);
+  if (cached) return { ...cached, detail: `${cached.detail}; verdict cached in ${cacheFile()}` };
+  const verdict = await probeInChild(dawnPath);
+  writeCached(key, verdict);
+  return verdict;
+}
+
+async function probeInChild(dawnPath: string): Promise<ProbeVerdict> {
   const r = await runChild(dawnPath);
   const nativeOutput = r.stderr;
   if (r.failure) return { use: false, detail: r.failure, nativeOutput };
