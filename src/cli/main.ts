@@ -36,7 +36,7 @@ function help(): string {
     ...COMMANDS.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`),
     '',
     'Run `tensor-workbench <command> --help` for its arguments.',
-    'Any command takes --verbose: the compute backend and GPU adapter, and why, on stderr.',
+    'Any command takes --verbose: the compute backend and GPU adapter, and why, on stderr (and per-tensor lines where a command has them).',
     'Exit codes: 0 success, 2 bad input (one line `error[CODE]: message` on stderr), 1 internal error, 130 interrupted.',
   ].join('\n') + '\n';
 }
@@ -79,7 +79,7 @@ export async function main(argv: string[]): Promise<number> {
       process.stdout.write((cmd.usage ?? `usage: tensor-workbench ${cmd.name} …`) + '\n');
       return EXIT.ok;
     }
-    const io: CommandIO = { stdout: process.stdout, stderr: process.stderr, signal: ac.signal, progress: progressPrinter(process.stderr) };
+    const io: CommandIO = { stdout: process.stdout, stderr: process.stderr, signal: ac.signal, progress: progressPrinter(process.stderr), verbose };
     return await cmd.run(rest, io);
   } catch (e) {
     if (isCancelled(e) || ac.signal.aborted) {
