@@ -87,7 +87,7 @@ export const quantizeCommand: Command = {
     for (const s of schemes) if (!isSchemeName(s)) throw new UsageError(`--scheme must be one of ${SCHEME_NAMES.join(', ')}, not '${s}'`);
     const backend = (values.backend ?? 'auto') as BackendChoice;
     if (!['auto', 'webgpu', 'cpu'].includes(backend)) throw new UsageError(`--backend must be auto, webgpu or cpu, not '${values.backend}'`);
-    const ctx = { signal: io.signal, progress: io.progress, backend };
+    const ctx = { signal: io.signal, progress: io.progress, notice: io.notice, backend };
     if (values.preview) {
       if (positionals.length !== 1) throw new UsageError('--preview takes IN only (nothing is written)');
       const p = await preview({ input: positionals[0], schemes: schemes.length ? (schemes as never) : undefined, keep: values.keep, only: values.only }, ctx);
@@ -104,7 +104,7 @@ export const quantizeCommand: Command = {
       { input: positionals[0], output: positionals[1], scheme: schemes[0] as never, format, keep: values.keep, only: values.only, ggufNames: names as 'hf' | 'llama' | undefined },
       ctx,
     );
-    io.stdout.write(values.json ? toJson(r) : reportText(r, values.verbose ?? false));
+    io.stdout.write(values.json ? toJson(r) : reportText(r, (values.verbose || io.verbose) ?? false));
     return 0;
   },
 };

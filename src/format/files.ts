@@ -20,9 +20,10 @@ export async function isDir(p: string): Promise<boolean> {
   }
 }
 
-/** Writes a small text file (a config.json) as the writers write data: temp file, fsync, rename. */
-export async function writeTextAtomic(path: string, text: string): Promise<void> {
+/** Writes `text` to a temp beside `path`; `commit` renames it into place, `discard` removes it. */
+export async function stageText(path: string, text: string): Promise<{ commit: () => Promise<string>; discard: () => Promise<void> }> {
   const tmp = tempPathFor(path);
+  const discard = () => unlink(tmp).catch(() => {});
   try {
     const h = await open(tmp, 'wx');
     try {
@@ -31,9 +32,20 @@ export async function writeTextAtomic(path: string, text: string): Promise<void>
     } finally {
       await h.close();
     }
-    await rename(tmp, path);
   } catch (e) {
-    await unlink(tmp).catch(() => {});
+    await discard();
+    throw e;
+  }
+  return { commit: async () => (await rename(tmp, path), path), discard };
+}
+
+/** Writes a small text file (a config.json) as the writers write data: temp file, fsync, rename. */
+export async function writeTextAtomic(path: string, text: string): Promise<void> {
+  const staged = await stageText(path, text);
+  try {
+    await staged.commit();
+  } catch (e) {
+    await staged.discard();
     throw e;
   }
 }

@@ -10,4 +10,5 @@ export * from './readers';
 export * from './storage';
 export * from './decode';
 export * from './writer';
+export * from './outputs';
 export * from './cast';

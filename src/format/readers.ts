@@ -1,4 +1,6 @@
 import type { Model, SourceOpener } from './model';
+import { looksLikeTorchPath } from './pickle/torch';
+import { openTorchModel } from './pickle/torchModel';
 import { openSafetensorsModel } from './safetensorsModel';
 
 /**
@@ -22,8 +24,15 @@ export const safetensorsReader: ModelReader = {
   open: (path, opener) => openSafetensorsModel(path, opener),
 };
 
+/** A PyTorch checkpoint file (.pt, .pth, .ckpt, pytorch_model*.bin), read without executing it. */
+export const torchReader: ModelReader = {
+  name: 'pytorch',
+  claims: (path) => looksLikeTorchPath(path),
+  open: (path, opener) => openTorchModel(path, opener),
+};
+
 /**
  * Every format, most specific first: the first reader that claims a path opens it.
  * A new format adds its reader here, ahead of the safetensors fallback.
  */
-export const READERS: readonly ModelReader[] = [safetensorsReader];
+export const READERS: readonly ModelReader[] = [torchReader, safetensorsReader];

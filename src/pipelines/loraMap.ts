@@ -91,11 +91,14 @@ function fit(m: AdapterModule, target: TensorInfo): { out: number; in: number } 
   const out = m.up.shape[0];
   const inF = tail(m.down.shape);
   const desc = `Δ [${out}, ${m.down.shape.slice(1).join('×')}] (down ${shapeText(m.down.shape)}, up ${shapeText(m.up.shape)})`;
+  const dims = m.down.shape.length;
   if (m.transpose) {
     // Stored as Δᵀ: [in, out] (fan_in_fan_out weights, embeddings [vocab, hidden]).
-    return ws.length === 2 && ws[0] === inF && ws[1] === out ? { out, in: inF } : `${desc} transposed does not fit ${shapeText(ws)}`;
+    return dims === 2 && ws.length === 2 && ws[0] === inF && ws[1] === out ? { out, in: inF } : `${desc} transposed does not fit ${shapeText(ws)}`;
   }
-  if (ws.length < 2 || ws[0] !== out || tail(ws) !== inF) return `${desc} does not fit ${shapeText(ws)}`;
+  // 2-D factors fit a 2-D weight or a 1×1 conv; conv factors only a conv weight of their own rank.
+  const ranksFit = dims === 2 ? ws.slice(2).every((d) => d === 1) : dims === ws.length;
+  if (!ranksFit || ws.length < 2 || ws[0] !== out || tail(ws) !== inF) return `${desc} does not fit ${shapeText(ws)}`;
   // A conv delta must match the kernel's own dims (a 3×3 down onto a 3×3 weight), not merely the count.
   if (m.down.shape.length > 2 && ws.length > 2 && shapeText(m.down.shape.slice(1)) !== shapeText(ws.slice(1))) return `${desc} does not fit ${shapeText(ws)}`;
   return { out, in: inF };

@@ -9,18 +9,22 @@
  * writer puts everything in temp files and renames them only at the end, so a
  * failure or a cancel leaves nothing behind.
  */
-import { copyFile, mkdir, rename, rmdir, unlink } from 'node:fs/promises';
-import { basename, dirname, join, resolve } from 'node:path';
+import { createWriteStream } from 'node:fs';
+import { rename, unlink } from 'node:fs/promises';
+import { pipeline } from 'node:stream/promises';
+import { basename, dirname, join } from 'node:path';
 import { getBackend } from '../compute/backend';
 import type { Backend } from '../compute/kernel';
 import type { MatmulDType } from '../compute/matmul/matmul';
 import { CancelledError, throttle, throwIfCancelled, type JobContext } from '../core/job';
 import { isCastDType } from '../format/cast';
 import type { DType } from '../format/dtypes';
-import { FormatError } from '../format/errors';
+import { FormatError, fromOsError } from '../format/errors';
 import { exists } from '../format/files';
 import { openModel } from '../format/openModel';
-import { tempPathFor, writeSafetensors, writeSharded, type TensorSource } from '../format/writer';
+import { modelInputs, prepareOutputs } from '../format/outputs';
+import { openRegularFile } from '../format/source';
+import { shardedNames, tempPathFor, writeSafetensors, writeSharded, type TensorSource } from '../format/writer';
 import { mapAdapters, openAdapter, type MappedModule, type ParsedAdapter, type UnmatchedKey } from './lora';
 import { COPY_CHUNK_BYTES, copiedData, mergedData, MergedAhead, outDtypeOf } from './mergeData';
 import type { AdapterSummary, MergeArgs, MergePlan, MergeResult } from './mergeTypes';
@@ -125,28 +129,50 @@ function checkPlan(plan: MergePlan, args: MergeArgs): void {
   }
 }
 
-function sameFile(a: string, b: string): boolean {
-  return resolve(a) === resolve(b);
+/** The file-name stem of a folder output: the base's own (`model` for `model-00001-of-00002.safetensors`). */
+function shardStem(plan: MergePlan): string {
+  const stem = plan.base.path.endsWith('.index.json')
+    ? basename(plan.base.path).replace(/\.safetensors\.index\.json$/, '')
+    : plan.base.files.length === 1
+      ? basename(plan.base.files[0].path).replace(/\.safetensors$/, '')
+      : 'model';
+  return plan.base.files.length > 1 ? stem.replace(/-\d{5}-of-\d{5}$/, '') : stem;
 }
 
-/** Copies the base folder's config and tokenizer files into `outDir`, each through a temp file. */
-async function copySideFiles(baseDir: string, outDir: string): Promise<string[]> {
-  const copied: string[] = [];
-  for (const name of SIDE_FILES) {
-    const src = join(baseDir, name);
-    if (!(await exists(src))) continue;
-    const dst = join(outDir, name);
-    const tmp = tempPathFor(dst);
-    try {
-      await copyFile(src, tmp);
-      await rename(tmp, dst);
-    } catch (e) {
-      await unlink(tmp).catch(() => {});
-      throw new FormatError('io', `could not copy ${name}: ${(e as Error).message}`, dst);
+/**
+ * Copies the base folder's config and tokenizer files to temporaries in `outDir`
+ * before the weights are written, so that a full disk fails before anything is in
+ * place; `commit` renames them into place, `discard` removes them.
+ */
+async function stageSideFiles(baseDir: string, outDir: string): Promise<{ commit: () => Promise<string[]>; discard: () => Promise<void> }> {
+  const staged: { tmp: string; dst: string }[] = [];
+  const discard = async () => {
+    for (const f of staged) await unlink(f.tmp).catch(() => {});
+  };
+  try {
+    for (const name of SIDE_FILES) {
+      const src = join(baseDir, name);
+      if (!(await exists(src))) continue;
+      const dst = join(outDir, name);
+      const tmp = tempPathFor(dst);
+      // Read through a handle that is known to be a regular file: a FIFO here is refused, never waited on.
+      const { handle } = await openRegularFile(src);
+      staged.push({ tmp, dst });
+      try {
+        await pipeline(handle.createReadStream({ autoClose: false }), createWriteStream(tmp, { flags: 'wx' }));
+      } finally {
+        await handle.close();
+      }
     }
-    copied.push(dst);
+  } catch (e) {
+    await discard();
+    throw fromOsError(e, staged[staged.length - 1]?.dst);
   }
-  return copied;
+  const commit = async () => {
+    for (const f of staged) await rename(f.tmp, f.dst);
+    return staged.map((f) => f.dst);
+  };
+  return { commit, discard };
 }
 
 /** The output's tensors in base order: LoRA-updated (computed ahead), replaced whole, or copied. */
@@ -205,7 +231,10 @@ function mergeMetadata(plan: MergePlan, args: MergeArgs): Record<string, string>
   };
 }
 
-/** Writes the merged tensors as one file or as shards like the base's (with its side files). */
+/**
+ * Writes the merged tensors as one file or as shards like the base's (with its side
+ * files, staged first); on failure the staged side files are removed.
+ */
 async function writeMerged(plan: MergePlan, args: MergeArgs, sources: TensorSource[], ctx: JobContext): Promise<{ files: string[]; index?: string; bytes: number }> {
   const metadata = mergeMetadata(plan, args);
   const total = sources.reduce((s, t) => s + t.shape.reduce((a, b) => a * b, 1) * (t.dtype === 'F32' ? 4 : t.dtype === 'BF16' || t.dtype === 'F16' ? 2 : 1), 0);
@@ -213,28 +242,27 @@ async function writeMerged(plan: MergePlan, args: MergeArgs, sources: TensorSour
   const progress = (done: number, all: number) => report({ done, total: all || total, unit: 'bytes', message: 'merging' });
   const signal = ctx.signal;
   if (args.output.endsWith('.safetensors')) {
-    await mkdir(dirname(args.output), { recursive: true });
     const w = await writeSafetensors(args.output, sources, { metadata, order: 'source', signal, progress });
     return { files: [w.path], bytes: w.bytes };
   }
   const outDir = args.output;
-  await mkdir(outDir, { recursive: true });
-  const stem = plan.base.path.endsWith('.index.json')
-    ? basename(plan.base.path).replace(/\.safetensors\.index\.json$/, '')
-    : plan.base.files.length === 1
-      ? basename(plan.base.files[0].path).replace(/\.safetensors$/, '')
-      : 'model';
-  const w = await writeSharded(outDir, sources, {
-    metadata,
-    order: 'source',
-    signal,
-    progress,
-    stem: plan.base.files.length > 1 ? stem.replace(/-\d{5}-of-\d{5}$/, '') : stem,
-    ...(args.maxShardSize !== undefined ? { maxShardBytes: args.maxShardSize } : { shardCount: plan.base.files.length }),
-  });
-  const files = w.files.map((f) => f.path);
-  files.push(...(await copySideFiles(baseDirOf(plan), outDir)));
-  return { files, index: w.index, bytes: w.files.reduce((s, f) => s + f.bytes, 0) };
+  const side = await stageSideFiles(baseDirOf(plan), outDir);
+  try {
+    const w = await writeSharded(outDir, sources, {
+      metadata,
+      order: 'source',
+      signal,
+      progress,
+      stem: shardStem(plan),
+      ...(args.maxShardSize !== undefined ? { maxShardBytes: args.maxShardSize } : { shardCount: plan.base.files.length }),
+    });
+    const files = w.files.map((f) => f.path);
+    files.push(...(await side.commit()));
+    return { files, index: w.index, bytes: w.files.reduce((s, f) => s + f.bytes, 0) };
+  } catch (e) {
+    await side.discard();
+    throw e;
+  }
 }
 
 function baseDirOf(plan: MergePlan): string {
@@ -251,21 +279,26 @@ export async function merge(args: MergeArgs, ctx: JobContext = {}): Promise<Merg
       throw new MergeError(`${plan.unmatched.length} adapter key(s) do not map onto the base; nothing was written (--allow-unmatched merges the rest):\n${listKeys(plan.unmatched, args.adapters)}`, plan.unmatched);
     }
     checkPlan(plan, args);
-    const inputs = [...plan.base.files.map((f) => f.path), ...plan.adapters.map((a) => a.file)];
     const toFile = args.output.endsWith('.safetensors');
     const outDir = toFile ? dirname(args.output) : args.output;
-    if (toFile && inputs.some((p) => sameFile(p, args.output))) throw new MergeError(`the output ${args.output} is one of the inputs`);
-    if (!toFile && sameFile(outDir, baseDirOf(plan))) throw new MergeError(`the output folder is the base model's folder; pick another so the inputs stay untouched`);
+    const baseDir = baseDirOf(plan);
+    const inputs = [
+      ...(await modelInputs(plan.base)),
+      ...SIDE_FILES.map((n) => join(baseDir, n)),
+      ...plan.adapters.flatMap((a) => [a.path, a.file, join(dirname(a.file), 'adapter_config.json')]),
+    ];
+    const outputs = toFile ? { files: [args.output] } : { files: SIDE_FILES.map((n) => join(outDir, n)), families: [{ dir: outDir, pattern: shardedNames(shardStem(plan)) }] };
     const backend = await getBackend(ctx.backend ?? 'auto');
     const ahead = new MergedAhead(signal);
     const { sources, merged, replaced, copied } = mergeSources(plan, args, backend, ahead, signal);
-    const createdDir = !(await exists(outDir));
+    // Checked (and folders made) only now, once nothing before the write can fail.
+    const { undo } = await prepareOutputs(inputs, outputs, ctx.notice);
     let written: { files: string[]; index?: string; bytes: number };
     try {
       written = await writeMerged(plan, args, sources, ctx);
     } catch (e) {
-      // The writer removed its temp files; a folder this merge created goes too (rmdir only removes it empty).
-      if (createdDir) await rmdir(outDir).catch(() => {});
+      // The writer removed its temp files; staged side files and folders this merge created go too.
+      await undo();
       if (signal?.aborted) throw new CancelledError();
       throw e;
     } finally {

@@ -1,12 +1,14 @@
-import { resolve } from 'node:path';
+import { join } from 'node:path';
 import { getBackend } from '../compute/backend';
 import { emptySums } from '../compute/quant/common';
 import { SCHEMES, SCHEME_NAMES } from '../compute/quant/schemes';
 import type { JobContext } from '../core/job';
 import { ByteProgress } from '../core/stream';
 import { FormatError } from '../format/errors';
+import { isDir } from '../format/files';
 import { openModel } from '../format/openModel';
-import { defaultFormat, planQuantization, readConfig } from './quantizePlan';
+import { modelInputs, prepareOutputs } from '../format/outputs';
+import { defaultFormat, modelDir, outputSetOf, planQuantization, readConfig } from './quantizePlan';
 import { buildReport } from './quantizeReport';
 import { writeGgufOutput } from './quantizeGguf';
 import { writeSafetensorsOutput } from './quantizeSafetensors';
@@ -32,21 +34,24 @@ export async function quantize(args: QuantizeJobArgs, ctx: JobContext = {}): Pro
   }
   const backend = await getBackend(ctx.backend ?? 'auto');
   const model = await openModel(args.input);
+  let undo: (() => Promise<void>) | undefined;
   try {
-    // Renaming the result over an input would destroy it: inputs are never written.
-    const target = resolve(args.output);
-    if (model.files.some((f) => resolve(f.path) === target)) {
-      throw new FormatError('unsupported', 'the output would replace an input file; choose another path', args.output);
-    }
     const config = await readConfig(model);
+    const ggufOut = format === 'gguf' && (await isDir(args.output)) ? join(args.output, `model-${scheme.name}.gguf`) : args.output;
+    const inputs = [...(await modelInputs(model)), join(modelDir(model), 'config.json')];
+    undo = (await prepareOutputs(inputs, outputSetOf(format, ggufOut, config !== undefined), ctx.notice)).undo;
     const plans = planQuantization(model.tensors, scheme, args.keep, args.only);
     const states = new Map<string, TensorState>(plans.map((p) => [p.name, { plan: p, sums: emptySums(), bytesAfter: 0 }]));
     const progress = new ByteProgress(model.tensors.reduce((s, t) => s + t.byteLength, 0), ctx.progress);
     const missing: string[] = [];
-    const job: QuantJob = { args, model, config, scheme, plans, states, backend, signal: ctx.signal, advance: (n, name) => progress.add(n, name), missing };
+    const job: QuantJob = { args: format === 'gguf' ? { ...args, output: ggufOut } : args, model, config, scheme, plans, states, backend, signal: ctx.signal, advance: (n, name) => progress.add(n, name), missing };
     const outputs = format === 'gguf' ? [await writeGgufOutput(job)] : await writeSafetensorsOutput(job);
     progress.finish();
+    undo = undefined;
     return buildReport(args, format, scheme, backend, model, states, outputs, missing, (Date.now() - started) / 1000);
+  } catch (e) {
+    await undo?.();
+    throw e;
   } finally {
     await model.close();
   }

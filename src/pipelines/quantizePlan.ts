@@ -1,9 +1,12 @@
-import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Scheme } from '../compute/quant/schemes';
 import { DTYPE_INFO, type DType } from '../format/dtypes';
+import { FormatError } from '../format/errors';
+import { readSmallTextFile } from '../format/source';
 import type { Model, TensorInfo } from '../format/model';
 import type { QuantFormat, TensorPlan } from './quantizeTypes';
+import { shardedNames } from '../format/writer';
+import type { OutputSet } from '../format/outputs';
 
 /** `*` matches any run of characters (dots included), `?` one character; the whole name must match. */
 export function globToRegExp(glob: string): RegExp {
@@ -51,11 +54,16 @@ export function modelDir(model: Model): string {
   return p.endsWith('.safetensors') || p.endsWith('.json') ? dirname(p) : p;
 }
 
+/** A model's config.json is a few KB; this bound only keeps a stray huge file from being read whole. */
+const MAX_MODEL_CONFIG_BYTES = 16 << 20;
+
 export async function readConfig(model: Model): Promise<Record<string, unknown> | undefined> {
   try {
-    const v = JSON.parse(await readFile(join(modelDir(model), 'config.json'), 'utf8')) as unknown;
+    const v = JSON.parse(await readSmallTextFile(join(modelDir(model), 'config.json'), MAX_MODEL_CONFIG_BYTES, 'config.json', 'unsupported')) as unknown;
     return v && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined;
-  } catch {
+  } catch (e) {
+    // A missing or unreadable config only costs the GGUF its architecture keys; a FIFO or a folder there is refused.
+    if (e instanceof FormatError && e.code === 'not_a_file') throw e;
     return undefined;
   }
 }
@@ -65,4 +73,10 @@ export function defaultFormat(scheme: Scheme, output: string): QuantFormat {
   if (output.endsWith('.gguf')) return 'gguf';
   if (output.endsWith('.safetensors')) return 'safetensors';
   return scheme.kind === 'ggml' ? 'gguf' : 'safetensors';
+}
+
+/** Every file a quantization may write: one file (its config.json is only ever created, never replaced), or a folder's shards and config. */
+export function outputSetOf(format: QuantFormat, output: string, hasConfig: boolean): OutputSet {
+  if (format === 'gguf' || output.endsWith('.safetensors')) return { files: [output] };
+  return { files: hasConfig ? [join(output, 'config.json')] : [], families: [{ dir: output, pattern: shardedNames('model') }] };
 }

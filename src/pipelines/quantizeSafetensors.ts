@@ -1,9 +1,8 @@
-import { mkdir, rmdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { addSums, type QuantizeResult } from '../compute/quant/common';
 import { quantizedBytes, type Scheme } from '../compute/quant/schemes';
 import { FormatError } from '../format/errors';
-import { exists, isDir, writeTextAtomic } from '../format/files';
+import { exists, stageText, writeTextAtomic } from '../format/files';
 import { writeSafetensors, writeSharded, type TensorSource } from '../format/writer';
 import { keptStream, QuantStream } from './quantizeChunks';
 import { modelDir } from './quantizePlan';
@@ -121,22 +120,19 @@ export async function writeSafetensorsOutput(job: QuantJob): Promise<string[]> {
       }
       return [out];
     }
-    const created = !(await isDir(out));
-    if (created) await mkdir(out, { recursive: true });
+    // The config is staged before the weights, so that a full disk fails before anything is in place.
+    const cfg = config ? await stageText(join(out, 'config.json'), configText()) : undefined;
+    let r;
     try {
-      const r = await writeSharded(out, sources, { ...writeOpts, shardCount: model.files.length });
-      const files = r.files.map((f) => f.path);
-      if (r.index) files.push(r.index);
-      if (config) {
-        const cfgPath = join(out, 'config.json');
-        await writeTextAtomic(cfgPath, configText());
-        files.push(cfgPath);
-      }
-      return files;
+      r = await writeSharded(out, sources, { ...writeOpts, shardCount: model.files.length });
     } catch (e) {
-      if (created) await rmdir(out).catch(() => {});
+      await cfg?.discard();
       throw e;
     }
+    const files = r.files.map((f) => f.path);
+    if (r.index) files.push(r.index);
+    if (cfg) files.push(await cfg.commit());
+    return files;
   } finally {
     await stream.close();
   }

@@ -5,6 +5,7 @@
  * src/compute stays behind the pipelines.
  */
 export { BackendUnavailableError, disposeBackends, getBackend } from '../compute/backend';
+export { onBackendInfo } from '../compute/gpu/device';
 export type { BackendChoice, BackendKind } from '../core/job';
 export { isSchemeName, SCHEMES, SCHEME_NAMES, type Scheme, type SchemeName } from '../compute/quant/schemes';
 export type { MatmulDType } from '../compute/matmul/matmul';

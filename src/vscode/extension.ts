@@ -1,8 +1,9 @@
 import * as vscode from 'vscode';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { disposeBackends } from '../pipelines/runtime';
+import { disposeBackends, onBackendInfo } from '../pipelines/runtime';
 import { registerCommand } from './commands';
+import { ConvertCommand } from './convertCommand';
 import { CompareCommand } from './diff/compareCommand';
 import { log } from './log';
 import { MergeCommand } from './mergeCommand';
@@ -16,6 +17,9 @@ import { ViewerProvider } from './viewer/viewerProvider';
  */
 export function activate(context: vscode.ExtensionContext): void {
   context.subscriptions.push({ dispose: () => log.dispose() });
+  // The adapter, and why `auto` chose the CPU, go to the log rather than the extension host's stderr.
+  const offBackendInfo = onBackendInfo((line) => log.info(line));
+  context.subscriptions.push({ dispose: () => void offBackendInfo() });
   registerCommand(context, 'tensorWorkbench.showLog', () => log.show());
 
   // ── registration points: one line per feature ──────────────────────────────
@@ -24,6 +28,7 @@ export function activate(context: vscode.ExtensionContext): void {
   CompareCommand.register(context);
   QuantizeCommand.register(context);
   MergeCommand.register(context);
+  ConvertCommand.register(context);
   // ───────────────────────────────────────────────────────────────────────────
 
   log.info(`activated ${context.extension.id} ${context.extension.packageJSON.version} (Node ${process.versions.node}, ${process.platform}-${process.arch})`);
