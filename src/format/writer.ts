@@ -173,7 +173,8 @@ export function planHeader(
   return { prefix, headerBytes, tensors: planned, dataBytes: offset };
 }
 
-async function* asChunks(data: TensorData): AsyncIterable<Uint8Array> {
+/** A tensor's data as chunks, whichever form its source gave (bytes, iterable, or a function of either). */
+export async function* asChunks(data: TensorData): AsyncIterable<Uint8Array> {
   const d = typeof data === 'function' ? data() : data;
   if (d instanceof Uint8Array) {
     yield d;
@@ -186,7 +187,7 @@ async function* asChunks(data: TensorData): AsyncIterable<Uint8Array> {
   yield* d as Iterable<Uint8Array>;
 }
 
-function abortError(): Error {
+export function abortError(): Error {
   const e = new Error('cancelled');
   e.name = 'AbortError';
   return e;

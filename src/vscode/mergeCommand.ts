@@ -1,7 +1,7 @@
 import * as vscode from 'vscode';
 import { basename, dirname, join } from 'node:path';
 import type { MatmulDType } from '../pipelines/runtime';
-import { merge, planMerge, type MergeAdapterArg, type MergePlan, type MergeResult } from '../pipelines/merge';
+import { merge, planMerge, type MergeAdapterArg, type MergeArgs, type MergePlan, type MergeResult } from '../pipelines/merge';
 import { registerWriteCommand } from './commands';
 import { runJob, showError } from './progress';
 
@@ -24,14 +24,7 @@ export class MergeCommand {
  * without any dialog (scripts, tasks and the integration tests), still under the
  * progress notification, and resolves to the merge's result (undefined when cancelled).
  */
-export interface MergeCommandArgs {
-  readonly base: string;
-  readonly adapters: readonly MergeAdapterArg[];
-  readonly output: string;
-  readonly dtype?: MatmulDType;
-  readonly subtract?: boolean;
-  readonly allowUnmatched?: boolean;
-}
+export type MergeCommandArgs = Pick<MergeArgs, 'base' | 'adapters' | 'output' | 'dtype' | 'subtract' | 'allowUnmatched'>;
 
 function isArgs(a: unknown): a is MergeCommandArgs {
   return typeof a === 'object' && a !== null && !(a instanceof vscode.Uri) && typeof (a as MergeCommandArgs).base === 'string';

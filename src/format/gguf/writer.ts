@@ -1,6 +1,6 @@
 import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { FormatError, fromOsError } from '../errors';
-import { tempPathFor, type TensorData } from '../writer';
+import { abortError, asChunks, tempPathFor, type TensorData } from '../writer';
 
 /**
  * A streaming GGUF v3 writer: the header (key/values and tensor infos) is computed
@@ -194,21 +194,6 @@ async function writeAll(handle: FileHandle, bytes: Uint8Array, pos: number): Pro
     const { bytesWritten } = await handle.write(bytes, done, bytes.length - done, pos + done);
     done += bytesWritten;
   }
-}
-
-async function* asChunks(data: TensorData): AsyncIterable<Uint8Array> {
-  const d = typeof data === 'function' ? data() : data;
-  if (d instanceof Uint8Array) {
-    yield d;
-    return;
-  }
-  yield* d as AsyncIterable<Uint8Array>;
-}
-
-function abortError(): Error {
-  const e = new Error('cancelled');
-  e.name = 'AbortError';
-  return e;
 }
 
 /** Writes a GGUF v3 file at `path` (temp, fsync, rename). Returns the file size. */
