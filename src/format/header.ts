@@ -2,7 +2,6 @@ import { DTYPE_INFO, isDType, type DType } from './dtypes';
 import { FormatError } from './errors';
 import { countKeys, ExactParser, isIndexLikeKey, LBRACE, NonIntegerLiteral, scan, SPACE, topLevelKeys } from './json';
 import type { TensorInfo } from './model';
-import { plainStorage } from './storage';
 
 export { MAX_JSON_DEPTH, parseJsonChecked, type DuplicateKey } from './json';
 
@@ -151,7 +150,7 @@ function parseTensor(name: string, v: unknown, file: string, dataOffset: number,
       name,
     );
   }
-  return { name, dtype, shape: dims, numel, file: fileIndex, byteOffset: dataOffset + begin, byteLength, storage: plainStorage(dtype) };
+  return { name, dtype, shape: dims, numel, file: fileIndex, byteOffset: dataOffset + begin, byteLength };
 }
 
 function parseMetadata(v: unknown, file: string): Record<string, string> {

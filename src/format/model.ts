@@ -1,6 +1,6 @@
 import type { DType } from './dtypes';
 import type { ByteSource } from './source';
-import type { StorageType, TensorPart } from './storage';
+import { plainStorage, type StorageType, type TensorPart } from './storage';
 
 /**
  * A logical tensor as its format's header describes it: a lazy view (name, shape,
@@ -18,10 +18,15 @@ export interface TensorInfo {
   /** Absolute offset of the tensor's first byte within its file. */
   readonly byteOffset: number;
   readonly byteLength: number;
-  /** How the values are stored: a plain dtype, a block type, or a scheme with its parts. */
-  readonly storage: StorageType;
+  /** How the values are stored when not plainly `dtype` (a block type, a scheme with its parts); see `storageOf`. */
+  readonly storage?: StorageType;
   /** Where the bytes are when there are several parts; absent, one `data` part at (file, byteOffset, byteLength). */
   readonly parts?: readonly TensorPart[];
+}
+
+/** How a tensor's values are stored: its `storage`, or plainly its `dtype`. */
+export function storageOf(t: TensorInfo): StorageType {
+  return t.storage ?? plainStorage(t.dtype);
 }
 
 /** Every byte range of a tensor, data first. */

@@ -1,7 +1,7 @@
 import type { DType } from './dtypes';
 import { FormatError } from './errors';
 import { HEADER_PREFIX_BYTES, parseHeader, readHeaderLength } from './header';
-import type { ChunkOptions, Model, ModelFile, TensorInfo } from './model';
+import { storageOf, type ChunkOptions, type Model, type ModelFile, type TensorInfo } from './model';
 import type { ByteSource } from './source';
 import { plainStorage, storageUnit } from './storage';
 
@@ -105,7 +105,7 @@ export class SourceModel implements Model {
     const total = t.byteLength;
     if (total === 0) return;
     // Chunks end on whole units of the storage: elements that end on a byte, or whole blocks.
-    const group = storageUnit(t.storage).bytes;
+    const group = storageUnit(storageOf(t)).bytes;
     const want = opts.chunkBytes ?? DEFAULT_CHUNK_BYTES;
     const size = Math.min(total, Math.max(group, want - (want % group)));
     // Two buffers: the next chunk is read into one while the caller works on the other.
