@@ -76,7 +76,8 @@ export const statsCommand: Command = {
     if (!BACKENDS.has(backend)) throw new UsageError(`--backend must be auto, webgpu or cpu, not '${values.backend}'`);
     const model = await openModel(positionals[0]);
     try {
-      const report = await stats(model, { tensors: values.tensor, bins, backend, signal: io.signal, progress: io.progress });
+      // The table shows no histograms: without --json their counts are not kept.
+      const report = await stats(model, { tensors: values.tensor, bins, backend, histograms: values.json === true, signal: io.signal, progress: io.progress });
       io.stdout.write(values.json ? JSON.stringify(report) + '\n' : renderStatsText(report));
       return 0;
     } catch (e) {
