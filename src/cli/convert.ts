@@ -1,5 +1,6 @@
 import { convertModel, type ConvertTarget } from '../pipelines/convert';
 import { parseCommandArgs, parseSize, UsageError, type Command } from './command';
+import { escapeText } from '../format/escape';
 
 const USAGE = `usage: tensor-workbench convert IN OUT [--dtype bf16|f16|f32] [--max-shard-size SIZE] [--verbose]
 
@@ -35,7 +36,7 @@ export const convertCommand: Command = {
       overflow += t.overflow;
       underflow += t.underflow;
       if (values.verbose || t.overflow > 0 || t.underflow > 0) {
-        io.stdout.write(`${t.name}: ${t.from} → ${t.to}${t.from !== t.to ? `, ${t.overflow} overflowed to ±Inf, ${t.underflow} flushed to zero` : ' (unchanged)'}\n`);
+        io.stdout.write(`${escapeText(t.name)}: ${t.from} → ${t.to}${t.from !== t.to ? `, ${t.overflow} overflowed to ±Inf, ${t.underflow} flushed to zero` : ' (unchanged)'}\n`);
       }
     }
     io.stdout.write(

@@ -13,6 +13,7 @@ import { inspectCommand } from './inspect';
 import { mergeCommand } from './merge';
 import { quantizeCommand } from './quantize';
 import { statsCommand } from './stats';
+import { escapeText } from '../format/escape';
 
 export const COMMANDS: Command[] = [
   inspectCommand,
@@ -82,14 +83,14 @@ export async function main(argv: string[]): Promise<number> {
       return EXIT.interrupted;
     }
     if (isFormatError(e)) {
-      process.stderr.write(`error[${e.code}]: ${oneLine(e.message)}\n`);
+      process.stderr.write(`error[${e.code}]: ${oneLine(escapeText(e.message))}\n`);
       return EXIT.badInput;
     }
     if (e instanceof UsageError) {
-      process.stderr.write(`error[usage]: ${oneLine(e.message)}\n`);
+      process.stderr.write(`error[usage]: ${oneLine(escapeText(e.message))}\n`);
       return EXIT.badInput;
     }
-    process.stderr.write(`error[internal]: ${oneLine(String((e as Error)?.message ?? e))}\n`);
+    process.stderr.write(`error[internal]: ${oneLine(escapeText(String((e as Error)?.message ?? e)))}\n`);
     if (process.env.TW_DEBUG) process.stderr.write(`${(e as Error)?.stack}\n`);
     return EXIT.internal;
   } finally {

@@ -2,6 +2,7 @@ import { isSchemeName, SCHEME_NAMES } from '../compute/quant/schemes';
 import type { BackendChoice } from '../compute/kernel';
 import { preview, quantize, type PreviewResult, type QuantFormat, type QuantReport } from '../pipelines/quantize';
 import { parseCommandArgs, UsageError, type Command } from './command';
+import { escapeText } from '../format/escape';
 
 const USAGE = `usage: tensor-workbench quantize IN OUT --scheme ${SCHEME_NAMES.join('|')}
          [--format gguf|safetensors] [--keep GLOB]... [--only GLOB]... [--gguf-names hf|llama]
@@ -35,7 +36,7 @@ function toJson(v: unknown): string {
 }
 
 export function previewText(p: PreviewResult): string {
-  const lines = [`${p.input}: ${p.params.toLocaleString('en-US')} parameters, ${fmtBytes(p.bytesBefore)}; sampled ≤${p.sampleFraction * 100}% of each tensor in ${p.seconds.toFixed(1)} s`];
+  const lines = [`${escapeText(p.input)}: ${p.params.toLocaleString('en-US')} parameters, ${fmtBytes(p.bytesBefore)}; sampled ≤${p.sampleFraction * 100}% of each tensor in ${p.seconds.toFixed(1)} s`];
   lines.push(`${'scheme'.padEnd(13)} ${'size'.padStart(11)} ${'bits/w'.padStart(7)} ${'SNR dB'.padStart(8)} ${'RMSE'.padStart(10)} ${'cosine'.padStart(9)}  tensors`);
   for (const r of p.rows) {
     lines.push(
@@ -49,9 +50,9 @@ export function reportText(r: QuantReport, verbose: boolean): string {
   const lines: string[] = [];
   for (const t of r.tensors) {
     if (t.action === 'quantized') {
-      if (verbose) lines.push(`${t.name}: ${t.scheme}, RMSE ${fmt(t.rmse, 6)}, max|err| ${fmt(t.maxAbsErr, 6)}, SNR ${fmt(t.snrDb, 1)} dB, cosine ${fmt(t.cosine, 6)}`);
+      if (verbose) lines.push(`${escapeText(t.name)}: ${t.scheme}, RMSE ${fmt(t.rmse, 6)}, max|err| ${fmt(t.maxAbsErr, 6)}, SNR ${fmt(t.snrDb, 1)} dB, cosine ${fmt(t.cosine, 6)}`);
     } else {
-      lines.push(`${t.name}: ${t.action} (${t.reason})`);
+      lines.push(`${escapeText(t.name)}: ${t.action} (${escapeText(t.reason ?? '')})`);
     }
   }
   const q = r.tensors.filter((t) => t.action === 'quantized').length;
@@ -61,8 +62,8 @@ export function reportText(r: QuantReport, verbose: boolean): string {
     `size ${fmtBytes(tt.bytesBefore)} → ${fmtBytes(tt.bytesAfter)}, ${tt.bitsPerWeight.toFixed(2)} bits/weight overall (${tt.quantizedBitsPerWeight.toFixed(2)} in quantized tensors)`,
     `error over quantized tensors: RMSE ${fmt(tt.rmse, 6)}, max|err| ${fmt(tt.maxAbsErr, 6)}, SNR ${fmt(tt.snrDb, 1)} dB, cosine ${fmt(tt.cosine, 6)}`,
   );
-  for (const m of r.missing) lines.push(`note: missing ${m}`);
-  lines.push(`wrote ${r.outputs.join(', ')}`);
+  for (const m of r.missing) lines.push(`note: missing ${escapeText(m)}`);
+  lines.push(`wrote ${r.outputs.map(escapeText).join(', ')}`);
   return lines.join('\n') + '\n';
 }
 

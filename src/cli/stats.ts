@@ -3,6 +3,7 @@ import type { BackendChoice } from '../compute/kernel';
 import { openModel } from '../format/openModel';
 import { stats, type StatsReport, type TensorStats } from '../pipelines/stats';
 import { parseCommandArgs, UsageError, type Command } from './command';
+import { escapeText } from '../format/escape';
 
 const USAGE = `usage: tensor-workbench stats PATH [--tensor NAME]... [--bins N] [--backend auto|cpu|webgpu] [--json]
 
@@ -32,7 +33,7 @@ function problems(t: TensorStats): string {
   if (t.posInf) p.push(`${t.posInf} +Inf`);
   if (t.negInf) p.push(`${t.negInf} -Inf`);
   if (t.count > 0 && t.zeros === t.count) p.push('all zero');
-  if (t.note) p.push(t.note);
+  if (t.note) p.push(escapeText(t.note));
   return p.join(', ');
 }
 
@@ -42,7 +43,7 @@ export function renderStatsText(r: StatsReport): string {
   const rows = r.tensors
     .map((t, i) => ({ t, i }))
     .sort((a, b) => rank(a.t) - rank(b.t) || a.i - b.i)
-    .map(({ t }) => [t.name, t.dtype, `[${t.shape.join(', ')}]`, fmt(t.min), fmt(t.max), fmt(t.mean), fmt(t.std), pct(t.zeros, t.count), pct(t.nearZero, t.count), String(t.outliers), problems(t) || 'ok']);
+    .map(({ t }) => [escapeText(t.name), t.dtype, `[${t.shape.join(', ')}]`, fmt(t.min), fmt(t.max), fmt(t.mean), fmt(t.std), pct(t.zeros, t.count), pct(t.nearZero, t.count), String(t.outliers), problems(t) || 'ok']);
   const head = ['tensor', 'dtype', 'shape', 'min', 'max', 'mean', 'std', 'zeros', 'near0', 'outliers', 'health'];
   const widths = head.map((h, c) => Math.max(h.length, ...rows.map((row) => row[c].length)));
   const numeric = new Set([3, 4, 5, 6, 7, 8, 9]);

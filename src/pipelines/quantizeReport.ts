@@ -1,4 +1,5 @@
 import type { PreviewResult, QuantReport } from './quantize';
+import { escapeMarkdownCell } from '../format/escape';
 
 /** Markdown renderings of a quantization report and preview (the VS Code report document, `--json`'s human twin). */
 
@@ -13,7 +14,7 @@ function num(n: number | undefined, digits: number): string {
 }
 
 function cell(s: string): string {
-  return s.replace(/\|/g, '\\|');
+  return escapeMarkdownCell(s);
 }
 
 // Width of the text bars that chart error against size (characters for the largest value).

@@ -1,6 +1,7 @@
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
+import { FormatError, isFormatErrorCode } from '../../format/errors';
 import { CancelledError } from '../../pipelines/job';
 
 /** What travels to a worker: the kernel's registered name and its structured-cloneable arguments. */
@@ -39,9 +40,20 @@ interface Slot {
 // (a gap per task that grows whenever this thread is busy merging). One more would only queue.
 const POSTED_PER_WORKER = 2;
 
-/** Rebuilds a kernel's error on this side: same name and message, so callers see what the kernel said. */
-function reviveError(e: Extract<WorkerReply, { ok: false }>['error']): Error {
+/**
+ * Rebuilds a kernel's error on this side: same name and message, so callers see what the kernel
+ * said, and the same class for the errors callers tell apart (a FormatError keeps its code, file
+ * and tensor: a file truncated under a worker is `file_changed`, not an internal error).
+ */
+export function reviveError(e: Extract<WorkerReply, { ok: false }>['error']): Error {
   if (e.name === 'CancelledError') return new CancelledError();
+  if (e.name === 'FormatError' && e.code !== undefined && isFormatErrorCode(e.code)) {
+    const fe = new FormatError(e.code, e.message, e.file, e.tensor);
+    // The message crossed already composed (file: tensor: message).
+    fe.message = e.message;
+    if (e.stack) fe.stack = e.stack;
+    return fe;
+  }
   const err = new Error(e.message) as Error & Record<string, unknown>;
   err.name = e.name;
   if (e.stack) err.stack = e.stack;
