@@ -477,6 +477,7 @@ async function writeSafetensorsOutput(
   const signal = ctx.signal;
   const sched = new ChunkScheduler(model, scheme, backend, signal);
   const sources: TensorSource[] = [];
+  // Spread copies own keys as data properties, `__proto__` included.
   const metadata: Record<string, string> = { ...model.metadata };
   metadata['quantization.scheme'] = scheme.name;
   for (const p of plans) {
