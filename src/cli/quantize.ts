@@ -6,12 +6,16 @@ import { escapeText } from '../format/escape';
 
 const USAGE = `usage: tensor-workbench quantize IN OUT --scheme ${SCHEME_NAMES.join('|')}
          [--format gguf|safetensors] [--keep GLOB]... [--only GLOB]... [--gguf-names hf|llama]
-         [--backend auto|webgpu|cpu] [--json] [--verbose]
+         [--backend auto|webgpu|cpu] [--allow-nonfinite] [--json] [--verbose]
        tensor-workbench quantize IN --preview [--scheme S]... [--keep GLOB]... [--only GLOB]... [--json]
 
 Quantizes 2-D weights whose row length is a multiple of the block size (32 for the
 ggml schemes); norms, biases and other tensors are kept, each with its reason.
 Globs match whole tensor names (* any run, ? one character).
+A tensor holding NaN or ±Inf is kept in its dtype, with a line giving the count:
+a block's scale comes from its largest |x|, so each block holding one would come
+back all NaN. --allow-nonfinite quantizes such tensors anyway (those blocks as the
+scheme computes them; their error figures are then NaN or -inf).
   q8_0, q4_0, q4_1   ggml blocks, byte-identical to ggml's reference quantizer.
                      Default output GGUF v3; --format safetensors stores each weight
                      as U8 [rows, blocks × bytes per block].
@@ -84,6 +88,7 @@ export const quantizeCommand: Command = {
         json: { type: 'boolean' },
         verbose: { type: 'boolean' },
         'gguf-names': { type: 'string' },
+        'allow-nonfinite': { type: 'boolean' },
       },
       { minPositionals: 1, maxPositionals: 2, usage: 'IN and OUT (or IN with --preview)' },
     );
@@ -105,7 +110,7 @@ export const quantizeCommand: Command = {
     const names = values['gguf-names'];
     if (names !== undefined && names !== 'hf' && names !== 'llama') throw new UsageError(`--gguf-names must be hf or llama, not '${names}'`);
     const r = await quantize(
-      { input: positionals[0], output: positionals[1], scheme: schemes[0] as never, format, keep: values.keep, only: values.only, ggufNames: names as 'hf' | 'llama' | undefined },
+      { input: positionals[0], output: positionals[1], scheme: schemes[0] as never, format, keep: values.keep, only: values.only, ggufNames: names as 'hf' | 'llama' | undefined, allowNonfinite: values['allow-nonfinite'] },
       ctx,
     );
     io.stdout.write(values.json ? toJson(r) : reportText(r, values.verbose ?? false));

@@ -12,6 +12,7 @@ import type { Model, TensorInfo } from '../format/model';
 import { openModel } from '../format/openModel';
 import { tempPathFor, writeSafetensors, writeSharded, type TensorSource } from '../format/writer';
 import { CancelledError, isCancelled, throttle, throwIfCancelled, type JobContext } from './job';
+import { stats } from './stats';
 
 export type QuantFormat = 'safetensors' | 'gguf';
 
@@ -33,6 +34,13 @@ export interface QuantizeJobArgs {
   readonly only?: readonly string[];
   /** GGUF tensor names: `hf` (as in the input, default) or `llama` (llama.cpp's `blk.N.attn_q.weight` …). */
   readonly ggufNames?: 'hf' | 'llama';
+  /**
+   * Quantize tensors that hold NaN or ±Inf too. By default they are kept in their dtype: a
+   * block's scale comes from its largest |x|, so one NaN or Inf there turns the whole block
+   * into NaN (or zeros) and the error report into -inf dB. Forcing writes those blocks as the
+   * scheme computes them; the rest of the tensor is quantized as usual.
+   */
+  readonly allowNonfinite?: boolean;
 }
 
 export interface TensorPlan {
@@ -42,6 +50,8 @@ export interface TensorPlan {
   readonly action: 'quantize' | 'keep';
   /** Why a tensor is kept. */
   readonly reason?: string;
+  /** NaN and ±Inf values found in a tensor kept for holding them. */
+  readonly nonFinite?: number;
   readonly rows: number;
   readonly cols: number;
 }
@@ -55,6 +65,8 @@ export interface TensorReport extends Partial<ErrorReport> {
   readonly action: 'quantized' | 'kept' | 'omitted';
   readonly scheme?: SchemeName;
   readonly reason?: string;
+  /** NaN and ±Inf values found in a tensor kept for holding them (see `allowNonfinite`). */
+  readonly nonFinite?: number;
   readonly bytesBefore: number;
   readonly bytesAfter: number;
 }
@@ -430,7 +442,7 @@ export async function quantize(args: QuantizeJobArgs, ctx: JobContext = {}): Pro
       throw new FormatError('unsupported', 'the output would replace an input file; choose another path', args.output);
     }
     const config = await readConfig(model);
-    const plans = planQuantization(model.tensors, scheme, args.keep, args.only);
+    const plans = await skipNonFinite(model, planQuantization(model.tensors, scheme, args.keep, args.only), args.allowNonfinite ?? false, ctx);
     const states = new Map<string, TensorState>(plans.map((p) => [p.name, { plan: p, sums: emptySums(), bytesAfter: 0 }]));
     const total = model.tensors.reduce((s, t) => s + t.byteLength, 0);
     let done = 0;
@@ -451,6 +463,18 @@ export async function quantize(args: QuantizeJobArgs, ctx: JobContext = {}): Pro
   } finally {
     await model.close();
   }
+}
+
+/** The tensors to quantize that hold NaN or ±Inf, kept instead (unless `allow`), with their counts. */
+async function skipNonFinite(model: Model, plans: TensorPlan[], allow: boolean, ctx: JobContext): Promise<TensorPlan[]> {
+  const names = plans.filter((p) => p.action === 'quantize').map((p) => p.name);
+  if (allow || names.length === 0) return plans;
+  const r = await stats(model, { tensors: names, histograms: false, backend: ctx.backend, signal: ctx.signal });
+  const bad = new Map(r.tensors.map((t) => [t.name, t.nan + t.posInf + t.negInf]));
+  return plans.map((p) => {
+    const n = bad.get(p.name) ?? 0;
+    return n > 0 ? { ...p, action: 'keep', nonFinite: n, reason: `holds ${n} NaN/Inf value${n === 1 ? "" : "s"}, kept in ${p.dtype}; --allow-nonfinite quantizes it anyway` } : p;
+  });
 }
 
 function keptStream(model: Model, t: TensorInfo, signal: AbortSignal | undefined, advance: (n: number, name: string) => void): () => AsyncIterable<Uint8Array> {
@@ -723,7 +747,7 @@ function buildReport(
     }
     bytesAfter += st.bytesAfter;
     if (p.action === 'keep') {
-      tensors.push({ name: t.name, outputName: st.outputName, dtype: t.dtype, shape: t.shape, action: 'kept', reason: p.reason, bytesBefore: t.byteLength, bytesAfter: st.bytesAfter });
+      tensors.push({ name: t.name, outputName: st.outputName, dtype: t.dtype, shape: t.shape, action: 'kept', reason: p.reason, ...(p.nonFinite ? { nonFinite: p.nonFinite } : {}), bytesBefore: t.byteLength, bytesAfter: st.bytesAfter });
       continue;
     }
     qParams += t.numel;

@@ -1,5 +1,5 @@
 import type { PreviewResult, QuantReport } from './quantize';
-import { escapeMarkdownCell } from '../format/escape';
+import { escapeMarkdownCell, escapeText } from '../format/escape';
 
 /** Markdown renderings of a quantization report and preview (the VS Code report document, `--json`'s human twin). */
 
@@ -68,4 +68,12 @@ export function reportMarkdown(r: QuantReport): string {
     );
   }
   return out.join('\n') + '\n';
+}
+
+/**
+ * One line per tensor kept for holding NaN or ±Inf (`name: kept (holds N NaN/Inf values; …)`):
+ * the CLI prints them with its other kept tensors, the VS Code command shows them as a warning.
+ */
+export function nonFiniteSkipLines(r: QuantReport): string[] {
+  return r.tensors.filter((t) => t.action === 'kept' && t.nonFinite).map((t) => `${escapeText(t.name)}: kept (${escapeText(t.reason ?? '')})`);
 }
