@@ -16,6 +16,13 @@ export type WorkerReply =
   | { readonly id: number; readonly ok: true; readonly result: unknown }
   | { readonly id: number; readonly ok: false; readonly error: { name: string; message: string; stack?: string; code?: string; file?: string; tensor?: string } };
 
+/** The worker's name for a batch: `args` is a `BatchArgs`, the result the kernel's results in order. */
+export const BATCH_KERNEL = '(batch)';
+export interface BatchArgs {
+  readonly kernel: string;
+  readonly items: readonly unknown[];
+}
+
 interface Task {
   readonly id: number;
   readonly kernel: string;
