@@ -4,8 +4,7 @@
 // Subcommands live in a table. To add one: write src/cli/<name>.ts exporting a
 // `Command` ({ name, summary, usage?, run(argv, io) }, see ./command.ts), then add
 // its import below and one entry to COMMANDS. That is the whole registration.
-import { isFormatError } from '../format/errors';
-import { isCancelled, type Progress } from '../pipelines/job';
+import type { Progress } from '../pipelines/job';
 import { UsageError, type Command, type CommandIO } from './command';
 import { convertCommand } from './convert';
 import { diffCommand } from './diff';
@@ -13,7 +12,6 @@ import { inspectCommand } from './inspect';
 import { mergeCommand } from './merge';
 import { quantizeCommand } from './quantize';
 import { statsCommand } from './stats';
-import { escapeText } from '../format/escape';
 
 export const COMMANDS: Command[] = [
   inspectCommand,
@@ -24,8 +22,8 @@ export const COMMANDS: Command[] = [
   statsCommand,
 ];
 
-/** Exit codes: 0 success, 1 an unexpected failure, 2 bad input or usage, 130 interrupted (the shell's SIGINT convention). */
-export const EXIT = { ok: 0, internal: 1, badInput: 2, interrupted: 130 } as const;
+export { EXIT, reportError } from './reportError';
+import { EXIT, reportError } from './reportError';
 
 function help(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));
@@ -38,11 +36,6 @@ function help(): string {
     'Run `tensor-workbench <command> --help` for its arguments.',
     'Exit codes: 0 success, 2 bad input (one line `error[CODE]: message` on stderr), 1 internal error, 130 interrupted.',
   ].join('\n') + '\n';
-}
-
-/** A one-line message: errors must fit `error[CODE]: message` on a single line. */
-function oneLine(s: string): string {
-  return s.replace(/\s*\n\s*/g, ' ').trim();
 }
 
 function progressPrinter(stream: NodeJS.WriteStream): ((p: Progress) => void) | undefined {
@@ -78,21 +71,7 @@ export async function main(argv: string[]): Promise<number> {
     const io: CommandIO = { stdout: process.stdout, stderr: process.stderr, signal: ac.signal, progress: progressPrinter(process.stderr) };
     return await cmd.run(rest, io);
   } catch (e) {
-    if (isCancelled(e) || ac.signal.aborted) {
-      process.stderr.write('cancelled\n');
-      return EXIT.interrupted;
-    }
-    if (isFormatError(e)) {
-      process.stderr.write(`error[${e.code}]: ${oneLine(escapeText(e.message))}\n`);
-      return EXIT.badInput;
-    }
-    if (e instanceof UsageError) {
-      process.stderr.write(`error[usage]: ${oneLine(escapeText(e.message))}\n`);
-      return EXIT.badInput;
-    }
-    process.stderr.write(`error[internal]: ${oneLine(escapeText(String((e as Error)?.message ?? e)))}\n`);
-    if (process.env.TW_DEBUG) process.stderr.write(`${(e as Error)?.stack}\n`);
-    return EXIT.internal;
+    return reportError(e, process.stderr, ac.signal.aborted);
   } finally {
     process.off('SIGINT', onSigint);
   }
