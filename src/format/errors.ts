@@ -10,6 +10,10 @@ export const FORMAT_ERROR_CODES = [
   'tensor_duplicate', 'not_found', 'file_changed', 'io', 'unsupported',
 ] as const satisfies readonly FormatErrorCode[];
 
+type Unlisted = Exclude<FormatErrorCode, (typeof FORMAT_ERROR_CODES)[number]>;
+/** Fails to compile when a code of the union is missing from FORMAT_ERROR_CODES. */
+export const FORMAT_ERROR_CODES_COMPLETE: [Unlisted] extends [never] ? true : never = true;
+
 /** A code that crossed a boundary as text (a worker's reply) and is one of ours. */
 export function isFormatErrorCode(s: string): s is FormatErrorCode {
   return (FORMAT_ERROR_CODES as readonly string[]).includes(s);
