@@ -30,6 +30,20 @@ export type FormatErrorCode =
   | 'not_found' // a path or tensor that was asked for does not exist
   | 'file_changed' // the file changed on disk since its header was read
   | 'io' // the operating system refused a read or a write
+  | 'gguf_magic' // the file does not start with the bytes "GGUF"
+  | 'gguf_version' // GGUF version other than 2 or 3 (v1 used 32-bit counts and is obsolete)
+  | 'gguf_big_endian' // a big-endian GGUF (its version reads byte-swapped); not supported
+  | 'gguf_count' // a tensor, key/value or array count that the rest of the file cannot hold
+  | 'gguf_string' // a string that runs past the end of the file or is not strict UTF-8
+  | 'gguf_key' // a metadata key that is empty or longer than 65,535 bytes
+  | 'gguf_value_type' // a metadata value type outside the spec's 0–12, or arrays nested too deep
+  | 'gguf_bool' // a bool byte other than 0 or 1
+  | 'gguf_alignment' // general.alignment is not a u32 power of two
+  | 'gguf_name' // a tensor name that is empty or longer than the spec's 64 bytes
+  | 'gguf_dims' // a tensor with more than 4 dimensions (ggml's limit)
+  | 'gguf_row' // a tensor whose row (ne[0]) is not a whole number of its type's blocks
+  | 'gguf_offset' // a tensor data offset that is not a multiple of the alignment
+  | 'split_invalid' // the parts of a split GGUF disagree (split.count, split.no, split.tensors.count)
   | 'unsupported'; // a valid file asks for something this operation cannot do
 
 export class FormatError extends Error {
