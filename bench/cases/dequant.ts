@@ -40,18 +40,25 @@ function run(type: GgmlTypeName, scaleOffsets: number[]): BenchResult {
   };
   pass(); // warm-up: the JIT compiles the decoder
   const started = performance.now();
+  const cpuStarted = process.cpuUsage();
   const passes = 3;
   for (let i = 0; i < passes; i++) pass();
   const seconds = (performance.now() - started) / 1000;
+  const cpu = process.cpuUsage(cpuStarted);
+  // The work is one thread: CPU seconds measure one core even on a machine shared with other jobs.
+  const cpuSeconds = (cpu.user + cpu.system) / 1e6;
   const bytes = passes * Math.floor(src.length / chunk) * chunk;
   const gbps = bytes / seconds / 1e9;
+  const perCore = bytes / cpuSeconds / 1e9;
   return {
     inputBytes: bytes,
     seconds: Number(seconds.toFixed(3)),
+    cpuSeconds: Number(cpuSeconds.toFixed(3)),
     GBps: Number(gbps.toFixed(3)),
-    outputGValuesPerS: Number(((bytes / info.typeSize) * info.blockSize / seconds / 1e9).toFixed(3)),
-    target: `≥ ${TARGET_GBPS} GB/s of input on one core`,
-    pass: gbps >= TARGET_GBPS,
+    GBpsPerCpuSecond: Number(perCore.toFixed(3)),
+    outputGValuesPerCpuSecond: Number((((bytes / info.typeSize) * info.blockSize) / cpuSeconds / 1e9).toFixed(3)),
+    // Only Q4_K has a goal in the issue; the other types are reported for comparison.
+    ...(type === 'Q4_K' ? { target: `≥ ${TARGET_GBPS} GB/s of input per CPU second (one core)`, pass: perCore >= TARGET_GBPS } : {}),
   };
 }
 
