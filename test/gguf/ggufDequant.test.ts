@@ -176,7 +176,8 @@ for (const type of BLOCK_TYPES) {
       const r = new Rng(0x51ed ^ ggmlTypeByName(type).id);
       // The IQ quantizers search their grids and take seconds per row; 8 rows still hold every kind.
       const slow = type.startsWith('IQ') && type !== 'IQ4_NL' && type !== 'IQ4_XS';
-      const perRow = slow ? 512 : 1024;
+      // IQ1_S and IQ2_S search the largest grids; one 256-value block per row keeps them to seconds.
+      const perRow = type === 'IQ1_S' || type === 'IQ2_S' ? 256 : slow ? 512 : 1024;
       const rows = slow ? 8 : 16;
       const x = weightRows(r, rows, perRow);
       const imatrix = ggml.requiresImatrix(ggmlTypeByName(type).id) || type.startsWith('IQ') ? Float32Array.from({ length: perRow }, () => 0.1 + r.uniform()) : undefined;

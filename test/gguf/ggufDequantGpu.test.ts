@@ -40,9 +40,9 @@ function blocks(type: GgmlTypeName, n: number, seed: number, scaleAt: number[]):
   return src;
 }
 
-const CASES: [GgmlTypeName, number[]][] = [['Q8_0', [0]], ['Q4_0', [0]], ['Q4_K', [0, 2]], ['Q6_K', [208]]];
+const CASES: [GgmlTypeName, number[]][] = [['Q8_0', [0]], ['Q4_0', [0]], ['Q2_K', [80, 82]], ['Q3_K', [108]], ['Q4_K', [0, 2]], ['Q5_K', [0, 2]], ['Q6_K', [208]]];
 
-test('WGSL dequantizer: Q8_0, Q4_0, Q4_K and Q6_K bit-identical to the CPU twin', async (t) => {
+test('WGSL dequantizer: Q8_0, Q4_0 and the K-quants Q2_K–Q6_K bit-identical to the CPU twin', async (t) => {
   const backend = await webgpuOrSkip(t);
   if (!backend) return;
   try {

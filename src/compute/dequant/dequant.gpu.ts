@@ -8,7 +8,7 @@ import shader from './dequant.wgsl';
 // One block per invocation, 64 to a workgroup: enough groups to fill a GPU from a 1 MiB chunk.
 const WG = 64;
 /** The types the shader decodes; the others run on the CPU twin. */
-const GPU_TYPES: ReadonlySet<GgmlTypeName> = new Set(['Q8_0', 'Q4_0', 'Q4_K', 'Q6_K']);
+const GPU_TYPES: ReadonlySet<GgmlTypeName> = new Set(['Q8_0', 'Q4_0', 'Q2_K', 'Q3_K', 'Q4_K', 'Q5_K', 'Q6_K']);
 
 /** The GPU twin of `dequantCpu`: bit-identical; flagged blocks (inf/NaN scales) are redone on the host. */
 export async function dequantGpu(ctx: GpuContext, a: DequantArgs): Promise<DequantResult> {
