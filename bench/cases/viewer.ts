@@ -2,7 +2,7 @@ import { closeSync, existsSync, ftruncateSync, openSync, statSync, writeSync } f
 import { join } from 'node:path';
 import { openModel } from '../../src/format/openModel';
 import { tensorEntries, treeFromTable } from '../../src/shared/protocol';
-import { ModelService } from '../../src/vscode/viewer/modelService';
+import { ModelService } from '../../src/pipelines/viewer/modelService';
 import { disposeBackends } from '../../src/compute/backend';
 import type { BenchCase, BenchResult } from '../case';
 

@@ -17,7 +17,7 @@ import { BINS, LOG_BINS, heatmapReply, llamaSummary, scanRows, statsReply } from
 import { tensorEntries, tensorTable, treeFromTable, treeTable, type RequestEventMessage, type RequestMessage, type SummaryReplyMessage, type TreeNodeData } from '../../src/shared/protocol';
 import { openModel } from '../../src/format/openModel';
 import { disposeBackends } from '../../src/compute/backend';
-import { ModelService } from '../../src/vscode/viewer/modelService';
+import { ModelService } from '../../src/pipelines/viewer/modelService';
 import { bf16Values, writeSafetensors, type T } from './safetensorsFile';
 
 // The callbacks passed to page.evaluate run in the browser; the node type-check has no DOM lib.

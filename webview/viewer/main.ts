@@ -32,7 +32,7 @@ import { loadPlotly } from '../shared/plotly';
 import { drawHistogram, type HistogramView } from './histogram';
 import { drawQuantChart } from './quantChart';
 import { TreeView, type TreeNode } from './tree';
-import { h, formatBytes, formatCount, formatNumber, clear } from './dom';
+import { h, formatBytes, formatCount, formatNumber, clear } from '../shared/dom';
 
 interface VsCodeApi {
   postMessage(m: unknown): void;
