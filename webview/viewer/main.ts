@@ -306,10 +306,14 @@ function renderMetadata(s: SummaryReplyMessage): HTMLElement {
  */
 function table(id: string, head: string[], rows: (string | Node)[][]): HTMLElement {
   return h(
-    'table',
-    { id, class: 'grid' },
-    h('thead', {}, h('tr', {}, ...head.map((c) => h('th', {}, c)))),
-    h('tbody', {}, ...rows.map((r) => h('tr', {}, ...r.map((c) => h('td', {}, c))))),
+    'div',
+    { class: 'table-scroll' },
+    h(
+      'table',
+      { id, class: 'grid' },
+      h('thead', {}, h('tr', {}, ...head.map((c) => h('th', {}, c)))),
+      h('tbody', {}, ...rows.map((r) => h('tr', {}, ...r.map((c) => h('td', {}, c))))),
+    ),
   );
 }
 
@@ -431,7 +435,7 @@ function renderStats(el: HTMLElement, t: TensorEntry, r: TensorStatsReplyMessage
     ['std', fmt(s.std), 'stat-std'],
     ['outliers', formatNumber(s.outliers), 'stat-outliers'],
   ];
-  const grid = h('dl', { class: 'stat-grid' }, ...cells.flatMap(([k, v, id]) => [h('dt', {}, k), h('dd', { id }, v)]));
+  const grid = h('dl', { class: 'stat-grid' }, ...cells.map(([k, v, id]) => h('div', { class: 'stat' }, h('dt', {}, k), h('dd', { id }, v))));
   const badges = h('div', { class: 'badges' }, ...healthBadges(s.nan + s.posInf + s.negInf, s.zeros === s.count, s.absMax, t.dtype).map(badge));
 
   const logCounts = h('vscode-checkbox', { id: 'hist-log-counts', label: 'Log counts', checked: saved.histLogCounts ? '' : null }) as HTMLElement & { checked: boolean };
@@ -631,7 +635,7 @@ function renderScanTable(host: HTMLElement, s: NonNullable<typeof scan>): void {
   });
   host.append(
     h('p', { class: 'hint' }, s.rows.length > SCAN_ROWS_SHOWN ? `Showing the top ${SCAN_ROWS_SHOWN} of ${formatCount(s.rows.length)} by ${s.sortKey}.` : `${formatCount(s.rows.length)} tensors.`),
-    h('table', { id: 'scan-table', class: 'scan-table' }, h('thead', {}, head), h('tbody', {}, ...body)),
+    h('div', { class: 'table-scroll' }, h('table', { id: 'scan-table', class: 'scan-table' }, h('thead', {}, head), h('tbody', {}, ...body))),
   );
 }
 
