@@ -8,4 +8,5 @@ export * from './reader';
 export * from './openModel';
 export * from './decode';
 export * from './writer';
+export * from './outputs';
 export * from './cast';
