@@ -27,6 +27,13 @@ export { errorInfo } from './errorInfo';
 export { F16_MAX, healthBadges, scanRow, statsData } from './tensorView';
 
 
+/**
+ * How long the adapter panel may spend on a config's rank/alpha patterns. The work runs
+ * on the extension host's thread, so past this the file is shown as a plain model
+ * rather than stall the window; `merge` itself allows the longer default.
+ */
+const VIEWER_PATTERN_TIME_MS = 500;
+
 /** Tensors per stats call during a scan, so rows stream to the page as each batch finishes. */
 const SCAN_BATCH_TENSORS = 64;
 /** …or fewer, when they are large: a batch of at most 512 MiB keeps rows arriving every few seconds. */
@@ -87,7 +94,7 @@ export class ModelService {
     this.adapterCache ??= (async () => {
       if (!this.opts.local || !this.model.tensors.some((t) => ADAPTER_NAME.test(t.name))) return undefined;
       try {
-        const d = await describeAdapter(this.model.path);
+        const d = await describeAdapter(this.model.path, { patternTimeLimitMs: VIEWER_PATTERN_TIME_MS });
         return {
           format: d.format,
           modules: d.modules.length,
