@@ -142,6 +142,21 @@ describe('diff report webview (Chromium)', () => {
     await page.waitForSelector(`#histogram[data-drawn="${m.bins}"]`);
   });
 
+  it('aborts the Δ histogram of the previous selection, and shows a failed one’s error in its place', async () => {
+    const histogramRequests = () => page.evaluate(() => window.__host.sent.filter((m: any) => m.type === 'request' && m.body.type === 'histogram'));
+    const before = (await histogramRequests()).length;
+    await page.click('#tensors tr[data-name="model.layers.2.self_attn.q_proj.weight"]');
+    await page.click('#tensors tr[data-name="model.layers.1.self_attn.q_proj.weight"]');
+    const reqs = await histogramRequests();
+    assert.equal(reqs.length, before + 2);
+    const [first, second] = reqs.slice(before) as { id: number; body: { name: string } }[];
+    assert.equal(first!.body.name, 'model.layers.2.self_attn.q_proj.weight');
+    assert.ok(await page.evaluate((id: number) => window.__host.sent.some((m: any) => m.type === 'abort' && m.id === id), first!.id), 'the first request was aborted');
+    await page.evaluate((id: number) => window.postMessage({ type: 'reply', id, ok: false, error: { code: 'not_found', message: 'no tensor in both models' } }, '*'), second!.id);
+    await page.waitForSelector('#histogram .error');
+    assert.equal(await page.$eval('#histogram .error', (e: any) => e.textContent), 'error[not_found] no tensor in both models');
+  });
+
   it('lists added and reshaped tensors and exports on request, with no CSP violation', async () => {
     assert.match(await page.$eval('#added', (d: any) => d.textContent), /model\.extra\.weight/);
     assert.match(await page.$eval('#shape-or-dtype-changed', (d: any) => d.textContent), /model\.norm\.weight: F32 \[20\] → F32 \[4, 5\]/);
