@@ -2,6 +2,25 @@
  * Every failure the format core can report. One code per rule, so that tests,
  * the CLI (`error[CODE]: …`) and the viewer's error page can tell them apart.
  */
+export const FORMAT_ERROR_CODES = [
+  'file_too_small', 'header_too_large', 'header_length', 'header_utf8', 'header_start', 'header_json',
+  'header_not_object', 'duplicate_key', 'metadata_invalid', 'tensor_invalid', 'dtype_unknown',
+  'shape_invalid', 'offsets_invalid', 'overflow', 'size_mismatch', 'misaligned', 'offsets_hole',
+  'offsets_overlap', 'truncated', 'trailing_bytes', 'index_invalid', 'shard_missing', 'tensor_missing',
+  'tensor_duplicate', 'not_found', 'file_changed', 'io', 'unsupported', 'output_is_input', 'permission_denied',
+  'read_only', 'disk_full', 'not_a_folder', 'is_a_folder', 'already_exists', 'not_a_file', 'config_invalid',
+  'pickle_invalid', 'unsafe_globals', 'zip_invalid',
+] as const satisfies readonly FormatErrorCode[];
+
+type Unlisted = Exclude<FormatErrorCode, (typeof FORMAT_ERROR_CODES)[number]>;
+/** Fails to compile when a code of the union is missing from FORMAT_ERROR_CODES. */
+export const FORMAT_ERROR_CODES_COMPLETE: [Unlisted] extends [never] ? true : never = true;
+
+/** A code that crossed a boundary as text (a worker's reply) and is one of ours. */
+export function isFormatErrorCode(s: string): s is FormatErrorCode {
+  return (FORMAT_ERROR_CODES as readonly string[]).includes(s);
+}
+
 export type FormatErrorCode =
   | 'file_too_small' // fewer than 8 bytes: no room for the header length
   | 'header_too_large' // header length above the 100,000,000-byte cap
