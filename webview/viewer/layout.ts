@@ -105,7 +105,9 @@ export function renderTotals(s: SummaryReplyMessage): HTMLElement {
       h('span', { id: 'total-bytes' }, formatBytes(s.totals.bytes)),
       s.files.length > 1 ? h('span', {}, `${s.files.length} shards`) : null,
     ),
+    s.safety ? safetyBanner(s.safety) : null,
     s.adapter ? adapterLine(s.adapter) : null,
+    s.notes?.length ? h('ul', { id: 'notes', class: 'notes' }, ...s.notes.map((n) => h('li', {}, n))) : null,
     table(
       'dtype-table',
       ['dtype', 'tensors', 'params', 'bytes'],
@@ -116,6 +118,18 @@ export function renderTotals(s: SummaryReplyMessage): HTMLElement {
       ['memory at', ...s.memory.map((m) => m.format)],
       [['', ...s.memory.map((m) => formatBytes(m.bytes))]],
     ),
+  );
+}
+
+/** The verdict on a pickle: "Only tensor data", or what it would call, with each finding. Nothing in it was run. */
+export function safetyBanner(v: NonNullable<SummaryReplyMessage['safety']>): HTMLElement {
+  if (v.clean) return h('p', { id: 'safety', class: 'safety clean', role: 'status' }, h('strong', {}, v.text), ' · read without executing anything');
+  return h(
+    'div',
+    { id: 'safety', class: 'safety unsafe', role: 'alert' },
+    h('strong', {}, `This file ${v.text}.`),
+    ' It was read without executing anything; these are the functions its pickle names:',
+    h('ul', {}, ...(v.findings ?? []).slice(0, 50).map((f) => h('li', {}, f))),
   );
 }
 

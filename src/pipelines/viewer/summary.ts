@@ -108,6 +108,15 @@ export function buildOutline(model: Model, tree: ModuleNode = moduleTreeOf(model
     ...totalsOf(model),
     metadata: Object.entries(model.metadata),
     tree: table,
+    ...provenanceOf(model),
+  };
+}
+
+/** The verdict and notes of formats that have them (pickles); nothing for the others. */
+function provenanceOf(model: Model): Pick<ModelSummary, 'safety' | 'notes'> {
+  return {
+    ...(model.safety ? { safety: { clean: model.safety.clean, text: model.safety.text, findings: model.safety.findings } } : {}),
+    ...(model.notes?.length ? { notes: model.notes } : {}),
   };
 }
 
@@ -121,6 +130,7 @@ export function buildSummary(model: Model, tree: ModuleNode = moduleTreeOf(model
     ...totalsOf(model),
     metadata: Object.entries(model.metadata),
     tree: treeTableOf(tree, (name) => indexOf.get(name)),
+    ...provenanceOf(model),
   };
 }
 

@@ -90,6 +90,12 @@ export interface ModelSummary {
   readonly tree: TreeTable;
   /** Present when the file is a LoRA adapter. */
   readonly adapter?: AdapterInfo;
+  /**
+   * For formats that can carry code (PyTorch pickles): the verdict, shown as a banner above
+   * everything else, and what the reader noted (shared storages kept once, other entries).
+   */
+  readonly safety?: { readonly clean: boolean; readonly text: string; readonly findings?: readonly string[] };
+  readonly notes?: readonly string[];
 }
 
 export interface TensorStatsResult {
