@@ -30,6 +30,9 @@ export type FormatErrorCode =
   | 'not_found' // a path or tensor that was asked for does not exist
   | 'file_changed' // the file changed on disk since its header was read
   | 'io' // the operating system refused a read or a write
+  | 'http' // an HTTP server answered with an error, or the connection failed after the retries
+  | 'http_no_range' // an HTTP server ignores Range requests: reading a tensor would download the whole file
+  | 'http_auth' // the server refused access (401/403): a gated or private repository, or a token without access
   | 'unsupported'; // a valid file asks for something this operation cannot do
 
 export class FormatError extends Error {

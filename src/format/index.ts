@@ -6,6 +6,7 @@ export * from './model';
 export * from './header';
 export * from './reader';
 export * from './openModel';
+export * from './httpOpener';
 export * from './decode';
 export * from './writer';
 export * from './cast';

@@ -1,6 +1,7 @@
 import { readFile, readdir, stat } from 'node:fs/promises';
 import { FormatError } from './errors';
 import { parseJsonChecked } from './header';
+import { HttpOpener, isRemotePath } from './httpOpener';
 import type { Model, ModelFile, SourceOpener, TensorInfo } from './model';
 import { openSource, readFileHeader, SourceModel } from './reader';
 import { NodeFileSource, type ByteSource } from './source';
@@ -240,8 +241,11 @@ function listSome(names: readonly string[]): string {
 /**
  * Opens what the user pointed at: a .safetensors file, a model.safetensors.index.json
  * (any `*.json` is read as an index), or a folder holding either. Only headers are read.
+ * An `https://` or `hf://` path with the default opener is read over HTTP (HF_TOKEN from
+ * the environment); callers with their own token pass an HttpOpener.
  */
 export async function openModel(path: string, opener: SourceOpener = nodeOpener): Promise<Model> {
+  if (opener === nodeOpener && isRemotePath(path)) opener = new HttpOpener();
   if (path.endsWith('.json')) return openIndexedModel(path, opener);
   if (path.endsWith('.safetensors')) return openSafetensorsFile(path, opener);
   let names: string[] | undefined;
