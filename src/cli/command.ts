@@ -1,4 +1,6 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { FormatError } from '../format/errors';
+import { isRemotePath } from '../format/httpOpener';
 import type { Progress } from '../pipelines/job';
 
 /**
@@ -67,4 +69,16 @@ export function parseSize(text: string): number {
   const v = Math.floor(Number(m[1]) * unit);
   if (!Number.isSafeInteger(v) || v <= 0) throw new UsageError(`size '${text}' must be positive`);
   return v;
+}
+
+/**
+ * Commands that write (convert, quantize, merge) read local models only: they read every
+ * byte, which over HTTP is a download better done once by a tool made for it. A URL
+ * among their arguments is refused before anything starts.
+ */
+export function refuseRemote(command: string, paths: readonly string[]): void {
+  const url = paths.find(isRemotePath);
+  if (url !== undefined) {
+    throw new FormatError('unsupported', `${command} reads and writes local files only (inspect, stats, diff and the viewer read URLs); download the model first`, url);
+  }
 }

@@ -1,5 +1,5 @@
 import { convertModel, type ConvertTarget } from '../pipelines/convert';
-import { parseCommandArgs, parseSize, UsageError, type Command } from './command';
+import { parseCommandArgs, refuseRemote, parseSize, UsageError, type Command } from './command';
 
 const USAGE = `usage: tensor-workbench convert IN OUT [--dtype bf16|f16|f32] [--max-shard-size SIZE] [--verbose]
 
@@ -26,6 +26,7 @@ export const convertCommand: Command = {
     const dtype = TARGETS[(values.dtype ?? 'bf16').toLowerCase()];
     if (!dtype) throw new UsageError(`--dtype must be bf16, f16 or f32, not '${values.dtype}'`);
     const maxShardBytes = values['max-shard-size'] !== undefined ? parseSize(values['max-shard-size']) : undefined;
+    refuseRemote('convert', positionals);
     const r = await convertModel({ input: positionals[0], output: positionals[1], dtype, maxShardBytes }, { signal: io.signal, progress: io.progress });
     let cast = 0;
     let overflow = 0;

@@ -12,7 +12,8 @@ Compares two checkpoints tensor by tensor: what was added, removed or reshaped,
 and for every common tensor whether it is byte-identical, its relative L2 change
 ‖b − a‖/‖a‖, cosine, largest and mean |b − a| and the share of elements changed,
 aggregated per block (layers.N) and per module kind.
-A and B are .safetensors files, model.safetensors.index.json files or folders.
+A and B are .safetensors files, model.safetensors.index.json files or folders, or
+https:// or hf://OWNER/REPO[@REVISION][/PATH] URLs.
 A prefix difference such as 'model.' vs 'base_model.model.model.' is detected
 and mapped; --map gives it explicitly ('--map =base_model.model.' for an empty A prefix).
 --rank       also estimates how low-rank each changed 2-D tensor's Δ is: the share

@@ -3,8 +3,9 @@ import { parseCommandArgs, type Command } from './command';
 
 const USAGE = `usage: tensor-workbench inspect PATH [--json]
 
-PATH is a .safetensors file, a model.safetensors.index.json, or a folder holding either.
-Reads headers only. --json prints {path, files, metadata, tensors, parameters, bytes}.`;
+PATH is a .safetensors file, a model.safetensors.index.json, or a folder holding either;
+or the same over HTTP: an https:// URL, or hf://OWNER/REPO[@REVISION][/PATH] on the Hugging
+Face Hub (HF_TOKEN for gated or private repositories). Reads headers only. --json prints {path, files, metadata, tensors, parameters, bytes}.`;
 
 export const inspectCommand: Command = {
   name: 'inspect',

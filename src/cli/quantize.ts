@@ -1,7 +1,7 @@
 import { isSchemeName, SCHEME_NAMES } from '../compute/quant/schemes';
 import type { BackendChoice } from '../compute/kernel';
 import { preview, quantize, type PreviewResult, type QuantFormat, type QuantReport } from '../pipelines/quantize';
-import { parseCommandArgs, UsageError, type Command } from './command';
+import { parseCommandArgs, refuseRemote, UsageError, type Command } from './command';
 
 const USAGE = `usage: tensor-workbench quantize IN OUT --scheme ${SCHEME_NAMES.join('|')}
          [--format gguf|safetensors] [--keep GLOB]... [--only GLOB]... [--gguf-names hf|llama]
@@ -86,6 +86,7 @@ export const quantizeCommand: Command = {
       },
       { minPositionals: 1, maxPositionals: 2, usage: 'IN and OUT (or IN with --preview)' },
     );
+    refuseRemote('quantize', positionals);
     const schemes = values.scheme ?? [];
     for (const s of schemes) if (!isSchemeName(s)) throw new UsageError(`--scheme must be one of ${SCHEME_NAMES.join(', ')}, not '${s}'`);
     const backend = (values.backend ?? 'auto') as BackendChoice;

@@ -9,7 +9,8 @@ const USAGE = `usage: tensor-workbench stats PATH [--tensor NAME]... [--bins N] 
 Per-tensor statistics and a health scan: counts of NaN, ±Inf, zeros and near-zeros
 (|x| < 1e-3·absMax), min, max, mean, population std, outliers (|x − mean| > 6·std),
 a linear and a log10|x| histogram (--bins, default 256) and the 16 largest |x|.
-PATH is a .safetensors file, a model.safetensors.index.json, or a folder.
+PATH is a .safetensors file, a model.safetensors.index.json, or a folder, or an
+https:// or hf://OWNER/REPO[@REVISION][/PATH] URL (read with Range requests).
 --tensor (repeatable) limits the scan to those tensors. The text table lists
 unhealthy tensors (NaN/Inf, all zeros) first; --json prints the full report.`;
 
