@@ -3,6 +3,7 @@ import { readFile, readdir } from 'node:fs/promises';
 import { FormatError } from '../format/errors';
 import { NodeFileSource, type ByteSource } from '../format/source';
 import type { SourceOpener } from '../format/model';
+import { REMOTE_SCHEME, remoteOpener, remotePathOf } from './remoteModel';
 
 /**
  * The stable `vscode.workspace.fs` API has no positional read, only whole-file
@@ -135,10 +136,12 @@ export const nodeSourceOpener: SourceOpener = {
 /**
  * The opener for a resource, and the path to hand to the format core. `file:` URIs
  * are on the extension host's disk (also in remote windows, where the host runs
- * remotely), so they are streamed; every other scheme goes through workspace.fs.
+ * remotely), so they are streamed; models by URL are read with HTTP Range requests;
+ * every other scheme goes through workspace.fs.
  */
 export function openerFor(uri: vscode.Uri, fs: WorkspaceFs): { opener: SourceOpener; path: string } {
   if (uri.scheme === 'file') return { opener: nodeSourceOpener, path: uri.fsPath };
+  if (uri.scheme === REMOTE_SCHEME) return { opener: remoteOpener(), path: remotePathOf(uri) };
   return { opener: new WorkspaceSourceOpener(fs, uri), path: uri.path };
 }
 

@@ -65,7 +65,8 @@ function listen(server: Server, host: string): Promise<number> {
   });
 }
 
-export async function startRangeServer(): Promise<RangeServer> {
+/** `otherHost: false` skips the 127.0.0.2 listener (macOS routes only 127.0.0.1 by default); `other` is then ''. */
+export async function startRangeServer(opts: { otherHost?: boolean } = {}): Promise<RangeServer> {
   const files = new Map<string, Uint8Array>();
   const etags = new Map<string, string>();
   const faults: { suffix: string; fault: Fault }[] = [];
@@ -145,11 +146,10 @@ export async function startRangeServer(): Promise<RangeServer> {
   };
 
   const redirect = { on: false };
-  const servers = [createServer(handler), createServer(handler)];
+  const servers = opts.otherHost === false ? [createServer(handler)] : [createServer(handler), createServer(handler)];
   const port = await listen(servers[0], '127.0.0.1');
-  const port2 = await listen(servers[1], '127.0.0.2');
   base = `http://127.0.0.1:${port}`;
-  other = `http://127.0.0.2:${port2}`;
+  if (servers.length > 1) other = `http://127.0.0.2:${await listen(servers[1], '127.0.0.2')}`;
   let closed = false;
   const close = async () => {
     if (closed) return;
