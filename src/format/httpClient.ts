@@ -46,6 +46,8 @@ export interface HttpResponse {
   readonly res: Response;
   /** The URL that answered, after redirects. */
   readonly url: string;
+  /** The Hub's X-Linked-Etag from a redirect on the way (the LFS object's hash), when there was one. */
+  readonly linkedEtag?: string;
 }
 
 /** Not the caller's cancellation: a stalled response, aborted by the idle timer and retried. */
@@ -137,7 +139,7 @@ export class HttpClient {
       try {
         r = await this.follow(url, headers, name, linked);
       } catch (e) {
-        if (e instanceof FormatError || linked?.aborted || attempt >= this.attempts) throw this.failure(e, name, linked);
+        if (e instanceof FormatError || linked?.aborted || attempt >= this.attempts || !transient(e)) throw this.failure(e, name, linked);
         await sleep(this.delayMs(attempt), linked);
         continue;
       }
@@ -157,19 +159,21 @@ export class HttpClient {
     if (e instanceof FormatError) return e;
     const cause = (e as { cause?: { code?: string; message?: string } })?.cause;
     const why = cause?.code ?? cause?.message ?? (e as Error)?.message ?? String(e);
-    return new FormatError('http', `the connection failed after ${this.attempts} tries (${why})`, name);
+    return new FormatError('http', transient(e) ? `the connection failed after ${this.attempts} tries (${why})` : `the connection failed (${why})`, name);
   }
 
   private async follow(url: string, headers: Record<string, string>, name: string, signal?: AbortSignal): Promise<HttpResponse> {
     let current = url;
+    let linkedEtag: string | undefined;
     for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
       const h: Record<string, string> = { 'accept-encoding': 'identity', 'user-agent': 'tensor-workbench', ...headers };
       const token = await this.tokenFor(current);
       if (token) h.authorization = `Bearer ${token}`;
       this.requests++;
       const res = await this.fetchFn(current, { headers: h, redirect: 'manual', signal });
-      if (!REDIRECT_STATUSES.has(res.status)) return { res, url: current };
+      if (!REDIRECT_STATUSES.has(res.status)) return { res, url: current, linkedEtag };
       const location = res.headers.get('location');
+      linkedEtag = res.headers.get('x-linked-etag') || linkedEtag;
       await discard(res);
       if (!location) throw new FormatError('http', `${hostOf(current)} answered ${res.status} without a Location`, name);
       const next = new URL(location, current);
@@ -235,6 +239,12 @@ export class HttpClient {
       await reader.cancel().catch(() => undefined);
     }
   }
+}
+
+/** False for failures another try cannot fix: an unknown host name, a certificate the client refuses. */
+function transient(e: unknown): boolean {
+  const code = String((e as { cause?: { code?: unknown } })?.cause?.code ?? '');
+  return code !== 'ENOTFOUND' && !/CERT|SSL|TLS|SELF_SIGNED/.test(code);
 }
 
 /** Ends a response without reading its body: the connection is dropped rather than drained. */

@@ -42,11 +42,17 @@ export class Limiter {
   }
 }
 
-/** What identifies one version of the file: a changed value mid-read means mixed data. */
+/**
+ * What identifies one version of the file: a changed value mid-read means mixed data.
+ * `linkedEtag` is the Hub's X-Linked-Etag (the LFS object's hash), sent with its redirect
+ * to the CDN: it outlives the CDN URL, so a re-resolved URL on another CDN host (with
+ * ETags of its own) is checked against it, and `etag` then follows the new host.
+ */
 interface Version {
   readonly size: number;
-  readonly etag: string | null;
+  etag: string | null;
   readonly lastModified: string | null;
+  readonly linkedEtag: string | null;
 }
 
 /** `bytes A-B/TOTAL` (RFC 9110 §14.4); a `*` total is refused, since offsets need the size. */
@@ -96,11 +102,11 @@ export class HttpSource implements ByteSource {
         // An empty file has no byte 0; its size is in `bytes */0`.
         const total = /^bytes \*\/(\d+)$/.exec(r.res.headers.get('content-range') ?? '');
         await discard(r.res);
-        if (total && Number(total[1]) === 0) return new HttpSource(client, limiter, url, name, { size: 0, etag: null, lastModified: null }, new Uint8Array(0), r.url);
+        if (total && Number(total[1]) === 0) return new HttpSource(client, limiter, url, name, { size: 0, etag: null, lastModified: null, linkedEtag: null }, new Uint8Array(0), r.url);
         throw new FormatError('http', `${hostOf(r.url)} refused the range of the first ${PREFIX_BYTES} bytes (416)`, name);
       }
       const range = await checkPartial(client, r, name, 0, undefined);
-      const version: Version = { size: range.total, etag: r.res.headers.get('etag'), lastModified: r.res.headers.get('last-modified') };
+      const version: Version = { size: range.total, etag: r.res.headers.get('etag'), lastModified: r.res.headers.get('last-modified'), linkedEtag: r.linkedEtag ?? null };
       const prefix = new Uint8Array(range.end + 1);
       let got: number;
       try {
@@ -150,11 +156,17 @@ export class HttpSource implements ByteSource {
     this.prefix = undefined;
   }
 
-  /** Fills `into` from `start`, resuming after a short or dropped body; `attempts` bounds the tries. */
+  /**
+   * Fills `into` from `start`. A response that delivers all it announced but less than
+   * asked (a server may cap its ranges) is followed by a request for the rest; a body
+   * that ends or breaks before what it announced costs one of the client's tries, and
+   * the next request asks only for what is missing.
+   */
   private async fetchRange(start: number, into: Uint8Array, signal: AbortSignal): Promise<void> {
     let got = 0;
     let resolves = 0;
-    for (let attempt = 1; got < into.length; attempt++) {
+    let failures = 0;
+    while (got < into.length) {
       signal.throwIfAborted();
       const from = start + got;
       const to = start + into.length - 1;
@@ -164,30 +176,32 @@ export class HttpSource implements ByteSource {
         await discard(r.res);
         resolves++;
         this.resolved = this.url;
-        attempt--;
         continue;
       }
       if (r.res.status === 416) {
         await discard(r.res);
         throw new FormatError('file_changed', `${hostOf(r.url)} has fewer than ${to + 1} bytes now; the file changed since it was opened`, this.name);
       }
-      await checkPartial(this.client, r, this.name, from, this.version);
+      const range = await checkPartial(this.client, r, this.name, from, this.version);
       this.resolved = r.url;
+      const announced = Math.min(range.end - from + 1, into.length - got);
+      let n: number;
+      let why: unknown;
       try {
-        got += await readBody(this.client, r, into.subarray(got), this.name, signal);
+        n = await readBody(this.client, r, into.subarray(got, got + announced), this.name, signal);
       } catch (e) {
-        if (!isRetryable(e) || signal.aborted || attempt >= this.client.attempts) throw this.client.failure(e, this.name, signal);
+        if (!isRetryable(e) || signal.aborted) throw this.client.failure(e, this.name, signal);
         // Bytes already received stay: the next request asks only for the rest.
-        got += (e as ShortBody).received;
-        await sleep(this.client.delayMs(attempt), signal);
-        continue;
+        n = e.received;
+        why = e.why;
       }
-      if (got < into.length) {
-        if (attempt >= this.client.attempts) {
-          throw new FormatError('http', `${hostOf(r.url)} sent ${got} of the ${into.length} bytes from offset ${start} in ${attempt} tries`, this.name);
-        }
-        await sleep(this.client.delayMs(attempt), signal);
+      got += n;
+      if (n === announced) continue;
+      if (++failures >= this.client.attempts) {
+        if (why !== undefined) throw this.client.failure(why, this.name, signal);
+        throw new FormatError('http', `${hostOf(r.url)} sent ${got} of the ${into.length} bytes from offset ${start} in ${failures} tries`, this.name);
       }
+      await sleep(this.client.delayMs(failures), signal);
     }
   }
 }
@@ -225,10 +239,14 @@ async function checkPartial(client: HttpClient, r: HttpResponse, name: string, f
   if (version) {
     const etag = res.headers.get('etag');
     const lastModified = res.headers.get('last-modified');
+    const linked = r.linkedEtag ?? null;
+    const viaHub = version.linkedEtag !== null && linked !== null;
     const changed =
       range.total !== version.size ||
-      (version.etag !== null && etag !== null && etag !== version.etag) ||
-      (version.etag === null && version.lastModified !== null && lastModified !== null && lastModified !== version.lastModified);
+      (viaHub && linked !== version.linkedEtag) ||
+      (!viaHub && version.etag !== null && etag !== null && etag !== version.etag) ||
+      (!viaHub && version.etag === null && version.lastModified !== null && lastModified !== null && lastModified !== version.lastModified);
+    if (viaHub && !changed) version.etag = etag;
     if (changed) {
       await discard(res);
       throw new FormatError('file_changed', `the file on ${hostOf(r.url)} changed since it was opened (size ${range.total}, ETag ${etag ?? 'none'}; was ${version.size}, ${version.etag ?? 'none'}); reopen it`, name);

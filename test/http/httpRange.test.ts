@@ -193,6 +193,45 @@ test('the token goes to the Hub host only, never to the host a redirect leads to
   }
 });
 
+test('an expired CDN URL is resolved again through the Hub, once', async () => {
+  const file = modelBytes(2, 3000);
+  server.replace('/cdn/acme/exp/model.safetensors', file);
+  server.repos.set('acme/exp', new Map([['model.safetensors', '/cdn/acme/exp/model.safetensors']]));
+  server.redirectResolve = true;
+  try {
+    const m = await openModel('hf://acme/exp/model.safetensors', opener());
+    server.inject('/cdn/acme/exp/model.safetensors', { kind: 'status', status: 403 });
+    const since = server.log.length;
+    const b = new Uint8Array(3000);
+    await m.read(m.tensors[1], 0, b);
+    assert.deepEqual(b, file.subarray(file.length - 3000));
+    assert.deepEqual(server.log.slice(since).map((r) => [r.host, r.status]), [['127.0.0.2', 403], ['127.0.0.1', 302], ['127.0.0.2', 206]]);
+    // A second refusal from the fresh URL is an error, not another loop.
+    server.inject('/cdn/acme/exp/model.safetensors', { kind: 'status', status: 403 }, { kind: 'status', status: 403 });
+    await rejectsWith(m.read(m.tensors[1], 0, b), 'http_auth');
+    await m.close();
+  } finally {
+    server.redirectResolve = false;
+  }
+});
+
+test('a server that caps its ranges is followed range after range, without counting failures', async () => {
+  const file = modelBytes(1, 500_000, 8, 9);
+  const url = serve(server, '/cap/m.safetensors', file);
+  const m = await openModel(url, opener({ attempts: 2 }));
+  server.capRange = 64_000;
+  try {
+    const since = server.log.length;
+    const b = new Uint8Array(500_000);
+    await m.read(m.tensors[0], 0, b);
+    assert.deepEqual(b, file.subarray(file.length - 500_000));
+    assert.ok(server.log.length - since >= 7);
+  } finally {
+    server.capRange = undefined;
+    await m.close();
+  }
+});
+
 test('a server that ignores Range is refused without downloading the body', async () => {
   const size = 1 << 30;
   server.noRange.set('/norange/huge.safetensors', size);

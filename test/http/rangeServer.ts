@@ -49,6 +49,8 @@ export interface RangeServer {
   readonly noRange: Map<string, number>;
   /** When set, `/…/resolve/…` requests to 127.0.0.1 are redirected (302) to the same path on the other host, as the Hub does to its CDN. */
   redirectResolve: boolean;
+  /** When set, no 206 covers more than this many bytes (as some CDNs cap their ranges). */
+  capRange: number | undefined;
   /** Hub repo `OWNER/REPO` → its files (`path inside repo` → URL path served). */
   readonly repos: Map<string, Map<string, string>>;
   close(): Promise<void>;
@@ -125,7 +127,7 @@ export async function startRangeServer(opts: { otherHost?: boolean } = {}): Prom
     const m = /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? '');
     if (!m) return send(200, { ...common, 'content-length': bytes.length }, bytes);
     const start = Number(m[1]);
-    const end = Math.min(m[2] === '' ? bytes.length - 1 : Number(m[2]), bytes.length - 1);
+    const end = Math.min(m[2] === '' ? bytes.length - 1 : Number(m[2]), bytes.length - 1, start + (state.capRange ?? Infinity) - 1);
     if (start >= bytes.length) return send(416, { ...common, 'content-range': `bytes */${bytes.length}` });
     const body = bytes.subarray(start, end + 1);
     const headers = { ...common, 'content-range': `bytes ${start}-${end}/${bytes.length}`, 'content-length': body.length };
@@ -146,6 +148,7 @@ export async function startRangeServer(opts: { otherHost?: boolean } = {}): Prom
   };
 
   const redirect = { on: false };
+  const state: { capRange: number | undefined } = { capRange: undefined };
   const servers = opts.otherHost === false ? [createServer(handler)] : [createServer(handler), createServer(handler)];
   const port = await listen(servers[0], '127.0.0.1');
   base = `http://127.0.0.1:${port}`;
@@ -178,6 +181,12 @@ export async function startRangeServer(opts: { otherHost?: boolean } = {}): Prom
     },
     set redirectResolve(v: boolean) {
       redirect.on = v;
+    },
+    get capRange() {
+      return state.capRange;
+    },
+    set capRange(v: number | undefined) {
+      state.capRange = v;
     },
     repos,
     close,
