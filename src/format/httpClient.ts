@@ -48,6 +48,8 @@ export interface HttpResponse {
   readonly url: string;
   /** The Hub's X-Linked-Etag from a redirect on the way (the LFS object's hash), when there was one. */
   readonly linkedEtag?: string;
+  /** The Hub's X-Repo-Commit: the commit a branch or tag resolved to. */
+  readonly repoCommit?: string;
 }
 
 /** Not the caller's cancellation: a stalled response, aborted by the idle timer and retried. */
@@ -165,13 +167,15 @@ export class HttpClient {
   private async follow(url: string, headers: Record<string, string>, name: string, signal?: AbortSignal): Promise<HttpResponse> {
     let current = url;
     let linkedEtag: string | undefined;
+    let repoCommit: string | undefined;
     for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
       const h: Record<string, string> = { 'accept-encoding': 'identity', 'user-agent': 'tensor-workbench', ...headers };
       const token = await this.tokenFor(current);
       if (token) h.authorization = `Bearer ${token}`;
       this.requests++;
       const res = await this.fetchFn(current, { headers: h, redirect: 'manual', signal });
-      if (!REDIRECT_STATUSES.has(res.status)) return { res, url: current, linkedEtag };
+      repoCommit = res.headers.get('x-repo-commit') || repoCommit;
+      if (!REDIRECT_STATUSES.has(res.status)) return { res, url: current, linkedEtag, repoCommit };
       const location = res.headers.get('location');
       linkedEtag = res.headers.get('x-linked-etag') || linkedEtag;
       await discard(res);

@@ -97,6 +97,12 @@ export class HttpOpener implements SourceOpener {
   readonly client: HttpClient;
   readonly endpoint: string;
   private readonly limiter = new Limiter(MAX_PARALLEL_RANGES);
+  /**
+   * `OWNER/REPO@REVISION` → the commit the Hub first resolved it to. Every later file of
+   * that revision is read at that commit, so the shards of a model opened at `main`
+   * come from one commit even if a push lands while they open.
+   */
+  private readonly pins = new Map<string, string>();
 
   constructor(opts: HttpOpenerOptions = {}) {
     const env = opts.env ?? process.env;
@@ -107,7 +113,11 @@ export class HttpOpener implements SourceOpener {
 
   /** The URL that serves a path's bytes. */
   urlOf(path: string): string {
-    if (/^hf:\/\//i.test(path)) return hubFileUrl(this.endpoint, parseHubPath(path));
+    if (/^hf:\/\//i.test(path)) {
+      const hub = parseHubPath(path);
+      const pinned = this.pins.get(pinKey(hub));
+      return hubFileUrl(this.endpoint, pinned ? { ...hub, revision: pinned } : hub);
+    }
     let u: URL;
     try {
       u = new URL(path);
@@ -118,12 +128,15 @@ export class HttpOpener implements SourceOpener {
     return u.href;
   }
 
-  open(path: string): Promise<ByteSource> {
-    return HttpSource.open(this.client, this.limiter, this.urlOf(path), path);
+  async open(path: string): Promise<ByteSource> {
+    const source = await HttpSource.open(this.client, this.limiter, this.urlOf(path), path);
+    this.pin(path, source.repoCommit);
+    return source;
   }
 
   async readText(path: string): Promise<string> {
-    const bytes = await this.getWhole(this.urlOf(path), path, MAX_TEXT_BYTES);
+    const { bytes, repoCommit } = await this.getWhole(this.urlOf(path), path, MAX_TEXT_BYTES);
+    this.pin(path, repoCommit);
     try {
       return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
     } catch {
@@ -137,7 +150,8 @@ export class HttpOpener implements SourceOpener {
       throw new FormatError('unsupported', 'an https:// URL must name a .safetensors file or a .safetensors.index.json (a plain web server cannot list a folder)', path);
     }
     const hub = parseHubPath(path);
-    const bytes = await this.getWhole(hubTreeUrl(this.endpoint, hub), path, MAX_LISTING_BYTES);
+    const pinned = this.pins.get(pinKey(hub));
+    const { bytes } = await this.getWhole(hubTreeUrl(this.endpoint, pinned ? { ...hub, revision: pinned } : hub), path, MAX_LISTING_BYTES);
     let entries: unknown;
     try {
       entries = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
@@ -153,7 +167,13 @@ export class HttpOpener implements SourceOpener {
   }
 
   /** A small file whole (a plain GET, so a server without Range support still serves it), within `cap` bytes. */
-  private async getWhole(url: string, name: string, cap: number): Promise<Uint8Array> {
+  private pin(path: string, commit: string | undefined): void {
+    if (!commit || !/^hf:\/\//i.test(path) || !/^[0-9a-f]{40}$/.test(commit)) return;
+    const key = pinKey(parseHubPath(path));
+    if (!this.pins.has(key)) this.pins.set(key, commit);
+  }
+
+  private async getWhole(url: string, name: string, cap: number): Promise<{ bytes: Uint8Array; repoCommit?: string }> {
     for (let attempt = 1; ; attempt++) {
       const r = await this.client.get(url, {}, name);
       if (r.res.status !== 200) throw await this.client.statusError(r, name);
@@ -182,7 +202,11 @@ export class HttpOpener implements SourceOpener {
         out.set(p, at);
         at += p.length;
       }
-      return out;
+      return { bytes: out, repoCommit: r.repoCommit };
     }
   }
+}
+
+function pinKey(p: HubPath): string {
+  return `${p.owner}/${p.name}@${p.revision}`;
 }

@@ -76,6 +76,8 @@ export class HttpSource implements ByteSource {
   private prefix: Uint8Array | undefined;
   /** Where the bytes come from after redirects (the CDN), used until it stops answering. */
   private resolved: string;
+  /** The commit the Hub resolved the path's revision to, when it said. */
+  repoCommit: string | undefined;
 
   private constructor(
     private readonly client: HttpClient,
@@ -116,7 +118,9 @@ export class HttpSource implements ByteSource {
         got = e.received;
       }
       // The prefix is only a cache: a body cut short keeps what came, and reads fetch the rest.
-      return new HttpSource(client, limiter, url, name, version, prefix.subarray(0, got), r.url);
+      const source = new HttpSource(client, limiter, url, name, version, prefix.subarray(0, got), r.url);
+      source.repoCommit = r.repoCommit;
+      return source;
     });
   }
 

@@ -262,6 +262,26 @@ test('a missing shard of a sharded model over HTTP is shard_missing', async () =
   await rejectsWith(openModel(server.base + '/sh/model.safetensors.index.json', opener()), 'shard_missing');
 });
 
+test('the shards of a model opened at a branch are read at the commit the branch resolved to', async () => {
+  const commit = 'c0ffee0123456789abcdef0123456789abcdef01';
+  // Two shards with distinct tensor names: t0______ in the first, u0 in the second.
+  server.replace('/pin/model-00001-of-00002.safetensors', modelBytes(1, 16));
+  server.replace('/pin/model-00002-of-00002.safetensors', paddedFile('{"u0":{"dtype":"U8","shape":[16],"data_offsets":[0,16]}}', pattern(16, 5)));
+  const files = new Map(['model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors'].map((n) => [n, `/pin/${n}`]));
+  const index = { metadata: {}, weight_map: { t0______: 'model-00001-of-00002.safetensors', u0: 'model-00002-of-00002.safetensors' } };
+  server.replace('/pin/model.safetensors.index.json', new TextEncoder().encode(JSON.stringify(index)));
+  files.set('model.safetensors.index.json', '/pin/model.safetensors.index.json');
+  server.repos.set('acme/pinned', files);
+  server.commits.set('acme/pinned', commit);
+  const since = server.log.length;
+  const m = await openModel('hf://acme/pinned', opener());
+  assert.deepEqual(m.tensors.map((t) => t.name), ['t0______', 'u0']);
+  await m.close();
+  const resolves = server.log.slice(since).filter((r) => r.path.includes('/resolve/')).map((r) => r.path);
+  assert.equal(resolves[0], '/acme/pinned/resolve/main/model.safetensors.index.json');
+  assert.deepEqual(resolves.slice(1).sort(), [`/acme/pinned/resolve/${commit}/model-00001-of-00002.safetensors`, `/acme/pinned/resolve/${commit}/model-00002-of-00002.safetensors`]);
+});
+
 test('cancelling aborts the request in flight', async () => {
   const file = modelBytes(1, 1 << 20);
   const url = serve(server, '/stall/m.safetensors', file);

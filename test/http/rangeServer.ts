@@ -53,6 +53,8 @@ export interface RangeServer {
   capRange: number | undefined;
   /** Hub repo `OWNER/REPO` → its files (`path inside repo` → URL path served). */
   readonly repos: Map<string, Map<string, string>>;
+  /** Hub repo → the commit `main` points at: sent as X-Repo-Commit, and accepted as a revision. */
+  readonly commits: Map<string, string>;
   close(): Promise<void>;
 }
 
@@ -74,6 +76,7 @@ export async function startRangeServer(opts: { otherHost?: boolean } = {}): Prom
   const faults: { suffix: string; fault: Fault }[] = [];
   const log: LoggedRequest[] = [];
   const repos = new Map<string, Map<string, string>>();
+  const commits = new Map<string, string>();
   const noRange = new Map<string, number>();
   let base = '';
   let other = '';
@@ -107,7 +110,9 @@ export async function startRangeServer(opts: { otherHost?: boolean } = {}): Prom
     let filePath = path;
     const resolve = /^\/([^/]+\/[^/]+)\/resolve\/([^/]+)\/(.+)$/.exec(path);
     if (resolve) {
-      if (resolve[2] !== 'main') return send(404, { 'x-error-code': 'RevisionNotFound', 'x-error-message': 'Invalid rev id: ' + resolve[2] });
+      const commit = commits.get(resolve[1]);
+      if (commit) res.setHeader('x-repo-commit', commit);
+      if (resolve[2] !== 'main' && resolve[2] !== commit) return send(404, { 'x-error-code': 'RevisionNotFound', 'x-error-message': 'Invalid rev id: ' + resolve[2] });
       const mapped = repos.get(resolve[1])?.get(resolve[3]);
       if (!mapped) return send(404, { 'x-error-code': 'EntryNotFound', 'x-error-message': 'Entry not found' });
       if (redirect.on && entry.host === '127.0.0.1') {
@@ -189,6 +194,7 @@ export async function startRangeServer(opts: { otherHost?: boolean } = {}): Prom
       state.capRange = v;
     },
     repos,
+    commits,
     close,
   };
 }
