@@ -1,8 +1,12 @@
 import * as vscode from 'vscode';
 import { FormatError } from '../format/errors';
-import { HttpOpener, isRemotePath, parseHubPath } from '../format/httpOpener';
+import { isRemotePath, parseHubPath } from '../format/httpOpener';
 import { registerCommand } from './commands';
 import { log } from './log';
+import { REMOTE_SCHEME, remoteOpener, remotePathOf, setHubTokenSource } from './remoteSource';
+
+/** SecretStorage key of the Hugging Face token. */
+const TOKEN_KEY = 'tensorWorkbench.hfToken';
 
 /**
  * Models read over HTTP open in the same viewer as files, under URIs of this scheme:
@@ -12,23 +16,6 @@ import { log } from './log';
  * which hands it to an HttpOpener; a read-only file system (RemoteFs) makes the scheme a
  * resource VS Code can open and watch like any other.
  */
-export const REMOTE_SCHEME = 'tensor-workbench-remote';
-/** SecretStorage key of the Hugging Face token. */
-const TOKEN_KEY = 'tensorWorkbench.hfToken';
-
-let secrets: vscode.SecretStorage | undefined;
-
-/** The token for the Hub: the one set with "Set Hugging Face Token", else `HF_TOKEN`. Read at each open, so a new token applies at once. */
-async function hubToken(): Promise<string | undefined> {
-  const stored = await secrets?.get(TOKEN_KEY);
-  return stored || process.env.HF_TOKEN || undefined;
-}
-
-/** An opener for one remote model, with the token read lazily (and sent to the Hub only). */
-export function remoteOpener(): HttpOpener {
-  return new HttpOpener({ token: hubToken });
-}
-
 export function remoteUri(path: string): vscode.Uri {
   let shown: string;
   if (/^hf:\/\//i.test(path)) {
@@ -39,11 +26,6 @@ export function remoteUri(path: string): vscode.Uri {
     shown = `/${u.host}${u.pathname}`;
   }
   return vscode.Uri.from({ scheme: REMOTE_SCHEME, path: shown, query: encodeURIComponent(path) });
-}
-
-/** The URL or hf:// path a remote URI stands for. */
-export function remotePathOf(uri: vscode.Uri): string {
-  return decodeURIComponent(uri.query);
 }
 
 /** Why the text is not something the viewer can open, or undefined when it is. */
@@ -102,7 +84,8 @@ class RemoteFs implements vscode.FileSystemProvider {
 /** "Open Model from URL or Hub…" and "Set Hugging Face Token". Both only read; both work without workspace trust. */
 export class RemoteModelCommands {
   static register(context: vscode.ExtensionContext, openInViewer: (uri: vscode.Uri) => Promise<void>): void {
-    secrets = context.secrets;
+    // The token set with "Set Hugging Face Token", else HF_TOKEN; read at each request, so a new token applies at once.
+    setHubTokenSource(async () => (await context.secrets.get(TOKEN_KEY)) || process.env.HF_TOKEN || undefined);
     context.subscriptions.push(vscode.workspace.registerFileSystemProvider(REMOTE_SCHEME, new RemoteFs(), { isReadonly: true, isCaseSensitive: true }));
     registerCommand(context, 'tensorWorkbench.openModelFromUrl', async (arg?: string) => {
       const text =

@@ -3,7 +3,7 @@ import { readFile, readdir } from 'node:fs/promises';
 import { FormatError } from '../format/errors';
 import { NodeFileSource, type ByteSource } from '../format/source';
 import type { SourceOpener } from '../format/model';
-import { REMOTE_SCHEME, remoteOpener, remotePathOf } from './remoteModel';
+import { REMOTE_SCHEME, remoteOpener, remotePathOf } from './remoteSource';
 
 /**
  * The stable `vscode.workspace.fs` API has no positional read, only whole-file

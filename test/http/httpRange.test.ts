@@ -8,6 +8,9 @@ import { FormatError, HttpOpener, openModel, parseHubPath, hubFileUrl, type Form
 import { retryAfterMs } from '../../src/format/httpClient';
 import { MAX_RANGE_BYTES, PREFIX_BYTES, parseContentRange } from '../../src/format/httpSource';
 import { paddedFile, pattern } from '../fixtures/golden';
+import { openerFor } from '../../src/vscode/workspaceSource';
+import { REMOTE_SCHEME, setHubTokenSource } from '../../src/vscode/remoteSource';
+import type * as vscode from 'vscode';
 import { serve, startRangeServer, type RangeServer } from './rangeServer';
 
 let server: RangeServer;
@@ -303,4 +306,27 @@ test('hf:// paths: owner, repo, revision and path', () => {
   assert.deepEqual(parseHubPath('hf://acme/tiny@refs%2Fpr%2F1/sub/m.safetensors'), { owner: 'acme', name: 'tiny', revision: 'refs/pr/1', file: 'sub/m.safetensors' });
   assert.equal(hubFileUrl('https://huggingface.co', parseHubPath('hf://acme/tiny@v1.0/a b.safetensors')), 'https://huggingface.co/acme/tiny/resolve/v1.0/a%20b.safetensors');
   for (const bad of ['hf://acme', 'hf:///tiny/x', 'hf://acme/tiny/../x', 'hf://acme/tiny@/x']) assert.throws(() => parseHubPath(bad), FormatError, bad);
+});
+
+test('the extension reads a remote URI through an HttpOpener that sends the stored token to the Hub', async () => {
+  const file = modelBytes(1, 32);
+  server.replace('/ext/model.safetensors', file);
+  server.repos.set('acme/ext', new Map([['model.safetensors', '/ext/model.safetensors']]));
+  const saved = process.env.TW_HF_ENDPOINT;
+  process.env.TW_HF_ENDPOINT = server.base;
+  setHubTokenSource(async () => 'hf_from_secret_storage');
+  try {
+    const uri = { scheme: REMOTE_SCHEME, path: '/hf/acme/ext/model.safetensors', query: encodeURIComponent('hf://acme/ext/model.safetensors') } as vscode.Uri;
+    const { opener, path } = openerFor(uri, {} as never);
+    assert.ok(opener instanceof HttpOpener);
+    assert.equal(path, 'hf://acme/ext/model.safetensors');
+    const since = server.log.length;
+    const m = await openModel(path, opener);
+    assert.equal(m.tensors.length, 1);
+    await m.close();
+    assert.equal(server.log[since].authorization, 'Bearer hf_from_secret_storage');
+  } finally {
+    if (saved === undefined) delete process.env.TW_HF_ENDPOINT;
+    else process.env.TW_HF_ENDPOINT = saved;
+  }
 });
