@@ -173,7 +173,7 @@ export class HttpClient {
       const token = await this.tokenFor(current);
       if (token) h.authorization = `Bearer ${token}`;
       this.requests++;
-      const res = await this.fetchFn(current, { headers: h, redirect: 'manual', signal });
+      const res = await this.fetchHeaders(current, h, signal);
       repoCommit = res.headers.get('x-repo-commit') || repoCommit;
       if (!REDIRECT_STATUSES.has(res.status)) return { res, url: current, linkedEtag, repoCommit };
       const location = res.headers.get('location');
@@ -186,6 +186,17 @@ export class HttpClient {
       current = next.href;
     }
     throw new FormatError('http', `more than ${MAX_REDIRECTS} redirects`, name);
+  }
+
+  /** A fetch whose headers must arrive within the idle timeout: a server that accepts and says nothing is retried, not waited on. */
+  private async fetchHeaders(url: string, headers: Record<string, string>, signal?: AbortSignal): Promise<Response> {
+    const stall = new AbortController();
+    const timer = setTimeout(() => stall.abort(new StalledError()), this.opts.idleTimeoutMs ?? IDLE_TIMEOUT_MS);
+    try {
+      return await this.fetchFn(url, { headers, redirect: 'manual', signal: signal ? AbortSignal.any([signal, stall.signal]) : stall.signal });
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   private async tokenFor(url: string): Promise<string | undefined> {

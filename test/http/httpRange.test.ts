@@ -159,6 +159,21 @@ test('a short body and a dropped connection are resumed, never zero-filled', asy
   await m.close();
 });
 
+test('a server that stops answering, before or during a body, is given up on and asked again', async () => {
+  const file = modelBytes(1, 200_000, 8, 4);
+  const url = serve(server, '/idle/m.safetensors', file);
+  server.inject('/idle/m.safetensors', { kind: 'silent' });
+  const o = opener({ idleTimeoutMs: 300 });
+  const m = await openModel(url, o);
+  server.inject('/idle/m.safetensors', { kind: 'stall' });
+  const b = new Uint8Array(200_000);
+  const started = Date.now();
+  await m.read(m.tensors[0], 0, b);
+  assert.deepEqual(b, file.subarray(file.length - 200_000));
+  assert.ok(Date.now() - started < 5000);
+  await m.close();
+});
+
 test('a file replaced between requests is file_changed, not mixed data', async () => {
   const file = modelBytes(2, 5000);
   const url = serve(server, '/etag/m.safetensors', file);

@@ -20,8 +20,10 @@ export type Fault =
   | { kind: 'short' }
   /** A 206 that announces the whole range, sends half, then drops the connection. */
   | { kind: 'drop' }
-  /** Headers, then silence (for cancellation). */
-  | { kind: 'stall' };
+  /** Headers, then silence (for cancellation and the idle timeout). */
+  | { kind: 'stall' }
+  /** No answer at all: the request is read and left hanging. */
+  | { kind: 'silent' };
 
 export interface LoggedRequest {
   readonly path: string;
@@ -122,6 +124,7 @@ export async function startRangeServer(opts: { otherHost?: boolean } = {}): Prom
     }
     const i = faults.findIndex((f) => path.endsWith(f.suffix) || filePath.endsWith(f.suffix));
     const fault = i >= 0 ? faults.splice(i, 1)[0].fault : undefined;
+    if (fault?.kind === 'silent') return;
     if (fault?.kind === 'status') return send(fault.status, { ...(fault.retryAfter ? { 'retry-after': fault.retryAfter } : {}), ...fault.headers });
     const synthetic = noRange.get(filePath);
     if (synthetic !== undefined) return sendWhole(res, entry, synthetic);
