@@ -125,6 +125,8 @@ export class HttpOpener implements SourceOpener {
       throw new FormatError('unsupported', 'is not a URL', path);
     }
     if (u.protocol !== 'https:' && u.protocol !== 'http:') throw new FormatError('unsupported', 'only http(s):// and hf:// URLs are read over the network', path);
+    // The Hub's page for a file (…/blob/REV/PATH) is HTML; its bytes are at …/resolve/REV/PATH.
+    if (u.origin === new URL(this.endpoint).origin) u.pathname = u.pathname.replace(/^(\/[^/]+\/[^/]+)\/blob\//, '$1/resolve/');
     return u.href;
   }
 

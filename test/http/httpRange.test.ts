@@ -320,6 +320,11 @@ test('hf:// paths: owner, repo, revision and path', () => {
   assert.deepEqual(parseHubPath('hf://acme/tiny/model.safetensors'), { owner: 'acme', name: 'tiny', revision: 'main', file: 'model.safetensors' });
   assert.deepEqual(parseHubPath('hf://acme/tiny@refs%2Fpr%2F1/sub/m.safetensors'), { owner: 'acme', name: 'tiny', revision: 'refs/pr/1', file: 'sub/m.safetensors' });
   assert.equal(hubFileUrl('https://huggingface.co', parseHubPath('hf://acme/tiny@v1.0/a b.safetensors')), 'https://huggingface.co/acme/tiny/resolve/v1.0/a%20b.safetensors');
+  const o = new HttpOpener({ env: {} });
+  assert.equal(o.urlOf('https://huggingface.co/acme/tiny/blob/main/model.safetensors'), 'https://huggingface.co/acme/tiny/resolve/main/model.safetensors');
+  assert.equal(o.urlOf('https://example.com/acme/tiny/blob/main/model.safetensors'), 'https://example.com/acme/tiny/blob/main/model.safetensors');
+  assert.equal(new HttpOpener({ env: { HF_ENDPOINT: 'http://127.0.0.1:9/' } }).urlOf('hf://a/b/c.safetensors'), 'http://127.0.0.1:9/a/b/resolve/main/c.safetensors');
+  assert.equal(new HttpOpener({ env: { HF_ENDPOINT: 'http://x:1', TW_HF_ENDPOINT: 'http://y:2' } }).endpoint, 'http://y:2');
   for (const bad of ['hf://acme', 'hf:///tiny/x', 'hf://acme/tiny/../x', 'hf://acme/tiny@/x']) assert.throws(() => parseHubPath(bad), FormatError, bad);
 });
 
