@@ -1,6 +1,6 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { FormatError } from '../format/errors';
-import { isRemotePath } from '../format/httpOpener';
+import { HttpOpener, isRemotePath } from '../format/httpOpener';
 import type { Progress } from '../pipelines/job';
 
 /**
@@ -81,4 +81,13 @@ export function refuseRemote(command: string, paths: readonly string[]): void {
   if (url !== undefined) {
     throw new FormatError('unsupported', `${command} reads and writes local files only (inspect, stats, diff and the viewer read URLs); download the model first`, url);
   }
+}
+
+/**
+ * The opener for a path given on the command line: over HTTP for a URL, with Ctrl-C
+ * aborting its requests (a stalled server would otherwise hold the command through
+ * its retries); undefined, so the format core opens local files itself, otherwise.
+ */
+export function openerFor(path: string, signal: AbortSignal): HttpOpener | undefined {
+  return isRemotePath(path) ? new HttpOpener({ signal }) : undefined;
 }

@@ -4,7 +4,7 @@ import type { Model } from '../format/model';
 import { openModel } from '../format/openModel';
 import { diff, type PrefixMapping } from '../pipelines/diff';
 import { diffToJson, diffToMarkdown, diffToText } from '../pipelines/diffReport';
-import { parseCommandArgs, UsageError, type Command } from './command';
+import { openerFor, parseCommandArgs, UsageError, type Command } from './command';
 
 const USAGE = `usage: tensor-workbench diff A B [--json | --markdown] [--rank] [--map PREFIX_A=PREFIX_B] [--top N] [--backend auto|cpu|webgpu]
 
@@ -56,7 +56,7 @@ export const diffCommand: Command = {
     const opened: Model[] = [];
     try {
       // Both are opened (headers only) before any comparison, so an invalid B fails fast too.
-      for (const p of positionals) opened.push(await openModel(p));
+      for (const p of positionals) opened.push(await openModel(p, openerFor(p, io.signal)));
       const report = await diff(opened[0], opened[1], { mapping, rank: values.rank ?? false, backend, signal: io.signal, progress: io.progress });
       io.stdout.write(values.json ? diffToJson(report) : values.markdown ? diffToMarkdown(report, top) : diffToText(report, top));
       return 0;

@@ -1,5 +1,5 @@
 import { inspectModel, renderInspectText } from '../pipelines/inspect';
-import { parseCommandArgs, type Command } from './command';
+import { openerFor, parseCommandArgs, type Command } from './command';
 
 const USAGE = `usage: tensor-workbench inspect PATH [--json]
 
@@ -13,7 +13,7 @@ export const inspectCommand: Command = {
   usage: USAGE,
   async run(argv, io) {
     const { values, positionals } = parseCommandArgs(argv, { json: { type: 'boolean' } }, { minPositionals: 1, maxPositionals: 1, usage: 'one PATH' });
-    const report = await inspectModel({ path: positionals[0] }, { signal: io.signal });
+    const report = await inspectModel({ path: positionals[0], opener: openerFor(positionals[0], io.signal) }, { signal: io.signal });
     io.stdout.write(values.json ? JSON.stringify(report) + '\n' : renderInspectText(report));
     return 0;
   },

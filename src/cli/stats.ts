@@ -2,7 +2,7 @@ import { BackendUnavailableError, disposeBackends } from '../compute/backend';
 import type { BackendChoice } from '../compute/kernel';
 import { openModel } from '../format/openModel';
 import { stats, type StatsReport, type TensorStats } from '../pipelines/stats';
-import { parseCommandArgs, UsageError, type Command } from './command';
+import { openerFor, parseCommandArgs, UsageError, type Command } from './command';
 
 const USAGE = `usage: tensor-workbench stats PATH [--tensor NAME]... [--bins N] [--backend auto|cpu|webgpu] [--json]
 
@@ -75,7 +75,7 @@ export const statsCommand: Command = {
     if (bins !== undefined && (!Number.isInteger(bins) || bins < 1 || bins > 65536)) throw new UsageError(`--bins must be an integer from 1 to 65536, not '${values.bins}'`);
     const backend = (values.backend ?? 'auto') as BackendChoice;
     if (!BACKENDS.has(backend)) throw new UsageError(`--backend must be auto, webgpu or cpu, not '${values.backend}'`);
-    const model = await openModel(positionals[0]);
+    const model = await openModel(positionals[0], openerFor(positionals[0], io.signal));
     try {
       const report = await stats(model, { tensors: values.tensor, bins, backend, signal: io.signal, progress: io.progress });
       io.stdout.write(values.json ? JSON.stringify(report) + '\n' : renderStatsText(report));

@@ -16,15 +16,16 @@ const CLI = join(__dirname, 'cli.js');
 let dir = '';
 let server: RangeServer;
 
-/** Async, not spawnSync: the server answering the CLI runs on this process's event loop. */
-function cli(args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+/** Async, not spawnSync: the server answering the CLI runs on this process's event loop. `interruptAfterMs` sends SIGINT (Ctrl-C). */
+function cli(args: string[], env: Record<string, string> = {}, interruptAfterMs?: number): Promise<{ code: number; stdout: string; stderr: string }> {
   const childEnv: NodeJS.ProcessEnv = { ...process.env, TW_HF_ENDPOINT: server.base, ...env };
   delete childEnv.HF_TOKEN;
   delete childEnv.HF_ENDPOINT;
   return new Promise((resolve) => {
-    execFile(process.execPath, [CLI, ...args], { env: childEnv, maxBuffer: 64 << 20, timeout: 120_000 }, (err, stdout, stderr) => {
+    const child = execFile(process.execPath, [CLI, ...args], { env: childEnv, maxBuffer: 64 << 20, timeout: 120_000 }, (err, stdout, stderr) => {
       resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout, stderr });
     });
+    if (interruptAfterMs !== undefined) setTimeout(() => child.kill('SIGINT'), interruptAfterMs);
   });
 }
 
@@ -157,4 +158,15 @@ test('errors: one line naming the URL, exit 2; writing commands refuse URLs and 
   }
   assert.equal(existsSync(out), false);
   assert.equal(existsSync(join(dir, 'merged')), false);
+});
+
+test('Ctrl-C during a request to a server that does not answer ends the command at once', async () => {
+  server.replace('/files/silent/model.safetensors', readFileSync(join(dir, 'single', 'model.safetensors')));
+  server.inject('/files/silent/model.safetensors', { kind: 'silent' });
+  const started = Date.now();
+  const r = await cli(['inspect', `${server.base}/files/silent/model.safetensors`], {}, 1500);
+  assert.equal(r.code, 130, r.stderr);
+  assert.match(r.stderr, /^cancelled$/m);
+  // The idle timeout is 30 s: only the abort can end it this early.
+  assert.ok(Date.now() - started < 10_000, `took ${Date.now() - started} ms`);
 });
