@@ -104,8 +104,6 @@ function oneLine(s: string): string {
 export class HttpClient {
   private readonly fetchFn: typeof fetch;
   readonly attempts: number;
-  /** Requests sent, redirects included (for tests and logs). */
-  requests = 0;
 
   constructor(readonly opts: HttpClientOptions = {}) {
     this.fetchFn = opts.fetch ?? fetch;
@@ -130,7 +128,7 @@ export class HttpClient {
 
   /**
    * One GET, redirects followed, retried on 429/5xx and on network failures. Returns the
-   * first response that is neither: the caller reads its body through `bodyReader`.
+   * first response that is neither: the caller reads its body through `bodyChunks`.
    * `name` is the file as the user wrote it, for errors.
    */
   async get(url: string, headers: Record<string, string>, name: string, signal?: AbortSignal): Promise<HttpResponse> {
@@ -172,7 +170,6 @@ export class HttpClient {
       const h: Record<string, string> = { 'accept-encoding': 'identity', 'user-agent': 'tensor-workbench', ...headers };
       const token = await this.tokenFor(current);
       if (token) h.authorization = `Bearer ${token}`;
-      this.requests++;
       const res = await this.fetchHeaders(current, h, signal);
       repoCommit = res.headers.get('x-repo-commit') || repoCommit;
       if (!REDIRECT_STATUSES.has(res.status)) return { res, url: current, linkedEtag, repoCommit };
