@@ -52,8 +52,8 @@ export interface Model {
   /** Header order, file by file in shard order. */
   readonly tensors: readonly TensorInfo[];
   tensor(name: string): TensorInfo | undefined;
-  /** Reads `into.length` bytes of a tensor starting `offset` bytes into it. */
-  read(t: TensorInfo, offset: number, into: Uint8Array): Promise<void>;
+  /** Reads `into.length` bytes of a tensor starting `offset` bytes into it; `signal` aborts a read in flight (HTTP). */
+  read(t: TensorInfo, offset: number, into: Uint8Array, signal?: AbortSignal): Promise<void>;
   /**
    * Streams a tensor in bounded chunks that end on element boundaries (on byte
    * boundaries that are also element boundaries for sub-byte dtypes). The yielded

@@ -93,10 +93,10 @@ export class SourceModel implements Model {
     return this.byName.get(name);
   }
 
-  async read(t: TensorInfo, offset: number, into: Uint8Array): Promise<void> {
+  async read(t: TensorInfo, offset: number, into: Uint8Array, signal?: AbortSignal): Promise<void> {
     this.checkRange(t, offset, into.length);
     if (into.length === 0) return;
-    await this.readAt(t, offset, into, true);
+    await this.readAt(t, offset, into, true, signal);
   }
 
   async *chunks(t: TensorInfo, opts: ChunkOptions = {}): AsyncGenerator<Uint8Array> {

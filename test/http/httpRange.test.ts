@@ -313,6 +313,13 @@ test('cancelling aborts the request in flight', async () => {
   setTimeout(() => ac.abort(), 100);
   await assert.rejects(reading, (e: Error) => e.name === 'AbortError');
   assert.ok(Date.now() - started < 5000);
+  // Model.read takes the signal too (the streamer reads through it).
+  server.inject('/stall/m.safetensors', { kind: 'stall' });
+  const ac2 = new AbortController();
+  setTimeout(() => ac2.abort(), 100);
+  const t1 = Date.now();
+  await assert.rejects(m.read(m.tensors[0], 0, new Uint8Array(1 << 20), ac2.signal), (e: Error) => e.name === 'AbortError');
+  assert.ok(Date.now() - t1 < 5000);
   await m.close();
 });
 
