@@ -250,6 +250,26 @@ test('a server that caps its ranges is followed range after range, without count
   }
 });
 
+test('redirects: bounded, relative ones resolved, https never downgraded to http', async () => {
+  const file = modelBytes(1, 64);
+  serve(server, '/moved/new.safetensors', file);
+  server.inject('/moved/old.safetensors', { kind: 'redirect', to: '/moved/new.safetensors' });
+  const m = await openModel(server.base + '/moved/old.safetensors', opener());
+  assert.equal(m.tensors.length, 1);
+  await m.close();
+  // A loop: each answer sends the client back to the same path.
+  server.inject('/loop/x.safetensors', ...Array.from({ length: 20 }, () => ({ kind: 'redirect' as const, to: '/loop/x.safetensors' })));
+  await rejectsWith(openModel(server.base + '/loop/x.safetensors', opener()), 'http', /more than 10 redirects/);
+  // No TLS server here: a stand-in fetch answers the https request with a redirect to http.
+  const seen: string[] = [];
+  const fakeFetch = (async (url: string | URL | Request) => {
+    seen.push(String(url));
+    return new Response(null, { status: 302, headers: { location: 'http://mirror.example/m.safetensors' } });
+  }) as typeof fetch;
+  await rejectsWith(openModel('https://files.example/m.safetensors', opener({ fetch: fakeFetch })), 'http', /from https to plain http; refused/);
+  assert.deepEqual(seen, ['https://files.example/m.safetensors']);
+});
+
 test('a server that ignores Range is refused without downloading the body', async () => {
   const size = 1 << 30;
   server.noRange.set('/norange/huge.safetensors', size);

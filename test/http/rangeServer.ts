@@ -23,7 +23,9 @@ export type Fault =
   /** Headers, then silence (for cancellation and the idle timeout). */
   | { kind: 'stall' }
   /** No answer at all: the request is read and left hanging. */
-  | { kind: 'silent' };
+  | { kind: 'silent' }
+  /** A 302 to `to` (a path on this server, or a full URL). */
+  | { kind: 'redirect'; to: string };
 
 export interface LoggedRequest {
   readonly path: string;
@@ -125,6 +127,7 @@ export async function startRangeServer(opts: { otherHost?: boolean } = {}): Prom
     const i = faults.findIndex((f) => path.endsWith(f.suffix) || filePath.endsWith(f.suffix));
     const fault = i >= 0 ? faults.splice(i, 1)[0].fault : undefined;
     if (fault?.kind === 'silent') return;
+    if (fault?.kind === 'redirect') return send(302, { location: fault.to });
     if (fault?.kind === 'status') return send(fault.status, { ...(fault.retryAfter ? { 'retry-after': fault.retryAfter } : {}), ...fault.headers });
     const synthetic = noRange.get(filePath);
     if (synthetic !== undefined) return sendWhole(res, entry, synthetic);
