@@ -11,7 +11,7 @@ import { paddedFile, pattern } from '../fixtures/golden';
 import { openerFor } from '../../src/vscode/workspaceSource';
 import { REMOTE_SCHEME, setHubTokenSource } from '../../src/vscode/remoteSource';
 import type * as vscode from 'vscode';
-import { serve, startRangeServer, type RangeServer } from './rangeServer';
+import { serve, startRangeServer, type Fault, type RangeServer } from './rangeServer';
 
 let server: RangeServer;
 before(async () => {
@@ -171,6 +171,27 @@ test('a server that stops answering, before or during a body, is given up on and
   await m.read(m.tensors[0], 0, b);
   assert.deepEqual(b, file.subarray(file.length - 200_000));
   assert.ok(Date.now() - started < 5000);
+  await m.close();
+});
+
+test('random reads under random faults return exactly the file bytes', async () => {
+  const file = modelBytes(1, 3 * MAX_RANGE_BYTES + 777, 8, 11);
+  const url = serve(server, '/rand/m.safetensors', file);
+  const m = await openModel(url, opener());
+  const t = m.tensors[0];
+  let x = 12345;
+  const rand = (n: number) => ((x = (Math.imul(x, 1103515245) + 12345) >>> 0) % n);
+  const kinds: Fault[] = [{ kind: 'short' }, { kind: 'drop' }, { kind: 'status', status: 503 }, { kind: 'status', status: 429, retryAfter: '0' }];
+  for (let i = 0; i < 60; i++) {
+    const len = 1 + rand(i % 5 === 0 ? t.byteLength : 200_000);
+    const off = rand(t.byteLength - len + 1);
+    // At most two faults per read: the retries (five tries per range) always get through.
+    for (let k = rand(3); k > 0; k--) server.inject('/rand/m.safetensors', kinds[rand(kinds.length)]);
+    const b = new Uint8Array(len);
+    await m.read(t, off, b);
+    const want = file.subarray(t.byteOffset + off, t.byteOffset + off + len);
+    assert.ok(Buffer.from(b).equals(want), `read ${i}: ${len} bytes at ${off}`);
+  }
   await m.close();
 });
 
