@@ -25,6 +25,8 @@ export interface CommandIO {
   readonly signal: AbortSignal;
   /** Progress on stderr, only when stderr is a terminal (so logs and pipes stay clean). */
   readonly progress?: (p: Progress) => void;
+  /** One informational line on stderr (e.g. stale temporaries swept). */
+  readonly notice?: (line: string) => void;
 }
 
 /** Bad command-line arguments: exit 2 with `error[usage]: …`. */

@@ -1,17 +1,21 @@
+import { looksLikeTorchPath } from '../format/pickle/torch';
 import { convertModel, type ConvertTarget } from '../pipelines/convert';
 import { parseCommandArgs, refuseRemote, parseSize, UsageError, type Command } from './command';
 
-const USAGE = `usage: tensor-workbench convert IN OUT [--dtype bf16|f16|f32] [--max-shard-size SIZE] [--verbose]
+const USAGE = `usage: tensor-workbench convert IN OUT [--dtype bf16|f16|f32|keep] [--max-shard-size SIZE] [--allow-unsafe-globals] [--verbose]
 
-Casts every floating tensor to --dtype (default bf16) with round-to-nearest-even;
-integer, BOOL and complex tensors are copied unchanged.
-IN is a .safetensors file, an index.json or a folder. OUT is a .safetensors file,
+Casts every floating tensor to --dtype (default bf16; keep for a PyTorch checkpoint) with
+round-to-nearest-even; integer, BOOL and complex tensors are copied unchanged.
+IN is a .safetensors file, an index.json, a folder, or a PyTorch checkpoint (.bin, .pt,
+.pth, .ckpt), which is read without executing it: one that names functions beyond tensor
+rebuilds is refused unless --allow-unsafe-globals is given (even then nothing is executed).
+Tensors that share a storage are written once; the aliases are reported. OUT is a .safetensors file,
 or a folder; with --max-shard-size (e.g. 5GB, 500MiB) OUT is a folder of
 model-0000i-of-0000n.safetensors shards plus model.safetensors.index.json.
 Reports, per tensor, values that overflowed to ±Inf or flushed to zero
 (--verbose: every tensor). Nothing is written unless the whole conversion succeeds.`;
 
-const TARGETS: Record<string, ConvertTarget> = { bf16: 'BF16', f16: 'F16', f32: 'F32' };
+const TARGETS: Record<string, ConvertTarget> = { bf16: 'BF16', f16: 'F16', f32: 'F32', keep: 'keep' };
 
 export const convertCommand: Command = {
   name: 'convert',
@@ -20,14 +24,14 @@ export const convertCommand: Command = {
   async run(argv, io) {
     const { values, positionals } = parseCommandArgs(
       argv,
-      { dtype: { type: 'string' }, 'max-shard-size': { type: 'string' }, verbose: { type: 'boolean' } },
+      { dtype: { type: 'string' }, 'max-shard-size': { type: 'string' }, verbose: { type: 'boolean' }, 'allow-unsafe-globals': { type: 'boolean' } },
       { minPositionals: 2, maxPositionals: 2, usage: 'IN and OUT' },
     );
-    const dtype = TARGETS[(values.dtype ?? 'bf16').toLowerCase()];
-    if (!dtype) throw new UsageError(`--dtype must be bf16, f16 or f32, not '${values.dtype}'`);
+    const dtype = TARGETS[(values.dtype ?? (looksLikeTorchPath(positionals[0]) ? 'keep' : 'bf16')).toLowerCase()];
+    if (!dtype) throw new UsageError(`--dtype must be bf16, f16, f32 or keep, not '${values.dtype}'`);
     const maxShardBytes = values['max-shard-size'] !== undefined ? parseSize(values['max-shard-size']) : undefined;
     refuseRemote('convert', positionals);
-    const r = await convertModel({ input: positionals[0], output: positionals[1], dtype, maxShardBytes }, { signal: io.signal, progress: io.progress });
+    const r = await convertModel({ input: positionals[0], output: positionals[1], dtype, maxShardBytes, allowUnsafe: values['allow-unsafe-globals'] }, { signal: io.signal, progress: io.progress, notice: io.notice });
     let cast = 0;
     let overflow = 0;
     let underflow = 0;
@@ -40,7 +44,8 @@ export const convertCommand: Command = {
       }
     }
     io.stdout.write(
-      `converted ${cast} of ${r.tensors.length} tensors to ${dtype}; ${overflow} values overflowed to ±Inf, ${underflow} flushed to zero\n` +
+      (r.notes ?? []).map((n) => `note: ${n}\n`).join('') +
+      `converted ${cast} of ${r.tensors.length} tensors${dtype === 'keep' ? ' (dtypes kept)' : ` to ${dtype}`}; ${overflow} values overflowed to ±Inf, ${underflow} flushed to zero\n` +
         `wrote ${r.files.length === 1 ? r.files[0] : `${r.files.length} shards and ${r.index}`}\n`,
     );
     return 0;

@@ -4,7 +4,7 @@
 // Subcommands live in a table. To add one: write src/cli/<name>.ts exporting a
 // `Command` ({ name, summary, usage?, run(argv, io) }, see ./command.ts), then add
 // its import below and one entry to COMMANDS. That is the whole registration.
-import { isFormatError } from '../format/errors';
+import { fromOsError, isFormatError } from '../format/errors';
 import { isCancelled, type Progress } from '../pipelines/job';
 import { UsageError, type Command, type CommandIO } from './command';
 import { convertCommand } from './convert';
@@ -12,6 +12,7 @@ import { diffCommand } from './diff';
 import { inspectCommand } from './inspect';
 import { mergeCommand } from './merge';
 import { quantizeCommand } from './quantize';
+import { scanCommand } from './scan';
 import { statsCommand } from './stats';
 
 export const COMMANDS: Command[] = [
@@ -21,10 +22,11 @@ export const COMMANDS: Command[] = [
   mergeCommand,
   quantizeCommand,
   statsCommand,
+  scanCommand,
 ];
 
-/** Exit codes: 0 success, 1 an unexpected failure, 2 bad input or usage, 130 interrupted (the shell's SIGINT convention). */
-export const EXIT = { ok: 0, internal: 1, badInput: 2, interrupted: 130 } as const;
+/** Exit codes: 0 success, 1 an unexpected failure, 2 bad input or usage, 130/143 interrupted by SIGINT/SIGTERM (128 + signal, the shell's convention). */
+export const EXIT = { ok: 0, internal: 1, badInput: 2, interrupted: 130, terminated: 143 } as const;
 
 function help(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));
@@ -35,7 +37,7 @@ function help(): string {
     ...COMMANDS.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`),
     '',
     'Run `tensor-workbench <command> --help` for its arguments.',
-    'Exit codes: 0 success, 2 bad input (one line `error[CODE]: message` on stderr), 1 internal error, 130 interrupted.',
+    'Exit codes: 0 success, 2 bad input (one line `error[CODE]: message` on stderr), 1 internal error, 130 interrupted (SIGINT), 143 terminated (SIGTERM).',
   ].join('\n') + '\n';
 }
 
@@ -66,21 +68,29 @@ export async function main(argv: string[]): Promise<number> {
   }
   const cmd = COMMANDS.find((c) => c.name === name);
   const ac = new AbortController();
-  const onSigint = () => ac.abort();
-  process.once('SIGINT', onSigint);
+  // SIGTERM (timeout, CI runners, docker stop) cancels like Ctrl-C: the writer removes its temporaries.
+  let caught: NodeJS.Signals | undefined;
+  const onSignal = (sig: NodeJS.Signals) => {
+    caught ??= sig;
+    ac.abort();
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
   try {
     if (!cmd) throw new UsageError(`unknown command '${name}'; run tensor-workbench --help`);
     if (rest.includes('--help') || rest.includes('-h')) {
       process.stdout.write((cmd.usage ?? `usage: tensor-workbench ${cmd.name} …`) + '\n');
       return EXIT.ok;
     }
-    const io: CommandIO = { stdout: process.stdout, stderr: process.stderr, signal: ac.signal, progress: progressPrinter(process.stderr) };
+    const io: CommandIO = { stdout: process.stdout, stderr: process.stderr, signal: ac.signal, progress: progressPrinter(process.stderr), notice: (l) => process.stderr.write(`${l}\n`) };
     return await cmd.run(rest, io);
-  } catch (e) {
-    if (isCancelled(e) || ac.signal.aborted) {
-      process.stderr.write('cancelled\n');
-      return EXIT.interrupted;
+  } catch (thrown) {
+    if (isCancelled(thrown) || ac.signal.aborted) {
+      process.stderr.write(caught === 'SIGTERM' ? 'cancelled (SIGTERM)\n' : 'cancelled\n');
+      return caught === 'SIGTERM' ? EXIT.terminated : EXIT.interrupted;
     }
+    // A refusal from the OS about the user's paths (read-only, full, missing folder) is bad input, not a bug.
+    const e = fromOsError(thrown);
     if (isFormatError(e)) {
       process.stderr.write(`error[${e.code}]: ${oneLine(e.message)}\n`);
       return EXIT.badInput;
@@ -93,7 +103,8 @@ export async function main(argv: string[]): Promise<number> {
     if (process.env.TW_DEBUG) process.stderr.write(`${(e as Error)?.stack}\n`);
     return EXIT.internal;
   } finally {
-    process.off('SIGINT', onSigint);
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
   }
 }
 

@@ -85,7 +85,7 @@ export const mergeCommand: Command = {
           allowUnmatched: values['allow-unmatched'],
           maxShardSize: values['max-shard-size'] !== undefined ? parseSize(values['max-shard-size']) : undefined,
         },
-        { signal: io.signal, progress: io.progress, backend },
+        { signal: io.signal, progress: io.progress, notice: io.notice, backend },
       );
       const seconds = (performance.now() - t0) / 1000;
       if (values.json) out(JSON.stringify({ ...r, seconds }, null, 2) + '\n');

@@ -91,7 +91,7 @@ export const quantizeCommand: Command = {
     for (const s of schemes) if (!isSchemeName(s)) throw new UsageError(`--scheme must be one of ${SCHEME_NAMES.join(', ')}, not '${s}'`);
     const backend = (values.backend ?? 'auto') as BackendChoice;
     if (!['auto', 'webgpu', 'cpu'].includes(backend)) throw new UsageError(`--backend must be auto, webgpu or cpu, not '${values.backend}'`);
-    const ctx = { signal: io.signal, progress: io.progress, backend };
+    const ctx = { signal: io.signal, progress: io.progress, notice: io.notice, backend };
     if (values.preview) {
       if (positionals.length !== 1) throw new UsageError('--preview takes IN only (nothing is written)');
       const p = await preview({ input: positionals[0], schemes: schemes.length ? (schemes as never) : undefined, keep: values.keep, only: values.only }, ctx);

@@ -33,7 +33,19 @@ export type FormatErrorCode =
   | 'http' // an HTTP server answered with an error, or the connection failed after the retries
   | 'http_no_range' // an HTTP server ignores Range requests: reading a tensor would download the whole file
   | 'http_auth' // the server refused access (401/403): a gated or private repository, or a token without access
-  | 'unsupported'; // a valid file asks for something this operation cannot do
+  | 'output_is_input' // an output file would replace or remove an input file (same path, link or inode)
+  | 'permission_denied' // EACCES/EPERM on a path the user gave
+  | 'read_only' // EROFS: the output is on a read-only file system
+  | 'disk_full' // ENOSPC/EDQUOT: no room left for the output (nothing is left behind)
+  | 'not_a_folder' // ENOTDIR: a path used as a folder is a file
+  | 'is_a_folder' // EISDIR: a path used as a file is a folder
+  | 'already_exists' // EEXIST: a name the job must create is taken
+  | 'not_a_file' // an input is a folder, FIFO, device or socket where a regular file was expected
+  | 'config_invalid' // adapter_config.json (or another JSON side file) has the wrong shape, or a pattern that cannot be matched safely
+  | 'unsupported' // a valid file asks for something this operation cannot do
+  | 'pickle_invalid' // a pickle is malformed, or exceeds a bound on stack, memo, length or time
+  | 'unsafe_globals' // a pickle names functions beyond tensor rebuilds, and the operation was not allowed to go on
+  | 'zip_invalid'; // a ZIP container's records are inconsistent or lie outside the file
 
 export class FormatError extends Error {
   override readonly name = 'FormatError';
@@ -56,4 +68,34 @@ export class FormatError extends Error {
 
 export function isFormatError(e: unknown): e is FormatError {
   return e instanceof FormatError;
+}
+
+const OS_CODES: Readonly<Record<string, { code: FormatErrorCode; text: string }>> = {
+  EACCES: { code: 'permission_denied', text: 'permission denied' },
+  EPERM: { code: 'permission_denied', text: 'operation not permitted' },
+  EROFS: { code: 'read_only', text: 'read-only file system' },
+  ENOSPC: { code: 'disk_full', text: 'no space left on the device' },
+  EDQUOT: { code: 'disk_full', text: 'disk quota exceeded' },
+  ENOTDIR: { code: 'not_a_folder', text: 'a part of the path is not a folder' },
+  EISDIR: { code: 'is_a_folder', text: 'the path is a folder' },
+  EEXIST: { code: 'already_exists', text: 'the path already exists' },
+  ENOENT: { code: 'not_found', text: 'no such file or folder' },
+};
+
+/**
+ * An operating-system error (an errno code from node:fs) as a FormatError naming
+ * the path, so that a full disk or a read-only folder is reported as bad input
+ * (exit 2), not as a bug. Anything else is returned unchanged.
+ */
+export function fromOsError(e: unknown, path?: string): unknown {
+  if (e instanceof FormatError || !(e instanceof Error)) return e;
+  const err = e as NodeJS.ErrnoException & { dest?: string };
+  if (typeof err.code !== 'string' || !/^E[A-Z]+$/.test(err.code)) return e;
+  const known = OS_CODES[err.code];
+  const where = path ?? err.path;
+  const what = `${known?.text ?? 'the operating system refused'} (${err.code}${err.syscall ? `, ${err.syscall}` : ''})`;
+  const dest = err.dest !== undefined && where !== err.dest ? ` → ${err.dest}` : '';
+  const out = new FormatError(known?.code ?? 'io', what + dest, where);
+  out.cause = e;
+  return out;
 }

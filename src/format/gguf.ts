@@ -1,5 +1,5 @@
 import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
-import { FormatError } from './errors';
+import { FormatError, fromOsError } from './errors';
 import { tempPathFor, type TensorData } from './writer';
 
 /**
@@ -284,10 +284,8 @@ export async function writeGguf(path: string, metadata: ReadonlyArray<readonly [
   } catch (e) {
     if (handle) await handle.close().catch(() => {});
     await unlink(tmp).catch(() => {});
-    if (e instanceof FormatError || (e instanceof Error && e.name === 'AbortError')) throw e;
-    const err = e as NodeJS.ErrnoException;
-    if (err && typeof err.code === 'string') throw new FormatError(err.code === 'ENOENT' ? 'not_found' : 'io', String(err.message), path);
-    throw e;
+    if (e instanceof Error && e.name === 'AbortError') throw e;
+    throw fromOsError(e, path);
   }
 }
 

@@ -9,4 +9,5 @@ export * from './openModel';
 export * from './httpOpener';
 export * from './decode';
 export * from './writer';
+export * from './outputs';
 export * from './cast';

@@ -51,6 +51,16 @@ export interface Model {
   readonly metadata: Readonly<Record<string, string>>;
   /** Header order, file by file in shard order. */
   readonly tensors: readonly TensorInfo[];
+  /**
+   * Lines about the model that are not tensors or metadata (a container's verdict, shared
+   * storages kept once, entries left out), shown by inspect and the viewer. Optional.
+   */
+  readonly notes?: readonly string[];
+  /**
+   * For formats that can carry code (pickles): whether the file only rebuilds tensors.
+   * Writers refuse a model that is not clean unless the user overrides it.
+   */
+  readonly safety?: { readonly clean: boolean; readonly text: string };
   tensor(name: string): TensorInfo | undefined;
   /** Reads `into.length` bytes of a tensor starting `offset` bytes into it; `signal` aborts a read in flight (HTTP). */
   read(t: TensorInfo, offset: number, into: Uint8Array, signal?: AbortSignal): Promise<void>;
@@ -70,4 +80,9 @@ export interface SourceOpener {
   readText(path: string): Promise<string>;
   /** Lists a folder's entries (names only), for opening a folder as a model. */
   list(path: string): Promise<string[]>;
+  /**
+   * Opens a shard that an index in `dir` names, refusing one whose real path leaves `dir`
+   * (a symlink planted in a downloaded folder). Openers without links leave it out.
+   */
+  openShard?(path: string, dir: string): Promise<ByteSource>;
 }

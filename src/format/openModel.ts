@@ -1,10 +1,14 @@
-import { readFile, readdir, stat } from 'node:fs/promises';
+import { readdir, realpath } from 'node:fs/promises';
+import { dirname, relative, isAbsolute, sep } from 'node:path';
 import { FormatError } from './errors';
 import { parseJsonChecked } from './header';
 import { HttpOpener, isRemotePath } from './httpOpener';
 import type { Model, ModelFile, SourceOpener, TensorInfo } from './model';
 import { openSource, readFileHeader, SourceModel } from './reader';
-import { NodeFileSource, type ByteSource } from './source';
+import { NodeFileSource, readSmallTextFile, type ByteSource } from './source';
+import { looksLikeTorchPath } from './pickle/torch';
+import { openTorchModel, TorchModel } from './pickle/torchModel';
+import { CompositeModel } from './compositeModel';
 
 /**
  * An index.json lists every tensor name once, like a header, so it gets the same cap:
@@ -29,11 +33,7 @@ export class NodeOpener implements SourceOpener {
 
   async readText(path: string): Promise<string> {
     try {
-      const st = await stat(path);
-      if (st.size > MAX_INDEX_BYTES) {
-        throw new FormatError('index_invalid', `is ${st.size} bytes, above the ${MAX_INDEX_BYTES}-byte limit for an index`, path);
-      }
-      return await readFile(path, 'utf8');
+      return await readSmallTextFile(path, MAX_INDEX_BYTES, 'an index', 'index_invalid');
     } catch (e) {
       throw toFormatError(e, path);
     }
@@ -46,6 +46,37 @@ export class NodeOpener implements SourceOpener {
       throw toFormatError(e, path);
     }
   }
+
+  async openShard(path: string, dir: string): Promise<ByteSource> {
+    let real: string;
+    let realDir: string;
+    try {
+      [real, realDir] = await Promise.all([realpath(path), realpath(dir)]);
+    } catch (e) {
+      throw toFormatError(e, path);
+    }
+    if (!isInside(real, realDir) && !isHubBlob(real, realDir)) {
+      throw new FormatError('index_invalid', `the shard is a link to ${real}, outside the model's folder ${realDir}`, path);
+    }
+    // The resolved path is opened, so that the file checked is the file read.
+    return NodeFileSource.open(real, path);
+  }
+}
+
+function isInside(path: string, dir: string): boolean {
+  const rel = relative(dir, path);
+  return rel !== '' && !rel.startsWith(`..${sep}`) && rel !== '..' && !isAbsolute(rel);
+}
+
+/**
+ * The Hugging Face hub cache keeps `<repo>/snapshots/<revision>/<file>` as links to
+ * `<repo>/blobs/<hash>`: a shard there may resolve to that repo's own blobs folder.
+ */
+function isHubBlob(real: string, realDir: string): boolean {
+  const snapshots = dirname(realDir);
+  if (!snapshots.endsWith(`${sep}snapshots`)) return false;
+  const blobs = dirname(snapshots) + `${sep}blobs`;
+  return dirname(real) === blobs;
 }
 
 function toFormatError(e: unknown, path: string): FormatError {
@@ -161,6 +192,7 @@ export async function openSafetensorsFile(path: string, opener: SourceOpener = n
  */
 export async function openIndexedModel(indexPath: string, opener: SourceOpener = nodeOpener, openedAs = indexPath): Promise<Model> {
   const index = parseIndex(await opener.readText(indexPath), indexPath);
+  if (index.shards.every((s) => looksLikeTorchPath(s))) return openTorchIndex(index, indexPath, opener, openedAs);
   const dir = parentOf(indexPath);
   const sources: (ByteSource | undefined)[] = new Array(index.shards.length);
   try {
@@ -168,7 +200,7 @@ export async function openIndexedModel(indexPath: string, opener: SourceOpener =
       const p = joinPath(dir, shard);
       let source: ByteSource;
       try {
-        source = await opener.open(p);
+        source = await (opener.openShard ? opener.openShard(p, dir) : opener.open(p));
       } catch (e) {
         if (e instanceof FormatError && e.code === 'not_found') {
           throw new FormatError('shard_missing', `shard named by ${baseName(indexPath)} does not exist`, p);
@@ -210,6 +242,32 @@ export async function openIndexedModel(indexPath: string, opener: SourceOpener =
   }
 }
 
+/** The shards of a `pytorch_model.bin.index.json`, each read without executing it, as one model. */
+async function openTorchIndex(index: ModelIndex, indexPath: string, opener: SourceOpener, openedAs: string): Promise<Model> {
+  const dir = parentOf(indexPath);
+  const parts: TorchModel[] = [];
+  try {
+    for (const shard of index.shards) {
+      try {
+        parts.push(await openTorchModel(joinPath(dir, shard), opener));
+      } catch (e) {
+        if (e instanceof FormatError && e.code === 'not_found') throw new FormatError('shard_missing', `shard named by ${baseName(indexPath)} does not exist`, joinPath(dir, shard));
+        throw e;
+      }
+    }
+    for (const [name, shard] of index.weightMap) {
+      const part = parts[index.shards.indexOf(shard)];
+      if (!part.tensor(name) && !part.torch.aliases.has(name)) {
+        throw new FormatError('tensor_missing', `the index places it in ${shard}, but that shard does not hold it`, joinPath(dir, shard), name);
+      }
+    }
+    return new CompositeModel(openedAs, parts);
+  } catch (e) {
+    await Promise.all(parts.map((p) => p.close().catch(() => undefined)));
+    throw e;
+  }
+}
+
 /**
  * Opens a folder as a model: its index.json when there is one, else its single
  * .safetensors file. Anything else is an error that says what the folder holds.
@@ -218,6 +276,10 @@ export async function openFolderModel(dir: string, opener: SourceOpener = nodeOp
   const names = (listed ?? (await opener.list(dir))).slice().sort();
   if (names.includes(DEFAULT_INDEX_NAME)) return openIndexedModel(joinPath(dir, DEFAULT_INDEX_NAME), opener, dir);
   const indexes = names.filter((n) => n.endsWith(INDEX_SUFFIX));
+  // A PyTorch-only folder (no safetensors weights): Hugging Face's sharded .bin index.
+  if (indexes.length === 0 && !names.some((n) => n.endsWith('.safetensors')) && names.includes('pytorch_model.bin.index.json')) {
+    return openIndexedModel(joinPath(dir, 'pytorch_model.bin.index.json'), opener, dir);
+  }
   if (indexes.length === 1) return openIndexedModel(joinPath(dir, indexes[0]), opener, dir);
   if (indexes.length > 1) {
     throw new FormatError('unsupported', `the folder holds several indexes (${indexes.join(', ')}); open one of them`, dir);
@@ -229,6 +291,8 @@ export async function openFolderModel(dir: string, opener: SourceOpener = nodeOp
   if (files.length > 1) {
     throw new FormatError('unsupported', `the folder holds ${files.length} .safetensors files and no index.json (${listSome(files)}); open one of them`, dir);
   }
+  // Hugging Face's name for a PyTorch checkpoint, when the folder has no safetensors weights.
+  if (names.includes('pytorch_model.bin')) return openTorchModel(joinPath(dir, 'pytorch_model.bin'), opener, dir);
   throw new FormatError('not_found', `the folder holds no .safetensors file and no index.json (it holds ${names.length === 0 ? 'nothing' : listSome(names)})`, dir);
 }
 
@@ -248,6 +312,7 @@ export async function openModel(path: string, opener: SourceOpener = nodeOpener)
   if (opener === nodeOpener && isRemotePath(path)) opener = new HttpOpener();
   if (path.endsWith('.json')) return openIndexedModel(path, opener);
   if (path.endsWith('.safetensors')) return openSafetensorsFile(path, opener);
+  if (looksLikeTorchPath(path)) return openTorchModel(path, opener);
   let names: string[] | undefined;
   try {
     names = await opener.list(path);

@@ -1,8 +1,10 @@
-import { randomBytes } from 'node:crypto';
 import { open, readdir, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { DTYPE_INFO, isDType, type DType } from './dtypes';
-import { FormatError } from './errors';
+import { FormatError, fromOsError } from './errors';
+import { tempPathFor } from './outputs';
+
+export { tempPathFor };
 
 /**
  * Where a tensor's bytes come from. A function is called once, when the writer
@@ -171,11 +173,6 @@ export function planHeader(
   return { prefix, headerBytes, tensors: planned, dataBytes: offset };
 }
 
-/** A temp name in the target folder, so the final rename never crosses a file system. */
-export function tempPathFor(target: string): string {
-  return join(dirname(target), `.${basename(target)}.tmp-${randomBytes(6).toString('hex')}`);
-}
-
 async function* asChunks(data: TensorData): AsyncIterable<Uint8Array> {
   const d = typeof data === 'function' ? data() : data;
   if (d instanceof Uint8Array) {
@@ -316,10 +313,8 @@ async function syncDir(dir: string): Promise<void> {
 }
 
 function ioError(e: unknown, path: string): unknown {
-  if (e instanceof FormatError || (e instanceof Error && e.name === 'AbortError')) return e;
-  const err = e as NodeJS.ErrnoException;
-  if (err && typeof err.code === 'string') return new FormatError(err.code === 'ENOENT' ? 'not_found' : 'io', String(err.message), path);
-  return e;
+  if (e instanceof Error && e.name === 'AbortError') return e;
+  return fromOsError(e, path);
 }
 
 /**
@@ -439,10 +434,15 @@ function escapeRegExp(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
 
+/** Every name `writeSharded` may write (or, with `removeStale`, delete) for `stem`: single file, shards, index. */
+export function shardedNames(stem = 'model'): RegExp {
+  const e = escapeRegExp(stem);
+  return new RegExp(`^(${e}\\.safetensors|${e}-\\d{5}-of-\\d{5}\\.safetensors|${e}\\.safetensors\\.index\\.json)$`);
+}
+
 /** Deletes `stem`'s single file, shards and index in `dir` that are not in `keep`. */
 async function removeStale(dir: string, stem: string, keep: readonly string[]): Promise<void> {
-  const e = escapeRegExp(stem);
-  const ours = new RegExp(`^(${e}\\.safetensors|${e}-\\d{5}-of-\\d{5}\\.safetensors|${e}\\.safetensors\\.index\\.json)$`);
+  const ours = shardedNames(stem);
   const kept = new Set(keep.map((p) => basename(p)));
   for (const name of await readdir(dir)) {
     if (ours.test(name) && !kept.has(name)) await removeQuietly(join(dir, name));

@@ -1,12 +1,14 @@
-import { mkdir, realpath, rmdir, stat } from 'node:fs/promises';
-import { basename, dirname, resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import {
   DTYPE_INFO,
   FormatError,
   castBytes,
   decodeToF64,
   isCastDType,
+  modelInputs,
   openModel,
+  prepareOutputs,
+  shardedNames,
   writeSafetensors,
   writeSharded,
   type CastCounts,
@@ -19,19 +21,22 @@ import {
 } from '../format';
 import { CancelledError, isCancelled, throttle, type JobContext } from './job';
 
-export type ConvertTarget = 'F32' | 'F16' | 'BF16';
+/** 'keep' writes every tensor in its own dtype (a pickle or another format turned into safetensors as it is). */
+export type ConvertTarget = 'F32' | 'F16' | 'BF16' | 'keep';
 
 export interface ConvertArgs {
   /** A .safetensors file, an index.json or a folder. */
   readonly input: string;
   /**
-   * A `.safetensors` file, or a folder (created when missing) that receives
+   * A `.safetensors` file (its folder created when missing), or a folder (created when missing) that receives
    * `model.safetensors`, or HF-named shards and an index when `maxShardBytes` splits it.
    */
   readonly output: string;
   readonly dtype: ConvertTarget;
   readonly maxShardBytes?: number;
   readonly opener?: SourceOpener;
+  /** Convert a model whose format reports code beyond tensor rebuilds (nothing is executed either way). */
+  readonly allowUnsafe?: boolean;
 }
 
 export interface ConvertedTensor {
@@ -49,6 +54,8 @@ export interface ConvertResult {
   readonly index?: string;
   /** Every tensor, in input header order; `from === to` for the ones left as they were. */
   readonly tensors: readonly ConvertedTensor[];
+  /** What the input's reader noted (for a pickle: shared storages written once, entries left out). */
+  readonly notes?: readonly string[];
 }
 
 // Input is read in chunks of this size: the cast buffers stay small while reads stay large enough to be fast.
@@ -56,7 +63,7 @@ const CHUNK_BYTES = 4 << 20;
 
 /** Which dtype a tensor becomes: floating tensors are cast, everything else (ints, BOOL, C64) is copied. */
 export function convertedDType(d: DType, to: ConvertTarget): DType {
-  return DTYPE_INFO[d].kind === 'float' ? to : d;
+  return to !== 'keep' && DTYPE_INFO[d].kind === 'float' ? to : d;
 }
 
 async function* castStream(model: Model, t: TensorInfo, to: ConvertTarget, counts: CastCounts, signal?: AbortSignal): AsyncIterable<Uint8Array> {
@@ -86,26 +93,6 @@ async function* castStream(model: Model, t: TensorInfo, to: ConvertTarget, count
   }
 }
 
-/** The names a folder output may write (or replace). */
-const WRITTEN_NAMES = /^model(-\d{5}-of-\d{5})?\.safetensors$|^model\.safetensors\.index\.json$/;
-
-async function exists(p: string): Promise<boolean> {
-  try {
-    await stat(p);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-async function canonical(p: string): Promise<string> {
-  try {
-    return await realpath(p);
-  } catch {
-    return resolve(p);
-  }
-}
-
 /**
  * Converts a model's floating tensors to `dtype` with round-to-nearest-even,
  * streaming tensor by tensor; other tensors are copied byte for byte. The
@@ -113,7 +100,7 @@ async function canonical(p: string): Promise<string> {
  * rename), so a failed or cancelled conversion leaves nothing behind.
  */
 export async function convertModel(args: ConvertArgs, ctx: JobContext = {}): Promise<ConvertResult> {
-  if (!(['F32', 'F16', 'BF16'] as const).includes(args.dtype)) throw new FormatError('unsupported', `cannot convert to ${String(args.dtype)}; choose F32, F16 or BF16`);
+  if (!(['F32', 'F16', 'BF16', 'keep'] as const).includes(args.dtype)) throw new FormatError('unsupported', `cannot convert to ${String(args.dtype)}; choose F32, F16 or BF16`);
   if (args.maxShardBytes !== undefined && !(Number.isSafeInteger(args.maxShardBytes) && args.maxShardBytes > 0)) {
     throw new FormatError('unsupported', `max shard size must be a positive number of bytes, not ${args.maxShardBytes}`);
   }
@@ -121,20 +108,16 @@ export async function convertModel(args: ConvertArgs, ctx: JobContext = {}): Pro
     throw new FormatError('unsupported', 'sharded output goes to a folder: give a folder, not a .safetensors file, with a max shard size', args.output);
   }
   const model = await openModel(args.input, args.opener);
-  let createdDir: string | undefined;
+  let undo: (() => Promise<void>) | undefined;
   try {
+    if (model.safety && !model.safety.clean && !args.allowUnsafe) {
+      throw new FormatError('unsafe_globals', `this file ${model.safety.text}; nothing was executed. Run \`scan\` for the list, or convert with --allow-unsafe-globals`, args.input);
+    }
     const toFile = args.maxShardBytes === undefined && args.output.endsWith('.safetensors');
     const outDir = toFile ? dirname(resolve(args.output)) : resolve(args.output);
-    // Refuse to replace an input: the rename would swap a file the conversion is still reading.
-    const inputs = await Promise.all([...model.files.map((f) => f.path), model.path].map(canonical));
-    const outCanon = await canonical(toFile ? args.output : outDir);
-    const clash = toFile ? inputs.includes(outCanon) : inputs.some((p) => dirname(p) === outCanon && WRITTEN_NAMES.test(basename(p)));
-    if (clash) throw new FormatError('unsupported', 'the output would replace an input file; choose another path', args.output);
-    if (!(await exists(outDir))) {
-      if (toFile) throw new FormatError('not_found', 'the output folder does not exist', outDir);
-      await mkdir(outDir, { recursive: true });
-      createdDir = outDir;
-    }
+    // A folder output may replace (or, as stale shards, delete) any of the writer's names in it.
+    const outputs = toFile ? { files: [args.output] } : { files: [], families: [{ dir: outDir, pattern: shardedNames('model') }] };
+    undo = (await prepareOutputs(await modelInputs(model), outputs, ctx.notice)).undo;
 
     const counts = new Map<string, CastCounts>();
     const sources: TensorSource[] = model.tensors.map((t) => {
@@ -158,14 +141,15 @@ export async function convertModel(args: ConvertArgs, ctx: JobContext = {}): Pro
       files = r.files.map((f) => f.path);
       index = r.index;
     }
-    createdDir = undefined;
+    undo = undefined;
     return {
       files,
       index,
       tensors: model.tensors.map((t) => ({ name: t.name, from: t.dtype, to: convertedDType(t.dtype, args.dtype), ...counts.get(t.name)! })),
+      notes: model.notes,
     };
   } catch (e) {
-    if (createdDir) await rmdir(createdDir).catch(() => undefined);
+    await undo?.();
     if (isCancelled(e)) throw new CancelledError();
     throw e;
   } finally {

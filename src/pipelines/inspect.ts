@@ -14,6 +14,10 @@ export interface InspectReport {
   readonly parameters: { total: number; byDtype: Record<string, number> };
   /** Bytes of tensor data, all files together (headers excluded). */
   readonly bytes: number;
+  /** For formats that can carry code (pickles): whether the file only rebuilds tensors. */
+  readonly safety?: { readonly clean: boolean; readonly text: string };
+  /** What the format reader wants said (shared storages, entries left out). */
+  readonly notes?: readonly string[];
 }
 
 export interface InspectArgs {
@@ -39,6 +43,8 @@ export function inspectReport(model: Model): InspectReport {
     tensors,
     parameters: { total, byDtype },
     bytes,
+    ...(model.safety ? { safety: model.safety } : {}),
+    ...(model.notes?.length ? { notes: model.notes } : {}),
   };
 }
 
@@ -66,6 +72,8 @@ export function renderInspectText(r: InspectReport): string {
     for (const f of r.files.slice(0, MAX_FILES_LISTED)) out.push(`    ${f.path}  ${formatBytes(f.bytes)}`);
     if (r.files.length > MAX_FILES_LISTED) out.push(`    … and ${r.files.length - MAX_FILES_LISTED} more`);
   }
+  if (r.safety) out.push(`  ${r.safety.clean ? 'Only tensor data' : `WARNING: this file ${r.safety.text} (run \`scan\` for the list; nothing was executed)`}`);
+  for (const n of r.notes ?? []) out.push(`  note: ${n}`);
   out.push('');
   out.push('By dtype:');
   const bytesBy: Record<string, number> = {};

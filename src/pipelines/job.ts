@@ -17,6 +17,8 @@ export interface JobContext {
   readonly progress?: (p: Progress) => void;
   readonly signal?: AbortSignal;
   readonly backend?: BackendChoice;
+  /** One line for the user that is neither progress nor an error (e.g. stale temporaries swept). */
+  readonly notice?: (line: string) => void;
 }
 
 /** Thrown when a job is cancelled. Cancelling is not a failure: callers show nothing. */

@@ -4,29 +4,19 @@
  * reads more than headers, configs and scalar `alpha`s; the factors themselves
  * are read by `readFactors` when the merge reaches their tensor.
  */
-import { existsSync, statSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { decodeToF64, decodeValue } from '../format/decode';
 import { FormatError } from '../format/errors';
 import type { Model, TensorInfo } from '../format/model';
 import { openModel } from '../format/openModel';
+import { readSmallTextFile } from '../format/source';
+import { MAX_CONFIG_BYTES, parsePeftConfig, peftScaling, type PeftConfig } from './peftConfig';
+import { MatchBudget } from './peftPatterns';
+
+export { parsePeftConfig, patternKeyFor, peftScaling, type PeftConfig } from './peftConfig';
 
 export type AdapterFormat = 'peft' | 'kohya';
-
-/** The parts of PEFT's adapter_config.json a merge needs. */
-export interface PeftConfig {
-  readonly r: number;
-  readonly loraAlpha: number;
-  readonly useRslora: boolean;
-  readonly fanInFanOut: boolean;
-  readonly useDora: boolean;
-  readonly rankPattern: Readonly<Record<string, number>>;
-  readonly alphaPattern: Readonly<Record<string, number>>;
-  readonly modulesToSave: readonly string[];
-  readonly targetModules: readonly string[] | string | undefined;
-  readonly peftType: string;
-}
 
 /** One LoRA module as the adapter file names it, before it is matched to the base. */
 export interface AdapterModule {
@@ -72,77 +62,6 @@ export interface ParsedAdapter {
 
 const PEFT_PREFIX = 'base_model.model.';
 
-function num(v: unknown, what: string, file: string): number {
-  if (typeof v !== 'number' || !Number.isFinite(v)) throw new FormatError('unsupported', `adapter_config.json: ${what} is not a number`, file);
-  return v;
-}
-
-function numberMap(v: unknown, what: string, file: string): Record<string, number> {
-  if (v === undefined || v === null) return {};
-  if (typeof v !== 'object' || Array.isArray(v)) throw new FormatError('unsupported', `adapter_config.json: ${what} is not an object`, file);
-  const out: Record<string, number> = {};
-  for (const [k, x] of Object.entries(v as Record<string, unknown>)) out[k] = num(x, `${what}['${k}']`, file);
-  return out;
-}
-
-/** Reads the fields of adapter_config.json that change the arithmetic; refuses adapter types that are not LoRA. */
-export function parsePeftConfig(text: string, file: string): PeftConfig {
-  let j: Record<string, unknown>;
-  try {
-    j = JSON.parse(text) as Record<string, unknown>;
-  } catch (e) {
-    throw new FormatError('unsupported', `adapter_config.json is not JSON: ${(e as Error).message}`, file);
-  }
-  const peftType = typeof j.peft_type === 'string' ? j.peft_type : 'LORA';
-  if (peftType !== 'LORA') throw new FormatError('unsupported', `peft_type ${peftType} is not LoRA; only LoRA (and DoRA) adapters can be merged`, file);
-  const r = num(j.r ?? 8, 'r', file);
-  const mts = j.modules_to_save;
-  return {
-    r,
-    loraAlpha: num(j.lora_alpha ?? 8, 'lora_alpha', file),
-    useRslora: j.use_rslora === true,
-    fanInFanOut: j.fan_in_fan_out === true,
-    useDora: j.use_dora === true,
-    rankPattern: numberMap(j.rank_pattern, 'rank_pattern', file),
-    alphaPattern: numberMap(j.alpha_pattern, 'alpha_pattern', file),
-    modulesToSave: Array.isArray(mts) ? mts.filter((x): x is string => typeof x === 'string') : [],
-    targetModules: Array.isArray(j.target_modules) ? (j.target_modules as string[]) : typeof j.target_modules === 'string' ? j.target_modules : undefined,
-    peftType,
-  };
-}
-
-/**
- * PEFT's per-module override lookup: a pattern key applies to a module when the
- * key is a regular expression matching the whole module name, or its tail after
- * a `.` (so `q_proj` matches `model.layers.0.self_attn.q_proj`, and
- * `layers.0.self_attn.q_proj` only that layer). A key starting with `^` is
- * anchored at the start of the name. The first matching key, in the config's
- * order, wins.
- */
-export function patternKeyFor(keys: readonly string[], module: string): string | undefined {
-  for (const key of keys) {
-    let re: RegExp;
-    try {
-      re = key.startsWith('^') ? new RegExp(`^(?:${key.slice(1)})$`) : new RegExp(`^(?:.*\\.)?(?:${key})$`);
-    } catch {
-      // Not a valid JavaScript regex: fall back to a literal name or suffix match.
-      if (module === key || module.endsWith(`.${key}`)) return key;
-      continue;
-    }
-    if (re.test(module)) return key;
-  }
-  return undefined;
-}
-
-/** Rank, alpha and scale of a PEFT module, with rank_pattern/alpha_pattern applied. */
-export function peftScaling(cfg: PeftConfig, module: string): { rank: number; alpha: number; scale: number } {
-  const rk = patternKeyFor(Object.keys(cfg.rankPattern), module);
-  const ak = patternKeyFor(Object.keys(cfg.alphaPattern), module);
-  const rank = rk !== undefined ? cfg.rankPattern[rk] : cfg.r;
-  const alpha = ak !== undefined ? cfg.alphaPattern[ak] : cfg.loraAlpha;
-  return { rank, alpha, scale: cfg.useRslora ? alpha / Math.sqrt(rank) : alpha / rank };
-}
-
 interface Parts {
   down?: TensorInfo;
   up?: TensorInfo;
@@ -180,16 +99,25 @@ function rankOf(file: string, p: Parts, name: string): number {
   const { down, up } = p;
   if (!down || !up) throw new FormatError('tensor_missing', `LoRA module '${name}' has ${down ? 'no up/B' : 'no down/A'} factor`, file, p.keys[0]);
   const r = down.shape[0];
-  const upRank = p.embedding ? up.shape[1] : up.shape[1];
-  if (down.shape.length < 2 || up.shape.length < 2 || upRank !== r || tail(up.shape) !== r) {
+  // Linear factors are both 2-D, conv factors both 3- to 5-D ([r, in, k…] and [out, r, 1…]).
+  if (down.shape.length < 2 || up.shape.length !== down.shape.length || up.shape[1] !== r || tail(up.shape) !== r) {
     throw new FormatError('shape_invalid', `LoRA factors of '${name}' do not chain: down ${JSON.stringify(down.shape)}, up ${JSON.stringify(up.shape)}`, file, down.name);
   }
   return r;
 }
 
+/** What is at a path, without following it into a FIFO's open: a folder, something else, or nothing. */
+async function kindAt(path: string): Promise<'dir' | 'other' | 'none'> {
+  try {
+    return (await stat(path)).isDirectory() ? 'dir' : 'other';
+  } catch {
+    return 'none';
+  }
+}
+
 /** The adapter's .safetensors file: the path itself, or adapter_model.safetensors in a folder. */
-function adapterFile(path: string): { file: string; dir?: string } {
-  if (existsSync(path) && statSync(path).isDirectory()) return { file: join(path, 'adapter_model.safetensors'), dir: path };
+async function adapterFile(path: string): Promise<{ file: string; dir?: string }> {
+  if ((await kindAt(path)) === 'dir') return { file: join(path, 'adapter_model.safetensors'), dir: path };
   return { file: path };
 }
 
@@ -198,16 +126,24 @@ function adapterFile(path: string): { file: string; dir?: string } {
  * or the .safetensors file inside one), or a kohya/diffusers .safetensors file.
  * Reads headers, the config and scalar alphas only.
  */
-export async function openAdapter(path: string): Promise<ParsedAdapter> {
-  const { file, dir } = adapterFile(path);
+export interface OpenAdapterOptions {
+  /** The time bound for the config's patterns (see PATTERN_TIME_LIMIT_MS); the viewer, on the extension host, passes less. */
+  readonly patternTimeLimitMs?: number;
+}
+
+export async function openAdapter(path: string, opts: OpenAdapterOptions = {}): Promise<ParsedAdapter> {
+  const { file, dir } = await adapterFile(path);
   const cfgPath = join(dir ?? join(file, '..'), 'adapter_config.json');
-  const hasConfig = existsSync(cfgPath) && (dir !== undefined || basename(file) === 'adapter_model.safetensors');
-  if (dir && !existsSync(file)) throw new FormatError('not_found', 'the adapter folder holds no adapter_model.safetensors', dir);
+  // A config that is a folder or a FIFO counts as present, so that reading it gives not_a_file.
+  const hasConfig = (await kindAt(cfgPath)) !== 'none' && (dir !== undefined || basename(file) === 'adapter_model.safetensors');
+  if (dir && (await kindAt(file)) === 'none') throw new FormatError('not_found', 'the adapter folder holds no adapter_model.safetensors', dir);
   const model = await openModel(file);
   try {
     if (hasConfig) {
-      const config = parsePeftConfig(await readFile(cfgPath, 'utf8'), cfgPath);
-      return { ...parsePeft(model, config), path, file, format: 'peft', model, config, close: () => model.close() };
+      // One time bound for compiling the config's patterns and matching every module.
+      const budget = new MatchBudget(cfgPath, opts.patternTimeLimitMs);
+      const config = parsePeftConfig(await readSmallTextFile(cfgPath, MAX_CONFIG_BYTES, 'adapter_config.json', 'config_invalid'), cfgPath, budget);
+      return { ...parsePeft(model, config, budget), path, file, format: 'peft', model, config, close: () => model.close() };
     }
     return { ...(await parseKohya(model)), path, file, format: 'kohya', model, close: () => model.close() };
   } catch (e) {
@@ -216,7 +152,7 @@ export async function openAdapter(path: string): Promise<ParsedAdapter> {
   }
 }
 
-function parsePeft(model: Model, cfg: PeftConfig): Pick<ParsedAdapter, 'modules' | 'replacements' | 'unknown'> {
+function parsePeft(model: Model, cfg: PeftConfig, budget: MatchBudget): Pick<ParsedAdapter, 'modules' | 'replacements' | 'unknown'> {
   const groups = new Map<string, Parts>();
   const biases: { name: string; t: TensorInfo }[] = [];
   const replacements: AdapterReplacement[] = [];
@@ -255,7 +191,7 @@ function parsePeft(model: Model, cfg: PeftConfig): Pick<ParsedAdapter, 'modules'
   const modules: AdapterModule[] = [];
   for (const [name, p] of groups) {
     const rank = rankOf(model.path, p, name);
-    const s = peftScaling(cfg, name);
+    const s = peftScaling(cfg, name, budget);
     if (s.rank !== rank) {
       throw new FormatError('shape_invalid', `LoRA module '${name}' has rank ${rank} but the config (r / rank_pattern) says ${s.rank}`, model.path, p.down!.name);
     }
@@ -393,11 +329,14 @@ function fit(m: AdapterModule, target: TensorInfo): { out: number; in: number } 
   const out = m.up.shape[0];
   const inF = tail(m.down.shape);
   const desc = `Δ [${out}, ${m.down.shape.slice(1).join('×')}] (down ${shapeText(m.down.shape)}, up ${shapeText(m.up.shape)})`;
+  const dims = m.down.shape.length;
   if (m.transpose) {
     // Stored as Δᵀ: [in, out] (fan_in_fan_out weights, embeddings [vocab, hidden]).
-    return ws.length === 2 && ws[0] === inF && ws[1] === out ? { out, in: inF } : `${desc} transposed does not fit ${shapeText(ws)}`;
+    return dims === 2 && ws.length === 2 && ws[0] === inF && ws[1] === out ? { out, in: inF } : `${desc} transposed does not fit ${shapeText(ws)}`;
   }
-  if (ws.length < 2 || ws[0] !== out || tail(ws) !== inF) return `${desc} does not fit ${shapeText(ws)}`;
+  // 2-D factors fit a 2-D weight or a 1×1 conv; conv factors only a conv weight of their own rank.
+  const ranksFit = dims === 2 ? ws.slice(2).every((d) => d === 1) : dims === ws.length;
+  if (!ranksFit || ws.length < 2 || ws[0] !== out || tail(ws) !== inF) return `${desc} does not fit ${shapeText(ws)}`;
   // A conv delta must match the kernel's own dims (a 3×3 down onto a 3×3 weight), not merely the count.
   if (m.down.shape.length > 2 && ws.length > 2 && shapeText(m.down.shape.slice(1)) !== shapeText(ws.slice(1))) return `${desc} does not fit ${shapeText(ws)}`;
   return { out, in: inF };
@@ -497,8 +436,8 @@ export interface AdapterDescription {
  * Describes an adapter (a PEFT folder, its adapter_model.safetensors, or a
  * kohya file) from its headers, config and scalar alphas, without a base model.
  */
-export async function describeAdapter(path: string): Promise<AdapterDescription> {
-  const ad = await openAdapter(path);
+export async function describeAdapter(path: string, opts: OpenAdapterOptions = {}): Promise<AdapterDescription> {
+  const ad = await openAdapter(path, opts);
   try {
     const mods = ad.modules.filter((m) => m.kind !== 'bias');
     const uniq = (xs: number[]) => [...new Set(xs)].sort((a, b) => a - b);

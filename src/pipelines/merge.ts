@@ -9,18 +9,22 @@
  * writer puts everything in temp files and renames them only at the end, so a
  * failure or a cancel leaves nothing behind.
  */
-import { copyFile, mkdir, rename, rmdir, stat, unlink } from 'node:fs/promises';
-import { basename, dirname, join, resolve } from 'node:path';
+import { createWriteStream } from 'node:fs';
+import { rename, stat, unlink } from 'node:fs/promises';
+import { pipeline } from 'node:stream/promises';
+import { basename, dirname, join } from 'node:path';
 import { getBackend } from '../compute/backend';
 import type { Backend } from '../compute/kernel';
 import { matmulKernel, type MatmulDType, type MatmulResult } from '../compute/matmul/matmul';
 import { bf16BitsOf, f16BitsOf } from '../compute/matmul/round';
 import { castBytes, isCastDType, type CastDType } from '../format/cast';
 import type { DType } from '../format/dtypes';
-import { FormatError } from '../format/errors';
+import { FormatError, fromOsError } from '../format/errors';
 import type { Model, TensorInfo } from '../format/model';
 import { openModel } from '../format/openModel';
-import { tempPathFor, writeSafetensors, writeSharded, type TensorSource } from '../format/writer';
+import { modelInputs, prepareOutputs } from '../format/outputs';
+import { openRegularFile } from '../format/source';
+import { shardedNames, tempPathFor, writeSafetensors, writeSharded, type TensorSource } from '../format/writer';
 import { CancelledError, throttle, throwIfCancelled, type JobContext } from './job';
 import { mapAdapters, openAdapter, readValues, type AdapterMapping, type MappedModule, type ParsedAdapter, type UnmatchedKey } from './lora';
 
@@ -199,8 +203,14 @@ async function exists(p: string): Promise<boolean> {
   }
 }
 
-function sameFile(a: string, b: string): boolean {
-  return resolve(a) === resolve(b);
+/** The file-name stem of a folder output: the base's own (`model` for `model-00001-of-00002.safetensors`). */
+function shardStem(plan: MergePlan): string {
+  const stem = plan.base.path.endsWith('.index.json')
+    ? basename(plan.base.path).replace(/\.safetensors\.index\.json$/, '')
+    : plan.base.files.length === 1
+      ? basename(plan.base.files[0].path).replace(/\.safetensors$/, '')
+      : 'model';
+  return plan.base.files.length > 1 ? stem.replace(/-\d{5}-of-\d{5}$/, '') : stem;
 }
 
 function f32View(bytes: Uint8Array): Float32Array {
@@ -383,24 +393,40 @@ function outDtypeOf(d: DType, override: MatmulDType | undefined): DType {
   return override && isCastDType(d) ? override : d;
 }
 
-/** Copies the base folder's config and tokenizer files into `outDir`, each through a temp file. */
-async function copySideFiles(baseDir: string, outDir: string): Promise<string[]> {
-  const copied: string[] = [];
-  for (const name of SIDE_FILES) {
-    const src = join(baseDir, name);
-    if (!(await exists(src))) continue;
-    const dst = join(outDir, name);
-    const tmp = tempPathFor(dst);
-    try {
-      await copyFile(src, tmp);
-      await rename(tmp, dst);
-    } catch (e) {
-      await unlink(tmp).catch(() => {});
-      throw new FormatError('io', `could not copy ${name}: ${(e as Error).message}`, dst);
+/**
+ * Copies the base folder's config and tokenizer files to temporaries in `outDir`
+ * before the weights are written, so that a full disk fails before anything is in
+ * place; `commit` renames them into place, `discard` removes them.
+ */
+async function stageSideFiles(baseDir: string, outDir: string): Promise<{ commit: () => Promise<string[]>; discard: () => Promise<void> }> {
+  const staged: { tmp: string; dst: string }[] = [];
+  const discard = async () => {
+    for (const f of staged) await unlink(f.tmp).catch(() => {});
+  };
+  try {
+    for (const name of SIDE_FILES) {
+      const src = join(baseDir, name);
+      if (!(await exists(src))) continue;
+      const dst = join(outDir, name);
+      const tmp = tempPathFor(dst);
+      // Read through a handle that is known to be a regular file: a FIFO here is refused, never waited on.
+      const { handle } = await openRegularFile(src);
+      staged.push({ tmp, dst });
+      try {
+        await pipeline(handle.createReadStream({ autoClose: false }), createWriteStream(tmp, { flags: 'wx' }));
+      } finally {
+        await handle.close();
+      }
     }
-    copied.push(dst);
+  } catch (e) {
+    await discard();
+    throw fromOsError(e, staged[staged.length - 1]?.dst);
   }
-  return copied;
+  const commit = async () => {
+    for (const f of staged) await rename(f.tmp, f.dst);
+    return staged.map((f) => f.dst);
+  };
+  return { commit, discard };
 }
 
 /**
@@ -466,12 +492,16 @@ export async function merge(args: MergeArgs, ctx: JobContext = {}): Promise<Merg
       throw new MergeError(`${plan.unmatched.length} adapter key(s) do not map onto the base; nothing was written (--allow-unmatched merges the rest):\n${listKeys(plan.unmatched, args.adapters)}`, plan.unmatched);
     }
     checkPlan(plan, args);
-    const inputs = [...plan.base.files.map((f) => f.path), ...plan.adapters.map((a) => a.file)];
     const toFile = args.output.endsWith('.safetensors');
     const outDir = toFile ? dirname(args.output) : args.output;
-    if (toFile && inputs.some((p) => sameFile(p, args.output))) throw new MergeError(`the output ${args.output} is one of the inputs`);
     const baseDir = plan.base.files.length > 0 ? dirname(plan.base.files[0].path) : dirname(plan.base.path);
-    if (!toFile && sameFile(outDir, baseDir)) throw new MergeError(`the output folder is the base model's folder; pick another so the inputs stay untouched`);
+    const stem = shardStem(plan);
+    const inputs = [
+      ...(await modelInputs(plan.base)),
+      ...SIDE_FILES.map((n) => join(baseDir, n)),
+      ...plan.adapters.flatMap((a) => [a.path, a.file, join(dirname(a.file), 'adapter_config.json')]),
+    ];
+    const outputs = toFile ? { files: [args.output] } : { files: SIDE_FILES.map((n) => join(outDir, n)), families: [{ dir: outDir, pattern: shardedNames(stem) }] };
 
     const backend = await getBackend(ctx.backend ?? 'auto');
     const workers = backend.kind === 'cpu' ? Math.max(1, Number(/×(\d+)/.exec(backend.description)?.[1] ?? 2)) : 1;
@@ -528,36 +558,34 @@ export async function merge(args: MergeArgs, ctx: JobContext = {}): Promise<Merg
     let files: string[];
     let index: string | undefined;
     let bytes = 0;
-    const createdDir = !(await exists(outDir));
+    // Checked (and folders made) only now, once nothing before the write can fail.
+    const { undo } = await prepareOutputs(inputs, outputs, ctx.notice);
+    let discardSide: (() => Promise<void>) | undefined;
     try {
       if (toFile) {
-        await mkdir(outDir, { recursive: true });
         const w = await writeSafetensors(args.output, sources, { metadata, order: 'source', signal, progress });
         files = [w.path];
         bytes = w.bytes;
       } else {
-        await mkdir(outDir, { recursive: true });
-        const stem = plan.base.path.endsWith('.index.json')
-          ? basename(plan.base.path).replace(/\.safetensors\.index\.json$/, '')
-          : plan.base.files.length === 1
-            ? basename(plan.base.files[0].path).replace(/\.safetensors$/, '')
-            : 'model';
+        const side = await stageSideFiles(baseDir, outDir);
+        discardSide = side.discard;
         const w = await writeSharded(outDir, sources, {
           metadata,
           order: 'source',
           signal,
           progress,
-          stem: plan.base.files.length > 1 ? stem.replace(/-\d{5}-of-\d{5}$/, '') : stem,
+          stem,
           ...(args.maxShardSize !== undefined ? { maxShardBytes: args.maxShardSize } : { shardCount: plan.base.files.length }),
         });
         files = w.files.map((f) => f.path);
         index = w.index;
         bytes = w.files.reduce((s, f) => s + f.bytes, 0);
-        files.push(...(await copySideFiles(baseDir, outDir)));
+        files.push(...(await side.commit()));
       }
     } catch (e) {
-      // The writer removed its temp files; a folder this merge created goes too (rmdir only removes it empty).
-      if (createdDir) await rmdir(outDir).catch(() => {});
+      // The writer removed its temp files; staged side files and folders this merge created go too.
+      await discardSide?.();
+      await undo();
       if (signal?.aborted) throw new CancelledError();
       throw e;
     }

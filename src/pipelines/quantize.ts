@@ -1,5 +1,5 @@
-import { mkdir, open, readFile, rename, rmdir, stat, unlink } from 'node:fs/promises';
-import { basename, dirname, join, resolve } from 'node:path';
+import { open, rename, stat, unlink } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 import { getBackend } from '../compute/backend';
 import { addSums, emptySums, reportOf, type ErrorReport, type ErrorSums, type QuantInputDType, type QuantizeResult } from '../compute/quant/common';
 import { SCHEMES, SCHEME_NAMES, quantizedBytes, type Scheme, type SchemeName } from '../compute/quant/schemes';
@@ -10,7 +10,9 @@ import { FormatError } from '../format/errors';
 import { GGML_TYPE, LLAMA_FAMILY, gguf, llamaCppName, llamaMetadata, writeGguf, type GgufTensor, type GgufValue } from '../format/gguf';
 import type { Model, TensorInfo } from '../format/model';
 import { openModel } from '../format/openModel';
-import { tempPathFor, writeSafetensors, writeSharded, type TensorSource } from '../format/writer';
+import { modelInputs, prepareOutputs, type OutputSet } from '../format/outputs';
+import { readSmallTextFile } from '../format/source';
+import { shardedNames, tempPathFor, writeSafetensors, writeSharded, type TensorSource } from '../format/writer';
 import { CancelledError, isCancelled, throttle, throwIfCancelled, type JobContext } from './job';
 
 export type QuantFormat = 'safetensors' | 'gguf';
@@ -145,11 +147,16 @@ function modelDir(model: Model): string {
   return p.endsWith('.safetensors') || p.endsWith('.json') ? dirname(p) : p;
 }
 
+/** A model's config.json is a few KB; this bound only keeps a stray huge file from being read whole. */
+const MAX_MODEL_CONFIG_BYTES = 16 << 20;
+
 async function readConfig(model: Model): Promise<Record<string, unknown> | undefined> {
   try {
-    const v = JSON.parse(await readFile(join(modelDir(model), 'config.json'), 'utf8')) as unknown;
+    const v = JSON.parse(await readSmallTextFile(join(modelDir(model), 'config.json'), MAX_MODEL_CONFIG_BYTES, 'config.json', 'unsupported')) as unknown;
     return v && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined;
-  } catch {
+  } catch (e) {
+    // A missing or unreadable config only costs the GGUF its architecture keys; a FIFO or a folder there is refused.
+    if (e instanceof FormatError && e.code === 'not_a_file') throw e;
     return undefined;
   }
 }
@@ -368,8 +375,10 @@ function tensorMeta(scheme: Scheme, plan: TensorPlan): string {
   return JSON.stringify({ scheme: scheme.name, layout: 'compressed-tensors', shape: plan.shape, dtype: plan.dtype, scale: scaleName(plan.name) });
 }
 
-async function writeTextAtomic(path: string, text: string): Promise<void> {
+/** Writes `text` to a temp beside `path`; `commit` renames it into place, `discard` removes it. */
+async function stageText(path: string, text: string): Promise<{ commit: () => Promise<string>; discard: () => Promise<void> }> {
   const tmp = tempPathFor(path);
+  const discard = () => unlink(tmp).catch(() => {});
   try {
     const h = await open(tmp, 'wx');
     try {
@@ -378,9 +387,19 @@ async function writeTextAtomic(path: string, text: string): Promise<void> {
     } finally {
       await h.close();
     }
-    await rename(tmp, path);
   } catch (e) {
-    await unlink(tmp).catch(() => {});
+    await discard();
+    throw e;
+  }
+  return { commit: async () => (await rename(tmp, path), path), discard };
+}
+
+async function writeTextAtomic(path: string, text: string): Promise<void> {
+  const staged = await stageText(path, text);
+  try {
+    await staged.commit();
+  } catch (e) {
+    await staged.discard();
     throw e;
   }
 }
@@ -423,13 +442,12 @@ export async function quantize(args: QuantizeJobArgs, ctx: JobContext = {}): Pro
   }
   const backend = await getBackend(ctx.backend ?? 'auto');
   const model = await openModel(args.input);
+  let undo: (() => Promise<void>) | undefined;
   try {
-    // Renaming the result over an input would destroy it: inputs are never written.
-    const target = resolve(args.output);
-    if (model.files.some((f) => resolve(f.path) === target)) {
-      throw new FormatError('unsupported', 'the output would replace an input file; choose another path', args.output);
-    }
     const config = await readConfig(model);
+    const ggufOut = format === 'gguf' && (await isDir(args.output)) ? join(args.output, `model-${scheme.name}.gguf`) : args.output;
+    const inputs = [...(await modelInputs(model)), join(modelDir(model), 'config.json')];
+    undo = (await prepareOutputs(inputs, outputSetOf(format, ggufOut, config !== undefined), ctx.notice)).undo;
     const plans = planQuantization(model.tensors, scheme, args.keep, args.only);
     const states = new Map<string, TensorState>(plans.map((p) => [p.name, { plan: p, sums: emptySums(), bytesAfter: 0 }]));
     const total = model.tensors.reduce((s, t) => s + t.byteLength, 0);
@@ -442,15 +460,25 @@ export async function quantize(args: QuantizeJobArgs, ctx: JobContext = {}): Pro
     const missing: string[] = [];
     let outputs: string[];
     if (format === 'gguf') {
-      outputs = [await writeGgufOutput(args, model, config, scheme, plans, states, backend, ctx, advance, missing)];
+      outputs = [await writeGgufOutput({ ...args, output: ggufOut }, model, config, scheme, plans, states, backend, ctx, advance, missing)];
     } else {
       outputs = await writeSafetensorsOutput(args, model, config, scheme, plans, states, backend, ctx, advance, missing);
     }
     report({ done: total, total, unit: 'bytes' }, true);
+    undo = undefined;
     return buildReport(args, format, scheme, backend, model, states, outputs, missing, (Date.now() - started) / 1000);
+  } catch (e) {
+    await undo?.();
+    throw e;
   } finally {
     await model.close();
   }
+}
+
+/** Every file a quantization may write: one file (its config.json is only ever created, never replaced), or a folder's shards and config. */
+function outputSetOf(format: QuantFormat, output: string, hasConfig: boolean): OutputSet {
+  if (format === 'gguf' || output.endsWith('.safetensors')) return { files: [output] };
+  return { files: hasConfig ? [join(output, 'config.json')] : [], families: [{ dir: output, pattern: shardedNames('model') }] };
 }
 
 function keptStream(model: Model, t: TensorInfo, signal: AbortSignal | undefined, advance: (n: number, name: string) => void): () => AsyncIterable<Uint8Array> {
@@ -535,22 +563,19 @@ async function writeSafetensorsOutput(
     }
     return [out];
   }
-  const created = !(await isDir(out));
-  if (created) await mkdir(out, { recursive: true });
+  // The config is staged before the weights, so that a full disk fails before anything is in place.
+  const cfg = config ? await stageText(join(out, 'config.json'), JSON.stringify(withQuantConfig(config, scheme, plans), null, 2) + '\n') : undefined;
+  let r;
   try {
-    const r = await writeSharded(out, sources, { ...writeOpts, shardCount: model.files.length });
-    const files = r.files.map((f) => f.path);
-    if (r.index) files.push(r.index);
-    if (config) {
-      const cfgPath = join(out, 'config.json');
-      await writeTextAtomic(cfgPath, JSON.stringify(withQuantConfig(config, scheme, plans), null, 2) + '\n');
-      files.push(cfgPath);
-    }
-    return files;
+    r = await writeSharded(out, sources, { ...writeOpts, shardCount: model.files.length });
   } catch (e) {
-    if (created) await rmdir(out).catch(() => {});
+    await cfg?.discard();
     throw e;
   }
+  const files = r.files.map((f) => f.path);
+  if (r.index) files.push(r.index);
+  if (cfg) files.push(await cfg.commit());
+  return files;
 }
 
 async function exists(p: string): Promise<boolean> {

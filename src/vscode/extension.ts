@@ -3,6 +3,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { disposeBackends } from '../compute/backend';
 import { registerCommand } from './commands';
+import { ConvertCommand } from './convertCommand';
 import { CompareCommand } from './diff/compareCommand';
 import { log } from './log';
 import { MergeCommand } from './mergeCommand';
@@ -27,6 +28,7 @@ export function activate(context: vscode.ExtensionContext): void {
   CompareCommand.register(context);
   QuantizeCommand.register(context);
   MergeCommand.register(context);
+  ConvertCommand.register(context);
   // ───────────────────────────────────────────────────────────────────────────
 
   log.info(`activated ${context.extension.id} ${context.extension.packageJSON.version} (Node ${process.versions.node}, ${process.platform}-${process.arch})`);

@@ -1,5 +1,5 @@
 import * as vscode from 'vscode';
-import { isFormatError } from '../format/errors';
+import { fromOsError, isFormatError } from '../format/errors';
 import { isCancelled, type JobContext } from '../pipelines/job';
 import type { BackendChoice } from '../compute/kernel';
 import { ProgressMapper, signalFromToken } from './jobProgress';
@@ -29,7 +29,8 @@ export async function runJob<T>(title: string, job: (ctx: JobContext) => Promise
         const cancel = signalFromToken(token);
         const mapper = new ProgressMapper();
         try {
-          const result = await job({ signal: cancel.signal, backend, progress: (p) => progress.report(mapper.step(p)) });
+          const notice = (line: string) => log.info(`${title}: ${line}`);
+          const result = await job({ signal: cancel.signal, backend, progress: (p) => progress.report(mapper.step(p)), notice });
           // A pipeline that ignored the signal still must not report success after Cancel.
           if (cancel.signal.aborted) return undefined;
           return result;
@@ -66,7 +67,9 @@ export function showError(e: unknown, context?: string): void {
 }
 
 /** One line for a thrown value: `error[code]: message` for format errors. */
-export function errorText(e: unknown): string {
+export function errorText(thrown: unknown): string {
+  // The OS's refusals about the user's paths (read-only, disk full) read like format errors, with a code and the path.
+  const e = fromOsError(thrown);
   if (isFormatError(e)) return `error[${e.code}]: ${e.message}`;
   if (e instanceof Error) return e.message;
   return String(e);

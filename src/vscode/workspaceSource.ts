@@ -1,7 +1,7 @@
 import type * as vscode from 'vscode';
-import { readFile, readdir } from 'node:fs/promises';
 import { FormatError } from '../format/errors';
-import { NodeFileSource, type ByteSource } from '../format/source';
+import { MAX_INDEX_BYTES, nodeOpener } from '../format/openModel';
+import type { ByteSource } from '../format/source';
 import type { SourceOpener } from '../format/model';
 import { REMOTE_SCHEME, remoteOpener, remotePathOf } from './remoteSource';
 
@@ -35,6 +35,7 @@ export class WorkspaceFileSource implements ByteSource {
     } catch (e) {
       throw toFormatError(e, name);
     }
+    requireFile(st, name);
     return new WorkspaceFileSource(fs, uri, name, st.size, st.mtime);
   }
 
@@ -99,6 +100,9 @@ export class WorkspaceSourceOpener implements SourceOpener {
 
   async readText(path: string): Promise<string> {
     try {
+      const st = await this.fs.stat(this.uri(path));
+      requireFile(st, this.uri(path).toString(true));
+      if (st.size > MAX_INDEX_BYTES) throw new FormatError('index_invalid', `is ${st.size} bytes, above the ${MAX_INDEX_BYTES}-byte limit for an index`, this.uri(path).toString(true));
       return new TextDecoder('utf-8', { fatal: true }).decode(await this.fs.readFile(this.uri(path)));
     } catch (e) {
       throw toFormatError(e, this.uri(path).toString(true));
@@ -114,24 +118,11 @@ export class WorkspaceSourceOpener implements SourceOpener {
   }
 }
 
-/** Files on the extension host's own disk: streamed with positional reads. */
-export const nodeSourceOpener: SourceOpener = {
-  open: (path) => NodeFileSource.open(path),
-  async readText(path) {
-    try {
-      return await readFile(path, 'utf8');
-    } catch (e) {
-      throw toFormatError(e, path);
-    }
-  },
-  async list(path) {
-    try {
-      return await readdir(path);
-    } catch (e) {
-      throw toFormatError(e, path);
-    }
-  },
-};
+/**
+ * Files on the extension host's own disk: streamed with positional reads, through the
+ * core's opener, which refuses FIFOs, devices and folders without blocking.
+ */
+export const nodeSourceOpener: SourceOpener = nodeOpener;
 
 /**
  * The opener for a resource, and the path to hand to the format core. `file:` URIs
@@ -143,6 +134,16 @@ export function openerFor(uri: vscode.Uri, fs: WorkspaceFs): { opener: SourceOpe
   if (uri.scheme === 'file') return { opener: nodeSourceOpener, path: uri.fsPath };
   if (uri.scheme === REMOTE_SCHEME) return { opener: remoteOpener(), path: remotePathOf(uri) };
   return { opener: new WorkspaceSourceOpener(fs, uri), path: uri.path };
+}
+
+/**
+ * `FileType.File` is 1 in VS Code's API (a stable value, and this module imports only
+ * vscode's types). A provider reports FIFOs and devices as `Unknown` (0), folders as 2.
+ */
+const FILE_TYPE_FILE = 1;
+
+function requireFile(st: vscode.FileStat, name: string): void {
+  if ((st.type & FILE_TYPE_FILE) === 0) throw new FormatError('not_a_file', 'is not a regular file (a folder, FIFO or device); a regular file was expected', name);
 }
 
 /** vscode.FileSystemError and Node errors both carry a `code`. */

@@ -158,7 +158,7 @@ test('writes go to a temp file in the target folder, renamed only when complete'
     }
     await writeSafetensors(path, [{ name: 't', dtype: 'F32', shape: [2], data }]);
     assert.equal(seen.length, 1);
-    assert.match(seen[0], /^\.o\.safetensors\.tmp-[0-9a-f]+$/);
+    assert.match(seen[0], new RegExp(`^\\.o\\.safetensors\\.tmp-${process.pid}\\.\\d+\\.[0-9a-f]{6}\\.[0-9a-f]{12}$`));
     assert.deepEqual(readdirSync(dir), ['o.safetensors']);
   } finally {
     rmSync(dir, { recursive: true, force: true });

@@ -47,7 +47,7 @@ test('quantize --json prints the report; --preview writes nothing', async () => 
 
 test('the output may not replace an input file', async () => {
   const input = join(dir, 'in', 'model.safetensors');
-  await assert.rejects(run([input, input, '--scheme', 'q8_0', '--format', 'safetensors', '--backend', 'cpu']), /would replace an input/);
+  await assert.rejects(run([input, input, '--scheme', 'q8_0', '--format', 'safetensors', '--backend', 'cpu']), /would replace the input/);
   assert.ok((await stat(input)).size > 0);
 });
 

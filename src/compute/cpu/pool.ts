@@ -23,7 +23,6 @@ interface Task {
   readonly signal?: AbortSignal;
   resolve(v: unknown): void;
   reject(e: unknown): void;
-  onAbort?: () => void;
   /** Cancelled after it was posted, before it started: its reply is ignored. */
   cancelled?: boolean;
 }
@@ -58,6 +57,12 @@ export class CpuPool {
   private readonly queue: Task[] = [];
   private nextId = 1;
   private disposed = false;
+  /**
+   * One abort listener per signal, however many of its tasks are pending: a merge keeps
+   * dozens of slices of several tensors in flight under one signal, and a listener per task
+   * would pass Node's limit of 10 and print a MaxListenersExceededWarning.
+   */
+  private readonly watched = new Map<AbortSignal, { tasks: Set<Task>; onAbort: () => void }>();
 
   constructor(
     readonly size: number,
@@ -74,10 +79,7 @@ export class CpuPool {
     if (signal?.aborted) return Promise.reject(new CancelledError());
     return new Promise<R>((resolve, reject) => {
       const task: Task = { id: this.nextId++, kernel, args, transfer, signal, resolve: resolve as (v: unknown) => void, reject };
-      if (signal) {
-        task.onAbort = () => this.cancel(task);
-        signal.addEventListener('abort', task.onAbort, { once: true });
-      }
+      if (signal) this.watch(signal, task);
       this.queue.push(task);
       this.pump();
     });
@@ -128,8 +130,21 @@ export class CpuPool {
     }
   }
 
+  private watch(signal: AbortSignal, task: Task): void {
+    let w = this.watched.get(signal);
+    if (!w) {
+      const entry = { tasks: new Set<Task>(), onAbort: () => [...entry.tasks].forEach((t) => this.cancel(t)) };
+      signal.addEventListener('abort', entry.onAbort, { once: true });
+      this.watched.set(signal, (w = entry));
+    }
+    w.tasks.add(task);
+  }
+
   private finish(task: Task): void {
-    if (task.onAbort) task.signal?.removeEventListener('abort', task.onAbort);
+    const w = task.signal && this.watched.get(task.signal);
+    if (!w || !w.tasks.delete(task) || w.tasks.size > 0) return;
+    task.signal!.removeEventListener('abort', w.onAbort);
+    this.watched.delete(task.signal!);
   }
 
   private settle(slot: Slot, msg: WorkerReply): void {

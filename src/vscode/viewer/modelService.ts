@@ -35,6 +35,13 @@ import { TreeTableBuilder, tensorTable } from '../../shared/protocol';
 import { HEATMAP_MAX_SIZE, HeatmapAccumulator, matrixShape } from './heatmap';
 import { ResultCache, resultKey, stampKey, type FileStamp } from './resultCache';
 
+/**
+ * How long the adapter panel may spend on a config's rank/alpha patterns. The work runs
+ * on the extension host's thread, so past this the file is shown as a plain model
+ * rather than stall the window; `merge` itself allows the longer default.
+ */
+const VIEWER_PATTERN_TIME_MS = 500;
+
 /** C64 decodes to (real, imaginary) pairs: there is no single value to histogram or draw. */
 export function isViewable(dtype: string): boolean {
   return dtype !== 'C64';
@@ -300,7 +307,7 @@ export class ModelService {
     this.adapterCache ??= (async () => {
       if (!this.opts.local || !this.model.tensors.some((t) => ADAPTER_NAME.test(t.name))) return undefined;
       try {
-        const d = await describeAdapter(this.model.path);
+        const d = await describeAdapter(this.model.path, { patternTimeLimitMs: VIEWER_PATTERN_TIME_MS });
         return {
           format: d.format,
           modules: d.modules.length,
