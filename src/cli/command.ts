@@ -81,7 +81,7 @@ export function parseSize(text: string): number {
 export function refuseRemote(command: string, paths: readonly string[]): void {
   const url = paths.find(isRemotePath);
   if (url !== undefined) {
-    throw new FormatError('unsupported', `${command} reads and writes local files only (inspect, stats, diff and the viewer read URLs); download the model first`, url);
+    throw new FormatError('unsupported', `${command} reads local files only (inspect, stats, diff, scan and the viewer read URLs); download the model first`, url);
   }
 }
 

@@ -5,11 +5,13 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { openModel } from '../../src/format';
 import { writeFineTuned, writeLlama } from '../fixtures/llama';
+import { writeTorchZip } from '../fixtures/torchZip';
 import { startRangeServer, type RangeServer } from './rangeServer';
 
 const CLI = join(__dirname, 'cli.js');
@@ -56,7 +58,10 @@ before(async () => {
   await writeLlama(join(dir, 'single'), { seed: 3 });
   await writeLlama(join(dir, 'sharded'), { seed: 4, shards: 3 });
   await writeFineTuned(join(dir, 'sharded'), join(dir, 'tuned'), { layersChanged: 'half' });
-  for (const n of ['single', 'sharded', 'tuned']) publish(n);
+  mkdirSync(join(dir, 'torch'));
+  const m = await openModel(join(dir, 'single', 'model.safetensors'));
+  await writeTorchZip(join(dir, 'torch', 'pytorch_model.bin'), m).finally(() => m.close());
+  for (const n of ['single', 'sharded', 'tuned', 'torch']) publish(n);
   // The Hub's large files come from its CDN: the hf:// runs go through a redirect to the other host.
   server.redirectResolve = true;
 });
@@ -134,6 +139,16 @@ test('diff: two hf:// models compare as their local copies do', async () => {
   assert.ok(json.summary.different > 0 && json.summary.identical > 0);
 });
 
+test('scan: a PyTorch checkpoint by hf:// gets the verdict of the local file', async () => {
+  const local = join(dir, 'torch', 'pytorch_model.bin');
+  const want = await cli(['scan', local, '--json']);
+  assert.equal(want.code, 0, want.stderr);
+  const got = await cli(['scan', 'hf://acme/torch/pytorch_model.bin', '--json']);
+  assert.equal(got.code, 0, got.stderr);
+  assert.equal(got.stdout.split('hf://acme/torch/pytorch_model.bin').join(local), want.stdout);
+  assert.equal(JSON.parse(got.stdout).verdict.clean, true);
+});
+
 test('errors: one line naming the URL, exit 2; writing commands refuse URLs and write nothing', async () => {
   server.noRange.set('/files/plain/model.safetensors', 1 << 30);
   const url = `${server.base}/files/plain/model.safetensors`;
@@ -154,7 +169,7 @@ test('errors: one line naming the URL, exit 2; writing commands refuse URLs and 
   ]) {
     const w = await cli(args);
     assert.equal(w.code, 2, args.join(' '));
-    assert.match(w.stderr, /^error\[unsupported\]: (hf|http):\/\/\S+: \w+ reads and writes local files only/);
+    assert.match(w.stderr, /^error\[unsupported\]: (hf|http):\/\/\S+: \w+ reads local files only/);
   }
   assert.equal(existsSync(out), false);
   assert.equal(existsSync(join(dir, 'merged')), false);
