@@ -7,8 +7,13 @@ import type { ByteSource } from './source';
 export const DEFAULT_HF_ENDPOINT = 'https://huggingface.co';
 /** An index or a config read whole over HTTP gets the same cap as an index on disk (MAX_INDEX_BYTES). */
 const MAX_TEXT_BYTES = 100_000_000;
-/** A repository listing: a few hundred bytes per file, so 10 MB is tens of thousands of files. */
+/** A page of a repository listing: a few hundred bytes per file, so 10 MB is tens of thousands of files. */
 const MAX_LISTING_BYTES = 10_000_000;
+/**
+ * Pages of a listing followed: the Hub pages a folder by about a thousand files, and a
+ * model folder holds tens; fifty pages is a folder no one opens as one model.
+ */
+const MAX_LISTING_PAGES = 50;
 
 /** True for what `openModel` reads over HTTP: `https://…`, `http://…` and `hf://OWNER/REPO…`. */
 export function isRemotePath(path: string): boolean {
@@ -146,36 +151,45 @@ export class HttpOpener implements SourceOpener {
     }
   }
 
-  /** Lists a folder of a Hub repository (the Hub's tree API); plain https:// has no listing. */
+  /**
+   * Lists a folder of a Hub repository through its tree API, following its pages
+   * (`Link: <…>; rel="next"`); plain https:// has no listing.
+   */
   async list(path: string): Promise<string[]> {
     if (!/^hf:\/\//i.test(path)) {
       throw new FormatError('unsupported', 'an https:// URL must name a .safetensors file or a .safetensors.index.json (a plain web server cannot list a folder)', path);
     }
     const hub = parseHubPath(path);
     const pinned = this.pins.get(pinKey(hub));
-    const { bytes } = await this.getWhole(hubTreeUrl(this.endpoint, pinned ? { ...hub, revision: pinned } : hub), path, MAX_LISTING_BYTES);
-    let entries: unknown;
-    try {
-      entries = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
-    } catch {
-      entries = undefined;
-    }
-    if (!Array.isArray(entries)) throw new FormatError('http', `${hostOf(this.endpoint)} answered the folder listing with something other than a JSON list`, path);
     const names: string[] = [];
-    for (const e of entries as { type?: unknown; path?: unknown }[]) {
-      if (e?.type === 'file' && typeof e.path === 'string') names.push(e.path.slice(e.path.lastIndexOf('/') + 1));
+    let url: string | undefined = hubTreeUrl(this.endpoint, pinned ? { ...hub, revision: pinned } : hub);
+    for (let page = 0; url !== undefined; page++) {
+      if (page >= MAX_LISTING_PAGES) throw new FormatError('unsupported', `the folder lists more than ${MAX_LISTING_PAGES} pages of files; open its index or a file by name`, path);
+      const { bytes, link } = await this.getWhole(url, path, MAX_LISTING_BYTES);
+      let entries: unknown;
+      try {
+        entries = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
+      } catch {
+        entries = undefined;
+      }
+      if (!Array.isArray(entries)) throw new FormatError('http', `${hostOf(this.endpoint)} answered the folder listing with something other than a JSON list`, path);
+      for (const e of entries as { type?: unknown; path?: unknown }[]) {
+        if (e?.type === 'file' && typeof e.path === 'string') names.push(e.path.slice(e.path.lastIndexOf('/') + 1));
+      }
+      const next = /<([^>]+)>\s*;\s*rel="?next"?/.exec(link ?? '')?.[1];
+      url = next === undefined ? undefined : new URL(next, url).href;
     }
     return names;
   }
 
-  /** A small file whole (a plain GET, so a server without Range support still serves it), within `cap` bytes. */
   private pin(path: string, commit: string | undefined): void {
     if (!commit || !/^hf:\/\//i.test(path) || !/^[0-9a-f]{40}$/.test(commit)) return;
     const key = pinKey(parseHubPath(path));
     if (!this.pins.has(key)) this.pins.set(key, commit);
   }
 
-  private async getWhole(url: string, name: string, cap: number): Promise<{ bytes: Uint8Array; repoCommit?: string }> {
+  /** A small file whole (a plain GET, so a server without Range support still serves it), within `cap` bytes. */
+  private async getWhole(url: string, name: string, cap: number): Promise<{ bytes: Uint8Array; repoCommit?: string; link?: string }> {
     for (let attempt = 1; ; attempt++) {
       const r = await this.client.get(url, {}, name);
       if (r.res.status !== 200) throw await this.client.statusError(r, name);
@@ -204,7 +218,7 @@ export class HttpOpener implements SourceOpener {
         out.set(p, at);
         at += p.length;
       }
-      return { bytes: out, repoCommit: r.repoCommit };
+      return { bytes: out, repoCommit: r.repoCommit, link: r.res.headers.get('link') ?? undefined };
     }
   }
 }

@@ -333,9 +333,12 @@ test('the shards of a model opened at a branch are read at the commit the branch
   server.repos.set('acme/pinned', files);
   server.commits.set('acme/pinned', commit);
   const since = server.log.length;
-  const m = await openModel('hf://acme/pinned', opener());
+  // The listing comes one file a page: all three pages are followed.
+  server.pageSize = 1;
+  const m = await openModel('hf://acme/pinned', opener()).finally(() => (server.pageSize = undefined));
   assert.deepEqual(m.tensors.map((t) => t.name), ['t0______', 'u0']);
   await m.close();
+  assert.equal(server.log.slice(since).filter((r) => r.path.startsWith('/api/models/acme/pinned/tree/')).length, 3);
   const resolves = server.log.slice(since).filter((r) => r.path.includes('/resolve/')).map((r) => r.path);
   assert.equal(resolves[0], '/acme/pinned/resolve/main/model.safetensors.index.json');
   assert.deepEqual(resolves.slice(1).sort(), [`/acme/pinned/resolve/${commit}/model-00001-of-00002.safetensors`, `/acme/pinned/resolve/${commit}/model-00002-of-00002.safetensors`]);

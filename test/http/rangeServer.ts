@@ -53,6 +53,8 @@ export interface RangeServer {
   readonly noRange: Map<string, number>;
   /** When set, `/…/resolve/…` requests to 127.0.0.1 are redirected (302) to the same path on the other host, as the Hub does to its CDN. */
   redirectResolve: boolean;
+  /** When set, tree listings come in pages of this many entries, linked with `Link: <…>; rel="next"`. */
+  pageSize: number | undefined;
   /** When set, no 206 covers more than this many bytes (as some CDNs cap their ranges). */
   capRange: number | undefined;
   /** Hub repo `OWNER/REPO` → its files (`path inside repo` → URL path served). */
@@ -109,7 +111,11 @@ export async function startRangeServer(opts: { otherHost?: boolean } = {}): Prom
       if (!repo) return send(404, { 'x-error-code': 'RepoNotFound' });
       const dir = tree[3] ? tree[3] + '/' : '';
       const list = [...repo.keys()].filter((p) => p.startsWith(dir) && !p.slice(dir.length).includes('/')).map((p) => ({ type: 'file', path: p, size: files.get(repo.get(p)!)?.length ?? 0 }));
-      return send(200, { 'content-type': 'application/json' }, Buffer.from(JSON.stringify(list)));
+      const at = Number(url.searchParams.get('cursor') ?? 0);
+      const size = state.pageSize ?? list.length;
+      const headers: Record<string, string> = { 'content-type': 'application/json' };
+      if (at + size < list.length) headers.link = `<${url.pathname}?cursor=${at + size}>; rel="next"`;
+      return send(200, headers, Buffer.from(JSON.stringify(list.slice(at, at + size))));
     }
     let filePath = path;
     const resolve = /^\/([^/]+\/[^/]+)\/resolve\/([^/]+)\/(.+)$/.exec(path);
@@ -159,7 +165,7 @@ export async function startRangeServer(opts: { otherHost?: boolean } = {}): Prom
   };
 
   const redirect = { on: false };
-  const state: { capRange: number | undefined } = { capRange: undefined };
+  const state: { capRange: number | undefined; pageSize: number | undefined } = { capRange: undefined, pageSize: undefined };
   const servers = opts.otherHost === false ? [createServer(handler)] : [createServer(handler), createServer(handler)];
   const port = await listen(servers[0], '127.0.0.1');
   base = `http://127.0.0.1:${port}`;
@@ -192,6 +198,12 @@ export async function startRangeServer(opts: { otherHost?: boolean } = {}): Prom
     },
     set redirectResolve(v: boolean) {
       redirect.on = v;
+    },
+    get pageSize() {
+      return state.pageSize;
+    },
+    set pageSize(v: number | undefined) {
+      state.pageSize = v;
     },
     get capRange() {
       return state.capRange;
