@@ -88,6 +88,8 @@ export class RemoteModelCommands {
     setHubTokenSource(async () => (await context.secrets.get(TOKEN_KEY)) || process.env.HF_TOKEN || undefined);
     context.subscriptions.push(vscode.workspace.registerFileSystemProvider(REMOTE_SCHEME, new RemoteFs(), { isReadonly: true, isCaseSensitive: true }));
     registerCommand(context, 'tensorWorkbench.openModelFromUrl', async (arg?: string) => {
+      // A URL just copied from the browser is the likely answer: offer it (2 KB: longer than any model URL, and an input box stays usable).
+      const copied = typeof arg === 'string' ? '' : (await vscode.env.clipboard.readText().then((t) => t.trim(), () => '')).slice(0, 2048);
       const text =
         typeof arg === 'string'
           ? arg
@@ -95,6 +97,7 @@ export class RemoteModelCommands {
               title: 'Open Model from URL or Hub',
               prompt: 'A .safetensors file or a model.safetensors.index.json by https:// URL, or hf://OWNER/REPO[@REVISION][/PATH]. Only the header is read to open it.',
               placeHolder: 'hf://OWNER/REPO/model.safetensors',
+              value: isRemotePath(copied) && !checkRemoteInput(copied) ? copied : undefined,
               ignoreFocusOut: true,
               validateInput: checkRemoteInput,
             });
