@@ -67,7 +67,7 @@ const nodeOptions = {
   ...common,
   platform: 'node',
   format: 'cjs',
-  target: 'node20',
+  target: 'node22',
   outdir,
   // `vscode` is provided by the extension host; dawn.node is a native addon loaded by path at run time;
   // playwright-core (a dev dependency) is loaded from node_modules by the benchmark's VS Code case only.

@@ -35,6 +35,16 @@ log() { echo "[codeserver] $*" >&2; }
 
 node24() { echo "$DEST/node24/node_modules/$NODE_PKG"; }
 
+# `env` options that drop the outer npm's settings. Under `npm run demo` or `npm test` this script
+# inherits npm_config_* (npm_config_user_agent names the outer Node), npm_execpath and
+# npm_node_execpath; a nested npm takes them as its own configuration, and code-server's
+# postinstall then checks the outer Node's version instead of Node 24's. An array rather than a
+# wrapper function, so that `env "${NO_NPM_ENV[@]}" setsid node … &` keeps $! the server's PID.
+NO_NPM_ENV=()
+for v in $(compgen -e); do
+  case "$v" in npm_* | NPM_CONFIG_*) NO_NPM_ENV+=(-u "$v") ;; esac
+done
+
 install() {
   [ -f "$DEST/.complete" ] && return 0
   mkdir -p "$CACHE"
@@ -50,7 +60,7 @@ install() {
   log "installing Node $NODE_MAJOR and code-server $CS_VERSION into $DEST (a few minutes, once)"
   mkdir -p "$tmp/node24"
   echo '{"name":"tw-node24","private":true}' >"$tmp/node24/package.json"
-  (cd "$tmp/node24" && npm install --no-save --no-audit --no-fund --loglevel=error "$NODE_PKG@$NODE_MAJOR") >"$tmp/node24.log" 2>&1 \
+  (cd "$tmp/node24" && env "${NO_NPM_ENV[@]}" npm install --no-save --no-audit --no-fund --loglevel=error "$NODE_PKG@$NODE_MAJOR") >"$tmp/node24.log" 2>&1 \
     || { tail -30 "$tmp/node24.log" >&2; rm -rf "$tmp"; return 1; }
   local n24="$tmp/node24/node_modules/$NODE_PKG"
   mkdir -p "$tmp/cs"
@@ -60,7 +70,7 @@ install() {
 JSON
   # code-server's postinstall checks the Node that runs npm, and node-gyp must build its
   # native modules against Node 24's headers, whatever ~/.npmrc says.
-  (cd "$tmp/cs" && PATH="$n24/bin:$PATH" npm_config_nodedir="$n24" npm install --no-audit --no-fund) >"$tmp/cs.log" 2>&1 \
+  (cd "$tmp/cs" && env "${NO_NPM_ENV[@]}" PATH="$n24/bin:$PATH" npm_config_nodedir="$n24" npm install --no-audit --no-fund) >"$tmp/cs.log" 2>&1 \
     || { tail -50 "$tmp/cs.log" >&2; rm -rf "$tmp"; return 1; }
   # Scratch XDG dirs: even --version writes a default config under ~/.config otherwise.
   XDG_CONFIG_HOME="$tmp/xdg" XDG_DATA_HOME="$tmp/xdg" PATH="$n24/bin:$PATH" \
@@ -118,7 +128,7 @@ JSON
   fi
   export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"
   # Its own process group, so that stop can end the server and every child it spawned.
-  setsid node "$entry" "${common[@]}" --auth none --bind-addr "127.0.0.1:$port" \
+  env "${NO_NPM_ENV[@]}" setsid node "$entry" "${common[@]}" --auth none --bind-addr "127.0.0.1:$port" \
     --disable-telemetry --disable-update-check --disable-getting-started-override --ignore-last-opened \
     "${extra[@]}" >"$run/code-server.log" 2>&1 </dev/null &
   local pid=$!

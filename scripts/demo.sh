@@ -9,20 +9,12 @@ PORT="${PORT:-8080}"
 DEMO="$ROOT/.cache/demo"
 say() { echo "[demo] $*"; }
 
-node -e 'process.exit(+process.versions.node.split(".")[0] >= 20 ? 0 : 1)' || { say "Node 20 or newer is required (found $(node -v))"; exit 1; }
+node -e 'process.exit(+process.versions.node.split(".")[0] >= 22 ? 0 : 1)' || {
+  say "Node 22 or newer is required (found $(node -v)); see the README's Prerequisites"; exit 1
+}
 
 # code-server compiles native modules on install: it needs a C++ toolchain, python3 and the Kerberos headers.
-need=()
-for p in build-essential python3 libkrb5-dev curl ca-certificates; do dpkg -s "$p" >/dev/null 2>&1 || need+=("$p"); done
-if [ ${#need[@]} -gt 0 ]; then
-  if ! command -v apt-get >/dev/null; then
-    say "missing: a C++ toolchain, python3, Kerberos headers (libkrb5-dev) and curl; install them and rerun"; exit 1
-  fi
-  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
-  say "installing ${need[*]} with apt-get"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
+bash scripts/prereqs.sh "npm run demo" build-essential python3 libkrb5-dev curl ca-certificates
 
 # npm ci only when node_modules is missing or older than the lockfile.
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
@@ -55,7 +47,8 @@ stop() {
   bash scripts/codeserver.sh stop "$RUN"
 }
 trap stop INT TERM EXIT
-LINE="$(TW_CS_RUN="$RUN" TW_CS_VSIX="$VSIX" TW_CS_PORT="$PORT" bash scripts/codeserver.sh start | tail -1)"
+# TW_CS_PARENT: a demo killed outright (SIGKILL, a closed terminal) still stops its server.
+LINE="$(TW_CS_RUN="$RUN" TW_CS_VSIX="$VSIX" TW_CS_PORT="$PORT" TW_CS_PARENT=$$ bash scripts/codeserver.sh start | tail -1)"
 read -r PID URL <<<"$LINE"
 [ -n "${URL:-}" ] || { say "code-server did not start"; exit 1; }
 echo

@@ -27,6 +27,8 @@ export interface CommandIO {
   readonly progress?: (p: Progress) => void;
   /** One informational line on stderr (e.g. stale temporaries swept). */
   readonly notice?: (line: string) => void;
+  /** `--verbose`, which main takes out of argv for every command: per-tensor lines where a command has them. */
+  readonly verbose?: boolean;
 }
 
 /** Bad command-line arguments: exit 2 with `error[usage]: …`. */

@@ -39,7 +39,7 @@ export const convertCommand: Command = {
       if (t.from !== t.to) cast++;
       overflow += t.overflow;
       underflow += t.underflow;
-      if (values.verbose || t.overflow > 0 || t.underflow > 0) {
+      if (values.verbose || io.verbose || t.overflow > 0 || t.underflow > 0) {
         io.stdout.write(`${t.name}: ${t.from} → ${t.to}${t.from !== t.to ? `, ${t.overflow} overflowed to ±Inf, ${t.underflow} flushed to zero` : ' (unchanged)'}\n`);
       }
     }

@@ -4,6 +4,7 @@
 // Subcommands live in a table. To add one: write src/cli/<name>.ts exporting a
 // `Command` ({ name, summary, usage?, run(argv, io) }, see ./command.ts), then add
 // its import below and one entry to COMMANDS. That is the whole registration.
+import { onBackendInfo } from '../compute/gpu/device';
 import { fromOsError, isFormatError } from '../format/errors';
 import { isCancelled, type Progress } from '../pipelines/job';
 import { UsageError, type Command, type CommandIO } from './command';
@@ -37,6 +38,7 @@ function help(): string {
     ...COMMANDS.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`),
     '',
     'Run `tensor-workbench <command> --help` for its arguments.',
+    'Any command takes --verbose: the compute backend and GPU adapter, and why, on stderr (and per-tensor lines where a command has them).',
     'Exit codes: 0 success, 2 bad input (one line `error[CODE]: message` on stderr), 1 internal error, 130 interrupted (SIGINT), 143 terminated (SIGTERM).',
   ].join('\n') + '\n';
 }
@@ -57,7 +59,8 @@ function progressPrinter(stream: NodeJS.WriteStream): ((p: Progress) => void) | 
 }
 
 export async function main(argv: string[]): Promise<number> {
-  const [name, ...rest] = argv;
+  const verbose = argv.includes('--verbose');
+  const [name, ...rest] = argv.filter((a) => a !== '--verbose');
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     process.stdout.write(help());
     return name === undefined ? EXIT.badInput : EXIT.ok;
@@ -76,13 +79,15 @@ export async function main(argv: string[]): Promise<number> {
   };
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
+  // Without --verbose nothing about the adapter is printed: stderr carries errors and progress only.
+  const offInfo = verbose ? onBackendInfo((line) => process.stderr.write(`tensor-workbench: ${line}\n`)) : undefined;
   try {
     if (!cmd) throw new UsageError(`unknown command '${name}'; run tensor-workbench --help`);
     if (rest.includes('--help') || rest.includes('-h')) {
       process.stdout.write((cmd.usage ?? `usage: tensor-workbench ${cmd.name} …`) + '\n');
       return EXIT.ok;
     }
-    const io: CommandIO = { stdout: process.stdout, stderr: process.stderr, signal: ac.signal, progress: progressPrinter(process.stderr), notice: (l) => process.stderr.write(`${l}\n`) };
+    const io: CommandIO = { stdout: process.stdout, stderr: process.stderr, signal: ac.signal, progress: progressPrinter(process.stderr), notice: (l) => process.stderr.write(`${l}\n`), verbose };
     return await cmd.run(rest, io);
   } catch (thrown) {
     if (isCancelled(thrown) || ac.signal.aborted) {
@@ -105,6 +110,7 @@ export async function main(argv: string[]): Promise<number> {
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
+    offInfo?.();
   }
 }
 

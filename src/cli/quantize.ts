@@ -108,7 +108,7 @@ export const quantizeCommand: Command = {
       { input: positionals[0], output: positionals[1], scheme: schemes[0] as never, format, keep: values.keep, only: values.only, ggufNames: names as 'hf' | 'llama' | undefined },
       ctx,
     );
-    io.stdout.write(values.json ? toJson(r) : reportText(r, values.verbose ?? false));
+    io.stdout.write(values.json ? toJson(r) : reportText(r, (values.verbose || io.verbose) ?? false));
     return 0;
   },
 };

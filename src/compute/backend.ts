@@ -1,6 +1,6 @@
 import { CancelledError, throwIfCancelled } from '../pipelines/job';
 import { disposeCpuPool, getCpuPool } from './cpu/pool';
-import { disposeGpu, getGpuContext, gpuBrokenReason, gpuDescription, gpuIsSoftware, gpuUnavailableReason, markGpuBroken } from './gpu/device';
+import { disposeGpu, getGpuContext, gpuAutoVerdict, gpuBrokenReason, gpuDescription, gpuIsSoftware, gpuUnavailableReason, markGpuBroken } from './gpu/device';
 import { GpuUnsupportedError, type Backend, type BackendChoice, type BackendKind, type KernelDef } from './kernel';
 
 /** `getBackend('webgpu')` where no adapter exists (or the device broke): names the reason. */
@@ -64,11 +64,14 @@ const gpuBackend: Backend = {
  * The backend for `choice`: `auto` is WebGPU when a hardware adapter exists (and
  * has not failed this session), else the CPU pool: a software adapter such as
  * SwiftShader or llvmpipe computes the same results tens of times slower than
- * the CPU twins, so only an explicit `webgpu` uses it. `webgpu` without an
- * adapter throws `BackendUnavailableError`.
+ * the CPU twins, so only an explicit `webgpu` uses it. `auto` first asks
+ * `gpuAutoVerdict` (no Dawn in this process, so none of its native warnings on
+ * our stderr) and loads Dawn only for an adapter it would use. `webgpu` without
+ * an adapter throws `BackendUnavailableError`.
  */
 export async function getBackend(choice: BackendChoice = 'auto'): Promise<Backend> {
   if (choice === 'cpu') return cpuBackend;
+  if (choice === 'auto' && !(await gpuAutoVerdict()).use) return cpuBackend;
   const ctx = await getGpuContext();
   if (ctx && choice === 'auto' && gpuIsSoftware()) return cpuBackend;
   if (ctx) return gpuBackend;

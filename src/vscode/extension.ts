@@ -2,6 +2,7 @@ import * as vscode from 'vscode';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { disposeBackends } from '../compute/backend';
+import { onBackendInfo } from '../compute/gpu/device';
 import { registerCommand } from './commands';
 import { ConvertCommand } from './convertCommand';
 import { CompareCommand } from './diff/compareCommand';
@@ -18,6 +19,9 @@ import { ViewerProvider } from './viewer/viewerProvider';
  */
 export function activate(context: vscode.ExtensionContext): void {
   context.subscriptions.push({ dispose: () => log.dispose() });
+  // The adapter, and why `auto` chose the CPU, go to the log rather than the extension host's stderr.
+  const offBackendInfo = onBackendInfo((line) => log.info(line));
+  context.subscriptions.push({ dispose: () => void offBackendInfo() });
   registerCommand(context, 'tensorWorkbench.showLog', () => log.show());
 
   // ── registration points: one line per feature ──────────────────────────────

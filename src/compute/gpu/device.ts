@@ -1,6 +1,9 @@
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { GpuContext } from '../kernel';
+import { isSoftwareAdapter, noDriverReason, probeForAuto, type ProbeVerdict } from './probe';
+
+export { isSoftwareAdapter } from './probe';
 
 /**
  * The one WebGPU device of the process (Dawn through the `webgpu` package's
@@ -50,9 +53,8 @@ export const BufferUsage = {
   QUERY_RESOLVE: 0x0200,
 } as const;
 const MAP_MODE_READ = 0x0001;
-// Adapters that run WebGPU on the CPU, by the names their drivers report: Dawn flags SwiftShader as a
-// fallback adapter, but Mesa's llvmpipe/lavapipe and Windows' WARP appear as ordinary ones.
-const SOFTWARE_ADAPTER = /swiftshader|llvmpipe|lavapipe|\bwarp\b|microsoft basic render/i;
+let autoVerdict: Promise<ProbeVerdict> | undefined;
+const infoListeners = new Set<(line: string) => void>();
 
 /** Candidate locations of dawn.node: beside the bundle (the build copies it there), then node_modules. */
 function dawnPaths(): string[] {
@@ -67,7 +69,43 @@ function dawnPaths(): string[] {
   return out;
 }
 
+/** Registers a function given the backend's diagnostic lines (adapter, why `auto` chose the CPU): --verbose, the VS Code log. */
+export function onBackendInfo(cb: (line: string) => void): () => void {
+  infoListeners.add(cb);
+  return () => infoListeners.delete(cb);
+}
+
+/** Tells the diagnostic listeners; without one the line goes nowhere, so that stderr stays ours. */
+export function backendInfo(line: string): void {
+  for (const l of infoListeners) {
+    try {
+      l(line);
+    } catch {
+      // A logger that throws must not break the computation it describes.
+    }
+  }
+}
+
+/**
+ * Whether `auto` may load Dawn in this process (see ./probe.ts), decided once per
+ * process: a hardware adapter whose probe printed nothing on stderr.
+ */
+export function gpuAutoVerdict(): Promise<ProbeVerdict> {
+  autoVerdict ??= probeForAuto(dawnPaths().find((p) => existsSync(p))).then((v) => {
+    backendInfo(v.use ? `WebGPU adapter: ${v.detail}` : `auto backend: CPU pool (${v.detail})`);
+    if (v.nativeOutput) backendInfo(`Dawn's output while probing:\n${v.nativeOutput.replace(/^/gm, '  ')}`);
+    return v;
+  });
+  return autoVerdict;
+}
+
 function loadDawn(): Dawn | undefined {
+  // Without a Vulkan driver Dawn has no adapter to offer and would only print the loader's warnings.
+  const none = noDriverReason();
+  if (none) {
+    loadError = none;
+    return undefined;
+  }
   for (const p of dawnPaths()) {
     if (!existsSync(p)) continue;
     try {
@@ -147,6 +185,7 @@ async function start(): Promise<DeviceState | undefined> {
     const info = adapter.info;
     const description = [info.description || info.device || info.vendor || 'WebGPU', info.architecture].filter(Boolean).join(' / ');
     const software = isSoftwareAdapter(info);
+    backendInfo(`WebGPU device: ${description}${software ? ' (software)' : ''}`);
     const s: DeviceState = { gpu, adapter, device, ctx: new DawnContext(device), description, software };
     device.addEventListener('uncapturederror', (ev) => {
       markGpuBroken((ev as GPUUncapturedErrorEvent).error.message.split('\n')[0]);
@@ -172,11 +211,6 @@ export async function getGpuContext(): Promise<GpuContext | undefined> {
   starting ??= start().then((s) => (state = s));
   const s = await starting;
   return brokenReason === undefined ? s?.ctx : undefined;
-}
-
-/** Whether an adapter, by its info, runs WebGPU on the CPU. */
-export function isSoftwareAdapter(info: { vendor?: string; architecture?: string; device?: string; description?: string; isFallbackAdapter?: boolean }): boolean {
-  return info.isFallbackAdapter === true || SOFTWARE_ADAPTER.test(`${info.vendor} ${info.architecture} ${info.device} ${info.description}`);
 }
 
 /** Whether the adapter is WebGPU emulated on the CPU (see DeviceState.software); undefined before the device exists. */
