@@ -105,7 +105,8 @@ export class RemoteModelCommands {
       if (!path) return;
       const why = checkRemoteInput(path);
       if (why) throw new FormatError('unsupported', why, path);
-      log.info(`viewer: opening ${path} over HTTP`);
+      // Not the query: a signed URL carries its credentials there.
+      log.info(`viewer: opening ${path.replace(/\?.*$/, '')} over HTTP`);
       await openInViewer(remoteUri(path));
     });
     registerCommand(context, 'tensorWorkbench.setHfToken', async () => {
