@@ -39,7 +39,8 @@ export function readHeaderLength(prefix: Uint8Array, file: string, fileSize: num
   const lo = (prefix[0] | (prefix[1] << 8) | (prefix[2] << 16) | (prefix[3] << 24)) >>> 0;
   const hi = (prefix[4] | (prefix[5] << 8) | (prefix[6] << 16) | (prefix[7] << 24)) >>> 0;
   if (hi !== 0 || lo > MAX_HEADER_BYTES) {
-    const n = hi * 2 ** 32 + lo;
+    // As a BigInt: above 2^53 a double would print a rounded neighbour of what the file says.
+    const n = (BigInt(hi) << 32n) | BigInt(lo);
     throw new FormatError('header_too_large', `header length ${n} is above the ${MAX_HEADER_BYTES}-byte limit`, file);
   }
   if (HEADER_PREFIX_BYTES + lo > fileSize) {
@@ -112,10 +113,17 @@ function scan(b: Uint8Array, file: string): ScanResult {
   let colons2 = 0;
   let depth = 0;
   let lexicalNumbers = false;
+  let digits = 0;
   let i = 0;
   const n = b.length;
   while (i < n) {
     const c = b[i++];
+    // 16 digits or more may be above 2^53, where JSON.parse rounds: the exact parser keeps the text.
+    if (c >= 0x30 && c <= 0x39) {
+      if (++digits >= BIG_INTEGER_DIGITS) lexicalNumbers = true;
+      continue;
+    }
+    digits = 0;
     if (c === QUOTE) {
       // Skip the string; a backslash always escapes exactly the next byte.
       while (i < n) {
@@ -179,6 +187,12 @@ class NonIntegerLiteral {
     return this.raw;
   }
 }
+
+/** A plain integer above 2^53, kept as its text so that messages quote the file exactly. */
+class LargeIntegerLiteral extends NonIntegerLiteral {}
+
+// Digits in a row from which an integer may exceed Number.MAX_SAFE_INTEGER (9007199254740991, 16 digits).
+const BIG_INTEGER_DIGITS = 16;
 
 /** Where the exact parser found a key twice. */
 export interface DuplicateKey {
@@ -296,7 +310,9 @@ class ExactParser {
     if (this.i === start) this.fail();
     const raw = s.slice(start, this.i);
     // JSON.parse accepted the text, so `raw` is a valid literal; only its kind matters here.
-    return plain ? Number(raw) : new NonIntegerLiteral(raw);
+    if (!plain) return new NonIntegerLiteral(raw);
+    const v = Number(raw);
+    return v > Number.MAX_SAFE_INTEGER ? new LargeIntegerLiteral(raw) : v;
   }
 }
 
@@ -404,7 +420,7 @@ function describe(v: unknown): string {
 }
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v) && v.constructor !== NonIntegerLiteral;
+  return typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof NonIntegerLiteral);
 }
 
 function isSize(v: unknown): v is number {
@@ -418,8 +434,8 @@ function isSize(v: unknown): v is number {
  * it could not be told apart from its neighbours.
  */
 function sizeError(v: unknown, code: 'shape_invalid' | 'offsets_invalid', what: string, file: string, tensor: string): FormatError {
-  if (typeof v === 'number' && Number.isInteger(v) && v > Number.MAX_SAFE_INTEGER) {
-    return new FormatError('overflow', `${what} ${v} is above ${Number.MAX_SAFE_INTEGER}, the largest size this reader can represent exactly`, file, tensor);
+  if (v instanceof LargeIntegerLiteral || (typeof v === 'number' && Number.isInteger(v) && v > Number.MAX_SAFE_INTEGER)) {
+    return new FormatError('overflow', `${what} ${String(v)} is above ${Number.MAX_SAFE_INTEGER}, the largest size this reader can represent exactly`, file, tensor);
   }
   return new FormatError(code, `${what} must be a non-negative integer, not ${describe(v)}`, file, tensor);
 }
@@ -511,7 +527,8 @@ function parseMetadata(v: unknown, file: string): Record<string, string> {
     if (typeof s !== 'string') {
       throw new FormatError('metadata_invalid', `__metadata__[${JSON.stringify(k)}] must be a string, not ${describe(s)}`, file);
     }
-    out[k] = s;
+    // Defined, not assigned: `out['__proto__'] = s` would set the prototype and drop the key.
+    Object.defineProperty(out, k, { value: s, enumerable: true, writable: true, configurable: true });
   }
   return out;
 }

@@ -1,4 +1,4 @@
-import { getBackend } from '../compute/backend';
+import { getBackend, runBatch } from '../compute/backend';
 import { cpuPoolSize } from '../compute/cpu/pool';
 import { DIFF_DTYPES, diffElementBytes, type DiffDType } from '../compute/diff/decodeChunk';
 import { deltaSketchKernel } from '../compute/diff/deltaSketch';
@@ -130,6 +130,12 @@ const READ_AHEAD = 2;
 // (2 × 4 bytes per element), so 1 MiB of BF16 costs it 8 MiB of scratch; a block is
 // still hundreds of rows, so per-call overhead stays small next to its k·rows·cols work.
 const RANK_BLOCK_BYTES = 1 << 20;
+// Tensor pairs this small are read many to a request and reduced many to a worker task:
+// alone, each would cost two reads and a round trip for a few hundred bytes of arithmetic.
+const SMALL_PAIR_BYTES = 64 << 10;
+// One batch: at most 2,048 pairs and 4 MiB per side, so a few batches in flight stay small.
+const SMALL_BATCH_PAIRS = 2048;
+const SMALL_BATCH_BYTES = 4 << 20;
 const DEFAULT_SKETCH = 72;
 const DEFAULT_POWER_ITERATIONS = 1;
 const DEFAULT_SEED = 0x5eed;
@@ -354,8 +360,13 @@ export async function diff(a: Model, b: Model, opts: DiffOptions = {}): Promise<
     hostDiff: number;
   }
   const jobs: { s: Stream; e0: number; n: number }[] = [];
+  const small: number[] = [];
   for (let ti = 0; ti < comparable.length; ti++) {
     const { a: ta, b: tb } = comparable[ti];
+    if (ta.dtype !== 'C64' && ta.numel > 0 && ta.byteLength <= SMALL_PAIR_BYTES && ta.numel <= chunkElements(ta.dtype, chunkBytes)) {
+      small.push(ti);
+      continue;
+    }
     if (ta.dtype === 'C64') {
       // Complex values have no single magnitude to reduce: compared byte for byte.
       results[ti] = await compareBytesOnly(a, b, ta, tb, chunkBytes, (n) => {
@@ -423,6 +434,12 @@ export async function diff(a: Model, b: Model, opts: DiffOptions = {}): Promise<
     const len = storedBytes(j.s, j.n);
     return Promise.all([readRange(a, j.s.ta, off, len, pool), readRange(b, j.s.tb, off, len, pool)]);
   };
+  const smallDone = compareSmallPairs(a, b, comparable, small, backend, workers * IN_FLIGHT_PER_WORKER, signal, (ti, r, n) => {
+    results[ti] = r;
+    bytesRead += n;
+    report({ done: bytesRead, total: totalBytes, unit: 'bytes', message: r.name });
+  });
+  smallDone.catch((e) => (failure ??= e));
   const ahead: Promise<[Uint8Array, Uint8Array]>[] = [];
   let next = 0;
   const topUp = () => {
@@ -468,6 +485,7 @@ export async function diff(a: Model, b: Model, opts: DiffOptions = {}): Promise<
     await Promise.allSettled(ahead);
   }
   await Promise.all(pending);
+  await smallDone.catch(() => undefined);
   if (failure) throw failure;
   report({ done: totalBytes, total: totalBytes, unit: 'bytes' }, true);
 
@@ -506,6 +524,94 @@ export async function diff(a: Model, b: Model, opts: DiffOptions = {}): Promise<
     rankSeconds,
     rankBytesRead,
   };
+}
+
+/** The bytes of `ts` (increasing offsets), one view each: a single span read when they lie close together in one file. */
+async function readGroup(m: Model, ts: readonly TensorInfo[]): Promise<Uint8Array[]> {
+  const first = ts[0];
+  const last = ts[ts.length - 1];
+  const sum = ts.reduce((s, t) => s + t.byteLength, 0);
+  const ordered = ts.every((t, i) => t.file === first.file && (i === 0 || t.byteOffset >= ts[i - 1].byteOffset + ts[i - 1].byteLength));
+  const span = last.byteOffset + last.byteLength - first.byteOffset;
+  // Reading through gaps up to the data's own size still beats a request per tensor.
+  if (m.readSpan && ordered && span <= 2 * sum) {
+    const buf = new Uint8Array(span);
+    await m.readSpan(first, last, buf);
+    return ts.map((t) => buf.subarray(t.byteOffset - first.byteOffset, t.byteOffset - first.byteOffset + t.byteLength));
+  }
+  return Promise.all(
+    ts.map(async (t) => {
+      const x = new Uint8Array(t.byteLength);
+      await m.read(t, 0, x);
+      return x;
+    }),
+  );
+}
+
+/**
+ * The small pairs (indices into `pairs`), batched: each batch is one read per side and one
+ * worker task for the pairs that differ. Each pair is one chunk, so its result is the
+ * streaming path's exactly.
+ */
+async function compareSmallPairs(
+  a: Model,
+  b: Model,
+  pairs: readonly { a: TensorInfo; b: TensorInfo }[],
+  small: readonly number[],
+  backend: Backend,
+  inFlight: number,
+  signal: AbortSignal | undefined,
+  done: (ti: number, r: TensorDiff, bytes: number) => void,
+): Promise<void> {
+  const batches: number[][] = [];
+  let cur: number[] = [];
+  let bytes = 0;
+  for (const ti of small) {
+    const t = pairs[ti].a;
+    if (cur.length > 0 && (cur.length >= SMALL_BATCH_PAIRS || bytes + t.byteLength > SMALL_BATCH_BYTES || pairs[cur[0]].a.file !== t.file)) {
+      batches.push(cur);
+      cur = [];
+      bytes = 0;
+    }
+    cur.push(ti);
+    bytes += t.byteLength;
+  }
+  if (cur.length > 0) batches.push(cur);
+  const one = async (batch: number[]): Promise<void> => {
+    throwIfCancelled(signal);
+    const [ba, bb] = await Promise.all([readGroup(a, batch.map((ti) => pairs[ti].a)), readGroup(b, batch.map((ti) => pairs[ti].b))]);
+    const items: { dtype: DiffDType; a: Uint8Array; b: Uint8Array }[] = [];
+    const owners: { ti: number; hostDiff?: number }[] = [];
+    batch.forEach((ti, j) => {
+      const { a: ta, b: tb } = pairs[ti];
+      if (bytesEqual(ba[j], bb[j])) return done(ti, identicalResult(ta, tb), 2 * ta.byteLength);
+      const kd = kernelDType(ta.dtype);
+      const bits = DTYPE_INFO[ta.dtype].bits;
+      const widen = (x: Uint8Array): Uint8Array => {
+        if (kd) return x;
+        const f = new Float32Array(ta.numel);
+        decodeToF32(ta.dtype, x, f, ta.numel);
+        return new Uint8Array(f.buffer);
+      };
+      items.push({ dtype: kd ?? 'F32', a: widen(ba[j]), b: widen(bb[j]) });
+      // As in the streaming path: widened dtypes count differing elements on their stored bytes.
+      owners.push({ ti, hostDiff: !kd && bits % 8 === 0 ? countDifferingElements(ba[j], bb[j], bits / 8) : undefined });
+    });
+    if (items.length === 0) return;
+    const rs = await runBatch(backend, diffReduceKernel, items, signal);
+    rs.forEach((r, j) => {
+      const { ti, hostDiff } = owners[j];
+      const acc = new Accum();
+      acc.add(r, 0);
+      if (hostDiff !== undefined) acc.nDiff = hostDiff;
+      done(ti, finish(pairs[ti].a, pairs[ti].b, acc), 2 * pairs[ti].a.byteLength);
+    });
+  };
+  let next = 0;
+  const lanes = Array.from({ length: Math.min(inFlight, batches.length) }, async () => {
+    while (next < batches.length) await one(batches[next++]);
+  });
+  await Promise.all(lanes);
 }
 
 /** Elements of `width` bytes whose bytes differ. */

@@ -3,6 +3,7 @@ import type { JobContext } from './job';
 import { throwIfCancelled } from './job';
 import { estimateMemory } from './memory';
 import { buildModuleTree, formatBytes, formatCount, renderModuleTree } from './moduleTree';
+import { escapeText } from '../format/escape';
 
 /** `inspect --json`: exactly this shape. */
 export interface InspectReport {
@@ -66,10 +67,10 @@ const MAX_FILES_LISTED = 16;
 export function renderInspectText(r: InspectReport): string {
   const out: string[] = [];
   const fileBytes = r.files.reduce((s, f) => s + f.bytes, 0);
-  out.push(`${r.path}`);
+  out.push(escapeText(r.path));
   out.push(`  ${r.files.length} file${r.files.length === 1 ? '' : 's'}, ${formatBytes(fileBytes)}; ${r.tensors.length} tensors; ${formatCount(r.parameters.total)} parameters (${r.parameters.total}); ${formatBytes(r.bytes)} of tensor data`);
   if (r.files.length > 1) {
-    for (const f of r.files.slice(0, MAX_FILES_LISTED)) out.push(`    ${f.path}  ${formatBytes(f.bytes)}`);
+    for (const f of r.files.slice(0, MAX_FILES_LISTED)) out.push(`    ${escapeText(f.path)}  ${formatBytes(f.bytes)}`);
     if (r.files.length > MAX_FILES_LISTED) out.push(`    … and ${r.files.length - MAX_FILES_LISTED} more`);
   }
   if (r.safety) out.push(`  ${r.safety.clean ? 'Only tensor data' : `WARNING: this file ${r.safety.text} (run \`scan\` for the list; nothing was executed)`}`);
@@ -93,7 +94,7 @@ export function renderInspectText(r: InspectReport): string {
   if (meta.length > 0) {
     out.push('');
     out.push('Metadata:');
-    for (const [k, v] of meta) out.push(`  ${k}: ${v.length > 120 ? v.slice(0, 117) + '…' : v}`);
+    for (const [k, v] of meta) out.push(`  ${escapeText(k)}: ${escapeText(v.length > 120 ? v.slice(0, 117) + '…' : v)}`);
   }
   out.push('');
   out.push('Modules:');

@@ -1,4 +1,5 @@
 import { DTYPE_INFO, type DType } from '../format/dtypes';
+import { escapeText } from '../format/escape';
 
 /**
  * The module tree of a checkpoint, built from tensor names alone: the dotted
@@ -266,7 +267,8 @@ export function renderModuleTree(root: ModuleNode, opts: RenderOptions = {}): st
       truncated++;
       return;
     }
-    lines.push(`${prefix}${label}${info ? '  ' + info : ''}`);
+    // Labels are built from tensor names, which come from the file.
+    lines.push(`${prefix}${escapeText(label)}${info ? '  ' + info : ''}`);
   };
   const summary = (n: ModuleNode) => `${n.tensorCount} tensors, ${formatCount(n.params)} params, ${formatBytes(n.bytes)}`;
 

@@ -14,6 +14,7 @@ import { modelInputs, prepareOutputs, type OutputSet } from '../format/outputs';
 import { readSmallTextFile } from '../format/source';
 import { shardedNames, tempPathFor, writeSafetensors, writeSharded, type TensorSource } from '../format/writer';
 import { CancelledError, isCancelled, throttle, throwIfCancelled, type JobContext } from './job';
+import { stats } from './stats';
 
 export type QuantFormat = 'safetensors' | 'gguf';
 
@@ -35,6 +36,13 @@ export interface QuantizeJobArgs {
   readonly only?: readonly string[];
   /** GGUF tensor names: `hf` (as in the input, default) or `llama` (llama.cpp's `blk.N.attn_q.weight` …). */
   readonly ggufNames?: 'hf' | 'llama';
+  /**
+   * Quantize tensors that hold NaN or ±Inf too. By default they are kept in their dtype: a
+   * block's scale comes from its largest |x|, so one NaN or Inf there turns the whole block
+   * into NaN (or zeros) and the error report into -inf dB. Forcing writes those blocks as the
+   * scheme computes them; the rest of the tensor is quantized as usual.
+   */
+  readonly allowNonfinite?: boolean;
 }
 
 export interface TensorPlan {
@@ -44,6 +52,8 @@ export interface TensorPlan {
   readonly action: 'quantize' | 'keep';
   /** Why a tensor is kept. */
   readonly reason?: string;
+  /** NaN and ±Inf values found in a tensor kept for holding them. */
+  readonly nonFinite?: number;
   readonly rows: number;
   readonly cols: number;
 }
@@ -57,6 +67,8 @@ export interface TensorReport extends Partial<ErrorReport> {
   readonly action: 'quantized' | 'kept' | 'omitted';
   readonly scheme?: SchemeName;
   readonly reason?: string;
+  /** NaN and ±Inf values found in a tensor kept for holding them (see `allowNonfinite`). */
+  readonly nonFinite?: number;
   readonly bytesBefore: number;
   readonly bytesAfter: number;
 }
@@ -448,7 +460,7 @@ export async function quantize(args: QuantizeJobArgs, ctx: JobContext = {}): Pro
     const ggufOut = format === 'gguf' && (await isDir(args.output)) ? join(args.output, `model-${scheme.name}.gguf`) : args.output;
     const inputs = [...(await modelInputs(model)), join(modelDir(model), 'config.json')];
     undo = (await prepareOutputs(inputs, outputSetOf(format, ggufOut, config !== undefined), ctx.notice)).undo;
-    const plans = planQuantization(model.tensors, scheme, args.keep, args.only);
+    const plans = await skipNonFinite(model, planQuantization(model.tensors, scheme, args.keep, args.only), args.allowNonfinite ?? false, ctx);
     const states = new Map<string, TensorState>(plans.map((p) => [p.name, { plan: p, sums: emptySums(), bytesAfter: 0 }]));
     const total = model.tensors.reduce((s, t) => s + t.byteLength, 0);
     let done = 0;
@@ -481,6 +493,18 @@ function outputSetOf(format: QuantFormat, output: string, hasConfig: boolean): O
   return { files: hasConfig ? [join(output, 'config.json')] : [], families: [{ dir: output, pattern: shardedNames('model') }] };
 }
 
+/** The tensors to quantize that hold NaN or ±Inf, kept instead (unless `allow`), with their counts. */
+async function skipNonFinite(model: Model, plans: TensorPlan[], allow: boolean, ctx: JobContext): Promise<TensorPlan[]> {
+  const names = plans.filter((p) => p.action === 'quantize').map((p) => p.name);
+  if (allow || names.length === 0) return plans;
+  const r = await stats(model, { tensors: names, histograms: false, backend: ctx.backend, signal: ctx.signal });
+  const bad = new Map(r.tensors.map((t) => [t.name, t.nan + t.posInf + t.negInf]));
+  return plans.map((p) => {
+    const n = bad.get(p.name) ?? 0;
+    return n > 0 ? { ...p, action: 'keep', nonFinite: n, reason: `holds ${n} NaN/Inf value${n === 1 ? "" : "s"}, kept in ${p.dtype}; --allow-nonfinite quantizes it anyway` } : p;
+  });
+}
+
 function keptStream(model: Model, t: TensorInfo, signal: AbortSignal | undefined, advance: (n: number, name: string) => void): () => AsyncIterable<Uint8Array> {
   return async function* () {
     for await (const c of model.chunks(t, { chunkBytes: COPY_CHUNK_BYTES, signal })) {
@@ -505,6 +529,7 @@ async function writeSafetensorsOutput(
   const signal = ctx.signal;
   const sched = new ChunkScheduler(model, scheme, backend, signal);
   const sources: TensorSource[] = [];
+  // Spread copies own keys as data properties, `__proto__` included.
   const metadata: Record<string, string> = { ...model.metadata };
   metadata['quantization.scheme'] = scheme.name;
   for (const p of plans) {
@@ -747,7 +772,7 @@ function buildReport(
     }
     bytesAfter += st.bytesAfter;
     if (p.action === 'keep') {
-      tensors.push({ name: t.name, outputName: st.outputName, dtype: t.dtype, shape: t.shape, action: 'kept', reason: p.reason, bytesBefore: t.byteLength, bytesAfter: st.bytesAfter });
+      tensors.push({ name: t.name, outputName: st.outputName, dtype: t.dtype, shape: t.shape, action: 'kept', reason: p.reason, ...(p.nonFinite ? { nonFinite: p.nonFinite } : {}), bytesBefore: t.byteLength, bytesAfter: st.bytesAfter });
       continue;
     }
     qParams += t.numel;

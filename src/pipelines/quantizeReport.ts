@@ -1,4 +1,5 @@
 import type { PreviewResult, QuantReport } from './quantize';
+import { escapeMarkdownCell, escapeText } from '../format/escape';
 
 /** Markdown renderings of a quantization report and preview (the VS Code report document, `--json`'s human twin). */
 
@@ -13,7 +14,7 @@ function num(n: number | undefined, digits: number): string {
 }
 
 function cell(s: string): string {
-  return s.replace(/\|/g, '\\|');
+  return escapeMarkdownCell(s);
 }
 
 // Width of the text bars that chart error against size (characters for the largest value).
@@ -67,4 +68,12 @@ export function reportMarkdown(r: QuantReport): string {
     );
   }
   return out.join('\n') + '\n';
+}
+
+/**
+ * One line per tensor kept for holding NaN or ±Inf (`name: kept (holds N NaN/Inf values; …)`):
+ * the CLI prints them with its other kept tensors, the VS Code command shows them as a warning.
+ */
+export function nonFiniteSkipLines(r: QuantReport): string[] {
+  return r.tensors.filter((t) => t.action === 'kept' && t.nonFinite).map((t) => `${escapeText(t.name)}: kept (${escapeText(t.reason ?? '')})`);
 }

@@ -4,6 +4,7 @@ import { getBackend } from '../compute/backend';
 import { cpuPoolSize } from '../compute/cpu/pool';
 import { isPatternDType } from '../compute/decode/patterns';
 import type { Backend } from '../compute/kernel';
+import { statsSmallKernel, unpackSmallStats } from '../compute/stats/statsSmall';
 import { statsKernel, type BinsResult, type PatternScan, type StatsSource, type WideScan } from '../compute/stats/stats';
 import { binsParams, mergeTop, mergeWide, summarizePatterns, summarizeWide, unsupportedStats, type TensorHead, type TensorStats } from '../compute/stats/summarize';
 import { DTYPE_INFO } from '../format/dtypes';
@@ -20,6 +21,14 @@ export interface StatsOptions extends JobContext {
   readonly bins?: number;
   /** How many of the largest |x| to report per tensor (16 by default). */
   readonly topK?: number;
+  /**
+   * false leaves every tensor's histogram counts empty (their ranges stay): for a report
+   * that shows none, such as the CLI's table, where 100,000 tensors × 2 × 256 counts would
+   * dominate its memory. Only the batched small tensors skip the counting itself.
+   */
+  readonly histograms?: boolean;
+  /** Tensors of at most this many bytes are scanned many to a task (`SMALL_TENSOR_BYTES`; 0 scans each alone). */
+  readonly smallTensorBytes?: number;
 }
 
 export interface StatsReport {
@@ -41,13 +50,24 @@ const CPU_SLICE_BYTES = 16 << 20;
 // The GPU amortises each dispatch and readback over more data; two in flight, each held
 // on the host and in a mapped upload buffer, stay within the same memory budget.
 const GPU_SLICE_BYTES = 32 << 20;
+// A tensor this small costs more in its task (a round trip, edge tables, a summary on this
+// thread) than in its scan: such tensors go to the workers whole, thousands to a task.
+export const SMALL_TENSOR_BYTES = 64 << 10;
+// One batch: at most 4 MiB of data (a fraction of a slice) and 4,096 tensors, so that a
+// batch's results (about 5 KB per tensor with 256-bin histograms) stay near 20 MB.
+const BATCH_BYTES = 4 << 20;
+const BATCH_TENSORS = 4096;
+// Bytes between two selected tensors that a batch reads through rather than starting anew.
+const BATCH_GAP_BYTES = 64 << 10;
 // Every slice boundary falls on a 32-element boundary: whole bytes and whole u32 words for every width (4, 6, 8, 16, 32, 64 bits).
 const SLICE_ALIGN = 32;
 
 /** Runs at most `n` tasks at once, in the order they ask. */
 function limiter(n: number): <T>(fn: () => Promise<T>) => Promise<T> {
   let active = 0;
-  const waiting: (() => void)[] = [];
+  // A queue read from `head`: Array#shift moves every waiter, O(n²) over 100,000 tensors.
+  let waiting: (() => void)[] = [];
+  let head = 0;
   return async <T>(fn: () => Promise<T>): Promise<T> => {
     if (active >= n) await new Promise<void>((r) => waiting.push(r));
     active++;
@@ -55,7 +75,12 @@ function limiter(n: number): <T>(fn: () => Promise<T>) => Promise<T> {
       return await fn();
     } finally {
       active--;
-      waiting.shift()?.();
+      const next = head < waiting.length ? waiting[head++] : undefined;
+      if (head === waiting.length) {
+        waiting = [];
+        head = 0;
+      }
+      next?.();
     }
   };
 }
@@ -96,6 +121,31 @@ function slicesOf(t: TensorInfo, sliceBytes: number): Slice[] {
   return out;
 }
 
+/** Small tensors grouped by file and position: each group's bytes are one contiguous read. */
+function batchesOf(small: readonly { t: TensorInfo; at: number }[]): { t: TensorInfo; at: number }[][] {
+  const sorted = [...small].sort((x, y) => x.t.file - y.t.file || x.t.byteOffset - y.t.byteOffset);
+  const out: { t: TensorInfo; at: number }[][] = [];
+  let cur: { t: TensorInfo; at: number }[] = [];
+  for (const s of sorted) {
+    const first = cur[0]?.t;
+    const last = cur[cur.length - 1]?.t;
+    const fits =
+      first !== undefined &&
+      s.t.file === first.file &&
+      s.t.byteOffset >= last.byteOffset + last.byteLength &&
+      s.t.byteOffset - (last.byteOffset + last.byteLength) <= BATCH_GAP_BYTES &&
+      s.t.byteOffset + s.t.byteLength - first.byteOffset <= BATCH_BYTES &&
+      cur.length < BATCH_TENSORS;
+    if (!fits && cur.length > 0) {
+      out.push(cur);
+      cur = [];
+    }
+    cur.push(s);
+  }
+  if (cur.length > 0) out.push(cur);
+  return out;
+}
+
 /**
  * Statistics and a health scan of `model`'s tensors (all, or `opts.tensors`),
  * streamed in bounded slices: memory stays flat in the model's size. Slices run
@@ -107,6 +157,7 @@ export async function stats(model: Model, opts: StatsOptions = {}): Promise<Stat
   const bins = opts.bins ?? DEFAULT_BINS;
   if (!Number.isInteger(bins) || bins < 1 || bins > 65536) throw new RangeError(`bins must be an integer in [1, 65536], got ${bins}`);
   const topK = opts.topK ?? DEFAULT_TOP_K;
+  const histograms = opts.histograms ?? true;
   const selected = (opts.tensors ?? model.tensors.map((t) => t.name)).map((name) => {
     const t = model.tensor(name);
     if (!t) throw new FormatError('not_found', 'no such tensor', model.path, name);
@@ -193,11 +244,44 @@ export async function stats(model: Model, opts: StatsOptions = {}): Promise<Stat
     }
   };
 
+  const smallBytes = opts.smallTensorBytes ?? SMALL_TENSOR_BYTES;
+  const tensors: TensorStats[] = new Array(selected.length);
+  const small: { t: TensorInfo; at: number }[] = [];
+  const pending: Promise<unknown>[] = [];
+  selected.forEach((t, at) => {
+    if (t.byteLength <= smallBytes && t.dtype !== 'C64') small.push({ t, at });
+    else pending.push(one(t).then((r) => (tensors[at] = histograms ? r : { ...r, histogram: { ...r.histogram, counts: [] }, logHistogram: { ...r.logHistogram, counts: [] } })));
+  });
+  const batch = (items: readonly { t: TensorInfo; at: number }[]): Promise<void> =>
+    limit(async () => {
+      if (ac.signal.aborted) throw new CancelledError();
+      const first = items[0].t;
+      const last = items[items.length - 1].t;
+      const start = first.byteOffset;
+      const length = last.byteOffset + last.byteLength - start;
+      const path = direct[first.file];
+      let src: StatsSource;
+      if (path) src = { file: { path, offset: start, length } };
+      else {
+        const bytes = new Uint8Array(length);
+        await Promise.all(items.map(({ t }) => model.read(t, 0, bytes.subarray(t.byteOffset - start, t.byteOffset - start + t.byteLength))));
+        src = { bytes };
+      }
+      const args = { src, items: items.map(({ t }) => ({ name: t.name, dtype: t.dtype, shape: t.shape, count: t.numel, at: t.byteOffset - start, byteLength: t.byteLength })), bins, topK, histograms };
+      const r = unpackSmallStats(args.items, await backend.run(statsSmallKernel, args, ac.signal), bins, topK);
+      items.forEach(({ t, at }, j) => {
+        tensors[at] = r[j];
+        done += t.byteLength;
+        bytesRead += t.byteLength;
+      });
+      report({ done, total, unit: 'bytes', message: last.name });
+    });
+  for (const b of batchesOf(small)) pending.push(batch(b));
+
   try {
-    const pending = selected.map((t) => one(t));
     // Stop the other slices at the first failure; the rest then reject quietly.
     pending.forEach((p) => p.catch(() => ac.abort()));
-    const tensors = await Promise.all(pending);
+    await Promise.all(pending);
     throwIfCancelled(opts.signal);
     report({ done: total, total, unit: 'bytes' }, true);
     return {

@@ -432,9 +432,9 @@ export function topFromTable(dtype: PatternDType, bytes: Uint8Array, n: number, 
 // ---------------------------------------------------------------- wide dtypes
 
 
-type Numeric = Float32Array | Float64Array | Int32Array | Uint32Array;
+export type Numeric = Float32Array | Float64Array | Int32Array | Uint32Array;
 
-function numericView(dtype: DType, bytes: Uint8Array, n: number): Numeric {
+export function numericView(dtype: DType, bytes: Uint8Array, n: number): Numeric {
   switch (dtype) {
     case 'F32': {
       const b = aligned(bytes, 4);
@@ -492,7 +492,7 @@ export class TopKeeper {
   }
 }
 
-function scanWide(v: Numeric, args: StatsScanArgs): WideScan {
+export function scanWide(v: Numeric, args: StatsScanArgs): WideScan {
   const n = args.count;
   let nan = 0;
   let posInf = 0;
