@@ -69,7 +69,7 @@ export interface Model {
    * in one read: many small tensors cost one request instead of one each. Optional; callers
    * fall back to `read` per tensor.
    */
-  readSpan?(first: TensorInfo, last: TensorInfo, into: Uint8Array): Promise<void>;
+  readSpan?(first: TensorInfo, last: TensorInfo, into: Uint8Array, signal?: AbortSignal): Promise<void>;
   /**
    * Streams a tensor in bounded chunks that end on element boundaries (on byte
    * boundaries that are also element boundaries for sub-byte dtypes). The yielded
