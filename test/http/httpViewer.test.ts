@@ -12,7 +12,7 @@ import type * as vscode from 'vscode';
 import { disposeBackends } from '../../src/compute/backend';
 import { openModel } from '../../src/format';
 import { REMOTE_SCHEME } from '../../src/vscode/remoteSource';
-import { ModelService } from '../../src/vscode/viewer/modelService';
+import { ModelService } from '../../src/pipelines/viewer/modelService';
 import { openerFor } from '../../src/vscode/workspaceSource';
 import { writeLlama } from '../fixtures/llama';
 import { startRangeServer, type RangeServer } from './rangeServer';
