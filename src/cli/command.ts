@@ -1,4 +1,6 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { FormatError } from '../format/errors';
+import { HttpOpener, isRemotePath } from '../format/httpOpener';
 import type { Progress } from '../core/job';
 
 /**
@@ -71,4 +73,25 @@ export function parseSize(text: string): number {
   const v = Math.floor(Number(m[1]) * unit);
   if (!Number.isSafeInteger(v) || v <= 0) throw new UsageError(`size '${text}' must be positive`);
   return v;
+}
+
+/**
+ * Commands that write (convert, quantize, merge) read local models only: they read every
+ * byte, which over HTTP is a download better done once by a tool made for it. A URL
+ * among their arguments is refused before anything starts.
+ */
+export function refuseRemote(command: string, paths: readonly string[]): void {
+  const url = paths.find(isRemotePath);
+  if (url !== undefined) {
+    throw new FormatError('unsupported', `${command} reads local files only (inspect, stats, diff, scan and the viewer read URLs); download the model first`, url);
+  }
+}
+
+/**
+ * The opener for a path given on the command line: over HTTP for a URL, with Ctrl-C
+ * aborting its requests (a stalled server would otherwise hold the command through
+ * its retries); undefined, so the format core opens local files itself, otherwise.
+ */
+export function openerFor(path: string, signal: AbortSignal): HttpOpener | undefined {
+  return isRemotePath(path) ? new HttpOpener({ signal }) : undefined;
 }

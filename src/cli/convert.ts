@@ -1,6 +1,6 @@
 import { looksLikeTorchPath } from '../format/pickle/torch';
 import { convertModel, type ConvertTarget } from '../pipelines/convert';
-import { parseCommandArgs, parseSize, UsageError, type Command } from './command';
+import { parseCommandArgs, refuseRemote, parseSize, UsageError, type Command } from './command';
 import { escapeText } from '../format/escape';
 
 const USAGE = `usage: tensor-workbench convert IN OUT [--dtype bf16|f16|f32|keep] [--max-shard-size SIZE] [--allow-unsafe-globals] [--verbose]
@@ -31,6 +31,7 @@ export const convertCommand: Command = {
     const dtype = TARGETS[(values.dtype ?? (looksLikeTorchPath(positionals[0]) ? 'keep' : 'bf16')).toLowerCase()];
     if (!dtype) throw new UsageError(`--dtype must be bf16, f16, f32 or keep, not '${values.dtype}'`);
     const maxShardBytes = values['max-shard-size'] !== undefined ? parseSize(values['max-shard-size']) : undefined;
+    refuseRemote('convert', positionals);
     const r = await convertModel({ input: positionals[0], output: positionals[1], dtype, maxShardBytes, allowUnsafe: values['allow-unsafe-globals'] }, { signal: io.signal, progress: io.progress, notice: io.notice });
     let cast = 0;
     let overflow = 0;

@@ -4,7 +4,7 @@ import type { Model } from '../format/model';
 import { openModel } from '../format/openModel';
 import { diff, type PrefixMapping } from '../pipelines/diff';
 import { diffToJson, diffToMarkdown, diffToText } from '../pipelines/diffReport';
-import { parseCommandArgs, UsageError, type Command } from './command';
+import { openerFor, parseCommandArgs, UsageError, type Command } from './command';
 
 const USAGE = `usage: tensor-workbench diff A B [--json | --markdown] [--rank] [--map PREFIX_A=PREFIX_B] [--top N] [--backend auto|cpu|webgpu]
 
@@ -12,7 +12,8 @@ Compares two checkpoints tensor by tensor: what was added, removed or reshaped,
 and for every common tensor whether it is byte-identical, its relative L2 change
 ‖b − a‖/‖a‖, cosine, largest and mean |b − a| and the share of elements changed,
 aggregated per block (layers.N) and per module kind.
-A and B are .safetensors files, model.safetensors.index.json files or folders.
+A and B are .safetensors files, model.safetensors.index.json files or folders, or
+https:// or hf://OWNER/REPO[@REVISION][/PATH] URLs.
 A prefix difference such as 'model.' vs 'base_model.model.model.' is detected
 and mapped; --map gives it explicitly ('--map =base_model.model.' for an empty A prefix).
 --rank       also estimates how low-rank each changed 2-D tensor's Δ is: the share
@@ -55,7 +56,7 @@ export const diffCommand: Command = {
     const opened: Model[] = [];
     try {
       // Both are opened (headers only) before any comparison, so an invalid B fails fast too.
-      for (const p of positionals) opened.push(await openModel(p));
+      for (const p of positionals) opened.push(await openModel(p, openerFor(p, io.signal)));
       const report = await diff(opened[0], opened[1], { mapping, rank: values.rank ?? false, backend, signal: io.signal, progress: io.progress });
       io.stdout.write(values.json ? diffToJson(report) : values.markdown ? diffToMarkdown(report, top) : diffToText(report, top));
       return 0;

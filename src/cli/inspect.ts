@@ -1,10 +1,11 @@
 import { inspectModel, renderInspectText } from '../pipelines/inspect';
-import { parseCommandArgs, type Command } from './command';
+import { openerFor, parseCommandArgs, type Command } from './command';
 
 const USAGE = `usage: tensor-workbench inspect PATH [--json]
 
-PATH is a .safetensors file, a model.safetensors.index.json, or a folder holding either.
-Reads headers only. --json prints {path, files, metadata, tensors, parameters, bytes}.`;
+PATH is a .safetensors file, a model.safetensors.index.json, or a folder holding either;
+or the same over HTTP: an https:// URL, or hf://OWNER/REPO[@REVISION][/PATH] on the Hugging
+Face Hub (HF_TOKEN for gated or private repositories). Reads headers only. --json prints {path, files, metadata, tensors, parameters, bytes}.`;
 
 export const inspectCommand: Command = {
   name: 'inspect',
@@ -12,7 +13,7 @@ export const inspectCommand: Command = {
   usage: USAGE,
   async run(argv, io) {
     const { values, positionals } = parseCommandArgs(argv, { json: { type: 'boolean' } }, { minPositionals: 1, maxPositionals: 1, usage: 'one PATH' });
-    const report = await inspectModel({ path: positionals[0] }, { signal: io.signal });
+    const report = await inspectModel({ path: positionals[0], opener: openerFor(positionals[0], io.signal) }, { signal: io.signal });
     io.stdout.write(values.json ? JSON.stringify(report) + '\n' : renderInspectText(report));
     return 0;
   },

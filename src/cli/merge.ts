@@ -1,7 +1,7 @@
 import type { BackendChoice } from '../core/job';
 import type { MatmulDType } from '../pipelines/runtime';
 import { merge, MergeError, planMerge, type MergeAdapterArg } from '../pipelines/merge';
-import { parseCommandArgs, parseSize, UsageError, type Command } from './command';
+import { parseCommandArgs, refuseRemote, parseSize, UsageError, type Command } from './command';
 import { escapeText } from '../format/escape';
 
 const USAGE = `usage: tensor-workbench merge BASE ADAPTER[:WEIGHT]... OUT [--dtype bf16|f16|f32] [--subtract]
@@ -53,6 +53,7 @@ export const mergeCommand: Command = {
     if (values.dtype !== undefined && !dtype) throw new UsageError(`--dtype must be bf16, f16 or f32, not '${values.dtype}'`);
     const backend = (values.backend ?? 'auto') as BackendChoice;
     if (!BACKENDS.has(backend)) throw new UsageError(`--backend must be auto, webgpu or cpu, not '${values.backend}'`);
+    refuseRemote('merge', positionals);
     const [base, ...rest] = positionals;
     const output = rest.pop()!;
     const adapters = rest.map(parseAdapterArg);

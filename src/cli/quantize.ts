@@ -1,7 +1,7 @@
 import { isSchemeName, SCHEME_NAMES } from '../pipelines/runtime';
 import type { BackendChoice } from '../core/job';
 import { preview, quantize, type PreviewResult, type QuantFormat, type QuantReport } from '../pipelines/quantize';
-import { parseCommandArgs, UsageError, type Command } from './command';
+import { parseCommandArgs, refuseRemote, UsageError, type Command } from './command';
 import { formatSize } from '../core/units';
 import { escapeText } from '../format/escape';
 
@@ -89,6 +89,7 @@ export const quantizeCommand: Command = {
       },
       { minPositionals: 1, maxPositionals: 2, usage: 'IN and OUT (or IN with --preview)' },
     );
+    refuseRemote('quantize', positionals);
     const schemes = values.scheme ?? [];
     for (const s of schemes) if (!isSchemeName(s)) throw new UsageError(`--scheme must be one of ${SCHEME_NAMES.join(', ')}, not '${s}'`);
     const backend = (values.backend ?? 'auto') as BackendChoice;

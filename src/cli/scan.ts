@@ -1,13 +1,14 @@
 import { isFormatError } from '../format/errors';
 import { scanCheckpoint, renderScanText, type ScanResult } from '../pipelines/scan';
-import { parseCommandArgs, type Command } from './command';
+import { openerFor, parseCommandArgs, type Command } from './command';
 
 const USAGE = `usage: tensor-workbench scan PATH... [--json]
 
 Reads PyTorch checkpoints (.pt, .pth, .ckpt, .bin: zip or legacy format) and plain pickles
 without executing them, and says whether each one does anything besides rebuilding tensors.
 Every global the pickle names that is not a tensor rebuild, a storage, a dtype or a plain
-container is listed with its module, name and byte offset.
+container is listed with its module, name and byte offset. PATH may be an https:// or
+hf://OWNER/REPO[@REVISION]/PATH URL: only the pickle and the archive's directory are read.
 Exit codes: 0 every file is only tensor data, 3 a file names other functions, 2 a file is unreadable.`;
 
 /** Exit code when a file names functions beyond tensor rebuilds. */
@@ -23,7 +24,7 @@ export const scanCommand: Command = {
     let unreadable = false;
     for (const path of positionals) {
       try {
-        results.push(await scanCheckpoint({ path }, { signal: io.signal }));
+        results.push(await scanCheckpoint({ path, opener: openerFor(path, io.signal) }, { signal: io.signal }));
       } catch (e) {
         if (!isFormatError(e) || positionals.length === 1) throw e;
         unreadable = true;

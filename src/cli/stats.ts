@@ -2,7 +2,7 @@ import { BackendUnavailableError, disposeBackends } from '../pipelines/runtime';
 import type { BackendChoice } from '../core/job';
 import { openModel } from '../format/openModel';
 import { stats, type StatsReport, type TensorStats } from '../pipelines/stats';
-import { parseCommandArgs, UsageError, type Command } from './command';
+import { openerFor, parseCommandArgs, UsageError, type Command } from './command';
 import { escapeText } from '../format/escape';
 
 const USAGE = `usage: tensor-workbench stats PATH [--tensor NAME]... [--bins N] [--backend auto|cpu|webgpu] [--json]
@@ -10,7 +10,8 @@ const USAGE = `usage: tensor-workbench stats PATH [--tensor NAME]... [--bins N] 
 Per-tensor statistics and a health scan: counts of NaN, ±Inf, zeros and near-zeros
 (|x| < 1e-3·absMax), min, max, mean, population std, outliers (|x − mean| > 6·std),
 a linear and a log10|x| histogram (--bins, default 256) and the 16 largest |x|.
-PATH is a .safetensors file, a model.safetensors.index.json, or a folder.
+PATH is a .safetensors file, a model.safetensors.index.json, or a folder, or an
+https:// or hf://OWNER/REPO[@REVISION][/PATH] URL (read with Range requests).
 --tensor (repeatable) limits the scan to those tensors. The text table lists
 unhealthy tensors (NaN/Inf, all zeros) first; --json prints the full report.`;
 
@@ -80,7 +81,7 @@ export const statsCommand: Command = {
     if (bins !== undefined && (!Number.isInteger(bins) || bins < 1 || bins > 65536)) throw new UsageError(`--bins must be an integer from 1 to 65536, not '${values.bins}'`);
     const backend = (values.backend ?? 'auto') as BackendChoice;
     if (!BACKENDS.has(backend)) throw new UsageError(`--backend must be auto, webgpu or cpu, not '${values.backend}'`);
-    const model = await openModel(positionals[0]);
+    const model = await openModel(positionals[0], openerFor(positionals[0], io.signal));
     try {
       // The table shows neither histograms nor the largest |x|: without --json they are not kept
       // (at 100,000 tensors they would be most of the memory the command takes).

@@ -60,9 +60,9 @@ export class CompositeModel implements Model {
     return o;
   }
 
-  read(t: TensorInfo, offset: number, into: Uint8Array): Promise<void> {
+  read(t: TensorInfo, offset: number, into: Uint8Array, signal?: AbortSignal): Promise<void> {
     const o = this.local(t);
-    return o.model.read(o.local, offset, into);
+    return o.model.read(o.local, offset, into, signal);
   }
 
   chunks(t: TensorInfo, opts?: ChunkOptions): AsyncIterable<Uint8Array> {

@@ -7,7 +7,7 @@ export const FORMAT_ERROR_CODES = [
   'header_not_object', 'duplicate_key', 'metadata_invalid', 'tensor_invalid', 'dtype_unknown',
   'shape_invalid', 'offsets_invalid', 'overflow', 'size_mismatch', 'misaligned', 'offsets_hole',
   'offsets_overlap', 'truncated', 'trailing_bytes', 'index_invalid', 'shard_missing', 'tensor_missing',
-  'tensor_duplicate', 'not_found', 'file_changed', 'io', 'unsupported', 'output_is_input', 'permission_denied',
+  'tensor_duplicate', 'not_found', 'file_changed', 'io', 'http', 'http_no_range', 'http_auth', 'unsupported', 'output_is_input', 'permission_denied',
   'read_only', 'disk_full', 'not_a_folder', 'is_a_folder', 'already_exists', 'not_a_file', 'config_invalid',
   'pickle_invalid', 'unsafe_globals', 'zip_invalid', 'gguf_magic', 'gguf_version', 'gguf_big_endian', 'gguf_count',
   'gguf_string', 'gguf_key', 'gguf_value_type', 'gguf_bool', 'gguf_alignment', 'gguf_name', 'gguf_dims', 'gguf_row',
@@ -51,6 +51,9 @@ export type FormatErrorCode =
   | 'not_found' // a path or tensor that was asked for does not exist
   | 'file_changed' // the file changed on disk since its header was read
   | 'io' // the operating system refused a read or a write
+  | 'http' // an HTTP server answered with an error, or the connection failed after the retries
+  | 'http_no_range' // an HTTP server ignores Range requests: reading a tensor would download the whole file
+  | 'http_auth' // the server refused access (401/403): a gated or private repository, or a token without access
   | 'output_is_input' // an output file would replace or remove an input file (same path, link or inode)
   | 'permission_denied' // EACCES/EPERM on a path the user gave
   | 'read_only' // EROFS: the output is on a read-only file system

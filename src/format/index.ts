@@ -8,6 +8,7 @@ export * from './reader';
 export * from './openModel';
 export * from './readers';
 export * from './storage';
+export * from './httpOpener';
 export * from './decode';
 export * from './writer';
 export * from './outputs';

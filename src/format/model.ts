@@ -81,14 +81,14 @@ export interface Model {
    */
   readonly safety?: { readonly clean: boolean; readonly text: string; readonly findings?: readonly string[] };
   tensor(name: string): TensorInfo | undefined;
-  /** Reads `into.length` bytes of a tensor starting `offset` bytes into it. */
-  read(t: TensorInfo, offset: number, into: Uint8Array): Promise<void>;
+  /** Reads `into.length` bytes of a tensor starting `offset` bytes into it; `signal` aborts a read in flight (HTTP). */
+  read(t: TensorInfo, offset: number, into: Uint8Array, signal?: AbortSignal): Promise<void>;
   /**
    * Reads from the start of `first` to the end of `last` (same file, `last` at or after `first`)
    * in one read: many small tensors cost one request instead of one each. Optional; callers
    * fall back to `read` per tensor.
    */
-  readSpan?(first: TensorInfo, last: TensorInfo, into: Uint8Array): Promise<void>;
+  readSpan?(first: TensorInfo, last: TensorInfo, into: Uint8Array, signal?: AbortSignal): Promise<void>;
   /**
    * Streams a tensor in bounded chunks that end on element boundaries (on byte
    * boundaries that are also element boundaries for sub-byte dtypes). The yielded

@@ -36,12 +36,12 @@ export interface OpenedFile {
   readonly tensors: TensorInfo[];
 }
 
-async function readFully(source: ByteSource, offset: number, into: Uint8Array, path: string, tensor?: string): Promise<void> {
+async function readFully(source: ByteSource, offset: number, into: Uint8Array, path: string, tensor?: string, signal?: AbortSignal): Promise<void> {
   let n: number;
   try {
-    n = await source.read(offset, into);
+    n = await source.read(offset, into, signal);
   } catch (e) {
-    if (e instanceof FormatError) throw e;
+    if (e instanceof FormatError || (e instanceof Error && e.name === 'AbortError')) throw e;
     throw new FormatError('io', (e as Error)?.message ?? String(e), path, tensor);
   }
   if (n < into.length) {
@@ -92,20 +92,20 @@ export class SourceModel implements Model {
     return this.byName.get(name);
   }
 
-  async read(t: TensorInfo, offset: number, into: Uint8Array): Promise<void> {
+  async read(t: TensorInfo, offset: number, into: Uint8Array, signal?: AbortSignal): Promise<void> {
     this.checkRange(t, offset, into.length);
     if (into.length === 0) return;
-    await this.readAt(t, offset, into, true);
+    await this.readAt(t, offset, into, true, signal);
   }
 
-  async readSpan(first: TensorInfo, last: TensorInfo, into: Uint8Array): Promise<void> {
+  async readSpan(first: TensorInfo, last: TensorInfo, into: Uint8Array, signal?: AbortSignal): Promise<void> {
     this.checkRange(first, 0, 0);
     this.checkRange(last, 0, last.byteLength);
     if (first.file !== last.file || last.byteOffset < first.byteOffset || last.byteOffset + last.byteLength - first.byteOffset !== into.length) {
       throw new RangeError(`a span from '${first.name}' to '${last.name}' is not ${into.length} bytes of one file`);
     }
     if (into.length === 0) return;
-    await this.readAt(first, 0, into, true);
+    await this.readAt(first, 0, into, true, signal);
   }
 
   async *chunks(t: TensorInfo, opts: ChunkOptions = {}): AsyncGenerator<Uint8Array> {
@@ -127,7 +127,7 @@ export class SourceModel implements Model {
     let pos = 0;
     let k = 0;
     let lastCheck = performance.now();
-    let pending: Promise<Uint8Array> | undefined = this.readChunk(t, 0, bufs[0].subarray(0, Math.min(size, total)), true);
+    let pending: Promise<Uint8Array> | undefined = this.readChunk(t, 0, bufs[0].subarray(0, Math.min(size, total)), true, signal);
     try {
       while (pending) {
         const cur: Uint8Array = await pending;
@@ -141,7 +141,7 @@ export class SourceModel implements Model {
           // The last chunk is always checked, so a stream that ends cleanly read one unchanged file.
           const check = pos + n === total || now - lastCheck >= CHANGE_CHECK_MS;
           if (check) lastCheck = now;
-          pending = this.readChunk(t, pos, bufs[k].subarray(0, n), check);
+          pending = this.readChunk(t, pos, bufs[k].subarray(0, n), check, signal);
         }
         yield cur;
       }
@@ -173,17 +173,17 @@ export class SourceModel implements Model {
     return m !== undefined && m.file === t.file && m.byteOffset === t.byteOffset && m.byteLength === t.byteLength;
   }
 
-  private async readChunk(t: TensorInfo, offset: number, into: Uint8Array, checkChange: boolean): Promise<Uint8Array> {
-    await this.readAt(t, offset, into, checkChange);
+  private async readChunk(t: TensorInfo, offset: number, into: Uint8Array, checkChange: boolean, signal?: AbortSignal): Promise<Uint8Array> {
+    await this.readAt(t, offset, into, checkChange, signal);
     return into;
   }
 
-  private async readAt(t: TensorInfo, offset: number, into: Uint8Array, checkChange: boolean): Promise<void> {
+  private async readAt(t: TensorInfo, offset: number, into: Uint8Array, checkChange: boolean, signal?: AbortSignal): Promise<void> {
     const source = this.sources[t.file];
     const path = this.files[t.file].path;
     // The change check runs beside the read, so it adds no latency.
     const [readError, changed] = await Promise.all([
-      readFully(source, t.byteOffset + offset, into, path, t.name).then(
+      readFully(source, t.byteOffset + offset, into, path, t.name, signal).then(
         () => undefined,
         (e: unknown) => e,
       ),

@@ -83,8 +83,11 @@ export interface ByteSource {
   readonly size: number;
   /** Modification time in ms when known; used to detect files changed on disk. */
   readonly mtimeMs?: number;
-  /** Fills `into` from `offset`; returns the number of bytes read (short only at end of file). */
-  read(offset: number, into: Uint8Array): Promise<number>;
+  /**
+   * Fills `into` from `offset`; returns the number of bytes read (short only at end of file).
+   * `signal` aborts a read in flight where the source can (HTTP); local reads finish quickly anyway.
+   */
+  read(offset: number, into: Uint8Array, signal?: AbortSignal): Promise<number>;
   /**
    * True when the file no longer matches what was opened (size or mtime). Optional: a
    * source that can tell lets readers fail with `file_changed` instead of returning stale bytes.

@@ -8,6 +8,7 @@ import { CompareCommand } from './diff/compareCommand';
 import { log } from './log';
 import { MergeCommand } from './mergeCommand';
 import { QuantizeCommand } from './quantizeCommand';
+import { RemoteModelCommands } from './remoteModel';
 import { ViewerProvider } from './viewer/viewerProvider';
 
 /**
@@ -24,7 +25,9 @@ export function activate(context: vscode.ExtensionContext): void {
 
   // ── registration points: one line per feature ──────────────────────────────
   // viewer (src/vscode/viewer/)
-  ViewerProvider.register(context);
+  const viewer = ViewerProvider.register(context);
+  // models over HTTP (src/vscode/remoteModel.ts), shown in the same viewer
+  RemoteModelCommands.register(context, (uri) => viewer.openAsModel(uri));
   CompareCommand.register(context);
   QuantizeCommand.register(context);
   MergeCommand.register(context);

@@ -3,6 +3,7 @@ import { FormatError } from '../format/errors';
 import { MAX_INDEX_BYTES, nodeOpener } from '../format/openModel';
 import type { ByteSource } from '../format/source';
 import type { SourceOpener } from '../format/model';
+import { REMOTE_SCHEME, remoteOpener, remotePathOf } from './remoteSource';
 
 /**
  * The stable `vscode.workspace.fs` API has no positional read, only whole-file
@@ -126,10 +127,12 @@ export const nodeSourceOpener: SourceOpener = nodeOpener;
 /**
  * The opener for a resource, and the path to hand to the format core. `file:` URIs
  * are on the extension host's disk (also in remote windows, where the host runs
- * remotely), so they are streamed; every other scheme goes through workspace.fs.
+ * remotely), so they are streamed; models by URL are read with HTTP Range requests;
+ * every other scheme goes through workspace.fs.
  */
 export function openerFor(uri: vscode.Uri, fs: WorkspaceFs): { opener: SourceOpener; path: string } {
   if (uri.scheme === 'file') return { opener: nodeSourceOpener, path: uri.fsPath };
+  if (uri.scheme === REMOTE_SCHEME) return { opener: remoteOpener(), path: remotePathOf(uri) };
   return { opener: new WorkspaceSourceOpener(fs, uri), path: uri.path };
 }
 

@@ -11,11 +11,14 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { FormatError } from '../../src/format/errors';
 import { CancelledError } from '../../src/core/job';
+import { HttpOpener } from '../../src/format/httpOpener';
+import { openModel } from '../../src/format/openModel';
 import { Disposable } from '../../src/vscode/dispose';
 import { signalFromToken } from '../../src/vscode/jobProgress';
 import { runJob } from '../../src/vscode/progress';
 import { WorkspaceSourceOpener, nodeSourceOpener, openerFor } from '../../src/vscode/workspaceSource';
 import { diffVscodeCases } from '../diff/diffVscodeCases';
+import { serve, startRangeServer } from '../http/rangeServer';
 
 export const EXTENSION_ID = 'tensor-workbench.tensor-workbench';
 export const VIEW_TYPE = 'tensorWorkbench.viewer';
@@ -177,6 +180,37 @@ const cases: Case[] = [
         await assert.rejects(opener.open('/models/missing.safetensors'), (e) => e instanceof FormatError && e.code === 'not_found' && e.message.includes('missing.safetensors'));
       } finally {
         reg.dispose();
+      }
+    },
+  ],
+  [
+    'a model by URL opens in the viewer, read with Range requests, with the header the file on disk has',
+    async () => {
+      const model = await sampleModel();
+      const server = await startRangeServer({ otherHost: false });
+      try {
+        const url = serve(server, '/suite/model.safetensors', new Uint8Array(readFileSync(model.fsPath)));
+        await vscode.commands.executeCommand('tensorWorkbench.openModelFromUrl', url);
+        let opened: vscode.Uri | undefined;
+        await until('the viewer on the URL', () => {
+          const input = vscode.window.tabGroups.activeTabGroup.activeTab?.input;
+          opened = input instanceof vscode.TabInputCustom && input.viewType === VIEW_TYPE ? input.uri : undefined;
+          return opened?.scheme === 'tensor-workbench-remote';
+        });
+        // The viewer's document asks for the header: at least one Range request reached the server.
+        await until('a range request', () => server.log.some((r) => r.status === 206));
+        const { opener, path } = openerFor(opened!, vscode.workspace.fs);
+        assert.ok(opener instanceof HttpOpener);
+        assert.equal(path, url);
+        const [remote, local] = [await openModel(path, opener), await openModel(model.fsPath)];
+        assert.deepEqual(
+          remote.tensors.map((t) => [t.name, t.dtype, t.shape, t.byteOffset]),
+          local.tensors.map((t) => [t.name, t.dtype, t.shape, t.byteOffset]),
+        );
+        await Promise.all([remote.close(), local.close()]);
+        await vscode.commands.executeCommand('workbench.action.closeAllEditors');
+      } finally {
+        await server.close();
       }
     },
   ],
