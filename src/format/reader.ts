@@ -3,7 +3,7 @@ import { FormatError } from './errors';
 import { HEADER_PREFIX_BYTES, parseHeader, readHeaderLength } from './header';
 import type { ChunkOptions, Model, ModelFile, TensorInfo } from './model';
 import type { ByteSource } from './source';
-import { plainStorage, storageUnit } from './storage';
+import { plainStorage, storageUnit, type TensorPart } from './storage';
 
 /**
  * Default chunk for streaming tensor bytes. Each read costs a thread-pool round trip
@@ -79,6 +79,7 @@ export class SourceModel implements Model {
     readonly files: readonly ModelFile[],
     readonly tensors: readonly TensorInfo[],
     private readonly sources: readonly ByteSource[],
+    readonly notes?: readonly string[],
   ) {
     this.byName = new Map();
     for (const t of tensors) this.byName.set(t.name, t);
@@ -96,6 +97,25 @@ export class SourceModel implements Model {
     this.checkRange(t, offset, into.length);
     if (into.length === 0) return;
     await this.readAt(t, offset, into, true);
+  }
+
+  /** The same files and sources seen through other tensors (logical ones built from these); the new model owns the sources. */
+  withTensors(tensors: readonly TensorInfo[], notes: readonly string[]): SourceModel {
+    return new SourceModel(this.path, this.files, tensors, this.sources, [...(this.notes ?? []), ...notes]);
+  }
+
+  /** Reads `into.length` bytes of one part of a tensor (a scheme's scale, say), `offset` bytes into the part. */
+  async readPart(t: TensorInfo, part: TensorPart, offset: number, into: Uint8Array): Promise<void> {
+    this.checkRange(t, 0, 0);
+    if (!(t.parts ?? []).includes(part) && !(t.parts ?? []).some((p) => p.file === part.file && p.byteOffset === part.byteOffset && p.byteLength === part.byteLength)) {
+      throw new RangeError(`the part '${part.role}' is not a part of tensor '${t.name}'`);
+    }
+    if (!Number.isInteger(offset) || offset < 0 || offset + into.length > part.byteLength) {
+      throw new RangeError(`bytes ${offset}..${offset + into.length} are outside part '${part.role}' of '${t.name}' (${part.byteLength} bytes)`);
+    }
+    if (into.length === 0) return;
+    const view: TensorInfo = { ...t, file: part.file, byteOffset: part.byteOffset, byteLength: part.byteLength };
+    await this.readAt(view, offset, into, true);
   }
 
   async *chunks(t: TensorInfo, opts: ChunkOptions = {}): AsyncGenerator<Uint8Array> {
