@@ -42,7 +42,7 @@ export function gptqCpu(parts: readonly Uint8Array[], out: Float32Array, s: Sche
         z = (qzeros[g * zWords + (o >> 3)] >>> sh) & 15;
       } else {
         q = (qweight[Math.floor(i / per) * rows + o] >>> ((i % per) * bits)) & mask;
-        z = ((qzeros[g * zWords + Math.floor(o / per)] >>> ((o % per) * bits)) & mask) + zeroOffset;
+        z = (((qzeros[g * zWords + Math.floor(o / per)] >>> ((o % per) * bits)) & mask) + zeroOffset) & mask;
       }
       out[o * cols + i] = (q - z) * scales[g * rows + o];
     }

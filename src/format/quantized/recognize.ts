@@ -12,7 +12,8 @@ export interface RuleContext {
   readonly ints: (t: TensorInfo) => Promise<number[]>;
 }
 
-const FLOAT_SCALES = new Set(['F32', 'F16', 'BF16']);
+// F8_E8M0: power-of-two block scales (UE8M0), which Transformers also accepts for `weight_scale_inv`.
+const FLOAT_SCALES = new Set(['F32', 'F16', 'BF16', 'F8_E8M0']);
 const FP8 = new Set(['F8_E4M3', 'F8_E5M2']);
 // DeepSeek-V3 and Qwen FP8 checkpoints use 128 × 128 blocks; assumed when config.json is absent and the shapes allow it.
 const COMMON_BLOCK = 128;
@@ -87,7 +88,17 @@ export function mxfp4Rule(t: TensorInfo, cx: RuleContext): RuleResult | undefine
   if (n < 2 || t.shape[n - 1] !== 16 || scales.dtype !== 'U8' || scales.shape.length !== n - 1 || !scales.shape.every((d, i) => d === t.shape[i])) {
     return { raw: `blocks [${t.shape}] and scales [${scales.shape}] are not MXFP4's [..., G, 16] and [..., G]` };
   }
-  const shape = [...t.shape.slice(0, n - 2), t.shape[n - 2] * 32];
+  const groups = t.shape[n - 2];
+  // Experts ([E, rows, G, 16]) read as Transformers lays them out, [E, G × 32, rows]: one expert per unit.
+  if (n === 4) {
+    const [experts, rows] = t.shape;
+    const parts: PartOf[] = [
+      { role: 'blocks', t, unitBytes: rows * groups * 16 },
+      { role: 'scales', t: scales, unitBytes: rows * groups },
+    ];
+    return { logical: logicalTensor(stem, [experts, groups * 32, rows], 'mxfp4', parts, rows * groups * 32, { rows, groups }), used: [t.name, scales.name] };
+  }
+  const shape = [...t.shape.slice(0, n - 2), groups * 32];
   const parts: PartOf[] = [
     { role: 'blocks', t, unitBytes: 16 },
     { role: 'scales', t: scales, unitBytes: 1 },
