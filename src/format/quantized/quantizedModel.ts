@@ -50,7 +50,6 @@ export async function recognizeQuantized(tensors: readonly TensorInfo[], configT
       break;
     }
   }
-  if (logicalAt.size === 0) return { tensors: [...tensors], notes };
   const out: TensorInfo[] = [];
   for (const t of tensors) {
     const l = logicalAt.get(t.name);
@@ -60,6 +59,7 @@ export async function recognizeQuantized(tensors: readonly TensorInfo[], configT
       if (PART_NAME.test(t.name) && !notes.some((n) => n.startsWith(`${t.name}:`))) notes.push(`${t.name}: kept as stored: no quantized weight it belongs to was recognised`);
     }
   }
+  if (logicalAt.size === 0) return { tensors: [...tensors], notes };
   const names = out.map((t) => t.name);
   if (new Set(names).size !== names.length) return { tensors: [...tensors], notes: ['quantized weights kept as stored: their logical names would clash with stored tensors'] };
   const summary = [...counts].map(([s, n]) => `${n} ${s}`).join(', ');
