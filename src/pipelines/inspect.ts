@@ -100,8 +100,10 @@ export function renderInspectText(r: InspectReport): string {
   const bytesBy: Record<string, number> = {};
   const countBy: Record<string, number> = {};
   for (const t of r.tensors) {
-    bytesBy[t.dtype] = (bytesBy[t.dtype] ?? 0) + t.byteLength;
-    countBy[t.dtype] = (countBy[t.dtype] ?? 0) + 1;
+    // A quantized weight is listed under its scheme, with the bytes of all its parts.
+    const kind = t.scheme ?? t.dtype;
+    bytesBy[kind] = (bytesBy[kind] ?? 0) + (t.parts ? t.parts.reduce((s, p) => s + p.byteLength, 0) : t.byteLength);
+    countBy[kind] = (countBy[kind] ?? 0) + 1;
   }
   const rows = Object.keys(r.parameters.byDtype).sort((a, b) => r.parameters.byDtype[b] - r.parameters.byDtype[a]);
   for (const d of rows) {
