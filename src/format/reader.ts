@@ -94,6 +94,7 @@ export class SourceModel implements Model {
   }
 
   async read(t: TensorInfo, offset: number, into: Uint8Array): Promise<void> {
+    this.refuseScheme(t);
     this.checkRange(t, offset, into.length);
     if (into.length === 0) return;
     await this.readAt(t, offset, into, true);
@@ -121,6 +122,7 @@ export class SourceModel implements Model {
   async *chunks(t: TensorInfo, opts: ChunkOptions = {}): AsyncGenerator<Uint8Array> {
     const signal = opts.signal;
     signal?.throwIfAborted();
+    this.refuseScheme(t);
     this.checkRange(t, 0, t.byteLength);
     const total = t.byteLength;
     if (total === 0) return;
@@ -165,6 +167,16 @@ export class SourceModel implements Model {
     if (this.closed) return;
     this.closed = true;
     await Promise.all(this.sources.map((s) => s.close()));
+  }
+
+  /**
+   * A quantized weight's data part alone means nothing (packed bytes, no scales): its bytes are
+   * read part by part through `readPart` (src/format/quantized/units.ts), and a caller that
+   * would take them for plain values gets this error instead of wrong numbers.
+   */
+  private refuseScheme(t: TensorInfo): void {
+    if (t.storage.kind !== 'scheme') return;
+    throw new FormatError('unsupported', `a quantized weight (${t.storage.scheme}); this command does not dequantize it yet (stats and inspect do)`, this.files[t.file]?.path ?? this.path, t.name);
   }
 
   private checkRange(t: TensorInfo, offset: number, length: number): void {

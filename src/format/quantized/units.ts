@@ -30,8 +30,7 @@ export async function readSchemeUnits(model: Model, t: TensorInfo, u0: number, u
       const start = per[k] === 0 ? 0 : Math.min(u0 * per[k], p.byteLength);
       const end = per[k] === 0 ? p.byteLength : Math.min(u1 * per[k], p.byteLength);
       const b = new Uint8Array(end - start);
-      if (k === 0) await model.read(t, start, b);
-      else await model.readPart!(t, p, start, b);
+      await model.readPart!(t, p, start, b);
       return b;
     }),
   );
