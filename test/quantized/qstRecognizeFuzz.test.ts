@@ -77,7 +77,7 @@ test('random quantized-looking headers: recognition never throws, and logical te
     assert.equal(new Set(r.tensors.map((t) => t.name)).size, r.tensors.length);
     for (const t of r.tensors) {
       const s = t.storage;
-      if (s.kind !== 'scheme') continue;
+      if (s?.kind !== 'scheme') continue;
       logical++;
       const units = unitCount(t);
       const per = s.partUnitBytes!;

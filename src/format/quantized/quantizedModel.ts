@@ -45,7 +45,7 @@ export async function recognizeQuantized(tensors: readonly TensorInfo[], configT
       for (const n of r.used) used.add(n);
       logicalAt.set(t.name, r.logical);
       if (r.note) notes.push(r.note);
-      const s = r.logical.storage.kind === 'scheme' ? r.logical.storage.scheme : '';
+      const s = r.logical.storage?.kind === 'scheme' ? r.logical.storage.scheme : '';
       counts.set(s, (counts.get(s) ?? 0) + 1);
       break;
     }

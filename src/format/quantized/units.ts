@@ -1,5 +1,5 @@
 import type { Model, TensorInfo } from '../model';
-import { partsOf } from '../model';
+import { partsOf, storageOf } from '../model';
 import { storageUnit } from '../storage';
 
 /** The bytes of units [u0, u1) of a scheme tensor: its data part and every other part's matching bytes. */
@@ -12,7 +12,7 @@ export interface SchemeUnits {
 
 /** How many units a scheme tensor has (its last one may be short). */
 export function unitCount(t: TensorInfo): number {
-  return Math.ceil(t.numel / storageUnit(t.storage).elements);
+  return Math.ceil(t.numel / storageUnit(storageOf(t)).elements);
 }
 
 /**
@@ -20,7 +20,7 @@ export function unitCount(t: TensorInfo): number {
  * share starts; a part with 0 per unit is read whole. Reads go through the model's sources.
  */
 export async function readSchemeUnits(model: Model, t: TensorInfo, u0: number, u1: number): Promise<SchemeUnits> {
-  const s = t.storage;
+  const s = storageOf(t);
   if (s.kind !== 'scheme' || !model.readPart) throw new Error(`tensor '${t.name}' is not a scheme tensor of a model that reads parts`);
   const unit = storageUnit(s);
   const parts = partsOf(t);
