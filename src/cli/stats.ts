@@ -43,7 +43,7 @@ export function renderStatsText(r: StatsReport): string {
   const rank = (t: TensorStats): number => (t.nan + t.posInf + t.negInf > 0 ? 0 : t.count > 0 && t.zeros === t.count ? 1 : 2);
   const ranks = Uint8Array.from(r.tensors, rank);
   const order = Array.from(r.tensors, (_, i) => i).sort((a, b) => ranks[a] - ranks[b] || a - b);
-  const cells = (t: TensorStats): string[] => [escapeText(t.name), t.dtype, `[${t.shape.join(', ')}]`, fmt(t.min), fmt(t.max), fmt(t.mean), fmt(t.std), pct(t.zeros, t.count), pct(t.nearZero, t.count), String(t.outliers), problems(t) || 'ok'];
+  const cells = (t: TensorStats): string[] => [escapeText(t.name), t.scheme ?? t.dtype, `[${t.shape.join(', ')}]`, fmt(t.min), fmt(t.max), fmt(t.mean), fmt(t.std), pct(t.zeros, t.count), pct(t.nearZero, t.count), String(t.outliers), problems(t) || 'ok'];
   const head = ['tensor', 'dtype', 'shape', 'min', 'max', 'mean', 'std', 'zeros', 'near0', 'outliers', 'health'];
   // Two passes over the cells (widths, then lines) rather than a table of them held whole:
   // at 100,000 tensors those strings would outweigh the report itself.

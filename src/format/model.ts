@@ -95,6 +95,8 @@ export interface Model {
    * array may be reused by the next iteration: copy what must outlive it.
    */
   chunks(t: TensorInfo, opts?: ChunkOptions): AsyncIterable<Uint8Array>;
+  /** Reads bytes of one of `t.parts` (a scheme's scales), `offset` bytes into that part. Models with scheme tensors have it. */
+  readPart?(t: TensorInfo, part: TensorPart, offset: number, into: Uint8Array): Promise<void>;
   close(): Promise<void>;
 }
 

@@ -3,7 +3,7 @@ import { FormatError } from './errors';
 import { HEADER_PREFIX_BYTES, parseHeader, readHeaderLength } from './header';
 import { storageOf, type ChunkOptions, type Model, type ModelFile, type TensorInfo } from './model';
 import type { ByteSource } from './source';
-import { plainStorage, storageUnit } from './storage';
+import { plainStorage, storageUnit, type TensorPart } from './storage';
 
 /**
  * Default chunk for streaming tensor bytes. Each read costs a thread-pool round trip
@@ -79,6 +79,7 @@ export class SourceModel implements Model {
     readonly files: readonly ModelFile[],
     readonly tensors: readonly TensorInfo[],
     private readonly sources: readonly ByteSource[],
+    readonly notes?: readonly string[],
   ) {
     this.byName = new Map();
     for (const t of tensors) this.byName.set(t.name, t);
@@ -93,9 +94,29 @@ export class SourceModel implements Model {
   }
 
   async read(t: TensorInfo, offset: number, into: Uint8Array, signal?: AbortSignal): Promise<void> {
+    this.refuseScheme(t);
     this.checkRange(t, offset, into.length);
     if (into.length === 0) return;
     await this.readAt(t, offset, into, true, signal);
+  }
+
+  /** The same files and sources seen through other tensors (logical ones built from these); the new model owns the sources. */
+  withTensors(tensors: readonly TensorInfo[], notes: readonly string[]): SourceModel {
+    return new SourceModel(this.path, this.files, tensors, this.sources, [...(this.notes ?? []), ...notes]);
+  }
+
+  /** Reads `into.length` bytes of one part of a tensor (a scheme's scale, say), `offset` bytes into the part. */
+  async readPart(t: TensorInfo, part: TensorPart, offset: number, into: Uint8Array, signal?: AbortSignal): Promise<void> {
+    this.checkRange(t, 0, 0);
+    if (!(t.parts ?? []).includes(part) && !(t.parts ?? []).some((p) => p.file === part.file && p.byteOffset === part.byteOffset && p.byteLength === part.byteLength)) {
+      throw new RangeError(`the part '${part.role}' is not a part of tensor '${t.name}'`);
+    }
+    if (!Number.isInteger(offset) || offset < 0 || offset + into.length > part.byteLength) {
+      throw new RangeError(`bytes ${offset}..${offset + into.length} are outside part '${part.role}' of '${t.name}' (${part.byteLength} bytes)`);
+    }
+    if (into.length === 0) return;
+    const view: TensorInfo = { ...t, file: part.file, byteOffset: part.byteOffset, byteLength: part.byteLength };
+    await this.readAt(view, offset, into, true, signal);
   }
 
   async readSpan(first: TensorInfo, last: TensorInfo, into: Uint8Array, signal?: AbortSignal): Promise<void> {
@@ -111,6 +132,7 @@ export class SourceModel implements Model {
   async *chunks(t: TensorInfo, opts: ChunkOptions = {}): AsyncGenerator<Uint8Array> {
     const signal = opts.signal;
     signal?.throwIfAborted();
+    this.refuseScheme(t);
     this.checkRange(t, 0, t.byteLength);
     const total = t.byteLength;
     if (total === 0) return;
@@ -155,6 +177,16 @@ export class SourceModel implements Model {
     if (this.closed) return;
     this.closed = true;
     await Promise.all(this.sources.map((s) => s.close()));
+  }
+
+  /**
+   * A quantized weight's data part alone means nothing (packed bytes, no scales): its bytes are
+   * read part by part through `readPart` (src/format/quantized/units.ts), and a caller that
+   * would take them for plain values gets this error instead of wrong numbers.
+   */
+  private refuseScheme(t: TensorInfo): void {
+    if (t.storage?.kind !== 'scheme') return;
+    throw new FormatError('unsupported', `a quantized weight (${t.storage.scheme}); this command does not dequantize it yet (stats and inspect do)`, this.files[t.file]?.path ?? this.path, t.name);
   }
 
   private checkRange(t: TensorInfo, offset: number, length: number): void {

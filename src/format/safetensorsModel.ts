@@ -4,6 +4,7 @@ import { mapLimited } from '../core/stream';
 import { FormatError } from './errors';
 import { parseJsonChecked } from './header';
 import type { Model, ModelFile, SourceOpener, TensorInfo } from './model';
+import { withQuantized } from './quantized/open';
 import { openSource, readFileHeader, SourceModel } from './reader';
 import { NodeFileSource, readSmallTextFile, type ByteSource } from './source';
 import { looksLikeTorchPath } from './pickle/torch';
@@ -288,14 +289,14 @@ function listSome(names: readonly string[]): string {
  * (any `*.json` is read as an index), or a folder holding either. Only headers are read.
  */
 export async function openSafetensorsModel(path: string, opener: SourceOpener = nodeOpener): Promise<Model> {
-  if (path.endsWith('.json')) return openIndexedModel(path, opener);
-  if (path.endsWith('.safetensors')) return openSafetensorsFile(path, opener);
+  if (path.endsWith('.json')) return withQuantized(await openIndexedModel(path, opener), parentOf(path), opener);
+  if (path.endsWith('.safetensors')) return withQuantized(await openSafetensorsFile(path, opener), parentOf(path), opener);
   let names: string[] | undefined;
   try {
     names = await opener.list(path);
   } catch {
     names = undefined;
   }
-  if (names !== undefined) return openFolderModel(path, opener, names);
-  return openSafetensorsFile(path, opener);
+  if (names !== undefined) return withQuantized(await openFolderModel(path, opener, names), path, opener);
+  return withQuantized(await openSafetensorsFile(path, opener), parentOf(path), opener);
 }

@@ -13,7 +13,21 @@ import { DTYPE_INFO, DTYPES, type DType } from './dtypes';
 export type StorageType =
   | { readonly kind: 'dtype'; readonly dtype: DType }
   | { readonly kind: 'blocks'; readonly type: string; readonly blockElements: number; readonly blockBytes: number }
-  | { readonly kind: 'scheme'; readonly scheme: string; readonly parts: readonly string[]; readonly unit: StorageUnit };
+  | {
+      readonly kind: 'scheme';
+      readonly scheme: string;
+      readonly parts: readonly string[];
+      readonly unit: StorageUnit;
+      /** What the scheme's decoder needs besides the bytes (columns, group sizes, part dtypes). */
+      readonly params?: SchemeParams;
+      /**
+       * Bytes of each part (data first) that one unit of the data part matches: a chunk of
+       * whole units reads the same units of every part; 0 means the decoder takes the whole part.
+       */
+      readonly partUnitBytes?: readonly number[];
+    };
+
+export type SchemeParams = Readonly<Record<string, number | string>>;
 
 /** The smallest whole piece of a storage: a chunk of a tensor starts and ends on these. */
 export interface StorageUnit {

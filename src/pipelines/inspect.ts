@@ -1,4 +1,5 @@
 import { openModel, type DType, type Model, type SourceOpener } from '../format';
+import { partsOf } from '../format/model';
 import type { JobContext } from '../core/job';
 import { throwIfCancelled } from '../core/job';
 import { estimateMemory } from './memory';
@@ -12,7 +13,7 @@ export interface InspectReport {
   readonly files: { path: string; bytes: number; headerBytes: number }[];
   readonly metadata: Readonly<Record<string, string>>;
   /** Header order, file by file; `byteOffset` is absolute within `file`. */
-  readonly tensors: { name: string; dtype: DType; shape: readonly number[]; file: string; byteOffset: number; byteLength: number }[];
+  readonly tensors: InspectTensor[];
   readonly parameters: { total: number; byDtype: Record<string, number> };
   /** Bytes of tensor data, all files together (headers excluded). */
   readonly bytes: number;
@@ -20,6 +21,18 @@ export interface InspectReport {
   readonly safety?: { readonly clean: boolean; readonly text: string };
   /** What the format reader wants said (shared storages, entries left out). */
   readonly notes?: readonly string[];
+}
+
+/** One logical tensor; a quantized weight adds its scheme and the stored tensors' byte ranges it is read from. */
+export interface InspectTensor {
+  name: string;
+  dtype: DType;
+  shape: readonly number[];
+  file: string;
+  byteOffset: number;
+  byteLength: number;
+  scheme?: string;
+  parts?: { role: string; file: string; byteOffset: number; byteLength: number }[];
 }
 
 export interface InspectArgs {
@@ -33,10 +46,17 @@ export function inspectReport(model: Model): InspectReport {
   let total = 0;
   let bytes = 0;
   const tensors = model.tensors.map((t) => {
-    byDtype[t.dtype] = (byDtype[t.dtype] ?? 0) + t.numel;
+    // A quantized weight counts under its scheme, with the bytes of all its parts.
+    const kind = t.storage?.kind === 'scheme' ? t.storage.scheme : t.dtype;
+    byDtype[kind] = (byDtype[kind] ?? 0) + t.numel;
     total += t.numel;
-    bytes += t.byteLength;
-    return { name: t.name, dtype: t.dtype, shape: t.shape, file: model.files[t.file].path, byteOffset: t.byteOffset, byteLength: t.byteLength };
+    bytes += partsOf(t).reduce((s, p) => s + p.byteLength, 0);
+    const row: InspectTensor = { name: t.name, dtype: t.dtype, shape: t.shape, file: model.files[t.file].path, byteOffset: t.byteOffset, byteLength: t.byteLength };
+    if (t.storage?.kind === 'scheme') {
+      row.scheme = t.storage.scheme;
+      row.parts = partsOf(t).map((p) => ({ role: p.role, file: model.files[p.file].path, byteOffset: p.byteOffset, byteLength: p.byteLength }));
+    }
+    return row;
   });
   return {
     path: model.path,
@@ -81,8 +101,10 @@ export function renderInspectText(r: InspectReport): string {
   const bytesBy: Record<string, number> = {};
   const countBy: Record<string, number> = {};
   for (const t of r.tensors) {
-    bytesBy[t.dtype] = (bytesBy[t.dtype] ?? 0) + t.byteLength;
-    countBy[t.dtype] = (countBy[t.dtype] ?? 0) + 1;
+    // A quantized weight is listed under its scheme, with the bytes of all its parts.
+    const kind = t.scheme ?? t.dtype;
+    bytesBy[kind] = (bytesBy[kind] ?? 0) + (t.parts ? t.parts.reduce((s, p) => s + p.byteLength, 0) : t.byteLength);
+    countBy[kind] = (countBy[kind] ?? 0) + 1;
   }
   const rows = Object.keys(r.parameters.byDtype).sort((a, b) => r.parameters.byDtype[b] - r.parameters.byDtype[a]);
   for (const d of rows) {

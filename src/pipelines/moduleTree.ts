@@ -23,6 +23,8 @@ export interface ModuleTensor {
   /** The full tensor name (for a folded node: the first member's tensor). */
   readonly fullName: string;
   readonly dtype: DType;
+  /** A quantized weight's scheme (`fp8-block`, `gptq` …), shown instead of its stored dtype. */
+  readonly scheme?: string;
   readonly shape: readonly number[];
   readonly params: number;
   readonly bytes: number;
@@ -59,6 +61,7 @@ export interface ModuleNode {
 export interface TreeTensorInput {
   readonly name: string;
   readonly dtype: DType;
+  readonly scheme?: string;
   readonly shape: readonly number[];
   readonly byteLength?: number;
 }
@@ -206,7 +209,7 @@ export function buildModuleTree(tensors: readonly TreeTensorInput[], opts: { fol
     }
     prev = name;
     const params = numelOf(t.shape);
-    node.tensors.push({ name: name.slice(start), fullName: name, dtype: t.dtype, shape: t.shape, params, bytes: t.byteLength ?? (params * DTYPE_INFO[t.dtype].bits) / 8 });
+    node.tensors.push({ name: name.slice(start), fullName: name, dtype: t.dtype, ...(t.scheme ? { scheme: t.scheme } : {}), shape: t.shape, params, bytes: t.byteLength ?? (params * DTYPE_INFO[t.dtype].bits) / 8 });
   }
   return finish(root, '', opts.fold ?? true);
 }
@@ -226,7 +229,7 @@ export interface RenderOptions {
 const DEFAULT_MAX_LINES = 400;
 
 function tensorLabel(t: ModuleTensor): string {
-  return `${t.dtype} [${t.shape.join(', ')}]`;
+  return `${t.scheme ?? t.dtype} [${t.shape.join(', ')}]`;
 }
 
 /**

@@ -5,9 +5,12 @@ import type { Backend } from '../compute/kernel';
 import { SMALL_TENSOR_BYTES } from './statsBatch';
 import { statsKernel, type BinsResult, type StatsResult, type TopEntry, type WideScan } from '../compute/stats/stats';
 import { binsParams, mergeTop, mergeWide, summarizePatterns, summarizeWide, unsupportedStats, type TensorHead, type TensorStats } from '../compute/stats/summarize';
+import { decodeKernel } from '../compute/decode/decode';
 import { DTYPE_INFO } from '../format/dtypes';
+import { readSchemeUnits, unitCount, type SchemeUnits } from '../format/quantized/units';
+import { storageUnit } from '../format/storage';
 import { FormatError } from '../format/errors';
-import type { Model, TensorInfo } from '../format/model';
+import { storageOf, type Model, type TensorInfo } from '../format/model';
 import { CancelledError, throwIfCancelled, type JobContext } from '../core/job';
 import { BufferPool, ByteProgress, streamJobs, type JobSteps } from '../core/stream';
 import { scanSmall } from './statsBatch';
@@ -56,6 +59,8 @@ const GPU_SLICE_BYTES = 32 << 20;
 const SLICE_ALIGN = 32;
 
 interface Slice {
+  /** For a scheme tensor (a quantized weight): the units [u0, u1) this slice decodes. */
+  readonly units?: readonly [number, number];
   readonly first: number;
   readonly count: number;
   readonly byteStart: number;
@@ -63,6 +68,7 @@ interface Slice {
 }
 
 function slicesOf(t: TensorInfo, sliceBytes: number): Slice[] {
+  if (t.storage?.kind === 'scheme') return schemeSlices(t, sliceBytes);
   const bits = DTYPE_INFO[t.dtype].bits;
   const per = Math.max(SLICE_ALIGN, Math.floor((sliceBytes * 8) / bits / SLICE_ALIGN) * SLICE_ALIGN);
   const out: Slice[] = [];
@@ -70,6 +76,24 @@ function slicesOf(t: TensorInfo, sliceBytes: number): Slice[] {
     const count = Math.min(per, t.numel - first);
     const byteStart = (first * bits) / 8;
     out.push({ first, count, byteStart, byteLength: Math.ceil(((first + count) * bits) / 8) - byteStart });
+  }
+  return out;
+}
+
+/**
+ * A quantized weight in slices of whole units, each decoded to float32 before its statistics:
+ * `sliceBytes` bounds the decoded values (a unit larger than that, GPTQ's whole tensor, is one slice).
+ */
+function schemeSlices(t: TensorInfo, sliceBytes: number): Slice[] {
+  const unit = storageUnit(storageOf(t));
+  const perSlice = Math.max(1, Math.floor(sliceBytes / 4 / unit.elements));
+  const units = unitCount(t);
+  const out: Slice[] = [];
+  for (let u0 = 0; u0 < units; u0 += perSlice) {
+    const u1 = Math.min(units, u0 + perSlice);
+    const first = u0 * unit.elements;
+    const byteStart = u0 * unit.bytes;
+    out.push({ units: [u0, u1], first, count: Math.min(t.numel, u1 * unit.elements) - first, byteStart, byteLength: Math.min(t.byteLength, u1 * unit.bytes) - byteStart });
   }
   return out;
 }
@@ -120,11 +144,12 @@ export async function stats(model: Model, opts: StatsOptions = {}): Promise<Stat
   const pool = new BufferPool(inFlight + 1, undefined, sliceBytes);
   const progress = new ByteProgress(selected.reduce((s, t) => s + t.byteLength, 0), opts.progress);
   const smallBytes = opts.smallTensorBytes ?? SMALL_TENSOR_BYTES;
-  const isSmall = (t: TensorInfo) => t.byteLength <= smallBytes && t.dtype !== 'C64';
+  // A quantized weight is decoded slice by slice, never batched with the small plain tensors.
+  const isSmall = (t: TensorInfo) => t.byteLength <= smallBytes && t.dtype !== 'C64' && storageOf(t).kind === 'dtype';
   const tensors: TensorStats[] = new Array(selected.length);
   const small = selected.flatMap((t, at) => (isSmall(t) ? [{ t, at }] : []));
   const folds = selected.filter((t) => !isSmall(t)).map((t): TensorFold => {
-    const pattern = isPatternDType(t.dtype);
+    const pattern = storageOf(t).kind === 'dtype' && isPatternDType(t.dtype);
     return { t, slices: slicesOf(t, sliceBytes), hist: pattern ? new Float64Array(2 ** DTYPE_INFO[t.dtype].bits) : undefined, occurring: [], tops: [], scans: [], binned: [] };
   });
   const byTensor = new Map(folds.map((f) => [f.t, f]));
@@ -182,16 +207,27 @@ interface SliceOut {
 }
 
 /** A slice's two steps: read its bytes through the model's ByteSource, then one kernel run. */
-function sliceSteps(model: Model, backend: Backend, pool: BufferPool, byTensor: ReadonlyMap<TensorInfo, TensorFold>, topK: number): JobSteps<SliceJob, Uint8Array, SliceOut> {
+function sliceSteps(model: Model, backend: Backend, pool: BufferPool, byTensor: ReadonlyMap<TensorInfo, TensorFold>, topK: number): JobSteps<SliceJob, Uint8Array | SchemeUnits, SliceOut> {
   return {
     read: async ({ t, s }) => {
+      if (s.units) return readSchemeUnits(model, t, s.units[0], s.units[1]);
       const bytes = pool.take(s.byteLength);
       await model.read(t, s.byteStart, bytes);
       return bytes;
     },
-    run: async (job, bytes, signal) => {
+    run: async (job, read, signal) => {
       const { t, s, phase } = job;
-      const slice = { dtype: t.dtype, first: s.first, count: s.count, bytes };
+      let bytes: Uint8Array;
+      let dtype = t.dtype;
+      if (read instanceof Uint8Array) bytes = read;
+      else {
+        const values = await backend.run(decodeKernel, { dtype: t.dtype, bytes: read.data, more: read.more, count: read.count, storage: t.storage }, signal).catch((e: unknown) => {
+          throw named(e, t);
+        });
+        bytes = new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
+        dtype = 'F32';
+      }
+      const slice = { dtype, first: s.first, count: s.count, bytes };
       const args = phase === 'scan' ? { ...slice, phase, topK } : { ...slice, phase, ...byTensor.get(t)!.params! };
       let r: StatsResult;
       try {
@@ -199,8 +235,8 @@ function sliceSteps(model: Model, backend: Backend, pool: BufferPool, byTensor: 
       } catch (e) {
         throw named(e, t);
       }
-      // The CPU twin hands the moved bytes back; the GPU twin never moved them.
-      pool.give(r.bytes ?? bytes);
+      // The CPU twin hands the moved bytes back; the GPU twin never moved them. Decoded values are not the pool's.
+      if (read instanceof Uint8Array) pool.give(r.bytes ?? bytes);
       return { job, r };
     },
   };
@@ -222,7 +258,7 @@ function foldSlice(f: TensorFold, r: StatsResult): void {
 /** The statistics of one tensor from its folded slices. */
 function summarize(f: TensorFold, bins: number, topK: number): TensorStats {
   const t = f.t;
-  const head: TensorHead = { name: t.name, dtype: t.dtype, shape: t.shape, count: t.numel };
+  const head: TensorHead = { name: t.name, dtype: t.dtype, ...(t.storage?.kind === 'scheme' ? { scheme: t.storage.scheme } : {}), shape: t.shape, count: t.numel };
   if (t.dtype === 'C64') return unsupportedStats(head, bins);
   if (f.hist) return summarizePatterns(head, f.hist, mergeTop(f.tops, topK), bins, f.occurring);
   // Slices fold in order, so the bins arrive in slice order as the summary expects.

@@ -1,4 +1,5 @@
 import type { StorageType } from '../../format/storage';
+import { QUANT_DECODERS } from '../dequant/decoders';
 
 /**
  * Decoders of block and scheme storages to float32, by storage name (a ggml type such
@@ -12,10 +13,12 @@ import type { StorageType } from '../../format/storage';
  */
 export interface StorageDecoder {
   /** Decodes whole units of `bytes` (one buffer per part, data first) into `out`. */
-  cpu(parts: readonly Uint8Array[], out: Float32Array): void;
+  cpu(parts: readonly Uint8Array[], out: Float32Array, storage: Exclude<StorageType, { kind: 'dtype' }>): void;
 }
 
-export const STORAGE_DECODERS: Readonly<Record<string, StorageDecoder>> = {};
+export const STORAGE_DECODERS: Readonly<Record<string, StorageDecoder>> = {
+  ...QUANT_DECODERS,
+};
 
 /** The decoder of a block or scheme storage; throws, naming it, when there is none. */
 export function storageDecoder(s: Exclude<StorageType, { kind: 'dtype' }>): StorageDecoder {

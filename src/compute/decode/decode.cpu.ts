@@ -8,7 +8,7 @@ export function decodeCpu(args: DecodeArgs): Float32Array {
   const n = elementCount(args);
   const out = new Float32Array(n);
   if (args.storage && args.storage.kind !== 'dtype') {
-    storageDecoder(args.storage).cpu([bytes, ...(args.more ?? [])], out);
+    storageDecoder(args.storage).cpu([bytes, ...(args.more ?? [])], out, args.storage);
     return out;
   }
   if (dtype === 'F32') {

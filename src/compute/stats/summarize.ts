@@ -6,6 +6,8 @@ import { CompensatedSum, compareTop, linearBinner, linearEdges, logBinner, logEd
 export interface TensorStats {
   readonly name: string;
   readonly dtype: DType;
+  /** A quantized weight's scheme (`fp8-block`, `mxfp4` …): the statistics are of its dequantized values. */
+  readonly scheme?: string;
   readonly shape: readonly number[];
   readonly count: number;
   readonly finite: number;
@@ -37,6 +39,7 @@ export interface TensorStats {
 export interface TensorHead {
   readonly name: string;
   readonly dtype: DType;
+  readonly scheme?: string;
   readonly shape: readonly number[];
   readonly count: number;
 }
