@@ -1,6 +1,7 @@
 import type { BenchCase } from '../case';
 import { formatReadCases } from './formatRead';
 import { dequantCases } from './dequant';
+import { kquantCases } from './kquant';
 import { diffCases } from './diff';
 import { mergeCases } from './merge';
 import { formatWriteCases } from './formatWrite';
@@ -10,4 +11,4 @@ import { viewerCases } from './viewer';
 import { viewerVscodeCases } from './viewerVscode';
 
 /** Every benchmark case; each area adds its own module's cases here. */
-export const CASES: BenchCase[] = [...diffCases, ...mergeCases, ...formatReadCases, ...formatWriteCases, ...quantizeCases, ...statsCases, ...dequantCases, ...viewerCases, ...viewerVscodeCases];
+export const CASES: BenchCase[] = [...diffCases, ...mergeCases, ...formatReadCases, ...formatWriteCases, ...quantizeCases, ...statsCases, ...dequantCases, ...kquantCases, ...viewerCases, ...viewerVscodeCases];
