@@ -23,6 +23,10 @@ const NI_U = new Uint32Array(NI_F.buffer);
  * same bit arithmetic gives the same (meaningless) integer here.
  */
 export function nearestInt(v: number): number {
+  // Fast path: adding 1.5·2^52 rounds a double to an integer, ties to even; for an f32 v
+  // within ±4194303 that is exactly the reference's f32 result. NaN and the rest take the bits.
+  const r = v + 6755399441055744 - 6755399441055744;
+  if (r <= 4194303 && r >= -4194303) return r | 0;
   NI_F[0] = v + 12582912;
   return (NI_U[0] & 0x7fffff) - 0x400000;
 }
@@ -137,6 +141,9 @@ export function makeQ3Quants(n: number, nmax: number, x: Float32Array, xo: numbe
   return suml2 > 0 ? f(sumlx / suml2) : 0;
 }
 
+// x − min for the current minimum (f32, as the reference computes it in each step).
+const xm = new Float32Array(32);
+
 /** Where `makeQkxQuants` leaves the group's minimum (negated, as the reference's `the_min`). */
 export const qkxMin = new Float32Array(1);
 
@@ -175,13 +182,17 @@ export function makeQkxQuants(n: number, nmax: number, x: Float32Array, xo: numb
     diff = mad ? Math.abs(diff) : f(diff * diff);
     bestErr = f(bestErr + f(w[i] * diff));
   }
+  for (let i = 0; i < n; i++) xm[i] = x[xo + i] - min;
   for (let is = 0; is <= nstep; is++) {
     // min moves when a fit wins, and the reference's later steps use the new one.
     iscale = f(f(f(rmin + f(rdelta * is)) + nmax) / f(max - min));
     let sumL = 0, sumL2 = 0, sumXL = 0;
     for (let i = 0; i < n; i++) {
       const xi = x[xo + i];
-      const l = Math.max(0, Math.min(nmax, nearestInt(f(iscale * f(xi - min)))));
+      const v = f(iscale * xm[i]);
+      let l = v + 6755399441055744 - 6755399441055744; // nearestInt, inlined for the hot loop
+      if (!(l <= 4194303 && l >= -4194303)) l = nearestInt(v);
+      l = l < 0 ? 0 : l > nmax ? nmax : l;
       aux[i] = l;
       const wl = f(w[i] * l);
       sumL = f(sumL + wl);
@@ -207,6 +218,7 @@ export function makeQkxQuants(n: number, nmax: number, x: Float32Array, xo: numb
       bestErr = err;
       scale = thisScale;
       min = thisMin;
+      for (let i = 0; i < n; i++) xm[i] = x[xo + i] - min;
     }
   }
   qkxMin[0] = -min;
