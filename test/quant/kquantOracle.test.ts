@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { dequantize } from '../../src/compute/dequant/dequant.cpu';
 import { KQUANT_TYPES, quantizeGgmlRows, type KQuantType } from '../../src/compute/quant/kquant.cpu';
+import { useScalarQkx } from '../../src/compute/quant/kquantWasm';
 import { loadGgml } from '../gguf/ggmlOracle';
 
 /**
@@ -99,6 +100,29 @@ for (const type of TYPES) {
     }
   });
 }
+
+test('the scalar search loops (no WebAssembly) give the same bytes', { skip }, () => {
+  const g = loaded as Exclude<typeof loaded, string>;
+  useScalarQkx(true);
+  try {
+    let seed = 500;
+    for (const type of ['Q2_K', 'Q4_K', 'Q5_K', 'Q5_1'] as KQuantType[]) {
+      for (const rowName of ['gaussian', 'heavyTailed', 'oneHuge', 'negativeOnly', 'ties']) {
+        for (const wName of ['none', 'random', 'withZeros']) {
+          const r = rng(seed++);
+          const x = ROWS[rowName](2 * 512, r);
+          const qw = WEIGHTS[wName]?.(512, r) ?? null;
+          const got = quantizeGgmlRows(type, x, 2, 512, qw);
+          assert.equal(firstDiff(got, g.quantize(type, x, 2, 512, qw ?? undefined)), -1, `${type} ${rowName} ${wName}`);
+          rowsCompared += 2;
+          bytesCompared += got.length;
+        }
+      }
+    }
+  } finally {
+    useScalarQkx(false);
+  }
+});
 
 test('round trip: our dequantizer reads the bytes back exactly as ggml does', { skip }, () => {
   const g = loaded as Exclude<typeof loaded, string>;

@@ -8,6 +8,8 @@
  * 32 values and must not allocate.
  */
 
+import { QKX_AUX, QKX_SUMS, QKX_W, QKX_X, QKX_XM, qkxWasm } from './kquantWasm';
+
 const f = Math.fround;
 
 // ggml's GROUP_MAX_EPS (1e-15f): groups whose largest |x| is below it are all zero.
@@ -182,6 +184,8 @@ export function makeQkxQuants(n: number, nmax: number, x: Float32Array, xo: numb
     diff = mad ? Math.abs(diff) : f(diff * diff);
     bestErr = f(bestErr + f(w[i] * diff));
   }
+  const wasm = qkxWasm();
+  if (wasm) return qkxSearchWasm(wasm, n, nmax, x, xo, w, L, lo, min, max, sumW, sumX, scale, bestErr, rmin, rdelta, nstep, mad);
   for (let i = 0; i < n; i++) xm[i] = x[xo + i] - min;
   for (let is = 0; is <= nstep; is++) {
     // min moves when a fit wins, and the reference's later steps use the new one.
@@ -219,6 +223,41 @@ export function makeQkxQuants(n: number, nmax: number, x: Float32Array, xo: numb
       scale = thisScale;
       min = thisMin;
       for (let i = 0; i < n; i++) xm[i] = x[xo + i] - min;
+    }
+  }
+  qkxMin[0] = -min;
+  return scale;
+}
+
+/** The step search of `makeQkxQuants` with its two inner loops in WebAssembly (same f32 steps). */
+function qkxSearchWasm(wasm: NonNullable<ReturnType<typeof qkxWasm>>, n: number, nmax: number, x: Float32Array, xo: number, w: Float32Array, L: Uint8Array, lo: number, min: number, max: number, sumW: number, sumX: number, scale: number, bestErr: number, rmin: number, rdelta: number, nstep: number, mad: boolean): number {
+  const { exports: e, f32: m, i32: mi } = wasm;
+  const X = QKX_X >> 2, XM = QKX_XM >> 2, W = QKX_W >> 2, AUX = QKX_AUX >> 2, S = QKX_SUMS >> 2;
+  for (let i = 0; i < n; i++) {
+    m[X + i] = x[xo + i];
+    m[XM + i] = x[xo + i] - min;
+    m[W + i] = w[i];
+  }
+  const madFlag = mad ? 1 : 0;
+  for (let is = 0; is <= nstep; is++) {
+    const iscale = f(f(f(rmin + f(rdelta * is)) + nmax) / f(max - min));
+    e.step(n, nmax, iscale);
+    const sumL = m[S], sumL2 = m[S + 1], sumXL = m[S + 2];
+    const D = f(f(sumW * sumL2) - f(sumL * sumL));
+    if (!(D > 0)) continue;
+    let thisScale = f(f(f(sumW * sumXL) - f(sumX * sumL)) / D);
+    let thisMin = f(f(f(sumL2 * sumX) - f(sumL * sumXL)) / D);
+    if (thisMin > 0) {
+      thisMin = 0;
+      thisScale = f(sumXL / sumL2);
+    }
+    const err = e.err(n, thisScale, thisMin, madFlag);
+    if (err < bestErr) {
+      for (let i = 0; i < n; i++) L[lo + i] = mi[AUX + i];
+      bestErr = err;
+      scale = thisScale;
+      min = thisMin;
+      for (let i = 0; i < n; i++) m[XM + i] = x[xo + i] - min;
     }
   }
   qkxMin[0] = -min;
