@@ -106,7 +106,7 @@ test('the scalar search loops (no WebAssembly) give the same bytes', { skip }, (
   useScalarQkx(true);
   try {
     let seed = 500;
-    for (const type of ['Q2_K', 'Q4_K', 'Q5_K', 'Q5_1'] as KQuantType[]) {
+    for (const type of ['Q2_K', 'Q3_K', 'Q4_K', 'Q5_K', 'Q6_K', 'Q5_0', 'Q5_1'] as KQuantType[]) {
       for (const rowName of ['gaussian', 'heavyTailed', 'oneHuge', 'negativeOnly', 'ties']) {
         for (const wName of ['none', 'random', 'withZeros']) {
           const r = rng(seed++);

@@ -48,6 +48,8 @@ export function makeQxQuants(n: number, nmax: number, x: Float32Array, xo: numbe
     L.fill(0, lo, lo + n);
     return 0;
   }
+  const wasm = qkxWasm();
+  if (wasm) return qxSearchWasm(wasm, n, nmax, x, xo, L, lo, qw, wo, max);
   let iscale = f(-nmax / max);
   let sumlx = 0;
   let suml2 = 0;
@@ -80,6 +82,34 @@ export function makeQxQuants(n: number, nmax: number, x: Float32Array, xo: numbe
         const l = nearestInt(f(iscale * x[xo + i]));
         L[lo + i] = nmax + Math.max(-nmax, Math.min(nmax - 1, l));
       }
+      scale = f(sumlx / suml2);
+      best = f(scale * sumlx);
+    }
+  }
+  return scale;
+}
+
+/** `makeQxQuants` after its all-zero check, with the step loop in WebAssembly (same f32 steps). */
+function qxSearchWasm(wasm: NonNullable<ReturnType<typeof qkxWasm>>, n: number, nmax: number, x: Float32Array, xo: number, L: Uint8Array, lo: number, qw: Float32Array | null, wo: number, max: number): number {
+  const { exports: e, f32: m, i32: mi } = wasm;
+  const X = QKX_X >> 2, W = QKX_W >> 2, AUX = QKX_AUX >> 2, S = QKX_SUMS >> 2;
+  for (let i = 0; i < n; i++) {
+    const xi = x[xo + i];
+    m[X + i] = xi;
+    m[W + i] = qw ? qw[wo + i] : xi * xi; // the Float32Array store rounds x² to f32, as C does
+  }
+  e.qx(n, nmax, f(-nmax / max));
+  for (let i = 0; i < n; i++) L[lo + i] = mi[AUX + i] + nmax;
+  let sumlx = m[S], suml2 = m[S + 1];
+  let scale = suml2 ? f(sumlx / suml2) : 0;
+  let best = f(scale * sumlx);
+  for (let is = -9; is <= 9; is++) {
+    if (is === 0) continue;
+    e.qx(n, nmax, f(-f(nmax + f(TENTH * is)) / max));
+    sumlx = m[S];
+    suml2 = m[S + 1];
+    if (suml2 > 0 && f(sumlx * sumlx) > f(best * suml2)) {
+      for (let i = 0; i < n; i++) L[lo + i] = mi[AUX + i] + nmax;
       scale = f(sumlx / suml2);
       best = f(scale * sumlx);
     }

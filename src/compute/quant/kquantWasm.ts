@@ -23,6 +23,8 @@ interface QkxExports {
   step(n: number, nmax: number, iscale: number): void;
   /** Σ w·d where d = |scale·aux + min − x| (mad) or its square. */
   err(n: number, scale: number, min: number, mad: number): number;
+  /** `make_qx_quants`' step: codes clamp(nearest_int(iscale·x), −nmax, nmax−1) into AUX; Σ(w·x)·l, Σ(w·l)·l into SUMS. */
+  qx(n: number, nmax: number, iscale: number): void;
 }
 
 function stepFn(): Fn {
@@ -67,6 +69,31 @@ function errFn(): Fn {
   return f;
 }
 
+function qxFn(): Fn {
+  const f = new Fn([T.i32, T.i32, T.f32], []);
+  const [n, nmax, iscale] = [0, 1, 2];
+  const i = f.local(T.i32), l = f.local(T.i32), fl = f.local(T.f32), w = f.local(T.f32), lo = f.local(T.i32), hi = f.local(T.i32);
+  const slx = f.local(T.f32), sl2 = f.local(T.f32);
+  f.i32(0).get(nmax).op(OP.i32_sub).set(lo);
+  f.get(nmax).i32(1).op(OP.i32_sub).set(hi);
+  f.block().loop();
+  f.get(i).get(n).op(OP.i32_ge_s).op(OP.br_if, 1);
+  f.get(iscale).get(i).i32(2).op(OP.i32_shl).mem(OP.f32_load, QKX_X, 2).op(OP.f32_mul).f32(12582912).op(OP.f32_add);
+  f.op(OP.i32_reinterpret_f32).i32(0x7fffff).op(OP.i32_and).i32(0x400000).op(OP.i32_sub).set(l);
+  f.get(l).get(hi).get(l).get(hi).op(OP.i32_lt_s).op(OP.select).set(l);
+  f.get(l).get(lo).get(l).get(lo).op(OP.i32_gt_s).op(OP.select).set(l);
+  f.get(i).i32(2).op(OP.i32_shl).get(l).mem(OP.i32_store, QKX_AUX, 2);
+  f.get(l).op(F32_CONVERT_I32_S).set(fl);
+  f.get(i).i32(2).op(OP.i32_shl).mem(OP.f32_load, QKX_W, 2).set(w);
+  f.get(slx).get(w).get(i).i32(2).op(OP.i32_shl).mem(OP.f32_load, QKX_X, 2).op(OP.f32_mul).get(fl).op(OP.f32_mul).op(OP.f32_add).set(slx);
+  f.get(sl2).get(w).get(fl).op(OP.f32_mul).get(fl).op(OP.f32_mul).op(OP.f32_add).set(sl2);
+  f.get(i).i32(1).op(OP.i32_add).set(i).op(OP.br, 0);
+  f.end().end();
+  f.i32(0).get(slx).mem(OP.f32_store, QKX_SUMS, 2);
+  f.i32(0).get(sl2).mem(OP.f32_store, QKX_SUMS + 4, 2);
+  return f;
+}
+
 let cached: { exports: QkxExports; f32: Float32Array; i32: Int32Array } | null | undefined;
 let scalarOnly = false;
 
@@ -80,7 +107,7 @@ export function qkxWasm(): { exports: QkxExports; f32: Float32Array; i32: Int32A
   if (scalarOnly) return null;
   if (cached !== undefined) return cached;
   try {
-    const exports = instantiate<QkxExports>(assemble([['step', stepFn()], ['err', errFn()]], 1));
+    const exports = instantiate<QkxExports>(assemble([['step', stepFn()], ['err', errFn()], ['qx', qxFn()]], 1));
     cached = { exports, f32: new Float32Array(exports.memory.buffer), i32: new Int32Array(exports.memory.buffer) };
   } catch {
     cached = null;
