@@ -1,6 +1,7 @@
 import type { BenchCase } from '../case';
 import { formatReadCases } from './formatRead';
 import { dequantCases } from './dequant';
+import { kquantCases } from './kquant';
 import { diffCases } from './diff';
 import { manyTensorsCases } from './manyTensors';
 import { mergeCases } from './merge';
@@ -12,4 +13,4 @@ import { viewerCases } from './viewer';
 import { viewerVscodeCases } from './viewerVscode';
 
 /** Every benchmark case; each area adds its own module's cases here. */
-export const CASES: BenchCase[] = [...diffCases, ...mergeCases, ...pickleCases, ...formatReadCases, ...formatWriteCases, ...quantizeCases, ...statsCases, ...dequantCases, ...manyTensorsCases, ...viewerCases, ...viewerVscodeCases];
+export const CASES: BenchCase[] = [...diffCases, ...mergeCases, ...pickleCases, ...formatReadCases, ...formatWriteCases, ...quantizeCases, ...statsCases, ...dequantCases, ...kquantCases, ...manyTensorsCases, ...viewerCases, ...viewerVscodeCases];

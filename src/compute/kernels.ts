@@ -41,6 +41,7 @@ import { int8ChannelKernel } from './quant/int8Channel';
 import { q4_0Kernel } from './quant/q4_0';
 import { q4_1Kernel } from './quant/q4_1';
 import { q8_0Kernel } from './quant/q8_0';
+import { KQUANT_KERNELS } from './quant/kquant';
 import type { KernelDef } from './kernel';
 import { statsKernel } from './stats/stats';
 import { statsSmallKernel } from './stats/statsSmall';
@@ -58,4 +59,5 @@ export const KERNELS: Record<string, KernelDef<any, any>> = {
   'quant.q4_1': q4_1Kernel,
   'quant.int8-channel': int8ChannelKernel,
   'quant.fp8-e4m3': fp8E4m3Kernel,
+  ...KQUANT_KERNELS,
 };

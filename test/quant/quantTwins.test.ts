@@ -32,7 +32,8 @@ function expected(scheme: string, held: number[], rows: number, cols: number): {
 // out-of-range blocks are redone on the host, the rest is the shader's own work).
 forEachBackend('quantizers', (backend) => {
   const cases = quantCases();
-  for (const name of SCHEME_NAMES) {
+  // The K-quant, Q5 and IQ4 schemes are held to libggml itself (kquantOracle, kquantPipeline).
+  for (const name of SCHEME_NAMES.filter((n) => ['q8_0', 'q4_0', 'q4_1', 'int8-channel', 'fp8-e4m3'].includes(n))) {
     it(`${name}: bytes equal the reference on every case`, async () => {
       for (const c of cases) {
         const rows = c.held.length / c.cols;
