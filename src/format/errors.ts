@@ -44,6 +44,7 @@ export type FormatErrorCode =
   | 'gguf_row' // a tensor whose row (ne[0]) is not a whole number of its type's blocks
   | 'gguf_offset' // a tensor data offset that is not a multiple of the alignment
   | 'split_invalid' // the parts of a split GGUF disagree (split.count, split.no, split.tensors.count)
+  | 'tokenizer_invalid' // tokenizer.model, tokenizer.json or tokenizer_config.json is malformed
   | 'unsupported'; // a valid file asks for something this operation cannot do
 
 export class FormatError extends Error {
