@@ -100,7 +100,7 @@ async function tokenizerKeys(dir: string, config: Json): Promise<{ vocab: GgufVo
   const tjPath = join(dir, 'tokenizer.json');
   const tokenizer = await readJson(tjPath, MAX_TOKENIZER_BYTES);
   let vocab: GgufVocab;
-  if (sp) vocab = sentencePieceVocab(parseSentencePiece(sp, spPath), vocabSize, tokenizerConfig, spPath);
+  if (sp) vocab = sentencePieceVocab(parseSentencePiece(sp, spPath), vocabSize, tokenizerConfig, await readJson(join(dir, 'added_tokens.json'), MAX_CONFIG_BYTES), spPath);
   else if (tokenizer) vocab = bpeVocab(tokenizer, vocabSize, tjPath);
   else throw new FormatError('unsupported', 'no tokenizer.model or tokenizer.json: llama.cpp needs a vocabulary', dir);
   const special = specialVocabKeys({

@@ -125,6 +125,23 @@ test('SentencePiece tokenizer.model (BPE, byte fallback): llama.cpp tokenizes as
   const model = join(dir, 'sp.model');
   const spec: TinySpec = { arch: 'llama', vocab: 400, ...BASE, extraConfig: { bos_token_id: 1, eos_token_id: 2 } };
   // sentencepiece splits no control tokens out of text, so the texts carry none.
-  const r = await compare(t, 'sp', spec, { 'tokenizer.model': model }, (texts) => { writeFileSync(join(dir, 'sp.json'), JSON.stringify(texts)); return python(['sp', model, join(dir, 'sp.json')]); }, ['a <tool> call']);
+  // As Llama 2's tokenizer_config.json does: the control pieces as special added tokens, and the
+  // user-defined piece as a non-special one (the converter reads piece types other than these as normal).
+  const tc = join(dir, 'sp_tokenizer_config.json');
+  const added = (content: string, special: boolean) => ({ content, lstrip: false, normalized: false, rstrip: false, single_word: false, special });
+  writeFileSync(tc, JSON.stringify({ add_bos_token: true, add_eos_token: false, bos_token: '<s>', eos_token: '</s>', unk_token: '<unk>', added_tokens_decoder: { 0: added('<unk>', true), 1: added('<s>', true), 2: added('</s>', true), 3: added('<tool>', false) } }));
+  const r = await compare(t, 'sp', spec, { 'tokenizer.model': model, 'tokenizer_config.json': tc }, (texts) => { writeFileSync(join(dir, 'sp.json'), JSON.stringify(texts)); return python(['sp', model, join(dir, 'sp.json')]); }, ['a <tool>']);
   if (r) assert.equal(r.tokenizer, 'llama');
+});
+
+test('a SentencePiece model that normalizes text (nmt_nfkc, squeezed spaces) is refused before anything is written', async (t) => {
+  const corpus = join(dir, 'corpus-nfkc.txt');
+  writeFileSync(corpus, TEXTS.join('\n').repeat(20));
+  const trained = python(['train-sp-nfkc', join(dir, 'nfkc'), corpus]);
+  if (!trained.ok) return skipOrFail(t, trained.why);
+  const folder = join(dir, 'nfkc-model');
+  await writeTinyModel(folder, { arch: 'llama', vocab: 400, ...BASE }, { 'tokenizer.model': join(dir, 'nfkc.model') });
+  const out = join(dir, 'nfkc.gguf');
+  await assert.rejects(toGguf({ input: folder, output: out, ftype: 'F32' }), /error|SentencePiece normalizer 'nmt_nfkc'/);
+  assert.equal(existsSync(out), false);
 });

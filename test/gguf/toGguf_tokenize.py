@@ -8,10 +8,15 @@ import json
 import sys
 
 mode, path = sys.argv[1], sys.argv[2]
+if mode == 'train-sp-nfkc':
+    import sentencepiece as spm
+    spm.SentencePieceTrainer.train(input=sys.argv[3], model_prefix=path, vocab_size=400, model_type='bpe', minloglevel=2)
+    sys.exit(0)
 if mode == 'train-sp':
     import sentencepiece as spm
     spm.SentencePieceTrainer.train(input=sys.argv[3], model_prefix=path, vocab_size=400, model_type='bpe',
                                    byte_fallback=True, character_coverage=1.0, user_defined_symbols=['<tool>'],
+                                   normalization_rule_name='identity', remove_extra_whitespaces=False,
                                    minloglevel=2)
     sys.exit(0)
 texts = json.load(open(sys.argv[3], encoding='utf-8'))

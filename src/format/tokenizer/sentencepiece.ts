@@ -23,6 +23,8 @@ export interface SentencePieceModel {
   readonly pieces: readonly SentencePiece[];
   /** `trainer_spec.model_type` (UNIGRAM when absent, the proto default). */
   readonly modelType: number;
+  /** `normalizer_spec.name`: "identity" leaves text as it is, as llama.cpp does. */
+  readonly normalizer: string;
   readonly addDummyPrefix: boolean;
   readonly removeExtraWhitespaces: boolean;
 }
@@ -61,6 +63,7 @@ export function parseSentencePiece(bytes: Uint8Array, file?: string): SentencePi
   let modelType: number = SP_MODEL_TYPE.unigram;
   let addDummyPrefix = true;
   let removeExtraWhitespaces = true;
+  let normalizer = '';
   for (let f = r.next(); f; f = r.next()) {
     if (f.wire !== WIRE.bytes) continue;
     if (f.field === 1) {
@@ -72,6 +75,7 @@ export function parseSentencePiece(bytes: Uint8Array, file?: string): SentencePi
     } else if (f.field === 3) {
       const n = new ProtoReader(f.bytes, file);
       for (let g = n.next(); g; g = n.next()) {
+        if (g.field === 1 && g.wire === WIRE.bytes) normalizer = strict.decode(g.bytes);
         if (g.wire !== WIRE.varint) continue;
         if (g.field === 3) addDummyPrefix = g.int !== 0;
         else if (g.field === 4) removeExtraWhitespaces = g.int !== 0;
@@ -79,5 +83,5 @@ export function parseSentencePiece(bytes: Uint8Array, file?: string): SentencePi
     }
   }
   if (pieces.length === 0) throw new FormatError('tokenizer_invalid', 'no pieces (not a SentencePiece model?)', file);
-  return { pieces, modelType, addDummyPrefix, removeExtraWhitespaces };
+  return { pieces, modelType, normalizer, addDummyPrefix, removeExtraWhitespaces };
 }

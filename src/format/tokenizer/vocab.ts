@@ -55,8 +55,12 @@ function addedTokensDecoder(tc: Json | undefined, file?: string): Array<[number,
 }
 
 /** SentencePiece pieces → GGUF tokens, as the converter's `_create_vocab_for_sentencepiece` assigns them. */
-export function sentencePieceVocab(sp: SentencePieceModel, vocabSize: number | undefined, tokenizerConfig: Json | undefined, file?: string): GgufVocab {
+export function sentencePieceVocab(sp: SentencePieceModel, vocabSize: number | undefined, tokenizerConfig: Json | undefined, addedTokens: Json | undefined, file?: string): GgufVocab {
   if (sp.modelType !== SP_MODEL_TYPE.bpe) throw new FormatError('unsupported', `SentencePiece model type ${sp.modelType} is not BPE; llama.cpp's "llama" tokenizer would merge it differently`, file);
+  // llama.cpp's "llama" tokenizer neither normalizes nor squeezes whitespace: a model trained with either would tokenize differently.
+  if (sp.normalizer !== 'identity' || sp.removeExtraWhitespaces || !sp.addDummyPrefix) {
+    throw new FormatError('unsupported', `SentencePiece normalizer '${sp.normalizer}' (remove_extra_whitespaces ${sp.removeExtraWhitespaces}, add_dummy_prefix ${sp.addDummyPrefix}); llama.cpp tokenizes as 'identity' with the dummy prefix and kept whitespace`, file);
+  }
   const n = checkVocabSize(vocabSize ?? sp.pieces.length, file);
   const tokens: string[] = [];
   const scores: number[] = [];
@@ -74,6 +78,13 @@ export function sentencePieceVocab(sp: SentencePieceModel, vocabSize: number | u
     const t = p.type;
     types[i] = t === PIECE_TYPE.unknown || t === PIECE_TYPE.control || t === PIECE_TYPE.unused || t === PIECE_TYPE.byte ? t : PIECE_TYPE.normal;
   });
+  for (const [content, id] of Object.entries(addedTokens ?? {})) {
+    if (typeof id !== 'number' || !Number.isInteger(id) || id < 0) throw new FormatError('tokenizer_invalid', `added_tokens.json: ${JSON.stringify(content)} has id ${String(id)}`, file);
+    if (id >= n) continue;
+    tokens[id] = content;
+    scores[id] = ADDED_SCORE;
+    types[id] = PIECE_TYPE.userDefined;
+  }
   for (const [id, content, special] of addedTokensDecoder(tokenizerConfig, file)) {
     if (id >= n) continue;
     const control = special || looksSpecial(content);
