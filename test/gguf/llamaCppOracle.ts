@@ -11,6 +11,8 @@ import { pathToFileURL } from 'node:url';
 export interface LlamaCppModel {
   tokenize(text: string): number[];
   tokenText(id: number): string;
+  /** llama.cpp's next-token distribution (softmax of its logits, temperature 1, no truncation) after each token. */
+  probabilities(tokens: number[]): Promise<Map<number, number>[]>;
   dispose(): Promise<void>;
 }
 
@@ -26,6 +28,10 @@ interface NodeLlamaCpp {
     loadModel(o: { modelPath: string }): Promise<{
       tokenize(text: string, special: boolean): Iterable<number>;
       detokenize(tokens: number[], special: boolean): string;
+      createContext(o: Record<string, unknown>): Promise<{
+        getSequence(): { controlledEvaluate(input: unknown[]): Promise<Array<{ next?: { probabilities?: Map<number, number> } } | undefined>> };
+        dispose(): Promise<void>;
+      }>;
       dispose(): Promise<void>;
     }>;
     dispose(): Promise<void>;
@@ -53,6 +59,21 @@ export async function loadLlamaCpp(): Promise<LlamaCpp | string> {
         return {
           tokenize: (text) => [...model.tokenize(text, true)].map(Number),
           tokenText: (id) => model.detokenize([id], true),
+          async probabilities(tokens) {
+            // An F32 KV cache: the default F16 one would round K and V by ~1e-3 before the comparison starts.
+            const ctx = await model.createContext({ contextSize: 256, batchSize: 256, threads: 1, flashAttention: false, experimentalKvCacheKeyType: 'F32', experimentalKvCacheValueType: 'F32' });
+            try {
+              const sampling = { probabilities: true, options: { temperature: 1, topK: 0, topP: 1, minP: 0 } };
+              const res = await ctx.getSequence().controlledEvaluate(tokens.map((t) => [t, { generateNext: sampling }]));
+              return tokens.map((_, i) => {
+                const p = res[i]?.next?.probabilities;
+                if (!p) throw new Error(`no probabilities after token ${i}`);
+                return p;
+              });
+            } finally {
+              await ctx.dispose();
+            }
+          },
           dispose: () => model.dispose(),
         };
       },
