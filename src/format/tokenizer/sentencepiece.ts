@@ -36,6 +36,14 @@ const MAX_PIECE_BYTES = 1 << 16;
 
 const strict = new TextDecoder('utf-8', { fatal: true });
 
+function utf8Field(bytes: Uint8Array, what: string, file: string | undefined): string {
+  try {
+    return strict.decode(bytes);
+  } catch {
+    throw new FormatError('tokenizer_invalid', `${what} is not UTF-8`, file);
+  }
+}
+
 function parsePiece(bytes: Uint8Array, file: string | undefined, index: number): SentencePiece {
   const r = new ProtoReader(bytes, file);
   let piece: string | undefined;
@@ -44,11 +52,7 @@ function parsePiece(bytes: Uint8Array, file: string | undefined, index: number):
   for (let f = r.next(); f; f = r.next()) {
     if (f.field === 1 && f.wire === WIRE.bytes) {
       if (f.bytes.length > MAX_PIECE_BYTES) throw new FormatError('tokenizer_invalid', `piece ${index} is ${f.bytes.length} bytes long`, file);
-      try {
-        piece = strict.decode(f.bytes);
-      } catch {
-        throw new FormatError('tokenizer_invalid', `piece ${index} is not UTF-8`, file);
-      }
+      piece = utf8Field(f.bytes, `piece ${index}`, file);
     } else if (f.field === 2 && f.wire === WIRE.fixed32) score = f.f32;
     else if (f.field === 3 && f.wire === WIRE.varint) type = f.int;
   }
@@ -75,7 +79,7 @@ export function parseSentencePiece(bytes: Uint8Array, file?: string): SentencePi
     } else if (f.field === 3) {
       const n = new ProtoReader(f.bytes, file);
       for (let g = n.next(); g; g = n.next()) {
-        if (g.field === 1 && g.wire === WIRE.bytes) normalizer = strict.decode(g.bytes);
+        if (g.field === 1 && g.wire === WIRE.bytes) normalizer = utf8Field(g.bytes, 'normalizer name', file);
         if (g.wire !== WIRE.varint) continue;
         if (g.field === 3) addDummyPrefix = g.int !== 0;
         else if (g.field === 4) removeExtraWhitespaces = g.int !== 0;
