@@ -1,9 +1,11 @@
 import { looksLikeTorchPath } from '../format/pickle/torch';
 import { convertModel, type ConvertTarget } from '../pipelines/convert';
+import { toGguf } from '../pipelines/toGguf';
 import { parseCommandArgs, refuseRemote, parseSize, UsageError, type Command } from './command';
 import { escapeText } from '../format/escape';
 
 const USAGE = `usage: tensor-workbench convert IN OUT [--dtype bf16|f16|f32|keep] [--max-shard-size SIZE] [--allow-unsafe-globals] [--verbose]
+       tensor-workbench convert IN_DIR OUT.gguf [--ftype F16|BF16|F32|Q8_0]
 
 Casts every floating tensor to --dtype (default bf16; keep for a PyTorch checkpoint) with
 round-to-nearest-even; integer, BOOL and complex tensors are copied unchanged.
@@ -14,7 +16,11 @@ Tensors that share a storage are written once; the aliases are reported. OUT is 
 or a folder; with --max-shard-size (e.g. 5GB, 500MiB) OUT is a folder of
 model-0000i-of-0000n.safetensors shards plus model.safetensors.index.json.
 Reports, per tensor, values that overflowed to ±Inf or flushed to zero
-(--verbose: every tensor). Nothing is written unless the whole conversion succeeds.`;
+(--verbose: every tensor). Nothing is written unless the whole conversion succeeds.
+An OUT ending in .gguf converts a Hugging Face Llama/Mistral/Qwen2/Qwen3 folder
+(config.json, safetensors, tokenizer files) to a GGUF for llama.cpp (default F16).`;
+
+const FTYPES = ['F16', 'BF16', 'F32', 'Q8_0'] as const;
 
 const TARGETS: Record<string, ConvertTarget> = { bf16: 'BF16', f16: 'F16', f32: 'F32', keep: 'keep' };
 
@@ -25,9 +31,17 @@ export const convertCommand: Command = {
   async run(argv, io) {
     const { values, positionals } = parseCommandArgs(
       argv,
-      { dtype: { type: 'string' }, 'max-shard-size': { type: 'string' }, verbose: { type: 'boolean' }, 'allow-unsafe-globals': { type: 'boolean' } },
+      { dtype: { type: 'string' }, 'max-shard-size': { type: 'string' }, verbose: { type: 'boolean' }, 'allow-unsafe-globals': { type: 'boolean' }, ftype: { type: 'string' } },
       { minPositionals: 2, maxPositionals: 2, usage: 'IN and OUT' },
     );
+    if (positionals[1].toLowerCase().endsWith('.gguf')) {
+      refuseRemote('convert', positionals);
+      const ftype = FTYPES.find((f) => f === (values.ftype ?? 'F16').toUpperCase());
+      if (!ftype) throw new UsageError(`--ftype must be ${FTYPES.join(', ')}, not '${values.ftype}'`);
+      const g = await toGguf({ input: positionals[0], output: positionals[1], ftype }, { signal: io.signal, progress: io.progress });
+      io.stdout.write(`wrote ${escapeText(g.file)}: ${g.arch}, ${g.tensors.length} tensors, ${ftype}, tokenizer ${g.tokenizer} (pre ${g.pre}), ${g.bytes} bytes\n`);
+      return 0;
+    }
     const dtype = TARGETS[(values.dtype ?? (looksLikeTorchPath(positionals[0]) ? 'keep' : 'bf16')).toLowerCase()];
     if (!dtype) throw new UsageError(`--dtype must be bf16, f16, f32 or keep, not '${values.dtype}'`);
     const maxShardBytes = values['max-shard-size'] !== undefined ? parseSize(values['max-shard-size']) : undefined;

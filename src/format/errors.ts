@@ -11,7 +11,7 @@ export const FORMAT_ERROR_CODES = [
   'read_only', 'disk_full', 'not_a_folder', 'is_a_folder', 'already_exists', 'not_a_file', 'config_invalid',
   'pickle_invalid', 'unsafe_globals', 'zip_invalid', 'gguf_magic', 'gguf_version', 'gguf_big_endian', 'gguf_count',
   'gguf_string', 'gguf_key', 'gguf_value_type', 'gguf_bool', 'gguf_alignment', 'gguf_name', 'gguf_dims', 'gguf_row',
-  'gguf_offset', 'split_invalid',
+  'gguf_offset', 'split_invalid', 'tokenizer_invalid',
 ] as const satisfies readonly FormatErrorCode[];
 
 type Unlisted = Exclude<FormatErrorCode, (typeof FORMAT_ERROR_CODES)[number]>;
@@ -80,7 +80,8 @@ export type FormatErrorCode =
   | 'gguf_dims' // a tensor with more than 4 dimensions (ggml's limit)
   | 'gguf_row' // a tensor whose row (ne[0]) is not a whole number of its type's blocks
   | 'gguf_offset' // a tensor data offset that is not a multiple of the alignment
-  | 'split_invalid'; // the parts of a split GGUF disagree (split.count, split.no, split.tensors.count)
+  | 'split_invalid' // the parts of a split GGUF disagree (split.count, split.no, split.tensors.count)
+  | 'tokenizer_invalid'; // tokenizer.model, tokenizer.json or tokenizer_config.json is malformed
 
 export class FormatError extends Error {
   override readonly name = 'FormatError';
