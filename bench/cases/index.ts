@@ -2,6 +2,7 @@ import type { BenchCase } from '../case';
 import { formatReadCases } from './formatRead';
 import { diffCases } from './diff';
 import { mergeCases } from './merge';
+import { mergeModelsCases } from './mergeModels';
 import { pickleCases } from './pickle';
 import { formatWriteCases } from './formatWrite';
 import { quantizeCases } from './quantize';
@@ -10,4 +11,4 @@ import { viewerCases } from './viewer';
 import { viewerVscodeCases } from './viewerVscode';
 
 /** Every benchmark case; each area adds its own module's cases here. */
-export const CASES: BenchCase[] = [...diffCases, ...mergeCases, ...pickleCases, ...formatReadCases, ...formatWriteCases, ...quantizeCases, ...statsCases, ...viewerCases, ...viewerVscodeCases];
+export const CASES: BenchCase[] = [...diffCases, ...mergeCases, ...mergeModelsCases, ...pickleCases, ...formatReadCases, ...formatWriteCases, ...quantizeCases, ...statsCases, ...viewerCases, ...viewerVscodeCases];

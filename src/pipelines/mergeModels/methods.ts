@@ -83,16 +83,14 @@ function linearKernel(ctx: KernelContext): TensorKernel {
 
 export type Sparsify = 'magnitude' | 'random' | 'outliers' | undefined;
 
-/** Task vectors Δⱼ = modelⱼ − base: sparsified, weighted, optionally sign-elected, summed onto the base. */
-function taskArithmeticKernel(ctx: KernelContext, sparsify: Sparsify, consensus: boolean): TensorKernel {
-  const n = ctx.perModel.length;
-  const w = ctx.perModel.map((p) => p.weight as number);
-  const dens = ctx.perModel.map((p) => (p.density as number | undefined) ?? 1);
-  const normalize = ctx.global.normalize as boolean;
-  const lam = ctx.global.lambda as number;
-  const rescale = ctx.global.rescale !== false;
-  for (const d of dens) if (!(d >= 0)) throw new ParamError(`density ${d} for '${ctx.tensor}' is negative`);
-  const windows: (RankWindow | undefined)[] = ctx.perModel.map((p, j) => {
+/**
+ * The ranks of |Δ| each model keeps: magnitude keeps the top ⌊density·n⌋; outliers
+ * (breadcrumbs) drops the top ⌊gamma·n⌋ and the bottom of what is left beyond
+ * ⌊density·n⌋. Where gamma·n rounds to 0 the window runs to the end (mergekit's
+ * slice `[n_bot:-0]` would keep nothing, which is not the method's meaning).
+ */
+function rankWindows(ctx: KernelContext, sparsify: Sparsify, dens: readonly number[]): (RankWindow | undefined)[] {
+  return ctx.perModel.map((p, j) => {
     if (dens[j] >= 1 || (sparsify !== 'magnitude' && sparsify !== 'outliers')) return undefined;
     const numel = ctx.numel;
     if (sparsify === 'magnitude') return new RankWindow(numel, numel - Math.floor(dens[j] * numel), numel);
@@ -105,6 +103,18 @@ function taskArithmeticKernel(ctx: KernelContext, sparsify: Sparsify, consensus:
     }
     return new RankWindow(numel, bottom, numel - top);
   });
+}
+
+/** Task vectors Δⱼ = modelⱼ − base: sparsified, weighted, optionally sign-elected, summed onto the base. */
+function taskArithmeticKernel(ctx: KernelContext, sparsify: Sparsify, consensus: boolean): TensorKernel {
+  const n = ctx.perModel.length;
+  const w = ctx.perModel.map((p) => p.weight as number);
+  const dens = ctx.perModel.map((p) => (p.density as number | undefined) ?? 1);
+  const normalize = ctx.global.normalize as boolean;
+  const lam = ctx.global.lambda as number;
+  const rescale = ctx.global.rescale !== false;
+  for (const d of dens) if (!(d >= 0)) throw new ParamError(`density ${d} for '${ctx.tensor}' is negative`);
+  const windows = rankWindows(ctx, sparsify, dens);
   const ranked = windows.some((r) => r !== undefined);
   // Per chunk: |Δ| as float32 (their bits are the rank keys) and the keep flags.
   let abs = new Float32Array(0);
