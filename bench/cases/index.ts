@@ -1,6 +1,8 @@
 import type { BenchCase } from '../case';
 import { formatReadCases } from './formatRead';
+import { dequantCases } from './dequant';
 import { diffCases } from './diff';
+import { manyTensorsCases } from './manyTensors';
 import { mergeCases } from './merge';
 import { mergeModelsCases } from './mergeModels';
 import { pickleCases } from './pickle';
@@ -11,4 +13,4 @@ import { viewerCases } from './viewer';
 import { viewerVscodeCases } from './viewerVscode';
 
 /** Every benchmark case; each area adds its own module's cases here. */
-export const CASES: BenchCase[] = [...diffCases, ...mergeCases, ...mergeModelsCases, ...pickleCases, ...formatReadCases, ...formatWriteCases, ...quantizeCases, ...statsCases, ...viewerCases, ...viewerVscodeCases];
+export const CASES: BenchCase[] = [...diffCases, ...mergeCases, ...mergeModelsCases, ...pickleCases, ...formatReadCases, ...formatWriteCases, ...quantizeCases, ...statsCases, ...dequantCases, ...manyTensorsCases, ...viewerCases, ...viewerVscodeCases];

@@ -56,9 +56,10 @@ export async function* streamJobs<J, I, R>(jobs: Iterable<J>, steps: JobSteps<J,
   const inFlight = Math.max(1, opts.inFlight);
   const reads = new Semaphore(Math.max(1, opts.readAhead ?? inFlight));
   const ac = new AbortController();
-  const onAbort = (): void => ac.abort();
   if (opts.signal?.aborted) throw new CancelledError();
-  opts.signal?.addEventListener('abort', onAbort, { once: true });
+  // The jobs see both the caller's cancel and the first failure. Combined, not listened to: many
+  // streams at once (merge computes several tensors ahead) must not pile listeners on the caller's signal.
+  const signal = opts.signal ? AbortSignal.any([opts.signal, ac.signal]) : ac.signal;
   const it = jobs[Symbol.iterator]();
   const pending: { p: Promise<R>; cost: number }[] = [];
   let held = 0;
@@ -68,18 +69,18 @@ export async function* streamJobs<J, I, R>(jobs: Iterable<J>, steps: JobSteps<J,
   let failure: { error: unknown } | undefined;
   const start = (job: J, cost: number): void => {
     const p = (async () => {
-      if (ac.signal.aborted) throw new CancelledError();
+      if (signal.aborted) throw new CancelledError();
       let input: I;
       if (steps.read) {
         await reads.acquire();
         try {
-          input = await steps.read(job, ac.signal);
+          input = await steps.read(job, signal);
         } finally {
           reads.release();
         }
       } else input = undefined as I;
-      if (ac.signal.aborted) throw new CancelledError();
-      return steps.run(job, input, ac.signal);
+      if (signal.aborted) throw new CancelledError();
+      return steps.run(job, input, signal);
     })();
     // Seen when its turn comes; a failure stops the other jobs now, not then.
     p.catch((e) => {
@@ -129,7 +130,6 @@ export async function* streamJobs<J, I, R>(jobs: Iterable<J>, steps: JobSteps<J,
     ac.abort();
     // Jobs still reading or computing must settle before the caller closes what they read.
     await Promise.allSettled(pending.map((x) => x.p));
-    opts.signal?.removeEventListener('abort', onAbort);
   }
 }
 

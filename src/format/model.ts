@@ -1,6 +1,6 @@
 import type { DType } from './dtypes';
 import type { ByteSource } from './source';
-import type { StorageType, TensorPart } from './storage';
+import { plainStorage, type StorageType, type TensorPart } from './storage';
 
 /**
  * A logical tensor as its format's header describes it: a lazy view (name, shape,
@@ -18,10 +18,15 @@ export interface TensorInfo {
   /** Absolute offset of the tensor's first byte within its file. */
   readonly byteOffset: number;
   readonly byteLength: number;
-  /** How the values are stored: a plain dtype, a block type, or a scheme with its parts. */
-  readonly storage: StorageType;
+  /** How the values are stored when not plainly `dtype` (a block type, a scheme with its parts); see `storageOf`. */
+  readonly storage?: StorageType;
   /** Where the bytes are when there are several parts; absent, one `data` part at (file, byteOffset, byteLength). */
   readonly parts?: readonly TensorPart[];
+}
+
+/** How a tensor's values are stored: its `storage`, or plainly its `dtype`. */
+export function storageOf(t: TensorInfo): StorageType {
+  return t.storage ?? plainStorage(t.dtype);
 }
 
 /** Every byte range of a tensor, data first. */
@@ -78,6 +83,12 @@ export interface Model {
   tensor(name: string): TensorInfo | undefined;
   /** Reads `into.length` bytes of a tensor starting `offset` bytes into it. */
   read(t: TensorInfo, offset: number, into: Uint8Array): Promise<void>;
+  /**
+   * Reads from the start of `first` to the end of `last` (same file, `last` at or after `first`)
+   * in one read: many small tensors cost one request instead of one each. Optional; callers
+   * fall back to `read` per tensor.
+   */
+  readSpan?(first: TensorInfo, last: TensorInfo, into: Uint8Array): Promise<void>;
   /**
    * Streams a tensor in bounded chunks that end on element boundaries (on byte
    * boundaries that are also element boundaries for sub-byte dtypes). The yielded

@@ -1,7 +1,7 @@
 import type { DType } from './dtypes';
 import { FormatError } from './errors';
 import { HEADER_PREFIX_BYTES, parseHeader, readHeaderLength } from './header';
-import type { ChunkOptions, Model, ModelFile, TensorInfo } from './model';
+import { storageOf, type ChunkOptions, type Model, type ModelFile, type TensorInfo } from './model';
 import type { ByteSource } from './source';
 import { plainStorage, storageUnit } from './storage';
 
@@ -98,6 +98,16 @@ export class SourceModel implements Model {
     await this.readAt(t, offset, into, true);
   }
 
+  async readSpan(first: TensorInfo, last: TensorInfo, into: Uint8Array): Promise<void> {
+    this.checkRange(first, 0, 0);
+    this.checkRange(last, 0, last.byteLength);
+    if (first.file !== last.file || last.byteOffset < first.byteOffset || last.byteOffset + last.byteLength - first.byteOffset !== into.length) {
+      throw new RangeError(`a span from '${first.name}' to '${last.name}' is not ${into.length} bytes of one file`);
+    }
+    if (into.length === 0) return;
+    await this.readAt(first, 0, into, true);
+  }
+
   async *chunks(t: TensorInfo, opts: ChunkOptions = {}): AsyncGenerator<Uint8Array> {
     const signal = opts.signal;
     signal?.throwIfAborted();
@@ -105,7 +115,7 @@ export class SourceModel implements Model {
     const total = t.byteLength;
     if (total === 0) return;
     // Chunks end on whole units of the storage: elements that end on a byte, or whole blocks.
-    const group = storageUnit(t.storage).bytes;
+    const group = storageUnit(storageOf(t)).bytes;
     const want = opts.chunkBytes ?? DEFAULT_CHUNK_BYTES;
     const size = Math.min(total, Math.max(group, want - (want % group)));
     // Two buffers: the next chunk is read into one while the caller works on the other.

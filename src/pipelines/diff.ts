@@ -10,6 +10,7 @@ import { decodeToF32 } from '../format/decode';
 import type { Model, TensorInfo } from '../format/model';
 import { matchTensors } from './diffMatch';
 import { estimateRanks } from './diffRank';
+import { compareSmallPairs, isSmallPair } from './diffSmall';
 import { Accum, aggregate, blockOf, bytesEqual, chunkElements, compareBytesOnly, countDifferingElements, DEFAULT_CHUNK_BYTES, finishTensor, identicalResult, IN_FLIGHT_PER_WORKER, kernelDType, moduleKindOf } from './diffTensor';
 import type { DiffOptions, DiffReport, ShapeChange, TensorDiff } from './diffTypes';
 
@@ -75,8 +76,13 @@ export async function diff(a: Model, b: Model, opts: DiffOptions = {}): Promise<
   const progress = new ByteProgress(comparable.reduce((s, p) => s + p.a.byteLength + p.b.byteLength, 0), opts.progress);
   const results: (TensorDiff | undefined)[] = new Array(comparable.length);
   const jobs: ChunkJob[] = [];
+  const small: number[] = [];
   for (let ti = 0; ti < comparable.length; ti++) {
     const { a: ta, b: tb } = comparable[ti];
+    if (isSmallPair(comparable[ti], chunkBytes)) {
+      small.push(ti);
+      continue;
+    }
     if (ta.dtype === 'C64') {
       // Complex values have no single magnitude to reduce: compared byte for byte.
       results[ti] = await compareBytesOnly(a, b, ta, tb, chunkBytes, (n) => progress.add(n, ta.name), opts.signal);
@@ -91,6 +97,11 @@ export async function diff(a: Model, b: Model, opts: DiffOptions = {}): Promise<
     const perChunk = chunkElements(ta.dtype, chunkBytes);
     for (let e0 = 0; e0 < ta.numel; e0 += perChunk) jobs.push({ s, e0, n: Math.min(perChunk, ta.numel - e0) });
   }
+  const workers = backend.kind === 'cpu' ? cpuPoolSize() : 1;
+  await compareSmallPairs(a, b, comparable, small, backend, workers * IN_FLIGHT_PER_WORKER, opts.signal, (ti, r, n) => {
+    results[ti] = r;
+    progress.add(n, r.name);
+  });
   const reread = await compareChunks(a, b, jobs, chunkBytes, backend, opts.signal, progress, results);
   progress.finish();
 

@@ -6,7 +6,6 @@ import type { ByteSource } from '../source';
 import { elementBytes, layoutOf, verdictOf, viewExtent, type CheckpointLayout, type NamedTensor, type Verdict } from './layout';
 import { readTorchCheckpoint, type StorageLocation, type TorchCheckpoint } from './torch';
 import type { PyTensor, TorchDType } from './values';
-import { plainStorage } from '../storage';
 
 /**
  * A PyTorch checkpoint as a `Model`: each tensor is a lazy view of its storage, read in
@@ -186,8 +185,7 @@ export async function openTorchModel(path: string, opener: SourceOpener, openedA
       if (!Number.isSafeInteger(numel * eb) || viewExtent(v) * eb > loc.byteLength) {
         throw new FormatError('size_mismatch', `its view reaches past the end of storage '${v.storage.key}' (${loc.byteLength} bytes)`, path, nt.name);
       }
-      const dtype = TO_DTYPE[v.dtype] as DType;
-      const info: TensorInfo = { name: nt.name, dtype, shape: v.shape, numel, file: 0, byteOffset: loc.offset + v.storageOffset * eb, byteLength: numel * eb, storage: plainStorage(dtype) };
+      const info: TensorInfo = { name: nt.name, dtype: TO_DTYPE[v.dtype] as DType, shape: v.shape, numel, file: 0, byteOffset: loc.offset + v.storageOffset * eb, byteLength: numel * eb };
       if (!nt.contiguous) strided.set(nt.name, { view: v, storage: loc });
       tensors.push(info);
     }

@@ -6,7 +6,7 @@
 import { readFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import type { DType } from '../../format/dtypes';
-import type { Model, TensorInfo } from '../../format/model';
+import { storageOf, type Model, type TensorInfo } from '../../format/model';
 import { openModel } from '../../format/openModel';
 import type { MergeConfig } from './config';
 import { METHODS, type KernelContext, type MergeMethod } from './methods';
@@ -65,13 +65,13 @@ function shapeText(s: readonly number[]): string {
 /** Every tensor missing, extra, of another shape or of an unreadable dtype, across the models. */
 export function findMismatches(reference: Model, others: readonly Model[]): string[] {
   const out: string[] = [];
-  for (const t of reference.tensors) if (!READABLE.has(t.dtype) || t.storage.kind !== 'dtype') out.push(`${reference.path}: tensor '${t.name}': ${t.dtype} cannot be merged (F64, F32, BF16 or F16)`);
+  for (const t of reference.tensors) if (!READABLE.has(t.dtype) || storageOf(t).kind !== 'dtype') out.push(`${reference.path}: tensor '${t.name}': ${t.dtype} cannot be merged (F64, F32, BF16 or F16)`);
   for (const m of others) {
     for (const t of reference.tensors) {
       const o = m.tensor(t.name);
       if (!o) out.push(`${m.path}: tensor '${t.name}': missing (present in ${reference.path})`);
       else if (o.shape.length !== t.shape.length || o.shape.some((d, i) => d !== t.shape[i])) out.push(`${m.path}: tensor '${t.name}': shape ${shapeText(o.shape)}, but ${shapeText(t.shape)} in ${reference.path}`);
-      else if (!READABLE.has(o.dtype) || o.storage.kind !== 'dtype') out.push(`${m.path}: tensor '${t.name}': ${o.dtype} cannot be merged (F64, F32, BF16 or F16)`);
+      else if (!READABLE.has(o.dtype) || storageOf(o).kind !== 'dtype') out.push(`${m.path}: tensor '${t.name}': ${o.dtype} cannot be merged (F64, F32, BF16 or F16)`);
     }
     for (const o of m.tensors) if (!reference.tensor(o.name)) out.push(`${m.path}: tensor '${o.name}': not in ${reference.path}`);
   }
