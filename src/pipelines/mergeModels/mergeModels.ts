@@ -9,7 +9,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { ByteProgress, streamJobs } from '../../core/stream';
 import { CancelledError, throwIfCancelled, type JobContext } from '../../core/job';
-import { bf16FromF64, f16FromF64 } from '../../format/cast';
+import { bf16FromF32Bits, bf16FromF64, f16FromF32Bits, f16FromF64 } from '../../format/cast';
 import { decodeToF32, decodeToF64 } from '../../format/decode';
 import { DTYPE_INFO, type DType } from '../../format/dtypes';
 import { FormatError } from '../../format/errors';
@@ -72,13 +72,31 @@ async function readFloats(model: Model, t: TensorInfo, start: number, count: num
   return out;
 }
 
-/** Rounds merged values to the output dtype's bytes. */
+/**
+ * Rounds merged values to the output dtype's bytes, once. The fast path rounds through
+ * f32: every BF16 and normal-F16 halfway point is an f32, so f32 rounding cannot carry
+ * a value across one, only onto one; values that were inexact in f32 and landed on a
+ * halfway point (or in F16's subnormal range) take the exact f64 rounding instead.
+ */
 function encode(values: Float64Array, count: number, dtype: DType): Uint8Array {
-  if (dtype === 'F32') return new Uint8Array(Float32Array.from(values.subarray(0, count)).buffer);
+  const f32 = Float32Array.from(values.subarray(0, count));
+  if (dtype === 'F32') return new Uint8Array(f32.buffer);
   if (dtype === 'F64') return new Uint8Array(values.slice(0, count).buffer);
+  const bits = new Uint32Array(f32.buffer);
   const out = new Uint16Array(count);
-  const f = dtype === 'BF16' ? bf16FromF64 : f16FromF64;
-  for (let i = 0; i < count; i++) out[i] = f(values[i]);
+  if (dtype === 'BF16') {
+    for (let i = 0; i < count; i++) {
+      const b = bits[i];
+      out[i] = (b & 0xffff) === 0x8000 && f32[i] !== values[i] ? bf16FromF64(values[i]) : bf16FromF32Bits(b);
+    }
+  } else {
+    for (let i = 0; i < count; i++) {
+      const b = bits[i];
+      const exact = f32[i] === values[i];
+      // Below 2^-14 (f32 exponent 113) F16 is subnormal; its halfway points sit at other bits.
+      out[i] = exact || ((b & 0x1fff) !== 0x1000 && ((b >>> 23) & 0xff) >= 113) ? f16FromF32Bits(b) : f16FromF64(values[i]);
+    }
+  }
   return new Uint8Array(out.buffer);
 }
 
