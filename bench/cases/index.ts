@@ -5,6 +5,7 @@ import { kquantCases } from './kquant';
 import { diffCases } from './diff';
 import { manyTensorsCases } from './manyTensors';
 import { mergeCases } from './merge';
+import { mergeModelsCases } from './mergeModels';
 import { pickleCases } from './pickle';
 import { formatWriteCases } from './formatWrite';
 import { quantizeCases } from './quantize';
@@ -13,4 +14,4 @@ import { viewerCases } from './viewer';
 import { viewerVscodeCases } from './viewerVscode';
 
 /** Every benchmark case; each area adds its own module's cases here. */
-export const CASES: BenchCase[] = [...diffCases, ...mergeCases, ...pickleCases, ...formatReadCases, ...formatWriteCases, ...quantizeCases, ...statsCases, ...dequantCases, ...kquantCases, ...manyTensorsCases, ...viewerCases, ...viewerVscodeCases];
+export const CASES: BenchCase[] = [...diffCases, ...mergeCases, ...mergeModelsCases, ...pickleCases, ...formatReadCases, ...formatWriteCases, ...quantizeCases, ...statsCases, ...dequantCases, ...kquantCases, ...manyTensorsCases, ...viewerCases, ...viewerVscodeCases];

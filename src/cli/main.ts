@@ -11,6 +11,7 @@ import { convertCommand } from './convert';
 import { diffCommand } from './diff';
 import { inspectCommand } from './inspect';
 import { mergeCommand } from './merge';
+import { mergeModelsCommand } from './mergeModels';
 import { quantizeCommand } from './quantize';
 import { scanCommand } from './scan';
 import { statsCommand } from './stats';
@@ -20,6 +21,7 @@ export const COMMANDS: Command[] = [
   convertCommand,
   diffCommand,
   mergeCommand,
+  mergeModelsCommand,
   quantizeCommand,
   statsCommand,
   scanCommand,

@@ -44,7 +44,7 @@ export class MergeError extends Error {
 
 const MERGEABLE = new Set<DType>(['F32', 'BF16', 'F16']);
 // Files beside the weights that a merged folder needs to load as the same model.
-const SIDE_FILES = [
+export const SIDE_FILES = [
   'config.json',
   'generation_config.json',
   'tokenizer.json',
@@ -144,7 +144,7 @@ function shardStem(plan: MergePlan): string {
  * before the weights are written, so that a full disk fails before anything is in
  * place; `commit` renames them into place, `discard` removes them.
  */
-async function stageSideFiles(baseDir: string, outDir: string): Promise<{ commit: () => Promise<string[]>; discard: () => Promise<void> }> {
+export async function stageSideFiles(baseDir: string, outDir: string): Promise<{ commit: () => Promise<string[]>; discard: () => Promise<void> }> {
   const staged: { tmp: string; dst: string }[] = [];
   const discard = async () => {
     for (const f of staged) await unlink(f.tmp).catch(() => {});
