@@ -66,6 +66,28 @@ export function renderStatsText(r: StatsReport): string {
   return lines.join('\n') + '\n';
 }
 
+/**
+ * The report as one JSON document, written tensor by tensor: the whole text of a
+ * 100,000-tensor report is ~200 MB, which would otherwise sit in memory beside the report.
+ * Waits for the stream to drain every batch, so a slow pipe cannot buffer it all either.
+ */
+async function writeJsonReport(report: StatsReport, out: NodeJS.WritableStream): Promise<void> {
+  const tensors = report.tensors;
+  // Spreading keeps the report's key order, with the tensors' array emptied in place.
+  const open = JSON.stringify({ ...report, tensors: [] });
+  const write = (text: string) => (out.write(text) ? Promise.resolve() : new Promise<void>((resolve) => out.once('drain', () => resolve())));
+  // Same key order as JSON.stringify(report): the tensors are written where their empty array was.
+  const at = open.indexOf('"tensors":[]') + '"tensors":['.length;
+  await write(open.slice(0, at));
+  // Batches of this many tensors per write: few enough syscalls, each write ~1 MB at most.
+  const BATCH = 256;
+  for (let i = 0; i < tensors.length; i += BATCH) {
+    const part = tensors.slice(i, i + BATCH).map((t) => JSON.stringify(t)).join(',');
+    await write(i === 0 ? part : ',' + part);
+  }
+  await write(open.slice(at) + '\n');
+}
+
 export const statsCommand: Command = {
   name: 'stats',
   summary: 'Per-tensor statistics, histograms and a NaN/Inf/zero health scan',
@@ -87,7 +109,8 @@ export const statsCommand: Command = {
       // (at 100,000 tensors they would be most of the memory the command takes).
       const json = values.json === true;
       const report = await stats(model, { tensors: values.tensor, bins, backend, histograms: json, topK: json ? undefined : 0, signal: io.signal, progress: io.progress });
-      io.stdout.write(values.json ? JSON.stringify(report) + '\n' : renderStatsText(report));
+      if (json) await writeJsonReport(report, io.stdout);
+      else io.stdout.write(renderStatsText(report));
       return 0;
     } catch (e) {
       if (e instanceof BackendUnavailableError) throw new UsageError(e.message);

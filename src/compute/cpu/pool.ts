@@ -4,6 +4,9 @@ import { Worker } from 'node:worker_threads';
 import { FormatError, isFormatErrorCode } from '../../format/errors';
 import { CancelledError } from '../../core/job';
 
+/** Young-generation size of each worker, in MB (see spawn). */
+const WORKER_YOUNG_MB = 8;
+
 /** What travels to a worker: the kernel's registered name and its structured-cloneable arguments. */
 export interface WorkerRequest {
   readonly id: number;
@@ -110,7 +113,10 @@ export class CpuPool {
   }
 
   private spawn(): Slot {
-    const worker = new Worker(this.script);
+    // Kernels work in typed arrays and make little JS garbage, so a small young generation costs
+    // nothing in speed; V8's default (tens of MB per worker, grown before it is collected) was
+    // most of the peak memory of a 100,000-tensor scan.
+    const worker = new Worker(this.script, { resourceLimits: { maxYoungGenerationSizeMb: WORKER_YOUNG_MB } });
     const slot: Slot = { worker, tasks: [] };
     worker.on('message', (msg: WorkerReply) => this.settle(slot, msg));
     worker.on('error', (err) => this.crash(slot, err));
