@@ -92,7 +92,7 @@ const webOptions = {
 const testOptions = {
   ...nodeOptions,
   entryPoints: Object.fromEntries(walk('test', '.test.ts').map((p) => [basename(p, '.ts'), p])),
-  external: [...nodeOptions.external, 'playwright-core', 'safetensors', '@huggingface/gguf', 'fast-check'],
+  external: [...nodeOptions.external, 'playwright-core', 'safetensors', '@huggingface/gguf', 'fast-check', 'koffi'],
 };
 
 /** Copies the native Dawn addon for this platform next to the bundle (packaging copies per target). */

@@ -1,14 +1,20 @@
 #!/usr/bin/env bash
 # Installs the Python packages that the tests use as independent oracles (never at run time):
-# torch (CPU) writes real PyTorch checkpoints and reads them back with torch.load.
-# Idempotent: a package that imports already is left alone. The package index here is a local
-# mirror; naming it avoids minutes of retries against an unreachable default index.
+# torch (CPU) writes real PyTorch checkpoints and reads them back with torch.load; gguf-py
+# (GGUFWriter/GGUFReader) and numpy write and read GGUF files. Idempotent: a package that
+# imports already is left alone. The package index here is a local mirror; naming it avoids
+# minutes of retries against an unreachable default index.
 set -euo pipefail
 PY=${PYTHON:-python3}
 pipi() { "$PY" -m pip install --quiet --disable-pip-version-check "$@"; }
+if ! "$PY" -c 'import gguf, numpy' 2>/dev/null; then
+  echo "[oracles] installing gguf-py and numpy"
+  pipi --index-url file:///opt/pypi/simple gguf numpy 2>/dev/null || pipi gguf numpy
+fi
 if ! "$PY" -c 'import torch' 2>/dev/null; then
   echo "[oracles] installing torch (CPU)"
   pipi --index-url file:///opt/pypi/simple --find-links /opt/wheels 'torch==2.13.0+cpu' 2>/dev/null \
     || pipi --find-links /opt/wheels 'torch' \
     || { echo "[oracles] could not install torch: the pickle tests will fail in CI" >&2; exit 1; }
 fi
+"$PY" -c 'import gguf, numpy, torch; print("[oracles] gguf-py, numpy and torch present")'

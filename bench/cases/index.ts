@@ -1,5 +1,6 @@
 import type { BenchCase } from '../case';
 import { formatReadCases } from './formatRead';
+import { dequantCases } from './dequant';
 import { diffCases } from './diff';
 import { mergeCases } from './merge';
 import { pickleCases } from './pickle';
@@ -10,4 +11,4 @@ import { viewerCases } from './viewer';
 import { viewerVscodeCases } from './viewerVscode';
 
 /** Every benchmark case; each area adds its own module's cases here. */
-export const CASES: BenchCase[] = [...diffCases, ...mergeCases, ...pickleCases, ...formatReadCases, ...formatWriteCases, ...quantizeCases, ...statsCases, ...viewerCases, ...viewerVscodeCases];
+export const CASES: BenchCase[] = [...diffCases, ...mergeCases, ...pickleCases, ...formatReadCases, ...formatWriteCases, ...quantizeCases, ...statsCases, ...dequantCases, ...viewerCases, ...viewerVscodeCases];

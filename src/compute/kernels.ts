@@ -32,6 +32,7 @@
  * device broken, reruns that call on the CPU twin, and tells the user once (`onGpuFallback`).
  */
 import { decodeKernel } from './decode/decode';
+import { dequantKernel } from './dequant/dequant';
 import { deltaSketchKernel } from './diff/deltaSketch';
 import { diffReduceKernel } from './diff/diffReduce';
 import { matmulKernel } from './matmul/matmul';
@@ -45,6 +46,7 @@ import { statsKernel } from './stats/stats';
 
 export const KERNELS: Record<string, KernelDef<any, any>> = {
   decode: decodeKernel,
+  dequant: dequantKernel,
   stats: statsKernel,
   'diff.reduce': diffReduceKernel,
   'diff.sketch': deltaSketchKernel,

@@ -2,6 +2,27 @@
  * Every failure the format core can report. One code per rule, so that tests,
  * the CLI (`error[CODE]: …`) and the viewer's error page can tell them apart.
  */
+export const FORMAT_ERROR_CODES = [
+  'file_too_small', 'header_too_large', 'header_length', 'header_utf8', 'header_start', 'header_json',
+  'header_not_object', 'duplicate_key', 'metadata_invalid', 'tensor_invalid', 'dtype_unknown',
+  'shape_invalid', 'offsets_invalid', 'overflow', 'size_mismatch', 'misaligned', 'offsets_hole',
+  'offsets_overlap', 'truncated', 'trailing_bytes', 'index_invalid', 'shard_missing', 'tensor_missing',
+  'tensor_duplicate', 'not_found', 'file_changed', 'io', 'unsupported', 'output_is_input', 'permission_denied',
+  'read_only', 'disk_full', 'not_a_folder', 'is_a_folder', 'already_exists', 'not_a_file', 'config_invalid',
+  'pickle_invalid', 'unsafe_globals', 'zip_invalid', 'gguf_magic', 'gguf_version', 'gguf_big_endian', 'gguf_count',
+  'gguf_string', 'gguf_key', 'gguf_value_type', 'gguf_bool', 'gguf_alignment', 'gguf_name', 'gguf_dims', 'gguf_row',
+  'gguf_offset', 'split_invalid',
+] as const satisfies readonly FormatErrorCode[];
+
+type Unlisted = Exclude<FormatErrorCode, (typeof FORMAT_ERROR_CODES)[number]>;
+/** Fails to compile when a code of the union is missing from FORMAT_ERROR_CODES. */
+export const FORMAT_ERROR_CODES_COMPLETE: [Unlisted] extends [never] ? true : never = true;
+
+/** A code that crossed a boundary as text (a worker's reply) and is one of ours. */
+export function isFormatErrorCode(s: string): s is FormatErrorCode {
+  return (FORMAT_ERROR_CODES as readonly string[]).includes(s);
+}
+
 export type FormatErrorCode =
   | 'file_too_small' // fewer than 8 bytes: no room for the header length
   | 'header_too_large' // header length above the 100,000,000-byte cap
@@ -42,7 +63,21 @@ export type FormatErrorCode =
   | 'unsupported' // a valid file asks for something this operation cannot do
   | 'pickle_invalid' // a pickle is malformed, or exceeds a bound on stack, memo, length or time
   | 'unsafe_globals' // a pickle names functions beyond tensor rebuilds, and the operation was not allowed to go on
-  | 'zip_invalid'; // a ZIP container's records are inconsistent or lie outside the file
+  | 'zip_invalid' // a ZIP container's records are inconsistent or lie outside the file
+  | 'gguf_magic' // the file does not start with the bytes "GGUF"
+  | 'gguf_version' // GGUF version other than 2 or 3 (v1 used 32-bit counts and is obsolete)
+  | 'gguf_big_endian' // a big-endian GGUF (its version reads byte-swapped); not supported
+  | 'gguf_count' // a tensor, key/value or array count that the rest of the file cannot hold
+  | 'gguf_string' // a string that runs past the end of the file or is not strict UTF-8
+  | 'gguf_key' // a metadata key that is empty or longer than 65,535 bytes
+  | 'gguf_value_type' // a metadata value type outside the spec's 0–12, or arrays nested too deep
+  | 'gguf_bool' // a bool byte other than 0 or 1
+  | 'gguf_alignment' // general.alignment is not a u32 power of two
+  | 'gguf_name' // a tensor name that is empty or longer than the spec's 64 bytes
+  | 'gguf_dims' // a tensor with more than 4 dimensions (ggml's limit)
+  | 'gguf_row' // a tensor whose row (ne[0]) is not a whole number of its type's blocks
+  | 'gguf_offset' // a tensor data offset that is not a multiple of the alignment
+  | 'split_invalid'; // the parts of a split GGUF disagree (split.count, split.no, split.tensors.count)
 
 export class FormatError extends Error {
   override readonly name = 'FormatError';

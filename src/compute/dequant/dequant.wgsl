@@ -1,0 +1,225 @@
+// ggml blocks → f32, one invocation per block, bit-identical to dequant.cpu.ts. In these types
+// every product is exact in f32 (an f16 scale has at most 11 significant bits, a sub-scale at
+// most 7, a quant at most 5: 23 bits), so a fused multiply-add cannot change a bit; the one
+// rounding step (the K-quants' `d1 * q - m1`) is a difference of two multiples of 2^-24, never
+// subnormal, which WGSL rounds correctly. Blocks whose f16 scale is inf or NaN (WGSL need not
+// keep IEEE specials) are flagged for the host to redo with the CPU twin.
+
+// The ggml type id: 8 = Q8_0, 2 = Q4_0, 10 = Q2_K, 11 = Q3_K, 12 = Q4_K, 13 = Q5_K, 14 = Q6_K.
+override TYPE: u32 = 8u;
+override WG: u32 = 64u;
+
+struct Params { blocks: u32, _a: u32, _b: u32, _c: u32 }
+
+@group(0) @binding(0) var<storage, read> src: array<u32>;
+@group(0) @binding(1) var<storage, read_write> dst: array<f32>;
+// One word per block: 1 when the host must redo it.
+@group(0) @binding(2) var<storage, read_write> flags: array<u32>;
+@group(0) @binding(3) var<uniform> params: Params;
+
+fn byte(i: u32) -> u32 {
+  return (src[i >> 2u] >> ((i & 3u) * 8u)) & 0xffu;
+}
+
+fn half16(i: u32) -> u32 {
+  return byte(i) | (byte(i + 1u) << 8u);
+}
+
+fn special(h: u32) -> bool {
+  return (h & 0x7c00u) == 0x7c00u;
+}
+
+// A finite f16 as f32, exactly: subnormals are m·2^-24 (an exact f32 product of normal numbers).
+fn f16(h: u32) -> f32 {
+  let sign = (h & 0x8000u) << 16u;
+  let e = (h >> 10u) & 0x1fu;
+  let m = h & 0x3ffu;
+  if (e == 0u) {
+    return bitcast<f32>(sign | bitcast<u32>(f32(m) * 5.9604644775390625e-8));
+  }
+  return bitcast<f32>(sign | ((e + 112u) << 23u) | (m << 13u));
+}
+
+fn sbyte(b: u32) -> i32 {
+  return i32(b << 24u) >> 24u;
+}
+
+fn q8_0(b: u32) -> bool {
+  let p = b * 34u;
+  let h = half16(p);
+  if (special(h)) { return false; }
+  let d = f16(h);
+  for (var j = 0u; j < 32u; j++) { dst[b * 32u + j] = f32(sbyte(byte(p + 2u + j))) * d; }
+  return true;
+}
+
+fn q4_0(b: u32) -> bool {
+  let p = b * 18u;
+  let h = half16(p);
+  if (special(h)) { return false; }
+  let d = f16(h);
+  for (var j = 0u; j < 16u; j++) {
+    let q = byte(p + 2u + j);
+    dst[b * 32u + j] = f32(i32(q & 15u) - 8) * d;
+    dst[b * 32u + j + 16u] = f32(i32(q >> 4u) - 8) * d;
+  }
+  return true;
+}
+
+// get_scale_min_k4: the 6-bit scale (k = 0) or min (k = 1) of sub-block j, from the 12 bytes at s.
+fn scale_min(s: u32, j: u32, k: u32) -> u32 {
+  if (j < 4u) { return byte(s + j + 4u * k) & 63u; }
+  if (k == 0u) { return (byte(s + j + 4u) & 15u) | ((byte(s + j - 4u) >> 6u) << 4u); }
+  return (byte(s + j + 4u) >> 4u) | ((byte(s + j) >> 6u) << 4u);
+}
+
+fn q4_k(b: u32) -> bool {
+  let p = b * 144u;
+  let hd = half16(p);
+  let hm = half16(p + 2u);
+  if (special(hd) || special(hm)) { return false; }
+  let d = f16(hd);
+  let dmin = f16(hm);
+  for (var j = 0u; j < 8u; j += 2u) {
+    let d1 = d * f32(scale_min(p + 4u, j, 0u));
+    let m1 = dmin * f32(scale_min(p + 4u, j, 1u));
+    let d2 = d * f32(scale_min(p + 4u, j + 1u, 0u));
+    let m2 = dmin * f32(scale_min(p + 4u, j + 1u, 1u));
+    let o = b * 256u + j * 32u;
+    for (var l = 0u; l < 32u; l++) {
+      let q = byte(p + 16u + j * 16u + l);
+      dst[o + l] = d1 * f32(q & 15u) - m1;
+      dst[o + l + 32u] = d2 * f32(q >> 4u) - m2;
+    }
+  }
+  return true;
+}
+
+fn q2_k(b: u32) -> bool {
+  let p = b * 84u;
+  let hd = half16(p + 80u);
+  let hm = half16(p + 82u);
+  if (special(hd) || special(hm)) { return false; }
+  let d = f16(hd);
+  let dmin = f16(hm);
+  var is = 0u;
+  var o = b * 256u;
+  for (var n = 0u; n < 2u; n++) {
+    let q = p + 16u + n * 32u;
+    for (var shift = 0u; shift < 8u; shift += 2u) {
+      for (var h = 0u; h < 32u; h += 16u) {
+        let sc = byte(p + is);
+        is++;
+        let dl = d * f32(sc & 15u);
+        let ml = dmin * f32(sc >> 4u);
+        for (var l = 0u; l < 16u; l++) { dst[o + l] = dl * f32((byte(q + h + l) >> shift) & 3u) - ml; }
+        o += 16u;
+      }
+    }
+  }
+  return true;
+}
+
+// Q3_K's sixteen 6-bit scales, as ggml's kmask shuffle unpacks the 12 bytes at s (minus 32).
+fn q3_scale(s: u32, j: u32) -> i32 {
+  var low = byte(s + j - 8u) >> 4u;
+  if (j < 8u) { low = byte(s + j) & 15u; }
+  let high = (byte(s + 8u + (j & 3u)) >> (2u * (j >> 2u))) & 3u;
+  return i32(low | (high << 4u)) - 32;
+}
+
+fn q3_k(b: u32) -> bool {
+  let p = b * 110u;
+  let h = half16(p + 108u);
+  if (special(h)) { return false; }
+  let d = f16(h);
+  var is = 0u;
+  var m = 1u;
+  var o = b * 256u;
+  for (var n = 0u; n < 2u; n++) {
+    let q = p + 32u + n * 32u;
+    for (var shift = 0u; shift < 8u; shift += 2u) {
+      for (var hf = 0u; hf < 32u; hf += 16u) {
+        let dl = d * f32(q3_scale(p + 96u, is));
+        is++;
+        for (var l = 0u; l < 16u; l++) {
+          let hm = select(4, 0, (byte(p + hf + l) & m) != 0u);
+          dst[o + l] = dl * f32(i32((byte(q + hf + l) >> shift) & 3u) - hm);
+        }
+        o += 16u;
+      }
+      m = m << 1u;
+    }
+  }
+  return true;
+}
+
+fn q5_k(b: u32) -> bool {
+  let p = b * 176u;
+  let hd = half16(p);
+  let hm = half16(p + 2u);
+  if (special(hd) || special(hm)) { return false; }
+  let d = f16(hd);
+  let dmin = f16(hm);
+  var u1 = 1u;
+  var u2 = 2u;
+  for (var j = 0u; j < 8u; j += 2u) {
+    let d1 = d * f32(scale_min(p + 4u, j, 0u));
+    let m1 = dmin * f32(scale_min(p + 4u, j, 1u));
+    let d2 = d * f32(scale_min(p + 4u, j + 1u, 0u));
+    let m2 = dmin * f32(scale_min(p + 4u, j + 1u, 1u));
+    let o = b * 256u + j * 32u;
+    for (var l = 0u; l < 32u; l++) {
+      let q = byte(p + 48u + j * 16u + l);
+      let hb = byte(p + 16u + l);
+      dst[o + l] = d1 * f32((q & 15u) + select(0u, 16u, (hb & u1) != 0u)) - m1;
+      dst[o + l + 32u] = d2 * f32((q >> 4u) + select(0u, 16u, (hb & u2) != 0u)) - m2;
+    }
+    u1 = u1 << 2u;
+    u2 = u2 << 2u;
+  }
+  return true;
+}
+
+fn q6_k(b: u32) -> bool {
+  let p = b * 210u;
+  let h = half16(p + 208u);
+  if (special(h)) { return false; }
+  let d = f16(h);
+  for (var n = 0u; n < 2u; n++) {
+    let ql = p + n * 64u;
+    let qh = p + 128u + n * 32u;
+    let sc = p + 192u + n * 8u;
+    let o = b * 256u + n * 128u;
+    for (var l = 0u; l < 32u; l++) {
+      let is = l / 16u;
+      let hb = byte(qh + l);
+      let q1 = i32((byte(ql + l) & 15u) | ((hb & 3u) << 4u)) - 32;
+      let q2 = i32((byte(ql + l + 32u) & 15u) | (((hb >> 2u) & 3u) << 4u)) - 32;
+      let q3 = i32((byte(ql + l) >> 4u) | (((hb >> 4u) & 3u) << 4u)) - 32;
+      let q4 = i32((byte(ql + l + 32u) >> 4u) | (((hb >> 6u) & 3u) << 4u)) - 32;
+      dst[o + l] = d * f32(sbyte(byte(sc + is))) * f32(q1);
+      dst[o + l + 32u] = d * f32(sbyte(byte(sc + is + 2u))) * f32(q2);
+      dst[o + l + 64u] = d * f32(sbyte(byte(sc + is + 4u))) * f32(q3);
+      dst[o + l + 96u] = d * f32(sbyte(byte(sc + is + 6u))) * f32(q4);
+    }
+  }
+  return true;
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let b = gid.x + gid.y * nwg.x * WG;
+  if (b >= params.blocks) { return; }
+  var ok = true;
+  switch TYPE {
+    case 2u: { ok = q4_0(b); }
+    case 10u: { ok = q2_k(b); }
+    case 11u: { ok = q3_k(b); }
+    case 12u: { ok = q4_k(b); }
+    case 13u: { ok = q5_k(b); }
+    case 14u: { ok = q6_k(b); }
+    default: { ok = q8_0(b); }
+  }
+  flags[b] = select(1u, 0u, ok);
+}
