@@ -79,6 +79,7 @@ export class SourceModel implements Model {
     readonly files: readonly ModelFile[],
     readonly tensors: readonly TensorInfo[],
     private readonly sources: readonly ByteSource[],
+    readonly notes?: readonly string[],
   ) {
     this.byName = new Map();
     for (const t of tensors) this.byName.set(t.name, t);

@@ -1,4 +1,4 @@
-import { openModel, type DType, type Model, type SourceOpener } from '../format';
+import { openModel, typeNameOf, type Model, type SourceOpener } from '../format';
 import type { JobContext } from '../core/job';
 import { throwIfCancelled } from '../core/job';
 import { estimateMemory } from './memory';
@@ -10,11 +10,13 @@ export interface InspectReport {
   readonly path: string;
   readonly files: { path: string; bytes: number; headerBytes: number }[];
   readonly metadata: Readonly<Record<string, string>>;
-  /** Header order, file by file; `byteOffset` is absolute within `file`. */
-  readonly tensors: { name: string; dtype: DType; shape: readonly number[]; file: string; byteOffset: number; byteLength: number }[];
+  /** Header order, file by file; `byteOffset` is absolute within `file`; `dtype` is the stored type (`BF16`, or a block type such as `Q4_K`). */
+  readonly tensors: { name: string; dtype: string; shape: readonly number[]; file: string; byteOffset: number; byteLength: number }[];
   readonly parameters: { total: number; byDtype: Record<string, number> };
   /** Bytes of tensor data, all files together (headers excluded). */
   readonly bytes: number;
+  /** Bits of tensor data per parameter (16 for a BF16 model, about 4.9 for a Q4_K_M one). */
+  readonly bitsPerWeight: number;
   /** For formats that can carry code (pickles): whether the file only rebuilds tensors. */
   readonly safety?: { readonly clean: boolean; readonly text: string };
   /** What the format reader wants said (shared storages, entries left out). */
@@ -32,10 +34,11 @@ export function inspectReport(model: Model): InspectReport {
   let total = 0;
   let bytes = 0;
   const tensors = model.tensors.map((t) => {
-    byDtype[t.dtype] = (byDtype[t.dtype] ?? 0) + t.numel;
+    const dtype = typeNameOf(t);
+    byDtype[dtype] = (byDtype[dtype] ?? 0) + t.numel;
     total += t.numel;
     bytes += t.byteLength;
-    return { name: t.name, dtype: t.dtype, shape: t.shape, file: model.files[t.file].path, byteOffset: t.byteOffset, byteLength: t.byteLength };
+    return { name: t.name, dtype, shape: t.shape, file: model.files[t.file].path, byteOffset: t.byteOffset, byteLength: t.byteLength };
   });
   return {
     path: model.path,
@@ -44,6 +47,7 @@ export function inspectReport(model: Model): InspectReport {
     tensors,
     parameters: { total, byDtype },
     bytes,
+    bitsPerWeight: total > 0 ? (bytes * 8) / total : 0,
     ...(model.safety ? { safety: model.safety } : {}),
     ...(model.notes?.length ? { notes: model.notes } : {}),
   };
@@ -63,6 +67,18 @@ export async function inspectModel(args: InspectArgs, ctx: JobContext = {}): Pro
 // Files are listed one per line up to this many; a 400-shard model gets a count instead of a page of names.
 const MAX_FILES_LISTED = 16;
 
+// Types below this share of the parameters are folded into "…" in the one-line mix.
+const MIX_SHOWN_FRACTION = 0.005;
+
+/** `Q4_K 62%, Q6_K 21%, F32 0.9%, …`: each stored type's share of the parameters, largest first. */
+function typeMix(r: InspectReport): string {
+  const total = r.parameters.total || 1;
+  const rows = Object.entries(r.parameters.byDtype).sort((a, b) => b[1] - a[1]);
+  const shown = rows.filter(([, n], i) => i === 0 || n / total >= MIX_SHOWN_FRACTION);
+  const pct = (n: number) => (n / total >= 0.1 ? `${Math.round((100 * n) / total)}%` : `${((100 * n) / total).toPrecision(2)}%`);
+  return shown.map(([d, n]) => `${d} ${pct(n)}`).join(', ') + (shown.length < rows.length ? ', …' : '');
+}
+
 /** The human-readable summary: totals, dtypes, memory at common formats, metadata, folded module tree. */
 export function renderInspectText(r: InspectReport): string {
   const out: string[] = [];
@@ -73,6 +89,7 @@ export function renderInspectText(r: InspectReport): string {
     for (const f of r.files.slice(0, MAX_FILES_LISTED)) out.push(`    ${f.path}  ${formatBytes(f.bytes)}`);
     if (r.files.length > MAX_FILES_LISTED) out.push(`    … and ${r.files.length - MAX_FILES_LISTED} more`);
   }
+  out.push(`  ${r.bitsPerWeight.toFixed(2)} bits per weight; ${typeMix(r)}`);
   if (r.safety) out.push(`  ${r.safety.clean ? 'Only tensor data' : `WARNING: this file ${r.safety.text} (run \`scan\` for the list; nothing was executed)`}`);
   for (const n of r.notes ?? []) out.push(`  note: ${n}`);
   out.push('');

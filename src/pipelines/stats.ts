@@ -6,7 +6,8 @@ import { statsKernel, type BinsResult, type StatsResult, type TopEntry, type Wid
 import { binsParams, mergeTop, mergeWide, summarizePatterns, summarizeWide, unsupportedStats, type TensorHead, type TensorStats } from '../compute/stats/summarize';
 import { DTYPE_INFO } from '../format/dtypes';
 import { FormatError } from '../format/errors';
-import type { Model, TensorInfo } from '../format/model';
+import { storageOf, typeNameOf, type Model, type TensorInfo } from '../format/model';
+import type { StorageType } from '../format/storage';
 import { CancelledError, throwIfCancelled, type JobContext } from '../core/job';
 import { BufferPool, ByteProgress, streamJobs, type JobSteps } from '../core/stream';
 
@@ -51,6 +52,8 @@ interface Slice {
 }
 
 function slicesOf(t: TensorInfo, sliceBytes: number): Slice[] {
+  const s = storageOf(t);
+  if (s.kind === 'blocks') return blockSlicesOf(t, s.blockElements, s.blockBytes, sliceBytes);
   const bits = DTYPE_INFO[t.dtype].bits;
   const per = Math.max(SLICE_ALIGN, Math.floor((sliceBytes * 8) / bits / SLICE_ALIGN) * SLICE_ALIGN);
   const out: Slice[] = [];
@@ -58,6 +61,17 @@ function slicesOf(t: TensorInfo, sliceBytes: number): Slice[] {
     const count = Math.min(per, t.numel - first);
     const byteStart = (first * bits) / 8;
     out.push({ first, count, byteStart, byteLength: Math.ceil(((first + count) * bits) / 8) - byteStart });
+  }
+  return out;
+}
+
+/** Slices of whole blocks: each is decoded to float32 in the kernel, so its values (4 bytes each) bound it. */
+function blockSlicesOf(t: TensorInfo, elements: number, bytes: number, sliceBytes: number): Slice[] {
+  const blocks = Math.max(1, Math.floor(sliceBytes / 4 / elements));
+  const out: Slice[] = [];
+  for (let first = 0; first < t.numel; first += blocks * elements) {
+    const count = Math.min(blocks * elements, t.numel - first);
+    out.push({ first, count, byteStart: (first / elements) * bytes, byteLength: (count / elements) * bytes });
   }
   return out;
 }
@@ -107,7 +121,7 @@ export async function stats(model: Model, opts: StatsOptions = {}): Promise<Stat
   const pool = new BufferPool(inFlight + 1, undefined, sliceBytes);
   const progress = new ByteProgress(selected.reduce((s, t) => s + t.byteLength, 0), opts.progress);
   const folds = selected.map((t): TensorFold => {
-    const pattern = isPatternDType(t.dtype);
+    const pattern = !t.storage && isPatternDType(t.dtype);
     return { t, slices: slicesOf(t, sliceBytes), hist: pattern ? new Float64Array(2 ** DTYPE_INFO[t.dtype].bits) : undefined, occurring: [], tops: [], scans: [], binned: [] };
   });
   const byTensor = new Map(folds.map((f) => [f.t, f]));
@@ -165,7 +179,8 @@ function sliceSteps(model: Model, backend: Backend, pool: BufferPool, byTensor: 
     },
     run: async (job, bytes, signal) => {
       const { t, s, phase } = job;
-      const slice = { dtype: t.dtype, first: s.first, count: s.count, bytes };
+      const storage = blockStorageOf(t);
+      const slice = { dtype: storage ? ('F32' as const) : t.dtype, storage, first: s.first, count: s.count, bytes };
       const args = phase === 'scan' ? { ...slice, phase, topK } : { ...slice, phase, ...byTensor.get(t)!.params! };
       let r: StatsResult;
       try {
@@ -196,11 +211,15 @@ function foldSlice(f: TensorFold, r: StatsResult): void {
 /** The statistics of one tensor from its folded slices. */
 function summarize(f: TensorFold, bins: number, topK: number): TensorStats {
   const t = f.t;
-  const head: TensorHead = { name: t.name, dtype: t.dtype, shape: t.shape, count: t.numel };
+  const head: TensorHead = { name: t.name, dtype: typeNameOf(t), shape: t.shape, count: t.numel };
   if (t.dtype === 'C64') return unsupportedStats(head, bins);
   if (f.hist) return summarizePatterns(head, f.hist, mergeTop(f.tops, topK), bins, f.occurring);
   // Slices fold in order, so the bins arrive in slice order as the summary expects.
   return summarizeWide(head, mergeWide(f.scans, topK), f.binned, bins);
+}
+
+function blockStorageOf(t: TensorInfo): Extract<StorageType, { kind: 'blocks' }> | undefined {
+  return t.storage?.kind === 'blocks' ? t.storage : undefined;
 }
 
 /** Names the tensor in errors that do not already say where they happened. */
