@@ -2,6 +2,7 @@ import type { BenchCase } from '../case';
 import { formatReadCases } from './formatRead';
 import { dequantCases } from './dequant';
 import { diffCases } from './diff';
+import { manyTensorsCases } from './manyTensors';
 import { mergeCases } from './merge';
 import { pickleCases } from './pickle';
 import { formatWriteCases } from './formatWrite';
@@ -11,4 +12,4 @@ import { viewerCases } from './viewer';
 import { viewerVscodeCases } from './viewerVscode';
 
 /** Every benchmark case; each area adds its own module's cases here. */
-export const CASES: BenchCase[] = [...diffCases, ...mergeCases, ...pickleCases, ...formatReadCases, ...formatWriteCases, ...quantizeCases, ...statsCases, ...dequantCases, ...viewerCases, ...viewerVscodeCases];
+export const CASES: BenchCase[] = [...diffCases, ...mergeCases, ...pickleCases, ...formatReadCases, ...formatWriteCases, ...quantizeCases, ...statsCases, ...dequantCases, ...manyTensorsCases, ...viewerCases, ...viewerVscodeCases];

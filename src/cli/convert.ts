@@ -1,6 +1,7 @@
 import { looksLikeTorchPath } from '../format/pickle/torch';
 import { convertModel, type ConvertTarget } from '../pipelines/convert';
 import { parseCommandArgs, parseSize, UsageError, type Command } from './command';
+import { escapeText } from '../format/escape';
 
 const USAGE = `usage: tensor-workbench convert IN OUT [--dtype bf16|f16|f32|keep] [--max-shard-size SIZE] [--allow-unsafe-globals] [--verbose]
 
@@ -39,7 +40,7 @@ export const convertCommand: Command = {
       overflow += t.overflow;
       underflow += t.underflow;
       if (values.verbose || io.verbose || t.overflow > 0 || t.underflow > 0) {
-        io.stdout.write(`${t.name}: ${t.from} → ${t.to}${t.from !== t.to ? `, ${t.overflow} overflowed to ±Inf, ${t.underflow} flushed to zero` : ' (unchanged)'}\n`);
+        io.stdout.write(`${escapeText(t.name)}: ${t.from} → ${t.to}${t.from !== t.to ? `, ${t.overflow} overflowed to ±Inf, ${t.underflow} flushed to zero` : ' (unchanged)'}\n`);
       }
     }
     io.stdout.write(

@@ -5,8 +5,7 @@
 // `Command` ({ name, summary, usage?, run(argv, io) }, see ./command.ts), then add
 // its import below and one entry to COMMANDS. That is the whole registration.
 import { onBackendInfo } from '../pipelines/runtime';
-import { fromOsError, isFormatError } from '../format/errors';
-import { isCancelled, type Progress } from '../core/job';
+import type { Progress } from '../core/job';
 import { UsageError, type Command, type CommandIO } from './command';
 import { convertCommand } from './convert';
 import { diffCommand } from './diff';
@@ -26,8 +25,8 @@ export const COMMANDS: Command[] = [
   scanCommand,
 ];
 
-/** Exit codes: 0 success, 1 an unexpected failure, 2 bad input or usage, 130/143 interrupted by SIGINT/SIGTERM (128 + signal, the shell's convention). */
-export const EXIT = { ok: 0, internal: 1, badInput: 2, interrupted: 130, terminated: 143 } as const;
+export { EXIT, reportError } from './reportError';
+import { EXIT, reportError } from './reportError';
 
 function help(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));
@@ -41,11 +40,6 @@ function help(): string {
     'Any command takes --verbose: the compute backend and GPU adapter, and why, on stderr (and per-tensor lines where a command has them).',
     'Exit codes: 0 success, 2 bad input (one line `error[CODE]: message` on stderr), 1 internal error, 130 interrupted (SIGINT), 143 terminated (SIGTERM).',
   ].join('\n') + '\n';
-}
-
-/** A one-line message: errors must fit `error[CODE]: message` on a single line. */
-function oneLine(s: string): string {
-  return s.replace(/\s*\n\s*/g, ' ').trim();
 }
 
 function progressPrinter(stream: NodeJS.WriteStream): ((p: Progress) => void) | undefined {
@@ -90,23 +84,7 @@ export async function main(argv: string[]): Promise<number> {
     const io: CommandIO = { stdout: process.stdout, stderr: process.stderr, signal: ac.signal, progress: progressPrinter(process.stderr), notice: (l) => process.stderr.write(`${l}\n`), verbose };
     return await cmd.run(rest, io);
   } catch (thrown) {
-    if (isCancelled(thrown) || ac.signal.aborted) {
-      process.stderr.write(caught === 'SIGTERM' ? 'cancelled (SIGTERM)\n' : 'cancelled\n');
-      return caught === 'SIGTERM' ? EXIT.terminated : EXIT.interrupted;
-    }
-    // A refusal from the OS about the user's paths (read-only, full, missing folder) is bad input, not a bug.
-    const e = fromOsError(thrown);
-    if (isFormatError(e)) {
-      process.stderr.write(`error[${e.code}]: ${oneLine(e.message)}\n`);
-      return EXIT.badInput;
-    }
-    if (e instanceof UsageError) {
-      process.stderr.write(`error[usage]: ${oneLine(e.message)}\n`);
-      return EXIT.badInput;
-    }
-    process.stderr.write(`error[internal]: ${oneLine(String((e as Error)?.message ?? e))}\n`);
-    if (process.env.TW_DEBUG) process.stderr.write(`${(e as Error)?.stack}\n`);
-    return EXIT.internal;
+    return reportError(thrown, process.stderr, ac.signal.aborted, caught);
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);

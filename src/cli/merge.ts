@@ -2,6 +2,7 @@ import type { BackendChoice } from '../core/job';
 import type { MatmulDType } from '../pipelines/runtime';
 import { merge, MergeError, planMerge, type MergeAdapterArg } from '../pipelines/merge';
 import { parseCommandArgs, parseSize, UsageError, type Command } from './command';
+import { escapeText } from '../format/escape';
 
 const USAGE = `usage: tensor-workbench merge BASE ADAPTER[:WEIGHT]... OUT [--dtype bf16|f16|f32] [--subtract]
        [--allow-unmatched] [--max-shard-size SIZE] [--backend auto|webgpu|cpu] [--dry-run] [--json]
@@ -64,9 +65,9 @@ export const mergeCommand: Command = {
           else {
             for (const s of plan.summaries) {
               out(`${s.path} (${s.format}, weight ${s.weight}): ${s.modules.length} module(s)${s.replacements.length ? `, replaces ${s.replacements.join(', ')}` : ''}\n`);
-              for (const m of s.modules) out(`  ${m.target}  r=${m.rank} alpha=${m.alpha} scale=${m.scale}${m.dora ? ' DoRA' : ''}\n`);
+              for (const m of s.modules) out(`  ${escapeText(m.target)}  r=${m.rank} alpha=${m.alpha} scale=${m.scale}${m.dora ? ' DoRA' : ''}\n`);
             }
-            for (const u of plan.unmatched) out(`unmatched: ${adapters[u.adapter].path}: ${u.key}: ${u.reason}\n`);
+            for (const u of plan.unmatched) out(`unmatched: ${escapeText(adapters[u.adapter].path)}: ${escapeText(u.key)}: ${escapeText(u.reason)}\n`);
           }
         } finally {
           await plan.close();
@@ -98,7 +99,7 @@ export const mergeCommand: Command = {
       if (!(e instanceof MergeError)) throw e;
       if (values.json) out(JSON.stringify({ error: e.message, unmatched: e.unmatched }, null, 2) + '\n');
       // One line, as every CLI error; the JSON output carries the full list.
-      io.stderr.write(`error[merge]: ${e.message.split('\n')[0]}${e.unmatched.length ? ' ' + e.unmatched.slice(0, 5).map((u) => `${u.key} (${u.reason})`).join('; ') + (e.unmatched.length > 5 ? '; …' : '') : ''}\n`);
+      io.stderr.write(`error[merge]: ${escapeText(e.message.split('\n')[0])}${e.unmatched.length ? ' ' + e.unmatched.slice(0, 5).map((u) => `${escapeText(u.key)} (${escapeText(u.reason)})`).join('; ') + (e.unmatched.length > 5 ? '; …' : '') : ''}\n`);
       return 2;
     }
   },

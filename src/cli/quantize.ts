@@ -3,15 +3,20 @@ import type { BackendChoice } from '../core/job';
 import { preview, quantize, type PreviewResult, type QuantFormat, type QuantReport } from '../pipelines/quantize';
 import { parseCommandArgs, UsageError, type Command } from './command';
 import { formatSize } from '../core/units';
+import { escapeText } from '../format/escape';
 
 const USAGE = `usage: tensor-workbench quantize IN OUT --scheme ${SCHEME_NAMES.join('|')}
          [--format gguf|safetensors] [--keep GLOB]... [--only GLOB]... [--gguf-names hf|llama]
-         [--backend auto|webgpu|cpu] [--json] [--verbose]
+         [--backend auto|webgpu|cpu] [--allow-nonfinite] [--json] [--verbose]
        tensor-workbench quantize IN --preview [--scheme S]... [--keep GLOB]... [--only GLOB]... [--json]
 
 Quantizes 2-D weights whose row length is a multiple of the block size (32 for the
 ggml schemes); norms, biases and other tensors are kept, each with its reason.
 Globs match whole tensor names (* any run, ? one character).
+A tensor holding NaN or ±Inf is kept in its dtype, with a line giving the count:
+a block's scale comes from its largest |x|, so each block holding one would come
+back all NaN. --allow-nonfinite quantizes such tensors anyway (those blocks as the
+scheme computes them; their error figures are then NaN or -inf).
   q8_0, q4_0, q4_1   ggml blocks, byte-identical to ggml's reference quantizer.
                      Default output GGUF v3; --format safetensors stores each weight
                      as U8 [rows, blocks × bytes per block].
@@ -32,7 +37,7 @@ function toJson(v: unknown): string {
 }
 
 export function previewText(p: PreviewResult): string {
-  const lines = [`${p.input}: ${p.params.toLocaleString('en-US')} parameters, ${formatSize(p.bytesBefore)}; sampled ≤${p.sampleFraction * 100}% of each tensor in ${p.seconds.toFixed(1)} s`];
+  const lines = [`${escapeText(p.input)}: ${p.params.toLocaleString('en-US')} parameters, ${formatSize(p.bytesBefore)}; sampled ≤${p.sampleFraction * 100}% of each tensor in ${p.seconds.toFixed(1)} s`];
   lines.push(`${'scheme'.padEnd(13)} ${'size'.padStart(11)} ${'bits/w'.padStart(7)} ${'SNR dB'.padStart(8)} ${'RMSE'.padStart(10)} ${'cosine'.padStart(9)}  tensors`);
   for (const r of p.rows) {
     lines.push(
@@ -46,9 +51,9 @@ export function reportText(r: QuantReport, verbose: boolean): string {
   const lines: string[] = [];
   for (const t of r.tensors) {
     if (t.action === 'quantized') {
-      if (verbose) lines.push(`${t.name}: ${t.scheme}, RMSE ${fmt(t.rmse, 6)}, max|err| ${fmt(t.maxAbsErr, 6)}, SNR ${fmt(t.snrDb, 1)} dB, cosine ${fmt(t.cosine, 6)}`);
+      if (verbose) lines.push(`${escapeText(t.name)}: ${t.scheme}, RMSE ${fmt(t.rmse, 6)}, max|err| ${fmt(t.maxAbsErr, 6)}, SNR ${fmt(t.snrDb, 1)} dB, cosine ${fmt(t.cosine, 6)}`);
     } else {
-      lines.push(`${t.name}: ${t.action} (${t.reason})`);
+      lines.push(`${escapeText(t.name)}: ${t.action} (${escapeText(t.reason ?? '')})`);
     }
   }
   const q = r.tensors.filter((t) => t.action === 'quantized').length;
@@ -58,8 +63,8 @@ export function reportText(r: QuantReport, verbose: boolean): string {
     `size ${formatSize(tt.bytesBefore)} → ${formatSize(tt.bytesAfter)}, ${tt.bitsPerWeight.toFixed(2)} bits/weight overall (${tt.quantizedBitsPerWeight.toFixed(2)} in quantized tensors)`,
     `error over quantized tensors: RMSE ${fmt(tt.rmse, 6)}, max|err| ${fmt(tt.maxAbsErr, 6)}, SNR ${fmt(tt.snrDb, 1)} dB, cosine ${fmt(tt.cosine, 6)}`,
   );
-  for (const m of r.missing) lines.push(`note: missing ${m}`);
-  lines.push(`wrote ${r.outputs.join(', ')}`);
+  for (const m of r.missing) lines.push(`note: missing ${escapeText(m)}`);
+  lines.push(`wrote ${r.outputs.map(escapeText).join(', ')}`);
   return lines.join('\n') + '\n';
 }
 
@@ -80,6 +85,7 @@ export const quantizeCommand: Command = {
         json: { type: 'boolean' },
         verbose: { type: 'boolean' },
         'gguf-names': { type: 'string' },
+        'allow-nonfinite': { type: 'boolean' },
       },
       { minPositionals: 1, maxPositionals: 2, usage: 'IN and OUT (or IN with --preview)' },
     );
@@ -101,7 +107,7 @@ export const quantizeCommand: Command = {
     const names = values['gguf-names'];
     if (names !== undefined && names !== 'hf' && names !== 'llama') throw new UsageError(`--gguf-names must be hf or llama, not '${names}'`);
     const r = await quantize(
-      { input: positionals[0], output: positionals[1], scheme: schemes[0] as never, format, keep: values.keep, only: values.only, ggufNames: names as 'hf' | 'llama' | undefined },
+      { input: positionals[0], output: positionals[1], scheme: schemes[0] as never, format, keep: values.keep, only: values.only, ggufNames: names as 'hf' | 'llama' | undefined, allowNonfinite: values['allow-nonfinite'] },
       ctx,
     );
     io.stdout.write(values.json ? toJson(r) : reportText(r, (values.verbose || io.verbose) ?? false));

@@ -3,6 +3,7 @@ import type { BackendChoice } from '../core/job';
 import { openModel } from '../format/openModel';
 import { stats, type StatsReport, type TensorStats } from '../pipelines/stats';
 import { parseCommandArgs, UsageError, type Command } from './command';
+import { escapeText } from '../format/escape';
 
 const USAGE = `usage: tensor-workbench stats PATH [--tensor NAME]... [--bins N] [--backend auto|cpu|webgpu] [--json]
 
@@ -32,23 +33,25 @@ function problems(t: TensorStats): string {
   if (t.posInf) p.push(`${t.posInf} +Inf`);
   if (t.negInf) p.push(`${t.negInf} -Inf`);
   if (t.count > 0 && t.zeros === t.count) p.push('all zero');
-  if (t.note) p.push(t.note);
+  if (t.note) p.push(escapeText(t.note));
   return p.join(', ');
 }
 
 /** A fixed-width table, unhealthy tensors first (then in file order), and a summary line. */
 export function renderStatsText(r: StatsReport): string {
   const rank = (t: TensorStats): number => (t.nan + t.posInf + t.negInf > 0 ? 0 : t.count > 0 && t.zeros === t.count ? 1 : 2);
-  const rows = r.tensors
-    .map((t, i) => ({ t, i }))
-    .sort((a, b) => rank(a.t) - rank(b.t) || a.i - b.i)
-    .map(({ t }) => [t.name, t.dtype, `[${t.shape.join(', ')}]`, fmt(t.min), fmt(t.max), fmt(t.mean), fmt(t.std), pct(t.zeros, t.count), pct(t.nearZero, t.count), String(t.outliers), problems(t) || 'ok']);
+  const ranks = Uint8Array.from(r.tensors, rank);
+  const order = Array.from(r.tensors, (_, i) => i).sort((a, b) => ranks[a] - ranks[b] || a - b);
+  const cells = (t: TensorStats): string[] => [escapeText(t.name), t.dtype, `[${t.shape.join(', ')}]`, fmt(t.min), fmt(t.max), fmt(t.mean), fmt(t.std), pct(t.zeros, t.count), pct(t.nearZero, t.count), String(t.outliers), problems(t) || 'ok'];
   const head = ['tensor', 'dtype', 'shape', 'min', 'max', 'mean', 'std', 'zeros', 'near0', 'outliers', 'health'];
-  const widths = head.map((h, c) => Math.max(h.length, ...rows.map((row) => row[c].length)));
+  // Two passes over the cells (widths, then lines) rather than a table of them held whole:
+  // at 100,000 tensors those strings would outweigh the report itself.
+  const widths = head.map((h) => h.length);
+  for (const t of r.tensors) cells(t).forEach((c, i) => (widths[i] = Math.max(widths[i], c.length)));
   const numeric = new Set([3, 4, 5, 6, 7, 8, 9]);
-  const line = (cells: string[]): string =>
-    cells
-      .map((s, c) => (c === cells.length - 1 ? s : numeric.has(c) ? s.padStart(widths[c]) : s.padEnd(widths[c])))
+  const line = (row: string[]): string =>
+    row
+      .map((s, c) => (c === row.length - 1 ? s : numeric.has(c) ? s.padStart(widths[c]) : s.padEnd(widths[c])))
       .join('  ')
       .trimEnd();
   const { nonFiniteTensors: nf, allZeroTensors: az } = r.health;
@@ -56,7 +59,10 @@ export function renderStatsText(r: StatsReport): string {
     `${r.tensors.length} tensors, ${(r.bytesRead / 1e9).toFixed(2)} GB in ${r.seconds.toFixed(2)} s ` +
     `(${(r.bytesRead / 1e9 / Math.max(r.seconds, 1e-9)).toFixed(2)} GB/s, ${r.backend}: ${r.device}); ` +
     (nf.length + az.length === 0 ? 'all healthy' : `${nf.length} with NaN/Inf, ${az.length} all zero`);
-  return [line(head), ...rows.map(line), '', summary].join('\n') + '\n';
+  const lines = [line(head)];
+  for (const i of order) lines.push(line(cells(r.tensors[i])));
+  lines.push('', summary);
+  return lines.join('\n') + '\n';
 }
 
 export const statsCommand: Command = {
@@ -76,7 +82,10 @@ export const statsCommand: Command = {
     if (!BACKENDS.has(backend)) throw new UsageError(`--backend must be auto, webgpu or cpu, not '${values.backend}'`);
     const model = await openModel(positionals[0]);
     try {
-      const report = await stats(model, { tensors: values.tensor, bins, backend, signal: io.signal, progress: io.progress });
+      // The table shows neither histograms nor the largest |x|: without --json they are not kept
+      // (at 100,000 tensors they would be most of the memory the command takes).
+      const json = values.json === true;
+      const report = await stats(model, { tensors: values.tensor, bins, backend, histograms: json, topK: json ? undefined : 0, signal: io.signal, progress: io.progress });
       io.stdout.write(values.json ? JSON.stringify(report) + '\n' : renderStatsText(report));
       return 0;
     } catch (e) {

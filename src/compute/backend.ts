@@ -1,5 +1,5 @@
 import { CancelledError, throwIfCancelled } from '../core/job';
-import { disposeCpuPool, getCpuPool } from './cpu/pool';
+import { BATCH_KERNEL, disposeCpuPool, getCpuPool, type BatchArgs } from './cpu/pool';
 import { disposeGpu, getGpuContext, gpuAutoVerdict, gpuBrokenReason, gpuDescription, gpuIsSoftware, gpuUnavailableReason, markGpuBroken } from './gpu/device';
 import { GpuUnsupportedError, type Backend, type BackendChoice, type BackendKind, type KernelDef } from './kernel';
 
@@ -59,6 +59,22 @@ const gpuBackend: Backend = {
     return result;
   },
 };
+
+/**
+ * Runs `kernel` on each of `items` and returns the results in order. On the CPU the
+ * items travel to one worker as one task (tiny tensors: the round trip, not the
+ * arithmetic, is what costs); on the GPU they run one after another.
+ */
+export async function runBatch<A, R>(backend: Backend, kernel: KernelDef<A, R>, items: readonly A[], signal?: AbortSignal): Promise<R[]> {
+  if (backend.kind !== 'cpu') {
+    const out: R[] = [];
+    for (const a of items) out.push(await backend.run(kernel, a, signal));
+    return out;
+  }
+  const transfer = new Set<ArrayBuffer>();
+  for (const a of items) for (const b of kernel.transfer?.(a) ?? []) transfer.add(b);
+  return getCpuPool().run<R[]>(BATCH_KERNEL, { kernel: kernel.name, items } satisfies BatchArgs, [...transfer], signal);
+}
 
 /**
  * The backend for `choice`: `auto` is WebGPU when a hardware adapter exists (and

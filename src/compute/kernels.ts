@@ -43,11 +43,13 @@ import { q4_1Kernel } from './quant/q4_1';
 import { q8_0Kernel } from './quant/q8_0';
 import type { KernelDef } from './kernel';
 import { statsKernel } from './stats/stats';
+import { statsSmallKernel } from './stats/statsSmall';
 
 export const KERNELS: Record<string, KernelDef<any, any>> = {
   decode: decodeKernel,
   dequant: dequantKernel,
   stats: statsKernel,
+  'stats.small': statsSmallKernel,
   'diff.reduce': diffReduceKernel,
   'diff.sketch': deltaSketchKernel,
   matmul: matmulKernel,

@@ -1,6 +1,6 @@
 // The compute worker (dist/worker.js): runs CPU twins by name for the pool in cpu/pool.ts.
 import { parentPort } from 'node:worker_threads';
-import type { WorkerReply, WorkerRequest } from './cpu/pool';
+import { BATCH_KERNEL, type BatchArgs, type WorkerReply, type WorkerRequest } from './cpu/pool';
 import { KERNELS } from './kernels';
 
 /** Buffers of typed arrays in a result, moved back rather than copied (the worker keeps nothing). */
@@ -33,15 +33,27 @@ function errorOf(e: unknown): Extract<WorkerReply, { ok: false }>['error'] {
   return { name: 'Error', message: String(e) };
 }
 
+function kernelOf(name: string) {
+  const k = KERNELS[name];
+  if (!k) throw new Error(`unknown kernel '${name}'`);
+  return k;
+}
+
+/** Many small calls of one kernel in one task, in order: one round trip instead of one each. */
+async function runBatch(args: BatchArgs): Promise<unknown[]> {
+  const k = kernelOf(args.kernel);
+  const out: unknown[] = [];
+  for (const a of args.items) out.push(await k.cpu(a));
+  return out;
+}
+
 const port = parentPort;
 if (port) {
   port.on('message', async (req: WorkerRequest) => {
     let reply: WorkerReply;
     let transfer: ArrayBuffer[] = [];
     try {
-      const k = KERNELS[req.kernel];
-      if (!k) throw new Error(`unknown kernel '${req.kernel}'`);
-      const result = await k.cpu(req.args);
+      const result = req.kernel === BATCH_KERNEL ? await runBatch(req.args as BatchArgs) : await kernelOf(req.kernel).cpu(req.args);
       reply = { id: req.id, ok: true, result };
       transfer = [...transferables(result)];
     } catch (e) {

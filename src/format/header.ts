@@ -1,6 +1,6 @@
 import { DTYPE_INFO, isDType, type DType } from './dtypes';
 import { FormatError } from './errors';
-import { countKeys, ExactParser, isIndexLikeKey, LBRACE, NonIntegerLiteral, scan, SPACE, topLevelKeys } from './json';
+import { countKeys, ExactParser, isIndexLikeKey, LargeIntegerLiteral, LBRACE, NonIntegerLiteral, scan, SPACE, topLevelKeys } from './json';
 import type { TensorInfo } from './model';
 
 export { MAX_JSON_DEPTH, parseJsonChecked, type DuplicateKey } from './json';
@@ -36,7 +36,8 @@ export function readHeaderLength(prefix: Uint8Array, file: string, fileSize: num
   const lo = (prefix[0] | (prefix[1] << 8) | (prefix[2] << 16) | (prefix[3] << 24)) >>> 0;
   const hi = (prefix[4] | (prefix[5] << 8) | (prefix[6] << 16) | (prefix[7] << 24)) >>> 0;
   if (hi !== 0 || lo > MAX_HEADER_BYTES) {
-    const n = hi * 2 ** 32 + lo;
+    // As a BigInt: above 2^53 a double would print a rounded neighbour of what the file says.
+    const n = (BigInt(hi) << 32n) | BigInt(lo);
     throw new FormatError('header_too_large', `header length ${n} is above the ${MAX_HEADER_BYTES}-byte limit`, file);
   }
   if (HEADER_PREFIX_BYTES + lo > fileSize) {
@@ -58,7 +59,7 @@ function describe(v: unknown): string {
 }
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v) && v.constructor !== NonIntegerLiteral;
+  return typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof NonIntegerLiteral);
 }
 
 function isSize(v: unknown): v is number {
@@ -72,8 +73,8 @@ function isSize(v: unknown): v is number {
  * it could not be told apart from its neighbours.
  */
 function sizeError(v: unknown, code: 'shape_invalid' | 'offsets_invalid', what: string, file: string, tensor: string): FormatError {
-  if (typeof v === 'number' && Number.isInteger(v) && v > Number.MAX_SAFE_INTEGER) {
-    return new FormatError('overflow', `${what} ${v} is above ${Number.MAX_SAFE_INTEGER}, the largest size this reader can represent exactly`, file, tensor);
+  if (v instanceof LargeIntegerLiteral || (typeof v === 'number' && Number.isInteger(v) && v > Number.MAX_SAFE_INTEGER)) {
+    return new FormatError('overflow', `${what} ${String(v)} is above ${Number.MAX_SAFE_INTEGER}, the largest size this reader can represent exactly`, file, tensor);
   }
   return new FormatError(code, `${what} must be a non-negative integer, not ${describe(v)}`, file, tensor);
 }
@@ -165,7 +166,8 @@ function parseMetadata(v: unknown, file: string): Record<string, string> {
     if (typeof s !== 'string') {
       throw new FormatError('metadata_invalid', `__metadata__[${JSON.stringify(k)}] must be a string, not ${describe(s)}`, file);
     }
-    out[k] = s;
+    // Defined, not assigned: `out['__proto__'] = s` would set the prototype and drop the key.
+    Object.defineProperty(out, k, { value: s, enumerable: true, writable: true, configurable: true });
   }
   return out;
 }

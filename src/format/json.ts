@@ -73,10 +73,17 @@ export function scan(b: Uint8Array, file: string): ScanResult {
   let colons2 = 0;
   let depth = 0;
   let lexicalNumbers = false;
+  let digits = 0;
   let i = 0;
   const n = b.length;
   while (i < n) {
     const c = b[i++];
+    // 16 digits or more may be above 2^53, where JSON.parse rounds: the exact parser keeps the text.
+    if (c >= 0x30 && c <= 0x39) {
+      if (++digits >= BIG_INTEGER_DIGITS) lexicalNumbers = true;
+      continue;
+    }
+    digits = 0;
     if (c === QUOTE) {
       // Skip the string; a backslash always escapes exactly the next byte.
       while (i < n) {
@@ -140,6 +147,12 @@ export class NonIntegerLiteral {
     return this.raw;
   }
 }
+
+/** A plain integer above 2^53, kept as its text so that messages quote the file exactly. */
+export class LargeIntegerLiteral extends NonIntegerLiteral {}
+
+// Digits in a row from which an integer may exceed Number.MAX_SAFE_INTEGER (9007199254740991, 16 digits).
+const BIG_INTEGER_DIGITS = 16;
 
 /** Where the exact parser found a key twice. */
 export interface DuplicateKey {
@@ -257,7 +270,9 @@ export class ExactParser {
     if (this.i === start) this.fail();
     const raw = s.slice(start, this.i);
     // JSON.parse accepted the text, so `raw` is a valid literal; only its kind matters here.
-    return plain ? Number(raw) : new NonIntegerLiteral(raw);
+    if (!plain) return new NonIntegerLiteral(raw);
+    const v = Number(raw);
+    return v > Number.MAX_SAFE_INTEGER ? new LargeIntegerLiteral(raw) : v;
   }
 }
 

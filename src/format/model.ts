@@ -89,6 +89,12 @@ export interface Model {
   /** Reads `into.length` bytes of a tensor starting `offset` bytes into it. */
   read(t: TensorInfo, offset: number, into: Uint8Array): Promise<void>;
   /**
+   * Reads from the start of `first` to the end of `last` (same file, `last` at or after `first`)
+   * in one read: many small tensors cost one request instead of one each. Optional; callers
+   * fall back to `read` per tensor.
+   */
+  readSpan?(first: TensorInfo, last: TensorInfo, into: Uint8Array): Promise<void>;
+  /**
    * Streams a tensor in bounded chunks that end on element boundaries (on byte
    * boundaries that are also element boundaries for sub-byte dtypes). The yielded
    * array may be reused by the next iteration: copy what must outlive it.

@@ -99,6 +99,16 @@ export class SourceModel implements Model {
     await this.readAt(t, offset, into, true);
   }
 
+  async readSpan(first: TensorInfo, last: TensorInfo, into: Uint8Array): Promise<void> {
+    this.checkRange(first, 0, 0);
+    this.checkRange(last, 0, last.byteLength);
+    if (first.file !== last.file || last.byteOffset < first.byteOffset || last.byteOffset + last.byteLength - first.byteOffset !== into.length) {
+      throw new RangeError(`a span from '${first.name}' to '${last.name}' is not ${into.length} bytes of one file`);
+    }
+    if (into.length === 0) return;
+    await this.readAt(first, 0, into, true);
+  }
+
   async *chunks(t: TensorInfo, opts: ChunkOptions = {}): AsyncGenerator<Uint8Array> {
     const signal = opts.signal;
     signal?.throwIfAborted();

@@ -11,6 +11,7 @@ import { typeNameOf, type Model, type TensorInfo } from '../format/model';
 import { matchModels, type NamedMatching } from './diffNames';
 import { compareValues, decodable, type ValuePair } from './diffValues';
 import { estimateRanks } from './diffRank';
+import { compareSmallPairs, isSmallPair } from './diffSmall';
 import { Accum, aggregate, blockOf, bytesEqual, chunkElements, compareBytesOnly, countDifferingElements, DEFAULT_CHUNK_BYTES, finishTensor, identicalResult, IN_FLIGHT_PER_WORKER, kernelDType, moduleKindOf } from './diffTensor';
 import type { DiffOptions, DiffReport, ShapeChange, TensorDiff } from './diffTypes';
 
@@ -71,10 +72,15 @@ export async function diff(a: Model, b: Model, opts: DiffOptions = {}): Promise<
   const results: (TensorDiff | undefined)[] = new Array(comparable.length);
   const jobs: ChunkJob[] = [];
   const byValue: ValuePair[] = [];
+  const small: number[] = [];
   for (let ti = 0; ti < comparable.length; ti++) {
     const { a: ta, b: tb } = comparable[ti];
     if (comparable[ti].byValue) {
       byValue.push({ ti, a: ta, b: tb, orderA: match.rowOrders.get(ta), orderB: match.rowOrders.get(tb) });
+      continue;
+    }
+    if (isSmallPair(comparable[ti], chunkBytes)) {
+      small.push(ti);
       continue;
     }
     if (ta.dtype === 'C64') {
@@ -91,6 +97,11 @@ export async function diff(a: Model, b: Model, opts: DiffOptions = {}): Promise<
     const perChunk = chunkElements(ta.dtype, chunkBytes);
     for (let e0 = 0; e0 < ta.numel; e0 += perChunk) jobs.push({ s, e0, n: Math.min(perChunk, ta.numel - e0) });
   }
+  const workers = backend.kind === 'cpu' ? cpuPoolSize() : 1;
+  await compareSmallPairs(a, b, comparable, small, backend, workers * IN_FLIGHT_PER_WORKER, opts.signal, (ti, r, n) => {
+    results[ti] = r;
+    progress.add(n, r.name);
+  });
   const reread = await compareChunks(a, b, jobs, chunkBytes, backend, opts.signal, progress, results);
   await compareValues(a, b, byValue, backend, chunkBytes, progress, results, opts.signal);
   progress.finish();

@@ -51,6 +51,8 @@ function candidatePrefixes(name: string): string[] {
 export function detectPrefixMapping(namesA: readonly string[], namesB: readonly string[]): PrefixMapping | undefined {
   const setA = new Set(namesA);
   const exact = namesB.reduce((n, x) => n + (setA.has(x) ? 1 : 0), 0);
+  // A mapping pairs each name of B at most once: none can beat every name matching as it is.
+  if (exact === namesB.length) return undefined;
   // suffix → prefixes of A under which it appears
   const bySuffix = new Map<string, string[]>();
   for (const n of namesA) {

@@ -1,5 +1,6 @@
 import type { DiffReport, GroupDiff, TensorDiff } from './diff';
 import { formatBytes, formatCount } from '../core/units';
+import { escapeMarkdownCell, escapeText, markdownCode } from '../format/escape';
 
 /**
  * Renderings of a DiffReport: JSON (the CLI's --json and the webview's export),
@@ -88,7 +89,7 @@ export function summaryLine(r: DiffReport): string {
 function mappingLine(r: DiffReport): string | undefined {
   const naming = r.naming ? `names matched as ${r.naming}` : undefined;
   if (!r.mapping) return naming;
-  return `${naming ? `${naming}; ` : ''}names matched with prefix \`${r.mapping.a}\` ↔ \`${r.mapping.b}\`${r.mapping.auto ? ' (detected)' : ''}`;
+  return `${naming ? `${naming}; ` : ''}names matched with prefix ${markdownCode(r.mapping.a, false)} ↔ ${markdownCode(r.mapping.b, false)}${r.mapping.auto ? ' (detected)' : ''}`;
 }
 
 /** What storing B cost against A, when they are stored differently: bits per weight beside the error. */
@@ -109,7 +110,7 @@ function costLine(r: DiffReport): string {
 }
 
 function mdEscape(s: string): string {
-  return s.replace(/\|/g, '\\|');
+  return escapeMarkdownCell(s);
 }
 
 function mdGroupTable(title: string, groups: readonly GroupDiff[]): string[] {
@@ -124,14 +125,14 @@ function mdGroupTable(title: string, groups: readonly GroupDiff[]): string[] {
 
 function mdList(title: string, names: readonly string[]): string[] {
   if (names.length === 0) return [];
-  const shown = names.slice(0, 100).map((n) => `- \`${n}\``);
+  const shown = names.slice(0, 100).map((n) => `- ${markdownCode(n, false)}`);
   if (names.length > 100) shown.push(`- … and ${names.length - 100} more`);
   return [`<details><summary>${title} (${names.length})</summary>`, '', ...shown, '', '</details>', ''];
 }
 
 /** A pull-request-ready summary: headline, the top changes, per-layer table, and the lists of what differs. */
 export function diffToMarkdown(r: DiffReport, top = TOP_ROWS): string {
-  const out: string[] = [`## Checkpoint diff: \`${basename(r.a)}\` → \`${basename(r.b)}\``, ''];
+  const out: string[] = [`## Checkpoint diff: ${markdownCode(basename(r.a), false)} → ${markdownCode(basename(r.b), false)}`, ''];
   out.push(`**${summaryLine(r)}.**`, '');
   const m = mappingLine(r);
   if (m) out.push(`_${m}._`, '');
@@ -146,7 +147,7 @@ export function diffToMarkdown(r: DiffReport, top = TOP_ROWS): string {
     for (const t of ranked.slice(0, top)) {
       const rel = t.relL2 === null ? `‖Δ‖ = ${fmtNum(t.absL2)}` : fmtNum(t.relL2);
       out.push(
-        `| \`${mdEscape(t.name)}\` | ${shapeStr(t.shape)} | ${rel} | ${fmtCosine(t.cosine)} | ${fmtNum(t.maxAbsDiff)} | ${fmtNum(t.meanAbsDiff)} | ${fmtPercent(t.changedFraction)} |${hasRank ? ` ${energyStr(t)} |` : ''}`,
+        `| ${markdownCode(t.name)} | ${shapeStr(t.shape)} | ${rel} | ${fmtCosine(t.cosine)} | ${fmtNum(t.maxAbsDiff)} | ${fmtNum(t.meanAbsDiff)} | ${fmtPercent(t.changedFraction)} |${hasRank ? ` ${energyStr(t)} |` : ''}`,
       );
     }
     out.push('');
@@ -159,7 +160,7 @@ export function diffToMarkdown(r: DiffReport, top = TOP_ROWS): string {
   out.push(...mdList('Removed', r.removed));
   if (r.changed.length > 0) {
     out.push(`<details><summary>Shape or dtype changed (${r.changed.length})</summary>`, '', '| tensor | A | B |', '|---|---|---|');
-    for (const c of r.changed) out.push(`| \`${mdEscape(c.name)}\` | ${c.dtypeA} ${shapeStr(c.shapeA)} | ${c.dtypeB} ${shapeStr(c.shapeB)} |`);
+    for (const c of r.changed) out.push(`| ${markdownCode(c.name)} | ${c.dtypeA} ${shapeStr(c.shapeA)} | ${c.dtypeB} ${shapeStr(c.shapeB)} |`);
     out.push('', '</details>', '');
   }
   out.push(`<sub>Tensor Workbench: ${costLine(r)}.</sub>`, '');
@@ -177,16 +178,17 @@ function pad(s: string, w: number, right = false): string {
 
 /** Plain text for a terminal: headline, aligned top-changes table, per-block summary, lists. */
 export function diffToText(r: DiffReport, top = TOP_ROWS): string {
-  const out: string[] = [`${r.a}  →  ${r.b}`, summaryLine(r)];
+  const out: string[] = [`${escapeText(r.a)}  →  ${escapeText(r.b)}`, summaryLine(r)];
   const m = mappingLine(r);
-  if (m) out.push(m.replace(/`/g, "'"));
+  if (r.naming) out.push(`names matched as ${r.naming}`);
+  if (m && r.mapping) out.push(`names matched with prefix '${escapeText(r.mapping.a)}' ↔ '${escapeText(r.mapping.b)}'${r.mapping.auto ? ' (detected)' : ''}`);
   const cost = costOfStorageLine(r);
   if (cost) out.push(cost);
   out.push('');
   const ranked = rankedTensors(r).filter((t) => !t.identical);
   if (ranked.length > 0) {
     const rows = ranked.slice(0, top).map((t) => [
-      t.name,
+      escapeText(t.name),
       t.dtypeB ? `${t.dtype}→${t.dtypeB}` : t.dtype,
       t.relL2 === null ? `|Δ| ${fmtNum(t.absL2)}` : fmtNum(t.relL2),
       fmtSnr(t),
@@ -204,7 +206,7 @@ export function diffToText(r: DiffReport, top = TOP_ROWS): string {
   }
   if (r.layers.length > 1) {
     out.push('per block: changed tensors, mean relL2');
-    for (const g of r.layers) out.push(`  ${pad(g.group, 12)} ${pad(`${g.changedTensors}/${g.tensors}`, 7, true)}  ${fmtNum(g.meanRelL2)}`);
+    for (const g of r.layers) out.push(`  ${pad(escapeText(g.group), 12)} ${pad(`${g.changedTensors}/${g.tensors}`, 7, true)}  ${fmtNum(g.meanRelL2)}`);
     out.push('');
   }
   for (const [title, names] of [
@@ -213,10 +215,10 @@ export function diffToText(r: DiffReport, top = TOP_ROWS): string {
   ] as const) {
     if (names.length === 0) continue;
     out.push(`${title} (${names.length}):`);
-    for (const n of names.slice(0, 50)) out.push(`  ${n}`);
+    for (const n of names.slice(0, 50)) out.push(`  ${escapeText(n)}`);
     if (names.length > 50) out.push(`  … and ${names.length - 50} more`);
   }
-  for (const c of r.changed) out.push(`shape/dtype changed: ${c.name}: ${c.dtypeA} ${shapeStr(c.shapeA)} → ${c.dtypeB} ${shapeStr(c.shapeB)}`);
+  for (const c of r.changed) out.push(`shape/dtype changed: ${escapeText(c.name)}: ${c.dtypeA} ${shapeStr(c.shapeA)} → ${c.dtypeB} ${shapeStr(c.shapeB)}`);
   out.push(costLine(r));
   return out.join('\n') + '\n';
 }

@@ -4,6 +4,7 @@ import { throwIfCancelled } from '../core/job';
 import { estimateMemory } from './memory';
 import { formatBytes, formatCount } from '../core/units';
 import { buildModuleTree, renderModuleTree } from './moduleTree';
+import { escapeText } from '../format/escape';
 
 /** `inspect --json`: exactly this shape. */
 export interface InspectReport {
@@ -83,10 +84,10 @@ function typeMix(r: InspectReport): string {
 export function renderInspectText(r: InspectReport): string {
   const out: string[] = [];
   const fileBytes = r.files.reduce((s, f) => s + f.bytes, 0);
-  out.push(`${r.path}`);
+  out.push(escapeText(r.path));
   out.push(`  ${r.files.length} file${r.files.length === 1 ? '' : 's'}, ${formatBytes(fileBytes)}; ${r.tensors.length} tensors; ${formatCount(r.parameters.total)} parameters (${r.parameters.total}); ${formatBytes(r.bytes)} of tensor data`);
   if (r.files.length > 1) {
-    for (const f of r.files.slice(0, MAX_FILES_LISTED)) out.push(`    ${f.path}  ${formatBytes(f.bytes)}`);
+    for (const f of r.files.slice(0, MAX_FILES_LISTED)) out.push(`    ${escapeText(f.path)}  ${formatBytes(f.bytes)}`);
     if (r.files.length > MAX_FILES_LISTED) out.push(`    … and ${r.files.length - MAX_FILES_LISTED} more`);
   }
   out.push(`  ${r.bitsPerWeight.toFixed(2)} bits per weight; ${typeMix(r)}`);
@@ -111,7 +112,7 @@ export function renderInspectText(r: InspectReport): string {
   if (meta.length > 0) {
     out.push('');
     out.push('Metadata:');
-    for (const [k, v] of meta) out.push(`  ${k}: ${v.length > 120 ? v.slice(0, 117) + '…' : v}`);
+    for (const [k, v] of meta) out.push(`  ${escapeText(k)}: ${escapeText(v.length > 120 ? v.slice(0, 117) + '…' : v)}`);
   }
   out.push('');
   out.push('Modules:');

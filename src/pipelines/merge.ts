@@ -191,7 +191,7 @@ function mergeSources(plan: MergePlan, args: MergeArgs, backend: Backend, ahead:
     const dtype = outDtypeOf(t.dtype, args.dtype);
     if (list) {
       merged++;
-      ahead.set(i, mergedData(plan, args, t, list, dtype as MatmulDType, backend, workers, signal), t.numel * (dtype === 'F32' ? 4 : 2));
+      ahead.set(i, (sig) => mergedData(plan, args, t, list, dtype as MatmulDType, backend, workers, sig)(), t.numel * (dtype === 'F32' ? 4 : 2));
       sources.push({ name: t.name, dtype, shape: t.shape, data: () => ahead.take(i) });
     } else if (rep) {
       replaced++;

@@ -218,11 +218,11 @@ export class MergedAhead {
   private results?: AsyncGenerator<{ i: number; parts: Uint8Array[] }>;
   private head?: Promise<IteratorResult<{ i: number; parts: Uint8Array[] }>>;
   private readonly order: number[] = [];
-  private readonly streams = new Map<number, { data: () => AsyncIterable<Uint8Array>; bytes: number }>();
+  private readonly streams = new Map<number, { data: (signal: AbortSignal) => AsyncIterable<Uint8Array>; bytes: number }>();
   constructor(private readonly signal: AbortSignal | undefined) {}
 
-  /** Registers updated tensor `i` (in the writer's order) with its data and output size. */
-  set(i: number, data: () => AsyncIterable<Uint8Array>, bytes: number): void {
+  /** Registers updated tensor `i` (in the writer's order) with its data (computed under `signal`) and output size. */
+  set(i: number, data: (signal: AbortSignal) => AsyncIterable<Uint8Array>, bytes: number): void {
     this.order.push(i);
     this.streams.set(i, { data, bytes });
   }
@@ -230,13 +230,14 @@ export class MergedAhead {
   /** Starts computing (the writer has reached the model's tensors). */
   kick(): void {
     if (this.results) return;
-    const collect = async (i: number): Promise<{ i: number; parts: Uint8Array[] }> => {
+    // The job's signal also stops a tensor being computed when the write fails or is cancelled.
+    const collect = async (i: number, signal: AbortSignal): Promise<{ i: number; parts: Uint8Array[] }> => {
       const parts: Uint8Array[] = [];
-      for await (const c of this.streams.get(i)!.data()) parts.push(c);
+      for await (const c of this.streams.get(i)!.data(signal)) parts.push(c);
       return { i, parts };
     };
     const budget = { cost: (i: number) => this.streams.get(i)!.bytes, limit: LOOKAHEAD_BYTES };
-    this.results = streamJobs(this.order, { run: (i: number) => collect(i) }, { inFlight: Math.max(1, this.order.length), budget, signal: this.signal });
+    this.results = streamJobs(this.order, { run: (i: number, _input: undefined, signal: AbortSignal) => collect(i, signal) }, { inFlight: Math.max(1, this.order.length), budget, signal: this.signal });
     this.pull();
   }
 

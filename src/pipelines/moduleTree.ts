@@ -1,5 +1,6 @@
 import { DTYPE_INFO, type DType } from '../format/dtypes';
 import { formatBytes, formatCount } from '../core/units';
+import { escapeText } from '../format/escape';
 
 /**
  * The module tree of a checkpoint, built from tensor names alone: the dotted
@@ -245,7 +246,8 @@ export function renderModuleTree(root: ModuleNode, opts: RenderOptions = {}): st
       truncated++;
       return;
     }
-    lines.push(`${prefix}${label}${info ? '  ' + info : ''}`);
+    // Labels are built from tensor names, which come from the file.
+    lines.push(`${prefix}${escapeText(label)}${info ? '  ' + info : ''}`);
   };
   const summary = (n: ModuleNode) => `${n.tensorCount} tensors, ${formatCount(n.params)} params, ${formatBytes(n.bytes)}`;
 

@@ -8,7 +8,7 @@ import { FormatError } from '../format/errors';
 import { isDir } from '../format/files';
 import { openModel } from '../format/openModel';
 import { modelInputs, prepareOutputs } from '../format/outputs';
-import { defaultFormat, modelDir, outputSetOf, planQuantization, readConfig } from './quantizePlan';
+import { defaultFormat, modelDir, outputSetOf, planQuantization, readConfig, skipNonFinite } from './quantizePlan';
 import { buildReport } from './quantizeReport';
 import { writeGgufOutput } from './quantizeGguf';
 import { writeSafetensorsOutput } from './quantizeSafetensors';
@@ -40,7 +40,7 @@ export async function quantize(args: QuantizeJobArgs, ctx: JobContext = {}): Pro
     const ggufOut = format === 'gguf' && (await isDir(args.output)) ? join(args.output, `model-${scheme.name}.gguf`) : args.output;
     const inputs = [...(await modelInputs(model)), join(modelDir(model), 'config.json')];
     undo = (await prepareOutputs(inputs, outputSetOf(format, ggufOut, config !== undefined), ctx.notice)).undo;
-    const plans = planQuantization(model.tensors, scheme, args.keep, args.only);
+    const plans = await skipNonFinite(model, planQuantization(model.tensors, scheme, args.keep, args.only), args.allowNonfinite ?? false, ctx);
     const states = new Map<string, TensorState>(plans.map((p) => [p.name, { plan: p, sums: emptySums(), bytesAfter: 0 }]));
     const progress = new ByteProgress(model.tensors.reduce((s, t) => s + t.byteLength, 0), ctx.progress);
     const missing: string[] = [];

@@ -4,7 +4,9 @@ import { DTYPE_INFO, type DType } from '../format/dtypes';
 import { FormatError } from '../format/errors';
 import { readSmallTextFile } from '../format/source';
 import type { Model, TensorInfo } from '../format/model';
+import type { JobContext } from '../core/job';
 import type { QuantFormat, TensorPlan } from './quantizeTypes';
+import { stats } from './stats';
 import { shardedNames } from '../format/writer';
 import type { OutputSet } from '../format/outputs';
 
@@ -79,4 +81,16 @@ export function defaultFormat(scheme: Scheme, output: string): QuantFormat {
 export function outputSetOf(format: QuantFormat, output: string, hasConfig: boolean): OutputSet {
   if (format === 'gguf' || output.endsWith('.safetensors')) return { files: [output] };
   return { files: hasConfig ? [join(output, 'config.json')] : [], families: [{ dir: output, pattern: shardedNames('model') }] };
+}
+
+/** The tensors to quantize that hold NaN or ±Inf, kept instead (unless `allow`), with their counts. */
+export async function skipNonFinite(model: Model, plans: TensorPlan[], allow: boolean, ctx: JobContext): Promise<TensorPlan[]> {
+  const names = plans.filter((p) => p.action === 'quantize').map((p) => p.name);
+  if (allow || names.length === 0) return plans;
+  const r = await stats(model, { tensors: names, histograms: false, backend: ctx.backend, signal: ctx.signal });
+  const bad = new Map(r.tensors.map((t) => [t.name, t.nan + t.posInf + t.negInf]));
+  return plans.map((p) => {
+    const n = bad.get(p.name) ?? 0;
+    return n > 0 ? { ...p, action: 'keep', nonFinite: n, reason: `holds ${n} NaN/Inf value${n === 1 ? '' : 's'}, kept in ${p.dtype}; --allow-nonfinite quantizes it anyway` } : p;
+  });
 }

@@ -4,6 +4,7 @@ import type { Backend } from '../compute/kernel';
 import type { Model } from '../format/model';
 import type { PreviewResult, QuantFormat, QuantizeJobArgs, QuantReport, TensorReport, TensorState } from './quantizeTypes';
 import { formatSize } from '../core/units';
+import { escapeMarkdownCell, escapeText } from '../format/escape';
 
 /** Markdown renderings of a quantization report and preview (the VS Code report document, `--json`'s human twin). */
 
@@ -14,7 +15,7 @@ function num(n: number | undefined, digits: number): string {
 }
 
 function cell(s: string): string {
-  return s.replace(/\|/g, '\\|');
+  return escapeMarkdownCell(s);
 }
 
 // Width of the text bars that chart error against size (characters for the largest value).
@@ -96,7 +97,7 @@ export function buildReport(
     }
     bytesAfter += st.bytesAfter;
     if (p.action === 'keep') {
-      tensors.push({ name: t.name, outputName: st.outputName, dtype: t.dtype, shape: t.shape, action: 'kept', reason: p.reason, bytesBefore: t.byteLength, bytesAfter: st.bytesAfter });
+      tensors.push({ name: t.name, outputName: st.outputName, dtype: t.dtype, shape: t.shape, action: 'kept', reason: p.reason, ...(p.nonFinite ? { nonFinite: p.nonFinite } : {}), bytesBefore: t.byteLength, bytesAfter: st.bytesAfter });
       continue;
     }
     qParams += t.numel;
@@ -123,4 +124,12 @@ export function buildReport(
     missing,
     seconds,
   };
+}
+
+/**
+ * One line per tensor kept for holding NaN or ±Inf (`name: kept (holds N NaN/Inf values; …)`):
+ * the CLI prints them with its other kept tensors, the VS Code command shows them as a warning.
+ */
+export function nonFiniteSkipLines(r: QuantReport): string[] {
+  return r.tensors.filter((t) => t.action === 'kept' && t.nonFinite).map((t) => `${escapeText(t.name)}: kept (${escapeText(t.reason ?? '')})`);
 }

@@ -24,6 +24,13 @@ export interface QuantizeJobArgs {
   readonly only?: readonly string[];
   /** GGUF tensor names: `hf` (as in the input, default) or `llama` (llama.cpp's `blk.N.attn_q.weight` …). */
   readonly ggufNames?: 'hf' | 'llama';
+  /**
+   * Quantize tensors that hold NaN or ±Inf too. By default they are kept in their dtype: a
+   * block's scale comes from its largest |x|, so one NaN or Inf there turns the whole block
+   * into NaN (or zeros) and the error report into -inf dB. Forcing writes those blocks as the
+   * scheme computes them; the rest of the tensor is quantized as usual.
+   */
+  readonly allowNonfinite?: boolean;
 }
 
 export interface TensorPlan {
@@ -33,6 +40,8 @@ export interface TensorPlan {
   readonly action: 'quantize' | 'keep';
   /** Why a tensor is kept. */
   readonly reason?: string;
+  /** NaN and ±Inf values found in a tensor kept for holding them. */
+  readonly nonFinite?: number;
   readonly rows: number;
   readonly cols: number;
 }
@@ -46,6 +55,8 @@ export interface TensorReport extends Partial<ErrorReport> {
   readonly action: 'quantized' | 'kept' | 'omitted';
   readonly scheme?: SchemeName;
   readonly reason?: string;
+  /** NaN and ±Inf values found in a tensor kept for holding them (see `allowNonfinite`). */
+  readonly nonFinite?: number;
   readonly bytesBefore: number;
   readonly bytesAfter: number;
 }

@@ -3,7 +3,7 @@ import { basename, dirname, join } from 'node:path';
 import { formatSize } from '../core/units';
 import { SCHEMES, type SchemeName } from '../pipelines/runtime';
 import { preview, quantize, type PreviewResult, type QuantFormat, type QuantReport } from '../pipelines/quantize';
-import { previewMarkdown, reportMarkdown } from '../pipelines/quantizeReport';
+import { nonFiniteSkipLines, previewMarkdown, reportMarkdown } from '../pipelines/quantizeReport';
 import { registerWriteCommand } from './commands';
 import { QuantReportPanel } from './quantReportPanel';
 import { runJob } from './progress';
@@ -101,12 +101,21 @@ async function pickOutput(input: string, scheme: SchemeName, format: QuantFormat
   return uri ? localPath(uri) : undefined;
 }
 
+/** The tensors kept for holding NaN/Inf, as the CLI prints them (the report panel lists them too). */
+function warnNonFinite(r: QuantReport): void {
+  const lines = nonFiniteSkipLines(r);
+  if (lines.length > 0) void vscode.window.showWarningMessage(`Quantize: ${lines.length} tensor${lines.length === 1 ? '' : 's'} not quantized: ${lines.join('; ')}`);
+}
+
 async function run(extensionUri: vscode.Uri, initial?: vscode.Uri, opts?: QuantizeCommandOptions): Promise<QuantReport | undefined> {
   const input = await pickInput(initial);
   if (!input) return undefined;
   if (opts) {
     const r = await runJob(`Quantizing to ${opts.scheme}`, (ctx) => quantize({ input, output: opts.output, scheme: opts.scheme, format: opts.format }, ctx));
-    if (r) QuantReportPanel.show(extensionUri, r, reportMarkdown(r));
+    if (r) {
+      warnNonFinite(r);
+      QuantReportPanel.show(extensionUri, r, reportMarkdown(r));
+    }
     return r;
   }
   const p = await runJob('Quantization preview', (ctx) => preview({ input }, ctx));
@@ -128,6 +137,7 @@ async function run(extensionUri: vscode.Uri, initial?: vscode.Uri, opts?: Quanti
     }
   });
   if (!r) return undefined;
+  warnNonFinite(r);
   QuantReportPanel.show(extensionUri, r, reportMarkdown(r) + '\n' + previewMarkdown(p));
   return r;
 }

@@ -1,6 +1,7 @@
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
+import { FormatError, isFormatErrorCode } from '../../format/errors';
 import { CancelledError } from '../../core/job';
 
 /** What travels to a worker: the kernel's registered name and its structured-cloneable arguments. */
@@ -14,6 +15,13 @@ export interface WorkerRequest {
 export type WorkerReply =
   | { readonly id: number; readonly ok: true; readonly result: unknown }
   | { readonly id: number; readonly ok: false; readonly error: { name: string; message: string; stack?: string; code?: string; file?: string; tensor?: string } };
+
+/** The worker's name for a batch: `args` is a `BatchArgs`, the result the kernel's results in order. */
+export const BATCH_KERNEL = '(batch)';
+export interface BatchArgs {
+  readonly kernel: string;
+  readonly items: readonly unknown[];
+}
 
 interface Task {
   readonly id: number;
@@ -38,9 +46,20 @@ interface Slot {
 // (a gap per task that grows whenever this thread is busy merging). One more would only queue.
 const POSTED_PER_WORKER = 2;
 
-/** Rebuilds a kernel's error on this side: same name and message, so callers see what the kernel said. */
-function reviveError(e: Extract<WorkerReply, { ok: false }>['error']): Error {
+/**
+ * Rebuilds a kernel's error on this side: same name and message, so callers see what the kernel
+ * said, and the same class for the errors callers tell apart (a FormatError keeps its code, file
+ * and tensor: a file truncated under a worker is `file_changed`, not an internal error).
+ */
+export function reviveError(e: Extract<WorkerReply, { ok: false }>['error']): Error {
   if (e.name === 'CancelledError') return new CancelledError();
+  if (e.name === 'FormatError' && e.code !== undefined && isFormatErrorCode(e.code)) {
+    const fe = new FormatError(e.code, e.message, e.file, e.tensor);
+    // The message crossed already composed (file: tensor: message).
+    fe.message = e.message;
+    if (e.stack) fe.stack = e.stack;
+    return fe;
+  }
   const err = new Error(e.message) as Error & Record<string, unknown>;
   err.name = e.name;
   if (e.stack) err.stack = e.stack;

@@ -2,27 +2,10 @@
  * The small-float decodings the block types share. Every one is exact (no rounding), so a
  * lookup table or a bit pattern gives the same float32 as ggml's arithmetic.
  */
+import { f16Table } from '../decode/f16';
 
-/** float16 → float32 for all 65,536 patterns (256 KiB once; a table beats bit-twiddling in JS). */
-export const F16_TO_F32: Float32Array = (() => {
-  const bits = new Uint32Array(65536);
-  const out = new Float32Array(bits.buffer);
-  for (let h = 0; h < 65536; h++) {
-    const sign = (h & 0x8000) << 16;
-    const exp = (h >> 10) & 31;
-    const man = h & 1023;
-    if (exp === 0) {
-      // Zero or subnormal: man × 2^-24, exact in float32.
-      out[h] = man * 2 ** -24;
-      bits[h] |= sign;
-    } else if (exp === 31) {
-      bits[h] = (sign | 0x7f800000 | (man << 13)) >>> 0;
-    } else {
-      bits[h] = (sign | ((exp + 112) << 23) | (man << 13)) >>> 0;
-    }
-  }
-  return out;
-})();
+/** float16 → float32 for all 65,536 patterns: the CPU twins' one table (compute/decode/f16.ts). */
+export const F16_TO_F32: Float32Array = f16Table();
 
 /** Reads the little-endian float16 at `p` as a float32 value. */
 export function f16At(src: Uint8Array, p: number): number {

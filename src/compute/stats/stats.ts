@@ -177,6 +177,56 @@ export function logEdges(lo: number, hi: number, bins: number): Float64Array {
   return e;
 }
 
+// Below this spacing (in decades per bin), rounding could make two neighbouring log edges equal or
+// out of order, which `logEdges` repairs with a running maximum; above it, each edge is simply its
+// own formula (10^(spacing) − 1 ≥ 2.3e-9, millions of ulps), so it can be computed on demand.
+const LAZY_LOG_SPACING = 1e-9;
+
+/**
+ * Bin lookup with the same answer as `binIndex(x, linearEdges(lo, hi, bins))`, computing only the
+ * edges the lookup visits (each by `linearEdges`'s own formula): a tiny tensor then costs a few
+ * edges instead of all of them. Edges 0 and `bins` are never visited (see `binFrom`).
+ */
+export function linearBinner(lo: number, hi: number, bins: number): (x: number) => number {
+  const edge = (k: number): number => lo + ((hi - lo) * k) / bins;
+  const e0 = edge(0);
+  const width = hi - e0;
+  return (x) => {
+    let k = Math.floor((width > 0 ? (x - e0) / width : 0) * bins);
+    if (!(k >= 0)) k = 0;
+    if (k > bins - 1) k = bins - 1;
+    while (k > 0 && x < edge(k)) k--;
+    while (k < bins - 1 && x >= edge(k + 1)) k++;
+    return k;
+  };
+}
+
+/** The same as `logBinIndex(a, logEdges(lo, hi, bins))`; edges on demand when they need no repair (see LAZY_LOG_SPACING). */
+export function logBinner(lo: number, hi: number, bins: number): (a: number) => number {
+  const la = Math.log10(lo);
+  const lb = Math.log10(hi);
+  if (!((lb - la) / bins > LAZY_LOG_SPACING)) {
+    const edges = logEdges(lo, hi, bins);
+    return (a) => logBinIndex(a, edges);
+  }
+  const span = Math.log10(hi) - Math.log10(lo);
+  const edge = (k: number): number => 10 ** (la + ((lb - la) * k) / bins);
+  // Every edge and log10(a) is within 4e-13 of its exact value in log10 space (a few ulps of
+  // |log10| ≤ 330, and pow's sub-ulp error): a position that far from a bin boundary, in bin
+  // units, is in that bin, and needs no edge at all.
+  const margin = (1e-12 * bins) / (lb - la);
+  return (a) => {
+    const g = ((Math.log10(a) - la) / span) * bins;
+    let k = Math.floor(g);
+    if (k >= 0 && k <= bins - 1 && g - k > margin && g - k < 1 - margin) return k;
+    if (!(k >= 0)) k = 0;
+    if (k > bins - 1) k = bins - 1;
+    while (k > 0 && a < edge(k)) k--;
+    while (k < bins - 1 && a >= edge(k + 1)) k++;
+    return k;
+  };
+}
+
 /** Fused statistics of one tensor slice (see `StatsArgs`). */
 export const statsKernel: KernelDef<StatsArgs, StatsResult> = {
   name: 'stats',

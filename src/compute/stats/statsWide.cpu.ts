@@ -7,7 +7,7 @@ import { aligned } from './stats.cpu';
 // ---------------------------------------------------------------- wide dtypes
 
 
-type Numeric = Float32Array | Float64Array | Int32Array | Uint32Array;
+export type Numeric = Float32Array | Float64Array | Int32Array | Uint32Array;
 
 export function numericView(dtype: DType, bytes: Uint8Array, n: number): Numeric {
   switch (dtype) {

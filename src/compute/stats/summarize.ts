@@ -1,5 +1,5 @@
 import { patternTable, type PatternDType } from '../decode/patterns';
-import { CompensatedSum, binIndex, logBinIndex, compareTop, linearEdges, logEdges, type BinsResult, type StatsBinsArgs, type TopEntry, type WideScan } from './stats';
+import { CompensatedSum, compareTop, linearBinner, linearEdges, logBinner, logEdges, type BinsResult, type StatsBinsArgs, type TopEntry, type WideScan } from './stats';
 
 /** Statistics of one tensor, as `stats` reports them (JSON-safe: null where a statistic has no value). */
 export interface TensorStats {
@@ -106,8 +106,8 @@ export function summarizePatterns(head: TensorHead, hist: Float64Array, top: Top
     sq.add(c * (v - mean) * (v - mean));
   }
   const std = Math.sqrt(sq.value / finite);
-  const edges = linearEdges(min, max, bins);
-  const lEdges = minAbsNonzero < Infinity ? logEdges(minAbsNonzero, absMax, bins) : undefined;
+  const lin = linearBinner(min, max, bins);
+  const lg = minAbsNonzero < Infinity ? logBinner(minAbsNonzero, absMax, bins) : undefined;
   const counts = new Array<number>(bins).fill(0);
   const logCounts = new Array<number>(bins).fill(0);
   const nearBelow = NEAR_ZERO_FRACTION * absMax;
@@ -119,9 +119,9 @@ export function summarizePatterns(head: TensorHead, hist: Float64Array, top: Top
     const c = hist[p];
     const v = table[p];
     if (!Number.isFinite(v)) continue;
-    counts[binIndex(v, edges)] += c;
+    counts[lin(v)] += c;
     const a = Math.abs(v);
-    if (a !== 0 && lEdges) logCounts[logBinIndex(a, lEdges)] += c;
+    if (a !== 0 && lg) logCounts[lg(a)] += c;
     if (a === 0 || a < nearBelow) nearZero += c;
     if (v > above || v < below) outliers += c;
   }
@@ -135,7 +135,7 @@ export function summarizePatterns(head: TensorHead, hist: Float64Array, top: Top
     std,
     outliers,
     histogram: { min, max, counts },
-    logHistogram: lEdges ? { min: Math.log10(minAbsNonzero), max: Math.log10(absMax), counts: logCounts } : { min: null, max: null, counts: logCounts },
+    logHistogram: lg ? { min: Math.log10(minAbsNonzero), max: Math.log10(absMax), counts: logCounts } : { min: null, max: null, counts: logCounts },
     topK: top,
   };
 }
