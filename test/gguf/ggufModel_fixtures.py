@@ -68,6 +68,9 @@ def add_tokenizer(w):
 
 
 def write(path, split_max_tensors=0):
+    # The same values in every file: the split set holds the single file's tensors.
+    global rng
+    rng = np.random.default_rng(99)
     stats = {}
     w = GGUFWriter(path, 'llama', split_max_tensors=split_max_tensors)
     add_tokenizer(w)
