@@ -26,10 +26,11 @@ function blockStorage(type: GgmlTypeInfo): StorageType {
   return s;
 }
 
+// Literals of one shape each (no spreads): 50,000 of them are built at every open.
 function tensorInfo(t: GgufModelTensor): TensorInfo {
   const plain = PLAIN[t.type.name];
-  const head = { name: t.name, shape: t.shape, numel: t.elements, file: t.part, byteOffset: t.fileOffset, byteLength: t.byteLength };
-  return plain ? { ...head, dtype: plain } : { ...head, dtype: 'U8', storage: blockStorage(t.type) };
+  if (plain) return { name: t.name, dtype: plain, shape: t.shape, numel: t.elements, file: t.part, byteOffset: t.fileOffset, byteLength: t.byteLength };
+  return { name: t.name, dtype: 'U8', shape: t.shape, numel: t.elements, file: t.part, byteOffset: t.fileOffset, byteLength: t.byteLength, storage: blockStorage(t.type) };
 }
 
 /** Opens a `.gguf` file, or the whole split set a `NAME-0000k-of-0000n.gguf` part belongs to. */
