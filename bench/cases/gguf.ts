@@ -19,7 +19,7 @@ const VOCAB = 150_000;
 const NE = [4096, 176];
 // The scanned Q4_K file: 512 MiB of blocks in 64 tensors of 8 MiB.
 const SCAN_TENSORS = 64;
-const SCAN_TENSOR_BLOCKS = (8 << 20) / 144;
+const SCAN_TENSOR_BLOCKS = Math.floor((8 << 20) / 144);
 
 /** The 20 GB file: a real header (tensor infos, a full vocabulary), its data a hole. */
 async function sparseFile(path: string): Promise<void> {
