@@ -5,10 +5,11 @@
  * these to the webview through the protocol's Responder; the tests call them
  * directly on generated files.
  */
-import { DTYPE_INFO } from '../../format/dtypes';
 import { decodeToF32 } from '../../format/decode';
 import { FormatError, isFormatError } from '../../format/errors';
-import type { Model, TensorInfo } from '../../format/model';
+import { storageOf, typeNameOf, type Model, type TensorInfo } from '../../format/model';
+import { storageUnit } from '../../format/storage';
+import { decodeStorageF32 } from '../../pipelines/runtime';
 import { estimateMemory } from '../../pipelines/memory';
 import { buildModuleTree, type ModuleNode } from '../../pipelines/moduleTree';
 import { stats, type TensorStats } from '../../pipelines/stats';
@@ -100,11 +101,12 @@ function totalsOf(model: Model): Pick<SummaryReplyMessage, 'totals' | 'memory'> 
   let params = 0;
   let bytes = 0;
   for (const t of model.tensors) {
-    const d = byDtype.get(t.dtype) ?? { tensors: 0, params: 0, bytes: 0 };
+    const type = typeNameOf(t);
+    const d = byDtype.get(type) ?? { tensors: 0, params: 0, bytes: 0 };
     d.tensors++;
     d.params += t.numel;
     d.bytes += t.byteLength;
-    byDtype.set(t.dtype, d);
+    byDtype.set(type, d);
     params += t.numel;
     bytes += t.byteLength;
   }
@@ -118,7 +120,7 @@ function totalsOf(model: Model): Pick<SummaryReplyMessage, 'totals' | 'memory'> 
 }
 
 function moduleTreeOf(model: Model): ModuleNode {
-  return buildModuleTree(model.tensors.map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape, byteLength: t.byteLength })));
+  return buildModuleTree(model.tensors.map((t) => ({ name: t.name, dtype: typeNameOf(t), shape: t.shape, byteLength: t.byteLength })));
 }
 
 /** The outline of a model (see SummaryRequestMessage.outline): its tensor table holds the outline's tensors only. */
@@ -224,13 +226,16 @@ export async function computeHeatmap(model: Model, t: TensorInfo, maxSize: numbe
   if (!isViewable(t.dtype)) throw new FormatError('unsupported', `a heatmap needs one value per element; ${t.dtype} has two`, model.path, t.name);
   const { rows, cols } = matrixShape(t.shape);
   const acc = new HeatmapAccumulator(rows, cols, Math.min(maxSize, HEATMAP_MAX_SIZE));
-  const bits = DTYPE_INFO[t.dtype].bits;
+  const storage = storageOf(t);
+  const unit = storageUnit(storage);
   let scratch = new Float32Array(0);
   for await (const chunk of model.chunks(t, { chunkBytes: HEATMAP_CHUNK_BYTES, signal })) {
     throwIfCancelled(signal);
-    const n = Math.min(Math.floor((chunk.length * 8) / bits), t.numel - acc.count);
+    const n = Math.min(Math.floor(chunk.length / unit.bytes) * unit.elements, t.numel - acc.count);
     if (scratch.length < n) scratch = new Float32Array(n);
-    decodeToF32(t.dtype, chunk, scratch, n);
+    // Chunks end on whole blocks (Model.chunks), so a block storage decodes chunk by chunk.
+    if (storage.kind === 'dtype') decodeToF32(t.dtype, chunk, scratch, n);
+    else decodeStorageF32(storage, chunk, scratch.subarray(0, n));
     acc.push(scratch.subarray(0, n));
   }
   const img = acc.image();
