@@ -5,7 +5,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { openModel } from '../../src/format/openModel';
-import type { Model } from '../../src/format/model';
+import { typeNameOf, type Model } from '../../src/format/model';
+import { dequantize } from '../../src/compute/dequant/dequant.cpu';
+import { HeatmapAccumulator, matrixShape } from '../../src/vscode/viewer/heatmap';
+import { computeHeatmap } from '../../src/vscode/viewer/modelService';
 import { diff } from '../../src/pipelines/diff';
 import { diffToText } from '../../src/pipelines/diffReport';
 import { quantize } from '../../src/pipelines/quantize';
@@ -124,4 +127,25 @@ test('two GGUF files diff by value (Q8_0 against F32), and a GGUF against itself
     assert.equal(r.summary.compared, a.tensors.length);
     assert.ok(readFileSync(join(dir, 'q8.gguf')).length > 0);
   });
+});
+
+test("the viewer's heatmap of a Q8_0 tensor is the heatmap of its dequantized values", async () => {
+  const m = await openModel(join(dir, 'q8.gguf'));
+  try {
+    const t = m.tensor('blk.1.ffn_up.weight')!;
+    assert.equal(typeNameOf(t), 'Q8_0');
+    const img = await computeHeatmap(m, t, 64);
+    const bytes = new Uint8Array(t.byteLength);
+    await m.read(t, 0, bytes);
+    const values = new Float32Array(t.numel);
+    dequantize('Q8_0', bytes, values);
+    const { rows, cols } = matrixShape(t.shape);
+    const acc = new HeatmapAccumulator(rows, cols, 64);
+    acc.push(values);
+    const want = acc.image();
+    assert.deepEqual([img.width, img.height, img.scale], [want.width, want.height, want.scale]);
+    assert.deepEqual(img.pixels, want.pixels);
+  } finally {
+    await m.close();
+  }
 });
