@@ -1,8 +1,8 @@
 import { closeSync, existsSync, ftruncateSync, openSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { openModel } from '../../src/format/openModel';
-import { tensorEntries, treeFromTable } from '../../src/shared/protocol';
-import { ModelService } from '../../src/vscode/viewer/modelService';
+import { fromWire, tensorEntries, toWire, treeFromTable } from '../../src/shared/protocol';
+import { ModelService } from '../../src/pipelines/viewer/modelService';
 import { disposeBackends } from '../../src/compute/backend';
 import type { BenchCase, BenchResult } from '../case';
 
@@ -82,7 +82,8 @@ const openCase: BenchCase = {
       const t1 = performance.now();
       const s = new ModelService(model).summary();
       const t2 = performance.now();
-      const c = structuredClone(s);
+      // As the reply travels: tagged for JSON's sake on the host, cloned, untagged on the page.
+      const c = fromWire(structuredClone(toWire(s)));
       const t3 = performance.now();
       treeFromTable(c.tree, tensorEntries(c.tensors));
       const t4 = performance.now();

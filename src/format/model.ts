@@ -84,7 +84,7 @@ export interface Model {
    * For formats that can carry code (pickles): whether the file only rebuilds tensors.
    * Writers refuse a model that is not clean unless the user overrides it.
    */
-  readonly safety?: { readonly clean: boolean; readonly text: string };
+  readonly safety?: { readonly clean: boolean; readonly text: string; readonly findings?: readonly string[] };
   tensor(name: string): TensorInfo | undefined;
   /** Reads `into.length` bytes of a tensor starting `offset` bytes into it. */
   read(t: TensorInfo, offset: number, into: Uint8Array): Promise<void>;

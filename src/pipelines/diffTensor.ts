@@ -103,16 +103,14 @@ export function aggregate(tensors: readonly TensorDiff[], keyOf: (t: TensorDiff)
   return out.sort((x, y) => x.group.localeCompare(y.group, 'en', { numeric: true }));
 }
 
-/** What every row of a tensor pair starts with (first, so the JSON keys keep their order). */
-function pairHead(a: TensorInfo, b: TensorInfo): Pick<TensorDiff, 'name' | 'nameB' | 'dtype' | 'dtypeB' | 'shape' | 'numel'> {
-  const ta = typeNameOf(a);
-  const tb = typeNameOf(b);
-  return { name: a.name, nameB: b.name !== a.name ? b.name : undefined, dtype: ta, dtypeB: tb !== ta ? tb : undefined, shape: a.shape, numel: a.numel };
-}
-
 export function identicalResult(a: TensorInfo, b: TensorInfo): TensorDiff {
   return {
-    ...pairHead(a, b),
+    name: a.name,
+    nameB: b.name !== a.name ? b.name : undefined,
+    dtype: typeNameOf(a),
+    dtypeB: typeNameOf(b) !== typeNameOf(a) ? typeNameOf(b) : undefined,
+    shape: a.shape,
+    numel: a.numel,
     identical: true,
     relL2: 0,
     absL2: 0,
@@ -131,7 +129,12 @@ export function finishTensor(a: TensorInfo, b: TensorInfo, s: Accum): TensorDiff
   const absL2 = Math.sqrt(s.sumD2);
   const cosine = normA > 0 && normB > 0 ? Math.max(-1, Math.min(1, s.dot / (normA * normB))) : null;
   return {
-    ...pairHead(a, b),
+    name: a.name,
+    nameB: b.name !== a.name ? b.name : undefined,
+    dtype: typeNameOf(a),
+    dtypeB: typeNameOf(b) !== typeNameOf(a) ? typeNameOf(b) : undefined,
+    shape: a.shape,
+    numel: a.numel,
     identical: false,
     relL2: normA > 0 ? absL2 / normA : null,
     absL2,

@@ -10,13 +10,6 @@ export type { BackendChoice, BackendKind } from '../core/job';
 export { isSchemeName, SCHEMES, SCHEME_NAMES, type Scheme, type SchemeName } from '../compute/quant/schemes';
 export type { MatmulDType } from '../compute/matmul/matmul';
 import { getCpuPool } from '../compute/cpu/pool';
-import { storageDecoder } from '../compute/decode/blocks';
-import type { StorageType } from '../format/storage';
-
-/** Decodes whole units of a block or scheme storage (a ggml Q4_K chunk) to float32, on this thread: small chunks only. */
-export function decodeStorageF32(storage: Exclude<StorageType, { kind: 'dtype' }>, bytes: Uint8Array, out: Float32Array): void {
-  storageDecoder(storage).cpu([bytes], out);
-}
 
 /** Starts the CPU workers ahead of the first job (the viewer calls it while its page loads). */
 export function warmCpuWorkers(): void {

@@ -61,7 +61,10 @@ export async function scanSmall(
       const start = items[0].t.byteOffset;
       const last = items[items.length - 1].t;
       const bytes = new Uint8Array(last.byteOffset + last.byteLength - start);
-      await Promise.all(items.map(({ t }) => model.read(t, 0, bytes.subarray(t.byteOffset - start, t.byteOffset - start + t.byteLength))));
+      // A batch is one file in increasing offsets with small gaps: one read of the span when the
+      // model can, else one per tensor.
+      if (model.readSpan) await model.readSpan(items[0].t, last, bytes);
+      else await Promise.all(items.map(({ t }) => model.read(t, 0, bytes.subarray(t.byteOffset - start, t.byteOffset - start + t.byteLength))));
       return bytes;
     },
     run: async (items: Item[], bytes: Uint8Array, signal: AbortSignal) => {

@@ -1,9 +1,9 @@
 import * as vscode from 'vscode';
-import { randomBytes } from 'node:crypto';
 import { basename } from 'node:path';
 import type { QuantReport } from '../pipelines/quantize';
-import { isQuantReportToHostMessage, quantReportHtml } from './quantReportHtml';
-import { makeNonce } from './viewer/html';
+import { errorInfo } from '../pipelines/viewer/errorInfo';
+import type { DoneReplyMessage, QuantReportApi } from '../shared/protocol';
+import { pageOptions, servePage, setPageHtml } from './webviewPage';
 
 /** Scheme of the read-only Markdown reports: an untitled document would ask to be saved on close. */
 const REPORT_SCHEME = 'tensor-workbench-report';
@@ -25,23 +25,29 @@ export class QuantReportPanel {
 
   static show(extensionUri: vscode.Uri, report: QuantReport, markdown: string): vscode.WebviewPanel {
     const title = `Quantization report: ${basename(report.outputs[0] ?? report.input)}`;
-    const panel = vscode.window.createWebviewPanel('tensorWorkbench.quantReport', title, vscode.ViewColumn.Active, {
-      enableScripts: true,
-      // The page loads nothing; the root is still narrowed to our own built files.
-      localResourceRoots: [vscode.Uri.joinPath(extensionUri, 'dist', 'webview')],
-    });
-    panel.webview.html = quantReportHtml(report, { nonce: makeNonce((n) => randomBytes(n)), title });
-    const sub = panel.webview.onDidReceiveMessage(async (m: unknown) => {
-      if (!isQuantReportToHostMessage(m)) return;
-      const key = String(nextReport++);
-      reports.set(key, markdown);
-      if (reports.size > MAX_REPORTS) reports.delete(reports.keys().next().value as string);
-      const name = basename(report.outputs[0] ?? report.input).replace(/\.[^.]*$/, '');
-      const doc = await vscode.workspace.openTextDocument(vscode.Uri.from({ scheme: REPORT_SCHEME, path: `/${name}.quantization-report.md`, query: key }));
-      if (doc.languageId !== 'markdown') await vscode.languages.setTextDocumentLanguage(doc, 'markdown');
-      await vscode.commands.executeCommand('markdown.showPreview', doc.uri).then(undefined, () => vscode.window.showTextDocument(doc));
-    });
-    panel.onDidDispose(() => sub.dispose());
+    // The page (webview/quantReport) asks for the report and draws it; the root is narrowed to our built files.
+    const panel = vscode.window.createWebviewPanel('tensorWorkbench.quantReport', title, vscode.ViewColumn.Active, pageOptions(extensionUri));
+    setPageHtml(panel.webview, extensionUri, 'quantReport', title);
+    const server = servePage<QuantReportApi>(
+      panel.webview,
+      {
+        report: async () => ({ type: 'report', report }),
+        openMarkdown: () => openMarkdown(report, markdown),
+      },
+      (e) => errorInfo(e),
+    );
+    panel.onDidDispose(() => server.dispose());
     return panel;
   }
+}
+
+async function openMarkdown(report: QuantReport, markdown: string): Promise<DoneReplyMessage> {
+  const key = String(nextReport++);
+  reports.set(key, markdown);
+  if (reports.size > MAX_REPORTS) reports.delete(reports.keys().next().value as string);
+  const name = basename(report.outputs[0] ?? report.input).replace(/\.[^.]*$/, '');
+  const doc = await vscode.workspace.openTextDocument(vscode.Uri.from({ scheme: REPORT_SCHEME, path: `/${name}.quantization-report.md`, query: key }));
+  if (doc.languageId !== 'markdown') await vscode.languages.setTextDocumentLanguage(doc, 'markdown');
+  await vscode.commands.executeCommand('markdown.showPreview', doc.uri).then(undefined, () => vscode.window.showTextDocument(doc));
+  return { type: 'done' };
 }

@@ -6,7 +6,7 @@ import { extname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { diff, type DiffReport } from '../../src/pipelines/diff';
-import { viewerHtml } from '../../src/vscode/viewer/html';
+import { webviewHtml } from '../../src/vscode/webviewHtml';
 import { disposeBackends } from '../../src/compute/backend';
 import { normals, openFile, rng, TempDir, writeModel, type TestTensor } from './diffFixtures';
 
@@ -72,7 +72,7 @@ describe('diff report webview (Chromium)', () => {
       const url = new URL(req.url ?? '/', 'http://x');
       if (url.pathname === '/index.html') {
         res.writeHead(200, { 'content-type': 'text/html' });
-        res.end(viewerHtml({ scriptUri: `${origin}/diff.js`, styleUri: `${origin}/diff.css`, plotlyUri: `${origin}/plotly.js`, cspSource: origin, nonce: NONCE, title: 'diff' }));
+        res.end(webviewHtml({ scriptUri: `${origin}/diff.js`, styleUri: `${origin}/diff.css`, plotlyUri: `${origin}/plotly.js`, cspSource: origin, nonce: NONCE, title: 'diff' }));
         return;
       }
       readFile(join(WEBVIEW_DIR, url.pathname.slice(1)))
@@ -134,12 +134,27 @@ describe('diff report webview (Chromium)', () => {
   });
 
   it('asks the host for the Δ histogram of the selected tensor and draws the reply', async () => {
-    const req = await page.waitForFunction(() => window.__host.sent.filter((m: any) => m.type === 'histogram').pop());
-    const m = (await req.jsonValue()) as { id: number; name: string; bins: number };
+    const req = await page.waitForFunction(() => window.__host.sent.filter((m: any) => m.type === 'request' && m.body.type === 'histogram').pop());
+    const { id, body: m } = (await req.jsonValue()) as { id: number; body: { name: string; bins: number } };
     assert.equal(m.name, 'model.layers.1.self_attn.q_proj.weight');
     assert.ok(m.bins > 0);
-    await page.evaluate((x: any) => window.postMessage({ type: 'histogram', id: x.id, name: x.name, lo: -1, hi: 1, counts: new Uint32Array(x.bins).fill(3) }, '*'), m);
+    await page.evaluate((x: any) => window.postMessage({ type: 'reply', id: x.id, ok: true, body: { type: 'histogram', name: x.name, lo: -1, hi: 1, counts: new Uint32Array(x.bins).fill(3) } }, '*'), { id, ...m });
     await page.waitForSelector(`#histogram[data-drawn="${m.bins}"]`);
+  });
+
+  it('aborts the Δ histogram of the previous selection, and shows a failed one’s error in its place', async () => {
+    const histogramRequests = () => page.evaluate(() => window.__host.sent.filter((m: any) => m.type === 'request' && m.body.type === 'histogram'));
+    const before = (await histogramRequests()).length;
+    await page.click('#tensors tr[data-name="model.layers.2.self_attn.q_proj.weight"]');
+    await page.click('#tensors tr[data-name="model.layers.1.self_attn.q_proj.weight"]');
+    const reqs = await histogramRequests();
+    assert.equal(reqs.length, before + 2);
+    const [first, second] = reqs.slice(before) as { id: number; body: { name: string } }[];
+    assert.equal(first!.body.name, 'model.layers.2.self_attn.q_proj.weight');
+    assert.ok(await page.evaluate((id: number) => window.__host.sent.some((m: any) => m.type === 'abort' && m.id === id), first!.id), 'the first request was aborted');
+    await page.evaluate((id: number) => window.postMessage({ type: 'reply', id, ok: false, error: { code: 'not_found', message: 'no tensor in both models' } }, '*'), second!.id);
+    await page.waitForSelector('#histogram .error');
+    assert.equal(await page.$eval('#histogram .error', (e: any) => e.textContent), 'error[not_found] no tensor in both models');
   });
 
   it('lists added and reshaped tensors and exports on request, with no CSP violation', async () => {
@@ -147,7 +162,7 @@ describe('diff report webview (Chromium)', () => {
     assert.match(await page.$eval('#shape-or-dtype-changed', (d: any) => d.textContent), /model\.norm\.weight: F32 \[20\] → F32 \[4, 5\]/);
     await page.click('#export-markdown');
     await page.click('#export-json');
-    const sent = await page.evaluate(() => window.__host.sent.filter((m: any) => m.type === 'export').map((m: any) => m.format));
+    const sent = await page.evaluate(() => window.__host.sent.filter((m: any) => m.type === 'request' && m.body.type === 'export').map((m: any) => m.body.format));
     assert.deepEqual(sent, ['markdown', 'json']);
     assert.deepEqual(await page.evaluate(() => window.__host.violations), []);
   });

@@ -9,7 +9,7 @@ import { readFile } from 'node:fs/promises';
 import { join, extname } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { chromium, type Browser, type Page } from 'playwright-core';
-import { viewerHtml } from '../../src/vscode/viewer/html';
+import { webviewHtml } from '../../src/vscode/webviewHtml';
 import type { ToHostMessage } from '../../src/shared/protocol';
 
 /** Bundles are flat in dist/, so the webview build is beside this test file. */
@@ -41,10 +41,17 @@ const MIME: Record<string, string> = { '.js': 'text/javascript', '.css': 'text/c
 export async function startServer(): Promise<{ server: Server; origin: string }> {
   const server = createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://x');
+    const origin = `http://${req.headers.host}`;
     if (url.pathname === '/index.html') {
-      const origin = `http://${req.headers.host}`;
       res.writeHead(200, { 'content-type': 'text/html' });
-      res.end(viewerHtml({ scriptUri: `${origin}/viewer.js`, styleUri: `${origin}/viewer.css`, plotlyUri: `${origin}/plotly.js`, cspSource: origin, nonce: NONCE, title: 'test' }));
+      res.end(webviewHtml({ scriptUri: `${origin}/viewer.js`, styleUri: `${origin}/viewer.css`, plotlyUri: `${origin}/plotly.js`, cspSource: origin, nonce: NONCE, title: 'test', loading: 'Reading header…' }));
+      return;
+    }
+    // Any other page by name (`/quantReport.html`), in the shell the extension serves it in.
+    const page = /^\/(\w+)\.html$/.exec(url.pathname)?.[1];
+    if (page) {
+      res.writeHead(200, { 'content-type': 'text/html' });
+      res.end(webviewHtml({ scriptUri: `${origin}/${page}.js`, styleUri: `${origin}/${page}.css`, cspSource: origin, nonce: NONCE, title: page }));
       return;
     }
     readFile(join(WEBVIEW_DIR, url.pathname.replace(/^\/+/, '')))
@@ -120,8 +127,15 @@ const MOCK_HOST = `(() => {
   });
 })();`;
 
+type OpenOptions = { width?: number; height?: number; state?: unknown; beforeLoad?: (page: Page) => Promise<unknown> };
+
 /** Opens the viewer page with `replies` scripted; resolves once the bundle has sent 'ready'. */
-export async function openViewer(browser: Browser, origin: string, replies: ReplyTable, opts: { width?: number; height?: number; state?: unknown; beforeLoad?: (page: Page) => Promise<unknown> } = {}): Promise<Page> {
+export async function openViewer(browser: Browser, origin: string, replies: ReplyTable, opts: OpenOptions = {}): Promise<Page> {
+  return openPage(browser, origin, 'index', replies, opts);
+}
+
+/** Opens a page (`index` is the viewer, else a bundle's name) with `replies` scripted; resolves once it has sent 'ready'. */
+export async function openPage(browser: Browser, origin: string, name: string, replies: ReplyTable, opts: OpenOptions = {}): Promise<Page> {
   const page = await browser.newPage({ viewport: { width: opts.width ?? 1280, height: opts.height ?? 800 } });
   const errors: string[] = [];
   page.on('pageerror', (e) => errors.push(String(e)));
@@ -131,7 +145,7 @@ export async function openViewer(browser: Browser, origin: string, replies: Repl
   await applyTheme(page, 'vscode-dark', false);
   await opts.beforeLoad?.(page);
   // Not 'load': that waits for every script the page adds early, Plotly included, and tests hold it back.
-  await page.goto(`${origin}/index.html`, { waitUntil: 'domcontentloaded' });
+  await page.goto(`${origin}/${name}.html`, { waitUntil: 'domcontentloaded' });
   await page.waitForFunction(() => (window as unknown as { __host: { sent: ToHostMessage[] } }).__host.sent.some((m) => m.type === 'ready'));
   return page;
 }

@@ -1,49 +1,39 @@
 /**
- * The quantization report panel's page in headless Chromium, under its own CSP:
- * it renders the totals and both tables with theme colours, breaks no policy, and
- * its one button sends the one message the host handles.
+ * The quantization report page (webview/quantReport) in headless Chromium, under
+ * its real shell and CSP: it asks the host for the report and renders the totals
+ * and both tables with theme colours, breaks no policy, shows every string from
+ * the report as text, and its button sends the one request the host handles.
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import type { Server } from 'node:http';
 import type { Browser } from 'playwright-core';
-import { ARTIFACTS, THEMES, applyTheme, launch } from './harness';
-import { quantReportHtml } from '../../src/vscode/quantReportHtml';
+import { ARTIFACTS, THEMES, launch, openPage, pageErrors, sent, startServer, violations } from './harness';
 import { sampleReport } from '../quant/quantReportFixture';
 
 // The callbacks passed to page.evaluate run in the browser; the node type-check has no DOM lib.
 declare const document: any, getComputedStyle: any, window: any;
 
 let browser: Browser;
+let server: Server;
+let origin: string;
 
 before(async () => {
   mkdirSync(ARTIFACTS, { recursive: true });
+  ({ server, origin } = await startServer());
   browser = await launch();
 });
 
 after(async () => {
   await browser?.close();
+  await new Promise((r) => server?.close(r));
 });
 
-const STUB = `(() => {
-  const host = { sent: [], violations: [] };
-  window.__host = host;
-  document.addEventListener('securitypolicyviolation', (e) => host.violations.push(e.violatedDirective + ' ' + (e.sample || '')));
-  window.acquireVsCodeApi = () => ({ postMessage(m) { host.sent.push(m); }, getState() {}, setState() {} });
-})();`;
-
 test('the report page: totals, per-tensor errors, skipped tensors with reasons, theme colours, no CSP violations, and the Markdown button', async () => {
-  const page = await browser.newPage({ viewport: { width: 1100, height: 520 } });
-  const errors: string[] = [];
-  page.on('pageerror', (e) => errors.push(String(e)));
-  await page.addInitScript({ content: STUB });
-  await applyTheme(page, 'vscode-dark', false);
   const r = sampleReport({ missing: ['tokenizer (out of scope)'] });
-  // Served from a URL, as a webview is loaded, so the init scripts (host stub, theme) run first.
-  const html = quantReportHtml(r, { nonce: 'testNonce0123456789abcdefABCDEF0', title: 'Quantization report' });
-  await page.route('http://report.test/', (route) => route.fulfill({ status: 200, contentType: 'text/html', body: html }));
-  await page.goto('http://report.test/');
+  const page = await openPage(browser, origin, 'quantReport', { report: { body: { type: 'report', report: r } }, openMarkdown: { body: { type: 'done' } } }, { width: 1100, height: 520 });
   await page.waitForSelector('#quant-report');
   const totals = (await page.textContent('#quant-totals')) ?? '';
   for (const part of ['3.0 MiB → 1.6 MiB', '8.53 overall', 'SNR 41.3 dB', 'tokenizer (out of scope)']) assert.ok(totals.includes(part), `${part} in ${totals}`);
@@ -51,12 +41,43 @@ test('the report page: totals, per-tensor errors, skipped tensors with reasons, 
   assert.deepEqual(rows, [['model.layers.0.self_attn.q_proj.weight', 'BF16 [64, 128]', '0.001200', '0.006900', '41.3', '0.999960', '16.0 KiB → 8.5 KiB']]);
   const skipped = await page.$$eval('#quant-skipped tbody tr', (e) => e.map((x) => Array.from(x.querySelectorAll('td'), (td: any) => td.textContent)));
   assert.deepEqual(skipped, [['model.norm.weight', 'BF16 [128]', 'kept', 'norm or bias']]);
+  assert.equal(await page.textContent('h2:nth-of-type(2)'), 'Skipped tensors (1)');
   const colour = await page.evaluate(() => getComputedStyle(document.body).color);
   assert.equal(colour, 'rgb(204, 204, 204)', `body colour from --vscode-foreground (${THEMES['vscode-dark']['--vscode-foreground']})`);
   await page.screenshot({ path: join(ARTIFACTS, 'quant-report.png') });
   await page.click('#open-markdown');
-  assert.deepEqual(await page.evaluate(() => window.__host.sent as unknown[]), [{ type: 'openMarkdown' }]);
-  assert.deepEqual(await page.evaluate(() => window.__host.violations as string[]), [], 'no CSP violations');
-  assert.deepEqual(errors, []);
+  await page.waitForFunction(() => window.__host.sent.some((m: any) => m.type === 'request' && m.body.type === 'openMarkdown'));
+  const bodies = (await sent(page)).filter((m) => m.type === 'request').map((m) => (m as { body: unknown }).body);
+  assert.deepEqual(bodies, [{ type: 'report' }, { type: 'openMarkdown' }]);
+  assert.deepEqual(await violations(page), [], 'no CSP violations');
+  assert.deepEqual(pageErrors(page), []);
   await page.close();
+});
+
+test('every string from the report is text, never markup; a lossless tensor shows ∞ dB; a failed request shows its error in place', async () => {
+  const evil = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=1</script>';
+  const r = sampleReport({
+    input: evil,
+    outputs: [evil],
+    missing: [evil],
+    tensors: [
+      { name: evil, outputName: evil + '2', dtype: 'BF16', shape: [64, 128], action: 'quantized', scheme: 'q8_0', bytesBefore: 1, bytesAfter: 1, snrDb: Infinity },
+      { name: evil, dtype: 'BF16', shape: [3], action: 'kept', reason: evil, bytesBefore: 1, bytesAfter: 1 },
+    ],
+  });
+  const page = await openPage(browser, origin, 'quantReport', { report: { body: { type: 'report', report: r } }, openMarkdown: { ok: false, error: { code: 'internal', message: 'no markdown preview' } } });
+  await page.waitForSelector('#quant-report');
+  assert.equal(await page.evaluate(() => window.__pwned), undefined, 'nothing from the report ran');
+  assert.equal(await page.$$eval('#quant-report img, #quant-report script', (e) => e.length), 0);
+  assert.equal(await page.textContent('#quant-skipped tbody td:nth-child(4)'), evil);
+  assert.equal(await page.textContent('#quant-tensors tbody td:nth-child(5)'), '∞');
+  await page.click('#open-markdown');
+  await page.waitForFunction(() => document.getElementById('open-markdown-status').textContent.includes('no markdown preview'));
+  assert.deepEqual(await violations(page), []);
+  await page.close();
+
+  const failed = await openPage(browser, origin, 'quantReport', { report: { ok: false, error: { code: 'internal', message: 'the report is gone' } } });
+  await failed.waitForSelector('#report-error');
+  assert.equal(await failed.textContent('#report-error'), 'error[internal] the report is gone');
+  await failed.close();
 });

@@ -12,11 +12,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openModel } from '../../src/format/openModel';
 import { disposeBackends } from '../../src/compute/backend';
-import { HeatmapAccumulator, matrixShape } from '../../src/vscode/viewer/heatmap';
-import { ResultCache, resultKey, stampKey } from '../../src/vscode/viewer/resultCache';
-import { buildOutline, buildSummary, computeHeatmap, ModelService } from '../../src/vscode/viewer/modelService';
-import { summaryText } from '../../src/vscode/viewer/summaryText';
-import { viewerCsp, viewerHtml, MAPLIBRE_STYLE_ID } from '../../src/vscode/viewer/html';
+import { HeatmapAccumulator, matrixShape } from '../../src/pipelines/viewer/heatmap';
+import { ResultCache, resultKey, stampKey } from '../../src/pipelines/viewer/resultCache';
+import { buildOutline, buildSummary, computeHeatmap, ModelService } from '../../src/pipelines/viewer/modelService';
+import { summaryText } from '../../src/pipelines/viewer/summaryText';
+import { webviewCsp, webviewHtml, MAPLIBRE_STYLE_ID } from '../../src/vscode/webviewHtml';
 import { isToHostMessage, Requester, Responder, RemoteError, type ReplyFor, type RequestEventMessage, type ToHostMessage, type ToWebviewMessage } from '../../src/shared/protocol';
 import { packStrings, tensorEntries, treeFromTable, tensorTable, treeTable, unpackStrings, type TreeNodeData } from '../../src/shared/protocol';
 import { bf16Values, writeSafetensors, type T } from './safetensorsFile';
@@ -469,11 +469,11 @@ test('string columns cross as bytes and come back exactly, lone surrogates inclu
 });
 
 test('the page’s CSP: no inline or eval, scripts and styles by nonce, and the MapLibre style id matches the bundled Plotly', () => {
-  const csp = viewerCsp('https://webview.example', 'N0NCE');
+  const csp = webviewCsp('https://webview.example', 'N0NCE');
   assert.match(csp, /^default-src 'none'/);
   assert.ok(!csp.includes('unsafe-inline') && !csp.includes('unsafe-eval'));
   assert.match(csp, /script-src 'nonce-N0NCE'/);
-  const html = viewerHtml({ scriptUri: 'https://webview.example/v.js', styleUri: 'https://webview.example/v.css', plotlyUri: 'https://webview.example/p.js', cspSource: 'https://webview.example', nonce: 'N0NCE', title: '<x>' });
+  const html = webviewHtml({ scriptUri: 'https://webview.example/v.js', styleUri: 'https://webview.example/v.css', plotlyUri: 'https://webview.example/p.js', cspSource: 'https://webview.example', nonce: 'N0NCE', title: '<x>' });
   assert.ok(html.includes('<script nonce="N0NCE" src="https://webview.example/v.js" data-plotly="https://webview.example/p.js">'));
   assert.ok(html.includes('<title>&lt;x&gt;</title>'));
   const plotly = readFileSync(join(__dirname, '..', 'node_modules', 'plotly.js-dist-min', 'plotly.min.js'), 'utf8');

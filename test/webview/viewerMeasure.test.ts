@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openModel } from '../../src/format/openModel';
 import { disposeBackends } from '../../src/compute/backend';
-import { ModelService } from '../../src/vscode/viewer/modelService';
+import { ModelService } from '../../src/pipelines/viewer/modelService';
 import { tensorEntries, treeFromTable } from '../../src/shared/protocol';
 
 const dir = mkdtempSync(join(tmpdir(), 'tw-measure-'));

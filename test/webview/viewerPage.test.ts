@@ -17,7 +17,7 @@ import { BINS, LOG_BINS, heatmapReply, llamaSummary, scanRows, statsReply } from
 import { tensorEntries, tensorTable, treeFromTable, treeTable, type RequestEventMessage, type RequestMessage, type SummaryReplyMessage, type TreeNodeData } from '../../src/shared/protocol';
 import { openModel } from '../../src/format/openModel';
 import { disposeBackends } from '../../src/compute/backend';
-import { ModelService } from '../../src/vscode/viewer/modelService';
+import { ModelService } from '../../src/pipelines/viewer/modelService';
 import { bf16Values, writeSafetensors, type T } from './safetensorsFile';
 
 // The callbacks passed to page.evaluate run in the browser; the node type-check has no DOM lib.
@@ -596,5 +596,28 @@ test('state survives the panel being hidden: open nodes, selection and histogram
   assert.equal(await page.getAttribute('#tree .tree-row[data-id="model.layers.{0..2}"]', 'aria-expanded'), 'true');
   assert.equal(await page.$eval('#hist-log-counts', (e: any) => e.checked), true);
   await assertClean(page);
+  await page.close();
+});
+
+test('a pickle with findings shows the verdict banner with each finding; a clean one says so; text stays text', async () => {
+  const unsafe = {
+    ...llamaSummary(1),
+    safety: { clean: false, text: 'calls 2 functions that are not tensor rebuilds, some of which can run code', findings: ['dangerous: posix.system (archive/data.pkl, byte 120)', 'unknown: <img src=x onerror=alert(1)>.x (byte 7)'] },
+    notes: ["'lm_head.weight' is the same tensor as 'model.embed_tokens.weight' (shared storage); it is kept once"],
+  };
+  let page = await openViewer(browser, origin, replies(unsafe));
+  await page.waitForSelector('#safety.unsafe');
+  const text = (await page.textContent('#safety')) ?? '';
+  assert.match(text, /This file calls 2 functions that are not tensor rebuilds/);
+  assert.match(text, /read without executing anything/);
+  assert.equal(await page.locator('#safety li').count(), 2);
+  assert.ok(text.includes('<img src=x onerror=alert(1)>'), 'a hostile name shows as text');
+  assert.equal(await page.locator('#safety img').count(), 0);
+  assert.match((await page.textContent('#notes')) ?? '', /kept once/);
+  await shot(page, 'pickle-unsafe-banner');
+  await page.close();
+  page = await openViewer(browser, origin, replies({ ...llamaSummary(1), safety: { clean: true, text: 'Only tensor data' } }));
+  await page.waitForSelector('#safety.clean');
+  assert.match((await page.textContent('#safety')) ?? '', /^Only tensor data · read without executing anything$/);
   await page.close();
 });

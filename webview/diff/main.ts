@@ -1,14 +1,16 @@
 /**
  * The checkpoint-diff report page. It only displays what the host sends through
- * src/shared/diffProtocol.ts: the report, and Δ histograms on request.
+ * src/shared/protocol.ts (DiffApi): the report, and Δ histograms on request. A
+ * failed request shows its error where its result would have been.
  */
 import type * as Plotly from 'plotly.js-dist-min';
 import { purge, react } from '../shared/plotly';
 import './diff.css';
-import { energyCurve, type DiffHistogramReplyMessage, type DiffReportData, type DiffTensorData, type DiffToHostMessage, type DiffToWebviewMessage } from '../../src/shared/diffProtocol';
+import { errorInfoOf, fromWire, Requester, type DiffApi, type DiffHistogramReplyMessage, type ToWebviewMessage } from '../../src/shared/protocol';
+import type { DiffReport as DiffReportData, TensorDiff as DiffTensorData } from '../../src/pipelines/diff';
 
 interface VsCodeApi {
-  postMessage(m: DiffToHostMessage): void;
+  postMessage(m: unknown): void;
   getState(): unknown;
   setState(s: unknown): void;
 }
@@ -30,10 +32,12 @@ const HISTOGRAM_BINS = 64;
 const MAX_ROWS = 2000;
 
 const vscode = acquireVsCodeApi();
+const requester = new Requester<DiffApi>((m) => vscode.postMessage(m));
 const state: SavedState = { filter: '', changedOnly: true, ...((vscode.getState() as Partial<SavedState> | undefined) ?? {}) };
 let report: DiffReportData | undefined;
 let rankPending = false;
-let histogramId = 0;
+/** Aborts the Δ histogram of the previous selection when another tensor is selected. */
+let histogramRequest: AbortController | undefined;
 
 function save(): void {
   vscode.setState(state);
@@ -44,6 +48,14 @@ function el<K extends keyof HTMLElementTagNameMap>(tag: K, attrs: Record<string,
   for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
   for (const c of children) e.append(c);
   return e;
+}
+
+/** Cumulative share of ‖Δ‖²_F captured by the leading singular values: the rank-energy curve. */
+function energyCurve(t: DiffTensorData): number[] {
+  const total = t.absL2 * t.absL2;
+  if (!t.singularValues || total <= 0) return [];
+  let s = 0;
+  return t.singularValues.map((x) => Math.min(1, (s += x * x) / total));
 }
 
 function num(x: number | null | undefined): string {
@@ -202,11 +214,6 @@ function drawEnergy(target: HTMLElement, t: DiffTensorData | undefined): void {
 }
 
 function drawHistogram(target: HTMLElement, m: DiffHistogramReplyMessage): void {
-  if (m.error || !m.counts) {
-    purge(target);
-    target.replaceChildren(el('p', { class: 'empty error' }, m.error ?? 'No histogram.'));
-    return;
-  }
   target.replaceChildren();
   const n = m.counts.length;
   const w = (m.hi - m.lo) / n;
@@ -235,7 +242,27 @@ function select(name: string): void {
   }
   hist.replaceChildren(el('p', { class: 'empty' }, 'Computing the Δ histogram…'));
   delete hist.dataset.drawn;
-  vscode.postMessage({ type: 'histogram', id: ++histogramId, name, bins: HISTOGRAM_BINS });
+  histogramRequest?.abort();
+  const ctl = (histogramRequest = new AbortController());
+  requester.request({ type: 'histogram', name, bins: HISTOGRAM_BINS }, { signal: ctl.signal }).then(
+    (m) => drawHistogram(hist, m),
+    (e) => {
+      const info = errorInfoOf(e);
+      if (info.code === 'cancelled') return;
+      purge(hist);
+      hist.replaceChildren(el('p', { class: 'empty error', role: 'alert' }, `error[${info.code}] ${info.message}`));
+    },
+  );
+}
+
+/** Asks the host to export; a failure shows beside the buttons. */
+function exportReport(format: 'markdown' | 'json'): void {
+  const status = document.getElementById('export-status')!;
+  status.textContent = '';
+  requester.request({ type: 'export', format }).catch((e) => {
+    const info = errorInfoOf(e);
+    if (info.code !== 'cancelled') status.textContent = `error[${info.code}] ${info.message}`;
+  });
 }
 
 function list(title: string, items: readonly string[]): HTMLElement | string {
@@ -265,9 +292,9 @@ function render(): void {
     document.getElementById('table-wrap')!.replaceChildren(renderTable(r));
   });
   const exportMd = el('button', { id: 'export-markdown' }, 'Export Markdown…');
-  exportMd.addEventListener('click', () => vscode.postMessage({ type: 'export', format: 'markdown' }));
+  exportMd.addEventListener('click', () => exportReport('markdown'));
   const exportJson = el('button', { id: 'export-json' }, 'Export JSON…');
-  exportJson.addEventListener('click', () => vscode.postMessage({ type: 'export', format: 'json' }));
+  exportJson.addEventListener('click', () => exportReport('json'));
   const shapeChanges = r.changed.map((c) => `${c.name}: ${c.dtypeA} [${c.shapeA.join(', ')}] → ${c.dtypeB} [${c.shapeB.join(', ')}]`);
   root.dataset.state = 'ready';
   root.replaceChildren(
@@ -281,7 +308,7 @@ function render(): void {
         `${s.different} of ${s.compared} compared tensors changed (${pct(s.elements > 0 ? s.changedElements / s.elements : 0)} of elements) · ${r.added.length} added · ${r.removed.length} removed · ${r.changed.length} with a new shape or dtype`,
       ),
       el('p', { class: 'muted' }, `${r.mapping ? `Names matched with prefix '${r.mapping.a}' ↔ '${r.mapping.b}'${r.mapping.auto ? ' (detected)' : ''} · ` : ''}${(r.bytesRead / 1e9).toFixed(2)} GB read in ${r.seconds.toFixed(2)} s on ${r.backend}${rankPending ? ' · estimating rank energy…' : ''}`),
-      el('div', { class: 'toolbar' }, filter, el('label', {}, changedOnly, ' changed only'), exportMd, exportJson),
+      el('div', { class: 'toolbar' }, filter, el('label', {}, changedOnly, ' changed only'), exportMd, exportJson, el('span', { id: 'export-status', class: 'error', role: 'status' })),
     ),
     el('div', { class: 'charts' }, el('div', { class: 'chart', id: 'layers' }), el('div', { class: 'chart', id: 'histogram' }), el('div', { class: 'chart', id: 'energy' })),
     el('div', { id: 'table-wrap' }, renderTable(r)),
@@ -298,14 +325,13 @@ function render(): void {
   }
 }
 
-window.addEventListener('message', (ev: MessageEvent<DiffToWebviewMessage>) => {
+window.addEventListener('message', (ev: MessageEvent<ToWebviewMessage<DiffApi>>) => {
   const m = ev.data;
+  if (requester.handle(m)) return;
   if (m.type === 'report') {
-    report = m.report;
+    report = fromWire(m.report);
     rankPending = m.rankPending;
     render();
-  } else if (m.type === 'histogram' && m.id === histogramId) {
-    drawHistogram(document.getElementById('histogram')!, m);
   }
 });
 

@@ -5,7 +5,7 @@
  * few row elements in view are reused for whatever rows are now under them.
  */
 import type { TreeNodeData } from '../../src/shared/protocol';
-import { h } from './dom';
+import { h } from '../shared/dom';
 
 /** The tree's nodes are the protocol's own: `path` is the key, a tensor's path is its name. */
 export type TreeNode = TreeNodeData;

@@ -58,8 +58,10 @@ export class TorchModel implements Model {
     return this.files[0].metadata;
   }
 
-  get safety(): { clean: boolean; text: string } {
-    return { clean: this.torch.verdict.clean, text: this.torch.verdict.text };
+  get safety(): { clean: boolean; text: string; findings: string[] } {
+    const v = this.torch.verdict;
+    const findings = v.findings.map((f) => `${f.severity === 'dangerous' ? 'dangerous' : 'unknown'}: ${f.module}.${f.name} (${f.entry ? `${f.entry}, ` : ''}byte ${f.offset}${f.nested ? ', nested pickle' : ''})`);
+    return { clean: v.clean, text: v.text, findings };
   }
 
   get notes(): readonly string[] {

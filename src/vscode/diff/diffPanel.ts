@@ -1,13 +1,16 @@
 import * as vscode from 'vscode';
-import { randomBytes } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import type { Model } from '../../format/model';
 import { deltaHistogram, type DiffReport } from '../../pipelines/diff';
 import { diffToJson, diffToMarkdown } from '../../pipelines/diffReport';
-import { isDiffToHostMessage, type DiffToHostMessage, type DiffToWebviewMessage } from '../../shared/diffProtocol';
+import { errorInfo } from '../../pipelines/viewer/errorInfo';
+import { requireCount, requireString, type DiffApi, type DiffHistogramReplyMessage, type DiffHistogramRequestMessage, type DoneReplyMessage } from '../../shared/protocol';
 import { log } from '../log';
 import { showError } from '../progress';
-import { makeNonce, viewerHtml } from '../viewer/html';
+import { pageOptions, servePage, setPageHtml, type PageServer } from '../webviewPage';
+
+/** 4096 bins is far past what a chart shows; the cap keeps a request from allocating more. */
+const MAX_HISTOGRAM_BINS = 4096;
 
 /**
  * One comparison's report in a webview panel. The panel owns both models (and any
@@ -18,33 +21,31 @@ export class DiffPanel {
   private report: DiffReport;
   private rankPending = false;
   private ready = false;
-  private readonly histograms = new AbortController();
+  private readonly server: PageServer<DiffApi>;
 
   private constructor(
-    private readonly panel: vscode.WebviewPanel,
+    panel: vscode.WebviewPanel,
     private readonly a: Model,
     private readonly b: Model,
     report: DiffReport,
     private readonly cleanup: () => Promise<void>,
   ) {
     this.report = report;
+    this.server = servePage<DiffApi>(
+      panel.webview,
+      { histogram: (r, ctx) => this.histogram(r, ctx.signal), export: (r) => this.export(r.format) },
+      (e) => errorInfo(e),
+      () => {
+        this.ready = true;
+        this.postReport();
+      },
+    );
     panel.onDidDispose(() => void this.dispose());
-    panel.webview.onDidReceiveMessage((m: unknown) => {
-      if (isDiffToHostMessage(m)) void this.onMessage(m);
-    });
   }
 
   static open(extensionUri: vscode.Uri, title: string, a: Model, b: Model, report: DiffReport, cleanup: () => Promise<void>): DiffPanel {
-    const root = vscode.Uri.joinPath(extensionUri, 'dist', 'webview');
-    const panel = vscode.window.createWebviewPanel('tensorWorkbench.diff', title, vscode.ViewColumn.Active, { enableScripts: true, localResourceRoots: [root] });
-    panel.webview.html = viewerHtml({
-      scriptUri: panel.webview.asWebviewUri(vscode.Uri.joinPath(root, 'diff.js')).toString(),
-      plotlyUri: panel.webview.asWebviewUri(vscode.Uri.joinPath(root, 'plotly.js')).toString(),
-      styleUri: panel.webview.asWebviewUri(vscode.Uri.joinPath(root, 'diff.css')).toString(),
-      cspSource: panel.webview.cspSource,
-      nonce: makeNonce((n) => randomBytes(n)),
-      title,
-    });
+    const panel = vscode.window.createWebviewPanel('tensorWorkbench.diff', title, vscode.ViewColumn.Active, pageOptions(extensionUri));
+    setPageHtml(panel.webview, extensionUri, 'diff', title, { charts: true });
     return new DiffPanel(panel, a, b, report, cleanup);
   }
 
@@ -59,47 +60,33 @@ export class DiffPanel {
     this.rankPending = p;
   }
 
-  private post(m: DiffToWebviewMessage): void {
-    void this.panel.webview.postMessage(m);
-  }
-
   private postReport(): void {
-    if (this.ready) this.post({ type: 'report', report: this.report, rankPending: this.rankPending });
+    if (this.ready) this.server.post({ type: 'report', report: this.report, rankPending: this.rankPending });
   }
 
-  private async onMessage(m: DiffToHostMessage): Promise<void> {
-    if (m.type === 'ready') {
-      this.ready = true;
-      this.postReport();
-    } else if (m.type === 'histogram') {
-      const t = this.report.tensors.find((x) => x.name === m.name);
-      const ta = this.a.tensor(m.name);
-      const tb = this.b.tensor(t?.nameB ?? m.name);
-      // Bins must not be empty: a range of ±0 still gets a width.
-      const hi = t && t.maxAbsDiff > 0 ? t.maxAbsDiff : 1;
-      // 4096 bins is far past what a chart shows; the cap keeps a request from allocating more.
-      const bins = Math.min(4096, Math.max(1, m.bins));
-      try {
-        if (!t || !ta || !tb) throw new Error(`no tensor '${m.name}' in both models`);
-        const counts = await deltaHistogram(this.a, this.b, ta, tb, { bins, lo: -hi, hi }, { signal: this.histograms.signal, backend: configuredBackend() });
-        this.post({ type: 'histogram', id: m.id, name: m.name, lo: -hi, hi, counts });
-      } catch (e) {
-        if (this.histograms.signal.aborted) return;
-        this.post({ type: 'histogram', id: m.id, name: m.name, lo: -hi, hi, error: (e as Error).message });
-      }
-    } else if (m.type === 'export') {
-      await this.export(m.format);
-    }
+  /** Δ histogram of one tensor over ±max |Δ|, from the open models; the page's abort (or closing the panel) stops it. */
+  private async histogram(r: DiffHistogramRequestMessage, signal: AbortSignal): Promise<DiffHistogramReplyMessage> {
+    const name = requireString(r.name, 'name');
+    const bins = requireCount(r.bins, 'bins', MAX_HISTOGRAM_BINS);
+    const t = this.report.tensors.find((x) => x.name === name);
+    const ta = this.a.tensor(name);
+    const tb = this.b.tensor(t?.nameB ?? name);
+    if (!t || !ta || !tb) throw Object.assign(new Error(`no tensor '${name}' in both models`), { code: 'not_found' });
+    // Bins must not be empty: a range of ±0 still gets a width.
+    const hi = t.maxAbsDiff > 0 ? t.maxAbsDiff : 1;
+    const counts = await deltaHistogram(this.a, this.b, ta, tb, { bins, lo: -hi, hi }, { signal, backend: configuredBackend() });
+    return { type: 'histogram', name, lo: -hi, hi, counts };
   }
 
-  private async export(format: 'markdown' | 'json'): Promise<void> {
+  private async export(format: 'markdown' | 'json'): Promise<DoneReplyMessage> {
+    if (format !== 'markdown' && format !== 'json') throw Object.assign(new Error(`unknown export format '${String(format)}'`), { code: 'bad_request' });
     const ext = format === 'markdown' ? 'md' : 'json';
     const uri = await vscode.window.showSaveDialog({
       title: `Export checkpoint diff as ${format === 'markdown' ? 'Markdown' : 'JSON'}`,
       filters: format === 'markdown' ? { Markdown: ['md'] } : { JSON: ['json'] },
       defaultUri: vscode.workspace.workspaceFolders?.[0] ? vscode.Uri.joinPath(vscode.workspace.workspaceFolders[0].uri, `checkpoint-diff.${ext}`) : undefined,
     });
-    if (!uri) return;
+    if (!uri) return { type: 'done' };
     const text = format === 'markdown' ? diffToMarkdown(this.report) : diffToJson(this.report);
     try {
       if (uri.scheme === 'file') await writeFile(uri.fsPath, text, 'utf8');
@@ -108,10 +95,11 @@ export class DiffPanel {
     } catch (e) {
       showError(e, 'Export checkpoint diff');
     }
+    return { type: 'done' };
   }
 
   private async dispose(): Promise<void> {
-    this.histograms.abort();
+    this.server.dispose();
     await Promise.allSettled([this.a.close(), this.b.close()]);
     await this.cleanup();
   }

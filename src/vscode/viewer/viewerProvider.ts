@@ -1,18 +1,17 @@
 import * as vscode from 'vscode';
-import { randomBytes } from 'node:crypto';
 import { stat } from 'node:fs/promises';
 import { getBackend, warmCpuWorkers } from '../../pipelines/runtime';
 import { openModel } from '../../format/openModel';
-import { isToHostMessage, Responder, type SummaryReplyMessage, type ToWebviewMessage } from '../../shared/protocol';
+import { errorInfo, ModelService } from '../../pipelines/viewer/modelService';
+import { ResultCache, stampKey, type FileStamp } from '../../pipelines/viewer/resultCache';
+import { summaryText } from '../../pipelines/viewer/summaryText';
+import type { SummaryReplyMessage, ViewerApi } from '../../shared/protocol';
 import { registerCommand } from '../commands';
 import { Disposable } from '../dispose';
 import { log } from '../log';
 import { configuredBackend } from '../progress';
+import { pageOptions, servePage, setPageHtml } from '../webviewPage';
 import { openerFor } from '../workspaceSource';
-import { makeNonce, viewerHtml } from './html';
-import { errorInfo, ModelService } from './modelService';
-import { ResultCache, stampKey, type FileStamp } from './resultCache';
-import { summaryText } from './summaryText';
 
 /** The viewer's editor for `*.safetensors` (priority default). */
 export const VIEW_TYPE = 'tensorWorkbench.viewer';
@@ -228,23 +227,13 @@ export class ViewerProvider extends Disposable implements vscode.CustomReadonlyE
   }
 
   async resolveCustomEditor(doc: ViewerDocument, panel: vscode.WebviewPanel): Promise<void> {
-    const root = vscode.Uri.joinPath(this.context.extensionUri, 'dist', 'webview');
-    panel.webview.options = { enableScripts: true, localResourceRoots: [root] };
-    const nonce = makeNonce((n) => randomBytes(n));
-    panel.webview.html = viewerHtml({
-      scriptUri: panel.webview.asWebviewUri(vscode.Uri.joinPath(root, 'viewer.js')).toString(),
-      plotlyUri: panel.webview.asWebviewUri(vscode.Uri.joinPath(root, 'plotly.js')).toString(),
-      styleUri: panel.webview.asWebviewUri(vscode.Uri.joinPath(root, 'viewer.css')).toString(),
-      cspSource: panel.webview.cspSource,
-      nonce,
-      title: doc.uri.path.split('/').pop() ?? 'model',
-    });
+    panel.webview.options = pageOptions(this.context.extensionUri);
+    setPageHtml(panel.webview, this.context.extensionUri, 'viewer', doc.uri.path.split('/').pop() ?? 'model', { charts: true, loading: 'Reading header…' });
     // Read the header and build the outline while the page loads its script (after the html is set:
     // the header's parse holds this thread, and the page must not wait for it to start loading).
     void doc.outline().catch(() => undefined);
-    const post = (m: ToWebviewMessage) => void panel.webview.postMessage(m);
-    const responder = new Responder(
-      post,
+    const server = servePage<ViewerApi>(
+      panel.webview,
       {
         summary: async (r) => {
           const reply = await (r.outline ? doc.outline() : doc.summary());
@@ -271,19 +260,14 @@ export class ViewerProvider extends Disposable implements vscode.CustomReadonlyE
         return info;
       },
     );
-    const subs = [
-      panel.webview.onDidReceiveMessage((m: unknown) => {
-        if (isToHostMessage(m)) void responder.handle(m);
-      }),
-      doc.onDidChange(({ deleted }) => {
-        responder.abortAll();
-        post({ type: 'fileChanged', deleted });
-      }),
-    ];
+    const sub = doc.onDidChange(({ deleted }) => {
+      server.abortAll();
+      server.post({ type: 'fileChanged', deleted });
+    });
+    // The last panel of a document closed: VS Code disposes the document itself.
     panel.onDidDispose(() => {
-      responder.abortAll();
-      subs.forEach((s) => s.dispose());
-      // The last panel of a document closed: VS Code disposes the document itself.
+      server.dispose();
+      sub.dispose();
     });
   }
 

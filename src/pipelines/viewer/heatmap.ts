@@ -4,8 +4,16 @@
  * however far the image is shrunk. Values arrive in row-major chunks (as streamed
  * from the file), so memory is the image, never the tensor.
  *
- * Pure: no `vscode`, no I/O. The viewer's host side feeds it decoded chunks.
+ * `computeHeatmap` streams a tensor's chunks from the file, decodes and feeds them.
  */
+import { storageDecoder } from '../../compute/decode/blocks';
+import { storageUnit } from '../../format/storage';
+import { decodeToF32 } from '../../format/decode';
+import { FormatError } from '../../format/errors';
+import { storageOf, type Model, type TensorInfo } from '../../format/model';
+import { throwIfCancelled } from '../../core/job';
+import { isViewable } from './summary';
+import type { HeatmapResult } from './types';
 
 /** Largest image side: a 512×512 canvas shows every cell at once on a normal screen, and the reply stays at 256 KiB. */
 export const HEATMAP_MAX_SIZE = 512;
@@ -90,3 +98,32 @@ export class HeatmapAccumulator {
     return { width: this.width, height: this.height, rows: this.rows, cols: this.cols, pixels, nonFinite: this.bad.slice(), scale };
   }
 }
+
+
+/**
+ * Bytes decoded at a time on the extension host: 2 MiB of BF16 is 1 M values, about
+ * 10 ms of decoding and binning, after which the loop awaits the next read, so the
+ * host's event loop is never held for long.
+ */
+const HEATMAP_CHUNK_BYTES = 2 << 20;
+
+export async function computeHeatmap(model: Model, t: TensorInfo, maxSize: number, signal?: AbortSignal): Promise<HeatmapResult> {
+  if (!isViewable(t.dtype)) throw new FormatError('unsupported', `a heatmap needs one value per element; ${t.dtype} has two`, model.path, t.name);
+  const { rows, cols } = matrixShape(t.shape);
+  const acc = new HeatmapAccumulator(rows, cols, Math.min(maxSize, HEATMAP_MAX_SIZE));
+  const storage = storageOf(t);
+  const unit = storageUnit(storage);
+  let scratch = new Float32Array(0);
+  for await (const chunk of model.chunks(t, { chunkBytes: HEATMAP_CHUNK_BYTES, signal })) {
+    throwIfCancelled(signal);
+    const n = Math.min(Math.floor(chunk.length / unit.bytes) * unit.elements, t.numel - acc.count);
+    if (scratch.length < n) scratch = new Float32Array(n);
+    // Chunks end on whole blocks (Model.chunks), so a block storage (a GGUF Q4_K) decodes chunk by chunk.
+    if (storage.kind === 'dtype') decodeToF32(t.dtype, chunk, scratch, n);
+    else storageDecoder(storage).cpu([chunk], scratch.subarray(0, n));
+    acc.push(scratch.subarray(0, n));
+  }
+  const img = acc.image();
+  return { type: 'heatmap', name: t.name, ...img };
+}
+

@@ -1,6 +1,8 @@
 /**
- * The viewer page. Pure (no `vscode`), so the browser tests load exactly the page
- * the extension serves, under exactly its Content Security Policy.
+ * The HTML shell of every page (the viewer, the diff report, the quantization
+ * report): one bundled script and stylesheet from dist/webview, under one Content
+ * Security Policy. Pure (no `vscode`), so the browser tests load exactly the pages
+ * the extension serves, under exactly their policy.
  *
  * CSP choices:
  * - `default-src 'none'`: nothing loads unless listed.
@@ -18,18 +20,20 @@
  * - images: `data:` and `blob:` for the heatmap canvas export; fonts from our origin.
  */
 
-export interface ViewerHtmlOptions {
-  /** URI of dist/webview/viewer.js as the webview sees it. */
+export interface WebviewHtmlOptions {
+  /** URI of the page's bundle (dist/webview/<page>.js) as the webview sees it. */
   readonly scriptUri: string;
-  /** URI of dist/webview/viewer.css. */
+  /** URI of its stylesheet (dist/webview/<page>.css). */
   readonly styleUri: string;
-  /** URI of dist/webview/plotly.js, which the page loads when it first draws a chart. */
-  readonly plotlyUri: string;
+  /** URI of dist/webview/plotly.js, for pages that draw charts: loaded when the first is drawn. */
+  readonly plotlyUri?: string;
   /** `webview.cspSource`. */
   readonly cspSource: string;
   readonly nonce: string;
   /** Shown in the page title, for screen readers. */
   readonly title: string;
+  /** What the page shows until its script has drawn it. */
+  readonly loading?: string;
 }
 
 /** The id MapLibre (inside plotly.js-dist-min 4.x) checks before injecting its CSS; the page tests fail if it changes. */
@@ -37,7 +41,7 @@ export const MAPLIBRE_STYLE_ID = 'ce8d464691048653ffe3a57c6c18ab566e8366f1866778
 
 const escapeAttr = (s: string) => s.replace(/&/g, '&amp;').replace(/"/g, '&quot;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 
-export function viewerCsp(cspSource: string, nonce: string): string {
+export function webviewCsp(cspSource: string, nonce: string): string {
   return [
     "default-src 'none'",
     `script-src 'nonce-${nonce}'`,
@@ -47,22 +51,23 @@ export function viewerCsp(cspSource: string, nonce: string): string {
   ].join('; ');
 }
 
-export function viewerHtml(o: ViewerHtmlOptions): string {
+export function webviewHtml(o: WebviewHtmlOptions): string {
   const nonce = escapeAttr(o.nonce);
+  // Plotly's and MapLibre's style elements, shipped empty with the nonce (see above), only where charts are drawn.
+  const chartStyles = o.plotlyUri === undefined ? '' : `<style id="plotly.js-style-global" nonce="${nonce}"></style>\n<style id="${MAPLIBRE_STYLE_ID}" nonce="${nonce}"></style>\n`;
+  const plotly = o.plotlyUri === undefined ? '' : ` data-plotly="${escapeAttr(o.plotlyUri)}"`;
   return `<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="UTF-8">
-<meta http-equiv="Content-Security-Policy" content="${escapeAttr(viewerCsp(o.cspSource, o.nonce))}">
+<meta http-equiv="Content-Security-Policy" content="${escapeAttr(webviewCsp(o.cspSource, o.nonce))}">
 <meta name="viewport" content="width=device-width, initial-scale=1.0">
 <link rel="stylesheet" href="${escapeAttr(o.styleUri)}" nonce="${nonce}">
-<style id="plotly.js-style-global" nonce="${nonce}"></style>
-<style id="${MAPLIBRE_STYLE_ID}" nonce="${nonce}"></style>
-<title>${escapeAttr(o.title)}</title>
+${chartStyles}<title>${escapeAttr(o.title)}</title>
 </head>
 <body>
-<div id="root" data-state="loading"><p class="loading">Reading header…</p></div>
-<script nonce="${nonce}" src="${escapeAttr(o.scriptUri)}" data-plotly="${escapeAttr(o.plotlyUri)}"></script>
+<div id="root" data-state="loading"><p class="loading">${escapeAttr(o.loading ?? 'Loading…')}</p></div>
+<script nonce="${nonce}" src="${escapeAttr(o.scriptUri)}"${plotly}></script>
 </body>
 </html>`;
 }

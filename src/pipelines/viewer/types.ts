@@ -1,0 +1,136 @@
+/**
+ * What the viewer's pipelines compute for the page: the summary of a model, one
+ * tensor's statistics, a heatmap, the rows of a whole-model scan and the
+ * quantization preview. Defined here once; the protocol names them as its replies
+ * and the page imports them type-only. Every field is structured-clone friendly:
+ * numbers (NaN where a statistic has no value), strings and typed arrays.
+ */
+import type { MemoryEstimate } from '../memory';
+import type { PreviewResult, PreviewRow } from '../quantize';
+import type { TensorStats } from '../stats';
+import type { TensorTable, TreeTable } from '../../shared/columns';
+import type { ErrorInfo } from '../../shared/protocol';
+
+export interface AdapterInfo {
+  readonly format: string;
+  readonly modules: number;
+  readonly targets: readonly string[];
+  readonly ranks: readonly number[];
+  readonly alphas: readonly number[];
+  readonly scales: readonly number[];
+  readonly useRslora: boolean;
+  readonly dora: boolean;
+}
+
+export interface DTypeTotal {
+  readonly dtype: string;
+  readonly tensors: number;
+  readonly params: number;
+  readonly bytes: number;
+}
+
+export type MemoryRow = Pick<MemoryEstimate, 'format' | 'bytes'>;
+
+export interface HistogramData {
+  readonly min: number;
+  readonly max: number;
+  readonly counts: Float64Array;
+}
+
+/**
+ * Statistics of one tensor as `stats` defines them (TensorStats), as the page
+ * receives them: NaN where TensorStats has null, histogram counts as typed arrays.
+ */
+export type TensorStatsData = Pick<TensorStats, 'name' | 'count' | 'finite' | 'nan' | 'posInf' | 'negInf' | 'zeros' | 'nearZero' | 'outliers'> & {
+  readonly min: number;
+  readonly max: number;
+  readonly absMax: number;
+  readonly mean: number;
+  readonly std: number;
+  readonly histogram: HistogramData;
+  readonly logHistogram: HistogramData;
+  /** Flat element indices and values, largest |x| first. */
+  readonly topK: readonly { readonly index: number; readonly value: number }[];
+};
+
+/** One row of the whole-model scan: the numbers the table sorts by, no histograms. */
+export interface ScanRow {
+  readonly name: string;
+  readonly dtype: string;
+  readonly count: number;
+  readonly std: number;
+  readonly absMax: number;
+  /** zeros / count (0 for an empty tensor). */
+  readonly sparsity: number;
+  readonly outliers: number;
+  /** nan + posInf + negInf. */
+  readonly nonFinite: number;
+  readonly badges: readonly HealthBadge[];
+  /** Set instead of the numbers when this tensor could not be scanned (undecodable dtype). */
+  readonly error?: ErrorInfo;
+}
+
+export type HealthBadge = 'non-finite' | 'all-zero' | 'f16-overflow';
+
+/** A model's summary, or its outline (see `outline`). */
+export interface ModelSummary {
+  readonly type: 'summary';
+  /**
+   * An outline: totals, metadata and the tree down to the members of folded runs
+   * (not their contents), with only the tensors that outline shows in `tensors`.
+   */
+  readonly outline?: boolean;
+  /** What was opened (file, index.json); shown in the header. */
+  readonly path: string;
+  readonly files: readonly { readonly path: string; readonly bytes: number; readonly headerBytes: number }[];
+  readonly tensors: TensorTable;
+  readonly totals: { readonly tensors: number; readonly params: number; readonly bytes: number; readonly byDtype: readonly DTypeTotal[] };
+  readonly memory: readonly MemoryRow[];
+  readonly metadata: readonly (readonly [string, string])[];
+  readonly tree: TreeTable;
+  /** Present when the file is a LoRA adapter. */
+  readonly adapter?: AdapterInfo;
+  /**
+   * For formats that can carry code (PyTorch pickles): the verdict, shown as a banner above
+   * everything else, and what the reader noted (shared storages kept once, other entries).
+   */
+  readonly safety?: { readonly clean: boolean; readonly text: string; readonly findings?: readonly string[] };
+  readonly notes?: readonly string[];
+}
+
+export interface TensorStatsResult {
+  readonly type: 'tensorStats';
+  readonly stats: TensorStatsData;
+  readonly backend: string;
+  readonly seconds: number;
+}
+
+/** A heatmap of |x|: the matrix downsampled to at most 512×512 cells, each the max |x| of its block. */
+export interface HeatmapResult {
+  readonly type: 'heatmap';
+  readonly name: string;
+  /** Image size in cells; each cell covers a block of the matrix. */
+  readonly width: number;
+  readonly height: number;
+  /** The matrix the image covers: rank-1 tensors are one row, rank > 2 folds leading dims into rows. */
+  readonly rows: number;
+  readonly cols: number;
+  /** max |x| of each cell, scaled so 255 is `scale`; row-major, width × height bytes. */
+  readonly pixels: Uint8Array;
+  /** The largest finite |x| of the whole tensor (the value of pixel 255). */
+  readonly scale: number;
+  /** Cells holding a NaN or ±Inf, marked separately (1) so they can be drawn in a warning colour. */
+  readonly nonFinite: Uint8Array;
+}
+
+export interface ScanResult {
+  readonly type: 'scan';
+  readonly tensors: number;
+  readonly seconds: number;
+  readonly backend: string;
+}
+
+/** One scheme's row of the quantization preview. */
+export type QuantPreviewRow = Omit<PreviewRow, 'sampledValues' | 'maxAbsErr'>;
+
+export type QuantPreviewResult = { readonly type: 'quantPreview'; readonly rows: readonly QuantPreviewRow[] } & Pick<PreviewResult, 'bytesBefore' | 'params' | 'sampleFraction' | 'seconds'>;
