@@ -12,8 +12,12 @@ Compares two checkpoints tensor by tensor: what was added, removed or reshaped,
 and for every common tensor whether it is byte-identical, its relative L2 change
 ‖b − a‖/‖a‖, cosine, largest and mean |b − a| and the share of elements changed,
 aggregated per block (layers.N) and per module kind.
-A and B are .safetensors files, model.safetensors.index.json files or folders, or
-https:// or hf://OWNER/REPO[@REVISION][/PATH] URLs.
+A and B are .safetensors files, model.safetensors.index.json files, folders, .gguf files
+or split GGUF sets (any part), PyTorch checkpoints, or https:// or hf://OWNER/REPO[@REVISION][/PATH]
+URLs. Tensors stored in different types (an F32 original and its Q8_0 GGUF) are compared on
+their decoded values, with the SNR per tensor and the bits per weight against the error per
+model. llama.cpp names (blk.N.attn_q.weight) are matched to HF Llama names, and the q/k rows
+llama.cpp's converter reorders are read back in HF order.
 A prefix difference such as 'model.' vs 'base_model.model.model.' is detected
 and mapped; --map gives it explicitly ('--map =base_model.model.' for an empty A prefix).
 --rank       also estimates how low-rank each changed 2-D tensor's Δ is: the share

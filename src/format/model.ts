@@ -1,6 +1,6 @@
 import type { DType } from './dtypes';
 import type { ByteSource } from './source';
-import { plainStorage, type StorageType, type TensorPart } from './storage';
+import { plainStorage, storageName, type StorageType, type TensorPart } from './storage';
 
 /**
  * A logical tensor as its format's header describes it: a lazy view (name, shape,
@@ -27,6 +27,11 @@ export interface TensorInfo {
 /** How a tensor's values are stored: its `storage`, or plainly its `dtype`. */
 export function storageOf(t: TensorInfo): StorageType {
   return t.storage ?? plainStorage(t.dtype);
+}
+
+/** The tensor's type as users read it: its dtype, or its block type or scheme (`Q4_K`). */
+export function typeNameOf(t: TensorInfo): string {
+  return t.storage ? storageName(t.storage) : t.dtype;
 }
 
 /** Every byte range of a tensor, data first. */

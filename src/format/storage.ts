@@ -78,3 +78,8 @@ export function storedBytes(s: StorageType, elements: number): number {
   if (elements % u.elements !== 0) throw new RangeError(`${elements} values are not a whole number of ${u.elements}-value units`);
   return (elements / u.elements) * u.bytes;
 }
+
+/** The storage's name as users read it: the dtype, the block type (`Q4_K`) or the scheme. */
+export function storageName(s: StorageType): string {
+  return s.kind === 'dtype' ? s.dtype : s.kind === 'blocks' ? s.type : s.scheme;
+}

@@ -7,8 +7,9 @@ import type { JobContext } from '../core/job';
 import { BufferPool, ByteProgress, streamJobs, type JobSteps } from '../core/stream';
 import { DTYPE_INFO } from '../format/dtypes';
 import { decodeToF32 } from '../format/decode';
-import type { Model, TensorInfo } from '../format/model';
-import { matchTensors } from './diffMatch';
+import { typeNameOf, type Model, type TensorInfo } from '../format/model';
+import { matchModels, type NamedMatching } from './diffNames';
+import { compareValues, decodable, type ValuePair } from './diffValues';
 import { estimateRanks } from './diffRank';
 import { compareSmallPairs, isSmallPair } from './diffSmall';
 import { Accum, aggregate, blockOf, bytesEqual, chunkElements, compareBytesOnly, countDifferingElements, DEFAULT_CHUNK_BYTES, finishTensor, identicalResult, IN_FLIGHT_PER_WORKER, kernelDType, moduleKindOf } from './diffTensor';
@@ -64,21 +65,20 @@ interface ChunkOut {
 export async function diff(a: Model, b: Model, opts: DiffOptions = {}): Promise<DiffReport> {
   const t0 = performance.now();
   const backend = await getBackend(opts.backend ?? 'auto');
-  const match = matchTensors(a.tensors, b.tensors, opts.mapping);
-  const changed: ShapeChange[] = [];
-  const comparable: { a: TensorInfo; b: TensorInfo }[] = [];
-  for (const p of match.pairs) {
-    const sameShape = p.a.shape.length === p.b.shape.length && p.a.shape.every((d, i) => d === p.b.shape[i]);
-    if (sameShape && p.a.dtype === p.b.dtype) comparable.push(p);
-    else changed.push({ name: p.a.name, nameB: p.b.name !== p.a.name ? p.b.name : undefined, shapeA: p.a.shape, shapeB: p.b.shape, dtypeA: p.a.dtype, dtypeB: p.b.dtype });
-  }
+  const match = matchModels(a, b, opts.mapping);
+  const { comparable, changed } = classifyPairs(match);
   const chunkBytes = Math.max(64, opts.chunkBytes ?? DEFAULT_CHUNK_BYTES);
   const progress = new ByteProgress(comparable.reduce((s, p) => s + p.a.byteLength + p.b.byteLength, 0), opts.progress);
   const results: (TensorDiff | undefined)[] = new Array(comparable.length);
   const jobs: ChunkJob[] = [];
+  const byValue: ValuePair[] = [];
   const small: number[] = [];
   for (let ti = 0; ti < comparable.length; ti++) {
     const { a: ta, b: tb } = comparable[ti];
+    if (comparable[ti].byValue) {
+      byValue.push({ ti, a: ta, b: tb, orderA: match.rowOrders.get(ta), orderB: match.rowOrders.get(tb) });
+      continue;
+    }
     if (isSmallPair(comparable[ti], chunkBytes)) {
       small.push(ti);
       continue;
@@ -103,6 +103,7 @@ export async function diff(a: Model, b: Model, opts: DiffOptions = {}): Promise<
     progress.add(n, r.name);
   });
   const reread = await compareChunks(a, b, jobs, chunkBytes, backend, opts.signal, progress, results);
+  await compareValues(a, b, byValue, backend, chunkBytes, progress, results, opts.signal);
   progress.finish();
 
   const tensors = results as TensorDiff[];
@@ -119,6 +120,7 @@ export async function diff(a: Model, b: Model, opts: DiffOptions = {}): Promise<
     a: a.path,
     b: b.path,
     mapping: match.mapping,
+    ...(match.naming ? { naming: match.naming } : {}),
     added: match.added.map((t) => t.name),
     removed: match.removed.map((t) => t.name),
     changed,
@@ -131,6 +133,7 @@ export async function diff(a: Model, b: Model, opts: DiffOptions = {}): Promise<
       different,
       elements: tensors.reduce((s, t) => s + t.numel, 0),
       changedElements: tensors.reduce((s, t) => s + t.changedElements, 0),
+      ...quantizationCost(comparable, tensors),
     },
     backend: `${backend.kind} (${backend.description})`,
     seconds: rankSeconds === undefined ? reductionSeconds : (performance.now() - t0) / 1000,
@@ -138,6 +141,36 @@ export async function diff(a: Model, b: Model, opts: DiffOptions = {}): Promise<
     rankSeconds,
     rankBytesRead,
   };
+}
+
+/**
+ * Pairs of one shape are compared: byte for byte when both sides store the same dtype in the
+ * same row order, by value when both decode to floats but are stored differently (an F32
+ * original beside its Q8_0 quantization) or one side's rows were reordered. Others are changes.
+ */
+function classifyPairs(match: NamedMatching): { comparable: { a: TensorInfo; b: TensorInfo; byValue: boolean }[]; changed: ShapeChange[] } {
+  const comparable: { a: TensorInfo; b: TensorInfo; byValue: boolean }[] = [];
+  const changed: ShapeChange[] = [];
+  for (const p of match.pairs) {
+    const sameShape = p.a.shape.length === p.b.shape.length && p.a.shape.every((d, i) => d === p.b.shape[i]);
+    const plain = !p.a.storage && !p.b.storage && p.a.dtype === p.b.dtype;
+    const reordered = match.rowOrders.has(p.a) || match.rowOrders.has(p.b);
+    if (sameShape && plain && !reordered) comparable.push({ ...p, byValue: false });
+    else if (sameShape && decodable(p.a) && decodable(p.b)) comparable.push({ ...p, byValue: true });
+    else changed.push({ name: p.a.name, nameB: p.b.name !== p.a.name ? p.b.name : undefined, shapeA: p.a.shape, shapeB: p.b.shape, dtypeA: typeNameOf(p.a), dtypeB: typeNameOf(p.b) });
+  }
+  return { comparable, changed };
+}
+
+/** What B's storage costs against A's over the compared tensors: bits per value on each side, and the error of all values together. */
+function quantizationCost(pairs: readonly { a: TensorInfo; b: TensorInfo }[], rows: readonly TensorDiff[]): Pick<DiffReport['summary'], 'bitsPerWeightA' | 'bitsPerWeightB' | 'relL2' | 'snrDb'> {
+  const n = pairs.reduce((s, p) => s + p.a.numel, 0);
+  const bits = (side: 'a' | 'b') => (n > 0 ? (8 * pairs.reduce((s, p) => s + p[side].byteLength, 0)) / n : 0);
+  const d2 = rows.reduce((s, t) => s + t.absL2 * t.absL2, 0);
+  // Identical rows carry no norm: their ‖a‖² is unknown here, so the total relL2 counts the changed tensors' norms.
+  const a2 = rows.reduce((s, t) => s + (t.normA ?? 0) ** 2, 0);
+  const relL2 = a2 > 0 ? Math.sqrt(d2 / a2) : d2 === 0 ? 0 : null;
+  return { bitsPerWeightA: bits('a'), bitsPerWeightB: bits('b'), relL2, snrDb: relL2 !== null && relL2 > 0 ? -20 * Math.log10(relL2) : null };
 }
 
 function storedBytes(s: PairState, elements: number): number {

@@ -22,7 +22,7 @@ const DEFAULT_SEED = 0x5eed;
 
 /** The changed 2-D tensors whose Δ rank can be estimated. */
 export function rankCandidates(tensors: readonly TensorDiff[]): TensorDiff[] {
-  return tensors.filter((t) => !t.identical && t.shape.length === 2 && t.absL2 > 0 && kernelDType(t.dtype) !== undefined);
+  return tensors.filter((t) => !t.identical && t.shape.length === 2 && t.absL2 > 0 && !t.decoded && kernelDType(t.dtype) !== undefined);
 }
 
 /**

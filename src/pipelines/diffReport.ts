@@ -87,8 +87,21 @@ export function summaryLine(r: DiffReport): string {
 }
 
 function mappingLine(r: DiffReport): string | undefined {
-  if (!r.mapping) return undefined;
-  return `names matched with prefix ${markdownCode(r.mapping.a, false)} ↔ ${markdownCode(r.mapping.b, false)}${r.mapping.auto ? ' (detected)' : ''}`;
+  const naming = r.naming ? `names matched as ${r.naming}` : undefined;
+  if (!r.mapping) return naming;
+  return `${naming ? `${naming}; ` : ''}names matched with prefix ${markdownCode(r.mapping.a, false)} ↔ ${markdownCode(r.mapping.b, false)}${r.mapping.auto ? ' (detected)' : ''}`;
+}
+
+/** What storing B cost against A, when they are stored differently: bits per weight beside the error. */
+export function costOfStorageLine(r: DiffReport): string | undefined {
+  const s = r.summary;
+  if (!r.tensors.some((t) => t.decoded) || s.compared === 0) return undefined;
+  const err = s.relL2 === null ? 'error undefined (A is all zeros)' : s.relL2 === 0 ? 'no error' : `relL2 ${fmtNum(s.relL2)}, SNR ${s.snrDb!.toFixed(1)} dB`;
+  return `bits per weight ${s.bitsPerWeightA.toFixed(2)} → ${s.bitsPerWeightB.toFixed(2)}: ${err} over the changed tensors`;
+}
+
+function fmtSnr(t: TensorDiff): string {
+  return t.snrDb === undefined || t.snrDb === null ? '–' : `${t.snrDb.toFixed(1)} dB`;
 }
 
 function costLine(r: DiffReport): string {
@@ -123,6 +136,8 @@ export function diffToMarkdown(r: DiffReport, top = TOP_ROWS): string {
   out.push(`**${summaryLine(r)}.**`, '');
   const m = mappingLine(r);
   if (m) out.push(`_${m}._`, '');
+  const cost = costOfStorageLine(r);
+  if (cost) out.push(`_${cost}._`, '');
   const ranked = rankedTensors(r).filter((t) => !t.identical);
   if (ranked.length > 0) {
     const hasRank = ranked.some((t) => t.rankEnergy);
@@ -165,19 +180,24 @@ function pad(s: string, w: number, right = false): string {
 export function diffToText(r: DiffReport, top = TOP_ROWS): string {
   const out: string[] = [`${escapeText(r.a)}  →  ${escapeText(r.b)}`, summaryLine(r)];
   const m = mappingLine(r);
+  if (r.naming) out.push(`names matched as ${r.naming}`);
   if (m && r.mapping) out.push(`names matched with prefix '${escapeText(r.mapping.a)}' ↔ '${escapeText(r.mapping.b)}'${r.mapping.auto ? ' (detected)' : ''}`);
+  const cost = costOfStorageLine(r);
+  if (cost) out.push(cost);
   out.push('');
   const ranked = rankedTensors(r).filter((t) => !t.identical);
   if (ranked.length > 0) {
     const rows = ranked.slice(0, top).map((t) => [
       escapeText(t.name),
+      t.dtypeB ? `${t.dtype}→${t.dtypeB}` : t.dtype,
       t.relL2 === null ? `|Δ| ${fmtNum(t.absL2)}` : fmtNum(t.relL2),
+      fmtSnr(t),
       fmtCosine(t.cosine),
       fmtNum(t.maxAbsDiff),
       fmtPercent(t.changedFraction),
       energyStr(t),
     ]);
-    const head = ['tensor', 'relL2', 'cosine', 'max|Δ|', 'changed', 'energy r1/4/16/64'];
+    const head = ['tensor', 'type', 'relL2', 'SNR', 'cosine', 'max|Δ|', 'changed', 'energy r1/4/16/64'];
     const widths = head.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i].length)));
     out.push(head.map((h, i) => pad(h, widths[i], i > 0)).join('  '));
     for (const row of rows) out.push(row.map((c, i) => pad(c, widths[i], i > 0)).join('  '));

@@ -4,7 +4,7 @@ import { DIFF_DTYPES, type DiffDType } from '../compute/diff/decodeChunk';
 import type { DiffReduceResult } from '../compute/diff/diffReduce';
 import { throwIfCancelled } from '../core/job';
 import { DTYPE_INFO, type DType } from '../format/dtypes';
-import type { Model, TensorInfo } from '../format/model';
+import { typeNameOf, type Model, type TensorInfo } from '../format/model';
 import type { GroupDiff, TensorDiff } from './diffTypes';
 
 // 8 MiB per side: large enough that a read and a worker round trip cost little
@@ -54,7 +54,7 @@ function unravel(index: number, shape: readonly number[]): number[] {
   return out;
 }
 
-export function kernelDType(d: DType): DiffDType | undefined {
+export function kernelDType(d: string): DiffDType | undefined {
   return (DIFF_DTYPES as readonly string[]).includes(d) ? (d as DiffDType) : undefined;
 }
 
@@ -107,7 +107,8 @@ export function identicalResult(a: TensorInfo, b: TensorInfo): TensorDiff {
   return {
     name: a.name,
     nameB: b.name !== a.name ? b.name : undefined,
-    dtype: a.dtype,
+    dtype: typeNameOf(a),
+    dtypeB: typeNameOf(b) !== typeNameOf(a) ? typeNameOf(b) : undefined,
     shape: a.shape,
     numel: a.numel,
     identical: true,
@@ -130,12 +131,14 @@ export function finishTensor(a: TensorInfo, b: TensorInfo, s: Accum): TensorDiff
   return {
     name: a.name,
     nameB: b.name !== a.name ? b.name : undefined,
-    dtype: a.dtype,
+    dtype: typeNameOf(a),
+    dtypeB: typeNameOf(b) !== typeNameOf(a) ? typeNameOf(b) : undefined,
     shape: a.shape,
     numel: a.numel,
     identical: false,
     relL2: normA > 0 ? absL2 / normA : null,
     absL2,
+    snrDb: normA > 0 && absL2 > 0 ? 20 * Math.log10(normA / absL2) : null,
     normA,
     normB,
     cosine,

@@ -1,4 +1,3 @@
-import type { DType } from '../format/dtypes';
 import type { JobContext } from '../core/job';
 import type { PrefixMapping } from './diffMatch';
 
@@ -28,10 +27,15 @@ export interface TensorDiff {
   readonly name: string;
   /** B's name, when a prefix mapping made it differ. */
   readonly nameB?: string;
-  readonly dtype: DType;
+  /** A's stored type: a dtype, or a block type such as `Q8_0`. */
+  readonly dtype: string;
+  /** B's stored type, when it differs from A's (the pair was then compared by value). */
+  readonly dtypeB?: string;
+  /** Compared on values decoded to float32 (types differ, or one side's rows were reordered), not on stored bytes. */
+  readonly decoded?: boolean;
   readonly shape: readonly number[];
   readonly numel: number;
-  /** Byte-for-byte equal: no arithmetic was done. */
+  /** Equal value for value (byte for byte when both are stored alike). */
   readonly identical: boolean;
   /** ‖b − a‖ / ‖a‖; null when ‖a‖ = 0 (then see `absL2` and `note`). */
   readonly relL2: number | null;
@@ -39,6 +43,8 @@ export interface TensorDiff {
   readonly absL2: number;
   readonly normA?: number;
   readonly normB?: number;
+  /** Signal to noise of B against A in dB, 20·log10(‖a‖ / ‖b − a‖); null when identical or ‖a‖ = 0. */
+  readonly snrDb?: number | null;
   /** ⟨a, b⟩ / (‖a‖·‖b‖); null when either norm is 0. */
   readonly cosine: number | null;
   readonly maxAbsDiff: number;
@@ -60,8 +66,8 @@ export interface ShapeChange {
   readonly nameB?: string;
   readonly shapeA: readonly number[];
   readonly shapeB: readonly number[];
-  readonly dtypeA: DType;
-  readonly dtypeB: DType;
+  readonly dtypeA: string;
+  readonly dtypeB: string;
 }
 
 /** Tensors aggregated by block (`layers.N`) or by module kind (`q_proj`, `norm`, …). */
@@ -95,7 +101,15 @@ export interface DiffReport {
     readonly different: number;
     readonly elements: number;
     readonly changedElements: number;
+    /** Bits of stored data per value over the compared tensors, A's and B's (32 for F32, 8.5 for Q8_0). */
+    readonly bitsPerWeightA: number;
+    readonly bitsPerWeightB: number;
+    /** Over the values of the tensors that differ, together: ‖b − a‖ / ‖a‖ (0 when none differs), and −20·log10 of it (null when 0). */
+    readonly relL2: number | null;
+    readonly snrDb: number | null;
   };
+  /** Set when names were mapped between conventions (llama.cpp's and HF's). */
+  readonly naming?: string;
   readonly backend: string;
   /** Wall time of the whole diff, rank estimate included. */
   readonly seconds: number;

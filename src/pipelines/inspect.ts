@@ -1,4 +1,4 @@
-import { openModel, type DType, type Model, type SourceOpener } from '../format';
+import { openModel, typeNameOf, type Model, type SourceOpener } from '../format';
 import { partsOf } from '../format/model';
 import type { JobContext } from '../core/job';
 import { throwIfCancelled } from '../core/job';
@@ -12,11 +12,13 @@ export interface InspectReport {
   readonly path: string;
   readonly files: { path: string; bytes: number; headerBytes: number }[];
   readonly metadata: Readonly<Record<string, string>>;
-  /** Header order, file by file; `byteOffset` is absolute within `file`. */
+  /** Header order, file by file; `byteOffset` is absolute within `file`; `dtype` is the stored type (`BF16`, or a block type such as `Q4_K`). */
   readonly tensors: InspectTensor[];
   readonly parameters: { total: number; byDtype: Record<string, number> };
   /** Bytes of tensor data, all files together (headers excluded). */
   readonly bytes: number;
+  /** Bits of tensor data per parameter (16 for a BF16 model, about 4.9 for a Q4_K_M one). */
+  readonly bitsPerWeight: number;
   /** For formats that can carry code (pickles): whether the file only rebuilds tensors. */
   readonly safety?: { readonly clean: boolean; readonly text: string };
   /** What the format reader wants said (shared storages, entries left out). */
@@ -26,7 +28,8 @@ export interface InspectReport {
 /** One logical tensor; a quantized weight adds its scheme and the stored tensors' byte ranges it is read from. */
 export interface InspectTensor {
   name: string;
-  dtype: DType;
+  /** The stored type: a dtype, or a block type such as `Q4_K`. */
+  dtype: string;
   shape: readonly number[];
   file: string;
   byteOffset: number;
@@ -46,14 +49,16 @@ export function inspectReport(model: Model): InspectReport {
   let total = 0;
   let bytes = 0;
   const tensors = model.tensors.map((t) => {
-    // A quantized weight counts under its scheme, with the bytes of all its parts.
-    const kind = t.storage?.kind === 'scheme' ? t.storage.scheme : t.dtype;
+    // A quantized weight counts under its scheme, with the bytes of all its parts; a block type under its name (Q4_K).
+    const scheme = t.storage?.kind === 'scheme' ? t.storage.scheme : undefined;
+    const dtype = scheme ? t.dtype : typeNameOf(t);
+    const kind = scheme ?? dtype;
     byDtype[kind] = (byDtype[kind] ?? 0) + t.numel;
     total += t.numel;
     bytes += partsOf(t).reduce((s, p) => s + p.byteLength, 0);
-    const row: InspectTensor = { name: t.name, dtype: t.dtype, shape: t.shape, file: model.files[t.file].path, byteOffset: t.byteOffset, byteLength: t.byteLength };
-    if (t.storage?.kind === 'scheme') {
-      row.scheme = t.storage.scheme;
+    const row: InspectTensor = { name: t.name, dtype, shape: t.shape, file: model.files[t.file].path, byteOffset: t.byteOffset, byteLength: t.byteLength };
+    if (scheme) {
+      row.scheme = scheme;
       row.parts = partsOf(t).map((p) => ({ role: p.role, file: model.files[p.file].path, byteOffset: p.byteOffset, byteLength: p.byteLength }));
     }
     return row;
@@ -65,6 +70,7 @@ export function inspectReport(model: Model): InspectReport {
     tensors,
     parameters: { total, byDtype },
     bytes,
+    bitsPerWeight: total > 0 ? (bytes * 8) / total : 0,
     ...(model.safety ? { safety: model.safety } : {}),
     ...(model.notes?.length ? { notes: model.notes } : {}),
   };
@@ -84,6 +90,18 @@ export async function inspectModel(args: InspectArgs, ctx: JobContext = {}): Pro
 // Files are listed one per line up to this many; a 400-shard model gets a count instead of a page of names.
 const MAX_FILES_LISTED = 16;
 
+// Types below this share of the parameters are folded into "…" in the one-line mix.
+const MIX_SHOWN_FRACTION = 0.005;
+
+/** `Q4_K 62%, Q6_K 21%, F32 0.9%, …`: each stored type's share of the parameters, largest first. */
+function typeMix(r: InspectReport): string {
+  const total = r.parameters.total || 1;
+  const rows = Object.entries(r.parameters.byDtype).sort((a, b) => b[1] - a[1]);
+  const shown = rows.filter(([, n], i) => i === 0 || n / total >= MIX_SHOWN_FRACTION);
+  const pct = (n: number) => (n / total >= 0.1 ? `${Math.round((100 * n) / total)}%` : `${((100 * n) / total).toPrecision(2)}%`);
+  return shown.map(([d, n]) => `${d} ${pct(n)}`).join(', ') + (shown.length < rows.length ? ', …' : '');
+}
+
 /** The human-readable summary: totals, dtypes, memory at common formats, metadata, folded module tree. */
 export function renderInspectText(r: InspectReport): string {
   const out: string[] = [];
@@ -94,6 +112,7 @@ export function renderInspectText(r: InspectReport): string {
     for (const f of r.files.slice(0, MAX_FILES_LISTED)) out.push(`    ${escapeText(f.path)}  ${formatBytes(f.bytes)}`);
     if (r.files.length > MAX_FILES_LISTED) out.push(`    … and ${r.files.length - MAX_FILES_LISTED} more`);
   }
+  out.push(`  ${r.bitsPerWeight.toFixed(2)} bits per weight; ${typeMix(r)}`);
   if (r.safety) out.push(`  ${r.safety.clean ? 'Only tensor data' : `WARNING: this file ${r.safety.text} (run \`scan\` for the list; nothing was executed)`}`);
   for (const n of r.notes ?? []) out.push(`  note: ${n}`);
   out.push('');

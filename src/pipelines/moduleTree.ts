@@ -22,7 +22,8 @@ export interface ModuleTensor {
   readonly name: string;
   /** The full tensor name (for a folded node: the first member's tensor). */
   readonly fullName: string;
-  readonly dtype: DType;
+  /** A dtype, or a block type (`Q4_K`). */
+  readonly dtype: string;
   /** A quantized weight's scheme (`fp8-block`, `gptq` …), shown instead of its stored dtype. */
   readonly scheme?: string;
   readonly shape: readonly number[];
@@ -60,7 +61,8 @@ export interface ModuleNode {
 
 export interface TreeTensorInput {
   readonly name: string;
-  readonly dtype: DType;
+  /** A dtype, or a block type (`Q4_K`, which then needs `byteLength`). */
+  readonly dtype: string;
   readonly scheme?: string;
   readonly shape: readonly number[];
   readonly byteLength?: number;
@@ -209,7 +211,7 @@ export function buildModuleTree(tensors: readonly TreeTensorInput[], opts: { fol
     }
     prev = name;
     const params = numelOf(t.shape);
-    node.tensors.push({ name: name.slice(start), fullName: name, dtype: t.dtype, ...(t.scheme ? { scheme: t.scheme } : {}), shape: t.shape, params, bytes: t.byteLength ?? (params * DTYPE_INFO[t.dtype].bits) / 8 });
+    node.tensors.push({ name: name.slice(start), fullName: name, dtype: t.dtype, ...(t.scheme ? { scheme: t.scheme } : {}), shape: t.shape, params, bytes: t.byteLength ?? (params * (DTYPE_INFO[t.dtype as DType]?.bits ?? 0)) / 8 });
   }
   return finish(root, '', opts.fold ?? true);
 }

@@ -10,7 +10,8 @@ import { DTYPE_INFO } from '../format/dtypes';
 import { readSchemeUnits, unitCount, type SchemeUnits } from '../format/quantized/units';
 import { storageUnit } from '../format/storage';
 import { FormatError } from '../format/errors';
-import { storageOf, type Model, type TensorInfo } from '../format/model';
+import { storageOf, typeNameOf, type Model, type TensorInfo } from '../format/model';
+import type { StorageType } from '../format/storage';
 import { CancelledError, throwIfCancelled, type JobContext } from '../core/job';
 import { BufferPool, ByteProgress, streamJobs, type JobSteps } from '../core/stream';
 import { scanSmall } from './statsBatch';
@@ -68,7 +69,9 @@ interface Slice {
 }
 
 function slicesOf(t: TensorInfo, sliceBytes: number): Slice[] {
-  if (t.storage?.kind === 'scheme') return schemeSlices(t, sliceBytes);
+  const s = storageOf(t);
+  if (s.kind === 'scheme') return schemeSlices(t, sliceBytes);
+  if (s.kind === 'blocks') return blockSlicesOf(t, s.blockElements, s.blockBytes, sliceBytes);
   const bits = DTYPE_INFO[t.dtype].bits;
   const per = Math.max(SLICE_ALIGN, Math.floor((sliceBytes * 8) / bits / SLICE_ALIGN) * SLICE_ALIGN);
   const out: Slice[] = [];
@@ -94,6 +97,17 @@ function schemeSlices(t: TensorInfo, sliceBytes: number): Slice[] {
     const first = u0 * unit.elements;
     const byteStart = u0 * unit.bytes;
     out.push({ units: [u0, u1], first, count: Math.min(t.numel, u1 * unit.elements) - first, byteStart, byteLength: Math.min(t.byteLength, u1 * unit.bytes) - byteStart });
+  }
+  return out;
+}
+
+/** Slices of whole blocks: each is decoded to float32 in the kernel, so its values (4 bytes each) bound it. */
+function blockSlicesOf(t: TensorInfo, elements: number, bytes: number, sliceBytes: number): Slice[] {
+  const blocks = Math.max(1, Math.floor(sliceBytes / 4 / elements));
+  const out: Slice[] = [];
+  for (let first = 0; first < t.numel; first += blocks * elements) {
+    const count = Math.min(blocks * elements, t.numel - first);
+    out.push({ first, count, byteStart: (first / elements) * bytes, byteLength: (count / elements) * bytes });
   }
   return out;
 }
@@ -227,7 +241,9 @@ function sliceSteps(model: Model, backend: Backend, pool: BufferPool, byTensor: 
         bytes = new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
         dtype = 'F32';
       }
-      const slice = { dtype, first: s.first, count: s.count, bytes };
+      // Block storages (ggml types) are decoded inside the statistics kernel; schemes were decoded above.
+      const storage = dtype === 'F32' && !(read instanceof Uint8Array) ? undefined : blockStorageOf(t);
+      const slice = { dtype: storage ? ('F32' as const) : dtype, storage, first: s.first, count: s.count, bytes };
       const args = phase === 'scan' ? { ...slice, phase, topK } : { ...slice, phase, ...byTensor.get(t)!.params! };
       let r: StatsResult;
       try {
@@ -258,11 +274,15 @@ function foldSlice(f: TensorFold, r: StatsResult): void {
 /** The statistics of one tensor from its folded slices. */
 function summarize(f: TensorFold, bins: number, topK: number): TensorStats {
   const t = f.t;
-  const head: TensorHead = { name: t.name, dtype: t.dtype, ...(t.storage?.kind === 'scheme' ? { scheme: t.storage.scheme } : {}), shape: t.shape, count: t.numel };
+  const head: TensorHead = { name: t.name, dtype: t.storage?.kind === 'scheme' ? t.dtype : typeNameOf(t), ...(t.storage?.kind === 'scheme' ? { scheme: t.storage.scheme } : {}), shape: t.shape, count: t.numel };
   if (t.dtype === 'C64') return unsupportedStats(head, bins);
   if (f.hist) return summarizePatterns(head, f.hist, mergeTop(f.tops, topK), bins, f.occurring);
   // Slices fold in order, so the bins arrive in slice order as the summary expects.
   return summarizeWide(head, mergeWide(f.scans, topK), f.binned, bins);
+}
+
+function blockStorageOf(t: TensorInfo): Extract<StorageType, { kind: 'blocks' }> | undefined {
+  return t.storage?.kind === 'blocks' ? t.storage : undefined;
 }
 
 /** Names the tensor in errors that do not already say where they happened. */

@@ -69,7 +69,7 @@ export async function scanSmall(
     },
     run: async (items: Item[], bytes: Uint8Array, signal: AbortSignal) => {
       const start = items[0].t.byteOffset;
-      const args = { bytes, items: items.map(({ t }) => ({ name: t.name, dtype: t.dtype, shape: t.shape, count: t.numel, at: t.byteOffset - start, byteLength: t.byteLength })), bins, topK, histograms };
+      const args = { bytes, items: items.map(({ t }) => ({ name: t.name, dtype: t.dtype, blocks: t.storage?.kind === 'blocks' ? t.storage.type : undefined, shape: t.shape, count: t.numel, at: t.byteOffset - start, byteLength: t.byteLength })), bins, topK, histograms };
       return { items, r: unpackSmallStats(args.items, await backend.run(statsSmallKernel, args, signal), bins, topK) };
     },
   };

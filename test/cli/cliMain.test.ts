@@ -97,7 +97,8 @@ test('inspect --json: exact shape, header order, absolute offsets, totals', () =
     const r = cli('inspect', target, '--json');
     assert.equal(r.code, 0, r.stderr);
     const j = JSON.parse(r.stdout);
-    assert.deepEqual(Object.keys(j), ['path', 'files', 'metadata', 'tensors', 'parameters', 'bytes']);
+    assert.deepEqual(Object.keys(j), ['path', 'files', 'metadata', 'tensors', 'parameters', 'bytes', 'bitsPerWeight']);
+    assert.equal(j.bitsPerWeight, (8 * j.bytes) / j.parameters.total);
     assert.deepEqual(j.metadata, { format: 'pt' });
     // Expected tensors: each file's header, in header (key) order, files in shard order.
     const expected: any[] = [];

@@ -66,7 +66,7 @@ describe('tensor-workbench diff', () => {
     assert.match(md.out, /\| `model\.layers\.0\.mlp\.up_proj\.weight` \|/);
     assert.match(md.out, /1 of 1 compared tensors changed/);
     const text = await run([a, b, '--backend', 'cpu']);
-    assert.match(text.out, /model\.layers\.0\.mlp\.up_proj\.weight\s+\d/);
+    assert.match(text.out, /model\.layers\.0\.mlp\.up_proj\.weight\s+BF16\s+\d/);
     assert.match(text.out, /shape\/dtype changed: model\.norm\.weight: F32 \[16\] → F32 \[4, 4\]/);
   });
 

@@ -194,7 +194,7 @@ describe('diff pipeline', () => {
     }
   });
 
-  it('lists added, removed and shape- or dtype-changed tensors without comparing them', async () => {
+  it('lists added, removed and reshaped tensors without comparing them; a recast one is compared by value', async () => {
     const v = normals(24, rng(9));
     const p = await Pair.write(
       [t('keep', 'F32', [4, 6], v), t('gone', 'F32', [3], [1, 2, 3]), t('reshaped', 'F32', [4, 6], v), t('recast', 'F32', [24], v)],
@@ -206,15 +206,19 @@ describe('diff pipeline', () => {
       assert.deepEqual(r.removed, ['gone']);
       assert.deepEqual(
         r.changed.map((c) => [c.name, c.shapeA, c.shapeB, c.dtypeA, c.dtypeB]).sort(),
-        [
-          ['recast', [24], [24], 'F32', 'BF16'],
-          ['reshaped', [4, 6], [6, 4], 'F32', 'F32'],
-        ],
+        [['reshaped', [4, 6], [6, 4], 'F32', 'F32']],
       );
       assert.deepEqual(
-        r.tensors.map((x) => [x.name, x.identical]),
-        [['keep', true]],
+        r.tensors.map((x) => [x.name, x.identical, x.dtypeB, x.decoded]),
+        [
+          ['keep', true, undefined, undefined],
+          ['recast', false, 'BF16', true],
+        ],
       );
+      // BF16 keeps 8 significant bits: the rounding error is below 2^-8 of each value.
+      const recast = r.tensors[1];
+      assert.ok(recast.relL2! > 0 && recast.relL2! < 2 ** -8, `relL2 ${recast.relL2}`);
+      assert.ok(recast.snrDb! > 48, `SNR ${recast.snrDb}`);
     } finally {
       await p.dispose();
     }

@@ -48,5 +48,10 @@ test('decode takes a plain storage as its dtype, and names a block type it has n
   // BF16 0x3f80 = 1, 0xc000 = -2.
   const bf16 = new Uint8Array([0x80, 0x3f, 0x00, 0xc0]);
   assert.deepEqual([...(await cpu.run(decodeKernel, { dtype: 'BF16', bytes: bf16, storage: plainStorage('BF16') }))], [1, -2]);
-  await assert.rejects(cpu.run(decodeKernel, { dtype: 'U8', bytes: new Uint8Array(36), storage: Q4_0 }), /no decoder for the block type Q4_0/);
+  const unknown = { kind: 'blocks', type: 'Q9_9', blockElements: 32, blockBytes: 18 } as const;
+  await assert.rejects(cpu.run(decodeKernel, { dtype: 'U8', bytes: new Uint8Array(36), storage: unknown }), /no decoder for the block type Q9_9/);
+  // Every ggml type has one: two Q4_0 blocks of scale 1 (f16 0x3c00) and code 8 (nibbles 0x88) decode to zeros.
+  const q4 = new Uint8Array(36);
+  for (const b of [0, 18]) q4.set([0x00, 0x3c, ...new Array(16).fill(0x88)], b);
+  assert.deepEqual([...(await cpu.run(decodeKernel, { dtype: 'U8', bytes: q4, storage: Q4_0 }))], new Array(64).fill(0));
 });

@@ -1,5 +1,7 @@
+import { GGML_TYPES } from '../../format/gguf/types';
 import type { StorageType } from '../../format/storage';
 import { QUANT_DECODERS } from '../dequant/decoders';
+import { dequantize } from '../dequant/dequant.cpu';
 
 /**
  * Decoders of block and scheme storages to float32, by storage name (a ggml type such
@@ -16,9 +18,11 @@ export interface StorageDecoder {
   cpu(parts: readonly Uint8Array[], out: Float32Array, storage: Exclude<StorageType, { kind: 'dtype' }>): void;
 }
 
-export const STORAGE_DECODERS: Readonly<Record<string, StorageDecoder>> = {
-  ...QUANT_DECODERS,
-};
+// Every ggml type by its name (GGUF's plain number types reach the decoder as dtypes, so only blocks
+// come here), and the quantized-safetensors schemes by theirs.
+const GGML_DECODERS = Object.fromEntries([...GGML_TYPES.values()].map((t): [string, StorageDecoder] => [t.name, { cpu: (parts, out) => void dequantize(t.name, parts[0], out) }]));
+
+export const STORAGE_DECODERS: Readonly<Record<string, StorageDecoder>> = { ...GGML_DECODERS, ...QUANT_DECODERS };
 
 /** The decoder of a block or scheme storage; throws, naming it, when there is none. */
 export function storageDecoder(s: Exclude<StorageType, { kind: 'dtype' }>): StorageDecoder {

@@ -1,3 +1,5 @@
+import type { GgmlTypeName } from '../../format/gguf/types';
+import { dequantGpu } from '../dequant/dequant.gpu';
 import { GpuUnsupportedError, type GpuContext } from '../kernel';
 import { workgroupGrid } from '../gpu/device';
 import { elementCount, type DecodeArgs } from './decode';
@@ -27,7 +29,8 @@ const FORMATS: Partial<Record<DecodeArgs['dtype'], { EXP_BITS: number; MAN_BITS:
  */
 export async function decodeGpu(ctx: GpuContext, args: DecodeArgs): Promise<Float32Array> {
   const { dtype, bytes } = args;
-  // Block and scheme storages have CPU decoders only, for now.
+  // ggml blocks go to the dequant kernel's GPU twin (it refuses the types it has no shader for); schemes have CPU decoders only.
+  if (args.storage?.kind === 'blocks') return (await dequantGpu(ctx, { type: args.storage.type as GgmlTypeName, src: bytes })).values;
   if (args.storage && args.storage.kind !== 'dtype') throw new GpuUnsupportedError(`decode: no GPU path for ${args.storage.kind}`);
   const n = elementCount(args);
   if (dtype === 'F32') return new Float32Array(bytes.slice(0, n * 4).buffer);

@@ -1,4 +1,5 @@
 import { isPatternDType, patternBits, patternTable, type PatternDType } from '../decode/patterns';
+import { storageDecoder } from '../decode/blocks';
 import { binWide, numericView, scanWide } from './statsWide.cpu';
 import { compareTop, sparseTable, type PatternScan, type StatsArgs, type StatsResult, type TopEntry } from './stats';
 
@@ -10,11 +11,23 @@ export function statsCpu(args: StatsArgs): StatsResult {
     if (args.phase !== 'scan') throw new Error(`stats: ${args.dtype} needs no bins phase`);
     return { ...scanPatterns(args.dtype, bytes, args.count, args.first, args.topK), bytes };
   }
-  const values = numericView(args.dtype, bytes, args.count);
+  const values = args.storage ? blockValues(args.storage.type, bytes, args.count) : numericView(args.dtype, bytes, args.count);
   return { ...(args.phase === 'scan' ? scanWide(values, args) : binWide(values, args)), bytes };
 }
 
 // ---------------------------------------------------------------- input
+
+// One decode buffer per worker, grown to the largest slice: a scan allocates nothing per slice.
+let blockScratch = new Float32Array(0);
+
+/** Whole ggml blocks decoded to float32 (the first `count` values), into the worker's scratch. */
+function blockValues(type: string, bytes: Uint8Array, count: number): Float32Array {
+  if (blockScratch.length < count) blockScratch = new Float32Array(count);
+  const out = blockScratch.subarray(0, count);
+  const storage = { kind: 'blocks' as const, type, blockElements: 0, blockBytes: 0 };
+  storageDecoder(storage).cpu([bytes], out, storage);
+  return out;
+}
 
 /** `bytes` as `align`-aligned memory (typed-array views need it); copies only when misaligned. */
 export function aligned(bytes: Uint8Array, align: number): Uint8Array {

@@ -1,4 +1,5 @@
 import type { DType } from '../../format/dtypes';
+import type { StorageType } from '../../format/storage';
 import type { KernelDef } from '../kernel';
 import { statsCpu } from './stats.cpu';
 import { statsGpu } from './stats.gpu';
@@ -14,6 +15,11 @@ import { statsGpu } from './stats.gpu';
  */
 interface SliceArgs {
   readonly dtype: DType;
+  /**
+   * A block storage (a ggml type): `bytes` hold whole blocks, decoded to float32 in the kernel
+   * and then treated as F32 (two passes). Absent for plain dtypes.
+   */
+  readonly storage?: Extract<StorageType, { kind: 'blocks' }>;
   /** Flat index of the slice's first element within its tensor (top-k reports flat indices). */
   readonly first: number;
   readonly count: number;

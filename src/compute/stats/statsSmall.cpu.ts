@@ -1,3 +1,4 @@
+import { storageDecoder } from '../decode/blocks';
 import { isPatternDType, patternBits, patternTable, type PatternDType } from '../decode/patterns';
 import { numericView, scanWide, type Numeric } from './statsWide.cpu';
 import { SMALL_SCALARS, type SmallTensorItem, type StatsSmallArgs, type StatsSmallResult } from './statsSmall';
@@ -18,10 +19,19 @@ export function statsSmallCpu(args: StatsSmallArgs): StatsSmallResult {
   args.items.forEach((item, i) => {
     const bytes = all.subarray(item.at, item.at + item.byteLength);
     const head = { name: item.name, dtype: item.dtype, shape: item.shape, count: item.count };
-    if (isPatternDType(item.dtype)) packOne(out, i, smallPatterns(item, item.dtype, bytes, head, args), args);
+    if (item.blocks) smallWide(out, i, { ...item, dtype: 'F32' }, decodeBlocks(item.blocks, bytes, item.count), args);
+    else if (isPatternDType(item.dtype)) packOne(out, i, smallPatterns(item, item.dtype, bytes, head, args), args);
     else smallWide(out, i, item, bytes, args);
   });
   return out;
+}
+
+/** Whole blocks decoded to float32, as the bytes of an F32 tensor. */
+function decodeBlocks(type: string, bytes: Uint8Array, count: number): Uint8Array {
+  const values = new Float32Array(count);
+  const storage = { kind: 'blocks' as const, type, blockElements: 0, blockBytes: 0 };
+  storageDecoder(storage).cpu([bytes], values, storage);
+  return new Uint8Array(values.buffer);
 }
 
 /** Pattern counts per bit width, reused: only the entries a tensor touched are cleared after it. */

@@ -8,6 +8,8 @@ import type { TensorStats } from './summarize';
 export interface SmallTensorItem {
   readonly name: string;
   readonly dtype: DType;
+  /** A ggml block type (`Q4_K`): the bytes are whole blocks, decoded to float32 and scanned as F32; reported under this name. */
+  readonly blocks?: string;
   readonly shape: readonly number[];
   readonly count: number;
   /** Byte offset of the tensor's data within the batch's bytes. */
@@ -68,7 +70,7 @@ export function unpackSmallStats(items: readonly SmallTensorItem[], r: StatsSmal
     const max = some ? v[7] : null;
     return {
       name: it.name,
-      dtype: it.dtype,
+      dtype: it.blocks ?? it.dtype,
       shape: [...it.shape],
       count: it.count,
       finite: v[0],

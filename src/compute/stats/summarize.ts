@@ -1,11 +1,11 @@
-import type { DType } from '../../format/dtypes';
 import { patternTable, type PatternDType } from '../decode/patterns';
 import { CompensatedSum, compareTop, linearBinner, linearEdges, logBinner, logEdges, type BinsResult, type StatsBinsArgs, type TopEntry, type WideScan } from './stats';
 
 /** Statistics of one tensor, as `stats` reports them (JSON-safe: null where a statistic has no value). */
 export interface TensorStats {
   readonly name: string;
-  readonly dtype: DType;
+  /** The stored type: a dtype, or a block type's name (`Q4_K`) for values decoded from blocks. */
+  readonly dtype: string;
   /** A quantized weight's scheme (`fp8-block`, `mxfp4` …): the statistics are of its dequantized values. */
   readonly scheme?: string;
   readonly shape: readonly number[];
@@ -38,7 +38,7 @@ export interface TensorStats {
 
 export interface TensorHead {
   readonly name: string;
-  readonly dtype: DType;
+  readonly dtype: string;
   readonly scheme?: string;
   readonly shape: readonly number[];
   readonly count: number;

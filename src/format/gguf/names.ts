@@ -75,3 +75,25 @@ export function llamaMetadata(config: Record<string, unknown>): { kv: Array<[str
   }
   return { kv, missing };
 }
+
+const HF_LAYER_NAMES: Record<string, string> = Object.fromEntries(Object.entries(LLAMA_LAYER_NAMES).map(([hf, cpp]) => [cpp, hf]));
+
+/** The HF name of a llama.cpp Llama tensor (the inverse of `llamaCppName`), or undefined for a name outside the table. */
+export function hfLlamaName(name: string): string | undefined {
+  if (name === 'token_embd.weight') return 'model.embed_tokens.weight';
+  if (name === 'output_norm.weight') return 'model.norm.weight';
+  if (name === 'output.weight') return 'lm_head.weight';
+  const m = /^blk\.(\d+)\.(\w+)\.(weight|bias)$/.exec(name);
+  const mapped = m && HF_LAYER_NAMES[m[2]];
+  return mapped ? `model.layers.${m![1]}.${mapped}.${m![3]}` : undefined;
+}
+
+/**
+ * For llama.cpp's q and k weights, which its converter stores with rows reordered from HF's
+ * rotary layout (see `ropePermutation`): the metadata key of the head count that sets the groups.
+ */
+export function ropeHeadKey(name: string, arch: string): string | undefined {
+  if (/^blk\.\d+\.attn_q\.weight$/.test(name)) return `${arch}.attention.head_count`;
+  if (/^blk\.\d+\.attn_k\.weight$/.test(name)) return `${arch}.attention.head_count_kv`;
+  return undefined;
+}

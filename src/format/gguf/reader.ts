@@ -136,7 +136,7 @@ function placeTensors(c: Cursor, raw: readonly RawInfo[], alignment: number, dat
     if (fileOffset + t.byteLength > c.source.size) {
       c.fail('truncated', `data [${fileOffset}, ${fileOffset + t.byteLength}) runs past the end of the file (${c.source.size} bytes)`, t.name);
     }
-    return { ...t, shape: [...t.ne].reverse(), fileOffset };
+    return { name: t.name, type: t.type, ne: t.ne, shape: [...t.ne].reverse(), elements: t.elements, byteLength: t.byteLength, offset: t.offset, fileOffset };
   });
   const sorted = tensors.filter((t) => t.byteLength > 0).sort((a, b) => a.offset - b.offset);
   for (let i = 1; i < sorted.length; i++) {

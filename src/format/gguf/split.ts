@@ -60,7 +60,7 @@ export function joinParts(parts: readonly GgufFile[]): GgufModelTensor[] {
       const other = seen.get(t.name);
       if (other !== undefined) throw new FormatError('tensor_duplicate', `also in ${other}`, name, t.name);
       seen.set(t.name, name);
-      tensors.push({ ...t, part });
+      tensors.push({ name: t.name, type: t.type, ne: t.ne, shape: t.shape, elements: t.elements, byteLength: t.byteLength, offset: t.offset, fileOffset: t.fileOffset, part });
     }
   });
   const declared = parts.length > 1 ? intValue(parts[0], 'split.tensors.count') : undefined;

@@ -157,3 +157,25 @@ export async function readArrayItems(c: Cursor, a: GgufArray, start = 0, count =
   for (let i = 0; i < count; i++) out.push(await readItem(c, a.itemType, `item ${start + i}`, 1));
   return out;
 }
+
+/**
+ * The items at `indices` (any order, repeats allowed) of a string or other array, in one walk
+ * from its start: a few special tokens out of a 150,000-entry vocabulary cost one pass, no strings.
+ */
+export async function readItemsAt(c: Cursor, a: GgufArray, indices: readonly number[]): Promise<Map<number, GgufItem>> {
+  const out = new Map<number, GgufItem>();
+  const wanted = [...new Set(indices)].filter((i) => Number.isInteger(i) && i >= 0 && i < a.length).sort((x, y) => x - y);
+  if (a.items) {
+    for (const i of wanted) out.set(i, a.items[i]);
+    return out;
+  }
+  let at = 0;
+  c.pos = a.offset;
+  for (const i of wanted) {
+    if (FIXED[a.itemType] !== undefined) c.pos = a.offset + i * FIXED[a.itemType]!;
+    else await skipItems(c, a.itemType, i - at, 'array', 1);
+    out.set(i, await readItem(c, a.itemType, `item ${i}`, 1));
+    at = i + 1;
+  }
+  return out;
+}

@@ -6,10 +6,11 @@
  *
  * `computeHeatmap` streams a tensor's chunks from the file, decodes and feeds them.
  */
-import { DTYPE_INFO } from '../../format/dtypes';
+import { storageDecoder } from '../../compute/decode/blocks';
+import { storageUnit } from '../../format/storage';
 import { decodeToF32 } from '../../format/decode';
 import { FormatError } from '../../format/errors';
-import type { Model, TensorInfo } from '../../format/model';
+import { storageOf, type Model, type TensorInfo } from '../../format/model';
 import { throwIfCancelled } from '../../core/job';
 import { isViewable } from './summary';
 import type { HeatmapResult } from './types';
@@ -110,13 +111,16 @@ export async function computeHeatmap(model: Model, t: TensorInfo, maxSize: numbe
   if (!isViewable(t.dtype)) throw new FormatError('unsupported', `a heatmap needs one value per element; ${t.dtype} has two`, model.path, t.name);
   const { rows, cols } = matrixShape(t.shape);
   const acc = new HeatmapAccumulator(rows, cols, Math.min(maxSize, HEATMAP_MAX_SIZE));
-  const bits = DTYPE_INFO[t.dtype].bits;
+  const storage = storageOf(t);
+  const unit = storageUnit(storage);
   let scratch = new Float32Array(0);
   for await (const chunk of model.chunks(t, { chunkBytes: HEATMAP_CHUNK_BYTES, signal })) {
     throwIfCancelled(signal);
-    const n = Math.min(Math.floor((chunk.length * 8) / bits), t.numel - acc.count);
+    const n = Math.min(Math.floor(chunk.length / unit.bytes) * unit.elements, t.numel - acc.count);
     if (scratch.length < n) scratch = new Float32Array(n);
-    decodeToF32(t.dtype, chunk, scratch, n);
+    // Chunks end on whole blocks (Model.chunks), so a block storage (a GGUF Q4_K) decodes chunk by chunk.
+    if (storage.kind === 'dtype') decodeToF32(t.dtype, chunk, scratch, n);
+    else storageDecoder(storage).cpu([chunk], scratch.subarray(0, n), storage);
     acc.push(scratch.subarray(0, n));
   }
   const img = acc.image();

@@ -2,7 +2,7 @@
  * The viewer's summary of a model: tensors as columns, totals by dtype, the
  * memory table and the folded module tree as columns. Built from the header only.
  */
-import type { Model, TensorInfo } from '../../format/model';
+import { typeNameOf, type Model, type TensorInfo } from '../../format/model';
 import { estimateMemory } from '../memory';
 import { buildModuleTree, type ModuleNode } from '../moduleTree';
 import { TreeTableBuilder, tensorTable, type TreeTable } from '../../shared/columns';
@@ -65,11 +65,12 @@ function totalsOf(model: Model): Pick<ModelSummary, 'totals' | 'memory'> {
   let params = 0;
   let bytes = 0;
   for (const t of model.tensors) {
-    const d = byDtype.get(t.dtype) ?? { tensors: 0, params: 0, bytes: 0 };
+    const type = typeNameOf(t);
+    const d = byDtype.get(type) ?? { tensors: 0, params: 0, bytes: 0 };
     d.tensors++;
     d.params += t.numel;
     d.bytes += t.byteLength;
-    byDtype.set(t.dtype, d);
+    byDtype.set(type, d);
     params += t.numel;
     bytes += t.byteLength;
   }
@@ -83,7 +84,7 @@ function totalsOf(model: Model): Pick<ModelSummary, 'totals' | 'memory'> {
 }
 
 export function moduleTreeOf(model: Model): ModuleNode {
-  return buildModuleTree(model.tensors.map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape, byteLength: t.byteLength })));
+  return buildModuleTree(model.tensors.map((t) => ({ name: t.name, dtype: typeNameOf(t), shape: t.shape, byteLength: t.byteLength })));
 }
 
 /** The outline of a model (see SummaryRequestMessage.outline): its tensor table holds the outline's tensors only. */

@@ -271,7 +271,7 @@ export class ViewerProvider extends Disposable implements vscode.CustomReadonlyE
     });
   }
 
-  /** "Open Model…": an index.json, a .safetensors file, or a folder holding one. */
+  /** "Open Model…": an index.json, a .safetensors or .gguf file, or a folder holding one. */
   async openModelCommand(uri?: vscode.Uri): Promise<void> {
     let target = uri;
     if (!target) {
@@ -280,7 +280,7 @@ export class ViewerProvider extends Disposable implements vscode.CustomReadonlyE
         canSelectFolders: true,
         canSelectMany: false,
         openLabel: 'Open Model',
-        filters: { 'Safetensors models': ['safetensors', 'json'] },
+        filters: { 'Models': ['safetensors', 'json', 'gguf'] },
       });
       target = picked?.[0];
     }
