@@ -509,3 +509,26 @@ test('an adapter file is described (kohya: rank from the shapes, scale = alpha /
     await m2.close();
   }
 });
+
+test('a PyTorch checkpoint whose pickle names os.system: the summary carries the verdict, the findings and the reader notes', async () => {
+  const { cleanTensorPickle, torchZip } = await import('../pickle/pickleBuilder');
+  const { writeFileSync } = await import('node:fs');
+  const dir = mkdtempSync(join(tmpdir(), 'tw-host-pt-'));
+  const path = join(dir, 'evil.pt');
+  const pkl = cleanTensorPickle('w', 4).str('x').global('posix', 'system').mark().str('touch /nonexistent/canary').tuple().reduce().op(0x73).stop().build();
+  writeFileSync(path, torchZip(pkl, { '0': new Uint8Array(new Float32Array([1, 2, 3, 4]).buffer) }));
+  const model = await openModel(path);
+  try {
+    const s = buildSummary(model);
+    assert.equal(s.safety?.clean, false);
+    assert.match(s.safety?.text ?? '', /calls 1 function that is not tensor rebuilds, some of which can run code/);
+    assert.equal(s.safety?.findings?.length, 1);
+    assert.match(s.safety!.findings![0], /^dangerous: posix\.system \(archive\/data\.pkl, byte \d+\)$/);
+    assert.ok(s.notes?.some((n) => n.startsWith('PyTorch zip checkpoint')));
+    const stats = await new ModelService(model, { backend: () => 'cpu' }).tensorStats('w', 8);
+    assert.equal(stats.stats.max, 4);
+  } finally {
+    await model.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -204,7 +204,7 @@ export class ViewerProvider extends Disposable implements vscode.CustomReadonlyE
         provideTextDocumentContent: (uri) => p.summaryTextFor(uri),
       }),
     );
-    context.subscriptions.push(vscode.languages.registerCodeLensProvider({ pattern: '**/*.safetensors.index.json' }, new IndexCodeLens()));
+    context.subscriptions.push(vscode.languages.registerCodeLensProvider({ pattern: '**/{*.safetensors.index.json,pytorch_model*.bin.index.json}' }, new IndexCodeLens()));
     registerCommand(context, 'tensorWorkbench.openModel', (uri?: vscode.Uri) => p.openModelCommand(uri));
     registerCommand(context, 'tensorWorkbench.openAsModel', (uri?: vscode.Uri) => p.openAsModel(uri ?? vscode.window.activeTextEditor?.document.uri));
     registerCommand(context, 'tensorWorkbench.showAsText', (uri?: vscode.Uri) => p.showAsText(uri ?? activeViewerUri()));
@@ -280,7 +280,7 @@ export class ViewerProvider extends Disposable implements vscode.CustomReadonlyE
         canSelectFolders: true,
         canSelectMany: false,
         openLabel: 'Open Model',
-        filters: { 'Models': ['safetensors', 'json', 'gguf'] },
+        filters: { 'Models': ['safetensors', 'json', 'gguf', 'bin', 'pt', 'pth', 'ckpt'] },
       });
       target = picked?.[0];
     }
@@ -288,12 +288,18 @@ export class ViewerProvider extends Disposable implements vscode.CustomReadonlyE
     const st = await vscode.workspace.fs.stat(target);
     if (st.type & vscode.FileType.Directory) {
       const names = (await vscode.workspace.fs.readDirectory(target)).filter(([, t]) => t & vscode.FileType.File).map(([n]) => n);
-      const index = names.find((n) => n === 'model.safetensors.index.json') ?? names.find((n) => n.endsWith('.safetensors.index.json'));
-      const files = names.filter((n) => n.endsWith('.safetensors')).sort();
+      const index =
+        names.find((n) => n === 'model.safetensors.index.json') ??
+        names.find((n) => n.endsWith('.safetensors.index.json')) ??
+        names.find((n) => /^pytorch_model.*\.bin\.index\.json$/.test(n));
+      // Weights files a folder may hold alone: safetensors first, then the other formats the model layer reads.
+      const all = names.filter((n) => /\.(safetensors|gguf|pt|pth|ckpt)$|^pytorch_model.*\.bin$/.test(n)).sort();
+      const st = all.filter((n) => n.endsWith('.safetensors'));
+      const files = st.length > 0 ? st : all;
       let name = index ?? (files.length === 1 ? files[0] : undefined);
-      if (!name && files.length > 1) name = await vscode.window.showQuickPick(files, { placeHolder: 'This folder has several .safetensors files and no index: pick one' });
+      if (!name && files.length > 1) name = await vscode.window.showQuickPick(files, { placeHolder: 'This folder has several weights files and no index: pick one' });
       if (!name) {
-        if (files.length === 0) void vscode.window.showWarningMessage(`No .safetensors file or index in ${target.fsPath || target.path}.`);
+        if (files.length === 0) void vscode.window.showWarningMessage(`No weights file (.safetensors, .gguf, PyTorch) or index in ${target.fsPath || target.path}.`);
         return;
       }
       target = vscode.Uri.joinPath(target, name);
