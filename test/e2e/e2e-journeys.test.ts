@@ -4,11 +4,12 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { writeSafetensors } from '../../src/format/writer';
 import { writeLlama, writePeftAdapter } from '../fixtures/llama';
+import { cleanTensorPickle, torchZip } from '../pickle/pickleBuilder';
 import {
   CodeServer,
   INSTALL_TIMEOUT_MS,
@@ -154,6 +155,23 @@ describe('VS Code journeys (code-server + packaged VSIX)', () => {
       assert.equal(await activeTabLabel(page), basename(ws.model));
       await shots.take(page, 'valid-file-after-error');
     });
+  });
+
+  test('pickle: a PyTorch checkpoint whose pickle names os.system opens with the warning banner; nothing runs', { timeout: JOURNEY_TIMEOUT_MS }, async (t) => {
+    if (skip) return t.skip(skip);
+    const canary = join(ws.dir, 'CANARY');
+    const pkl = cleanTensorPickle('w', 4).str('x').global('posix', 'system').mark().str(`touch ${canary}`).tuple().reduce().op(0x73).stop().build();
+    writeFileSync(join(ws.dir, 'evil.pt'), torchZip(pkl, { '0': new Uint8Array(new Float32Array([1, 2, 3, 4]).buffer) }));
+    await run('pickle', async (page, shots) => {
+      await doubleClickInExplorer(page, 'evil.pt');
+      const frame = await frameWith(page, '#safety');
+      const banner = (await frame.textContent('#safety')) ?? '';
+      assert.match(banner, /This file calls 1 function that is not tensor rebuilds/);
+      assert.match(banner, /posix\.system/);
+      await frame.waitForSelector('#tree .tree-row[data-id="w"]', { timeout: UI_TIMEOUT_MS });
+      await shots.take(page, 'pickle-banner');
+    });
+    assert.equal(existsSync(canary), false, 'nothing in the pickle ran');
   });
 
   test('compare: "Compare Selected Checkpoints" lists changed tensors first; the Markdown export writes a file', { timeout: JOURNEY_TIMEOUT_MS }, async (t) => {
