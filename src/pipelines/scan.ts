@@ -1,3 +1,4 @@
+import { escapeText } from '../format/escape';
 import { nodeOpener } from '../format/openModel';
 import type { SourceOpener } from '../format/model';
 import { layoutOf, verdictOf } from '../format/pickle/layout';
@@ -48,18 +49,12 @@ export async function scanCheckpoint(args: ScanArgs, ctx: JobContext = {}): Prom
   }
 }
 
-/** Control characters and line separators shown as escapes, so a crafted name cannot forge output. */
-function printable(s: string): string {
-  // eslint-disable-next-line no-control-regex
-  return s.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g, (c) => `\\u{${c.codePointAt(0)!.toString(16)}}`);
-}
-
 export function renderScanText(r: ScanResult): string {
-  if (r.error) return `${printable(r.path)}: unreadable: error[${r.error.code}]: ${printable(r.error.message)}\n`;
-  const lines = [`${printable(r.path)}: ${r.verdict?.clean ? 'Only tensor data' : `This file ${r.verdict?.text}`} (${r.container}, ${r.tensors} tensors)`];
+  if (r.error) return `${escapeText(r.path)}: unreadable: error[${r.error.code}]: ${escapeText(r.error.message)}\n`;
+  const lines = [`${escapeText(r.path)}: ${r.verdict?.clean ? 'Only tensor data' : `This file ${r.verdict?.text}`} (${r.container}, ${r.tensors} tensors)`];
   for (const f of r.findings ?? []) {
-    const where = `${f.entry ? `${printable(f.entry)} ` : ''}byte ${f.offset}${f.nested ? ', in a nested pickle' : ''}`;
-    lines.push(`  ${f.severity === 'dangerous' ? 'DANGEROUS' : 'unknown  '}  ${printable(f.module)}.${printable(f.name)}  (${where})`);
+    const where = `${f.entry ? `${escapeText(f.entry)} ` : ''}byte ${f.offset}${f.nested ? ', in a nested pickle' : ''}`;
+    lines.push(`  ${f.severity === 'dangerous' ? 'DANGEROUS' : 'unknown  '}  ${escapeText(f.module)}.${escapeText(f.name)}  (${where})`);
   }
   return lines.join('\n') + '\n';
 }
