@@ -102,8 +102,15 @@ export interface TensorTable {
   readonly decodable: Uint8Array;
 }
 
-/** The columns of `entries`; `decodable` overrides the entries' own flag (the host passes its tensor infos as they are). */
-export function tensorTable<E extends Omit<TensorEntry, 'decodable'> & { decodable?: boolean }>(entries: readonly E[], isDecodable: (e: E) => boolean = (e) => e.decodable === true): TensorTable {
+/**
+ * The columns of `entries`; `decodable` overrides the entries' own flag and `typeOf` their
+ * dtype (the host passes its tensor infos as they are, and names a block type `Q4_K`, not its bytes' U8).
+ */
+export function tensorTable<E extends Omit<TensorEntry, 'decodable'> & { decodable?: boolean }>(
+  entries: readonly E[],
+  isDecodable: (e: E) => boolean = (e) => e.decodable === true,
+  typeOf: (e: E) => string = (e) => e.dtype,
+): TensorTable {
   const n = entries.length;
   const dtypes: string[] = [];
   const dtypeIndex = new Map<string, number>();
@@ -122,10 +129,11 @@ export function tensorTable<E extends Omit<TensorEntry, 'decodable'> & { decodab
   const decodable = new Uint8Array(n);
   let d = 0;
   entries.forEach((e, i) => {
-    let k = dtypeIndex.get(e.dtype);
+    const type = typeOf(e);
+    let k = dtypeIndex.get(type);
     if (k === undefined) {
-      k = dtypes.push(e.dtype) - 1;
-      dtypeIndex.set(e.dtype, k);
+      k = dtypes.push(type) - 1;
+      dtypeIndex.set(type, k);
     }
     dtype[i] = k;
     rank[i] = e.shape.length;

@@ -23,10 +23,10 @@
  */
 import type { DiffReport } from '../pipelines/diff';
 import type { QuantReport } from '../pipelines/quantize';
-import type { HeatmapResult, ModelSummary, QuantPreviewResult, ScanResult, ScanRow, TensorStatsResult } from '../pipelines/viewer/types';
+import type { GgufArrayResult, HeatmapResult, ModelSummary, QuantPreviewResult, ScanResult, ScanRow, TensorStatsResult } from '../pipelines/viewer/types';
 
 export * from './columns';
-export type { AdapterInfo, DTypeTotal, HealthBadge, HistogramData, MemoryRow, QuantPreviewRow, ScanRow, TensorStatsData } from '../pipelines/viewer/types';
+export type { AdapterInfo, DTypeTotal, GgufKeyRow, GgufSpecialToken, GgufSummary, GgufTokenizerSummary, GgufTypeShare, HealthBadge, HistogramData, MemoryRow, QuantPreviewRow, ScanRow, TensorStatsData } from '../pipelines/viewer/types';
 
 /** An error as it crosses the boundary: a FormatError's code and message, or a generic code. */
 export interface ErrorInfo {
@@ -97,6 +97,16 @@ export interface QuantPreviewRequestMessage {
   readonly type: 'quantPreview';
 }
 
+/** Items of a long GGUF metadata array (the vocabulary, say), a page at a time; the host caps `count` at 500. */
+export interface GgufArrayRequestMessage {
+  readonly type: 'ggufArray';
+  readonly key: string;
+  readonly start: number;
+  readonly count: number;
+}
+
+export type GgufArrayReplyMessage = GgufArrayResult;
+
 export interface ReopenWithDefaultRequestMessage {
   readonly type: 'reopenWithDefault';
 }
@@ -129,6 +139,7 @@ export type ViewerApi = {
     readonly heatmap: { readonly request: HeatmapRequestMessage; readonly reply: HeatmapReplyMessage };
     readonly scan: { readonly request: ScanRequestMessage; readonly reply: ScanReplyMessage };
     readonly quantPreview: { readonly request: QuantPreviewRequestMessage; readonly reply: QuantPreviewReplyMessage };
+    readonly ggufArray: { readonly request: GgufArrayRequestMessage; readonly reply: GgufArrayReplyMessage };
     readonly reopenWithDefault: { readonly request: ReopenWithDefaultRequestMessage; readonly reply: DoneReplyMessage };
     readonly showAsText: { readonly request: ShowAsTextRequestMessage; readonly reply: DoneReplyMessage };
   };
@@ -458,4 +469,10 @@ export function requireString(v: unknown, what: string): string {
 export function requireCount(v: unknown, what: string, max: number): number {
   if (typeof v !== 'number' || !Number.isFinite(v)) throw Object.assign(new Error(`${what} must be a number`), { code: 'bad_request' });
   return Math.min(max, Math.max(1, Math.floor(v)));
+}
+
+/** A request's index: a finite number, floored, at least 0; anything else is a 'bad_request'. */
+export function requireIndex(v: unknown, what: string): number {
+  if (typeof v !== 'number' || !Number.isFinite(v)) throw Object.assign(new Error(`${what} must be a number`), { code: 'bad_request' });
+  return Math.max(0, Math.floor(v));
 }

@@ -358,6 +358,7 @@ test('protocol: replies, streamed events, errors as replies, aborts', async () =
         });
         return { type: 'heatmap', name: 'x', width: 1, height: 1, rows: 1, cols: 1, pixels: new Uint8Array(1), nonFinite: new Uint8Array(1), scale: 0 };
       },
+      ggufArray: async (r) => ({ type: 'ggufArray', key: r.key, start: r.start, total: 0, items: [] }),
       scan: async () => ({ type: 'scan', tensors: 0, seconds: 0, backend: 'cpu' }),
       quantPreview: async () => ({ type: 'quantPreview', bytesBefore: 0, params: 0, sampleFraction: 0, seconds: 0, rows: [] }),
       reopenWithDefault: async () => ({ type: 'done' }),

@@ -3,8 +3,8 @@ import type { Model, ModelFile, SourceOpener, TensorInfo } from '../model';
 import { SourceModel } from '../reader';
 import type { ModelReader } from '../readers';
 import type { StorageType } from '../storage';
-import { openGguf, type GgufModelTensor } from './split';
-import { architectureLine, metadataStrings, tokenizerLine } from './summary';
+import { openGguf, type GgufModel, type GgufModelTensor } from './split';
+import { architectureLine, metadataStrings, specialTokens, tokenizerLine, type SpecialToken } from './summary';
 import type { GgmlTypeInfo, GgmlTypeName } from './types';
 
 /**
@@ -33,6 +33,28 @@ function tensorInfo(t: GgufModelTensor): TensorInfo {
   return { name: t.name, dtype: 'U8', shape: t.shape, numel: t.elements, file: t.part, byteOffset: t.fileOffset, byteLength: t.byteLength, storage: blockStorage(t.type) };
 }
 
+/**
+ * A GGUF model as the model layer sees it, which keeps the file's typed metadata (long arrays
+ * still lazy) and its special tokens for the front ends that show more than strings (the viewer).
+ */
+export class GgufSourceModel extends SourceModel {
+  constructor(
+    path: string,
+    files: readonly ModelFile[],
+    tensors: readonly TensorInfo[],
+    notes: readonly string[],
+    readonly gguf: GgufModel,
+    readonly special: readonly SpecialToken[],
+  ) {
+    super(path, files, tensors, gguf.parts.map((p) => p.source), notes);
+  }
+}
+
+/** The GGUF behind a model opened from a `.gguf` file; undefined for every other model. */
+export function ggufOf(m: Model): GgufSourceModel | undefined {
+  return m instanceof GgufSourceModel ? m : undefined;
+}
+
 /** Opens a `.gguf` file, or the whole split set a `NAME-0000k-of-0000n.gguf` part belongs to. */
 export async function openGgufModel(path: string, opener: SourceOpener): Promise<Model> {
   const g = await openGguf(path, (p) => opener.open(p));
@@ -45,8 +67,9 @@ export async function openGgufModel(path: string, opener: SourceOpener): Promise
       metadata: metadataStrings(p.metadata),
       mtimeMs: p.source.mtimeMs,
     }));
-    const notes = [`GGUF v${g.parts[0].version}`, architectureLine(g.metadata), await tokenizerLine(g.parts[0])].filter((n): n is string => n !== undefined);
-    return new SourceModel(path, files, g.tensors.map(tensorInfo), g.parts.map((p) => p.source), notes);
+    const special = await specialTokens(g.parts[0]);
+    const notes = [`GGUF v${g.parts[0].version}`, architectureLine(g.metadata), tokenizerLine(g.metadata, special)].filter((n): n is string => n !== undefined);
+    return new GgufSourceModel(path, files, g.tensors.map(tensorInfo), notes, g, special);
   } catch (e) {
     await g.close().catch(() => undefined);
     throw e;

@@ -42,7 +42,7 @@ function str(meta: ReadonlyMap<string, GgufValue>, key: string): string | undefi
 }
 
 // [key suffix after `{arch}.`, label], in the order a reader expects them.
-const HYPER: readonly (readonly [string, string])[] = [
+export const HYPER: readonly (readonly [string, string])[] = [
   ['block_count', 'layers'],
   ['embedding_length', 'embedding'],
   ['feed_forward_length', 'FFN'],
@@ -69,7 +69,7 @@ export function architectureLine(meta: ReadonlyMap<string, GgufValue>): string |
 }
 
 // The special tokens llama.cpp's tokenizer keys name, and how they are shown.
-const SPECIAL: readonly (readonly [string, string])[] = [
+export const SPECIAL: readonly (readonly [string, string])[] = [
   ['bos', 'BOS'],
   ['eos', 'EOS'],
   ['eot', 'EOT'],
@@ -78,25 +78,43 @@ const SPECIAL: readonly (readonly [string, string])[] = [
   ['separator', 'SEP'],
 ];
 
+/** A special token the tokenizer keys name: its role, id, and its text from the token list when the id is in it. */
+export interface SpecialToken {
+  readonly label: string;
+  readonly key: string;
+  readonly id: number;
+  readonly text?: string;
+}
+
 /**
- * `tokenizer llama (pre default): 32000 tokens, merges absent; BOS 1 "<s>", EOS 2 "</s>"`.
- * The texts of the special tokens come from one walk over the token array (read from the file).
+ * The special tokens, their texts looked up in `tokenizer.ggml.tokens` in one walk over the
+ * array (read from the file): a few ids out of a 150,000-entry vocabulary cost one pass, no strings.
  */
-export async function tokenizerLine(file: GgufFile): Promise<string | undefined> {
+export async function specialTokens(file: GgufFile): Promise<SpecialToken[]> {
   const meta = file.metadata;
+  const tokens = meta.get('tokenizer.ggml.tokens');
+  const list = tokens && tokens.type === 'array' && tokens.itemType === 'string' ? tokens : undefined;
+  const ids = SPECIAL.map(([k, label]) => ({ label, key: `tokenizer.ggml.${k}_token_id`, id: num(meta, `tokenizer.ggml.${k}_token_id`) })).filter((s) => s.id !== undefined);
+  const texts = list ? await readItemsAt(new Cursor(file.source), list, ids.map((s) => s.id!)) : new Map<number, GgufItem>();
+  return ids.map((s) => {
+    const t = texts.get(s.id!);
+    return typeof t === 'string' ? { label: s.label, key: s.key, id: s.id!, text: t } : { label: s.label, key: s.key, id: s.id! };
+  });
+}
+
+/**
+ * `tokenizer llama (pre default): 32000 tokens, merges absent; BOS 1 "<s>", EOS 2 "</s>"`, from
+ * the metadata and the special tokens (`specialTokens`).
+ */
+export function tokenizerLine(meta: ReadonlyMap<string, GgufValue>, special: readonly SpecialToken[]): string | undefined {
   const model = str(meta, 'tokenizer.ggml.model');
   const tokens = meta.get('tokenizer.ggml.tokens');
   if (!model && !tokens) return undefined;
   const list = tokens && tokens.type === 'array' && tokens.itemType === 'string' ? tokens : undefined;
-  const ids = SPECIAL.map(([k, label]) => ({ label, id: num(meta, `tokenizer.ggml.${k}_token_id`) })).filter((s) => s.id !== undefined);
-  const texts = list ? await readItemsAt(new Cursor(file.source), list, ids.map((s) => s.id!)) : new Map<number, GgufItem>();
   const pre = str(meta, 'tokenizer.ggml.pre');
   const merges = meta.get('tokenizer.ggml.merges');
   const head = `tokenizer ${model ?? '(no model)'}${pre ? ` (pre ${pre})` : ''}: ${list ? `${list.length} tokens` : 'no token list'}, merges ${merges && merges.type === 'array' ? `present (${merges.length})` : 'absent'}`;
-  const special = ids.map((s) => {
-    const t = texts.get(s.id!);
-    return `${s.label} ${s.id}${typeof t === 'string' ? ` ${JSON.stringify(t)}` : ''}`;
-  });
+  const shown = special.map((s) => `${s.label} ${s.id}${s.text !== undefined ? ` ${JSON.stringify(s.text)}` : ''}`);
   const template = str(meta, 'tokenizer.chat_template');
-  return head + (special.length ? `; ${special.join(', ')}` : '') + (template !== undefined ? `; chat template ${template.length} chars` : '');
+  return head + (shown.length ? `; ${shown.join(', ')}` : '') + (template !== undefined ? `; chat template ${template.length} chars` : '');
 }

@@ -179,3 +179,32 @@ export async function readItemsAt(c: Cursor, a: GgufArray, indices: readonly num
   }
   return out;
 }
+
+/** Where an item of an array starts: its index and its file offset. */
+export interface ArrayMark {
+  readonly index: number;
+  readonly offset: number;
+}
+
+/**
+ * Items [start, start + count) of an array and where the item after them starts. Given
+ * `from` (an earlier page's `next`, at or before `start`), a string array is walked from
+ * there instead of from its first item, so paging through a 150,000-entry vocabulary
+ * costs each page its own bytes.
+ */
+export async function readArrayPage(c: Cursor, a: GgufArray, start: number, count: number, from?: ArrayMark): Promise<{ items: GgufItem[]; next: ArrayMark }> {
+  if (start < 0 || count < 0 || start + count > a.length) throw new RangeError(`items ${start}..${start + count} of an array of ${a.length}`);
+  if (a.items) return { items: a.items.slice(start, start + count), next: { index: start + count, offset: a.offset } };
+  const fixed = FIXED[a.itemType];
+  if (fixed !== undefined) c.pos = a.offset + start * fixed;
+  else if (from && from.index <= start) {
+    c.pos = from.offset;
+    await skipItems(c, a.itemType, start - from.index, 'array', 1);
+  } else {
+    c.pos = a.offset;
+    await skipItems(c, a.itemType, start, 'array', 1);
+  }
+  const items: GgufItem[] = [];
+  for (let i = 0; i < count; i++) items.push(await readItem(c, a.itemType, `item ${start + i}`, 1));
+  return { items, next: { index: start + count, offset: c.pos } };
+}

@@ -19,7 +19,9 @@ import { HEATMAP_MAX_SIZE, computeHeatmap } from './heatmap';
 import { ResultCache, resultKey, stampKey, type FileStamp } from './resultCache';
 import { buildOutline, buildSummary, isViewable, moduleTreeOf } from './summary';
 import { scanRow, statsData } from './tensorView';
-import type { AdapterInfo, HeatmapResult, ModelSummary, QuantPreviewResult, ScanResult, TensorStatsResult } from './types';
+import { ggufOf } from '../../format/gguf/ggufModel';
+import { GgufArrayPager } from './ggufView';
+import type { AdapterInfo, GgufArrayResult, HeatmapResult, ModelSummary, QuantPreviewResult, ScanResult, TensorStatsResult } from './types';
 
 export { buildOutline, buildSummary, isViewable, treeTableOf } from './summary';
 export { computeHeatmap } from './heatmap';
@@ -57,6 +59,7 @@ export class ModelService {
   private summaryCache: ModelSummary | undefined;
   private moduleTreeCache: ModuleNode | undefined;
   private adapterCache: Promise<AdapterInfo | undefined> | undefined;
+  private pager: GgufArrayPager | undefined;
 
   constructor(
     readonly model: Model,
@@ -158,6 +161,13 @@ export class ModelService {
     const reply = await computeHeatmap(this.model, t, size, signal);
     this.cache.set(key, reply);
     return reply;
+  }
+
+  /** Items [start, start + count) of a GGUF metadata array, as text (at most ARRAY_PAGE_MAX). */
+  async ggufArray(key: string, start: number, count: number): Promise<GgufArrayResult> {
+    const g = ggufOf(this.model);
+    if (!g) throw new FormatError('unsupported', 'only GGUF files have metadata arrays', this.model.path);
+    return (this.pager ??= new GgufArrayPager(g)).page(key, start, count);
   }
 
   /** Statistics of every tensor, in batches; rows and byte progress stream through `emit`. */

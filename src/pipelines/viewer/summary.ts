@@ -6,6 +6,8 @@ import { typeNameOf, type Model, type TensorInfo } from '../../format/model';
 import { estimateMemory } from '../memory';
 import { buildModuleTree, type ModuleNode } from '../moduleTree';
 import { TreeTableBuilder, tensorTable, type TreeTable } from '../../shared/columns';
+import { ggufOf } from '../../format/gguf/ggufModel';
+import { ggufSummary } from './ggufView';
 import type { DTypeTotal, ModelSummary } from './types';
 
 /** C64 decodes to (real, imaginary) pairs: there is no single value to histogram or draw. */
@@ -105,7 +107,7 @@ export function buildOutline(model: Model, tree: ModuleNode = moduleTreeOf(model
     outline: true,
     path: model.path,
     files: model.files.map((f) => ({ path: f.path, bytes: f.bytes, headerBytes: f.headerBytes })),
-    tensors: tensorTable(shown, (t) => isViewable(t.dtype)),
+    tensors: tensorTable(shown, (t) => isViewable(t.dtype), typeNameOf),
     ...totalsOf(model),
     metadata: Object.entries(model.metadata),
     tree: table,
@@ -113,9 +115,11 @@ export function buildOutline(model: Model, tree: ModuleNode = moduleTreeOf(model
   };
 }
 
-/** The verdict and notes of formats that have them (pickles); nothing for the others. */
-function provenanceOf(model: Model): Pick<ModelSummary, 'safety' | 'notes'> {
+/** The verdict and notes of formats that have them (pickles), a GGUF's own summary; nothing for the others. */
+function provenanceOf(model: Model): Pick<ModelSummary, 'safety' | 'notes' | 'gguf'> {
+  const g = ggufOf(model);
   return {
+    ...(g ? { gguf: ggufSummary(g) } : {}),
     ...(model.safety ? { safety: { clean: model.safety.clean, text: model.safety.text, findings: model.safety.findings } } : {}),
     ...(model.notes?.length ? { notes: model.notes } : {}),
   };
@@ -127,7 +131,7 @@ export function buildSummary(model: Model, tree: ModuleNode = moduleTreeOf(model
     type: 'summary',
     path: model.path,
     files: model.files.map((f) => ({ path: f.path, bytes: f.bytes, headerBytes: f.headerBytes })),
-    tensors: tensorTable(model.tensors, (t) => isViewable(t.dtype)),
+    tensors: tensorTable(model.tensors, (t) => isViewable(t.dtype), typeNameOf),
     ...totalsOf(model),
     metadata: Object.entries(model.metadata),
     tree: treeTableOf(tree, (name) => indexOf.get(name)),

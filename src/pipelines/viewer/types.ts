@@ -96,6 +96,76 @@ export interface ModelSummary {
    */
   readonly safety?: { readonly clean: boolean; readonly text: string; readonly findings?: readonly string[] };
   readonly notes?: readonly string[];
+  /** Present when the file is a GGUF: its architecture, tokenizer, other keys and type mix. */
+  readonly gguf?: GgufSummary;
+}
+
+/** One metadata key of a GGUF file as the page shows it. */
+export interface GgufKeyRow {
+  readonly key: string;
+  /** The stored value type: `u32`, `string`, or `[i32]` for an array of i32. */
+  readonly type: string;
+  /** The value as text: a scalar, or a short array's items; a long array is described, never listed. */
+  readonly text: string;
+  /** For an array too long to list: its length; the page pages through it with `ggufArray` requests. */
+  readonly length?: number;
+}
+
+/** A special token: its role (BOS, EOS…), its id and its text from the vocabulary (absent when the id is not in it). */
+export interface GgufSpecialToken {
+  readonly label: string;
+  readonly key: string;
+  readonly id: number;
+  readonly text?: string;
+}
+
+export interface GgufTokenizerSummary {
+  /** `tokenizer.ggml.model`: llama, gpt2, bert… */
+  readonly model?: string;
+  /** `tokenizer.ggml.pre`: the pre-tokenizer llama.cpp applies. */
+  readonly pre?: string;
+  /** Entries of `tokenizer.ggml.tokens`. */
+  readonly vocabSize?: number;
+  /** Entries of `tokenizer.ggml.merges`; absent when the file has none. */
+  readonly merges?: number;
+  readonly special: readonly GgufSpecialToken[];
+  /** `tokenizer.chat_template`, the Jinja text (cut at GGUF_TEMPLATE_MAX_CHARS, see `templateChars`). */
+  readonly chatTemplate?: string;
+  /** The template's whole length, when it was cut. */
+  readonly templateChars?: number;
+}
+
+export interface GgufTypeShare {
+  /** A ggml type name (Q4_K, F32). */
+  readonly type: string;
+  readonly tensors: number;
+  readonly params: number;
+  /** params / all params of the model, 0…1. */
+  readonly share: number;
+}
+
+export interface GgufSummary {
+  readonly version: number;
+  readonly architecture?: string;
+  /** The architecture's own keys (`llama.*`), known ones first with a readable label. */
+  readonly hparams: readonly (GgufKeyRow & { readonly label: string })[];
+  readonly tokenizer?: GgufTokenizerSummary;
+  /** Every other key, in file order. */
+  readonly keys: readonly GgufKeyRow[];
+  /** Stored bits per parameter over the whole file's tensors. */
+  readonly bitsPerWeight: number;
+  /** Parameters by ggml type, largest share first. */
+  readonly typeMix: readonly GgufTypeShare[];
+}
+
+/** A page of a long metadata array's items, as text. */
+export interface GgufArrayResult {
+  readonly type: 'ggufArray';
+  readonly key: string;
+  readonly start: number;
+  /** The array's length. */
+  readonly total: number;
+  readonly items: readonly string[];
 }
 
 export interface TensorStatsResult {

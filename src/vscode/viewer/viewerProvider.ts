@@ -5,7 +5,8 @@ import { openModel } from '../../format/openModel';
 import { errorInfo, ModelService } from '../../pipelines/viewer/modelService';
 import { ResultCache, stampKey, type FileStamp } from '../../pipelines/viewer/resultCache';
 import { summaryText } from '../../pipelines/viewer/summaryText';
-import type { SummaryReplyMessage, ViewerApi } from '../../shared/protocol';
+import { requireCount, requireIndex, requireString, type SummaryReplyMessage, type ViewerApi } from '../../shared/protocol';
+import { ARRAY_PAGE_MAX } from '../../pipelines/viewer/ggufView';
 import { registerCommand } from '../commands';
 import { Disposable } from '../dispose';
 import { log } from '../log';
@@ -245,6 +246,7 @@ export class ViewerProvider extends Disposable implements vscode.CustomReadonlyE
         tensorStats: async (r, ctx) => (await doc.model()).tensorStats(r.name, r.bins, ctx.signal),
         heatmap: async (r, ctx) => (await doc.model()).heatmap(r.name, r.maxSize, ctx.signal),
         scan: async (r, ctx) => (await doc.model()).scan(r.bins, ctx.emit, ctx.signal),
+        ggufArray: async (r) => (await doc.model()).ggufArray(requireString(r.key, 'key'), requireIndex(r.start, 'start'), requireCount(r.count, 'count', ARRAY_PAGE_MAX)),
         reopenWithDefault: async () => {
           await vscode.commands.executeCommand('vscode.openWith', doc.uri, 'default', panel.viewColumn);
           return { type: 'done' };
