@@ -26,6 +26,7 @@ import type { QuantReport } from '../pipelines/quantize';
 import type { GgufArrayResult, HeatmapResult, ModelSummary, QuantPreviewResult, ScanResult, ScanRow, TensorStatsResult } from '../pipelines/viewer/types';
 
 export * from './columns';
+export * from './jinja';
 export type { AdapterInfo, DTypeTotal, GgufKeyRow, GgufSpecialToken, GgufSummary, GgufTokenizerSummary, GgufTypeShare, HealthBadge, HistogramData, MemoryRow, QuantPreviewRow, ScanRow, TensorStatsData } from '../pipelines/viewer/types';
 
 /** An error as it crosses the boundary: a FormatError's code and message, or a generic code. */

@@ -2,6 +2,7 @@
 import { errorInfoOf, type TensorEntry, type TreeNodeData } from '../../src/shared/protocol';
 import { clear, formatBytes, formatCount, formatNumber, h } from '../shared/dom';
 import { HEATMAP_SIZE, HISTOGRAM_BINS, save, type Viewer } from './state';
+import { bitsPerWeight, blockScalesSlot, formatBpw } from './ggufView';
 import { renderHeatmap, renderStats } from './statsView';
 import type { TreeNode } from './tree';
 import { table } from './widgets';
@@ -43,20 +44,24 @@ export function renderModule(v: Viewer, el: HTMLElement, d: TreeNodeData): void 
 
 export function renderTensor(v: Viewer, el: HTMLElement, t: TensorEntry, signal: AbortSignal): void {
   const file = v.state.summary!.files[t.file]!;
-  const begin = t.byteOffset - 8 - file.headerBytes;
+  const gguf = !!v.state.summary!.gguf;
+  // A GGUF's offsets count from its data section (`headerBytes` is where it starts); safetensors' from after the 8-byte length and the header.
+  const begin = gguf ? t.byteOffset - file.headerBytes : t.byteOffset - 8 - file.headerBytes;
   el.append(
     h('h2', { id: 'selected-name' }, t.name),
     h(
       'dl',
       { id: 'tensor-info', class: 'info' },
-      h('dt', {}, 'dtype'),
+      h('dt', {}, gguf ? 'ggml type' : 'dtype'),
       h('dd', { id: 'info-dtype' }, t.dtype),
+      gguf ? h('dt', {}, 'bits per weight') : null,
+      gguf ? h('dd', { id: 'info-bpw' }, formatBpw(bitsPerWeight(t))) : null,
       h('dt', {}, 'shape'),
       h('dd', { id: 'info-shape' }, `[${t.shape.join(', ')}]`),
       h('dt', {}, 'elements'),
       h('dd', {}, formatNumber(t.numel)),
       h('dt', {}, 'bytes'),
-      h('dd', { id: 'info-range' }, `${formatBytes(t.byteLength)} · data_offsets [${begin}, ${begin + t.byteLength}) · file bytes [${t.byteOffset}, ${t.byteOffset + t.byteLength})`),
+      h('dd', { id: 'info-range' }, `${formatBytes(t.byteLength)} · ${gguf ? 'data offset' : 'data_offsets'} [${begin}, ${begin + t.byteLength}) · file bytes [${t.byteOffset}, ${t.byteOffset + t.byteLength})`),
       v.state.summary!.files.length > 1 ? h('dt', {}, 'shard') : null,
       v.state.summary!.files.length > 1 ? h('dd', {}, file.path.split(/[\\/]/).pop() ?? file.path) : null,
     ),
@@ -74,6 +79,9 @@ export function renderTensor(v: Viewer, el: HTMLElement, t: TensorEntry, signal:
   const isMatrix = t.shape.length >= 2;
   const heatEl = isMatrix ? h('section', { id: 'heatmap-section', class: 'heatmap-section' }, h('p', { class: 'hint' }, 'Computing heatmap…')) : null;
   if (heatEl) el.append(heatEl);
+  // Block-scale statistics of a quantized tensor have their own view; this is their place.
+  const scales = gguf ? blockScalesSlot(t) : null;
+  if (scales) el.append(scales);
   void v.requester
     .request({ type: 'tensorStats', name: t.name, bins: HISTOGRAM_BINS }, { signal })
     .then((r) => {

@@ -2,11 +2,15 @@
 import { treeFromTable, type AdapterInfo, type ErrorInfo, type SummaryReplyMessage, type TreeNodeData } from '../../src/shared/protocol';
 import { clear, formatBytes, formatCount, formatNumber, h } from '../shared/dom';
 import { select } from './details';
+import { bitsPerWeight, formatBpw, ggufHeaderLine, renderGgufPanel } from './ggufView';
 import { startQuantPreview } from './quantView';
 import { startScan } from './scanView';
 import { save, type Viewer } from './state';
 import { TreeView } from './tree';
 import { fmt, table } from './widgets';
+
+/** The index of the Model tab (a GGUF's architecture, tokenizer and keys), after Details, Scan and Quantization. */
+export const MODEL_TAB = 3;
 
 export function showErrorPage(v: Viewer, err: ErrorInfo): void {
   v.root.dataset.state = 'error';
@@ -42,20 +46,25 @@ export function renderViewer(v: Viewer, s: SummaryReplyMessage): void {
     h('div', { class: 'filter-row' }, filter),
     filterNote,
     treeHost,
-    renderMetadata(s),
+    // A GGUF's keys are in its Model tab, typed and pageable; the strings here would repeat them.
+    s.gguf ? null : renderMetadata(s),
   );
   const details = h('div', { id: 'details', class: 'details' }, h('p', { class: 'hint' }, 'Select a tensor or a module.'));
   const scanPanel = h('div', { id: 'scan-panel', class: 'scan-panel' }, h('p', { class: 'hint' }, 'Scan computes statistics for every tensor.'));
   const quantPanel = h('div', { id: 'quant-panel', class: 'quant-panel' }, h('p', { class: 'hint' }, 'The preview estimates size and error of each scheme from at most 1% of each tensor.'));
+  // A GGUF opens on its Model tab until the user picks a tensor or another tab.
+  const firstTab = s.gguf && v.state.saved.tab === 0 && !v.state.saved.selected ? MODEL_TAB : v.state.saved.tab;
   const tabs = h(
     'vscode-tabs',
-    { id: 'tabs', 'selected-index': String(v.state.saved.tab) },
+    { id: 'tabs', 'selected-index': String(firstTab) },
     h('vscode-tab-header', { slot: 'header', id: 'tab-details' }, 'Details'),
     h('vscode-tab-panel', {}, details),
     h('vscode-tab-header', { slot: 'header', id: 'tab-scan' }, 'Scan'),
     h('vscode-tab-panel', {}, scanPanel),
     h('vscode-tab-header', { slot: 'header', id: 'tab-quant' }, 'Quantization'),
     h('vscode-tab-panel', {}, quantPanel),
+    s.gguf ? h('vscode-tab-header', { slot: 'header', id: 'tab-model' }, 'Model') : null,
+    s.gguf ? h('vscode-tab-panel', {}, h('div', { id: 'model-panel', class: 'model-panel' }, renderGgufPanel(v, s.gguf))) : null,
   );
   tabs.addEventListener('vsc-tabs-select', (e) => save(v, { tab: (e as CustomEvent<{ selectedIndex: number }>).detail.selectedIndex }));
   const scanButton = h('vscode-button', { id: 'scan-model' }, 'Scan model');
@@ -107,7 +116,9 @@ export function renderTotals(s: SummaryReplyMessage): HTMLElement {
     ),
     s.safety ? safetyBanner(s.safety) : null,
     s.adapter ? adapterLine(s.adapter) : null,
-    s.notes?.length ? h('ul', { id: 'notes', class: 'notes' }, ...s.notes.map((n) => h('li', {}, n))) : null,
+    s.gguf ? ggufHeaderLine(s.gguf) : null,
+    // A GGUF's notes (architecture, tokenizer) are its Model tab, in full.
+    s.notes?.length && !s.gguf ? h('ul', { id: 'notes', class: 'notes' }, ...s.notes.map((n) => h('li', {}, n))) : null,
     table(
       'dtype-table',
       ['dtype', 'tensors', 'params', 'bytes'],
@@ -154,6 +165,7 @@ export function renderMetadata(s: SummaryReplyMessage): HTMLElement {
 
 export function describe(v: Viewer, d: TreeNodeData): string {
   const t = d.tensor !== undefined ? v.state.tensors[d.tensor] : undefined;
+  if (t && v.state.summary?.gguf) return `${t.dtype} · ${formatBpw(bitsPerWeight(t))} bpw [${t.shape.join(', ')}]`;
   if (t) return `${t.dtype} [${t.shape.join(', ')}]`;
   return `${formatCount(d.params)} · ${d.tensors === 1 ? '1 tensor' : `${formatCount(d.tensors)} tensors`}`;
 }
