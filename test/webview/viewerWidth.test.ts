@@ -16,6 +16,7 @@ import type { Server } from 'node:http';
 import type { Browser, Page } from 'playwright-core';
 import { ARTIFACTS, applyTheme, launch, openViewer, pageErrors, startServer, violations, type ReplyTable, type ThemeKind } from './harness';
 import { heatmapReply, llamaSummary, statsReply } from './fixtures';
+import { ggufSummary } from './ggufFixtures';
 import type { SummaryReplyMessage } from '../../src/shared/protocol';
 
 // The callbacks passed to page.evaluate run in the browser; the node type-check has no DOM lib.
@@ -57,14 +58,17 @@ function replies(s: SummaryReplyMessage): ReplyTable {
 }
 
 /** The values that are clipped, each as `selector "text": why`. */
-async function clipped(page: Page): Promise<string[]> {
-  return page.evaluate(() => {
-    const selectors = ['.totals-line span', '#dtype-table th', '#dtype-table td', '#memory-table th', '#memory-table td', '#tensor-info dt', '#tensor-info dd', '#stats .stat-grid dt', '#stats .stat-grid dd', '#topk-table th', '#topk-table td'];
+const SELECTORS = ['.totals-line span', '#dtype-table th', '#dtype-table td', '#memory-table th', '#memory-table td', '#tensor-info dt', '#tensor-info dd', '#stats .stat-grid dt', '#stats .stat-grid dd', '#topk-table th', '#topk-table td'];
+
+async function clipped(page: Page, selectors: readonly string[] = SELECTORS): Promise<string[]> {
+  return page.evaluate((selectors) => {
     // The composed parent: through slots and out of shadow roots, as boxes nest on screen.
     const parentOf = (e: any) => e.assignedSlot ?? e.parentElement ?? (e.getRootNode() instanceof ShadowRoot ? e.getRootNode().host : null);
     const out: string[] = [];
     for (const sel of selectors) {
       for (const e of document.querySelectorAll(sel)) {
+        // Not rendered (in a tab that is not shown): nothing of it is on screen to be clipped.
+        if (e.getClientRects().length === 0) continue;
         const what = `${sel} "${e.textContent.trim()}"`;
         if (e.scrollWidth > e.clientWidth + 1) out.push(`${what}: overflows its cell (${e.scrollWidth} > ${e.clientWidth})`);
         let box = e.getBoundingClientRect();
@@ -82,7 +86,7 @@ async function clipped(page: Page): Promise<string[]> {
       }
     }
     return out;
-  });
+  }, selectors);
 }
 
 for (const width of [600, 900, 1600]) {
@@ -99,6 +103,50 @@ for (const width of [600, 900, 1600]) {
       await page.waitForTimeout(50);
       await page.screenshot({ path: join(ARTIFACTS, `width-${width}-${kind}.png`), fullPage: true });
       assert.deepEqual(await clipped(page), [], `${kind} at ${width} px`);
+    }
+    assert.deepEqual(pageErrors(page), []);
+    assert.deepEqual(await violations(page), []);
+    await page.close();
+  });
+}
+
+// A GGUF's own parts: the header's bits per weight and type mix, the Model tab's tables and
+// template, and a quantized tensor's type and bits per weight.
+const GGUF_SELECTORS = [
+  ...SELECTORS,
+  '#gguf-hparams th',
+  '#gguf-hparams td',
+  '#gguf-tokenizer dt',
+  '#gguf-tokenizer dd',
+  '#gguf-special td',
+  '#gguf-template',
+  '#gguf-keys-table td',
+];
+
+for (const width of [600, 1600]) {
+  test(`a GGUF at ${width} px, in every theme: the type mix, the Model tab and a Q4_K tensor's details are not clipped`, async () => {
+    const s = ggufSummary(4);
+    const name = 'blk.1.attn_q.weight';
+    const replies: ReplyTable = { summary: { body: s }, [`tensorStats:${name}`]: { body: statsReply(name, [256, 256]) }, [`heatmap:${name}`]: { body: heatmapReply(name) } };
+    const page = await openViewer(browser, origin, replies, { width, height: 900 });
+    await page.waitForSelector('#gguf-template');
+    for (const kind of ['vscode-light', 'vscode-dark', 'vscode-high-contrast'] as ThemeKind[]) {
+      await applyTheme(page, kind);
+      await page.waitForTimeout(50);
+      await page.screenshot({ path: join(ARTIFACTS, `width-gguf-model-${width}-${kind}.png`), fullPage: true });
+      assert.deepEqual(await clipped(page, GGUF_SELECTORS), [], `Model tab, ${kind} at ${width} px`);
+    }
+    await page.click('#tree .tree-row[data-id="blk.{0..3}"]');
+    await page.click('#tree .tree-row[data-id="blk.1"]');
+    await page.click('#tree .tree-row[data-id="blk.1.attn_q"]');
+    await page.click(`#tree .tree-row[data-id="${name}"]`);
+    await page.waitForSelector('#stat-mean');
+    await page.waitForSelector('#info-bpw');
+    for (const kind of ['vscode-light', 'vscode-dark', 'vscode-high-contrast'] as ThemeKind[]) {
+      await applyTheme(page, kind);
+      await page.waitForTimeout(50);
+      await page.screenshot({ path: join(ARTIFACTS, `width-gguf-tensor-${width}-${kind}.png`), fullPage: true });
+      assert.deepEqual(await clipped(page, GGUF_SELECTORS), [], `tensor details, ${kind} at ${width} px`);
     }
     assert.deepEqual(pageErrors(page), []);
     assert.deepEqual(await violations(page), []);
