@@ -160,8 +160,9 @@ function renderTable(r: DiffReportData): HTMLElement {
     const energy = t.rankEnergy ? (['1', '4', '16', '64'] as const).map((k) => pct(t.rankEnergy![k])).join(' / ') : t.identical || t.shape.length !== 2 ? '–' : rankPending ? '…' : '–';
     const tr = el(
       'tr',
-      { 'data-name': t.name, class: `${t.identical ? 'identical' : 'changed'}${state.selected === t.name ? ' selected' : ''}` },
-      el('td', { title: `${t.dtype} [${t.shape.join(', ')}]${t.note ? ` — ${t.note}` : ''}` }, t.name),
+      { 'data-name': t.name, ...(t.nameB ? { 'data-name-b': t.nameB } : {}), class: `${t.identical ? 'identical' : 'changed'}${state.selected === t.name ? ' selected' : ''}` },
+      // B's own name when the names were mapped (llama.cpp's `blk.0.attn_q.weight` for HF's q_proj): the pairing is what the row compares.
+      el('td', { title: `${t.dtype}${t.dtypeB ? ` → ${t.dtypeB}` : ''} [${t.shape.join(', ')}]${t.note ? ` — ${t.note}` : ''}` }, t.name, ...(t.nameB ? [el('span', { class: 'name-b' }, ` → ${t.nameB}`)] : [])),
       el('td', {}, t.relL2 === null ? `‖Δ‖ ${num(t.absL2)}` : num(t.relL2)),
       el('td', {}, cos(t.cosine)),
       el('td', {}, num(t.maxAbsDiff)),
@@ -307,7 +308,7 @@ function render(): void {
         { class: 'summary', id: 'summary' },
         `${s.different} of ${s.compared} compared tensors changed (${pct(s.elements > 0 ? s.changedElements / s.elements : 0)} of elements) · ${r.added.length} added · ${r.removed.length} removed · ${r.changed.length} with a new shape or dtype`,
       ),
-      el('p', { class: 'muted' }, `${r.mapping ? `Names matched with prefix '${r.mapping.a}' ↔ '${r.mapping.b}'${r.mapping.auto ? ' (detected)' : ''} · ` : ''}${(r.bytesRead / 1e9).toFixed(2)} GB read in ${r.seconds.toFixed(2)} s on ${r.backend}${rankPending ? ' · estimating rank energy…' : ''}`),
+      el('p', { class: 'muted', id: 'run-info' }, `${r.naming ? `Names matched as ${r.naming} · ` : ''}${r.mapping ? `Names matched with prefix '${r.mapping.a}' ↔ '${r.mapping.b}'${r.mapping.auto ? ' (detected)' : ''} · ` : ''}${(r.bytesRead / 1e9).toFixed(2)} GB read in ${r.seconds.toFixed(2)} s on ${r.backend}${rankPending ? ' · estimating rank energy…' : ''}`),
       el('div', { class: 'toolbar' }, filter, el('label', {}, changedOnly, ' changed only'), exportMd, exportJson, el('span', { id: 'export-status', class: 'error', role: 'status' })),
     ),
     el('div', { class: 'charts' }, el('div', { class: 'chart', id: 'layers' }), el('div', { class: 'chart', id: 'histogram' }), el('div', { class: 'chart', id: 'energy' })),
