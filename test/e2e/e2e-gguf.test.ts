@@ -11,6 +11,9 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
+
+// Callbacks passed to frame.waitForFunction run in the page; the node type-check has no DOM lib.
+declare const document: { querySelectorAll(s: string): { length: number } };
 import { PRESETS, writeLlama } from '../fixtures/llama';
 import {
   CodeServer,
@@ -169,6 +172,12 @@ describe('VS Code journeys: GGUF (code-server + packaged VSIX)', () => {
       await answerFileDialog(page, 'Compare checkpoints: B', join(dir, GGUF));
       const frame = await frameWith(page, '#tensors tbody tr', 3 * UI_TIMEOUT_MS);
       await shots.take(page, 'report');
+      // Changed tensors show first, alone: the quantized ones.
+      const changedRows = await frame.$$eval('#tensors tbody tr', (trs) => trs.map((tr) => tr.getAttribute('data-name') ?? ''));
+      // Every pair, identical ones too.
+      await frame.uncheck('#changed-only');
+      await frame.waitForFunction((n) => document.querySelectorAll('#tensors tbody tr').length === n, hf.length, { timeout: UI_TIMEOUT_MS });
+      await shots.take(page, 'all-pairs');
       const rows = await frame.$$eval('#tensors tbody tr', (trs) => trs.map((tr) => ({ a: tr.getAttribute('data-name') ?? '', b: tr.getAttribute('data-name-b') ?? '', changed: tr.classList.contains('changed') })));
       // One row per tensor, each HF name beside its llama.cpp name.
       assert.deepEqual(rows.map((r) => [r.a, r.b]).sort(), hf.map((n) => [n, llamaCppName(n)]).sort());
@@ -177,6 +186,7 @@ describe('VS Code journeys: GGUF (code-server + packaged VSIX)', () => {
       // whole number of blocks) compare as identical, q and k rows included, read back in HF's order.
       const quantized = hf.filter((n) => type.get(llamaCppName(n)) === 'Q8_0').sort();
       assert.deepEqual(rows.filter((r) => r.changed).map((r) => r.a).sort(), quantized);
+      assert.deepEqual([...changedRows].sort(), quantized);
       assert.ok(quantized.length > 0 && quantized.length < hf.length);
       const text = (await frame.textContent(`#tensors tr[data-name="model.layers.0.self_attn.q_proj.weight"]`)) ?? '';
       assert.ok(text.includes('→ blk.0.attn_q.weight'), `the row shows B's name: ${text}`);
