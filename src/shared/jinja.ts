@@ -28,22 +28,22 @@ const isNameStart = (c: string) => (c >= 'a' && c <= 'z') || (c >= 'A' && c <= '
 const isName = (c: string) => isNameStart(c) || isDigit(c);
 const isSpace = (c: string) => c === ' ' || c === '\t' || c === '\n' || c === '\r';
 
-/** Where the construct opened at `from` (`{%`, `{{`, `{#`) ends: just past its closing delimiter, or the end of the text. */
-function closeOf(src: string, from: number, close: string, quotes: boolean): number {
+/** Where the construct opened at `from` (`{%`, `{{`, `{#`) ends: just past its closing delimiter, or (unclosed) the end of the text. */
+function closeOf(src: string, from: number, close: string, quotes: boolean): { end: number; closed: boolean } {
   let i = from + 2;
   while (i < src.length) {
     const c = src[i]!;
     if (quotes && (c === '"' || c === "'")) {
       const end = src.indexOf(c, i + 1);
       // An unterminated string runs to the end, as Jinja reads it.
-      if (end < 0) return src.length;
+      if (end < 0) break;
       i = end + 1;
       continue;
     }
-    if (c === close[0] && src[i + 1] === close[1]) return i + 2;
+    if (c === close[0] && src[i + 1] === close[1]) return { end: i + 2, closed: true };
     i++;
   }
-  return src.length;
+  return { end: src.length, closed: false };
 }
 
 /** The inside of a tag or expression, without its delimiters, as keyword/string/number/name/op/space tokens. */
@@ -84,10 +84,18 @@ function openLength(src: string, at: number): number {
   return c === '-' || c === '+' ? 3 : 2;
 }
 
-function closeLength(src: string, end: number, closedAt: number): number {
-  if (end !== closedAt) return 0;
+/** The closing delimiter's length, `-%}` included, never reaching back into the opening one (which ends at `bodyStart`). */
+function closeLength(src: string, end: number, bodyStart: number): number {
   const c = src[end - 3];
-  return c === '-' || c === '+' ? 3 : 2;
+  return (c === '-' || c === '+') && end - 3 >= bodyStart ? 3 : 2;
+}
+
+/** Appends literal text, joined to the text before it (a lone brace does not split a run of text). */
+function pushText(out: JinjaToken[], text: string): void {
+  if (!text) return;
+  const last = out[out.length - 1];
+  if (last?.kind === 'text') out[out.length - 1] = { kind: 'text', text: last.text + text };
+  else out.push({ kind: 'text', text });
 }
 
 export function jinjaTokens(src: string): JinjaToken[] {
@@ -95,40 +103,30 @@ export function jinjaTokens(src: string): JinjaToken[] {
   let i = 0;
   while (i < src.length) {
     const open = src.indexOf('{', i);
-    const next = open < 0 ? -1 : src[open + 1];
     if (open < 0) {
-      out.push({ kind: 'text', text: src.slice(i) });
+      pushText(out, src.slice(i));
       break;
     }
+    const next = src[open + 1];
     if (next !== '%' && next !== '{' && next !== '#') {
-      // A lone brace is text; keep scanning from past it.
-      const last = out[out.length - 1];
-      const text = src.slice(i, open + 1);
-      if (last?.kind === 'text') out[out.length - 1] = { kind: 'text', text: last.text + text };
-      else out.push({ kind: 'text', text });
+      pushText(out, src.slice(i, open + 1));
       i = open + 1;
       continue;
     }
-    if (open > i) {
-      const last = out[out.length - 1];
-      const text = src.slice(i, open);
-      if (last?.kind === 'text') out[out.length - 1] = { kind: 'text', text: last.text + text };
-      else out.push({ kind: 'text', text });
-    }
+    pushText(out, src.slice(i, open));
     if (next === '#') {
-      const end = closeOf(src, open, '#}', false);
+      const { end } = closeOf(src, open, '#}', false);
       out.push({ kind: 'comment', text: src.slice(open, end) });
       i = end;
       continue;
     }
     const kind: JinjaTokenKind = next === '%' ? 'tag' : 'expr';
     const close = next === '%' ? '%}' : '}}';
-    const end = closeOf(src, open, close, true);
-    const closed = src.slice(end - 2, end) === close && end - open >= 4;
+    const { end, closed } = closeOf(src, open, close, true);
     const ol = openLength(src, open);
-    const cl = closed ? closeLength(src, end, end) : 0;
+    const cl = closed ? closeLength(src, end, open + ol) : 0;
     out.push({ kind, text: src.slice(open, open + ol) });
-    inner(src.slice(open + ol, Math.max(open + ol, end - cl)), out);
+    inner(src.slice(open + ol, end - cl), out);
     if (cl) out.push({ kind, text: src.slice(end - cl, end) });
     i = end;
   }

@@ -13,6 +13,7 @@ import { ggmlTypeByName } from '../../src/format/gguf/types';
 import { openModel } from '../../src/format/openModel';
 import { ModelService } from '../../src/pipelines/viewer/modelService';
 import { tensorEntries, treeFromTable } from '../../src/shared/protocol';
+import { summaryText } from '../../src/pipelines/viewer/summaryText';
 
 let dir: string;
 before(() => {
@@ -123,6 +124,12 @@ test('a GGUF summary: architecture rows, tokenizer with special texts, template,
     assert.equal(types['output_norm.weight'], 'F32');
     const root = treeFromTable(s.tree, tensorEntries(s.tensors));
     assert.ok(root.children!.some((c) => c.kind === 'run' && c.label === 'blk ×2'), `children: ${root.children!.map((c) => c.label).join(', ')}`);
+    // "Show as Text": the GGUF's lines, and offsets from its data section (the first tensor's is 0).
+    const text = summaryText(s);
+    assert.match(text, /^gguf v3 {2}bits\/weight \d+\.\d\d {2}Q4_0 \d+\.\d%, Q8_0 \d+\.\d%, F32 \d+\.\d%$/m);
+    assert.match(text, /^ {2}EOS 999 "<\|eot_id\|>"$/m);
+    assert.match(text, /^ {2}chat template \d+ chars$/m);
+    assert.ok(text.includes(`token_embd.weight  Q8_0  [32, 64]  offsets [0, ${tensors[0]!.byteLength}]`), text);
   } finally {
     await m.close();
   }
