@@ -23,7 +23,7 @@
  */
 import type { DiffReport } from '../pipelines/diff';
 import type { QuantReport } from '../pipelines/quantize';
-import type { HeatmapResult, ModelSummary, QuantPreviewResult, ScanResult, ScanRow, TensorStatsResult } from '../pipelines/viewer/types';
+import type { HeatmapResult, ModelSummary, QuantPreviewResult, ScaleStatsResult, ScanResult, ScanRow, TensorStatsResult } from '../pipelines/viewer/types';
 
 export * from './columns';
 export type { AdapterInfo, DTypeTotal, HealthBadge, HistogramData, MemoryRow, QuantPreviewRow, ScanRow, TensorStatsData } from '../pipelines/viewer/types';
@@ -87,6 +87,12 @@ export interface HeatmapRequestMessage {
   readonly maxSize: number;
 }
 
+/** The scales of a quantized tensor (block `d`, a scheme's scale and zero-point parts): counts, range, log₂ histogram. */
+export interface ScaleStatsRequestMessage {
+  readonly type: 'scaleStats';
+  readonly name: string;
+}
+
 export interface ScanRequestMessage {
   readonly type: 'scan';
   readonly bins: number;
@@ -109,6 +115,7 @@ export type SummaryReplyMessage = ModelSummary;
 export type TensorStatsReplyMessage = TensorStatsResult;
 export type HeatmapReplyMessage = HeatmapResult;
 export type ScanReplyMessage = ScanResult;
+export type ScaleStatsReplyMessage = ScaleStatsResult;
 export type QuantPreviewReplyMessage = QuantPreviewResult;
 
 export interface ScanRowsEventMessage {
@@ -127,6 +134,7 @@ export type ViewerApi = {
     readonly summary: { readonly request: SummaryRequestMessage; readonly reply: SummaryReplyMessage };
     readonly tensorStats: { readonly request: TensorStatsRequestMessage; readonly reply: TensorStatsReplyMessage };
     readonly heatmap: { readonly request: HeatmapRequestMessage; readonly reply: HeatmapReplyMessage };
+    readonly scaleStats: { readonly request: ScaleStatsRequestMessage; readonly reply: ScaleStatsReplyMessage };
     readonly scan: { readonly request: ScanRequestMessage; readonly reply: ScanReplyMessage };
     readonly quantPreview: { readonly request: QuantPreviewRequestMessage; readonly reply: QuantPreviewReplyMessage };
     readonly reopenWithDefault: { readonly request: ReopenWithDefaultRequestMessage; readonly reply: DoneReplyMessage };

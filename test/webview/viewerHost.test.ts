@@ -359,6 +359,9 @@ test('protocol: replies, streamed events, errors as replies, aborts', async () =
         return { type: 'heatmap', name: 'x', width: 1, height: 1, rows: 1, cols: 1, pixels: new Uint8Array(1), nonFinite: new Uint8Array(1), scale: 0 };
       },
       scan: async () => ({ type: 'scan', tensors: 0, seconds: 0, backend: 'cpu' }),
+      scaleStats: async () => {
+        throw Object.assign(new Error('no scales'), { code: 'unsupported' });
+      },
       quantPreview: async () => ({ type: 'quantPreview', bytesBefore: 0, params: 0, sampleFraction: 0, seconds: 0, rows: [] }),
       reopenWithDefault: async () => ({ type: 'done' }),
       showAsText: async () => ({ type: 'done' }),

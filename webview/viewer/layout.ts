@@ -2,6 +2,7 @@
 import { treeFromTable, type AdapterInfo, type ErrorInfo, type SummaryReplyMessage, type TreeNodeData } from '../../src/shared/protocol';
 import { clear, formatBytes, formatCount, formatNumber, h } from '../shared/dom';
 import { select } from './details';
+import { attachParts, describeQuant, quantHeaderView } from './quantized';
 import { startQuantPreview } from './quantView';
 import { startScan } from './scanView';
 import { save, type Viewer } from './state';
@@ -69,6 +70,7 @@ export function renderViewer(v: Viewer, s: SummaryReplyMessage): void {
 
   performance.mark('tw:tree-start');
   const treeRoot = treeFromTable(s.tree, v.state.tensors);
+  attachParts(v, treeRoot);
   performance.measure('tw:build-tree', 'tw:tree-start');
   v.state.tree = new TreeView(treeHost, treeRoot, {
     describe: (d) => describe(v, d),
@@ -108,6 +110,7 @@ export function renderTotals(s: SummaryReplyMessage): HTMLElement {
     s.safety ? safetyBanner(s.safety) : null,
     s.adapter ? adapterLine(s.adapter) : null,
     s.notes?.length ? h('ul', { id: 'notes', class: 'notes' }, ...s.notes.map((n) => h('li', {}, n))) : null,
+    s.quantHeader ? quantHeaderView(s.quantHeader) : null,
     table(
       'dtype-table',
       ['dtype', 'tensors', 'params', 'bytes'],
@@ -153,6 +156,8 @@ export function renderMetadata(s: SummaryReplyMessage): HTMLElement {
 }
 
 export function describe(v: Viewer, d: TreeNodeData): string {
+  const q = describeQuant(v, d);
+  if (q !== undefined) return q;
   const t = d.tensor !== undefined ? v.state.tensors[d.tensor] : undefined;
   if (t) return `${t.dtype} [${t.shape.join(', ')}]`;
   return `${formatCount(d.params)} · ${d.tensors === 1 ? '1 tensor' : `${formatCount(d.tensors)} tensors`}`;

@@ -19,7 +19,8 @@ import { HEATMAP_MAX_SIZE, computeHeatmap } from './heatmap';
 import { ResultCache, resultKey, stampKey, type FileStamp } from './resultCache';
 import { buildOutline, buildSummary, isViewable, moduleTreeOf } from './summary';
 import { scanRow, statsData } from './tensorView';
-import type { AdapterInfo, HeatmapResult, ModelSummary, QuantPreviewResult, ScanResult, TensorStatsResult } from './types';
+import { hasScales, scaleStats } from '../scaleStats';
+import type { AdapterInfo, HeatmapResult, ModelSummary, QuantPreviewResult, ScaleStatsResult, ScanResult, TensorStatsResult } from './types';
 
 export { buildOutline, buildSummary, isViewable, treeTableOf } from './summary';
 export { computeHeatmap } from './heatmap';
@@ -50,7 +51,7 @@ const ADAPTER_NAME = /(^|[._])lora_(A|B|down|up)([._]|$)/;
 
 /** One opened model and its cached results. A new file on disk means a new service. */
 export class ModelService {
-  private readonly cache = new ResultCache<TensorStatsResult | HeatmapResult>();
+  private readonly cache = new ResultCache<TensorStatsResult | HeatmapResult | ScaleStatsResult>();
   private readonly stamp: string;
   /** The model's files as they were when its header was read. */
   readonly files: readonly FileStamp[];
@@ -156,6 +157,18 @@ export class ModelService {
     const hit = this.cache.get(key);
     if (hit?.type === 'heatmap') return hit;
     const reply = await computeHeatmap(this.model, t, size, signal);
+    this.cache.set(key, reply);
+    return reply;
+  }
+
+  /** The scales of a quantized tensor (block `d`, a scheme's scale parts); `unsupported` for one without. */
+  async scaleStats(name: string, signal?: AbortSignal): Promise<ScaleStatsResult> {
+    const t = this.tensorOrThrow(name);
+    if (!hasScales(t)) throw new FormatError('unsupported', `${t.dtype} stores no scales`, this.model.path, name);
+    const key = resultKey(this.stamp, 'scales', { name });
+    const hit = this.cache.get(key);
+    if (hit?.type === 'scaleStats') return hit;
+    const reply: ScaleStatsResult = { type: 'scaleStats', report: await scaleStats(this.model, t, { backend: this.backend(), signal }) };
     this.cache.set(key, reply);
     return reply;
   }

@@ -6,6 +6,7 @@ import { typeNameOf, type Model, type TensorInfo } from '../../format/model';
 import { estimateMemory } from '../memory';
 import { buildModuleTree, type ModuleNode } from '../moduleTree';
 import { TreeTableBuilder, tensorTable, type TreeTable } from '../../shared/columns';
+import { quantizedSummary } from './quantizedSummary';
 import type { DTypeTotal, ModelSummary } from './types';
 
 /** C64 decodes to (real, imaginary) pairs: there is no single value to histogram or draw. */
@@ -110,6 +111,7 @@ export function buildOutline(model: Model, tree: ModuleNode = moduleTreeOf(model
     metadata: Object.entries(model.metadata),
     tree: table,
     ...provenanceOf(model),
+    ...quantizedSummary(model, shown),
   };
 }
 
@@ -132,6 +134,7 @@ export function buildSummary(model: Model, tree: ModuleNode = moduleTreeOf(model
     metadata: Object.entries(model.metadata),
     tree: treeTableOf(tree, (name) => indexOf.get(name)),
     ...provenanceOf(model),
+    ...quantizedSummary(model, model.tensors),
   };
 }
 

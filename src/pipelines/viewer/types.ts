@@ -10,6 +10,8 @@ import type { PreviewResult, PreviewRow } from '../quantize';
 import type { TensorStats } from '../stats';
 import type { TensorTable, TreeTable } from '../../shared/columns';
 import type { ErrorInfo } from '../../shared/protocol';
+import type { QuantHeader, QuantTable } from '../../shared/quantizedColumns';
+import type { ScaleStatsReport } from '../scaleStats';
 
 export interface AdapterInfo {
   readonly format: string;
@@ -96,6 +98,16 @@ export interface ModelSummary {
    */
   readonly safety?: { readonly clean: boolean; readonly text: string; readonly findings?: readonly string[] };
   readonly notes?: readonly string[];
+  /** The tensors stored as a block type or scheme (indices into `tensors`): scheme, bits per weight, group, parts. */
+  readonly quantized?: QuantTable;
+  /** A quantized-safetensors model's schemes, config.json's declaration and ignore list, and where they disagree. */
+  readonly quantHeader?: QuantHeader;
+}
+
+/** The scales of one quantized tensor (see ScaleStatsReport). */
+export interface ScaleStatsResult {
+  readonly type: 'scaleStats';
+  readonly report: ScaleStatsReport;
 }
 
 export interface TensorStatsResult {

@@ -244,6 +244,7 @@ export class ViewerProvider extends Disposable implements vscode.CustomReadonlyE
         quantPreview: async (_r, ctx) => (await doc.model()).quantPreview(ctx.signal),
         tensorStats: async (r, ctx) => (await doc.model()).tensorStats(r.name, r.bins, ctx.signal),
         heatmap: async (r, ctx) => (await doc.model()).heatmap(r.name, r.maxSize, ctx.signal),
+        scaleStats: async (r, ctx) => (await doc.model()).scaleStats(r.name, ctx.signal),
         scan: async (r, ctx) => (await doc.model()).scan(r.bins, ctx.emit, ctx.signal),
         reopenWithDefault: async () => {
           await vscode.commands.executeCommand('vscode.openWith', doc.uri, 'default', panel.viewColumn);
