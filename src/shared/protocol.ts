@@ -26,6 +26,7 @@ import type { QuantReport } from '../pipelines/quantize';
 import type { HeatmapResult, ModelSummary, QuantPreviewResult, ScaleStatsResult, ScanResult, ScanRow, TensorStatsResult } from '../pipelines/viewer/types';
 
 export * from './columns';
+export * from './quantizedColumns';
 export type { AdapterInfo, DTypeTotal, HealthBadge, HistogramData, MemoryRow, QuantPreviewRow, ScanRow, TensorStatsData } from '../pipelines/viewer/types';
 
 /** An error as it crosses the boundary: a FormatError's code and message, or a generic code. */

@@ -3,8 +3,7 @@
  * and the details, its parts folded under it, the header's scheme line and ignore list, and
  * (scalesView.ts) the statistics of its scales. Everything comes from the summary's columns.
  */
-import type { SummaryReplyMessage, TensorEntry, TreeNodeData } from '../../src/shared/protocol';
-import { quantEntries, type QuantEntry, type QuantHeader, type QuantPart } from '../../src/shared/quantizedColumns';
+import { quantEntries, type QuantEntry, type QuantHeader, type QuantPart, type SummaryReplyMessage, type TensorEntry, type TreeNodeData } from '../../src/shared/protocol';
 import { formatBytes, formatCount, h } from '../shared/dom';
 import { renderScales } from './scalesView';
 import type { Viewer } from './state';
