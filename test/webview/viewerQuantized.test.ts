@@ -102,6 +102,7 @@ test('FP8 blocks: header with scheme, ignore list and the disagreement; parts fo
       const top = Math.max(...counts);
       heights.forEach((hgt, i) => assert.ok(Math.abs(hgt - (counts[i] ? Math.max(2, (counts[i]! / top) * 100) : 0)) < 1e-6, `bar ${i}`));
       await page.screenshot({ path: join(ARTIFACTS, 'quantized-fp8.png') });
+      await (await page.$('#scales-section'))!.screenshot({ path: join(ARTIFACTS, 'quantized-fp8-scales.png') });
 
       // A part row: where its bytes are.
       await page.click(row(`${name}#scale_inv`));
@@ -162,6 +163,7 @@ test('GGUF K-quants: the row shows type, bits per weight and super-block; detail
       // Random bytes hold NaN/Inf d values: the badge says so.
       assert.ok((await page.$$('#scales-section [data-badge="non-finite"]')).length > 0);
       await page.screenshot({ path: join(ARTIFACTS, 'quantized-gguf-q4k.png') });
+      await (await page.$('#scales-section'))!.screenshot({ path: join(ARTIFACTS, 'quantized-gguf-q4k-scales.png') });
       await assertClean(page);
       await page.close();
     } finally {
