@@ -8,6 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { disposeBackends } from '../../src/compute/backend';
+import { gpuBrokenReason } from '../../src/compute/gpu/device';
+import { webgpuOrSkip } from '../compute/backends';
 import { LOG2_BINS_PER_OCTAVE, LOG2_LO, ZERO_LO } from '../../src/compute/scales/scaleStats';
 import { openModel } from '../../src/format/openModel';
 import type { Model } from '../../src/format/model';
@@ -149,5 +151,17 @@ test('cancelling stops the count with CancelledError', { skip }, async () => {
     const ctl = new AbortController();
     ctl.abort();
     await assert.rejects(scaleStats(m, t, { signal: ctl.signal, backend: 'cpu' }), (e: Error) => e.name === 'CancelledError');
+  });
+});
+
+test('on the WebGPU backend the count runs the CPU twin and gives the same numbers, leaving the device in use', { skip }, async (t) => {
+  const gpu = await webgpuOrSkip(t);
+  if (!gpu) return;
+  await schemeCase('nvfp4_modelopt', async (m) => {
+    const x = m.tensors.find((y) => y.storage?.kind === 'scheme')!;
+    const cpu = await scaleStats(m, x, { backend: 'cpu' });
+    const web = await scaleStats(m, x, { backend: 'webgpu' });
+    assert.deepEqual(web.series, cpu.series);
+    assert.equal(gpuBrokenReason(), undefined);
   });
 });

@@ -74,7 +74,8 @@ function histogram(s: ScaleSeries): HTMLElement | null {
   const bars = h('div', { class: 'scale-bars', role: 'img', 'aria-label': `histogram of ${s.kind === 'zero' ? 'zero points' : 'log₂|scale|'}, ${counts.length} bins` });
   counts.forEach((c, i) => {
     const bar = h('div', { class: c ? 'scale-bar' : 'scale-bar empty', title: `${label(i)}${s.kind === 'zero' ? '' : ` … 2^${(lo + (i + 1) * width).toFixed(2)}`}: ${formatNumber(c)}` });
-    // CSSOM, not a style attribute: the page's CSP allows no inline styles.
+    // CSSOM, not a style attribute: the page's CSP allows no inline styles. A bin holding
+    // anything stays at least 2% tall, so a lone block among thousands is still seen.
     bar.style.height = `${top ? Math.max(c ? 2 : 0, (c / top) * 100) : 0}%`;
     bars.append(bar);
   });
