@@ -43,6 +43,7 @@ import { q4_1Kernel } from './quant/q4_1';
 import { q8_0Kernel } from './quant/q8_0';
 import { KQUANT_KERNELS } from './quant/kquant';
 import type { KernelDef } from './kernel';
+import { scaleStatsKernel } from './scales/scaleStats';
 import { statsKernel } from './stats/stats';
 import { statsSmallKernel } from './stats/statsSmall';
 
@@ -60,4 +61,5 @@ export const KERNELS: Record<string, KernelDef<any, any>> = {
   'quant.int8-channel': int8ChannelKernel,
   'quant.fp8-e4m3': fp8E4m3Kernel,
   ...KQUANT_KERNELS,
+  scales: scaleStatsKernel,
 };

@@ -1,4 +1,5 @@
 import type { DType } from './dtypes';
+import type { QuantizationDeclared } from './quantized/configInfo';
 import type { ByteSource } from './source';
 import { plainStorage, storageName, type StorageType, type TensorPart } from './storage';
 
@@ -85,6 +86,8 @@ export interface Model {
    * Writers refuse a model that is not clean unless the user overrides it.
    */
   readonly safety?: { readonly clean: boolean; readonly text: string; readonly findings?: readonly string[] };
+  /** What config.json's `quantization_config` declares (quantized safetensors); the tensors may disagree. */
+  readonly quantization?: QuantizationDeclared;
   tensor(name: string): TensorInfo | undefined;
   /** Reads `into.length` bytes of a tensor starting `offset` bytes into it; `signal` aborts a read in flight (HTTP). */
   read(t: TensorInfo, offset: number, into: Uint8Array, signal?: AbortSignal): Promise<void>;

@@ -2,6 +2,7 @@ import type { DType } from './dtypes';
 import { FormatError } from './errors';
 import { HEADER_PREFIX_BYTES, parseHeader, readHeaderLength } from './header';
 import { storageOf, type ChunkOptions, type Model, type ModelFile, type TensorInfo } from './model';
+import type { QuantizationDeclared } from './quantized/configInfo';
 import type { ByteSource } from './source';
 import { plainStorage, storageUnit, type TensorPart } from './storage';
 
@@ -80,6 +81,7 @@ export class SourceModel implements Model {
     readonly tensors: readonly TensorInfo[],
     private readonly sources: readonly ByteSource[],
     readonly notes?: readonly string[],
+    readonly quantization?: QuantizationDeclared,
   ) {
     this.byName = new Map();
     for (const t of tensors) this.byName.set(t.name, t);
@@ -101,8 +103,8 @@ export class SourceModel implements Model {
   }
 
   /** The same files and sources seen through other tensors (logical ones built from these); the new model owns the sources. */
-  withTensors(tensors: readonly TensorInfo[], notes: readonly string[]): SourceModel {
-    return new SourceModel(this.path, this.files, tensors, this.sources, [...(this.notes ?? []), ...notes]);
+  withTensors(tensors: readonly TensorInfo[], notes: readonly string[], quantization?: QuantizationDeclared): SourceModel {
+    return new SourceModel(this.path, this.files, tensors, this.sources, [...(this.notes ?? []), ...notes], quantization ?? this.quantization);
   }
 
   /** Reads `into.length` bytes of one part of a tensor (a scheme's scale, say), `offset` bytes into the part. */

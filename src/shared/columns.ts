@@ -30,7 +30,8 @@ export interface TreeNodeData {
   readonly label: string;
   /** Dotted path of the module or tensor (`model.layers.{0..31}` for a run). */
   readonly path: string;
-  readonly kind: 'module' | 'run' | 'tensor';
+  /** `part`: a stored part of a quantized tensor, folded under it by the page (never in a TreeTable). */
+  readonly kind: 'module' | 'run' | 'tensor' | 'part';
   /** For a tensor: its index in SummaryReplyMessage.tensors. */
   readonly tensor?: number;
   /** Number of tensors below this node (1 for a tensor). */
@@ -205,7 +206,7 @@ export class TreeTableBuilder {
   private readonly bytes: number[] = [];
 
   /** Adds a node; a tensor node's path, label and sizes are its tensor's and are not stored. */
-  add(parent: number, kind: TreeNodeData['kind'], path: string, label: string, tensor: number, tensors: number, params: number, bytes: number): number {
+  add(parent: number, kind: (typeof TREE_KINDS)[number], path: string, label: string, tensor: number, tensors: number, params: number, bytes: number): number {
     this.parent.push(parent);
     this.kind.push(TREE_KINDS.indexOf(kind));
     const isTensor = kind === 'tensor' && tensor >= 0;
@@ -242,6 +243,7 @@ function lastPart(path: string): string {
 export function treeTable(root: TreeNodeData): TreeTable {
   const b = new TreeTableBuilder();
   const visit = (n: TreeNodeData, parent: number) => {
+    if (n.kind === 'part') return; // the page's own rows, never sent
     const i = b.add(parent, n.kind, n.path, n.label, n.tensor ?? -1, n.tensors, n.params, n.bytes);
     for (const c of n.children ?? []) visit(c, i);
   };

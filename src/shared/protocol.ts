@@ -23,10 +23,11 @@
  */
 import type { DiffReport } from '../pipelines/diff';
 import type { QuantReport } from '../pipelines/quantize';
-import type { GgufArrayResult, HeatmapResult, ModelSummary, QuantPreviewResult, ScanResult, ScanRow, TensorStatsResult } from '../pipelines/viewer/types';
+import type { GgufArrayResult, HeatmapResult, ModelSummary, QuantPreviewResult, ScaleStatsResult, ScanResult, ScanRow, TensorStatsResult } from '../pipelines/viewer/types';
 
 export * from './columns';
 export * from './jinja';
+export * from './quantizedColumns';
 export type { AdapterInfo, DTypeTotal, GgufKeyRow, GgufSpecialToken, GgufSummary, GgufTokenizerSummary, GgufTypeShare, HealthBadge, HistogramData, MemoryRow, QuantPreviewRow, ScanRow, TensorStatsData } from '../pipelines/viewer/types';
 
 /** An error as it crosses the boundary: a FormatError's code and message, or a generic code. */
@@ -88,6 +89,12 @@ export interface HeatmapRequestMessage {
   readonly maxSize: number;
 }
 
+/** The scales of a quantized tensor (block `d`, a scheme's scale and zero-point parts): counts, range, log₂ histogram. */
+export interface ScaleStatsRequestMessage {
+  readonly type: 'scaleStats';
+  readonly name: string;
+}
+
 export interface ScanRequestMessage {
   readonly type: 'scan';
   readonly bins: number;
@@ -120,6 +127,7 @@ export type SummaryReplyMessage = ModelSummary;
 export type TensorStatsReplyMessage = TensorStatsResult;
 export type HeatmapReplyMessage = HeatmapResult;
 export type ScanReplyMessage = ScanResult;
+export type ScaleStatsReplyMessage = ScaleStatsResult;
 export type QuantPreviewReplyMessage = QuantPreviewResult;
 
 export interface ScanRowsEventMessage {
@@ -138,6 +146,7 @@ export type ViewerApi = {
     readonly summary: { readonly request: SummaryRequestMessage; readonly reply: SummaryReplyMessage };
     readonly tensorStats: { readonly request: TensorStatsRequestMessage; readonly reply: TensorStatsReplyMessage };
     readonly heatmap: { readonly request: HeatmapRequestMessage; readonly reply: HeatmapReplyMessage };
+    readonly scaleStats: { readonly request: ScaleStatsRequestMessage; readonly reply: ScaleStatsReplyMessage };
     readonly scan: { readonly request: ScanRequestMessage; readonly reply: ScanReplyMessage };
     readonly quantPreview: { readonly request: QuantPreviewRequestMessage; readonly reply: QuantPreviewReplyMessage };
     readonly ggufArray: { readonly request: GgufArrayRequestMessage; readonly reply: GgufArrayReplyMessage };

@@ -360,6 +360,9 @@ test('protocol: replies, streamed events, errors as replies, aborts', async () =
       },
       ggufArray: async (r) => ({ type: 'ggufArray', key: r.key, start: r.start, total: 0, items: [] }),
       scan: async () => ({ type: 'scan', tensors: 0, seconds: 0, backend: 'cpu' }),
+      scaleStats: async () => {
+        throw Object.assign(new Error('no scales'), { code: 'unsupported' });
+      },
       quantPreview: async () => ({ type: 'quantPreview', bytesBefore: 0, params: 0, sampleFraction: 0, seconds: 0, rows: [] }),
       reopenWithDefault: async () => ({ type: 'done' }),
       showAsText: async () => ({ type: 'done' }),

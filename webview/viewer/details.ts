@@ -2,7 +2,8 @@
 import { errorInfoOf, type TensorEntry, type TreeNodeData } from '../../src/shared/protocol';
 import { clear, formatBytes, formatCount, formatNumber, h } from '../shared/dom';
 import { HEATMAP_SIZE, HISTOGRAM_BINS, save, type Viewer } from './state';
-import { bitsPerWeight, blockScalesSlot, formatBpw } from './ggufView';
+import { bitsPerWeight, formatBpw } from './ggufView';
+import { renderPartDetails, renderQuantDetails } from './quantized';
 import { renderHeatmap, renderStats } from './statsView';
 import type { TreeNode } from './tree';
 import { table } from './widgets';
@@ -15,8 +16,8 @@ export function select(v: Viewer, n: TreeNode): void {
   const details = document.getElementById('details')!;
   clear(details);
   v.state.lastStats = undefined;
-  if (n.tensor !== undefined) renderTensor(v, details, v.state.tensors[n.tensor]!, v.state.selection.signal);
-  else renderModule(v, details, n);
+  if (n.tensor !== undefined) renderTensor(v, details, v.state.tensors[n.tensor]!, v.state.selection.signal, n.tensor);
+  else if (!renderPartDetails(v, details, n)) renderModule(v, details, n);
   const tabs = document.getElementById('tabs') as HTMLElement & { selectedIndex: number };
   if (tabs.selectedIndex !== 0) tabs.selectedIndex = 0;
 }
@@ -42,7 +43,7 @@ export function renderModule(v: Viewer, el: HTMLElement, d: TreeNodeData): void 
   );
 }
 
-export function renderTensor(v: Viewer, el: HTMLElement, t: TensorEntry, signal: AbortSignal): void {
+export function renderTensor(v: Viewer, el: HTMLElement, t: TensorEntry, signal: AbortSignal, index = v.state.tensors.indexOf(t)): void {
   const file = v.state.summary!.files[t.file]!;
   const gguf = !!v.state.summary!.gguf;
   // A GGUF's offsets count from its data section (`headerBytes` is where it starts); safetensors' from after the 8-byte length and the header.
@@ -79,9 +80,7 @@ export function renderTensor(v: Viewer, el: HTMLElement, t: TensorEntry, signal:
   const isMatrix = t.shape.length >= 2;
   const heatEl = isMatrix ? h('section', { id: 'heatmap-section', class: 'heatmap-section' }, h('p', { class: 'hint' }, 'Computing heatmap…')) : null;
   if (heatEl) el.append(heatEl);
-  // Block-scale statistics of a quantized tensor have their own view; this is their place.
-  const scales = gguf ? blockScalesSlot(t) : null;
-  if (scales) el.append(scales);
+  renderQuantDetails(v, el, t, index, signal);
   void v.requester
     .request({ type: 'tensorStats', name: t.name, bins: HISTOGRAM_BINS }, { signal })
     .then((r) => {

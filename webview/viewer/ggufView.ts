@@ -141,7 +141,3 @@ export function renderGgufPanel(v: Viewer, g: GgufSummary): HTMLElement {
   );
 }
 
-/** Where block-scale statistics of a block-quantized tensor go (filled by their own view). */
-export function blockScalesSlot(t: TensorEntry): HTMLElement | null {
-  return isBlockType(t.dtype) ? h('section', { id: 'block-scales', class: 'block-scales', 'data-slot': 'block-scales', hidden: '' }) : null;
-}

@@ -3,6 +3,7 @@ import { treeFromTable, type AdapterInfo, type ErrorInfo, type SummaryReplyMessa
 import { clear, formatBytes, formatCount, formatNumber, h } from '../shared/dom';
 import { select } from './details';
 import { bitsPerWeight, formatBpw, ggufHeaderLine, renderGgufPanel } from './ggufView';
+import { attachParts, describeQuant, quantHeaderView } from './quantized';
 import { startQuantPreview } from './quantView';
 import { startScan } from './scanView';
 import { save, type Viewer } from './state';
@@ -78,6 +79,7 @@ export function renderViewer(v: Viewer, s: SummaryReplyMessage): void {
 
   performance.mark('tw:tree-start');
   const treeRoot = treeFromTable(s.tree, v.state.tensors);
+  attachParts(v, treeRoot);
   performance.measure('tw:build-tree', 'tw:tree-start');
   v.state.tree = new TreeView(treeHost, treeRoot, {
     describe: (d) => describe(v, d),
@@ -119,6 +121,7 @@ export function renderTotals(s: SummaryReplyMessage): HTMLElement {
     s.gguf ? ggufHeaderLine(s.gguf) : null,
     // A GGUF's notes (architecture, tokenizer) are its Model tab, in full.
     s.notes?.length && !s.gguf ? h('ul', { id: 'notes', class: 'notes' }, ...s.notes.map((n) => h('li', {}, n))) : null,
+    s.quantHeader ? quantHeaderView(s.quantHeader) : null,
     table(
       'dtype-table',
       ['dtype', 'tensors', 'params', 'bytes'],
@@ -164,6 +167,8 @@ export function renderMetadata(s: SummaryReplyMessage): HTMLElement {
 }
 
 export function describe(v: Viewer, d: TreeNodeData): string {
+  const q = describeQuant(v, d);
+  if (q !== undefined) return q;
   const t = d.tensor !== undefined ? v.state.tensors[d.tensor] : undefined;
   if (t && v.state.summary?.gguf) return `${t.dtype} · ${formatBpw(bitsPerWeight(t))} bpw [${t.shape.join(', ')}]`;
   if (t) return `${t.dtype} [${t.shape.join(', ')}]`;

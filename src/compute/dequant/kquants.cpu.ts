@@ -28,7 +28,7 @@ export function q2_K(src: Uint8Array, out: Float32Array, nb: number): void {
 }
 
 /** Q3_K's sixteen 6-bit scales, unpacked from 12 bytes the way ggml's kmask shuffle does. */
-function q3kScales(src: Uint8Array, p: number, scales: Int32Array): void {
+export function q3kScales(src: Uint8Array, p: number, scales: Int32Array): void {
   for (let j = 0; j < 16; j++) {
     const low = j < 8 ? src[p + j] & 15 : src[p + j - 8] >> 4;
     const high = (src[p + 8 + (j & 3)] >> (2 * (j >> 2))) & 3;
@@ -59,10 +59,10 @@ export function q3_K(src: Uint8Array, out: Float32Array, nb: number): void {
 }
 
 /** Q4_K/Q5_K's 6-bit scale and min of sub-block j, from the 12 packed bytes at `p`. */
-function scaleK4(src: Uint8Array, p: number, j: number): number {
+export function scaleK4(src: Uint8Array, p: number, j: number): number {
   return j < 4 ? src[p + j] & 63 : (src[p + j + 4] & 15) | ((src[p + j - 4] >> 6) << 4);
 }
-function minK4(src: Uint8Array, p: number, j: number): number {
+export function minK4(src: Uint8Array, p: number, j: number): number {
   return j < 4 ? src[p + j + 4] & 63 : (src[p + j + 4] >> 4) | ((src[p + j] >> 6) << 4);
 }
 

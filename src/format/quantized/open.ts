@@ -1,5 +1,6 @@
 import type { Model, SourceOpener, TensorInfo } from '../model';
 import { SourceModel } from '../reader';
+import { declaredQuantization } from './configInfo';
 import { recognizeQuantized } from './quantizedModel';
 
 // Cheap test before config.json is read: a name that only quantized checkpoints use.
@@ -34,6 +35,7 @@ export async function withQuantized(model: Model, dir: string, opener: SourceOpe
     await model.close().catch(() => undefined);
     throw e;
   }
-  if (r.notes.length === 0 && r.tensors.length === model.tensors.length) return model;
-  return model.withTensors(r.tensors, r.notes);
+  const declared = declaredQuantization(configText);
+  if (r.notes.length === 0 && r.tensors.length === model.tensors.length && !declared) return model;
+  return model.withTensors(r.tensors, r.notes, declared);
 }

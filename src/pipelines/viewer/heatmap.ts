@@ -7,7 +7,8 @@
  * `computeHeatmap` streams a tensor's chunks from the file, decodes and feeds them.
  */
 import { storageDecoder } from '../../compute/decode/blocks';
-import { storageUnit } from '../../format/storage';
+import { readSchemeUnits, unitCount } from '../../format/quantized/units';
+import { storageUnit, type StorageType } from '../../format/storage';
 import { decodeToF32 } from '../../format/decode';
 import { FormatError } from '../../format/errors';
 import { storageOf, type Model, type TensorInfo } from '../../format/model';
@@ -113,6 +114,10 @@ export async function computeHeatmap(model: Model, t: TensorInfo, maxSize: numbe
   const acc = new HeatmapAccumulator(rows, cols, Math.min(maxSize, HEATMAP_MAX_SIZE));
   const storage = storageOf(t);
   const unit = storageUnit(storage);
+  if (storage.kind === 'scheme') {
+    await pushSchemeUnits(model, t, storage, acc, signal);
+    return { type: 'heatmap', name: t.name, ...acc.image() };
+  }
   let scratch = new Float32Array(0);
   for await (const chunk of model.chunks(t, { chunkBytes: HEATMAP_CHUNK_BYTES, signal })) {
     throwIfCancelled(signal);
@@ -127,3 +132,20 @@ export async function computeHeatmap(model: Model, t: TensorInfo, maxSize: numbe
   return { type: 'heatmap', name: t.name, ...img };
 }
 
+
+/**
+ * A quantized weight's values, decoded a run of whole units at a time from all its parts
+ * (a unit of at least HEATMAP_CHUNK_BYTES, GPTQ's whole tensor, is one run by itself).
+ */
+async function pushSchemeUnits(model: Model, t: TensorInfo, storage: Extract<StorageType, { kind: 'scheme' }>, acc: HeatmapAccumulator, signal?: AbortSignal): Promise<void> {
+  const per = Math.max(1, Math.floor(HEATMAP_CHUNK_BYTES / Math.max(1, storageUnit(storage).bytes)));
+  const units = unitCount(t);
+  const decoder = storageDecoder(storage);
+  for (let u0 = 0; u0 < units; u0 += per) {
+    throwIfCancelled(signal);
+    const r = await readSchemeUnits(model, t, u0, Math.min(units, u0 + per));
+    const out = new Float32Array(r.count);
+    decoder.cpu([r.data, ...r.more], out, storage);
+    acc.push(out);
+  }
+}

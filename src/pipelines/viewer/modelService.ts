@@ -21,7 +21,8 @@ import { buildOutline, buildSummary, isViewable, moduleTreeOf } from './summary'
 import { scanRow, statsData } from './tensorView';
 import { ggufOf } from '../../format/gguf/ggufModel';
 import { GgufArrayPager } from './ggufView';
-import type { AdapterInfo, GgufArrayResult, HeatmapResult, ModelSummary, QuantPreviewResult, ScanResult, TensorStatsResult } from './types';
+import { hasScales, scaleStats } from '../scaleStats';
+import type { AdapterInfo, GgufArrayResult, HeatmapResult, ModelSummary, QuantPreviewResult, ScaleStatsResult, ScanResult, TensorStatsResult } from './types';
 
 export { buildOutline, buildSummary, isViewable, treeTableOf } from './summary';
 export { computeHeatmap } from './heatmap';
@@ -52,7 +53,7 @@ const ADAPTER_NAME = /(^|[._])lora_(A|B|down|up)([._]|$)/;
 
 /** One opened model and its cached results. A new file on disk means a new service. */
 export class ModelService {
-  private readonly cache = new ResultCache<TensorStatsResult | HeatmapResult>();
+  private readonly cache = new ResultCache<TensorStatsResult | HeatmapResult | ScaleStatsResult>();
   private readonly stamp: string;
   /** The model's files as they were when its header was read. */
   readonly files: readonly FileStamp[];
@@ -168,6 +169,18 @@ export class ModelService {
     const g = ggufOf(this.model);
     if (!g) throw new FormatError('unsupported', 'only GGUF files have metadata arrays', this.model.path);
     return (this.pager ??= new GgufArrayPager(g)).page(key, start, count);
+  }
+
+  /** The scales of a quantized tensor (block `d`, a scheme's scale parts); `unsupported` for one without. */
+  async scaleStats(name: string, signal?: AbortSignal): Promise<ScaleStatsResult> {
+    const t = this.tensorOrThrow(name);
+    if (!hasScales(t)) throw new FormatError('unsupported', `${t.dtype} stores no scales`, this.model.path, name);
+    const key = resultKey(this.stamp, 'scales', { name });
+    const hit = this.cache.get(key);
+    if (hit?.type === 'scaleStats') return hit;
+    const reply: ScaleStatsResult = { type: 'scaleStats', report: await scaleStats(this.model, t, { backend: this.backend(), signal }) };
+    this.cache.set(key, reply);
+    return reply;
   }
 
   /** Statistics of every tensor, in batches; rows and byte progress stream through `emit`. */

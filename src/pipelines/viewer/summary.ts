@@ -8,6 +8,7 @@ import { buildModuleTree, type ModuleNode } from '../moduleTree';
 import { TreeTableBuilder, tensorTable, type TreeTable } from '../../shared/columns';
 import { ggufOf } from '../../format/gguf/ggufModel';
 import { ggufSummary } from './ggufView';
+import { quantizedSummary } from './quantizedSummary';
 import type { DTypeTotal, ModelSummary } from './types';
 
 /** C64 decodes to (real, imaginary) pairs: there is no single value to histogram or draw. */
@@ -112,6 +113,7 @@ export function buildOutline(model: Model, tree: ModuleNode = moduleTreeOf(model
     metadata: Object.entries(model.metadata),
     tree: table,
     ...provenanceOf(model),
+    ...quantizedSummary(model, shown),
   };
 }
 
@@ -136,6 +138,7 @@ export function buildSummary(model: Model, tree: ModuleNode = moduleTreeOf(model
     metadata: Object.entries(model.metadata),
     tree: treeTableOf(tree, (name) => indexOf.get(name)),
     ...provenanceOf(model),
+    ...quantizedSummary(model, model.tensors),
   };
 }
 

@@ -10,6 +10,8 @@ import type { PreviewResult, PreviewRow } from '../quantize';
 import type { TensorStats } from '../stats';
 import type { TensorTable, TreeTable } from '../../shared/columns';
 import type { ErrorInfo } from '../../shared/protocol';
+import type { QuantHeader, QuantTable } from '../../shared/quantizedColumns';
+import type { ScaleStatsReport } from '../scaleStats';
 
 export interface AdapterInfo {
   readonly format: string;
@@ -98,6 +100,10 @@ export interface ModelSummary {
   readonly notes?: readonly string[];
   /** Present when the file is a GGUF: its architecture, tokenizer, other keys and type mix. */
   readonly gguf?: GgufSummary;
+  /** The tensors stored as a block type or scheme (indices into `tensors`): scheme, bits per weight, group, parts. */
+  readonly quantized?: QuantTable;
+  /** A quantized-safetensors model's schemes, config.json's declaration and ignore list, and where they disagree. */
+  readonly quantHeader?: QuantHeader;
 }
 
 /** One metadata key of a GGUF file as the page shows it. */
@@ -166,6 +172,12 @@ export interface GgufArrayResult {
   /** The array's length. */
   readonly total: number;
   readonly items: readonly string[];
+}
+
+/** The scales of one quantized tensor (see ScaleStatsReport). */
+export interface ScaleStatsResult {
+  readonly type: 'scaleStats';
+  readonly report: ScaleStatsReport;
 }
 
 export interface TensorStatsResult {

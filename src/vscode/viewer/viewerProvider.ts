@@ -245,6 +245,7 @@ export class ViewerProvider extends Disposable implements vscode.CustomReadonlyE
         quantPreview: async (_r, ctx) => (await doc.model()).quantPreview(ctx.signal),
         tensorStats: async (r, ctx) => (await doc.model()).tensorStats(r.name, r.bins, ctx.signal),
         heatmap: async (r, ctx) => (await doc.model()).heatmap(r.name, r.maxSize, ctx.signal),
+        scaleStats: async (r, ctx) => (await doc.model()).scaleStats(r.name, ctx.signal),
         scan: async (r, ctx) => (await doc.model()).scan(r.bins, ctx.emit, ctx.signal),
         ggufArray: async (r) => (await doc.model()).ggufArray(requireString(r.key, 'key'), requireIndex(r.start, 'start'), requireCount(r.count, 'count', ARRAY_PAGE_MAX)),
         reopenWithDefault: async () => {
