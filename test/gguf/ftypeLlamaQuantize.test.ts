@@ -1,0 +1,98 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { readGguf, readTensorBytes, type GgufFile } from '../../src/format/gguf/reader';
+import { NodeFileSource } from '../../src/format/source';
+import { FTYPES, type FtypeName } from '../../src/pipelines/llamaFtype';
+import { toGguf } from '../../src/pipelines/toGguf';
+import { trainSentencePiece, writeBf16Model } from './ftypeFixture';
+import { loadLlamaQuantize, type LlamaQuantize } from './llamaQuantizeOracle';
+import type { TinySpec } from './toGgufFixture';
+
+/**
+ * `convert --ftype Q4_K_M` (and the other file types) against libllama's own
+ * `llama_model_quantize` run on the BF16 GGUF of the same model: every tensor's type and
+ * every byte of its data must be equal. Eight layers so that use_more_bits picks some layers
+ * and not others; 8 query heads over 2 KV heads (n_gqa 4); an FFN width of 320, not a multiple
+ * of 256, so that ffn_down falls back to a 32-block type.
+ */
+
+const SPEC: TinySpec = { arch: 'llama', vocab: 400, hidden: 256, heads: 8, kvHeads: 2, headDim: 32, ff: 320, layers: 8, tied: false, ropeTheta: 10000, rmsEps: 1e-5 };
+
+let dir = '';
+let oracle: LlamaQuantize | undefined;
+let why = '';
+let base = '';
+let folder = '';
+
+before(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'tw-ftype-'));
+  const o = loadLlamaQuantize();
+  if (typeof o === 'string') return void (why = o);
+  const sp = trainSentencePiece(dir);
+  if (!sp.path) return void (why = sp.why!);
+  oracle = o;
+  folder = join(dir, 'llama');
+  await writeBf16Model(folder, SPEC, sp.path);
+  base = join(dir, 'base-bf16.gguf');
+  await toGguf({ input: folder, output: base, ftype: 'BF16' });
+});
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+async function open(path: string): Promise<GgufFile> {
+  return readGguf(await NodeFileSource.open(path));
+}
+
+async function bytesOf(f: GgufFile, name: string): Promise<Uint8Array> {
+  const t = f.tensors.find((x) => x.name === name)!;
+  const out = new Uint8Array(t.byteLength);
+  await readTensorBytes(f, t, 0, out);
+  return out;
+}
+
+/** Compares every tensor of ours with theirs; returns the type of each, for the caller's checks. */
+async function compare(ours: string, theirs: string): Promise<Map<string, string>> {
+  const a = await open(ours);
+  const b = await open(theirs);
+  try {
+    assert.deepEqual(a.tensors.map((t) => t.name).sort(), b.tensors.map((t) => t.name).sort());
+    const types = new Map<string, string>();
+    for (const tb of b.tensors) {
+      const ta = a.tensors.find((x) => x.name === tb.name)!;
+      assert.equal(ta.type.name, tb.type.name, `${tb.name}: type`);
+      assert.deepEqual(ta.ne, tb.ne, `${tb.name}: dims`);
+      const [x, y] = [await bytesOf(a, tb.name), await bytesOf(b, tb.name)];
+      const diff = x.findIndex((v, i) => v !== y[i]);
+      assert.ok(x.length === y.length && diff < 0, `${tb.name} (${tb.type.name}): ${x.length} vs ${y.length} bytes, first difference at byte ${diff}`);
+      types.set(tb.name, tb.type.name);
+    }
+    const ft = a.metadata.get('general.file_type');
+    assert.deepEqual(ft && 'value' in ft ? Number(ft.value) : undefined, Number((b.metadata.get('general.file_type') as { value: number }).value));
+    return types;
+  } finally {
+    await a.source.close?.();
+    await b.source.close?.();
+  }
+}
+
+const CASES: FtypeName[] = ['Q4_K_M', 'Q4_K_S', 'Q5_K_M', 'Q5_K_S', 'Q6_K', 'Q8_0', 'Q3_K_S', 'Q3_K_M', 'Q3_K_L', 'Q2_K', 'Q4_0', 'IQ4_XS', 'IQ4_NL'];
+
+for (const ftype of CASES) {
+  test(`--ftype ${ftype}: tensor types and bytes equal llama_model_quantize from the BF16 GGUF`, async (t) => {
+    if (!oracle) {
+      if (process.env.CI === 'true') assert.fail(why);
+      return t.skip(why);
+    }
+    const ours = join(dir, `ours-${ftype}.gguf`);
+    const theirs = join(dir, `theirs-${ftype}.gguf`);
+    const r = await toGguf({ input: folder, output: ours, ftype }, { backend: 'cpu' });
+    const log = oracle.quantize(base, theirs, { ftype: FTYPES[ftype].id });
+    const types = await compare(ours, theirs);
+    const m = /(\d+) of \d+ tensor\(s\) required fallback/.exec(log.join('\n'));
+    assert.equal(r.fallbacks.length, m ? Number(m[1]) : 0, 'fallback count');
+    const distinct = [...new Set(types.values())].sort().join(' ');
+    console.log(`# ${ftype}: ${types.size} tensors equal (${distinct}); ${r.fallbacks.length} fallbacks`);
+  });
+}
