@@ -7,6 +7,8 @@ import { readGguf, readTensorBytes, type GgufFile } from '../../src/format/gguf/
 import { NodeFileSource } from '../../src/format/source';
 import { FTYPES, type FtypeName } from '../../src/pipelines/llamaFtype';
 import { toGguf } from '../../src/pipelines/toGguf';
+import { quantizeGgufFtype } from '../../src/pipelines/ftypeFromGguf';
+import { GGML_TYPE_BY_NAME } from '../../src/format/gguf/types';
 import { trainSentencePiece, writeBf16Model } from './ftypeFixture';
 import { loadLlamaQuantize, type LlamaQuantize } from './llamaQuantizeOracle';
 import type { TinySpec } from './toGgufFixture';
@@ -96,3 +98,54 @@ for (const ftype of CASES) {
     console.log(`# ${ftype}: ${types.size} tensors equal (${distinct}); ${r.fallbacks.length} fallbacks`);
   });
 }
+
+test('--ftype from the BF16 GGUF itself (llama-quantize\'s own input): bytes equal llama_model_quantize', async (t) => {
+  if (!oracle) return process.env.CI === 'true' ? assert.fail(why) : t.skip(why);
+  for (const ftype of ['Q4_K_M', 'Q3_K_M', 'IQ4_XS'] as const) {
+    const ours = join(dir, `gguf-ours-${ftype}.gguf`);
+    const theirs = join(dir, `gguf-theirs-${ftype}.gguf`);
+    const r = await quantizeGgufFtype({ input: base, output: ours, ftype }, { backend: 'cpu' });
+    oracle.quantize(base, theirs, { ftype: FTYPES[ftype].id });
+    const types = await compare(ours, theirs);
+    console.log(`# from GGUF, ${ftype}: ${types.size} tensors equal; ${r.fallbacks.length} fallbacks`);
+  }
+});
+
+test('--tensor-type, --output-tensor-type, --token-embedding-type: as llama-quantize applies them', async (t) => {
+  if (!oracle) return process.env.CI === 'true' ? assert.fail(why) : t.skip(why);
+  const ours = join(dir, 'ours-overrides.gguf');
+  const theirs = join(dir, 'theirs-overrides.gguf');
+  const tensorTypes = [
+    { pattern: 'blk\\.[0-3]\\.ffn_up', type: 'Q8_0' as const },
+    { pattern: 'attn_v', type: 'Q3_K' as const },
+    { pattern: 'ffn_down', type: 'Q6_K' as const },
+  ];
+  const ftypeOptions = { tensorTypes, outputType: 'Q5_K' as const, tokenEmbeddingType: 'Q4_0' as const };
+  const r = await toGguf({ input: folder, output: ours, ftype: 'Q4_K_M', ftypeOptions }, { backend: 'cpu' });
+  const id = (n: string) => GGML_TYPE_BY_NAME.get(n as never)!.id;
+  oracle.quantize(base, theirs, { ftype: FTYPES.Q4_K_M.id, outputType: id('Q5_K'), tokenEmbeddingType: id('Q4_0'), tensorTypes: tensorTypes.map((x) => ({ pattern: x.pattern, type: id(x.type) })) });
+  const types = await compare(ours, theirs);
+  assert.equal(types.get('blk.2.ffn_up.weight'), 'Q8_0');
+  assert.equal(types.get('blk.5.ffn_up.weight'), 'Q4_K');
+  assert.equal(types.get('blk.0.ffn_down.weight'), 'Q8_0', 'a manual Q6_K on 320 columns still falls back');
+  assert.equal(types.get('output.weight'), 'Q5_K');
+  assert.equal(types.get('token_embd.weight'), 'Q4_0');
+  assert.ok(r.overrides.length > 0);
+});
+
+test('tied embeddings (no output.weight): token_embd takes the output rule, bytes equal llama_model_quantize', async (t) => {
+  if (!oracle) return process.env.CI === 'true' ? assert.fail(why) : t.skip(why);
+  const tiedDir = join(dir, 'tied');
+  await writeBf16Model(tiedDir, { ...SPEC, tied: true, layers: 16, ff: 512 }, join(folder, 'tokenizer.model'));
+  const tiedBase = join(dir, 'tied-bf16.gguf');
+  await toGguf({ input: tiedDir, output: tiedBase, ftype: 'BF16' });
+  for (const ftype of ['Q4_K_M', 'Q2_K', 'Q5_K_M'] as const) {
+    const ours = join(dir, `tied-ours-${ftype}.gguf`);
+    const theirs = join(dir, `tied-theirs-${ftype}.gguf`);
+    await toGguf({ input: tiedDir, output: ours, ftype }, { backend: 'cpu' });
+    oracle.quantize(tiedBase, theirs, { ftype: FTYPES[ftype].id });
+    const types = await compare(ours, theirs);
+    assert.equal(types.get('token_embd.weight'), 'Q6_K');
+    console.log(`# tied, 16 layers, ${ftype}: ${types.size} tensors equal`);
+  }
+});

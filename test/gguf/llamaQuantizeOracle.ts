@@ -46,12 +46,12 @@ export function loadLlamaQuantize(): LlamaQuantize | string {
   } catch (e) {
     return `${lib} does not load: ${(e as Error).message}`;
   }
+  const TtOverride = koffi.struct('llama_model_tensor_override_tw', { pattern: 'const char *', type: 'int32' });
   const Params = koffi.struct('llama_model_quantize_params_tw', {
     nthread: 'int32', ftype: 'int32', output_tensor_type: 'int32', token_embedding_type: 'int32',
     allow_requantize: 'bool', quantize_output_tensor: 'bool', only_copy: 'bool', pure: 'bool', keep_split: 'bool', dry_run: 'bool',
-    imatrix: 'void *', kv_overrides: 'void *', tt_overrides: 'void *', prune_layers: 'void *', max_buf_size: 'size_t',
+    imatrix: 'void *', kv_overrides: 'void *', tt_overrides: koffi.pointer(TtOverride), prune_layers: 'void *', max_buf_size: 'size_t',
   });
-  const TtOverride = koffi.struct('llama_model_tensor_override_tw', { pattern: 'const char *', type: 'int32' });
   if (koffi.sizeof(Params) !== 64) return `llama_model_quantize_params is ${koffi.sizeof(Params)} bytes here, 64 in llama.h`;
   const defaults = l.func('llama_model_quantize_params_tw llama_model_quantize_default_params()');
   const run = l.func('uint32_t llama_model_quantize(const char *, const char *, const llama_model_quantize_params_tw *)');
@@ -72,7 +72,7 @@ export function loadLlamaQuantize(): LlamaQuantize | string {
       if (o.tensorTypes?.length) {
         // The list ends with a null pattern, as llama-quantize's does.
         const items = [...o.tensorTypes, { pattern: null, type: 0 }];
-        p.tt_overrides = koffi.as(items, koffi.pointer(TtOverride));
+        p.tt_overrides = items;
       }
       const rc = Number(run(input, output, p));
       if (rc !== 0) throw new Error(`llama_model_quantize returned ${rc}: ${lines.join('').slice(-2000)}`);
