@@ -27,7 +27,7 @@ llama-quantize gives it for that file type, byte-identical to llama-quantize run
 GGUF of the weights' own float type; the --tensor-type options are llama-quantize's.`;
 
 const FTYPES = ['F16', 'BF16', 'F32', 'Q8_0'] as const;
-const FTYPE_HELP = `${FTYPES.join(', ')}, ${FTYPE_NAMES.join(', ')}`;
+const FTYPE_HELP = [...new Set<string>([...FTYPES, ...FTYPE_NAMES])].join(', ');
 
 const TARGETS: Record<string, ConvertTarget> = { bf16: 'BF16', f16: 'F16', f32: 'F32', keep: 'keep' };
 
@@ -47,10 +47,10 @@ export const convertCommand: Command = {
       const opts = ftypeOptions(values);
       const hasOpts = opts.tensorTypes!.length > 0 || opts.outputType !== undefined || opts.tokenEmbeddingType !== undefined;
       // Q8_0 is both: the converter's plain type, or (with overrides) llama-quantize's file type.
-      const plain = hasOpts ? undefined : FTYPES.find((f) => f === want);
-      const ftype = plain ?? (isFtypeName(want) ? want : undefined);
+      const plain = FTYPES.find((f) => f === want);
+      if (hasOpts && !isFtypeName(want)) throw new UsageError(`--tensor-type, --output-tensor-type and --token-embedding-type need a llama.cpp file type (${FTYPE_NAMES.join(', ')})`);
+      const ftype = (hasOpts ? undefined : plain) ?? (isFtypeName(want) ? want : undefined);
       if (!ftype) throw new UsageError(`--ftype must be one of ${FTYPE_HELP}, not '${values.ftype}'`);
-      if (hasOpts && !isFtypeName(ftype)) throw new UsageError(`--tensor-type, --output-tensor-type and --token-embedding-type need a llama.cpp file type (${FTYPE_NAMES.join(', ')})`);
       const g = await toGguf({ input: positionals[0], output: positionals[1], ftype, ftypeOptions: opts }, { signal: io.signal, progress: io.progress });
       if (isFtypeName(ftype)) io.stdout.write(ftypeReport(g, ftype));
       else io.stdout.write(`wrote ${escapeText(g.file)}: ${g.arch}, ${g.tensors.length} tensors, ${ftype}, tokenizer ${g.tokenizer} (pre ${g.pre}), ${g.bytes} bytes\n`);
