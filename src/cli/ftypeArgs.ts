@@ -8,9 +8,10 @@ export const FTYPE_OPTIONS = {
   'tensor-type': { type: 'string', multiple: true },
   'output-tensor-type': { type: 'string' },
   'token-embedding-type': { type: 'string' },
+  imatrix: { type: 'string' },
 } as const;
 
-export const FTYPE_USAGE = `[--tensor-type REGEX=TYPE]... [--output-tensor-type TYPE] [--token-embedding-type TYPE]`;
+export const FTYPE_USAGE = `[--imatrix FILE] [--tensor-type REGEX=TYPE]... [--output-tensor-type TYPE] [--token-embedding-type TYPE]`;
 
 // A pattern longer than this is not a tensor-name pattern; RE2 keeps even long ones linear, this keeps them short.
 const MAX_PATTERN_CHARS = 1000;

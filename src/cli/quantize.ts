@@ -35,7 +35,8 @@ llama.cpp tensor names and Q/K row order, and sets general.file_type. IN is a Hu
 folder (config.json, safetensors, tokenizer) or an F32/F16/BF16 GGUF. The bytes equal
 llama-quantize's from the GGUF of the weights' own float type. --tensor-type REGEX=TYPE
 (first pattern found in a llama.cpp name wins), --output-tensor-type and
---token-embedding-type override as in llama-quantize; --scheme TYPE is one type for every
+--token-embedding-type override as in llama-quantize; --imatrix FILE reads llama.cpp's
+importance matrix (GGUF or legacy .dat) and quantizes as llama-quantize does with it; --scheme TYPE is one type for every
 quantizable tensor (llama-quantize --pure).
 --preview estimates size and error of each scheme from ≤1% of every tensor and
 writes nothing. --json prints the report (or the preview) as JSON.`;
@@ -83,7 +84,7 @@ export function reportText(r: QuantReport, verbose: boolean): string {
   return lines.join('\n') + '\n';
 }
 
-type Values = { ftype?: string; format?: string; keep?: string[]; only?: string[]; 'gguf-names'?: string; 'allow-nonfinite'?: boolean; 'tensor-type'?: string[]; 'output-tensor-type'?: string; 'token-embedding-type'?: string };
+type Values = { ftype?: string; format?: string; keep?: string[]; only?: string[]; 'gguf-names'?: string; 'allow-nonfinite'?: boolean; 'tensor-type'?: string[]; 'output-tensor-type'?: string; 'token-embedding-type'?: string; imatrix?: string };
 
 /** `--ftype`: llama-quantize's per-tensor types, from a Hugging Face folder or a float GGUF. */
 async function runFtype(values: Values, positionals: string[], schemes: string[], io: Parameters<Command['run']>[1], ctx: JobContext): Promise<number> {
@@ -94,7 +95,7 @@ async function runFtype(values: Values, positionals: string[], schemes: string[]
   if (other) throw new UsageError(`--${other} does not go with --ftype (the output is a GGUF with llama.cpp names)`);
   const [input, output] = positionals;
   if (!output.toLowerCase().endsWith('.gguf')) throw new UsageError('with --ftype OUT is a .gguf file');
-  const args = { input, output, ftype, ftypeOptions: ftypeOptions(values) };
+  const args = { input, output, ftype, ftypeOptions: ftypeOptions(values), imatrix: values.imatrix };
   const r = input.toLowerCase().endsWith('.gguf') ? await quantizeGgufFtype(args, ctx) : await toGguf(args, ctx);
   io.stdout.write(ftypeReport(r, ftype));
   return 0;
@@ -137,7 +138,7 @@ export const quantizeCommand: Command = {
     }
     if (positionals.length !== 2) throw new UsageError('expected IN and OUT');
     if (values.ftype !== undefined) return runFtype(values, positionals, schemes, io, ctx);
-    if (values['tensor-type'] || values['output-tensor-type'] || values['token-embedding-type']) throw new UsageError('--tensor-type, --output-tensor-type and --token-embedding-type go with --ftype');
+    if (values['tensor-type'] || values['output-tensor-type'] || values['token-embedding-type'] || values.imatrix) throw new UsageError('--imatrix, --tensor-type, --output-tensor-type and --token-embedding-type go with --ftype');
     if (schemes.length !== 1) throw new UsageError('--scheme is required, once');
     const format = values.format as QuantFormat | undefined;
     if (format !== undefined && format !== 'gguf' && format !== 'safetensors') throw new UsageError(`--format must be gguf or safetensors, not '${format}'`);

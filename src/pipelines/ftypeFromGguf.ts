@@ -1,14 +1,15 @@
 import { getBackend } from '../compute/backend';
 import type { Backend } from '../compute/kernel';
 import { CancelledError, isCancelled, throttle, throwIfCancelled, type JobContext } from '../core/job';
-import type { CastCounts, DType } from '../format';
+import { castBytes, type CastCounts, type CastDType, type DType } from '../format';
 import { FormatError } from '../format/errors';
 import { ggufArrayItems, readGguf, readTensorBytes, type GgufFile, type GgufTensorInfo } from '../format/gguf/reader';
 import type { GgufValue as ReadValue } from '../format/gguf/values';
 import { gguf, writeGguf, type GgufTensor, type GgufValue } from '../format/gguf/writer';
 import { prepareOutputs } from '../format/outputs';
 import { NodeFileSource } from '../format/source';
-import { ggmlId, quantizeRows, typeBytes } from './ggufQuantStream';
+import { ggmlId, quantizeRows, rowWeightsFor, typeBytes } from './ggufQuantStream';
+import { readImatrix, type Imatrix } from '../format/imatrix';
 import { allowsQuantization, chooseTypes, FTYPES, type ChosenType, type FtypeModel, type FtypeName, type FtypeOptions } from './llamaFtype';
 import type { ToGgufResult } from './toGguf';
 
@@ -23,6 +24,8 @@ export interface GgufFtypeArgs {
   readonly output: string;
   readonly ftype: FtypeName;
   readonly ftypeOptions?: FtypeOptions;
+  /** A llama.cpp importance matrix (GGUF or legacy .dat). */
+  readonly imatrix?: string;
 }
 
 // Tensor bytes are read in chunks of this size (whole rows are regrouped downstream).
@@ -74,11 +77,27 @@ function tensorData(file: GgufFile, t: GgufTensorInfo, signal?: AbortSignal): As
   })();
 }
 
-function planOut(file: GgufFile, t: GgufTensorInfo, type: ChosenType, backend: () => Backend, counts: CastCounts, signal?: AbortSignal): GgufTensor {
+interface Job {
+  readonly backend: Backend;
+  readonly counts: CastCounts;
+  readonly imatrix?: Imatrix;
+  readonly signal?: AbortSignal;
+}
+
+function planOut(file: GgufFile, t: GgufTensorInfo, type: ChosenType, job: Job): GgufTensor {
+  const { signal } = job;
   const from = t.type.name;
   if (type === from) return { name: t.name, dims: t.ne, ggmlType: t.type.id, byteLength: t.byteLength, data: () => tensorData(file, t, signal) };
   if (!FLOAT_TYPES.has(from)) throw new FormatError('unsupported', `requantizing from ${from} is not supported (start from the F16, BF16 or F32 GGUF)`, file.source.name, t.name);
-  const data = () => quantizeRows(tensorData(file, t, signal), from as DType, type, t.ne[0], backend(), counts, signal);
+  const weights = type !== 'Q8_0' && type !== 'F16' && type !== 'F32' && type !== 'BF16' ? rowWeightsFor(job.imatrix, t.name, t.ne, type, file.source.name) : undefined;
+  if (!FLOAT_TYPES.has(type)) {
+    const data = () => quantizeRows(tensorData(file, t, signal), from as DType, type, t.ne[0], job.backend, job.counts, signal, weights);
+    return { name: t.name, dims: t.ne, ggmlType: ggmlId(type), byteLength: typeBytes(type, t.elements), data };
+  }
+  // A float type chosen for a float tensor (a 32-column fallback to F16, an F16 override): a cast.
+  const data = async function* () {
+    for await (const c of tensorData(file, t, signal)) yield castBytes(c, from as CastDType, type as CastDType, job.counts);
+  };
   return { name: t.name, dims: t.ne, ggmlType: ggmlId(type), byteLength: typeBytes(type, t.elements), data };
 }
 
@@ -94,11 +113,11 @@ export async function quantizeGgufFtype(args: GgufFtypeArgs, ctx: JobContext = {
         throw new FormatError('unsupported', `requantizing from ${t.type.name} is not supported (start from the F16, BF16 or F32 GGUF)`, args.input, t.name);
       }
     }
-    const plan = chooseTypes(input, model, args.ftype, args.ftypeOptions);
-    undo = (await prepareOutputs([args.input], { files: [args.output] }, ctx.notice)).undo;
-    const backend = await getBackend(ctx.backend ?? 'auto');
-    const counts: CastCounts = { overflow: 0, underflow: 0 };
-    const tensors = file.tensors.map((t) => planOut(file, t, plan.types.get(t.name)!, () => backend, counts, ctx.signal));
+    const imatrix = args.imatrix ? await readImatrix(args.imatrix) : undefined;
+    const plan = chooseTypes(input, model, args.ftype, { ...args.ftypeOptions, hasImatrix: imatrix !== undefined });
+    undo = (await prepareOutputs([args.input, ...(args.imatrix ? [args.imatrix] : [])], { files: [args.output] }, ctx.notice)).undo;
+    const job: Job = { backend: await getBackend(ctx.backend ?? 'auto'), counts: { overflow: 0, underflow: 0 }, imatrix, signal: ctx.signal };
+    const tensors = file.tensors.map((t) => planOut(file, t, plan.types.get(t.name)!, job));
     const kv: Array<[string, GgufValue]> = [...(await metadataOf(file)), ['general.quantization_version', gguf.u32(2)], ['general.file_type', gguf.u32(FTYPES[args.ftype].id)]];
     if (file.alignment !== 32) kv.push(['general.alignment', gguf.u32(file.alignment)]);
     const report = throttle(ctx.progress);

@@ -71,6 +71,8 @@ export interface FtypeOptions {
   readonly tokenEmbeddingType?: ChosenType;
   /** llama-quantize --pure: every quantizable tensor gets the file type's base type. */
   readonly pure?: boolean;
+  /** An importance matrix is given: a few rules differ (IQ4 and Q4_0/Q5_0 ffn_down). */
+  readonly hasImatrix?: boolean;
 }
 
 /** One tensor as the rules see it: llama.cpp name, ggml dims (ne[0] = row length) and its type now. */
@@ -196,9 +198,11 @@ function ffnDownType(s: State, name: string, t: ChosenType): ChosenType {
   else if (f === 'Q4_K_M') {
     if (falcon) t = i < Math.trunc(n / 16) ? 'Q6_K' : useMoreBits(i, n) ? 'Q5_K' : 'Q4_K';
     else if (useMoreBits(i, n)) t = 'Q6_K';
-  } else if (i < n8 && (f === 'IQ4_NL' || f === 'IQ4_XS')) t = 'Q5_K';
+  } else if (i < n8 && (f === 'IQ4_NL' || f === 'IQ4_XS') && !s.opts.hasImatrix) t = 'Q5_K';
   else if (f === 'Q5_K_M' && useMoreBits(i, n)) t = 'Q6_K';
   else if (f === 'Q4_K_S' && !falcon && i < n8) t = 'Q5_K';
+  // With an imatrix the first layers' ffn_down go to the type with a minimum, against outliers there.
+  else if ((f === 'Q4_0' || f === 'Q5_0') && s.opts.hasImatrix && i < n8) t = f === 'Q4_0' ? 'Q4_1' : 'Q5_1';
   s.iFfnDown++;
   return t;
 }

@@ -6,7 +6,8 @@ import { parseSentencePiece } from '../format/tokenizer/sentencepiece';
 import { specialVocabKeys } from '../format/tokenizer/specialVocab';
 import { bpeVocab, sentencePieceVocab, vocabKeys, type GgufVocab } from '../format/tokenizer/vocab';
 import { encode, permuteHeads, Q8_0_BLOCK, type GgufOutType } from './ggufTensorStream';
-import { ggmlId, quantizeRows, schemeOf, typeBytes } from './ggufQuantStream';
+import { ggmlId, quantizeRows, rowWeightsFor, schemeOf, typeBytes } from './ggufQuantStream';
+import { readImatrix, type Imatrix } from '../format/imatrix';
 import { chooseTypes, FTYPES, isFtypeName, type ChosenType, type FtypeName, type FtypeOptions } from './llamaFtype';
 import { getBackend } from '../compute/backend';
 import type { Backend } from '../compute/kernel';
@@ -31,6 +32,8 @@ export interface ToGgufArgs {
   readonly ftype: GgufOutType | FtypeName;
   /** `--tensor-type`, `--output-tensor-type`, `--token-embedding-type`, `--pure`, for a llama.cpp file type. */
   readonly ftypeOptions?: FtypeOptions;
+  /** A llama.cpp importance matrix (GGUF or legacy .dat), for a llama.cpp file type. */
+  readonly imatrix?: string;
 }
 
 export interface ToGgufResult {
@@ -176,6 +179,7 @@ function expectShape(t: TensorInfo, want: readonly number[], file: string): void
 /** What a tensor is encoded with: a cast, or a quantizer twin on the backend. */
 interface Encoder {
   readonly counts: CastCounts;
+  readonly imatrix?: Imatrix;
   readonly backend?: Backend;
   readonly signal?: AbortSignal;
 }
@@ -189,11 +193,12 @@ function planTensor(model: Model, t: TensorInfo, name: string, shape: ModelShape
     const rows = t.shape[0];
     if (t.shape.length !== 2 || rows % (heads * 2)) throw new FormatError('unsupported', `${rows} rows do not split into ${heads} heads of paired rotary rows`, model.path, t.name);
   }
+  const weights = schemeOf(type) && type !== 'Q8_0' ? rowWeightsFor(enc.imatrix, name, [...t.shape].reverse(), type, model.path) : undefined;
   const data = () => {
     let src = model.chunks(t, { chunkBytes: CHUNK_BYTES, signal: enc.signal });
     if (heads) src = permuteHeads(src, t.shape[0] / heads, rowElems * esize);
     if (type === 'F32' || type === 'F16' || type === 'BF16' || type === 'Q8_0') return encode(src, t.dtype, type, enc.counts);
-    return quantizeRows(src, t.dtype, type, rowElems, enc.backend!, enc.counts, enc.signal);
+    return quantizeRows(src, t.dtype, type, rowElems, enc.backend!, enc.counts, enc.signal, weights);
   };
   return { type, out: { name, dims: [...t.shape].reverse(), ggmlType: ggmlId(type), byteLength: typeBytes(type, t.numel), data } };
 }
@@ -275,12 +280,14 @@ export async function toGguf(args: ToGgufArgs, ctx: JobContext = {}): Promise<To
   try {
     checkShapes(model, shape, vocab.tokens.length, config, configPath);
     // Every writer's rule: an output that is an input (by real path or inode) is refused before anything is written.
-    const inputs = [...(await modelInputs(model)), configPath, ...TOKENIZER_FILES.map((n) => join(dir, n))];
+    const inputs = [...(await modelInputs(model)), configPath, ...TOKENIZER_FILES.map((n) => join(dir, n)), ...(args.imatrix ? [args.imatrix] : [])];
     undo = (await prepareOutputs(inputs, { files: [args.output] }, ctx.notice)).undo;
     const counts: CastCounts = { overflow: 0, underflow: 0 };
-    const types = tensorTypes(model, shape, args);
+    if (args.imatrix && !isFtypeName(args.ftype)) throw new FormatError('unsupported', `an importance matrix needs a llama.cpp file type, not ${args.ftype}`, args.imatrix);
+    const imatrix = args.imatrix ? await readImatrix(args.imatrix) : undefined;
+    const types = tensorTypes(model, shape, imatrix ? { ...args, ftypeOptions: { ...args.ftypeOptions, hasImatrix: true } } : args);
     const needsBackend = types.named.some(([, , type]) => schemeOf(type) !== undefined && type !== 'Q8_0');
-    const enc: Encoder = { counts, signal: ctx.signal, backend: needsBackend ? await getBackend(ctx.backend ?? 'auto') : undefined };
+    const enc: Encoder = { counts, imatrix, signal: ctx.signal, backend: needsBackend ? await getBackend(ctx.backend ?? 'auto') : undefined };
     const planned = types.named.map(([t, name, type]) => planTensor(model, t, name, shape, type, enc));
     if (rope === 'llama3') {
       const factors = llama3RopeFactors(config, shape.headDim);

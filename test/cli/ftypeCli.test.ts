@@ -88,6 +88,7 @@ test('--ftype refuses what does not go with it, with a usage line', async () => 
   await assert.rejects(run(quantizeCommand, [dir, out, '--ftype', 'Q4_K_M', '--tensor-type', 'attn_v']), /REGEX=TYPE/);
   await assert.rejects(run(quantizeCommand, [dir, out, '--ftype', 'Q4_K_M', '--tensor-type', 'attn_v=q9_k']), /unknown type 'q9_k'/);
   await assert.rejects(run(quantizeCommand, [dir, out, '--scheme', 'q4_k', '--tensor-type', 'a=q8_0']), /go with --ftype/);
+  await assert.rejects(run(quantizeCommand, [dir, out, '--scheme', 'q4_k', '--imatrix', 'x.dat']), /go with --ftype/);
   await assert.rejects(run(convertCommand, [dir, out, '--ftype', 'F16', '--output-tensor-type', 'q8_0']), /need a llama\.cpp file type/);
   await assert.rejects(stat(out), /ENOENT/);
 });

@@ -19,6 +19,8 @@ export interface LlamaQuantizeOptions {
   readonly pure?: boolean;
   /** `--tensor-type` pairs: an ECMAScript-compatible pattern (std::regex) and a ggml type id. */
   readonly tensorTypes?: ReadonlyArray<{ readonly pattern: string; readonly type: number }>;
+  /** Importance weights per tensor name, already normalized as llama-quantize's loader leaves them. */
+  readonly imatrix?: ReadonlyMap<string, Float32Array>;
 }
 
 export interface LlamaQuantize {
@@ -47,10 +49,11 @@ export function loadLlamaQuantize(): LlamaQuantize | string {
     return `${lib} does not load: ${(e as Error).message}`;
   }
   const TtOverride = koffi.struct('llama_model_tensor_override_tw', { pattern: 'const char *', type: 'int32' });
+  const ImData = koffi.struct('llama_model_imatrix_data_tw', { name: 'const char *', data: 'const float *', size: 'size_t' });
   const Params = koffi.struct('llama_model_quantize_params_tw', {
     nthread: 'int32', ftype: 'int32', output_tensor_type: 'int32', token_embedding_type: 'int32',
     allow_requantize: 'bool', quantize_output_tensor: 'bool', only_copy: 'bool', pure: 'bool', keep_split: 'bool', dry_run: 'bool',
-    imatrix: 'void *', kv_overrides: 'void *', tt_overrides: koffi.pointer(TtOverride), prune_layers: 'void *', max_buf_size: 'size_t',
+    imatrix: koffi.pointer(ImData), kv_overrides: 'void *', tt_overrides: koffi.pointer(TtOverride), prune_layers: 'void *', max_buf_size: 'size_t',
   });
   if (koffi.sizeof(Params) !== 64) return `llama_model_quantize_params is ${koffi.sizeof(Params)} bytes here, 64 in llama.h`;
   const defaults = l.func('llama_model_quantize_params_tw llama_model_quantize_default_params()');
@@ -73,6 +76,9 @@ export function loadLlamaQuantize(): LlamaQuantize | string {
         // The list ends with a null pattern, as llama-quantize's does.
         const items = [...o.tensorTypes, { pattern: null, type: 0 }];
         p.tt_overrides = items;
+      }
+      if (o.imatrix?.size) {
+        p.imatrix = [...[...o.imatrix].map(([name, data]) => ({ name, data, size: data.length })), { name: null, data: null, size: 0 }];
       }
       const rc = Number(run(input, output, p));
       if (rc !== 0) throw new Error(`llama_model_quantize returned ${rc}: ${lines.join('').slice(-2000)}`);
