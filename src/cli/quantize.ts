@@ -26,6 +26,9 @@ scheme computes them; their error figures are then NaN or -inf).
   q8_0, q4_0, q4_1   ggml blocks, byte-identical to ggml's reference quantizer.
                      Default output GGUF v3; --format safetensors stores each weight
                      as U8 [rows, blocks × bytes per block].
+  q2_k … q6_k, q5_0, q5_1, iq4_nl, iq4_xs
+                     ggml's K-quants (256-value super-blocks), Q5 and IQ4 types,
+                     byte-identical to ggml_quantize_chunk; stored as above.
   int8-channel       I8 weight + F32 weight_scale [rows, 1] (compressed-tensors).
   fp8-e4m3           F8_E4M3 weight + F32 weight_scale [rows, 1] (compressed-tensors).
 --ftype picks each tensor's type as llama-quantize does for that file type (output and
@@ -36,8 +39,9 @@ folder (config.json, safetensors, tokenizer) or an F32/F16/BF16 GGUF. The bytes 
 llama-quantize's from the GGUF of the weights' own float type. --tensor-type REGEX=TYPE
 (first pattern found in a llama.cpp name wins), --output-tensor-type and
 --token-embedding-type override as in llama-quantize; --imatrix FILE reads llama.cpp's
-importance matrix (GGUF or legacy .dat) and quantizes as llama-quantize does with it; --scheme TYPE is one type for every
-quantizable tensor (llama-quantize --pure).
+importance matrix (GGUF or legacy .dat) and quantizes as llama-quantize does with it
+(Q4_0/Q4_1 tensors with an imatrix are refused for now). --scheme TYPE is one type for
+every quantizable tensor (llama-quantize --pure).
 --preview estimates size and error of each scheme from ≤1% of every tensor and
 writes nothing. --json prints the report (or the preview) as JSON.`;
 
@@ -103,7 +107,7 @@ async function runFtype(values: Values, positionals: string[], schemes: string[]
 
 export const quantizeCommand: Command = {
   name: 'quantize',
-  summary: 'Quantize to q8_0/q4_0/q4_1 (GGUF or safetensors), int8 or FP8, with an error report or a preview',
+  summary: 'Quantize to ggml types (GGUF or safetensors), llama.cpp file types (--ftype Q4_K_M …), int8 or FP8, with an error report or a preview',
   usage: USAGE,
   async run(argv, io) {
     const { values, positionals } = parseCommandArgs(
