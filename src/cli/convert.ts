@@ -8,7 +8,7 @@ import { escapeText } from '../format/escape';
 
 const USAGE = `usage: tensor-workbench convert IN OUT [--dtype bf16|f16|f32|keep] [--max-shard-size SIZE] [--allow-unsafe-globals] [--verbose]
        tensor-workbench convert IN_DIR OUT.gguf [--ftype F16|BF16|F32|Q8_0|Q4_K_M|Q5_K_M|Q6_K|…]
-                [--imatrix FILE] [--tensor-type REGEX=TYPE]... [--output-tensor-type TYPE] [--token-embedding-type TYPE]
+                [--imatrix FILE] [--pure] [--tensor-type REGEX=TYPE]... [--output-tensor-type TYPE] [--token-embedding-type TYPE]
 
 Casts every floating tensor to --dtype (default bf16; keep for a PyTorch checkpoint) with
 round-to-nearest-even; integer, BOOL and complex tensors are copied unchanged.
@@ -45,10 +45,10 @@ export const convertCommand: Command = {
       refuseRemote('convert', positionals);
       const want = (values.ftype ?? 'F16').toUpperCase();
       const opts = ftypeOptions(values);
-      const hasOpts = opts.tensorTypes!.length > 0 || opts.outputType !== undefined || opts.tokenEmbeddingType !== undefined || values.imatrix !== undefined;
+      const hasOpts = opts.tensorTypes!.length > 0 || opts.outputType !== undefined || opts.tokenEmbeddingType !== undefined || values.imatrix !== undefined || values.pure === true;
       // Q8_0 is both: the converter's plain type, or (with overrides) llama-quantize's file type.
       const plain = FTYPES.find((f) => f === want);
-      if (hasOpts && !isFtypeName(want)) throw new UsageError(`--tensor-type, --output-tensor-type, --token-embedding-type and --imatrix need a llama.cpp file type (${FTYPE_NAMES.join(', ')})`);
+      if (hasOpts && !isFtypeName(want)) throw new UsageError(`--tensor-type, --output-tensor-type, --token-embedding-type, --imatrix and --pure need a llama.cpp file type (${FTYPE_NAMES.join(', ')})`);
       const ftype = (hasOpts ? undefined : plain) ?? (isFtypeName(want) ? want : undefined);
       if (!ftype) throw new UsageError(`--ftype must be one of ${FTYPE_HELP}, not '${values.ftype}'`);
       const g = await toGguf({ input: positionals[0], output: positionals[1], ftype, ftypeOptions: opts, imatrix: values.imatrix }, { signal: io.signal, progress: io.progress });

@@ -9,9 +9,10 @@ export const FTYPE_OPTIONS = {
   'output-tensor-type': { type: 'string' },
   'token-embedding-type': { type: 'string' },
   imatrix: { type: 'string' },
+  pure: { type: 'boolean' },
 } as const;
 
-export const FTYPE_USAGE = `[--imatrix FILE] [--tensor-type REGEX=TYPE]... [--output-tensor-type TYPE] [--token-embedding-type TYPE]`;
+export const FTYPE_USAGE = `[--imatrix FILE] [--pure] [--tensor-type REGEX=TYPE]... [--output-tensor-type TYPE] [--token-embedding-type TYPE]`;
 
 // A pattern longer than this is not a tensor-name pattern; RE2 keeps even long ones linear, this keeps them short.
 const MAX_PATTERN_CHARS = 1000;
@@ -22,7 +23,7 @@ function typeArg(flag: string, s: string): ChosenType {
   return t;
 }
 
-export function ftypeOptions(values: { 'tensor-type'?: string[]; 'output-tensor-type'?: string; 'token-embedding-type'?: string }): FtypeOptions {
+export function ftypeOptions(values: { 'tensor-type'?: string[]; 'output-tensor-type'?: string; 'token-embedding-type'?: string; pure?: boolean }): FtypeOptions {
   const tensorTypes = (values['tensor-type'] ?? []).map((arg) => {
     const at = arg.lastIndexOf('=');
     if (at <= 0) throw new UsageError(`--tensor-type takes REGEX=TYPE, not '${arg}'`);
@@ -36,6 +37,7 @@ export function ftypeOptions(values: { 'tensor-type'?: string[]; 'output-tensor-
     tensorTypes,
     outputType: out !== undefined ? typeArg('--output-tensor-type', out) : undefined,
     tokenEmbeddingType: emb !== undefined ? typeArg('--token-embedding-type', emb) : undefined,
+    pure: values.pure,
   };
 }
 

@@ -40,8 +40,9 @@ llama-quantize's from the GGUF of the weights' own float type. --tensor-type REG
 (first pattern found in a llama.cpp name wins), --output-tensor-type and
 --token-embedding-type override as in llama-quantize; --imatrix FILE reads llama.cpp's
 importance matrix (GGUF or legacy .dat) and quantizes as llama-quantize does with it
-(Q4_0/Q4_1 tensors with an imatrix are refused for now). --scheme TYPE is one type for
-every quantizable tensor (llama-quantize --pure).
+(Q4_0/Q4_1 tensors with an imatrix are refused for now); --pure gives every quantizable
+tensor the file type's base type, as llama-quantize --pure. --scheme TYPE is one type for
+every 2-D weight too, keeping (not demoting) those whose rows do not fit its blocks.
 --preview estimates size and error of each scheme from ≤1% of every tensor and
 writes nothing. --json prints the report (or the preview) as JSON.`;
 
@@ -88,7 +89,7 @@ export function reportText(r: QuantReport, verbose: boolean): string {
   return lines.join('\n') + '\n';
 }
 
-type Values = { ftype?: string; format?: string; keep?: string[]; only?: string[]; 'gguf-names'?: string; 'allow-nonfinite'?: boolean; 'tensor-type'?: string[]; 'output-tensor-type'?: string; 'token-embedding-type'?: string; imatrix?: string };
+type Values = { ftype?: string; format?: string; keep?: string[]; only?: string[]; 'gguf-names'?: string; 'allow-nonfinite'?: boolean; 'tensor-type'?: string[]; 'output-tensor-type'?: string; 'token-embedding-type'?: string; imatrix?: string; pure?: boolean };
 
 /** `--ftype`: llama-quantize's per-tensor types, from a Hugging Face folder or a float GGUF. */
 async function runFtype(values: Values, positionals: string[], schemes: string[], io: Parameters<Command['run']>[1], ctx: JobContext): Promise<number> {
@@ -142,7 +143,7 @@ export const quantizeCommand: Command = {
     }
     if (positionals.length !== 2) throw new UsageError('expected IN and OUT');
     if (values.ftype !== undefined) return runFtype(values, positionals, schemes, io, ctx);
-    if (values['tensor-type'] || values['output-tensor-type'] || values['token-embedding-type'] || values.imatrix) throw new UsageError('--imatrix, --tensor-type, --output-tensor-type and --token-embedding-type go with --ftype');
+    if (values['tensor-type'] || values['output-tensor-type'] || values['token-embedding-type'] || values.imatrix || values.pure) throw new UsageError('--imatrix, --pure, --tensor-type, --output-tensor-type and --token-embedding-type go with --ftype');
     if (schemes.length !== 1) throw new UsageError('--scheme is required, once');
     const format = values.format as QuantFormat | undefined;
     if (format !== undefined && format !== 'gguf' && format !== 'safetensors') throw new UsageError(`--format must be gguf or safetensors, not '${format}'`);

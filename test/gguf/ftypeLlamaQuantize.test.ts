@@ -112,3 +112,16 @@ test('tied embeddings (no output.weight): token_embd takes the output rule, byte
     console.log(`# tied, 16 layers, ${ftype}: ${types.size} tensors equal`);
   }
 });
+
+test('--pure: every quantizable tensor the base type (with the 256-column fallbacks), as llama-quantize --pure', async (t) => {
+  if (!oracle) return process.env.CI === 'true' ? assert.fail(why) : t.skip(why);
+  for (const ftype of ['Q4_K_M', 'Q3_K_S'] as const) {
+    const ours = join(dir, `pure-ours-${ftype}.gguf`);
+    const theirs = join(dir, `pure-theirs-${ftype}.gguf`);
+    await toGguf({ input: folder, output: ours, ftype, ftypeOptions: { pure: true } }, { backend: 'cpu' });
+    oracle.quantize(base, theirs, { ftype: FTYPES[ftype].id, pure: true });
+    const types = await compare(ours, theirs);
+    assert.equal(types.get('output.weight'), FTYPES[ftype].base);
+    console.log(`# --pure ${ftype}: ${types.size} tensors equal (${[...new Set(types.values())].sort().join(' ')})`);
+  }
+});
