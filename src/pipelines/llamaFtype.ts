@@ -262,8 +262,9 @@ function compilePatterns(opts: FtypeOptions): Array<[RE2JS, ChosenType, string]>
   });
 }
 
+/** llama.cpp's LLM_TYPE_70B: a llama-architecture model of 80 layers with grouped KV heads (and not the 8-expert size table). */
 function is70B(m: FtypeModel): boolean {
-  return m.arch === 'llama' && m.nLayer === 80 && m.nHead !== m.nHeadKv;
+  return m.arch === 'llama' && m.nExpert !== 8 && m.nLayer === 80 && m.nHead !== m.nHeadKv;
 }
 
 /**

@@ -73,3 +73,20 @@ for (const experts of [8, 4]) {
     }
   });
 }
+
+test('80 layers with grouped KV heads (llama.cpp\'s 70B size): attn_v moves up to Q5_K; types and bytes equal llama_model_quantize', async (t) => {
+  if (!oracle) return process.env.CI === 'true' ? assert.fail(why) : t.skip(why);
+  const input = join(dir, 'deep.gguf');
+  await writeMoe(input, 0, 80);
+  const ours = join(dir, 'deep-ours.gguf');
+  const theirs = join(dir, 'deep-theirs.gguf');
+  await quantizeGgufFtype({ input, output: ours, ftype: 'Q3_K_S' }, { backend: 'cpu' });
+  oracle.quantize(input, theirs, { ftype: FTYPES.Q3_K_S.id });
+  const [a, b] = [await tensorsOf(ours), await tensorsOf(theirs)];
+  for (const [name, y] of b) {
+    assert.equal(a.get(name)!.type, y.type, `${name}: type`);
+    assert.ok(Buffer.from(a.get(name)!.bytes).equals(Buffer.from(y.bytes)), `${name}: bytes differ`);
+  }
+  assert.equal(b.get('blk.40.attn_v.weight')!.type, 'Q5_K');
+  assert.equal(b.get('blk.40.attn_q.weight')!.type, 'Q3_K');
+});
