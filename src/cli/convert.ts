@@ -1,11 +1,14 @@
 import { looksLikeTorchPath } from '../format/pickle/torch';
 import { convertModel, type ConvertTarget } from '../pipelines/convert';
 import { toGguf } from '../pipelines/toGguf';
+import { FTYPE_NAMES, isFtypeName } from '../pipelines/llamaFtype';
+import { FTYPE_OPTIONS, ftypeOptions, ftypeReport } from './ftypeArgs';
 import { parseCommandArgs, refuseRemote, parseSize, UsageError, type Command } from './command';
 import { escapeText } from '../format/escape';
 
 const USAGE = `usage: tensor-workbench convert IN OUT [--dtype bf16|f16|f32|keep] [--max-shard-size SIZE] [--allow-unsafe-globals] [--verbose]
-       tensor-workbench convert IN_DIR OUT.gguf [--ftype F16|BF16|F32|Q8_0]
+       tensor-workbench convert IN_DIR OUT.gguf [--ftype F16|BF16|F32|Q8_0|Q4_K_M|Q5_K_M|Q6_K|…]
+                [--imatrix FILE] [--pure] [--tensor-type REGEX=TYPE]... [--output-tensor-type TYPE] [--token-embedding-type TYPE]
 
 Casts every floating tensor to --dtype (default bf16; keep for a PyTorch checkpoint) with
 round-to-nearest-even; integer, BOOL and complex tensors are copied unchanged.
@@ -18,9 +21,13 @@ model-0000i-of-0000n.safetensors shards plus model.safetensors.index.json.
 Reports, per tensor, values that overflowed to ±Inf or flushed to zero
 (--verbose: every tensor). Nothing is written unless the whole conversion succeeds.
 An OUT ending in .gguf converts a Hugging Face Llama/Mistral/Qwen2/Qwen3 folder
-(config.json, safetensors, tokenizer files) to a GGUF for llama.cpp (default F16).`;
+(config.json, safetensors, tokenizer files) to a GGUF for llama.cpp (default F16).
+--ftype also takes llama.cpp's file types (${FTYPE_NAMES.join(', ')}): each tensor gets the type
+llama-quantize gives it for that file type, byte-identical to llama-quantize run on the
+GGUF of the weights' own float type; the --tensor-type options are llama-quantize's.`;
 
 const FTYPES = ['F16', 'BF16', 'F32', 'Q8_0'] as const;
+const FTYPE_HELP = [...new Set<string>([...FTYPES, ...FTYPE_NAMES])].join(', ');
 
 const TARGETS: Record<string, ConvertTarget> = { bf16: 'BF16', f16: 'F16', f32: 'F32', keep: 'keep' };
 
@@ -31,15 +38,22 @@ export const convertCommand: Command = {
   async run(argv, io) {
     const { values, positionals } = parseCommandArgs(
       argv,
-      { dtype: { type: 'string' }, 'max-shard-size': { type: 'string' }, verbose: { type: 'boolean' }, 'allow-unsafe-globals': { type: 'boolean' }, ftype: { type: 'string' } },
+      { dtype: { type: 'string' }, 'max-shard-size': { type: 'string' }, verbose: { type: 'boolean' }, 'allow-unsafe-globals': { type: 'boolean' }, ftype: { type: 'string' }, ...FTYPE_OPTIONS },
       { minPositionals: 2, maxPositionals: 2, usage: 'IN and OUT' },
     );
     if (positionals[1].toLowerCase().endsWith('.gguf')) {
       refuseRemote('convert', positionals);
-      const ftype = FTYPES.find((f) => f === (values.ftype ?? 'F16').toUpperCase());
-      if (!ftype) throw new UsageError(`--ftype must be ${FTYPES.join(', ')}, not '${values.ftype}'`);
-      const g = await toGguf({ input: positionals[0], output: positionals[1], ftype }, { signal: io.signal, progress: io.progress });
-      io.stdout.write(`wrote ${escapeText(g.file)}: ${g.arch}, ${g.tensors.length} tensors, ${ftype}, tokenizer ${g.tokenizer} (pre ${g.pre}), ${g.bytes} bytes\n`);
+      const want = (values.ftype ?? 'F16').toUpperCase();
+      const opts = ftypeOptions(values);
+      const hasOpts = opts.tensorTypes!.length > 0 || opts.outputType !== undefined || opts.tokenEmbeddingType !== undefined || values.imatrix !== undefined || values.pure === true;
+      // Q8_0 is both: the converter's plain type, or (with overrides) llama-quantize's file type.
+      const plain = FTYPES.find((f) => f === want);
+      if (hasOpts && !isFtypeName(want)) throw new UsageError(`--tensor-type, --output-tensor-type, --token-embedding-type, --imatrix and --pure need a llama.cpp file type (${FTYPE_NAMES.join(', ')})`);
+      const ftype = (hasOpts ? undefined : plain) ?? (isFtypeName(want) ? want : undefined);
+      if (!ftype) throw new UsageError(`--ftype must be one of ${FTYPE_HELP}, not '${values.ftype}'`);
+      const g = await toGguf({ input: positionals[0], output: positionals[1], ftype, ftypeOptions: opts, imatrix: values.imatrix }, { signal: io.signal, progress: io.progress });
+      if (isFtypeName(ftype)) io.stdout.write(ftypeReport(g, ftype));
+      else io.stdout.write(`wrote ${escapeText(g.file)}: ${g.arch}, ${g.tensors.length} tensors, ${ftype}, tokenizer ${g.tokenizer} (pre ${g.pre}), ${g.bytes} bytes\n`);
       return 0;
     }
     const dtype = TARGETS[(values.dtype ?? (looksLikeTorchPath(positionals[0]) ? 'keep' : 'bf16')).toLowerCase()];

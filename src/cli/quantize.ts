@@ -1,13 +1,19 @@
 import { isSchemeName, SCHEME_NAMES } from '../pipelines/runtime';
-import type { BackendChoice } from '../core/job';
+import type { BackendChoice, JobContext } from '../core/job';
 import { preview, quantize, type PreviewResult, type QuantFormat, type QuantReport } from '../pipelines/quantize';
 import { parseCommandArgs, refuseRemote, UsageError, type Command } from './command';
 import { formatSize } from '../core/units';
 import { escapeText } from '../format/escape';
+import { FTYPE_NAMES, isFtypeName } from '../pipelines/llamaFtype';
+import { toGguf } from '../pipelines/toGguf';
+import { quantizeGgufFtype } from '../pipelines/ftypeFromGguf';
+import { FTYPE_OPTIONS, FTYPE_USAGE, ftypeOptions, ftypeReport } from './ftypeArgs';
 
 const USAGE = `usage: tensor-workbench quantize IN OUT --scheme ${SCHEME_NAMES.join('|')}
          [--format gguf|safetensors] [--keep GLOB]... [--only GLOB]... [--gguf-names hf|llama]
          [--backend auto|webgpu|cpu] [--allow-nonfinite] [--json] [--verbose]
+       tensor-workbench quantize IN OUT.gguf --ftype ${FTYPE_NAMES.join('|')}
+         ${FTYPE_USAGE}
        tensor-workbench quantize IN --preview [--scheme S]... [--keep GLOB]... [--only GLOB]... [--json]
 
 Quantizes 2-D weights whose row length is a multiple of the block size (32 for the
@@ -20,8 +26,23 @@ scheme computes them; their error figures are then NaN or -inf).
   q8_0, q4_0, q4_1   ggml blocks, byte-identical to ggml's reference quantizer.
                      Default output GGUF v3; --format safetensors stores each weight
                      as U8 [rows, blocks × bytes per block].
+  q2_k … q6_k, q5_0, q5_1, iq4_nl, iq4_xs
+                     ggml's K-quants (256-value super-blocks), Q5 and IQ4 types,
+                     byte-identical to ggml_quantize_chunk; stored as above.
   int8-channel       I8 weight + F32 weight_scale [rows, 1] (compressed-tensors).
   fp8-e4m3           F8_E4M3 weight + F32 weight_scale [rows, 1] (compressed-tensors).
+--ftype picks each tensor's type as llama-quantize does for that file type (output and
+embedding tables, attn_v/ffn_down with more bits in some layers, the GQA and expert rules,
+32-block fallbacks for rows that are not a multiple of 256, 1-D tensors kept F32), writes
+llama.cpp tensor names and Q/K row order, and sets general.file_type. IN is a Hugging Face
+folder (config.json, safetensors, tokenizer) or an F32/F16/BF16 GGUF. The bytes equal
+llama-quantize's from the GGUF of the weights' own float type. --tensor-type REGEX=TYPE
+(first pattern found in a llama.cpp name wins), --output-tensor-type and
+--token-embedding-type override as in llama-quantize; --imatrix FILE reads llama.cpp's
+importance matrix (GGUF or legacy .dat) and quantizes as llama-quantize does with it
+(Q4_0/Q4_1 tensors with an imatrix are refused for now); --pure gives every quantizable
+tensor the file type's base type, as llama-quantize --pure. --scheme TYPE is one type for
+every 2-D weight too, keeping (not demoting) those whose rows do not fit its blocks.
 --preview estimates size and error of each scheme from ≤1% of every tensor and
 writes nothing. --json prints the report (or the preview) as JSON.`;
 
@@ -68,9 +89,26 @@ export function reportText(r: QuantReport, verbose: boolean): string {
   return lines.join('\n') + '\n';
 }
 
+type Values = { ftype?: string; format?: string; keep?: string[]; only?: string[]; 'gguf-names'?: string; 'allow-nonfinite'?: boolean; 'tensor-type'?: string[]; 'output-tensor-type'?: string; 'token-embedding-type'?: string; imatrix?: string; pure?: boolean };
+
+/** `--ftype`: llama-quantize's per-tensor types, from a Hugging Face folder or a float GGUF. */
+async function runFtype(values: Values, positionals: string[], schemes: string[], io: Parameters<Command['run']>[1], ctx: JobContext): Promise<number> {
+  const ftype = values.ftype!.toUpperCase();
+  if (!isFtypeName(ftype)) throw new UsageError(`--ftype must be one of ${FTYPE_NAMES.join(', ')}, not '${values.ftype}'`);
+  if (schemes.length) throw new UsageError('--ftype and --scheme exclude each other (--scheme is one type for every tensor)');
+  const other = (['format', 'keep', 'only', 'gguf-names', 'allow-nonfinite'] as const).find((k) => values[k] !== undefined);
+  if (other) throw new UsageError(`--${other} does not go with --ftype (the output is a GGUF with llama.cpp names)`);
+  const [input, output] = positionals;
+  if (!output.toLowerCase().endsWith('.gguf')) throw new UsageError('with --ftype OUT is a .gguf file');
+  const args = { input, output, ftype, ftypeOptions: ftypeOptions(values), imatrix: values.imatrix };
+  const r = input.toLowerCase().endsWith('.gguf') ? await quantizeGgufFtype(args, ctx) : await toGguf(args, ctx);
+  io.stdout.write(ftypeReport(r, ftype));
+  return 0;
+}
+
 export const quantizeCommand: Command = {
   name: 'quantize',
-  summary: 'Quantize to q8_0/q4_0/q4_1 (GGUF or safetensors), int8 or FP8, with an error report or a preview',
+  summary: 'Quantize to ggml types (GGUF or safetensors), llama.cpp file types (--ftype Q4_K_M …), int8 or FP8, with an error report or a preview',
   usage: USAGE,
   async run(argv, io) {
     const { values, positionals } = parseCommandArgs(
@@ -86,6 +124,8 @@ export const quantizeCommand: Command = {
         verbose: { type: 'boolean' },
         'gguf-names': { type: 'string' },
         'allow-nonfinite': { type: 'boolean' },
+        ftype: { type: 'string' },
+        ...FTYPE_OPTIONS,
       },
       { minPositionals: 1, maxPositionals: 2, usage: 'IN and OUT (or IN with --preview)' },
     );
@@ -102,6 +142,8 @@ export const quantizeCommand: Command = {
       return 0;
     }
     if (positionals.length !== 2) throw new UsageError('expected IN and OUT');
+    if (values.ftype !== undefined) return runFtype(values, positionals, schemes, io, ctx);
+    if (values['tensor-type'] || values['output-tensor-type'] || values['token-embedding-type'] || values.imatrix || values.pure) throw new UsageError('--imatrix, --pure, --tensor-type, --output-tensor-type and --token-embedding-type go with --ftype');
     if (schemes.length !== 1) throw new UsageError('--scheme is required, once');
     const format = values.format as QuantFormat | undefined;
     if (format !== undefined && format !== 'gguf' && format !== 'safetensors') throw new UsageError(`--format must be gguf or safetensors, not '${format}'`);

@@ -5,7 +5,12 @@ import { GGML_TYPE, gguf, writeGguf, type GgufTensor, type GgufValue } from '../
 import { parseSentencePiece } from '../format/tokenizer/sentencepiece';
 import { specialVocabKeys } from '../format/tokenizer/specialVocab';
 import { bpeVocab, sentencePieceVocab, vocabKeys, type GgufVocab } from '../format/tokenizer/vocab';
-import { encode, outBytes, permuteHeads, Q8_0_BLOCK, type GgufOutType } from './ggufTensorStream';
+import { encode, permuteHeads, Q8_0_BLOCK, type GgufOutType } from './ggufTensorStream';
+import { ggmlId, quantizeRows, rowWeightsFor, schemeOf, typeBytes } from './ggufQuantStream';
+import { readImatrix, type Imatrix } from '../format/imatrix';
+import { chooseTypes, FTYPES, isFtypeName, type ChosenType, type FtypeName, type FtypeOptions } from './llamaFtype';
+import { getBackend } from '../compute/backend';
+import type { Backend } from '../compute/kernel';
 import { hparamKeys, llama3RopeFactors, modelShape, ropeScaling, type ModelShape } from './ggufHparams';
 import { CancelledError, isCancelled, throttle, type JobContext } from '../core/job';
 import { modelInputs, prepareOutputs } from '../format/outputs';
@@ -23,7 +28,12 @@ const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer.model', 'tokenizer_config.
 export interface ToGgufArgs {
   readonly input: string;
   readonly output: string;
-  readonly ftype: GgufOutType;
+  /** A plain type for every matrix, or one of llama.cpp's file types (per-tensor types as llama-quantize picks them). */
+  readonly ftype: GgufOutType | FtypeName;
+  /** `--tensor-type`, `--output-tensor-type`, `--token-embedding-type`, `--pure`, for a llama.cpp file type. */
+  readonly ftypeOptions?: FtypeOptions;
+  /** A llama.cpp importance matrix (GGUF or legacy .dat), for a llama.cpp file type. */
+  readonly imatrix?: string;
 }
 
 export interface ToGgufResult {
@@ -32,7 +42,10 @@ export interface ToGgufResult {
   readonly arch: string;
   readonly tokenizer: string;
   readonly pre: string;
-  readonly tensors: ReadonlyArray<{ readonly name: string; readonly type: GgufOutType }>;
+  readonly tensors: ReadonlyArray<{ readonly name: string; readonly type: ChosenType }>;
+  /** llama.cpp's fallback warnings: rows that do not fit the chosen type's blocks. */
+  readonly fallbacks: readonly string[];
+  readonly overrides: readonly string[];
 }
 
 /** `enum llama_ftype` for general.file_type. */
@@ -149,7 +162,7 @@ function ggufName(hf: string, shape: ModelShape): string | null | undefined {
 
 interface Planned {
   readonly out: GgufTensor;
-  readonly type: GgufOutType;
+  readonly type: ChosenType;
 }
 
 /** The converter's type rule: vectors and norms stay F32; Q8_0 rows that are not whole blocks fall back to F16. */
@@ -163,9 +176,15 @@ function expectShape(t: TensorInfo, want: readonly number[], file: string): void
   if (t.shape.length !== want.length || t.shape.some((d, i) => d !== want[i])) throw new FormatError('unsupported', `shape [${t.shape}] is not [${want}]`, file, t.name);
 }
 
-function planTensor(model: Model, t: TensorInfo, name: string, shape: ModelShape, ftype: GgufOutType, counts: CastCounts, signal?: AbortSignal): Planned {
-  if (!['F32', 'F16', 'BF16', 'F64'].includes(t.dtype)) throw new FormatError('unsupported', `dtype ${t.dtype} is not a float type the converter reads`, model.path, t.name);
-  const type = outType(name, t, ftype);
+/** What a tensor is encoded with: a cast, or a quantizer twin on the backend. */
+interface Encoder {
+  readonly counts: CastCounts;
+  readonly imatrix?: Imatrix;
+  readonly backend?: Backend;
+  readonly signal?: AbortSignal;
+}
+
+function planTensor(model: Model, t: TensorInfo, name: string, shape: ModelShape, type: ChosenType, enc: Encoder): Planned {
   const rowElems = t.shape[t.shape.length - 1] ?? 1;
   const esize = t.byteLength / Math.max(t.numel, 1);
   // Llama's rotary Q/K rows are regrouped per head; Qwen's checkpoints already use llama.cpp's layout.
@@ -174,12 +193,40 @@ function planTensor(model: Model, t: TensorInfo, name: string, shape: ModelShape
     const rows = t.shape[0];
     if (t.shape.length !== 2 || rows % (heads * 2)) throw new FormatError('unsupported', `${rows} rows do not split into ${heads} heads of paired rotary rows`, model.path, t.name);
   }
+  const weights = schemeOf(type) && type !== 'Q8_0' ? rowWeightsFor(enc.imatrix, name, [...t.shape].reverse(), type, model.path) : undefined;
   const data = () => {
-    let src = model.chunks(t, { chunkBytes: CHUNK_BYTES, signal });
+    let src = model.chunks(t, { chunkBytes: CHUNK_BYTES, signal: enc.signal });
     if (heads) src = permuteHeads(src, t.shape[0] / heads, rowElems * esize);
-    return encode(src, t.dtype, type, counts);
+    if (type === 'F32' || type === 'F16' || type === 'BF16' || type === 'Q8_0') return encode(src, t.dtype, type, enc.counts);
+    return quantizeRows(src, t.dtype, type, rowElems, enc.backend!, enc.counts, enc.signal, weights);
   };
-  return { type, out: { name, dims: [...t.shape].reverse(), ggmlType: GGML_TYPE[type], byteLength: outBytes(type, t.numel), data } };
+  return { type, out: { name, dims: [...t.shape].reverse(), ggmlType: ggmlId(type), byteLength: typeBytes(type, t.numel), data } };
+}
+
+interface TensorTypes {
+  readonly named: ReadonlyArray<readonly [TensorInfo, string, ChosenType]>;
+  readonly fallbacks: readonly string[];
+  readonly overrides: readonly string[];
+}
+
+/** Each tensor's llama.cpp name and output type: the converter's rule for a plain type, llama-quantize's for a file type. */
+function tensorTypes(model: Model, shape: ModelShape, args: ToGgufArgs): TensorTypes {
+  const named: Array<[TensorInfo, string]> = [];
+  for (const t of model.tensors) {
+    if (!['F32', 'F16', 'BF16', 'F64'].includes(t.dtype)) throw new FormatError('unsupported', `dtype ${t.dtype} is not a float type the converter reads`, model.path, t.name);
+    const name = ggufName(t.name, shape);
+    if (name === null) continue;
+    if (name === undefined) throw new FormatError('unsupported', `no llama.cpp ${shape.arch} tensor for it`, model.path, t.name);
+    named.push([t, name]);
+  }
+  const ftype = args.ftype;
+  if (!isFtypeName(ftype)) return { named: named.map(([t, n]) => [t, n, outType(n, t, ftype)] as const), fallbacks: [], overrides: [] };
+  // llama-quantize starts from the GGUF the converter writes in the weights' own float type;
+  // what it leaves unquantized (vectors, norms) stays as that file has it.
+  const start = (t: TensorInfo, n: string) => outType(n, t, t.dtype === 'F64' ? 'F32' : (t.dtype as GgufOutType));
+  const model_ = { arch: shape.arch, nLayer: shape.layers, nHead: shape.heads, nHeadKv: shape.kvHeads, nExpert: 0 };
+  const plan = chooseTypes(named.map(([t, n]) => ({ name: n, ne: [...t.shape].reverse(), type: start(t, n) })), model_, ftype, args.ftypeOptions);
+  return { named: named.map(([t, n]) => [t, n, plan.types.get(n)!] as const), fallbacks: plan.fallbacks, overrides: plan.overrides };
 }
 
 function checkShapes(model: Model, shape: ModelShape, nVocab: number, config: Json, file: string): void {
@@ -233,16 +280,15 @@ export async function toGguf(args: ToGgufArgs, ctx: JobContext = {}): Promise<To
   try {
     checkShapes(model, shape, vocab.tokens.length, config, configPath);
     // Every writer's rule: an output that is an input (by real path or inode) is refused before anything is written.
-    const inputs = [...(await modelInputs(model)), configPath, ...TOKENIZER_FILES.map((n) => join(dir, n))];
+    const inputs = [...(await modelInputs(model)), configPath, ...TOKENIZER_FILES.map((n) => join(dir, n)), ...(args.imatrix ? [args.imatrix] : [])];
     undo = (await prepareOutputs(inputs, { files: [args.output] }, ctx.notice)).undo;
     const counts: CastCounts = { overflow: 0, underflow: 0 };
-    const planned: Planned[] = [];
-    for (const t of model.tensors) {
-      const name = ggufName(t.name, shape);
-      if (name === null) continue;
-      if (name === undefined) throw new FormatError('unsupported', `no llama.cpp ${shape.arch} tensor for it`, model.path, t.name);
-      planned.push(planTensor(model, t, name, shape, args.ftype, counts, ctx.signal));
-    }
+    if (args.imatrix && !isFtypeName(args.ftype)) throw new FormatError('unsupported', `an importance matrix needs a llama.cpp file type, not ${args.ftype}`, args.imatrix);
+    const imatrix = args.imatrix ? await readImatrix(args.imatrix) : undefined;
+    const types = tensorTypes(model, shape, imatrix ? { ...args, ftypeOptions: { ...args.ftypeOptions, hasImatrix: true } } : args);
+    const needsBackend = types.named.some(([, , type]) => schemeOf(type) !== undefined && type !== 'Q8_0');
+    const enc: Encoder = { counts, imatrix, signal: ctx.signal, backend: needsBackend ? await getBackend(ctx.backend ?? 'auto') : undefined };
+    const planned = types.named.map(([t, name, type]) => planTensor(model, t, name, shape, type, enc));
     if (rope === 'llama3') {
       const factors = llama3RopeFactors(config, shape.headDim);
       const bytes = new Uint8Array(factors.buffer);
@@ -252,7 +298,7 @@ export async function toGguf(args: ToGgufArgs, ctx: JobContext = {}): Promise<To
       ['general.architecture', gguf.str(shape.arch)],
       ['general.type', gguf.str('model')],
       ['general.name', gguf.str(basename(dir))],
-      ...hparamKeys(config, shape, FILE_TYPE[args.ftype], configPath),
+      ...hparamKeys(config, shape, isFtypeName(args.ftype) ? FTYPES[args.ftype].id : FILE_TYPE[args.ftype], configPath),
       ...tokKv,
       ['general.quantization_version', gguf.u32(2)],
     ];
@@ -262,7 +308,7 @@ export async function toGguf(args: ToGgufArgs, ctx: JobContext = {}): Promise<To
       progress: (done, total) => report({ done, total, unit: 'bytes' }),
     });
     undo = undefined;
-    return { file: args.output, bytes, arch: shape.arch, tokenizer: vocab.model, pre: vocab.pre, tensors: planned.map((p) => ({ name: p.out.name, type: p.type })) };
+    return { file: args.output, bytes, arch: shape.arch, tokenizer: vocab.model, pre: vocab.pre, tensors: planned.map((p) => ({ name: p.out.name, type: p.type })), fallbacks: types.fallbacks, overrides: types.overrides };
   } catch (e) {
     await undo?.();
     if (isCancelled(e) || (e instanceof Error && e.name === 'AbortError')) throw new CancelledError();

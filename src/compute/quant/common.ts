@@ -27,6 +27,11 @@ export interface QuantizeArgs {
   readonly give?: boolean;
   /** A buffer of exactly the output's size to write into (recycled memory); kernels may ignore it. */
   readonly out?: Uint8Array;
+  /**
+   * Importance weights, one per column, as `ggml_quantize_chunk` takes them. Only the
+   * K-quant, Q5_0/Q5_1 and IQ4 kernels use them; Q8_0 ignores them as ggml does.
+   */
+  readonly imatrix?: Float32Array;
 }
 
 /** `KernelDef.transfer` for the quantizers: moves the input only when the caller gave it up. */

@@ -10,8 +10,9 @@ import { kquantCpu, type KQuantType } from './kquant.cpu';
 function kquantKernel(type: KQuantType): KernelDef<QuantizeArgs, QuantizeResult> {
   return {
     name: `quant.${type.toLowerCase()}`,
-    cpu: handBack((a) => kquantCpu(type, a)),
+    cpu: handBack((a) => kquantCpu(type, a, a.imatrix)),
     gpu: () => Promise.reject(new GpuUnsupportedError(`${type}: no GPU quantizer yet`)),
+    // The imatrix is small (one f32 per column) and shared by every chunk of a tensor: copied, not moved.
     transfer: giveSrc,
   };
 }

@@ -1,0 +1,135 @@
+import { getBackend } from '../compute/backend';
+import type { Backend } from '../compute/kernel';
+import { CancelledError, isCancelled, throttle, throwIfCancelled, type JobContext } from '../core/job';
+import { castBytes, type CastCounts, type CastDType, type DType } from '../format';
+import { FormatError } from '../format/errors';
+import { ggufArrayItems, readGguf, readTensorBytes, type GgufFile, type GgufTensorInfo } from '../format/gguf/reader';
+import type { GgufValue as ReadValue } from '../format/gguf/values';
+import { gguf, writeGguf, type GgufTensor, type GgufValue } from '../format/gguf/writer';
+import { prepareOutputs } from '../format/outputs';
+import { NodeFileSource } from '../format/source';
+import { ggmlId, quantizeRows, rowWeightsFor, typeBytes } from './ggufQuantStream';
+import { readImatrix, type Imatrix } from '../format/imatrix';
+import { allowsQuantization, chooseTypes, FTYPES, type ChosenType, type FtypeModel, type FtypeName, type FtypeOptions } from './llamaFtype';
+import type { ToGgufResult } from './toGguf';
+
+/**
+ * llama-quantize's job on our side: an F32/F16/BF16 GGUF (llama.cpp names, rows already
+ * in llama.cpp's order) → the same model in a llama.cpp file type. Metadata is copied,
+ * general.file_type set; each tensor is streamed through its chosen type's quantizer.
+ */
+
+export interface GgufFtypeArgs {
+  readonly input: string;
+  readonly output: string;
+  readonly ftype: FtypeName;
+  readonly ftypeOptions?: FtypeOptions;
+  /** A llama.cpp importance matrix (GGUF or legacy .dat). */
+  readonly imatrix?: string;
+}
+
+// Tensor bytes are read in chunks of this size (whole rows are regrouped downstream).
+const READ_BYTES = 4 << 20;
+
+const FLOAT_TYPES = new Set(['F32', 'F16', 'BF16']);
+
+async function metadataOf(file: GgufFile): Promise<Array<[string, GgufValue]>> {
+  const out: Array<[string, GgufValue]> = [];
+  for (const [key, v] of file.metadata) {
+    if (key === 'general.file_type' || key === 'general.quantization_version' || key === 'general.alignment') continue;
+    out.push([key, await writable(file, key, v)]);
+  }
+  return out;
+}
+
+async function writable(file: GgufFile, key: string, v: ReadValue): Promise<GgufValue> {
+  if (v.type !== 'array') return v as GgufValue;
+  if (v.itemType === 'array') throw new FormatError('unsupported', `metadata ${key} is an array of arrays, which this writer does not copy`, file.source.name);
+  const items = v.items ?? (await ggufArrayItems(file, v));
+  return { type: 'array', itemType: v.itemType, value: items as ReadonlyArray<number | bigint | boolean | string> };
+}
+
+function num(file: GgufFile, key: string, fallback?: number): number {
+  const v = file.metadata.get(key);
+  if (v === undefined && fallback !== undefined) return fallback;
+  // head_count_kv may be one value per layer: the rules read layer 0's, as llama.cpp's n_gqa() does.
+  const x = v?.type === 'array' ? v.items?.[0] : v?.value;
+  if (typeof x !== 'number' && typeof x !== 'bigint') throw new FormatError('unsupported', `no numeric ${key} in the metadata`, file.source.name);
+  return Number(x);
+}
+
+function modelOf(file: GgufFile): FtypeModel {
+  const a = file.metadata.get('general.architecture');
+  if (a?.type !== 'string') throw new FormatError('unsupported', 'no general.architecture in the metadata', file.source.name);
+  const arch = String(a.value);
+  const nHead = num(file, `${arch}.attention.head_count`);
+  return { arch, nLayer: num(file, `${arch}.block_count`), nHead, nHeadKv: num(file, `${arch}.attention.head_count_kv`, nHead), nExpert: num(file, `${arch}.expert_count`, 0) };
+}
+
+function tensorData(file: GgufFile, t: GgufTensorInfo, signal?: AbortSignal): AsyncIterable<Uint8Array> {
+  return (async function* () {
+    for (let at = 0; at < t.byteLength; at += READ_BYTES) {
+      throwIfCancelled(signal);
+      const buf = new Uint8Array(Math.min(READ_BYTES, t.byteLength - at));
+      await readTensorBytes(file, t, at, buf);
+      yield buf;
+    }
+  })();
+}
+
+interface Job {
+  readonly backend: Backend;
+  readonly counts: CastCounts;
+  readonly imatrix?: Imatrix;
+  readonly signal?: AbortSignal;
+}
+
+function planOut(file: GgufFile, t: GgufTensorInfo, type: ChosenType, job: Job): GgufTensor {
+  const { signal } = job;
+  const from = t.type.name;
+  if (type === from) return { name: t.name, dims: t.ne, ggmlType: t.type.id, byteLength: t.byteLength, data: () => tensorData(file, t, signal) };
+  if (!FLOAT_TYPES.has(from)) throw new FormatError('unsupported', `requantizing from ${from} is not supported (start from the F16, BF16 or F32 GGUF)`, file.source.name, t.name);
+  const weights = type !== 'Q8_0' && type !== 'F16' && type !== 'F32' && type !== 'BF16' ? rowWeightsFor(job.imatrix, t.name, t.ne, type, file.source.name) : undefined;
+  if (!FLOAT_TYPES.has(type)) {
+    const data = () => quantizeRows(tensorData(file, t, signal), from as DType, type, t.ne[0], job.backend, job.counts, signal, weights);
+    return { name: t.name, dims: t.ne, ggmlType: ggmlId(type), byteLength: typeBytes(type, t.elements), data };
+  }
+  // A float type chosen for a float tensor (a 32-column fallback to F16, an F16 override): a cast.
+  const data = async function* () {
+    for await (const c of tensorData(file, t, signal)) yield castBytes(c, from as CastDType, type as CastDType, job.counts);
+  };
+  return { name: t.name, dims: t.ne, ggmlType: ggmlId(type), byteLength: typeBytes(type, t.elements), data };
+}
+
+export async function quantizeGgufFtype(args: GgufFtypeArgs, ctx: JobContext = {}): Promise<ToGgufResult> {
+  const source = await NodeFileSource.open(args.input);
+  let undo: (() => Promise<void>) | undefined;
+  try {
+    const file = await readGguf(source);
+    const model = modelOf(file);
+    const input = file.tensors.map((t) => ({ name: t.name, ne: t.ne, type: t.type.name as ChosenType }));
+    for (const t of file.tensors) {
+      if (!FLOAT_TYPES.has(t.type.name) && allowsQuantization({ name: t.name, ne: t.ne, type: 'F32' })) {
+        throw new FormatError('unsupported', `requantizing from ${t.type.name} is not supported (start from the F16, BF16 or F32 GGUF)`, args.input, t.name);
+      }
+    }
+    const imatrix = args.imatrix ? await readImatrix(args.imatrix) : undefined;
+    const plan = chooseTypes(input, model, args.ftype, { ...args.ftypeOptions, hasImatrix: imatrix !== undefined });
+    undo = (await prepareOutputs([args.input, ...(args.imatrix ? [args.imatrix] : [])], { files: [args.output] }, ctx.notice)).undo;
+    const job: Job = { backend: await getBackend(ctx.backend ?? 'auto'), counts: { overflow: 0, underflow: 0 }, imatrix, signal: ctx.signal };
+    const tensors = file.tensors.map((t) => planOut(file, t, plan.types.get(t.name)!, job));
+    const kv: Array<[string, GgufValue]> = [...(await metadataOf(file)), ['general.quantization_version', gguf.u32(2)], ['general.file_type', gguf.u32(FTYPES[args.ftype].id)]];
+    if (file.alignment !== 32) kv.push(['general.alignment', gguf.u32(file.alignment)]);
+    const report = throttle(ctx.progress);
+    const bytes = await writeGguf(args.output, kv, tensors, { alignment: file.alignment, signal: ctx.signal, progress: (done, total) => report({ done, total, unit: 'bytes' }) });
+    undo = undefined;
+    const arch = model.arch;
+    return { file: args.output, bytes, arch, tokenizer: '', pre: '', tensors: file.tensors.map((t) => ({ name: t.name, type: plan.types.get(t.name)! })), fallbacks: plan.fallbacks, overrides: plan.overrides };
+  } catch (e) {
+    await undo?.();
+    if (isCancelled(e) || (e instanceof Error && e.name === 'AbortError')) throw new CancelledError();
+    throw e;
+  } finally {
+    await source.close();
+  }
+}

@@ -1,0 +1,101 @@
+import type { Backend } from '../compute/kernel';
+import type { QuantInputDType } from '../compute/quant/common';
+import { SCHEMES, type SchemeName } from '../compute/quant/schemes';
+import { castBytes, type CastCounts, type DType } from '../format';
+import { GGML_TYPE_BY_NAME, type GgmlTypeName } from '../format/gguf/types';
+import type { ChosenType } from './llamaFtype';
+import { FormatError } from '../format/errors';
+import type { Imatrix } from '../format/imatrix';
+import { blocksOf } from './ggufTensorStream';
+
+/**
+ * Whole rows of a tensor's byte stream through the quantizer twin of a ggml type, in
+ * order, a few chunks in flight so that the CPU pool's workers all have one.
+ */
+
+// Rows are sent to the quantizer in chunks of about this many input bytes: milliseconds of work per chunk.
+const CHUNK_BYTES = 1 << 20;
+// Chunks awaiting their result at once: one per worker and one queued on a 2–16 core pool.
+const IN_FLIGHT = 4;
+
+/** Bytes of `numel` values of `type` (whole blocks along the rows). */
+export function typeBytes(type: ChosenType, numel: number): number {
+  const t = GGML_TYPE_BY_NAME.get(type as GgmlTypeName)!;
+  return (numel / t.blockSize) * t.typeSize;
+}
+
+export function ggmlId(type: ChosenType): number {
+  return GGML_TYPE_BY_NAME.get(type as GgmlTypeName)!.id;
+}
+
+export function schemeOf(type: ChosenType): SchemeName | undefined {
+  const s = type.toLowerCase();
+  return Object.prototype.hasOwnProperty.call(SCHEMES, s) && SCHEMES[s as SchemeName].kind === 'ggml' ? (s as SchemeName) : undefined;
+}
+
+/** An importance matrix for one tensor: ne[0] weights per expert; each expert's rows use their own. */
+export interface RowWeights {
+  readonly imatrix: Float32Array;
+  readonly rowsPerExpert: number;
+}
+
+/** The largest number of rows ≤ `want` that divides `n`: chunks then never straddle an expert. */
+function divisorAtMost(n: number, want: number): number {
+  for (let d = Math.min(n, want); d > 1; d--) if (n % d === 0) return d;
+  return 1;
+}
+
+/**
+ * Quantizes a stream of `from` values, `cols` per row, to `type` on `backend`. F64 rows
+ * are cast to F32 first (the twins read BF16, F16 and F32).
+ */
+export async function* quantizeRows(
+  src: AsyncIterable<Uint8Array>,
+  from: DType,
+  type: ChosenType,
+  cols: number,
+  backend: Backend,
+  counts: CastCounts,
+  signal?: AbortSignal,
+  weights?: RowWeights,
+): AsyncIterable<Uint8Array> {
+  const scheme = SCHEMES[schemeOf(type)!];
+  const esize = from === 'F64' ? 8 : from === 'F32' ? 4 : 2;
+  const rowBytes = cols * esize;
+  let rowsPer = Math.max(1, Math.floor(CHUNK_BYTES / rowBytes));
+  const experts = weights ? weights.imatrix.length / cols : 1;
+  if (weights && experts > 1) rowsPer = divisorAtMost(weights.rowsPerExpert, rowsPer);
+  const pending: Array<Promise<Uint8Array>> = [];
+  let row = 0;
+  for await (const block of blocksOf(src, rowsPer * rowBytes, rowBytes)) {
+    const dtype: QuantInputDType = from === 'F64' ? 'F32' : (from as QuantInputDType);
+    const input = from === 'F64' ? castBytes(block, 'F64', 'F32', counts) : block;
+    const rows = block.length / rowBytes;
+    const e = weights ? Math.floor(row / weights.rowsPerExpert) : 0;
+    const imatrix = weights ? (experts > 1 ? weights.imatrix.slice(e * cols, (e + 1) * cols) : weights.imatrix) : undefined;
+    row += rows;
+    const job = backend.run(scheme.kernel, { src: input, dtype, rows, cols, stats: false, give: true, imatrix }, signal).then((r) => r.data);
+    // A failure surfaces where the job is awaited, in order; this keeps it from counting as unhandled meanwhile.
+    job.catch(() => undefined);
+    pending.push(job);
+    if (pending.length >= IN_FLIGHT) yield await pending.shift()!;
+  }
+  while (pending.length) yield await pending.shift()!;
+}
+
+/**
+ * The importance weights for one tensor, as llama_model_quantize looks them up: by llama.cpp
+ * name; none when the imatrix lacks the tensor; a size other than ne[0] × experts is an error
+ * (except for the token embedding, which llama.cpp then quantizes without).
+ */
+export function rowWeightsFor(im: Imatrix | undefined, name: string, ne: readonly number[], type: ChosenType, file: string): RowWeights | undefined {
+  const w = im?.entries.get(name);
+  if (!w) return undefined;
+  const experts = ne[2] ?? 1;
+  if (w.length !== ne[0] * experts) {
+    if (name === 'token_embd.weight' || name === 'per_layer_token_embd.weight') return undefined;
+    throw new FormatError('unsupported', `the imatrix has ${w.length} values for it, the tensor needs ${ne[0] * experts}`, file, name);
+  }
+  if (type === 'Q4_0' || type === 'Q4_1') throw new FormatError('unsupported', `${type} with an importance matrix is not supported yet (ggml's weighted ${type} search)`, file, name);
+  return { imatrix: w, rowsPerExpert: ne[1] ?? 1 };
+}
