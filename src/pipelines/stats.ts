@@ -3,7 +3,7 @@ import { cpuPoolSize } from '../compute/cpu/pool';
 import { isPatternDType } from '../compute/decode/patterns';
 import type { Backend } from '../compute/kernel';
 import { SMALL_TENSOR_BYTES } from './statsBatch';
-import { statsKernel, type BinsResult, type StatsResult, type TopEntry, type WideScan } from '../compute/stats/stats';
+import { foldsUndecoded, statsKernel, type BinsResult, type StatsResult, type TopEntry, type WideScan } from '../compute/stats/stats';
 import { binsParams, mergeTop, mergeWide, summarizePatterns, summarizeWide, unsupportedStats, type TensorHead, type TensorStats } from '../compute/stats/summarize';
 import { decodeKernel } from '../compute/decode/decode';
 import { DTYPE_INFO } from '../format/dtypes';
@@ -68,10 +68,10 @@ interface Slice {
   readonly byteLength: number;
 }
 
-function slicesOf(t: TensorInfo, sliceBytes: number): Slice[] {
+function slicesOf(t: TensorInfo, sliceBytes: number, undecoded: (type: string) => boolean): Slice[] {
   const s = storageOf(t);
   if (s.kind === 'scheme') return schemeSlices(t, sliceBytes);
-  if (s.kind === 'blocks') return blockSlicesOf(t, s.blockElements, s.blockBytes, sliceBytes);
+  if (s.kind === 'blocks') return blockSlicesOf(t, s.blockElements, s.blockBytes, undecoded(s.type) ? sliceBytes : sliceBytes / 4 / s.blockElements * s.blockBytes);
   const bits = DTYPE_INFO[t.dtype].bits;
   const per = Math.max(SLICE_ALIGN, Math.floor((sliceBytes * 8) / bits / SLICE_ALIGN) * SLICE_ALIGN);
   const out: Slice[] = [];
@@ -101,9 +101,12 @@ function schemeSlices(t: TensorInfo, sliceBytes: number): Slice[] {
   return out;
 }
 
-/** Slices of whole blocks: each is decoded to float32 in the kernel, so its values (4 bytes each) bound it. */
-function blockSlicesOf(t: TensorInfo, elements: number, bytes: number, sliceBytes: number): Slice[] {
-  const blocks = Math.max(1, Math.floor(sliceBytes / 4 / elements));
+/**
+ * Slices of whole blocks, `maxBytes` of them: where the kernel decodes them to float32, the
+ * caller bounds them by their values (4 bytes each) instead.
+ */
+function blockSlicesOf(t: TensorInfo, elements: number, bytes: number, maxBytes: number): Slice[] {
+  const blocks = Math.max(1, Math.floor(maxBytes / bytes));
   const out: Slice[] = [];
   for (let first = 0; first < t.numel; first += blocks * elements) {
     const count = Math.min(blocks * elements, t.numel - first);
@@ -162,13 +165,14 @@ export async function stats(model: Model, opts: StatsOptions = {}): Promise<Stat
   const isSmall = (t: TensorInfo) => t.byteLength <= smallBytes && t.dtype !== 'C64' && storageOf(t).kind === 'dtype';
   const tensors: TensorStats[] = new Array(selected.length);
   const small = selected.flatMap((t, at) => (isSmall(t) ? [{ t, at }] : []));
+  const undecoded = (type: string): boolean => backend.kind === 'cpu' && foldsUndecoded(type, histograms);
   const folds = selected.filter((t) => !isSmall(t)).map((t): TensorFold => {
     const pattern = storageOf(t).kind === 'dtype' && isPatternDType(t.dtype);
-    return { t, slices: slicesOf(t, sliceBytes), hist: pattern ? new Float64Array(2 ** DTYPE_INFO[t.dtype].bits) : undefined, occurring: [], tops: [], scans: [], binned: [] };
+    return { t, slices: slicesOf(t, sliceBytes, undecoded), hist: pattern ? new Float64Array(2 ** DTYPE_INFO[t.dtype].bits) : undefined, occurring: [], tops: [], scans: [], binned: [] };
   });
   const byTensor = new Map(folds.map((f) => [f.t, f]));
 
-  const steps = sliceSteps(model, backend, pool, byTensor, topK);
+  const steps = sliceSteps(model, backend, pool, byTensor, topK, histograms);
   const fold = ({ job, r }: SliceOut): void => {
     foldSlice(byTensor.get(job.t)!, r);
     if (job.phase === 'scan') progress.add(job.s.byteLength, job.t.name);
@@ -221,7 +225,7 @@ interface SliceOut {
 }
 
 /** A slice's two steps: read its bytes through the model's ByteSource, then one kernel run. */
-function sliceSteps(model: Model, backend: Backend, pool: BufferPool, byTensor: ReadonlyMap<TensorInfo, TensorFold>, topK: number): JobSteps<SliceJob, Uint8Array | SchemeUnits, SliceOut> {
+function sliceSteps(model: Model, backend: Backend, pool: BufferPool, byTensor: ReadonlyMap<TensorInfo, TensorFold>, topK: number, histograms: boolean): JobSteps<SliceJob, Uint8Array | SchemeUnits, SliceOut> {
   return {
     read: async ({ t, s }) => {
       if (s.units) return readSchemeUnits(model, t, s.units[0], s.units[1]);
@@ -244,7 +248,7 @@ function sliceSteps(model: Model, backend: Backend, pool: BufferPool, byTensor: 
       // Block storages (ggml types) are decoded inside the statistics kernel; schemes were decoded above.
       const storage = dtype === 'F32' && !(read instanceof Uint8Array) ? undefined : blockStorageOf(t);
       const slice = { dtype: storage ? ('F32' as const) : dtype, storage, first: s.first, count: s.count, bytes };
-      const args = phase === 'scan' ? { ...slice, phase, topK } : { ...slice, phase, ...byTensor.get(t)!.params! };
+      const args = phase === 'scan' ? { ...slice, phase, topK } : { ...slice, phase, ...byTensor.get(t)!.params!, histograms };
       let r: StatsResult;
       try {
         r = await backend.run(statsKernel, args, signal);

@@ -49,6 +49,11 @@ export interface StatsBinsArgs extends SliceArgs {
   readonly mean: number;
   /** x > mean + outlierBeyond or x < mean − outlierBeyond is an outlier (6 · std). */
   readonly outlierBeyond: number;
+  /**
+   * false when the caller keeps no histogram (the CLI's table): a kernel may then count only
+   * nearZero and outliers and leave hist and logHist zero. Absent or true: all of them.
+   */
+  readonly histograms?: boolean;
 }
 
 export type StatsArgs = StatsScanArgs | StatsBinsArgs;
@@ -225,6 +230,14 @@ export function logBinner(lo: number, hi: number, bins: number): (a: number) => 
     while (k < bins - 1 && a >= edge(k + 1)) k++;
     return k;
   };
+}
+
+/**
+ * Whether the CPU twin reads slices of this block type without decoding them to float32
+ * (q4kStats.cpu.ts): then a slice needs no room for its values, and may hold more blocks.
+ */
+export function foldsUndecoded(type: string, histograms: boolean): boolean {
+  return type === 'Q4_K' && !histograms;
 }
 
 /** Fused statistics of one tensor slice (see `StatsArgs`). */

@@ -1,0 +1,249 @@
+import { Fn, OP, SIMD, T, WASM_PAGE, assemble, ensureMemory, instantiate, type WasmMemory } from '../cpu/wasmAsm';
+import { F16_TO_F32 } from '../dequant/half';
+import { A, ABS, END, Sub, TABLE, V, X, emitFlag, emitLoop, loadAcc, storeAcc } from './q4kStatsAsm';
+
+/**
+ * Statistics of Q4_K blocks in WebAssembly, one 32-value sub-block at a time and without
+ * decoding its values. A sub-block's value for code q is v(q) = f32(f32(a·q) − mm), with
+ * a = f32(d·sc) and mm = f32(dmin·m) as ggml's dequantize_row_q4_K computes them: monotonic
+ * in q, so every statistic but the sums follows from a few codes and a few SIMD counts:
+ *
+ *  - min and max: v(0) and v(15) bound the sub-block; only when a bound passes the running
+ *    minimum (maximum) are the smallest and largest codes present found (u8 min/max);
+ *  - the smallest non-zero |x|: the codes on either side of the zero crossing q0 = mm / a;
+ *  - counts below or beyond a threshold: the codes on the far side, counted by comparison;
+ *  - the sums: Σ (x − K) and Σ (x − K)² of the affine values a·q − mm, from Σq and Σq²
+ *    (those differ from the float32 values by two roundings, |δ| ≤ 2⁻²⁴ (|a·q| + |x|)).
+ *
+ * A sub-block whose zero crossing falls on a code (a zero, or a tie the screen cannot
+ * settle), or whose a is 0, is flagged: the caller decodes it and folds its values.
+ * The caller gives only blocks whose scales d and dmin are finite.
+ *
+ * Memory: [0, 256 KiB) the float16 → float32 table, then the accumulators (ACC), the
+ * per-block bounds on |x| (ABS), the flagged sub-blocks (FLAGS), and the input batch (IN).
+ */
+
+/** Flags the sub-block (kind 0: all of it to the caller) and leaves it, when a is 0 or its zero crossing is (nearly) a code. */
+function emitScreen(f: Fn, sub: Sub, flag: (kind: number) => void, r: number): void {
+  f.get(sub.a).f32(0).op(OP.f32_eq).if_();
+  flag(0);
+  f.op(OP.br, 1).end();
+  sub.crossing();
+  f.get(sub.q0).op(X.f64_nearest).set(r);
+  // A crossing within 1e-3 of a code in range: v there may be 0, and the sides of the crossing are not
+  // certain from q0 alone (q0 is within 2e-6 of the true crossing whenever it lies in [−1, 16]).
+  f.get(r).f64(0).op(X.f64_ge).get(r).f64(15).op(X.f64_le).op(OP.i32_and);
+  f.get(sub.q0).get(r).op(OP.f64_sub).op(X.f64_abs).f64(1e-3).op(X.f64_lt).op(OP.i32_and).if_();
+  flag(0);
+  f.op(OP.br, 1).end();
+}
+
+/** Σ (x − K) and Σ (x − K)² of the sub-block's affine values a·q − mm, from Σq and Σq² (SIMD). */
+function emitSums(f: Fn, sub: Sub, l: { sum: number; sq: number; k: number; s1: number; s2: number; av: number; bp: number; pair: number }): void {
+  // Σq and Σq² as i32x4 partial sums, then both reduced at once: [Σq, ·, Σq², ·] in the lanes.
+  f.get(sub.n0).get(sub.n1).simd(V.i8x16_add).simd(V.i16x8_extadd_pairwise_u).simd(V.i32x4_extadd_pairwise_u);
+  f.get(sub.n0).get(sub.n0).simd(V.i16x8_extmul_low_u).get(sub.n0).get(sub.n0).simd(V.i16x8_extmul_high_u).simd(V.i16x8_add);
+  f.get(sub.n1).get(sub.n1).simd(V.i16x8_extmul_low_u).get(sub.n1).get(sub.n1).simd(V.i16x8_extmul_high_u).simd(V.i16x8_add);
+  f.simd(V.i16x8_add).simd(V.i32x4_extadd_pairwise_u).set(sub.t).set(l.pair);
+  f.get(l.pair).get(sub.t).shuffle([0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23]);
+  f.get(l.pair).get(sub.t).shuffle([8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31]).simd(SIMD.i32x4_add).set(sub.t);
+  f.get(sub.t).get(sub.t).get(sub.t).shuffle([4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11]).simd(SIMD.i32x4_add).set(sub.t);
+  f.get(sub.t).lane(SIMD.i32x4_extract_lane, 0).op(X.f64_convert_i32_s).set(l.s1);
+  f.get(sub.t).lane(SIMD.i32x4_extract_lane, 2).op(X.f64_convert_i32_s).set(l.s2);
+  f.get(sub.a).op(OP.f64_promote_f32).set(l.av);
+  f.get(sub.mm).op(OP.f64_promote_f32).op(X.f64_neg).get(l.k).op(OP.f64_sub).set(l.bp);
+  f.get(l.sum).get(l.av).get(l.s1).op(X.f64_mul).get(l.bp).f64(32).op(X.f64_mul).op(OP.f64_add).op(OP.f64_add).set(l.sum);
+  f.get(l.sq).get(l.av).get(l.av).op(X.f64_mul).get(l.s2).op(X.f64_mul);
+  f.get(l.av).get(l.bp).op(X.f64_mul).get(l.s1).op(X.f64_mul).f64(2).op(X.f64_mul).op(OP.f64_add);
+  f.get(l.bp).get(l.bp).op(X.f64_mul).f64(32).op(X.f64_mul).op(OP.f64_add);
+  f.op(OP.f64_add).set(l.sq);
+}
+
+/** Updates min and max: the bounds v(0) = −mm and v(15) first, the codes that occur only when a bound passes. */
+function emitRange(f: Fn, sub: Sub, l: { min: number; max: number; bound: number; v0: number; v15: number }): void {
+  f.get(sub.mm).op(X.f32_neg).set(l.v0);
+  sub.value(() => f.i32(15));
+  f.set(l.v15);
+  f.get(l.bound).get(l.v0).op(X.f32_abs).op(OP.f32_max).get(l.v15).op(X.f32_abs).op(OP.f32_max).set(l.bound);
+  for (const low of [true, false]) {
+    const acc = low ? l.min : l.max;
+    f.get(l.v0).get(l.v15).op(low ? OP.f32_min : OP.f32_max).get(acc).op(low ? X.f32_lt : X.f32_gt).if_();
+    // a > 0: v rises with q, so the minimum is at the smallest code that occurs.
+    sub.extreme(!low);
+    sub.extreme(low);
+    f.get(sub.a).f32(0).op(X.f32_gt).op(OP.select).set(sub.q);
+    f.get(acc);
+    sub.value(() => f.get(sub.q));
+    f.op(low ? OP.f32_min : OP.f32_max).set(acc);
+    f.end();
+  }
+}
+
+/**
+ * The smallest non-zero |x|: the codes qf = ⌊q0⌋ and qf + 1 on either side of the crossing are
+ * the nearest to 0 on their side. One that occurs updates it; one that does not, but would
+ * have, leaves the sub-block to the caller (kind 1), as a farther code on its side may occur.
+ */
+function emitMinAbs(f: Fn, sub: Sub, l: { minAbs: number; val: number; toCaller: number }, flag: (kind: number) => void): void {
+  f.i32(0).set(l.toCaller);
+  f.get(sub.q0).op(X.f64_floor).f64(15).op(X.f64_min).f64(-1).op(X.f64_max).op(X.i32_trunc_f64_s).set(sub.q);
+  for (let side = 0; side < 2; side++) {
+    if (side === 1) f.get(sub.q).i32(1).op(OP.i32_add).set(sub.q);
+    f.get(sub.q).i32(0).op(OP.i32_ge_s).get(sub.q).i32(15).op(OP.i32_le_s).op(OP.i32_and).if_();
+    sub.value(() => f.get(sub.q));
+    f.op(X.f32_abs).set(l.val);
+    f.get(l.val).get(l.minAbs).op(X.f32_lt).if_();
+    sub.present(sub.q);
+    f.if_().get(l.val).set(l.minAbs).op(OP.else).i32(1).set(l.toCaller).end();
+    f.end();
+    f.end();
+  }
+  f.get(l.toCaller).if_();
+  flag(1);
+  f.end();
+}
+
+export function buildScan(): Fn {
+  // scan(blocks, src) → flagged sub-blocks
+  const f = new Fn([T.i32, T.i32], [T.i32]);
+  const n = 0;
+  const sub = new Sub(f, 1);
+  const blockIndex = f.local(T.i32), nflags = f.local(T.i32), toCaller = f.local(T.i32);
+  const [sum, sq, k, s1, s2, av, bp, r] = Array.from({ length: 8 }, () => f.local(T.f64));
+  const [min, max, minAbs, bound, v0, v15, val] = Array.from({ length: 7 }, () => f.local(T.f32));
+  const pair = f.local(T.v128);
+  loadAcc(f, sum, A.sum, 'f64');
+  loadAcc(f, sq, A.sq, 'f64');
+  loadAcc(f, k, A.k, 'f64');
+  loadAcc(f, min, A.min, 'f32');
+  loadAcc(f, max, A.max, 'f32');
+  loadAcc(f, minAbs, A.minAbs, 'f32');
+  const finish = (): void => {
+    storeAcc(f, sum, A.sum, 'f64');
+    storeAcc(f, sq, A.sq, 'f64');
+    storeAcc(f, min, A.min, 'f32');
+    storeAcc(f, max, A.max, 'f32');
+    storeAcc(f, minAbs, A.minAbs, 'f32');
+    f.get(nflags);
+  };
+  let s = 0;
+  const flag = (kind: number): void => emitFlag(f, nflags, () => f.get(blockIndex).i32(3).op(OP.i32_shl).i32(s).op(OP.i32_or), kind);
+  emitLoop(
+    f,
+    sub,
+    n,
+    () => finish(),
+    (sb) => {
+      s = sb;
+      emitScreen(f, sub, flag, r);
+      emitSums(f, sub, { sum, sq, k, s1, s2, av, bp, pair });
+      emitRange(f, sub, { min, max, bound, v0, v15 });
+      emitMinAbs(f, sub, { minAbs, val, toCaller }, flag);
+    },
+    () => {
+      // The block's bound on |x|, for the top-k screen.
+      f.get(blockIndex).i32(2).op(OP.i32_shl).get(bound).mem(X.f32_store, ABS, 2);
+      f.f32(0).set(bound);
+    },
+    blockIndex,
+  );
+  finish();
+  return f;
+}
+
+/** near: counts |x| < T (or x = 0) and x outside [below, above], as binWide decides them, code by code. */
+export function buildNear(): Fn {
+  const f = new Fn([T.i32, T.i32], [T.i32]);
+  const n = 0;
+  const sub = new Sub(f, 1);
+  const blockIndex = f.local(T.i32), nflags = f.local(T.i32), near = f.local(T.i32), out = f.local(T.i32), qb = f.local(T.i32);
+  const [nearT64, r] = [f.local(T.f64), f.local(T.f64)];
+  const [nearT, above, below, v, v0, v15] = Array.from({ length: 6 }, () => f.local(T.f32));
+  loadAcc(f, nearT, A.nearT, 'f32');
+  loadAcc(f, nearT64, A.nearT64, 'f64');
+  loadAcc(f, above, A.above, 'f32');
+  loadAcc(f, below, A.below, 'f32');
+  loadAcc(f, near, A.near, 'i32');
+  loadAcc(f, out, A.out, 'i32');
+  const finish = (): void => {
+    storeAcc(f, near, A.near, 'i32');
+    storeAcc(f, out, A.out, 'i32');
+    f.get(nflags);
+  };
+  let s = 0;
+  const flag = (kind: number): void => emitFlag(f, nflags, () => f.get(blockIndex).i32(3).op(OP.i32_shl).i32(s).op(OP.i32_or), kind);
+  /** Runs `test` (pushing 1 when code q counts) for q in [sub.q, qb], adding the counts to `acc`. */
+  const codes = (acc: number, test: () => void): void => {
+    f.block().loop();
+    f.get(sub.q).get(qb).op(OP.i32_gt_s).op(OP.br_if, 1);
+    sub.value(() => f.get(sub.q));
+    f.set(v);
+    test();
+    f.if_().get(acc);
+    sub.count(sub.q);
+    f.op(OP.i32_add).set(acc).end();
+    f.get(sub.q).i32(1).op(OP.i32_add).set(sub.q);
+    f.op(OP.br, 0).end().end();
+  };
+  emitLoop(
+    f,
+    sub,
+    n,
+    () => finish(),
+    (sb) => {
+      s = sb;
+      f.get(sub.a).f32(0).op(OP.f32_eq).if_();
+      flag(0);
+      f.op(OP.br, 1).end();
+      sub.crossing();
+      // Codes whose |v| can be below T: within T/|a| of the crossing, and one more on each side for rounding.
+      // r = T/|a|, widened by the rounding of v far from the crossing (2⁻²³ |q0| codes; 2⁻²⁰ for margin).
+      f.get(nearT64).get(sub.a).op(OP.f64_promote_f32).op(X.f64_abs).op(X.f64_div).get(sub.q0).op(X.f64_abs).f64(2 ** -20).op(X.f64_mul).op(OP.f64_add).set(r);
+      f.get(sub.q0).get(r).op(OP.f64_sub).op(X.f64_floor).f64(1).op(OP.f64_sub).f64(16).op(X.f64_min).f64(0).op(X.f64_max).op(X.i32_trunc_f64_s).set(sub.q);
+      f.get(sub.q0).get(r).op(OP.f64_add).op(X.f64_ceil).f64(1).op(OP.f64_add).f64(15).op(X.f64_min).f64(-1).op(X.f64_max).op(X.i32_trunc_f64_s).set(qb);
+      // Most sub-blocks have no code within T/|a| (+ a rounding margin) of the crossing: no loop then.
+      f.get(sub.q0).get(sub.q0).op(X.f64_nearest).f64(15).op(X.f64_min).f64(0).op(X.f64_max).op(OP.f64_sub).op(X.f64_abs);
+      f.get(r).f64(1e-3).op(OP.f64_add).op(X.f64_le).if_();
+      codes(near, () => f.get(v).op(X.f32_abs).get(nearT).op(X.f32_lt).get(v).f32(0).op(OP.f32_eq).op(OP.i32_or));
+      f.end();
+      // Outliers: only when v(0) or v(15) is beyond a threshold, then every code.
+      f.get(sub.mm).op(X.f32_neg).set(v0);
+      sub.value(() => f.i32(15));
+      f.set(v15);
+      f.get(v0).get(v15).op(OP.f32_max).get(above).op(X.f32_gt).get(v0).get(v15).op(OP.f32_min).get(below).op(X.f32_lt).op(OP.i32_or).if_();
+      f.i32(0).set(sub.q).i32(15).set(qb);
+      codes(out, () => f.get(v).get(above).op(X.f32_gt).get(v).get(below).op(X.f32_lt).op(OP.i32_or));
+      f.end();
+    },
+    () => undefined,
+    blockIndex,
+  );
+  finish();
+  return f;
+}
+
+export interface Q4kStatsModule {
+  memory: WasmMemory;
+  /** Folds `blocks` blocks at `src` into the scan accumulators; returns how many sub-blocks it flagged (at FLAGS). */
+  scan(blocks: number, src: number): number;
+  /** Counts near-zero values and outliers of `blocks` blocks at `src`; returns how many sub-blocks it flagged. */
+  near(blocks: number, src: number): number;
+}
+
+let mod: Q4kStatsModule | null | undefined;
+
+/** The module, or null where WebAssembly SIMD is missing (the caller then decodes and scans). */
+export function q4kStatsModule(): Q4kStatsModule | null {
+  if (mod === undefined) {
+    try {
+      const m = instantiate<Q4kStatsModule>(assemble([['scan', buildScan()], ['near', buildNear()]], Math.ceil(END / WASM_PAGE)));
+      ensureMemory(m.memory, END);
+      new Float32Array(m.memory.buffer, TABLE, 65536).set(F16_TO_F32);
+      mod = m;
+    } catch {
+      mod = null;
+    }
+  }
+  return mod;
+}
+
