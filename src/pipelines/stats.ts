@@ -6,6 +6,7 @@ import { SMALL_TENSOR_BYTES } from './statsBatch';
 import { foldsUndecoded, statsKernel, type BinsResult, type StatsResult, type TopEntry, type WideScan } from '../compute/stats/stats';
 import { binsParams, mergeTop, mergeWide, summarizePatterns, summarizeWide, unsupportedStats, type TensorHead, type TensorStats } from '../compute/stats/summarize';
 import { decodeKernel } from '../compute/decode/decode';
+import { addSchemeChecks, noSchemeChecks, schemeChecks, schemeFindings, type SchemeChecks, type SchemeFinding } from '../compute/stats/schemeChecks';
 import { DTYPE_INFO } from '../format/dtypes';
 import { readSchemeUnits, unitCount, type SchemeUnits } from '../format/quantized/units';
 import { storageUnit } from '../format/storage';
@@ -17,6 +18,7 @@ import { BufferPool, ByteProgress, streamJobs, type JobSteps } from '../core/str
 import { scanSmall } from './statsBatch';
 
 export type { TensorStats } from '../compute/stats/summarize';
+export type { SchemeFinding } from '../compute/stats/schemeChecks';
 export { SMALL_TENSOR_BYTES } from './statsBatch';
 
 export interface StatsOptions extends JobContext {
@@ -44,7 +46,12 @@ export interface StatsReport {
   /** Bytes of tensor data scanned, each counted once (the wide dtypes' second pass re-reads theirs). */
   readonly bytesRead: number;
   readonly tensors: TensorStats[];
-  readonly health: { readonly nonFiniteTensors: string[]; readonly allZeroTensors: string[] };
+  readonly health: {
+    readonly nonFiniteTensors: string[];
+    readonly allZeroTensors: string[];
+    /** Quantized weights' scales and indices that are wrong whatever the values say (schemeChecks.ts); absent when none. */
+    readonly schemeFindings?: SchemeFinding[];
+  };
 }
 
 export const DEFAULT_BINS = 256;
@@ -132,6 +139,8 @@ interface TensorFold {
   readonly scans: WideScan[];
   readonly binned: BinsResult[];
   params?: ReturnType<typeof binsParams>;
+  /** A scheme tensor's checks of its scales and indices, added slice by slice. */
+  readonly checks?: SchemeChecks;
 }
 
 /**
@@ -168,7 +177,8 @@ export async function stats(model: Model, opts: StatsOptions = {}): Promise<Stat
   const undecoded = (type: string): boolean => backend.kind === 'cpu' && foldsUndecoded(type, histograms);
   const folds = selected.filter((t) => !isSmall(t)).map((t): TensorFold => {
     const pattern = storageOf(t).kind === 'dtype' && isPatternDType(t.dtype);
-    return { t, slices: slicesOf(t, sliceBytes, undecoded), hist: pattern ? new Float64Array(2 ** DTYPE_INFO[t.dtype].bits) : undefined, occurring: [], tops: [], scans: [], binned: [] };
+    const checks = storageOf(t).kind === 'scheme' ? noSchemeChecks() : undefined;
+    return { t, slices: slicesOf(t, sliceBytes, undecoded), hist: pattern ? new Float64Array(2 ** DTYPE_INFO[t.dtype].bits) : undefined, occurring: [], tops: [], scans: [], binned: [], checks };
   });
   const byTensor = new Map(folds.map((f) => [f.t, f]));
 
@@ -211,6 +221,7 @@ export async function stats(model: Model, opts: StatsOptions = {}): Promise<Stat
       health: {
         nonFiniteTensors: tensors.filter((s) => s.nan + s.posInf + s.negInf > 0).map((s) => s.name),
         allZeroTensors: tensors.filter((s) => s.count > 0 && s.zeros === s.count).map((s) => s.name),
+        ...findingsOf(folds),
       },
     };
   } catch (e) {
@@ -239,6 +250,13 @@ function sliceSteps(model: Model, backend: Backend, pool: BufferPool, byTensor: 
       let dtype = t.dtype;
       if (read instanceof Uint8Array) bytes = read;
       else {
+        const st = storageOf(t);
+        const fold = byTensor.get(t)!;
+        // The scheme's own checks, once per slice of the first pass (each part that every slice receives whole, once per tensor).
+        if (phase === 'scan' && st.kind === 'scheme' && fold.checks) {
+          const counted = [read.data, ...read.more].map((_, k) => (st.partUnitBytes?.[k] ?? 0) !== 0 || s.units![0] === 0);
+          addSchemeChecks(fold.checks, schemeChecks(st, [read.data, ...read.more], counted));
+        }
         const values = await backend.run(decodeKernel, { dtype: t.dtype, bytes: read.data, more: read.more, count: read.count, storage: t.storage }, signal).catch((e: unknown) => {
           throw named(e, t);
         });
@@ -260,6 +278,12 @@ function sliceSteps(model: Model, backend: Backend, pool: BufferPool, byTensor: 
       return { job, r };
     },
   };
+}
+
+/** The scheme findings of the scanned tensors, as the report's health carries them (absent when none). */
+function findingsOf(folds: readonly TensorFold[]): { schemeFindings?: SchemeFinding[] } {
+  const all = folds.flatMap((f) => (f.checks && f.t.storage?.kind === 'scheme' ? schemeFindings(f.t.name, f.t.storage.scheme, f.checks) : []));
+  return all.length > 0 ? { schemeFindings: all } : {};
 }
 
 /** Adds one slice's result to its tensor's totals (slices arrive in order). */
