@@ -229,11 +229,9 @@ export function q4kNear(args: StatsBinsArgs): BinsResult | undefined {
   const bytes = args.bytes;
   const above = args.mean + args.outlierBeyond;
   const below = args.mean - args.outlierBeyond;
-  const f64 = new Float64Array(m.memory.buffer, ACC, 16);
   const f32 = new Float32Array(m.memory.buffer, ACC, 32);
   const i32 = new Int32Array(m.memory.buffer, ACC, 32);
   f32[A.nearT / 4] = up32(args.nearZeroBelow);
-  f64[A.nearT64 / 8] = args.nearZeroBelow;
   f32[A.above / 4] = down32(above);
   f32[A.below / 4] = up32(below);
   i32[A.near / 4] = 0;

@@ -7,7 +7,7 @@ export const TABLE = 0;
 // 65,536 float16 codes × 4 bytes.
 export const ACC = TABLE + 65536 * 4;
 /** Accumulator fields: byte offsets from ACC. */
-export const A = { sum: 0, sq: 8, k: 16, min: 24, max: 28, minAbs: 32, nearT: 40, nearT64: 48, above: 56, below: 60, near: 64, out: 68 } as const;
+export const A = { sum: 0, sq: 8, k: 16, min: 24, max: 28, minAbs: 32, nearT: 40, above: 56, below: 60, near: 64, out: 68 } as const;
 export const ABS = ACC + 128;
 export const FLAGS = ABS + Q4K_BATCH * 4;
 export const IN = FLAGS + Q4K_BATCH * 8 * 4;
@@ -18,10 +18,10 @@ export const X = {
   i32_load8_u: 0x2d, i32_popcnt: 0x69, f32_store: 0x38, f64_load: 0x2b, f64_store: 0x39, i32_load: 0x28, i32_store: 0x36,
   f32_lt: 0x5d, f32_gt: 0x5e, f32_neg: 0x8c, f32_abs: 0x8b, f32_convert_i32_u: 0xb3, f32_convert_i32_s: 0xb2,
   f64_lt: 0x63, f64_ge: 0x66, f64_le: 0x65, f64_abs: 0x99, f64_floor: 0x9c, f64_ceil: 0x9b, f64_nearest: 0x9e, f64_mul: 0xa2, f64_div: 0xa3,
-  f64_min: 0xa4, f64_max: 0xa5, f64_convert_i32_s: 0xb7, i32_trunc_f64_s: 0xaa, f64_neg: 0x9a,
+  f64_min: 0xa4, f64_max: 0xa5, f32_floor: 0x8e, i32_trunc_f32_s: 0xa8, f64_convert_i32_s: 0xb7, i32_trunc_f64_s: 0xaa, f64_neg: 0x9a,
 } as const;
 export const V = {
-  i8x16_splat: 0x0f, i8x16_extract_lane_u: 0x16, i8x16_eq: 0x23, i8x16_bitmask: 0x64, i8x16_shr_u: 0x6d, i8x16_add: 0x6e, i8x16_min_u: 0x77, i8x16_max_u: 0x79,
+  i8x16_splat: 0x0f, i8x16_le_u: 0x2a, i8x16_ge_u: 0x2c, i8x16_extract_lane_u: 0x16, i8x16_eq: 0x23, i8x16_bitmask: 0x64, i8x16_shr_u: 0x6d, i8x16_add: 0x6e, i8x16_min_u: 0x77, i8x16_max_u: 0x79,
   i16x8_extadd_pairwise_u: 0x7d, i32x4_extadd_pairwise_u: 0x7f, i16x8_add: 0x8e, i16x8_extmul_low_u: 0x9e, i16x8_extmul_high_u: 0x9f,
 } as const;
 
@@ -99,6 +99,16 @@ export class Sub {
   count(q: number): void {
     const f = this.f;
     for (const n of [this.n0, this.n1]) f.get(n).get(q).simd(V.i8x16_splat).simd(V.i8x16_eq).simd(V.i8x16_bitmask).op(X.i32_popcnt);
+    f.op(OP.i32_add);
+  }
+  /** Pushes how many of the 32 codes lie in [lo, hi] (locals; an empty range when lo > hi). */
+  countRange(lo: number, hi: number): void {
+    const f = this.f;
+    for (const n of [this.n0, this.n1]) {
+      f.get(n).get(lo).simd(V.i8x16_splat).simd(V.i8x16_ge_u);
+      f.get(n).get(hi).simd(V.i8x16_splat).simd(V.i8x16_le_u);
+      f.simd(SIMD.v128_and).simd(V.i8x16_bitmask).op(X.i32_popcnt);
+    }
     f.op(OP.i32_add);
   }
   /** Pushes 1 when the code in local `q` occurs. */

@@ -157,10 +157,9 @@ export function buildNear(): Fn {
   const n = 0;
   const sub = new Sub(f, 1);
   const blockIndex = f.local(T.i32), nflags = f.local(T.i32), near = f.local(T.i32), out = f.local(T.i32), qb = f.local(T.i32);
-  const [nearT64, r] = [f.local(T.f64), f.local(T.f64)];
+  const qa = f.local(T.i32), nearLo = f.local(T.i32), nearHi = f.local(T.i32);
   const [nearT, above, below, v, v0, v15] = Array.from({ length: 6 }, () => f.local(T.f32));
   loadAcc(f, nearT, A.nearT, 'f32');
-  loadAcc(f, nearT64, A.nearT64, 'f64');
   loadAcc(f, above, A.above, 'f32');
   loadAcc(f, below, A.below, 'f32');
   loadAcc(f, near, A.near, 'i32');
@@ -195,16 +194,38 @@ export function buildNear(): Fn {
       f.get(sub.a).f32(0).op(OP.f32_eq).if_();
       flag(0);
       f.op(OP.br, 1).end();
-      sub.crossing();
-      // Codes whose |v| can be below T: within T/|a| of the crossing, and one more on each side for rounding.
-      // r = T/|a|, widened by the rounding of v far from the crossing (2⁻²³ |q0| codes; 2⁻²⁰ for margin).
-      f.get(nearT64).get(sub.a).op(OP.f64_promote_f32).op(X.f64_abs).op(X.f64_div).get(sub.q0).op(X.f64_abs).f64(2 ** -20).op(X.f64_mul).op(OP.f64_add).set(r);
-      f.get(sub.q0).get(r).op(OP.f64_sub).op(X.f64_floor).f64(1).op(OP.f64_sub).f64(16).op(X.f64_min).f64(0).op(X.f64_max).op(X.i32_trunc_f64_s).set(sub.q);
-      f.get(sub.q0).get(r).op(OP.f64_add).op(X.f64_ceil).f64(1).op(OP.f64_add).f64(15).op(X.f64_min).f64(-1).op(X.f64_max).op(X.i32_trunc_f64_s).set(qb);
-      // Most sub-blocks have no code within T/|a| (+ a rounding margin) of the crossing: no loop then.
-      f.get(sub.q0).get(sub.q0).op(X.f64_nearest).f64(15).op(X.f64_min).f64(0).op(X.f64_max).op(OP.f64_sub).op(X.f64_abs);
-      f.get(r).f64(1e-3).op(OP.f64_add).op(X.f64_le).if_();
-      codes(near, () => f.get(v).op(X.f32_abs).get(nearT).op(X.f32_lt).get(v).f32(0).op(OP.f32_eq).op(OP.i32_or));
+      // The codes whose |v| is below T (or v = 0) are a run around the zero crossing (v is monotonic in q),
+      // holding a code that brackets it if any: found from those two codes, then counted in one comparison.
+      f.get(sub.mm).get(sub.a).op(OP.f32_div).op(X.f32_floor).f32(15).op(OP.f32_min).f32(-1).op(OP.f32_max).op(X.i32_trunc_f32_s).set(sub.q);
+      const isNear = (code: () => void): void => {
+        sub.value(code);
+        f.set(v);
+        f.get(v).op(X.f32_abs).get(nearT).op(X.f32_lt).get(v).f32(0).op(OP.f32_eq).op(OP.i32_or);
+      };
+      // lo = the lower bracket code if it is in range and near, else the upper one; hi likewise from the top.
+      // `if` with an i32 result (block type 0x7f).
+      f.get(sub.q).i32(0).op(OP.i32_ge_s).op(OP.if, T.i32);
+      isNear(() => f.get(sub.q));
+      f.op(OP.else).i32(0).end();
+      f.set(nearLo);
+      f.get(sub.q).i32(15).op(OP.i32_lt_s).op(OP.if, T.i32);
+      isNear(() => f.get(sub.q).i32(1).op(OP.i32_add));
+      f.op(OP.else).i32(0).end();
+      f.set(nearHi);
+      f.get(nearLo).get(nearHi).op(OP.i32_or).if_();
+      f.get(sub.q).get(sub.q).i32(1).op(OP.i32_add).get(nearLo).op(OP.select).set(qa);
+      f.get(sub.q).i32(1).op(OP.i32_add).get(sub.q).get(nearHi).op(OP.select).set(qb);
+      for (const [edge, step, limit] of [[qa, -1, 0], [qb, 1, 15]] as const) {
+        f.block().loop();
+        f.get(edge).i32(limit).op(OP.i32_eq).op(OP.br_if, 1);
+        isNear(() => f.get(edge).i32(step).op(OP.i32_add));
+        f.op(OP.i32_eqz).op(OP.br_if, 1);
+        f.get(edge).i32(step).op(OP.i32_add).set(edge);
+        f.op(OP.br, 0).end().end();
+      }
+      f.get(near);
+      sub.countRange(qa, qb);
+      f.op(OP.i32_add).set(near);
       f.end();
       // Outliers: only when v(0) or v(15) is beyond a threshold, then every code.
       f.get(sub.mm).op(X.f32_neg).set(v0);
