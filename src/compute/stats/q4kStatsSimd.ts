@@ -151,14 +151,88 @@ export function buildScan(): Fn {
   return f;
 }
 
+interface NearLocals {
+  readonly nearT: number;
+  readonly above: number;
+  readonly below: number;
+  readonly v: number;
+  readonly near: number;
+  readonly out: number;
+  readonly qa: number;
+  readonly qb: number;
+  readonly nearLo: number;
+  readonly nearHi: number;
+}
+
+/**
+ * Near-zero values: the codes whose |v| is below T (or v = 0) are a run around the zero crossing
+ * (v is monotonic in q), holding one of the two codes that bracket it if any. Found from those
+ * two codes (mm / a in float32 picks them), grown while the next code is near, then counted in
+ * one comparison. Most sub-blocks have neither bracket code near, and cost no more.
+ */
+function emitNearZero(f: Fn, sub: Sub, l: NearLocals): void {
+  f.get(sub.mm).get(sub.a).op(OP.f32_div).op(X.f32_floor).f32(15).op(OP.f32_min).f32(-1).op(OP.f32_max).op(X.i32_trunc_f32_s).set(sub.q);
+  const isNear = (code: () => void): void => {
+    sub.value(code);
+    f.set(l.v);
+    f.get(l.v).op(X.f32_abs).get(l.nearT).op(X.f32_lt).get(l.v).f32(0).op(OP.f32_eq).op(OP.i32_or);
+  };
+  // Each bracket code, when in range: `if` with an i32 result (block type 0x7f).
+  f.get(sub.q).i32(0).op(OP.i32_ge_s).op(OP.if, T.i32);
+  isNear(() => f.get(sub.q));
+  f.op(OP.else).i32(0).end();
+  f.set(l.nearLo);
+  f.get(sub.q).i32(15).op(OP.i32_lt_s).op(OP.if, T.i32);
+  isNear(() => f.get(sub.q).i32(1).op(OP.i32_add));
+  f.op(OP.else).i32(0).end();
+  f.set(l.nearHi);
+  f.get(l.nearLo).get(l.nearHi).op(OP.i32_or).if_();
+  // qa = the lower bracket code if near, else the upper; qb likewise from the top.
+  f.get(sub.q).get(sub.q).i32(1).op(OP.i32_add).get(l.nearLo).op(OP.select).set(l.qa);
+  f.get(sub.q).i32(1).op(OP.i32_add).get(sub.q).get(l.nearHi).op(OP.select).set(l.qb);
+  for (const [edge, step, limit] of [[l.qa, -1, 0], [l.qb, 1, 15]] as const) {
+    f.block().loop();
+    f.get(edge).i32(limit).op(OP.i32_eq).op(OP.br_if, 1);
+    isNear(() => f.get(edge).i32(step).op(OP.i32_add));
+    f.op(OP.i32_eqz).op(OP.br_if, 1);
+    f.get(edge).i32(step).op(OP.i32_add).set(edge);
+    f.op(OP.br, 0).end().end();
+  }
+  f.get(l.near);
+  sub.countRange(l.qa, l.qb);
+  f.op(OP.i32_add).set(l.near);
+  f.end();
+}
+
+/** Outliers: only when v(0) or v(15) is beyond a threshold, then each code is tested and counted. */
+function emitOutliers(f: Fn, sub: Sub, l: NearLocals, v0: number, v15: number): void {
+  f.get(sub.mm).op(X.f32_neg).set(v0);
+  sub.value(() => f.i32(15));
+  f.set(v15);
+  f.get(v0).get(v15).op(OP.f32_max).get(l.above).op(X.f32_gt).get(v0).get(v15).op(OP.f32_min).get(l.below).op(X.f32_lt).op(OP.i32_or).if_();
+  f.i32(0).set(sub.q);
+  f.block().loop();
+  f.get(sub.q).i32(15).op(OP.i32_gt_s).op(OP.br_if, 1);
+  sub.value(() => f.get(sub.q));
+  f.set(l.v);
+  f.get(l.v).get(l.above).op(X.f32_gt).get(l.v).get(l.below).op(X.f32_lt).op(OP.i32_or);
+  f.if_().get(l.out);
+  sub.count(sub.q);
+  f.op(OP.i32_add).set(l.out).end();
+  f.get(sub.q).i32(1).op(OP.i32_add).set(sub.q);
+  f.op(OP.br, 0).end().end();
+  f.end();
+}
+
 /** near: counts |x| < T (or x = 0) and x outside [below, above], as binWide decides them, code by code. */
 export function buildNear(): Fn {
   const f = new Fn([T.i32, T.i32], [T.i32]);
   const n = 0;
   const sub = new Sub(f, 1);
-  const blockIndex = f.local(T.i32), nflags = f.local(T.i32), near = f.local(T.i32), out = f.local(T.i32), qb = f.local(T.i32);
-  const qa = f.local(T.i32), nearLo = f.local(T.i32), nearHi = f.local(T.i32);
+  const blockIndex = f.local(T.i32), nflags = f.local(T.i32);
+  const [near, out, qa, qb, nearLo, nearHi] = Array.from({ length: 6 }, () => f.local(T.i32));
   const [nearT, above, below, v, v0, v15] = Array.from({ length: 6 }, () => f.local(T.f32));
+  const l: NearLocals = { nearT, above, below, v, near, out, qa, qb, nearLo, nearHi };
   loadAcc(f, nearT, A.nearT, 'f32');
   loadAcc(f, above, A.above, 'f32');
   loadAcc(f, below, A.below, 'f32');
@@ -171,74 +245,15 @@ export function buildNear(): Fn {
   };
   let s = 0;
   const flag = (kind: number): void => emitFlag(f, nflags, () => f.get(blockIndex).i32(3).op(OP.i32_shl).i32(s).op(OP.i32_or), kind);
-  /** Runs `test` (pushing 1 when code q counts) for q in [sub.q, qb], adding the counts to `acc`. */
-  const codes = (acc: number, test: () => void): void => {
-    f.block().loop();
-    f.get(sub.q).get(qb).op(OP.i32_gt_s).op(OP.br_if, 1);
-    sub.value(() => f.get(sub.q));
-    f.set(v);
-    test();
-    f.if_().get(acc);
-    sub.count(sub.q);
-    f.op(OP.i32_add).set(acc).end();
-    f.get(sub.q).i32(1).op(OP.i32_add).set(sub.q);
-    f.op(OP.br, 0).end().end();
+  const body = (sb: number): void => {
+    s = sb;
+    f.get(sub.a).f32(0).op(OP.f32_eq).if_();
+    flag(0);
+    f.op(OP.br, 1).end();
+    emitNearZero(f, sub, l);
+    emitOutliers(f, sub, l, v0, v15);
   };
-  emitLoop(
-    f,
-    sub,
-    n,
-    () => finish(),
-    (sb) => {
-      s = sb;
-      f.get(sub.a).f32(0).op(OP.f32_eq).if_();
-      flag(0);
-      f.op(OP.br, 1).end();
-      // The codes whose |v| is below T (or v = 0) are a run around the zero crossing (v is monotonic in q),
-      // holding a code that brackets it if any: found from those two codes, then counted in one comparison.
-      f.get(sub.mm).get(sub.a).op(OP.f32_div).op(X.f32_floor).f32(15).op(OP.f32_min).f32(-1).op(OP.f32_max).op(X.i32_trunc_f32_s).set(sub.q);
-      const isNear = (code: () => void): void => {
-        sub.value(code);
-        f.set(v);
-        f.get(v).op(X.f32_abs).get(nearT).op(X.f32_lt).get(v).f32(0).op(OP.f32_eq).op(OP.i32_or);
-      };
-      // lo = the lower bracket code if it is in range and near, else the upper one; hi likewise from the top.
-      // `if` with an i32 result (block type 0x7f).
-      f.get(sub.q).i32(0).op(OP.i32_ge_s).op(OP.if, T.i32);
-      isNear(() => f.get(sub.q));
-      f.op(OP.else).i32(0).end();
-      f.set(nearLo);
-      f.get(sub.q).i32(15).op(OP.i32_lt_s).op(OP.if, T.i32);
-      isNear(() => f.get(sub.q).i32(1).op(OP.i32_add));
-      f.op(OP.else).i32(0).end();
-      f.set(nearHi);
-      f.get(nearLo).get(nearHi).op(OP.i32_or).if_();
-      f.get(sub.q).get(sub.q).i32(1).op(OP.i32_add).get(nearLo).op(OP.select).set(qa);
-      f.get(sub.q).i32(1).op(OP.i32_add).get(sub.q).get(nearHi).op(OP.select).set(qb);
-      for (const [edge, step, limit] of [[qa, -1, 0], [qb, 1, 15]] as const) {
-        f.block().loop();
-        f.get(edge).i32(limit).op(OP.i32_eq).op(OP.br_if, 1);
-        isNear(() => f.get(edge).i32(step).op(OP.i32_add));
-        f.op(OP.i32_eqz).op(OP.br_if, 1);
-        f.get(edge).i32(step).op(OP.i32_add).set(edge);
-        f.op(OP.br, 0).end().end();
-      }
-      f.get(near);
-      sub.countRange(qa, qb);
-      f.op(OP.i32_add).set(near);
-      f.end();
-      // Outliers: only when v(0) or v(15) is beyond a threshold, then every code.
-      f.get(sub.mm).op(X.f32_neg).set(v0);
-      sub.value(() => f.i32(15));
-      f.set(v15);
-      f.get(v0).get(v15).op(OP.f32_max).get(above).op(X.f32_gt).get(v0).get(v15).op(OP.f32_min).get(below).op(X.f32_lt).op(OP.i32_or).if_();
-      f.i32(0).set(sub.q).i32(15).set(qb);
-      codes(out, () => f.get(v).get(above).op(X.f32_gt).get(v).get(below).op(X.f32_lt).op(OP.i32_or));
-      f.end();
-    },
-    () => undefined,
-    blockIndex,
-  );
+  emitLoop(f, sub, n, finish, body, () => undefined, blockIndex);
   finish();
   return f;
 }
