@@ -55,14 +55,15 @@ export function renderStatsText(r: StatsReport): string {
       .map((s, c) => (c === row.length - 1 ? s : numeric.has(c) ? s.padStart(widths[c]) : s.padEnd(widths[c])))
       .join('  ')
       .trimEnd();
-  const { nonFiniteTensors: nf, allZeroTensors: az } = r.health;
+  const { nonFiniteTensors: nf, allZeroTensors: az, schemeFindings: sf = [] } = r.health;
   const summary =
     `${r.tensors.length} tensors, ${(r.bytesRead / 1e9).toFixed(2)} GB in ${r.seconds.toFixed(2)} s ` +
     `(${(r.bytesRead / 1e9 / Math.max(r.seconds, 1e-9)).toFixed(2)} GB/s, ${r.backend}: ${r.device}); ` +
-    (nf.length + az.length === 0 ? 'all healthy' : `${nf.length} with NaN/Inf, ${az.length} all zero`);
+    (nf.length + az.length + sf.length === 0 ? 'all healthy' : `${nf.length} with NaN/Inf, ${az.length} all zero` + (sf.length > 0 ? `, ${sf.length} scale findings` : ''));
   const lines = [line(head)];
   for (const i of order) lines.push(line(cells(r.tensors[i])));
   lines.push('', summary);
+  for (const f of sf) lines.push(`  ${escapeText(f.tensor)} (${f.scheme}): ${f.message}`);
   return lines.join('\n') + '\n';
 }
 

@@ -3,9 +3,10 @@ import { cpuPoolSize } from '../compute/cpu/pool';
 import { isPatternDType } from '../compute/decode/patterns';
 import type { Backend } from '../compute/kernel';
 import { SMALL_TENSOR_BYTES } from './statsBatch';
-import { statsKernel, type BinsResult, type StatsResult, type TopEntry, type WideScan } from '../compute/stats/stats';
+import { foldsUndecoded, statsKernel, type BinsResult, type StatsResult, type TopEntry, type WideScan } from '../compute/stats/stats';
 import { binsParams, mergeTop, mergeWide, summarizePatterns, summarizeWide, unsupportedStats, type TensorHead, type TensorStats } from '../compute/stats/summarize';
 import { decodeKernel } from '../compute/decode/decode';
+import { addSchemeChecks, noSchemeChecks, schemeChecks, schemeFindings, type SchemeChecks, type SchemeFinding } from '../compute/stats/schemeChecks';
 import { DTYPE_INFO } from '../format/dtypes';
 import { readSchemeUnits, unitCount, type SchemeUnits } from '../format/quantized/units';
 import { storageUnit } from '../format/storage';
@@ -17,6 +18,7 @@ import { BufferPool, ByteProgress, streamJobs, type JobSteps } from '../core/str
 import { scanSmall } from './statsBatch';
 
 export type { TensorStats } from '../compute/stats/summarize';
+export type { SchemeFinding } from '../compute/stats/schemeChecks';
 export { SMALL_TENSOR_BYTES } from './statsBatch';
 
 export interface StatsOptions extends JobContext {
@@ -44,7 +46,12 @@ export interface StatsReport {
   /** Bytes of tensor data scanned, each counted once (the wide dtypes' second pass re-reads theirs). */
   readonly bytesRead: number;
   readonly tensors: TensorStats[];
-  readonly health: { readonly nonFiniteTensors: string[]; readonly allZeroTensors: string[] };
+  readonly health: {
+    readonly nonFiniteTensors: string[];
+    readonly allZeroTensors: string[];
+    /** Quantized weights' scales and indices that are wrong whatever the values say (schemeChecks.ts); absent when none. */
+    readonly schemeFindings?: SchemeFinding[];
+  };
 }
 
 export const DEFAULT_BINS = 256;
@@ -68,10 +75,10 @@ interface Slice {
   readonly byteLength: number;
 }
 
-function slicesOf(t: TensorInfo, sliceBytes: number): Slice[] {
+function slicesOf(t: TensorInfo, sliceBytes: number, undecoded: (type: string) => boolean): Slice[] {
   const s = storageOf(t);
   if (s.kind === 'scheme') return schemeSlices(t, sliceBytes);
-  if (s.kind === 'blocks') return blockSlicesOf(t, s.blockElements, s.blockBytes, sliceBytes);
+  if (s.kind === 'blocks') return blockSlicesOf(t, s.blockElements, s.blockBytes, undecoded(s.type) ? sliceBytes : sliceBytes / 4 / s.blockElements * s.blockBytes);
   const bits = DTYPE_INFO[t.dtype].bits;
   const per = Math.max(SLICE_ALIGN, Math.floor((sliceBytes * 8) / bits / SLICE_ALIGN) * SLICE_ALIGN);
   const out: Slice[] = [];
@@ -101,9 +108,12 @@ function schemeSlices(t: TensorInfo, sliceBytes: number): Slice[] {
   return out;
 }
 
-/** Slices of whole blocks: each is decoded to float32 in the kernel, so its values (4 bytes each) bound it. */
-function blockSlicesOf(t: TensorInfo, elements: number, bytes: number, sliceBytes: number): Slice[] {
-  const blocks = Math.max(1, Math.floor(sliceBytes / 4 / elements));
+/**
+ * Slices of whole blocks, `maxBytes` of them: where the kernel decodes them to float32, the
+ * caller bounds them by their values (4 bytes each) instead.
+ */
+function blockSlicesOf(t: TensorInfo, elements: number, bytes: number, maxBytes: number): Slice[] {
+  const blocks = Math.max(1, Math.floor(maxBytes / bytes));
   const out: Slice[] = [];
   for (let first = 0; first < t.numel; first += blocks * elements) {
     const count = Math.min(blocks * elements, t.numel - first);
@@ -129,6 +139,8 @@ interface TensorFold {
   readonly scans: WideScan[];
   readonly binned: BinsResult[];
   params?: ReturnType<typeof binsParams>;
+  /** A scheme tensor's checks of its scales and indices, added slice by slice. */
+  readonly checks?: SchemeChecks;
 }
 
 /**
@@ -162,13 +174,15 @@ export async function stats(model: Model, opts: StatsOptions = {}): Promise<Stat
   const isSmall = (t: TensorInfo) => t.byteLength <= smallBytes && t.dtype !== 'C64' && storageOf(t).kind === 'dtype';
   const tensors: TensorStats[] = new Array(selected.length);
   const small = selected.flatMap((t, at) => (isSmall(t) ? [{ t, at }] : []));
+  const undecoded = (type: string): boolean => backend.kind === 'cpu' && foldsUndecoded(type, histograms);
   const folds = selected.filter((t) => !isSmall(t)).map((t): TensorFold => {
     const pattern = storageOf(t).kind === 'dtype' && isPatternDType(t.dtype);
-    return { t, slices: slicesOf(t, sliceBytes), hist: pattern ? new Float64Array(2 ** DTYPE_INFO[t.dtype].bits) : undefined, occurring: [], tops: [], scans: [], binned: [] };
+    const checks = storageOf(t).kind === 'scheme' ? noSchemeChecks() : undefined;
+    return { t, slices: slicesOf(t, sliceBytes, undecoded), hist: pattern ? new Float64Array(2 ** DTYPE_INFO[t.dtype].bits) : undefined, occurring: [], tops: [], scans: [], binned: [], checks };
   });
   const byTensor = new Map(folds.map((f) => [f.t, f]));
 
-  const steps = sliceSteps(model, backend, pool, byTensor, topK);
+  const steps = sliceSteps(model, backend, pool, byTensor, topK, histograms);
   const fold = ({ job, r }: SliceOut): void => {
     foldSlice(byTensor.get(job.t)!, r);
     if (job.phase === 'scan') progress.add(job.s.byteLength, job.t.name);
@@ -207,6 +221,7 @@ export async function stats(model: Model, opts: StatsOptions = {}): Promise<Stat
       health: {
         nonFiniteTensors: tensors.filter((s) => s.nan + s.posInf + s.negInf > 0).map((s) => s.name),
         allZeroTensors: tensors.filter((s) => s.count > 0 && s.zeros === s.count).map((s) => s.name),
+        ...findingsOf(folds),
       },
     };
   } catch (e) {
@@ -221,7 +236,7 @@ interface SliceOut {
 }
 
 /** A slice's two steps: read its bytes through the model's ByteSource, then one kernel run. */
-function sliceSteps(model: Model, backend: Backend, pool: BufferPool, byTensor: ReadonlyMap<TensorInfo, TensorFold>, topK: number): JobSteps<SliceJob, Uint8Array | SchemeUnits, SliceOut> {
+function sliceSteps(model: Model, backend: Backend, pool: BufferPool, byTensor: ReadonlyMap<TensorInfo, TensorFold>, topK: number, histograms: boolean): JobSteps<SliceJob, Uint8Array | SchemeUnits, SliceOut> {
   return {
     read: async ({ t, s }) => {
       if (s.units) return readSchemeUnits(model, t, s.units[0], s.units[1]);
@@ -235,6 +250,13 @@ function sliceSteps(model: Model, backend: Backend, pool: BufferPool, byTensor: 
       let dtype = t.dtype;
       if (read instanceof Uint8Array) bytes = read;
       else {
+        const st = storageOf(t);
+        const fold = byTensor.get(t)!;
+        // The scheme's own checks, once per slice of the first pass (each part that every slice receives whole, once per tensor).
+        if (phase === 'scan' && st.kind === 'scheme' && fold.checks) {
+          const counted = [read.data, ...read.more].map((_, k) => (st.partUnitBytes?.[k] ?? 0) !== 0 || s.units![0] === 0);
+          addSchemeChecks(fold.checks, schemeChecks(st, [read.data, ...read.more], counted));
+        }
         const values = await backend.run(decodeKernel, { dtype: t.dtype, bytes: read.data, more: read.more, count: read.count, storage: t.storage }, signal).catch((e: unknown) => {
           throw named(e, t);
         });
@@ -244,7 +266,7 @@ function sliceSteps(model: Model, backend: Backend, pool: BufferPool, byTensor: 
       // Block storages (ggml types) are decoded inside the statistics kernel; schemes were decoded above.
       const storage = dtype === 'F32' && !(read instanceof Uint8Array) ? undefined : blockStorageOf(t);
       const slice = { dtype: storage ? ('F32' as const) : dtype, storage, first: s.first, count: s.count, bytes };
-      const args = phase === 'scan' ? { ...slice, phase, topK } : { ...slice, phase, ...byTensor.get(t)!.params! };
+      const args = phase === 'scan' ? { ...slice, phase, topK } : { ...slice, phase, ...byTensor.get(t)!.params!, histograms };
       let r: StatsResult;
       try {
         r = await backend.run(statsKernel, args, signal);
@@ -256,6 +278,12 @@ function sliceSteps(model: Model, backend: Backend, pool: BufferPool, byTensor: 
       return { job, r };
     },
   };
+}
+
+/** The scheme findings of the scanned tensors, as the report's health carries them (absent when none). */
+function findingsOf(folds: readonly TensorFold[]): { schemeFindings?: SchemeFinding[] } {
+  const all = folds.flatMap((f) => (f.checks && f.t.storage?.kind === 'scheme' ? schemeFindings(f.t.name, f.t.storage.scheme, f.checks) : []));
+  return all.length > 0 ? { schemeFindings: all } : {};
 }
 
 /** Adds one slice's result to its tensor's totals (slices arrive in order). */

@@ -1,6 +1,7 @@
 import { isPatternDType, patternBits, patternTable, type PatternDType } from '../decode/patterns';
 import { storageDecoder } from '../decode/blocks';
 import { binWide, numericView, scanWide } from './statsWide.cpu';
+import { q4kNear, q4kScan } from './q4kStats.cpu';
 import { compareTop, sparseTable, type PatternScan, type StatsArgs, type StatsResult, type TopEntry } from './stats';
 
 /** The CPU twin of the statistics kernel; runs in a worker (see stats.ts for the two phases). */
@@ -10,6 +11,11 @@ export function statsCpu(args: StatsArgs): StatsResult {
   if (isPatternDType(args.dtype)) {
     if (args.phase !== 'scan') throw new Error(`stats: ${args.dtype} needs no bins phase`);
     return { ...scanPatterns(args.dtype, bytes, args.count, args.first, args.topK), bytes };
+  }
+  // Q4_K folds its blocks as it decodes them, without a float32 copy (q4kStats.cpu.ts).
+  if (args.storage?.type === 'Q4_K') {
+    const fused = args.phase === 'scan' ? q4kScan(args) : q4kNear(args);
+    if (fused) return { ...fused, bytes };
   }
   const values = args.storage ? blockValues(args.storage.type, bytes, args.count) : numericView(args.dtype, bytes, args.count);
   return { ...(args.phase === 'scan' ? scanWide(values, args) : binWide(values, args)), bytes };

@@ -1,0 +1,285 @@
+import { Fn, OP, SIMD, T, WASM_PAGE, assemble, ensureMemory, instantiate, type WasmMemory } from '../cpu/wasmAsm';
+import { F16_TO_F32 } from '../dequant/half';
+import { A, ABS, END, Sub, TABLE, V, X, emitFlag, emitLoop, loadAcc, storeAcc } from './q4kStatsAsm';
+
+/**
+ * Statistics of Q4_K blocks in WebAssembly, one 32-value sub-block at a time and without
+ * decoding its values. A sub-block's value for code q is v(q) = f32(f32(a·q) − mm), with
+ * a = f32(d·sc) and mm = f32(dmin·m) as ggml's dequantize_row_q4_K computes them: monotonic
+ * in q, so every statistic but the sums follows from a few codes and a few SIMD counts:
+ *
+ *  - min and max: v(0) and v(15) bound the sub-block; only when a bound passes the running
+ *    minimum (maximum) are the smallest and largest codes present found (u8 min/max);
+ *  - the smallest non-zero |x|: the codes on either side of the zero crossing q0 = mm / a;
+ *  - counts below or beyond a threshold: the codes on the far side, counted by comparison;
+ *  - the sums: Σ (x − K) and Σ (x − K)² of the affine values a·q − mm, from Σq and Σq²
+ *    (those differ from the float32 values by two roundings, |δ| ≤ 2⁻²⁴ (|a·q| + |x|)).
+ *
+ * A sub-block whose zero crossing falls on a code (a zero, or a tie the screen cannot
+ * settle), or whose a is 0, is flagged: the caller decodes it and folds its values.
+ * The caller gives only blocks whose scales d and dmin are finite.
+ *
+ * Memory: [0, 256 KiB) the float16 → float32 table, then the accumulators (ACC), the
+ * per-block bounds on |x| (ABS), the flagged sub-blocks (FLAGS), and the input batch (IN).
+ */
+
+/** Flags the sub-block (kind 0: all of it to the caller) and leaves it, when a is 0 or its zero crossing is (nearly) a code. */
+function emitScreen(f: Fn, sub: Sub, flag: (kind: number) => void, r: number): void {
+  f.get(sub.a).f32(0).op(OP.f32_eq).if_();
+  flag(0);
+  f.op(OP.br, 1).end();
+  sub.crossing();
+  f.get(sub.q0).op(X.f64_nearest).set(r);
+  // A crossing within 1e-3 of a code in range: v there may be 0, and the sides of the crossing are not
+  // certain from q0 alone (q0 is within 2e-6 of the true crossing whenever it lies in [−1, 16]).
+  f.get(r).f64(0).op(X.f64_ge).get(r).f64(15).op(X.f64_le).op(OP.i32_and);
+  f.get(sub.q0).get(r).op(OP.f64_sub).op(X.f64_abs).f64(1e-3).op(X.f64_lt).op(OP.i32_and).if_();
+  flag(0);
+  f.op(OP.br, 1).end();
+}
+
+/** Σ (x − K) and Σ (x − K)² of the sub-block's affine values a·q − mm, from Σq and Σq² (SIMD). */
+function emitSums(f: Fn, sub: Sub, l: { sum: number; sq: number; k: number; s1: number; s2: number; av: number; bp: number; pair: number }): void {
+  // Σq and Σq² as i32x4 partial sums, then both reduced at once: [Σq, ·, Σq², ·] in the lanes.
+  f.get(sub.n0).get(sub.n1).simd(V.i8x16_add).simd(V.i16x8_extadd_pairwise_u).simd(V.i32x4_extadd_pairwise_u);
+  f.get(sub.n0).get(sub.n0).simd(V.i16x8_extmul_low_u).get(sub.n0).get(sub.n0).simd(V.i16x8_extmul_high_u).simd(V.i16x8_add);
+  f.get(sub.n1).get(sub.n1).simd(V.i16x8_extmul_low_u).get(sub.n1).get(sub.n1).simd(V.i16x8_extmul_high_u).simd(V.i16x8_add);
+  f.simd(V.i16x8_add).simd(V.i32x4_extadd_pairwise_u).set(sub.t).set(l.pair);
+  f.get(l.pair).get(sub.t).shuffle([0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23]);
+  f.get(l.pair).get(sub.t).shuffle([8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31]).simd(SIMD.i32x4_add).set(sub.t);
+  f.get(sub.t).get(sub.t).get(sub.t).shuffle([4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11]).simd(SIMD.i32x4_add).set(sub.t);
+  f.get(sub.t).lane(SIMD.i32x4_extract_lane, 0).op(X.f64_convert_i32_s).set(l.s1);
+  f.get(sub.t).lane(SIMD.i32x4_extract_lane, 2).op(X.f64_convert_i32_s).set(l.s2);
+  f.get(sub.a).op(OP.f64_promote_f32).set(l.av);
+  f.get(sub.mm).op(OP.f64_promote_f32).op(X.f64_neg).get(l.k).op(OP.f64_sub).set(l.bp);
+  f.get(l.sum).get(l.av).get(l.s1).op(X.f64_mul).get(l.bp).f64(32).op(X.f64_mul).op(OP.f64_add).op(OP.f64_add).set(l.sum);
+  f.get(l.sq).get(l.av).get(l.av).op(X.f64_mul).get(l.s2).op(X.f64_mul);
+  f.get(l.av).get(l.bp).op(X.f64_mul).get(l.s1).op(X.f64_mul).f64(2).op(X.f64_mul).op(OP.f64_add);
+  f.get(l.bp).get(l.bp).op(X.f64_mul).f64(32).op(X.f64_mul).op(OP.f64_add);
+  f.op(OP.f64_add).set(l.sq);
+}
+
+/** Updates min and max: the bounds v(0) = −mm and v(15) first, the codes that occur only when a bound passes. */
+function emitRange(f: Fn, sub: Sub, l: { min: number; max: number; bound: number; v0: number; v15: number }): void {
+  f.get(sub.mm).op(X.f32_neg).set(l.v0);
+  sub.value(() => f.i32(15));
+  f.set(l.v15);
+  f.get(l.bound).get(l.v0).op(X.f32_abs).op(OP.f32_max).get(l.v15).op(X.f32_abs).op(OP.f32_max).set(l.bound);
+  for (const low of [true, false]) {
+    const acc = low ? l.min : l.max;
+    f.get(l.v0).get(l.v15).op(low ? OP.f32_min : OP.f32_max).get(acc).op(low ? X.f32_lt : X.f32_gt).if_();
+    // a > 0: v rises with q, so the minimum is at the smallest code that occurs.
+    sub.extreme(!low);
+    sub.extreme(low);
+    f.get(sub.a).f32(0).op(X.f32_gt).op(OP.select).set(sub.q);
+    f.get(acc);
+    sub.value(() => f.get(sub.q));
+    f.op(low ? OP.f32_min : OP.f32_max).set(acc);
+    f.end();
+  }
+}
+
+/**
+ * The smallest non-zero |x|: the codes qf = ⌊q0⌋ and qf + 1 on either side of the crossing are
+ * the nearest to 0 on their side. One that occurs updates it; one that does not, but would
+ * have, leaves the sub-block to the caller (kind 1), as a farther code on its side may occur.
+ */
+function emitMinAbs(f: Fn, sub: Sub, l: { minAbs: number; val: number; toCaller: number }, flag: (kind: number) => void): void {
+  f.i32(0).set(l.toCaller);
+  f.get(sub.q0).op(X.f64_floor).f64(15).op(X.f64_min).f64(-1).op(X.f64_max).op(X.i32_trunc_f64_s).set(sub.q);
+  for (let side = 0; side < 2; side++) {
+    if (side === 1) f.get(sub.q).i32(1).op(OP.i32_add).set(sub.q);
+    f.get(sub.q).i32(0).op(OP.i32_ge_s).get(sub.q).i32(15).op(OP.i32_le_s).op(OP.i32_and).if_();
+    sub.value(() => f.get(sub.q));
+    f.op(X.f32_abs).set(l.val);
+    f.get(l.val).get(l.minAbs).op(X.f32_lt).if_();
+    sub.present(sub.q);
+    f.if_().get(l.val).set(l.minAbs).op(OP.else).i32(1).set(l.toCaller).end();
+    f.end();
+    f.end();
+  }
+  f.get(l.toCaller).if_();
+  flag(1);
+  f.end();
+}
+
+export function buildScan(): Fn {
+  // scan(blocks, src) → flagged sub-blocks
+  const f = new Fn([T.i32, T.i32], [T.i32]);
+  const n = 0;
+  const sub = new Sub(f, 1);
+  const blockIndex = f.local(T.i32), nflags = f.local(T.i32), toCaller = f.local(T.i32);
+  const [sum, sq, k, s1, s2, av, bp, r] = Array.from({ length: 8 }, () => f.local(T.f64));
+  const [min, max, minAbs, bound, v0, v15, val] = Array.from({ length: 7 }, () => f.local(T.f32));
+  const pair = f.local(T.v128);
+  loadAcc(f, sum, A.sum, 'f64');
+  loadAcc(f, sq, A.sq, 'f64');
+  loadAcc(f, k, A.k, 'f64');
+  loadAcc(f, min, A.min, 'f32');
+  loadAcc(f, max, A.max, 'f32');
+  loadAcc(f, minAbs, A.minAbs, 'f32');
+  const finish = (): void => {
+    storeAcc(f, sum, A.sum, 'f64');
+    storeAcc(f, sq, A.sq, 'f64');
+    storeAcc(f, min, A.min, 'f32');
+    storeAcc(f, max, A.max, 'f32');
+    storeAcc(f, minAbs, A.minAbs, 'f32');
+    f.get(nflags);
+  };
+  let s = 0;
+  const flag = (kind: number): void => emitFlag(f, nflags, () => f.get(blockIndex).i32(3).op(OP.i32_shl).i32(s).op(OP.i32_or), kind);
+  emitLoop(
+    f,
+    sub,
+    n,
+    () => finish(),
+    (sb) => {
+      s = sb;
+      emitScreen(f, sub, flag, r);
+      emitSums(f, sub, { sum, sq, k, s1, s2, av, bp, pair });
+      emitRange(f, sub, { min, max, bound, v0, v15 });
+      emitMinAbs(f, sub, { minAbs, val, toCaller }, flag);
+    },
+    () => {
+      // The block's bound on |x|, for the top-k screen.
+      f.get(blockIndex).i32(2).op(OP.i32_shl).get(bound).mem(X.f32_store, ABS, 2);
+      f.f32(0).set(bound);
+    },
+    blockIndex,
+  );
+  finish();
+  return f;
+}
+
+interface NearLocals {
+  readonly nearT: number;
+  readonly above: number;
+  readonly below: number;
+  readonly v: number;
+  readonly near: number;
+  readonly out: number;
+  readonly qa: number;
+  readonly qb: number;
+  readonly nearLo: number;
+  readonly nearHi: number;
+}
+
+/**
+ * Near-zero values: the codes whose |v| is below T (or v = 0) are a run around the zero crossing
+ * (v is monotonic in q), holding one of the two codes that bracket it if any. Found from those
+ * two codes (mm / a in float32 picks them), grown while the next code is near, then counted in
+ * one comparison. Most sub-blocks have neither bracket code near, and cost no more.
+ */
+function emitNearZero(f: Fn, sub: Sub, l: NearLocals): void {
+  f.get(sub.mm).get(sub.a).op(OP.f32_div).op(X.f32_floor).f32(15).op(OP.f32_min).f32(-1).op(OP.f32_max).op(X.i32_trunc_f32_s).set(sub.q);
+  const isNear = (code: () => void): void => {
+    sub.value(code);
+    f.set(l.v);
+    f.get(l.v).op(X.f32_abs).get(l.nearT).op(X.f32_lt).get(l.v).f32(0).op(OP.f32_eq).op(OP.i32_or);
+  };
+  // Each bracket code, when in range: `if` with an i32 result (block type 0x7f).
+  f.get(sub.q).i32(0).op(OP.i32_ge_s).op(OP.if, T.i32);
+  isNear(() => f.get(sub.q));
+  f.op(OP.else).i32(0).end();
+  f.set(l.nearLo);
+  f.get(sub.q).i32(15).op(OP.i32_lt_s).op(OP.if, T.i32);
+  isNear(() => f.get(sub.q).i32(1).op(OP.i32_add));
+  f.op(OP.else).i32(0).end();
+  f.set(l.nearHi);
+  f.get(l.nearLo).get(l.nearHi).op(OP.i32_or).if_();
+  // qa = the lower bracket code if near, else the upper; qb likewise from the top.
+  f.get(sub.q).get(sub.q).i32(1).op(OP.i32_add).get(l.nearLo).op(OP.select).set(l.qa);
+  f.get(sub.q).i32(1).op(OP.i32_add).get(sub.q).get(l.nearHi).op(OP.select).set(l.qb);
+  for (const [edge, step, limit] of [[l.qa, -1, 0], [l.qb, 1, 15]] as const) {
+    f.block().loop();
+    f.get(edge).i32(limit).op(OP.i32_eq).op(OP.br_if, 1);
+    isNear(() => f.get(edge).i32(step).op(OP.i32_add));
+    f.op(OP.i32_eqz).op(OP.br_if, 1);
+    f.get(edge).i32(step).op(OP.i32_add).set(edge);
+    f.op(OP.br, 0).end().end();
+  }
+  f.get(l.near);
+  sub.countRange(l.qa, l.qb);
+  f.op(OP.i32_add).set(l.near);
+  f.end();
+}
+
+/** Outliers: only when v(0) or v(15) is beyond a threshold, then each code is tested and counted. */
+function emitOutliers(f: Fn, sub: Sub, l: NearLocals, v0: number, v15: number): void {
+  f.get(sub.mm).op(X.f32_neg).set(v0);
+  sub.value(() => f.i32(15));
+  f.set(v15);
+  f.get(v0).get(v15).op(OP.f32_max).get(l.above).op(X.f32_gt).get(v0).get(v15).op(OP.f32_min).get(l.below).op(X.f32_lt).op(OP.i32_or).if_();
+  f.i32(0).set(sub.q);
+  f.block().loop();
+  f.get(sub.q).i32(15).op(OP.i32_gt_s).op(OP.br_if, 1);
+  sub.value(() => f.get(sub.q));
+  f.set(l.v);
+  f.get(l.v).get(l.above).op(X.f32_gt).get(l.v).get(l.below).op(X.f32_lt).op(OP.i32_or);
+  f.if_().get(l.out);
+  sub.count(sub.q);
+  f.op(OP.i32_add).set(l.out).end();
+  f.get(sub.q).i32(1).op(OP.i32_add).set(sub.q);
+  f.op(OP.br, 0).end().end();
+  f.end();
+}
+
+/** near: counts |x| < T (or x = 0) and x outside [below, above], as binWide decides them, code by code. */
+export function buildNear(): Fn {
+  const f = new Fn([T.i32, T.i32], [T.i32]);
+  const n = 0;
+  const sub = new Sub(f, 1);
+  const blockIndex = f.local(T.i32), nflags = f.local(T.i32);
+  const [near, out, qa, qb, nearLo, nearHi] = Array.from({ length: 6 }, () => f.local(T.i32));
+  const [nearT, above, below, v, v0, v15] = Array.from({ length: 6 }, () => f.local(T.f32));
+  const l: NearLocals = { nearT, above, below, v, near, out, qa, qb, nearLo, nearHi };
+  loadAcc(f, nearT, A.nearT, 'f32');
+  loadAcc(f, above, A.above, 'f32');
+  loadAcc(f, below, A.below, 'f32');
+  loadAcc(f, near, A.near, 'i32');
+  loadAcc(f, out, A.out, 'i32');
+  const finish = (): void => {
+    storeAcc(f, near, A.near, 'i32');
+    storeAcc(f, out, A.out, 'i32');
+    f.get(nflags);
+  };
+  let s = 0;
+  const flag = (kind: number): void => emitFlag(f, nflags, () => f.get(blockIndex).i32(3).op(OP.i32_shl).i32(s).op(OP.i32_or), kind);
+  const body = (sb: number): void => {
+    s = sb;
+    f.get(sub.a).f32(0).op(OP.f32_eq).if_();
+    flag(0);
+    f.op(OP.br, 1).end();
+    emitNearZero(f, sub, l);
+    emitOutliers(f, sub, l, v0, v15);
+  };
+  emitLoop(f, sub, n, finish, body, () => undefined, blockIndex);
+  finish();
+  return f;
+}
+
+export interface Q4kStatsModule {
+  memory: WasmMemory;
+  /** Folds `blocks` blocks at `src` into the scan accumulators; returns how many sub-blocks it flagged (at FLAGS). */
+  scan(blocks: number, src: number): number;
+  /** Counts near-zero values and outliers of `blocks` blocks at `src`; returns how many sub-blocks it flagged. */
+  near(blocks: number, src: number): number;
+}
+
+let mod: Q4kStatsModule | null | undefined;
+
+/** The module, or null where WebAssembly SIMD is missing (the caller then decodes and scans). */
+export function q4kStatsModule(): Q4kStatsModule | null {
+  if (mod === undefined) {
+    try {
+      const m = instantiate<Q4kStatsModule>(assemble([['scan', buildScan()], ['near', buildNear()]], Math.ceil(END / WASM_PAGE)));
+      ensureMemory(m.memory, END);
+      new Float32Array(m.memory.buffer, TABLE, 65536).set(F16_TO_F32);
+      mod = m;
+    } catch {
+      mod = null;
+    }
+  }
+  return mod;
+}
+
