@@ -139,24 +139,37 @@ class Scanner {
     return v;
   }
 
-  /** `[a, b, …]` of sizes, into `this.list` (reused: copy what must outlive the next call). */
+  /**
+   * `[a, b, …]` of sizes, into `this.list` (reused, and never shortened: setting its length
+   * would free its storage, and each call would allocate it again). Returns the count.
+   */
   sizes(): number {
     this.expect(LBRACKET);
     const out = this.list;
-    out.length = 0;
+    let n = 0;
     if (this.ws() === RBRACKET) {
       this.i++;
       return 0;
     }
     for (;;) {
-      out.push(this.size());
+      out[n++] = this.size();
       const c = this.ws();
       this.i++;
-      if (c === RBRACKET) return out.length;
+      if (c === RBRACKET) return n;
       if (c !== COMMA) throw NOT_PLAIN;
     }
   }
-  readonly list: number[] = [];
+  private readonly list: number[] = [];
+
+  /** The first `n` entries of the list that `sizes` filled, as an array of exactly that length. */
+  listed(n: number): number[] {
+    return this.list.slice(0, n);
+  }
+
+  /** Entry `i` of the list that `sizes` filled. */
+  at(i: number): number {
+    return this.list[i];
+  }
 
   /** Past an object's `{`: false when the object is empty (its `}` consumed too). */
   open(): boolean {
@@ -208,10 +221,11 @@ function tensorEntry(sc: Scanner, name: string, dataOffset: number, fileIndex: n
     const key = sc.key();
     if (sc.is(key, DTYPE_KEY) && dtype === undefined) dtype = dtypeAt(sc, sc.skipString());
     // A copy of exactly its length: the scratch list has grown capacity that each record would keep.
-    else if (sc.is(key, SHAPE_KEY) && shape === undefined) shape = sc.list.slice(0, sc.sizes());
+    else if (sc.is(key, SHAPE_KEY) && shape === undefined) shape = sc.listed(sc.sizes());
     else if (sc.is(key, OFFSETS_KEY) && begin < 0) {
       if (sc.sizes() !== 2) throw NOT_PLAIN;
-      [begin, end] = sc.list;
+      begin = sc.at(0);
+      end = sc.at(1);
     }
     // An extra field, a duplicate or an escaped key name: the thorough parser decides.
     else throw NOT_PLAIN;
