@@ -161,10 +161,19 @@ class Scanner {
   }
   private readonly list: number[] = [];
 
-  /** The first `n` entries of the list that `sizes` filled, as an array of exactly that length. */
-  listed(n: number): number[] {
-    return this.list.slice(0, n);
+  /**
+   * The first `n` entries of the list that `sizes` filled, as an array of exactly that length,
+   * shared by every tensor of this header with the same shape: a model repeats a few shapes
+   * over all its layers, and shapes are read-only, so 100,000 tensors need not hold 100,000 arrays.
+   */
+  shape(n: number): number[] {
+    let key = '';
+    for (let k = 0; k < n; k++) key += k === 0 ? String(this.list[k]) : `,${this.list[k]}`;
+    let shape = this.shapes.get(key);
+    if (!shape) this.shapes.set(key, (shape = this.list.slice(0, n)));
+    return shape;
   }
+  private readonly shapes = new Map<string, number[]>();
 
   /** Entry `i` of the list that `sizes` filled. */
   at(i: number): number {
@@ -220,8 +229,7 @@ function tensorEntry(sc: Scanner, name: string, dataOffset: number, fileIndex: n
   for (let more = sc.open(); more; more = sc.more()) {
     const key = sc.key();
     if (sc.is(key, DTYPE_KEY) && dtype === undefined) dtype = dtypeAt(sc, sc.skipString());
-    // A copy of exactly its length: the scratch list has grown capacity that each record would keep.
-    else if (sc.is(key, SHAPE_KEY) && shape === undefined) shape = sc.listed(sc.sizes());
+    else if (sc.is(key, SHAPE_KEY) && shape === undefined) shape = sc.shape(sc.sizes());
     else if (sc.is(key, OFFSETS_KEY) && begin < 0) {
       if (sc.sizes() !== 2) throw NOT_PLAIN;
       begin = sc.at(0);
