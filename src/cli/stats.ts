@@ -2,7 +2,7 @@ import { BackendUnavailableError, disposeBackends } from '../pipelines/runtime';
 import type { BackendChoice } from '../core/job';
 import { openModel } from '../format/openModel';
 import { stats, type StatsReport, type TensorStats } from '../pipelines/stats';
-import { openerFor, parseCommandArgs, UsageError, type Command } from './command';
+import { openerFor, parseCommandArgs, UsageError, writer, type Command } from './command';
 import { escapeText } from '../format/escape';
 
 const USAGE = `usage: tensor-workbench stats PATH [--tensor NAME]... [--bins N] [--backend auto|cpu|webgpu] [--json]
@@ -81,11 +81,6 @@ export function* statsTextChunks(r: StatsReport): Generator<string> {
   }
   lines.push('', summary);
   yield lines.join('\n') + '\n';
-}
-
-/** Writes text to `out`, waiting for it to drain when its buffer is full (a slow pipe then holds back the writer, not memory). */
-function writer(out: NodeJS.WritableStream): (text: string) => Promise<void> {
-  return (text) => (out.write(text) ? Promise.resolve() : new Promise<void>((resolve) => out.once('drain', () => resolve())));
 }
 
 /**
