@@ -95,3 +95,8 @@ export function refuseRemote(command: string, paths: readonly string[]): void {
 export function openerFor(path: string, signal: AbortSignal): HttpOpener | undefined {
   return isRemotePath(path) ? new HttpOpener({ signal }) : undefined;
 }
+
+/** Writes text to `out`, waiting for it to drain when its buffer is full (a slow pipe then holds back the writer, not memory). */
+export function writer(out: NodeJS.WritableStream): (text: string) => Promise<void> {
+  return (text) => (out.write(text) ? Promise.resolve() : new Promise<void>((resolve) => out.once('drain', () => resolve())));
+}

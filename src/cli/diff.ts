@@ -3,8 +3,8 @@ import type { BackendChoice } from '../core/job';
 import type { Model } from '../format/model';
 import { openModel } from '../format/openModel';
 import { diff, type PrefixMapping } from '../pipelines/diff';
-import { diffToJson, diffToMarkdown, diffToText } from '../pipelines/diffReport';
-import { openerFor, parseCommandArgs, UsageError, type Command } from './command';
+import { diffJsonChunks, diffToMarkdown, diffToText } from '../pipelines/diffReport';
+import { openerFor, parseCommandArgs, UsageError, writer, type Command } from './command';
 
 const USAGE = `usage: tensor-workbench diff A B [--json | --markdown] [--rank] [--map PREFIX_A=PREFIX_B] [--top N] [--backend auto|cpu|webgpu]
 
@@ -62,7 +62,11 @@ export const diffCommand: Command = {
       // Both are opened (headers only) before any comparison, so an invalid B fails fast too.
       for (const p of positionals) opened.push(await openModel(p, openerFor(p, io.signal)));
       const report = await diff(opened[0], opened[1], { mapping, rank: values.rank ?? false, backend, signal: io.signal, progress: io.progress });
-      io.stdout.write(values.json ? diffToJson(report) : values.markdown ? diffToMarkdown(report, top) : diffToText(report, top));
+      if (values.json) {
+        // Written as it is made: the whole JSON of 100,000 tensors is ~60 MB of text.
+        const write = writer(io.stdout);
+        for (const chunk of diffJsonChunks(report)) await write(chunk);
+      } else io.stdout.write(values.markdown ? diffToMarkdown(report, top) : diffToText(report, top));
       return 0;
     } catch (e) {
       if (e instanceof BackendUnavailableError) throw new UsageError(e.message);

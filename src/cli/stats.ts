@@ -2,7 +2,7 @@ import { BackendUnavailableError, disposeBackends } from '../pipelines/runtime';
 import type { BackendChoice } from '../core/job';
 import { openModel } from '../format/openModel';
 import { stats, type StatsReport, type TensorStats } from '../pipelines/stats';
-import { openerFor, parseCommandArgs, UsageError, type Command } from './command';
+import { openerFor, parseCommandArgs, UsageError, writer, type Command } from './command';
 import { escapeText } from '../format/escape';
 
 const USAGE = `usage: tensor-workbench stats PATH [--tensor NAME]... [--bins N] [--backend auto|cpu|webgpu] [--json]
@@ -40,6 +40,17 @@ function problems(t: TensorStats): string {
 
 /** A fixed-width table, unhealthy tensors first (then in file order), and a summary line. */
 export function renderStatsText(r: StatsReport): string {
+  return [...statsTextChunks(r)].join('');
+}
+
+// Table rows per yielded chunk: a few hundred KB of text, few enough writes.
+const ROWS_PER_CHUNK = 2048;
+
+/**
+ * `renderStatsText` in chunks of whole lines, for writing as they are made: at 100,000
+ * tensors the table is ~12 MB of text, which would otherwise sit whole beside the report.
+ */
+export function* statsTextChunks(r: StatsReport): Generator<string> {
   const rank = (t: TensorStats): number => (t.nan + t.posInf + t.negInf > 0 ? 0 : t.count > 0 && t.zeros === t.count ? 1 : 2);
   const ranks = Uint8Array.from(r.tensors, rank);
   const order = Array.from(r.tensors, (_, i) => i).sort((a, b) => ranks[a] - ranks[b] || a - b);
@@ -60,11 +71,17 @@ export function renderStatsText(r: StatsReport): string {
     `${r.tensors.length} tensors, ${(r.bytesRead / 1e9).toFixed(2)} GB in ${r.seconds.toFixed(2)} s ` +
     `(${(r.bytesRead / 1e9 / Math.max(r.seconds, 1e-9)).toFixed(2)} GB/s, ${r.backend}: ${r.device}); ` +
     (nf.length + az.length + sf.length === 0 ? 'all healthy' : `${nf.length} with NaN/Inf, ${az.length} all zero` + (sf.length > 0 ? `, ${sf.length} scale findings` : ''));
-  const lines = [line(head)];
-  for (const i of order) lines.push(line(cells(r.tensors[i])));
+  let lines = [line(head)];
+  for (const i of order) {
+    lines.push(line(cells(r.tensors[i])));
+    if (lines.length === ROWS_PER_CHUNK) {
+      yield lines.join('\n') + '\n';
+      lines = [];
+    }
+  }
   lines.push('', summary);
   for (const f of sf) lines.push(`  ${escapeText(f.tensor)} (${f.scheme}): ${f.message}`);
-  return lines.join('\n') + '\n';
+  yield lines.join('\n') + '\n';
 }
 
 /**
@@ -76,7 +93,7 @@ async function writeJsonReport(report: StatsReport, out: NodeJS.WritableStream):
   const tensors = report.tensors;
   // Spreading keeps the report's key order, with the tensors' array emptied in place.
   const open = JSON.stringify({ ...report, tensors: [] });
-  const write = (text: string) => (out.write(text) ? Promise.resolve() : new Promise<void>((resolve) => out.once('drain', () => resolve())));
+  const write = writer(out);
   // Same key order as JSON.stringify(report): the tensors are written where their empty array was.
   const at = open.indexOf('"tensors":[]') + '"tensors":['.length;
   await write(open.slice(0, at));
@@ -111,7 +128,10 @@ export const statsCommand: Command = {
       const json = values.json === true;
       const report = await stats(model, { tensors: values.tensor, bins, backend, histograms: json, topK: json ? undefined : 0, signal: io.signal, progress: io.progress });
       if (json) await writeJsonReport(report, io.stdout);
-      else io.stdout.write(renderStatsText(report));
+      else {
+        const write = writer(io.stdout);
+        for (const chunk of statsTextChunks(report)) await write(chunk);
+      }
       return 0;
     } catch (e) {
       if (e instanceof BackendUnavailableError) throw new UsageError(e.message);

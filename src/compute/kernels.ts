@@ -46,6 +46,7 @@ import type { KernelDef } from './kernel';
 import { scaleStatsKernel } from './scales/scaleStats';
 import { statsKernel } from './stats/stats';
 import { statsSmallKernel } from './stats/statsSmall';
+import { diffReduceManyKernel } from './diff/diffReduceMany';
 
 export const KERNELS: Record<string, KernelDef<any, any>> = {
   decode: decodeKernel,
@@ -53,6 +54,7 @@ export const KERNELS: Record<string, KernelDef<any, any>> = {
   stats: statsKernel,
   'stats.small': statsSmallKernel,
   'diff.reduce': diffReduceKernel,
+  'diff.reduceMany': diffReduceManyKernel,
   'diff.sketch': deltaSketchKernel,
   matmul: matmulKernel,
   'quant.q8_0': q8_0Kernel,

@@ -1,6 +1,7 @@
 import { DTYPE_INFO, isDType, type DType } from './dtypes';
 import { FormatError } from './errors';
 import { countKeys, ExactParser, isIndexLikeKey, LargeIntegerLiteral, LBRACE, NonIntegerLiteral, scan, SPACE, topLevelKeys } from './json';
+import { scanPlainHeader } from './headerScan';
 import type { TensorInfo } from './model';
 
 export { MAX_JSON_DEPTH, parseJsonChecked, type DuplicateKey } from './json';
@@ -179,6 +180,26 @@ function parseMetadata(v: unknown, file: string): Record<string, string> {
  * Throws FormatError, naming `file` and, where there is one, the tensor.
  */
 export function parseHeader(headerBytes: Uint8Array, file: string, fileSize: number, fileIndex = 0): ParsedHeader {
+  const n = headerBytes.length;
+  const dataOffset = HEADER_PREFIX_BYTES + n;
+  if (dataOffset > fileSize) {
+    throw new FormatError('header_length', `header length ${n} runs past the end of the ${fileSize}-byte file`, file);
+  }
+  // Most headers are plainly valid: read straight into records, with no JSON tree to discard.
+  const plain = scanPlainHeader(headerBytes, dataOffset, fileIndex);
+  if (plain) {
+    checkLayout(plain.tensors, file, fileSize - dataOffset, dataOffset);
+    return { headerBytes: n, dataOffset, metadata: plain.metadata, tensors: plain.tensors };
+  }
+  return parseHeaderThorough(headerBytes, file, fileSize, fileIndex);
+}
+
+/**
+ * `parseHeader` without the direct scan: JSON.parse, then every check, the exact parser where
+ * JSON.parse cannot tell (duplicates, number spelling). Every header that the scan does not
+ * take comes here, so every error is this function's; tests hold the two paths to one result.
+ */
+export function parseHeaderThorough(headerBytes: Uint8Array, file: string, fileSize: number, fileIndex = 0): ParsedHeader {
   const n = headerBytes.length;
   const dataOffset = HEADER_PREFIX_BYTES + n;
   if (dataOffset > fileSize) {

@@ -24,6 +24,18 @@ export function rankedTensors(r: DiffReport): TensorDiff[] {
 
 /** The report as the issue's JSON document (key order: what differs, then per tensor, then cost). */
 export function diffToJson(r: DiffReport): string {
+  return [...diffJsonChunks(r)].join('');
+}
+
+// Tensors per yielded chunk of the JSON report: a few hundred KB of text each.
+const JSON_TENSORS_PER_CHUNK = 512;
+
+/**
+ * `diffToJson` in pieces, for writing as they are made: the report of 100,000 tensors is
+ * ~60 MB of JSON, which would otherwise be built whole beside the report. The text is the
+ * same, byte for byte, as `JSON.stringify(doc, null, 2)`.
+ */
+export function* diffJsonChunks(r: DiffReport): Generator<string> {
   const doc = {
     a: r.a,
     b: r.b,
@@ -32,7 +44,7 @@ export function diffToJson(r: DiffReport): string {
     added: r.added,
     removed: r.removed,
     changed: r.changed,
-    tensors: r.tensors,
+    tensors: [] as TensorDiff[],
     layers: r.layers,
     modules: r.modules,
     backend: r.backend,
@@ -41,7 +53,22 @@ export function diffToJson(r: DiffReport): string {
     rankSeconds: r.rankSeconds,
     rankBytesRead: r.rankBytesRead,
   };
-  return JSON.stringify(doc, null, 2) + '\n';
+  const text = JSON.stringify(doc, null, 2) + '\n';
+  // Top-level keys are the only ones indented by exactly two spaces.
+  const marker = '\n  "tensors": []';
+  const at = text.indexOf(marker);
+  if (r.tensors.length === 0 || at < 0) {
+    yield JSON.stringify({ ...doc, tensors: r.tensors }, null, 2) + '\n';
+    return;
+  }
+  yield text.slice(0, at) + '\n  "tensors": [';
+  // An element of a top-level array sits 4 spaces deep; strings hold no raw newline, so every
+  // line break in an element's own pretty text is one of its lines.
+  for (let i = 0; i < r.tensors.length; i += JSON_TENSORS_PER_CHUNK) {
+    const part = r.tensors.slice(i, i + JSON_TENSORS_PER_CHUNK).map((t) => '\n    ' + JSON.stringify(t, null, 2).replace(/\n/g, '\n    '));
+    yield (i === 0 ? '' : ',') + part.join(',');
+  }
+  yield '\n  ]' + text.slice(at + marker.length);
 }
 
 export function fmtNum(x: number | null | undefined): string {

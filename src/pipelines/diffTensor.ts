@@ -73,6 +73,10 @@ export function moduleKindOf(name: string): string {
   return leaf;
 }
 
+// The order of localeCompare(y, 'en', { numeric: true }), from one collator: localeCompare with
+// options sets one up per call, some 70 times slower per comparison (seconds to sort 10,000 blocks).
+const GROUP_ORDER = new Intl.Collator('en', { numeric: true });
+
 export function aggregate(tensors: readonly TensorDiff[], keyOf: (t: TensorDiff) => string | undefined): GroupDiff[] {
   const groups = new Map<string, TensorDiff[]>();
   for (const t of tensors) {
@@ -100,7 +104,7 @@ export function aggregate(tensors: readonly TensorDiff[], keyOf: (t: TensorDiff)
     });
   }
   // Blocks in numeric order (layers.2 before layers.10), module kinds alphabetically.
-  return out.sort((x, y) => x.group.localeCompare(y.group, 'en', { numeric: true }));
+  return out.sort((x, y) => GROUP_ORDER.compare(x.group, y.group));
 }
 
 export function identicalResult(a: TensorInfo, b: TensorInfo): TensorDiff {

@@ -1,7 +1,6 @@
 // Per-tensor overhead: stats and diff of a 100,000-tensor file (13 MB of data) in seconds
 // and a few hundred MB, where they took 41.6 s / 1.5 GB and 10.5 s. Bounds are on CPU
-// time (every thread), so a loaded machine does not make them flake; they are loose
-// against the measured figures (about 2 CPU-s and 300 MB) and far below the old ones.
+// time (every thread), so a loaded machine does not make them flake, and on peak RSS.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -15,12 +14,13 @@ import { rng, writeSafetensorsFile } from '../compute/reference';
 import { writeManyTensors } from './manyTensors';
 import type { DType } from '../../src/format/dtypes';
 
-// Loose enough not to flake when the whole suite shares the cores (V8 collects later under
-// contention: a diff measured 330–420 MB then), tight enough to catch a return of the old
-// per-tensor cost (41 CPU-s, 1.5 GB). The goal itself (2 s, 300 MB) is tracked by the
-// stats.many and diff.many bench cases.
-const MAX_CPU_SECONDS = 6;
-const MAX_RSS_MB = 500;
+// The goal is 2 s and 300 MB for each command (the stats.many and diff.many bench cases track
+// it as the user sees it). On a 2-core machine running other suites beside this one, the CLI
+// measured 1.6–2.1 CPU-s and 250–290 MB; a loaded machine collects later, so the RSS bound
+// leaves 50 MB above the goal for that, and the CPU bound twice the measured time. Either
+// still fails long before a return of the old per-tensor cost (41 CPU-s, 1.5 GB).
+const MAX_CPU_SECONDS = 4;
+const MAX_RSS_MB = 350;
 
 const dir = mkdtempSync(join(tmpdir(), 'tw-rel-many-'));
 const A = join(dir, 'a.safetensors');
@@ -53,16 +53,18 @@ function measured(...args: string[]): { code: number; wall: number; cpu: number;
   return { ...JSON.parse(line.slice(6)), stdout: r.stdout };
 }
 
-it(`stats of 100,000 tensors: under ${MAX_CPU_SECONDS} CPU-s and ${MAX_RSS_MB} MB`, () => {
+it(`stats of 100,000 tensors: under ${MAX_CPU_SECONDS} CPU-s and ${MAX_RSS_MB} MB`, (t) => {
   const m = measured('stats', A, '--backend', 'cpu');
+  t.diagnostic(`stats: ${m.wall} s, ${m.cpu.toFixed(2)} CPU-s, ${m.rssMB.toFixed(0)} MB`);
   assert.equal(m.code, 0);
   assert.match(m.stdout, /^100000 tensors, .*all healthy$/m);
   assert.ok(m.cpu < MAX_CPU_SECONDS, `stats took ${m.cpu} CPU-s (${m.wall} s)`);
   assert.ok(m.rssMB < MAX_RSS_MB, `stats peaked at ${m.rssMB} MB`);
 });
 
-it(`diff of two 100,000-tensor files: under ${MAX_CPU_SECONDS} CPU-s and ${MAX_RSS_MB} MB`, () => {
+it(`diff of two 100,000-tensor files: under ${MAX_CPU_SECONDS} CPU-s and ${MAX_RSS_MB} MB`, (t) => {
   const m = measured('diff', A, B, '--backend', 'cpu');
+  t.diagnostic(`diff: ${m.wall} s, ${m.cpu.toFixed(2)} CPU-s, ${m.rssMB.toFixed(0)} MB`);
   assert.equal(m.code, 0);
   assert.match(m.stdout, /100000 of 100000 compared tensors changed/);
   assert.ok(m.cpu < MAX_CPU_SECONDS, `diff took ${m.cpu} CPU-s (${m.wall} s)`);

@@ -71,7 +71,8 @@ export function unpackSmallStats(items: readonly SmallTensorItem[], r: StatsSmal
     return {
       name: it.name,
       dtype: it.blocks ?? it.dtype,
-      shape: [...it.shape],
+      // The tensor's own (read-only) shape, as the sliced path reports it: no copy per tensor.
+      shape: it.shape,
       count: it.count,
       finite: v[0],
       nan: v[1],
