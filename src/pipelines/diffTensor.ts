@@ -103,7 +103,8 @@ export function aggregate(tensors: readonly TensorDiff[], keyOf: (t: TensorDiff)
   return out.sort((x, y) => x.group.localeCompare(y.group, 'en', { numeric: true }));
 }
 
-export function identicalResult(a: TensorInfo, b: TensorInfo): TensorDiff {
+/** The fields that name the pair (B's name and type only where they differ from A's); every result opens with them. */
+function pairFields(a: TensorInfo, b: TensorInfo): Pick<TensorDiff, 'name' | 'nameB' | 'dtype' | 'dtypeB' | 'shape' | 'numel'> {
   return {
     name: a.name,
     nameB: b.name !== a.name ? b.name : undefined,
@@ -111,6 +112,12 @@ export function identicalResult(a: TensorInfo, b: TensorInfo): TensorDiff {
     dtypeB: typeNameOf(b) !== typeNameOf(a) ? typeNameOf(b) : undefined,
     shape: a.shape,
     numel: a.numel,
+  };
+}
+
+export function identicalResult(a: TensorInfo, b: TensorInfo): TensorDiff {
+  return {
+    ...pairFields(a, b),
     identical: true,
     relL2: 0,
     absL2: 0,
@@ -129,12 +136,7 @@ export function finishTensor(a: TensorInfo, b: TensorInfo, s: Accum): TensorDiff
   const absL2 = Math.sqrt(s.sumD2);
   const cosine = normA > 0 && normB > 0 ? Math.max(-1, Math.min(1, s.dot / (normA * normB))) : null;
   return {
-    name: a.name,
-    nameB: b.name !== a.name ? b.name : undefined,
-    dtype: typeNameOf(a),
-    dtypeB: typeNameOf(b) !== typeNameOf(a) ? typeNameOf(b) : undefined,
-    shape: a.shape,
-    numel: a.numel,
+    ...pairFields(a, b),
     identical: false,
     relL2: normA > 0 ? absL2 / normA : null,
     absL2,

@@ -40,6 +40,15 @@ fn f16(h: u32) -> f32 {
   return bitcast<f32>(sign | ((e + 112u) << 23u) | (m << 13u));
 }
 
+// The K-quants' f16 pair (d, dmin) at byte i: special when either is inf or NaN; else as f32.
+fn special2(i: u32) -> bool {
+  return special(half16(i)) || special(half16(i + 2u));
+}
+
+fn f16x2(i: u32) -> vec2<f32> {
+  return vec2<f32>(f16(half16(i)), f16(half16(i + 2u)));
+}
+
 fn sbyte(b: u32) -> i32 {
   return i32(b << 24u) >> 24u;
 }
@@ -73,23 +82,24 @@ fn scale_min(s: u32, j: u32, k: u32) -> u32 {
   return (byte(s + j + 4u) >> 4u) | ((byte(s + j) >> 6u) << 4u);
 }
 
+// Q4_K/Q5_K sub-blocks j and j+1: (d1, m1, d2, m2) from the 12 scale bytes at s and the block's (d, dmin).
+fn pair_k4(s: u32, j: u32, dm: vec2<f32>) -> vec4<f32> {
+  return vec4<f32>(
+    dm.x * f32(scale_min(s, j, 0u)), dm.y * f32(scale_min(s, j, 1u)),
+    dm.x * f32(scale_min(s, j + 1u, 0u)), dm.y * f32(scale_min(s, j + 1u, 1u)));
+}
+
 fn q4_k(b: u32) -> bool {
   let p = b * 144u;
-  let hd = half16(p);
-  let hm = half16(p + 2u);
-  if (special(hd) || special(hm)) { return false; }
-  let d = f16(hd);
-  let dmin = f16(hm);
+  if (special2(p)) { return false; }
+  let dm = f16x2(p);
   for (var j = 0u; j < 8u; j += 2u) {
-    let d1 = d * f32(scale_min(p + 4u, j, 0u));
-    let m1 = dmin * f32(scale_min(p + 4u, j, 1u));
-    let d2 = d * f32(scale_min(p + 4u, j + 1u, 0u));
-    let m2 = dmin * f32(scale_min(p + 4u, j + 1u, 1u));
+    let s = pair_k4(p + 4u, j, dm);
     let o = b * 256u + j * 32u;
     for (var l = 0u; l < 32u; l++) {
       let q = byte(p + 16u + j * 16u + l);
-      dst[o + l] = d1 * f32(q & 15u) - m1;
-      dst[o + l + 32u] = d2 * f32(q >> 4u) - m2;
+      dst[o + l] = s.x * f32(q & 15u) - s.y;
+      dst[o + l + 32u] = s.z * f32(q >> 4u) - s.w;
     }
   }
   return true;
@@ -97,11 +107,10 @@ fn q4_k(b: u32) -> bool {
 
 fn q2_k(b: u32) -> bool {
   let p = b * 84u;
-  let hd = half16(p + 80u);
-  let hm = half16(p + 82u);
-  if (special(hd) || special(hm)) { return false; }
-  let d = f16(hd);
-  let dmin = f16(hm);
+  if (special2(p + 80u)) { return false; }
+  let dm = f16x2(p + 80u);
+  let d = dm.x;
+  let dmin = dm.y;
   var is = 0u;
   var o = b * 256u;
   for (var n = 0u; n < 2u; n++) {
@@ -156,24 +165,18 @@ fn q3_k(b: u32) -> bool {
 
 fn q5_k(b: u32) -> bool {
   let p = b * 176u;
-  let hd = half16(p);
-  let hm = half16(p + 2u);
-  if (special(hd) || special(hm)) { return false; }
-  let d = f16(hd);
-  let dmin = f16(hm);
+  if (special2(p)) { return false; }
+  let dm = f16x2(p);
   var u1 = 1u;
   var u2 = 2u;
   for (var j = 0u; j < 8u; j += 2u) {
-    let d1 = d * f32(scale_min(p + 4u, j, 0u));
-    let m1 = dmin * f32(scale_min(p + 4u, j, 1u));
-    let d2 = d * f32(scale_min(p + 4u, j + 1u, 0u));
-    let m2 = dmin * f32(scale_min(p + 4u, j + 1u, 1u));
+    let s = pair_k4(p + 4u, j, dm);
     let o = b * 256u + j * 32u;
     for (var l = 0u; l < 32u; l++) {
       let q = byte(p + 48u + j * 16u + l);
       let hb = byte(p + 16u + l);
-      dst[o + l] = d1 * f32((q & 15u) + select(0u, 16u, (hb & u1) != 0u)) - m1;
-      dst[o + l + 32u] = d2 * f32((q >> 4u) + select(0u, 16u, (hb & u2) != 0u)) - m2;
+      dst[o + l] = s.x * f32((q & 15u) + select(0u, 16u, (hb & u1) != 0u)) - s.y;
+      dst[o + l + 32u] = s.z * f32((q >> 4u) + select(0u, 16u, (hb & u2) != 0u)) - s.w;
     }
     u1 = u1 << 2u;
     u2 = u2 << 2u;
