@@ -1,7 +1,7 @@
 import { looksLikeTorchPath } from '../format/pickle/torch';
 import { convertModel, type ConvertTarget } from '../pipelines/convert';
 import { toGguf } from '../pipelines/toGguf';
-import { parseCommandArgs, refuseRemote, parseSize, UsageError, type Command } from './command';
+import { defineCommand, refuseRemote, parseSize, UsageError } from './command';
 import { escapeText } from '../format/escape';
 
 const USAGE = `usage: tensor-workbench convert IN OUT [--dtype bf16|f16|f32|keep] [--max-shard-size SIZE] [--allow-unsafe-globals] [--verbose]
@@ -24,16 +24,13 @@ const FTYPES = ['F16', 'BF16', 'F32', 'Q8_0'] as const;
 
 const TARGETS: Record<string, ConvertTarget> = { bf16: 'BF16', f16: 'F16', f32: 'F32', keep: 'keep' };
 
-export const convertCommand: Command = {
+export const convertCommand = defineCommand({
   name: 'convert',
   summary: 'Cast floating tensors to bf16/f16/f32 (RNE), optionally sharded',
   usage: USAGE,
-  async run(argv, io) {
-    const { values, positionals } = parseCommandArgs(
-      argv,
-      { dtype: { type: 'string' }, 'max-shard-size': { type: 'string' }, verbose: { type: 'boolean' }, 'allow-unsafe-globals': { type: 'boolean' }, ftype: { type: 'string' } },
-      { minPositionals: 2, maxPositionals: 2, usage: 'IN and OUT' },
-    );
+  options: { dtype: { type: 'string' }, 'max-shard-size': { type: 'string' }, verbose: { type: 'boolean' }, 'allow-unsafe-globals': { type: 'boolean' }, ftype: { type: 'string' } },
+  positionals: { min: 2, max: 2, usage: 'IN and OUT' },
+  async run({ values, positionals }, io) {
     if (positionals[1].toLowerCase().endsWith('.gguf')) {
       refuseRemote('convert', positionals);
       const ftype = FTYPES.find((f) => f === (values.ftype ?? 'F16').toUpperCase());
@@ -65,5 +62,4 @@ export const convertCommand: Command = {
     );
     return 0;
   },
-};
-
+});

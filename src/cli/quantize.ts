@@ -1,7 +1,6 @@
 import { isSchemeName, SCHEME_NAMES } from '../pipelines/runtime';
-import type { BackendChoice } from '../core/job';
 import { preview, quantize, type PreviewResult, type QuantFormat, type QuantReport } from '../pipelines/quantize';
-import { parseCommandArgs, refuseRemote, UsageError, type Command } from './command';
+import { defineCommand, parseBackend, refuseRemote, UsageError } from './command';
 import { formatSize } from '../core/units';
 import { escapeText } from '../format/escape';
 
@@ -68,32 +67,28 @@ export function reportText(r: QuantReport, verbose: boolean): string {
   return lines.join('\n') + '\n';
 }
 
-export const quantizeCommand: Command = {
+export const quantizeCommand = defineCommand({
   name: 'quantize',
   summary: 'Quantize to q8_0/q4_0/q4_1 (GGUF or safetensors), int8 or FP8, with an error report or a preview',
   usage: USAGE,
-  async run(argv, io) {
-    const { values, positionals } = parseCommandArgs(
-      argv,
-      {
-        scheme: { type: 'string', multiple: true },
-        format: { type: 'string' },
-        keep: { type: 'string', multiple: true },
-        only: { type: 'string', multiple: true },
-        preview: { type: 'boolean' },
-        backend: { type: 'string' },
-        json: { type: 'boolean' },
-        verbose: { type: 'boolean' },
-        'gguf-names': { type: 'string' },
-        'allow-nonfinite': { type: 'boolean' },
-      },
-      { minPositionals: 1, maxPositionals: 2, usage: 'IN and OUT (or IN with --preview)' },
-    );
+  options: {
+    scheme: { type: 'string', multiple: true },
+    format: { type: 'string' },
+    keep: { type: 'string', multiple: true },
+    only: { type: 'string', multiple: true },
+    preview: { type: 'boolean' },
+    backend: { type: 'string' },
+    json: { type: 'boolean' },
+    verbose: { type: 'boolean' },
+    'gguf-names': { type: 'string' },
+    'allow-nonfinite': { type: 'boolean' },
+  },
+  positionals: { min: 1, max: 2, usage: 'IN and OUT (or IN with --preview)' },
+  async run({ values, positionals }, io) {
     refuseRemote('quantize', positionals);
     const schemes = values.scheme ?? [];
     for (const s of schemes) if (!isSchemeName(s)) throw new UsageError(`--scheme must be one of ${SCHEME_NAMES.join(', ')}, not '${s}'`);
-    const backend = (values.backend ?? 'auto') as BackendChoice;
-    if (!['auto', 'webgpu', 'cpu'].includes(backend)) throw new UsageError(`--backend must be auto, webgpu or cpu, not '${values.backend}'`);
+    const backend = parseBackend(values.backend);
     const ctx = { signal: io.signal, progress: io.progress, notice: io.notice, backend };
     if (values.preview) {
       if (positionals.length !== 1) throw new UsageError('--preview takes IN only (nothing is written)');
@@ -114,4 +109,4 @@ export const quantizeCommand: Command = {
     io.stdout.write(values.json ? toJson(r) : reportText(r, (values.verbose || io.verbose) ?? false));
     return 0;
   },
-};
+});
