@@ -105,26 +105,25 @@ fn q4_k(b: u32) -> bool {
   return true;
 }
 
+// Q2_K and Q3_K hold 2-bit planes: sub-block s (of sixteen, 16 values each, in output order)
+// is bits `y` of the 16 quant bytes at x (from the block's first quant byte); z is its half of
+// the 32-byte row (Q3_K's high-bit mask bytes share it).
+fn plane(s: u32) -> vec3<u32> {
+  let z = (s & 1u) * 16u;
+  return vec3<u32>((s >> 3u) * 32u + z, ((s >> 1u) & 3u) * 2u, z);
+}
+
 fn q2_k(b: u32) -> bool {
   let p = b * 84u;
   if (special2(p + 80u)) { return false; }
   let dm = f16x2(p + 80u);
-  let d = dm.x;
-  let dmin = dm.y;
-  var is = 0u;
-  var o = b * 256u;
-  for (var n = 0u; n < 2u; n++) {
-    let q = p + 16u + n * 32u;
-    for (var shift = 0u; shift < 8u; shift += 2u) {
-      for (var h = 0u; h < 32u; h += 16u) {
-        let sc = byte(p + is);
-        is++;
-        let dl = d * f32(sc & 15u);
-        let ml = dmin * f32(sc >> 4u);
-        for (var l = 0u; l < 16u; l++) { dst[o + l] = dl * f32((byte(q + h + l) >> shift) & 3u) - ml; }
-        o += 16u;
-      }
-    }
+  for (var s = 0u; s < 16u; s++) {
+    let pl = plane(s);
+    let sc = byte(p + s);
+    let dl = dm.x * f32(sc & 15u);
+    let ml = dm.y * f32(sc >> 4u);
+    let o = b * 256u + s * 16u;
+    for (var l = 0u; l < 16u; l++) { dst[o + l] = dl * f32((byte(p + 16u + pl.x + l) >> pl.y) & 3u) - ml; }
   }
   return true;
 }
@@ -142,22 +141,15 @@ fn q3_k(b: u32) -> bool {
   let h = half16(p + 108u);
   if (special(h)) { return false; }
   let d = f16(h);
-  var is = 0u;
-  var m = 1u;
-  var o = b * 256u;
-  for (var n = 0u; n < 2u; n++) {
-    let q = p + 32u + n * 32u;
-    for (var shift = 0u; shift < 8u; shift += 2u) {
-      for (var hf = 0u; hf < 32u; hf += 16u) {
-        let dl = d * f32(q3_scale(p + 96u, is));
-        is++;
-        for (var l = 0u; l < 16u; l++) {
-          let hm = select(4, 0, (byte(p + hf + l) & m) != 0u);
-          dst[o + l] = dl * f32(i32((byte(q + hf + l) >> shift) & 3u) - hm);
-        }
-        o += 16u;
-      }
-      m = m << 1u;
+  for (var s = 0u; s < 16u; s++) {
+    let pl = plane(s);
+    let dl = d * f32(q3_scale(p + 96u, s));
+    // The high bit of each plane pass: mask bit (n·4 + shift/2) of the 32 hmask bytes.
+    let m = 1u << (s >> 1u);
+    let o = b * 256u + s * 16u;
+    for (var l = 0u; l < 16u; l++) {
+      let hm = select(4, 0, (byte(p + pl.z + l) & m) != 0u);
+      dst[o + l] = dl * f32(i32((byte(p + 32u + pl.x + l) >> pl.y) & 3u) - hm);
     }
   }
   return true;

@@ -31,6 +31,14 @@ fn put(i: u32, v: u32) {
   ob[i >> 2u] = ob[i >> 2u] | ((v & 0xffu) << ((i & 3u) * 8u));
 }
 
+// Puts f32 bits `w` as an f16 at bytes o, o+1 (little end first); returns that f16's value.
+fn put_half(o: u32, w: u32) -> f32 {
+  let h = f32_to_f16(w);
+  put(o, h);
+  put(o + 1u, h >> 8u);
+  return bitcast<f32>(f16_to_f32_bits(h));
+}
+
 @compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let t = gid.x + gid.y * nwg.x * WG;

@@ -19,11 +19,8 @@ fn quant_block(o: u32, base: u32) -> bool {
   let d = div_rn(range, 0x41700000u); // / 15
   var id = 0u;
   if (d != 0u) { id = div_rn(ONE, d); }
-  let hd = f32_to_f16(d);
-  let hm = f32_to_f16(mnb);
-  put(o, hd); put(o + 1u, hd >> 8u); put(o + 2u, hm); put(o + 3u, hm >> 8u);
-  let dq = bitcast<f32>(f16_to_f32_bits(hd));
-  let mq = bitcast<f32>(f16_to_f32_bits(hm));
+  let dq = put_half(o, d);
+  let mq = put_half(o + 2u, mnb);
   let idf = bitcast<f32>(id);
   for (var j = 0u; j < 16u; j = j + 1u) {
     let x0 = bitcast<f32>(load_bits(base + j));

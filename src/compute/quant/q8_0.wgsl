@@ -7,10 +7,7 @@ fn quant_block(o: u32, base: u32) -> bool {
   let d = div_rn(m.bits & 0x7fffffffu, 0x42fe0000u); // amax / 127
   var id = 0u;
   if (d != 0u) { id = div_rn(ONE, d); }
-  let h = f32_to_f16(d);
-  put(o, h);
-  put(o + 1u, h >> 8u);
-  let dq = bitcast<f32>(f16_to_f32_bits(h));
+  let dq = put_half(o, d);
   let idf = bitcast<f32>(id);
   for (var j = 0u; j < 32u; j = j + 1u) {
     let x = bitcast<f32>(load_bits(base + j));
