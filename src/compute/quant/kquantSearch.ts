@@ -33,35 +33,32 @@ export function nearestInt(v: number): number {
   return (NI_U[0] & 0x7fffff) - 0x400000;
 }
 
-/**
- * `make_qx_quants` with `rmse_type` 1: symmetric codes in [0, 2·nmax), weights `qw`
- * (or x² when qw is null), then the ±0.9 scale search. Returns the scale.
- */
-export function makeQxQuants(n: number, nmax: number, x: Float32Array, xo: number, L: Uint8Array, lo: number, qw: Float32Array | null, wo: number): number {
+/** The value of largest |x| among n (the first of equal magnitudes, whatever its sign); 0 when all are 0 or NaN. */
+export function maxByMagnitude(n: number, x: Float32Array, xo: number): number {
   let max = 0;
   let amax = 0;
   for (let i = 0; i < n; i++) {
     const ax = Math.abs(x[xo + i]);
     if (ax > amax) { amax = ax; max = x[xo + i]; }
   }
-  if (amax < GROUP_MAX_EPS) {
+  return max;
+}
+
+/**
+ * `make_qx_quants` with `rmse_type` 1: symmetric codes in [0, 2·nmax), weights `qw`
+ * (or x² when qw is null), then the ±0.9 scale search. Returns the scale.
+ */
+export function makeQxQuants(n: number, nmax: number, x: Float32Array, xo: number, L: Uint8Array, lo: number, qw: Float32Array | null, wo: number): number {
+  const max = maxByMagnitude(n, x, xo);
+  if (Math.abs(max) < GROUP_MAX_EPS) {
     L.fill(0, lo, lo + n);
     return 0;
   }
   const wasm = qkxWasm();
   if (wasm) return qxSearchWasm(wasm, n, nmax, x, xo, L, lo, qw, wo, max);
   let iscale = f(-nmax / max);
-  let sumlx = 0;
-  let suml2 = 0;
-  for (let i = 0; i < n; i++) {
-    const xi = x[xo + i];
-    let l = nearestInt(f(iscale * xi));
-    l = Math.max(-nmax, Math.min(nmax - 1, l));
-    L[lo + i] = l + nmax;
-    const w = qw ? qw[wo + i] : f(xi * xi);
-    sumlx = f(sumlx + f(f(w * xi) * l));
-    suml2 = f(suml2 + f(f(w * l) * l));
-  }
+  let suml2 = symmetricCodes(n, nmax, x, xo, L, lo, qw, wo, iscale);
+  let sumlx = first[0];
   let scale = suml2 ? f(sumlx / suml2) : 0;
   let best = f(scale * sumlx);
   for (let is = -9; is <= 9; is++) {
@@ -117,39 +114,49 @@ function qxSearchWasm(wasm: NonNullable<ReturnType<typeof qkxWasm>>, n: number, 
   return scale;
 }
 
+// Σw·x·l of the last `symmetricCodes` (its second result, returned without allocating, in typed
+// storage as `fit` below).
+const first = new Float32Array(1);
+
 /**
- * `make_q3_quants` with `do_rmse`: x²-weighted codes in [−nmax, nmax), refined one value
- * at a time for up to five passes, stored offset by nmax. `L` is signed while it works.
+ * The first pass of `make_qx_quants` and `make_q3_quants`: codes nearest x·iscale in
+ * [−nmax, nmax), stored offset by nmax, under weights `qw` (x² when null). Returns Σw·l²
+ * and leaves Σw·x·l in `firstSumlx`.
  */
-export function makeQ3Quants(n: number, nmax: number, x: Float32Array, xo: number, L: Int8Array, lo: number): number {
-  let max = 0;
-  let amax = 0;
-  for (let i = 0; i < n; i++) {
-    const ax = Math.abs(x[xo + i]);
-    if (ax > amax) { amax = ax; max = x[xo + i]; }
-  }
-  if (amax < GROUP_MAX_EPS) {
-    L.fill(0, lo, lo + n);
-    return 0;
-  }
-  const iscale = f(-nmax / max);
+function symmetricCodes(n: number, nmax: number, x: Float32Array, xo: number, L: Uint8Array, lo: number, qw: Float32Array | null, wo: number, iscale: number): number {
   let sumlx = 0;
   let suml2 = 0;
   for (let i = 0; i < n; i++) {
     const xi = x[xo + i];
     let l = nearestInt(f(iscale * xi));
     l = Math.max(-nmax, Math.min(nmax - 1, l));
-    L[lo + i] = l;
-    const w = f(xi * xi);
+    L[lo + i] = l + nmax;
+    const w = qw ? qw[wo + i] : f(xi * xi);
     sumlx = f(sumlx + f(f(w * xi) * l));
     suml2 = f(suml2 + f(f(w * l) * l));
   }
+  first[0] = sumlx;
+  return suml2;
+}
+
+/**
+ * `make_q3_quants` with `do_rmse`: x²-weighted codes in [−nmax, nmax), refined one value
+ * at a time for up to five passes, stored offset by nmax.
+ */
+export function makeQ3Quants(n: number, nmax: number, x: Float32Array, xo: number, L: Uint8Array, lo: number): number {
+  const max = maxByMagnitude(n, x, xo);
+  if (Math.abs(max) < GROUP_MAX_EPS) {
+    L.fill(0, lo, lo + n);
+    return 0;
+  }
+  let suml2 = symmetricCodes(n, nmax, x, xo, L, lo, null, 0, f(-nmax / max));
+  let sumlx = first[0];
   for (let itry = 0; itry < 5; itry++) {
     let changed = 0;
     for (let i = 0; i < n; i++) {
       const xi = x[xo + i];
       const w = f(xi * xi);
-      const li = L[lo + i];
+      const li = L[lo + i] - nmax;
       let slx = f(sumlx - f(f(w * xi) * li));
       if (slx > 0) {
         let sl2 = f(suml2 - f(f(w * li) * li));
@@ -159,7 +166,7 @@ export function makeQ3Quants(n: number, nmax: number, x: Float32Array, xo: numbe
           slx = f(slx + f(f(w * xi) * nl));
           sl2 = f(sl2 + f(f(w * nl) * nl));
           if (sl2 > 0 && f(f(slx * slx) * suml2) > f(f(sumlx * sumlx) * sl2)) {
-            L[lo + i] = nl;
+            L[lo + i] = nl + nmax;
             sumlx = slx;
             suml2 = sl2;
             changed++;
@@ -169,7 +176,6 @@ export function makeQ3Quants(n: number, nmax: number, x: Float32Array, xo: numbe
     }
     if (!changed) break;
   }
-  for (let i = 0; i < n; i++) L[lo + i] += nmax;
   return suml2 > 0 ? f(sumlx / suml2) : 0;
 }
 
@@ -233,14 +239,8 @@ export function makeQkxQuants(n: number, nmax: number, x: Float32Array, xo: numb
       sumL2 = f(sumL2 + f(wl * l));
       sumXL = f(sumXL + f(wl * xi));
     }
-    const D = f(f(sumW * sumL2) - f(sumL * sumL));
-    if (!(D > 0)) continue;
-    let thisScale = f(f(f(sumW * sumXL) - f(sumX * sumL)) / D);
-    let thisMin = f(f(f(sumL2 * sumX) - f(sumL * sumXL)) / D);
-    if (thisMin > 0) {
-      thisMin = 0;
-      thisScale = f(sumXL / sumL2);
-    }
+    if (!fitScaleMin(sumW, sumX, sumL, sumL2, sumXL)) continue;
+    const thisScale = fit[0], thisMin = fit[1];
     let err = 0;
     for (let i = 0; i < n; i++) {
       let diff = f(f(f(thisScale * aux[i]) + thisMin) - x[xo + i]);
@@ -259,6 +259,29 @@ export function makeQkxQuants(n: number, nmax: number, x: Float32Array, xo: numb
   return scale;
 }
 
+// The last fit of `fitScaleMin`: scale, minimum (two results, returned without allocating;
+// typed storage, as a number kept in a module variable would be boxed on every step).
+const fit = new Float32Array(2);
+
+/**
+ * One step's weighted least-squares scale and minimum for codes l, from Σw, Σw·x, Σw·l, Σw·l²
+ * and Σw·x·l, as the reference: a positive minimum becomes 0 with the scale refit. False (no
+ * fit) when the codes do not determine both (D ≤ 0).
+ */
+function fitScaleMin(sumW: number, sumX: number, sumL: number, sumL2: number, sumXL: number): boolean {
+  const D = f(f(sumW * sumL2) - f(sumL * sumL));
+  if (!(D > 0)) return false;
+  const min = f(f(f(sumL2 * sumX) - f(sumL * sumXL)) / D);
+  if (min > 0) {
+    fit[0] = sumXL / sumL2;
+    fit[1] = 0;
+  } else {
+    fit[0] = f(f(sumW * sumXL) - f(sumX * sumL)) / D;
+    fit[1] = min;
+  }
+  return true;
+}
+
 /** The step search of `makeQkxQuants` with its two inner loops in WebAssembly (same f32 steps). */
 function qkxSearchWasm(wasm: NonNullable<ReturnType<typeof qkxWasm>>, n: number, nmax: number, x: Float32Array, xo: number, w: Float32Array, L: Uint8Array, lo: number, min: number, max: number, sumW: number, sumX: number, scale: number, bestErr: number, rmin: number, rdelta: number, nstep: number, mad: boolean): number {
   const { exports: e, f32: m, i32: mi } = wasm;
@@ -273,14 +296,8 @@ function qkxSearchWasm(wasm: NonNullable<ReturnType<typeof qkxWasm>>, n: number,
     const iscale = f(f(f(rmin + f(rdelta * is)) + nmax) / f(max - min));
     e.step(n, nmax, iscale);
     const sumL = m[S], sumL2 = m[S + 1], sumXL = m[S + 2];
-    const D = f(f(sumW * sumL2) - f(sumL * sumL));
-    if (!(D > 0)) continue;
-    let thisScale = f(f(f(sumW * sumXL) - f(sumX * sumL)) / D);
-    let thisMin = f(f(f(sumL2 * sumX) - f(sumL * sumXL)) / D);
-    if (thisMin > 0) {
-      thisMin = 0;
-      thisScale = f(sumXL / sumL2);
-    }
+    if (!fitScaleMin(sumW, sumX, sumL, sumL2, sumXL)) continue;
+    const thisScale = fit[0], thisMin = fit[1];
     const err = e.err(n, thisScale, thisMin, madFlag);
     if (err < bestErr) {
       for (let i = 0; i < n; i++) L[lo + i] = mi[AUX + i];

@@ -6,7 +6,7 @@
  */
 import { KVALUES_IQ4NL } from '../dequant/iqGrids';
 import { f32ToF16Bits } from './common';
-import { bestIndexInt8, GROUP_MAX_EPS, makeQkxQuants, makeQxQuants, nearestInt, qkxMin } from './kquantSearch';
+import { bestIndexInt8, GROUP_MAX_EPS, makeQkxQuants, makeQxQuants, maxByMagnitude, nearestInt, qkxMin } from './kquantSearch';
 
 const f = Math.fround;
 // C's FLT_MAX, the reference's starting min/max for Q5_1.
@@ -60,12 +60,7 @@ export function quantizeQ5_0(x: Float32Array, xo: number, n: number, out: Uint8A
       packQ5(out, oo + 2, oo + 6, L);
       continue;
     }
-    let amax = 0, max = 0;
-    for (let j = 0; j < 32; j++) {
-      const v = x[xo + j];
-      if (amax < Math.abs(v)) { amax = Math.abs(v); max = v; }
-    }
-    const d = f(max / -16);
+    const d = f(maxByMagnitude(32, x, xo) / -16);
     const id = d ? f(1 / d) : 0;
     putF16(out, oo, d);
     for (let j = 0; j < 32; j++) {
@@ -124,12 +119,8 @@ function iq4Block(sbs: number, x: Float32Array, xo: number, out: Uint8Array, dOf
     const xb = xo + 32 * ib;
     if (qw) blockWeights(x, xb, qw, wo + 32 * ib, sigma2);
     else for (let j = 0; j < 32; j++) w[j] = f(x[xb + j] * x[xb + j]);
-    let amax = 0, max = 0;
-    for (let j = 0; j < 32; j++) {
-      const ax = Math.abs(x[xb + j]);
-      if (ax > amax) { amax = ax; max = x[xb + j]; }
-    }
-    if (amax < GROUP_MAX_EPS) {
+    const max = maxByMagnitude(32, x, xb);
+    if (Math.abs(max) < GROUP_MAX_EPS) {
       scales[ib] = 0;
       continue;
     }

@@ -70,6 +70,15 @@ function emitHsumInto(f: Fn, v: number, acc: number): void {
   f.op(OP.f32_add, OP.f64_promote_f32, OP.f64_add).set(acc);
 }
 
+/** Stores what every kernel leaves at STATS: Σx², Σx·e, Σe² (f64 at +0, +8, +16) and the largest lane of vmax (f32 at +24). */
+function emitStoreStats(f: Fn, sX2: number, sXE: number, sE2: number, vmax: number): void {
+  f.i32(STATS).get(sX2).mem(0x39, 0, 3);
+  f.i32(STATS).get(sXE).mem(0x39, 8, 3);
+  f.i32(STATS).get(sE2).mem(0x39, 16, 3);
+  f.i32(STATS).get(vmax).lane(SIMD.f32x4_extract_lane, 0).get(vmax).lane(SIMD.f32x4_extract_lane, 1).op(OP.f32_max);
+  f.get(vmax).lane(SIMD.f32x4_extract_lane, 2).get(vmax).lane(SIMD.f32x4_extract_lane, 3).op(OP.f32_max).op(OP.f32_max).mem(0x38, 24, 2);
+}
+
 type GgmlSimdKind = 'q8_0' | 'q4_0' | 'q4_1';
 const BLOCK_BYTES: Record<GgmlSimdKind, number> = { q8_0: 34, q4_0: 18, q4_1: 20 };
 
@@ -244,11 +253,7 @@ function buildKernel(kind: GgmlSimdKind): Fn {
   f.get(outP).i32(bytes).op(OP.i32_add).set(outP);
   f.get(b).i32(1).op(OP.i32_add).set(b);
   f.op(OP.br, 0).end().end();
-  f.i32(STATS).get(sX2).mem(0x39, 0, 3);
-  f.i32(STATS).get(sXE).mem(0x39, 8, 3);
-  f.i32(STATS).get(sE2).mem(0x39, 16, 3);
-  f.i32(STATS).get(vmax).lane(SIMD.f32x4_extract_lane, 0).get(vmax).lane(SIMD.f32x4_extract_lane, 1).op(OP.f32_max);
-  f.get(vmax).lane(SIMD.f32x4_extract_lane, 2).get(vmax).lane(SIMD.f32x4_extract_lane, 3).op(OP.f32_max).op(OP.f32_max).mem(0x38, 24, 2);
+  emitStoreStats(f, sX2, sXE, sE2, vmax);
   return f;
 }
 
@@ -373,11 +378,7 @@ function buildRowKernel(kind: 'int8' | 'fp8'): Fn {
   emitHsumInto(f, ve2, sE2);
   f.get(r).i32(1).op(OP.i32_add).set(r);
   f.op(OP.br, 0).end().end();
-  f.i32(STATS).get(sX2).mem(0x39, 0, 3);
-  f.i32(STATS).get(sXE).mem(0x39, 8, 3);
-  f.i32(STATS).get(sE2).mem(0x39, 16, 3);
-  f.i32(STATS).get(vmax).lane(SIMD.f32x4_extract_lane, 0).get(vmax).lane(SIMD.f32x4_extract_lane, 1).op(OP.f32_max);
-  f.get(vmax).lane(SIMD.f32x4_extract_lane, 2).get(vmax).lane(SIMD.f32x4_extract_lane, 3).op(OP.f32_max).op(OP.f32_max).mem(0x38, 24, 2);
+  emitStoreStats(f, sX2, sXE, sE2, vmax);
   return f;
 }
 
