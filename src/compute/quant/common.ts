@@ -148,6 +148,14 @@ export function f32ToF16Bits(v: number): number {
 /** All 65,536 binary16 values as f32 (exact: every f16 is an f32). */
 export const f16Table32 = f16Table;
 
+/** Stores v as f16 at out[o] (little end first) and returns the value that f16 holds. */
+export function putF16(out: Uint8Array, o: number, v: number): number {
+  const h = f32ToF16Bits(v);
+  out[o] = h & 0xff;
+  out[o + 1] = h >>> 8;
+  return f16Table32()[h];
+}
+
 export function f16ToF32(h: number): number {
   const sign = h & 0x8000 ? -1 : 1;
   const e = (h >>> 10) & 0x1f;

@@ -5,7 +5,7 @@
  * rounded to f32 (`f`) in the reference's order. Each function quantizes `nb` super-blocks
  * of `x` from `xo` into `out` from `oo`; `qw` is the row's importance weights (or null).
  */
-import { f16Table32, f32ToF16Bits } from './common';
+import { f16Table32, putF16 } from './common';
 import { makeQ3Quants, makeQkxQuants, makeQpQuants, makeQxQuants, maxByMagnitude, nearestInt, qkxMin, GROUP_MAX_EPS } from './kquantSearch';
 
 const f = Math.fround;
@@ -21,12 +21,6 @@ const sw = new Float32Array(16);
 const Ls = new Uint8Array(16);
 const Lm = new Uint8Array(16);
 
-function putF16(out: Uint8Array, o: number, v: number): number {
-  const h = f32ToF16Bits(v);
-  out[o] = h & 0xff;
-  out[o + 1] = h >>> 8;
-  return f16Table32()[h];
-}
 
 function sumSquares(x: Float32Array, xo: number, n: number): number {
   let s = 0;

@@ -5,7 +5,7 @@
  * non-linear search (weights x² without an imatrix). Float steps rounded to f32 as in C.
  */
 import { KVALUES_IQ4NL } from '../dequant/iqGrids';
-import { f32ToF16Bits } from './common';
+import { putF16 } from './common';
 import { bestIndexInt8, GROUP_MAX_EPS, makeQkxQuants, makeQxQuants, maxByMagnitude, nearestInt, qkxMin } from './kquantSearch';
 
 const f = Math.fround;
@@ -17,11 +17,6 @@ const aux = new Uint8Array(32);
 const w = new Float32Array(32);
 const scales = new Float32Array(8);
 
-function putF16(out: Uint8Array, o: number, v: number): void {
-  const h = f32ToF16Bits(v);
-  out[o] = h & 0xff;
-  out[o + 1] = h >>> 8;
-}
 
 /** 16 bytes of low nibbles (value j and j+16) and the 32 fifth bits as a little-endian u32. */
 function packQ5(out: Uint8Array, qho: number, qso: number, codes: ArrayLike<number>): void {

@@ -2,7 +2,7 @@
 // instructions whose locals, loop labels and stack depth are shared from the first op to the
 // last; cut into pieces, each piece would need that state passed in and the reader would lose
 // the one-to-one order with the scalar loop it reproduces.
-import { f16Table32, sumsFrom, type ErrorSums, type QuantInputDType } from './common';
+import { checkArgs, emptySums, f16Table32, sumsFrom, type ErrorSums, type QuantInputDType, type QuantizeArgs, type QuantizeResult } from './common';
 import { Fn, OP, SIMD, T, WASM_PAGE, assemble, emitF16x4, ensureMemory, instantiate, type WasmMemory } from '../cpu/wasmAsm';
 
 /**
@@ -462,4 +462,20 @@ export function rowsSimd(kind: 'int8' | 'fp8', src: Uint8Array, dtype: QuantInpu
   const st = new Float64Array(mod.memory.buffer, STATS, 3);
   const maxErr = new Float32Array(mod.memory.buffer, STATS + 24, 1)[0];
   return { data, scales, stats: sumsFrom(n, st[0], st[1], st[2], maxErr) };
+}
+
+/** A ggml block quantizer's CPU twin: its SIMD kernel, or `scalar` where WebAssembly SIMD is missing. */
+export function ggmlCpu(kind: GgmlSimdKind, a: QuantizeArgs, scalar: (a: QuantizeArgs) => QuantizeResult): QuantizeResult {
+  checkArgs(kind, a, 32);
+  const r = ggmlSimd(kind, a.src, a.dtype, a.rows * a.cols, a.out);
+  if (r) return { data: r.data, stats: a.stats === false ? emptySums() : r.stats };
+  return scalar(a);
+}
+
+/** A per-row quantizer's CPU twin (scheme `name`): its SIMD kernel, or `scalar` (rows not a multiple of 16, or no WebAssembly SIMD). */
+export function rowsCpu(kind: 'int8' | 'fp8', name: string, a: QuantizeArgs, scalar: (a: QuantizeArgs) => QuantizeResult): QuantizeResult {
+  checkArgs(name, a, 1);
+  const r = rowsSimd(kind, a.src, a.dtype, a.rows, a.cols);
+  if (r) return { ...r, stats: a.stats === false ? emptySums() : r.stats };
+  return scalar(a);
 }
