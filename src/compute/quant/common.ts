@@ -101,19 +101,12 @@ export function reportOf(s: ErrorSums): ErrorReport {
   return { rmse, maxAbsErr: s.maxAbsErr, snrDb, cosine };
 }
 
-// One scratch word for reading an f32's bits; kernels are synchronous, so sharing it is safe.
+export { f32Bits, f32FromBits } from '../../format/cast';
+
+// One scratch word for reading an f32's bits in the conversions below (kept local to their
+// per-value loops); kernels are synchronous, so sharing it is safe.
 const F32 = new Float32Array(1);
 const U32 = new Uint32Array(F32.buffer);
-
-export function f32Bits(v: number): number {
-  F32[0] = v;
-  return U32[0];
-}
-
-export function f32FromBits(b: number): number {
-  U32[0] = b;
-  return F32[0];
-}
 
 /**
  * f32 → IEEE binary16 bits, round to nearest even, overflow to ±inf, NaN kept quiet.

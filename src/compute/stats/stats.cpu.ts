@@ -34,10 +34,12 @@ export function aligned(bytes: Uint8Array, align: number): Uint8Array {
   return bytes.byteOffset % align === 0 ? bytes : bytes.slice();
 }
 
-/** The first `count` 32-bit words of `bytes`, little-endian as stored (copied only when misaligned). */
-function wordsOf(bytes: Uint8Array, count: number): Uint32Array {
-  const b = aligned(bytes, 4);
-  return new Uint32Array(b.buffer, b.byteOffset, count);
+type ViewOf<T> = new (buffer: ArrayBufferLike, byteOffset: number, length: number) => T;
+
+/** The first n elements of `bytes` as a typed array, little-endian as stored (copied only when misaligned for it). */
+export function viewOf<T>(Ctor: ViewOf<T> & { readonly BYTES_PER_ELEMENT: number }, bytes: Uint8Array, n: number): T {
+  const b = aligned(bytes, Ctor.BYTES_PER_ELEMENT);
+  return new Ctor(b.buffer, b.byteOffset, n);
 }
 
 // ---------------------------------------------------------------- bit patterns
@@ -63,7 +65,7 @@ function countInto(dtype: PatternDType, bytes: Uint8Array, n: number, hist: Uint
   const bits = patternBits(dtype);
   if (bits === 16 && n >= 2) {
     const pairs = n >> 1;
-    const words = wordsOf(bytes, pairs);
+    const words = viewOf(Uint32Array, bytes, pairs);
     for (let i = 0; i < pairs; i++) {
       const w = words[i];
       hist[w & 0xffff]++;
@@ -196,7 +198,7 @@ const SCREEN_BLOCK = 1024;
 
 function countAndTop16(dtype: PatternDType, bytes: Uint8Array, n: number, first: number, topK: number, hist: Uint32Array): TopEntry[] {
   const top = new LaneTop(topK, patternTable(dtype), 0x7fff);
-  countTop16(wordsOf(bytes, n >> 1), first, top, hist);
+  countTop16(viewOf(Uint32Array, bytes, n >> 1), first, top, hist);
   if (n & 1) {
     const p = bytes[2 * n - 2] | (bytes[2 * n - 1] << 8);
     hist[p]++;
@@ -271,7 +273,7 @@ function offerBlock16(words: Uint32Array, start: number, end: number, first: num
 function countAndTop8(dtype: PatternDType, bytes: Uint8Array, n: number, first: number, topK: number, hist: Uint32Array): TopEntry[] {
   const top = new LaneTop(topK, patternTable(dtype), 0x7f);
   const quads = n >> 2;
-  const words = wordsOf(bytes, quads);
+  const words = viewOf(Uint32Array, bytes, quads);
   let add = (0x80 - top.floor) * 0x01010101;
   for (let i = 0; i < quads; i++) {
     const w = words[i];
@@ -355,7 +357,7 @@ export function topFromTable(dtype: PatternDType, bytes: Uint8Array, n: number, 
   };
   if (bits === 16 && n >= 2) {
     const pairs = n >> 1;
-    const words = wordsOf(bytes, pairs);
+    const words = viewOf(Uint32Array, bytes, pairs);
     for (let i = 0; i < pairs; i++) {
       const w = words[i];
       if (hot[w & 0xffff] | hot[w >>> 16]) {
