@@ -29,15 +29,9 @@ fn special(h: u32) -> bool {
   return (h & 0x7c00u) == 0x7c00u;
 }
 
-// A finite f16 as f32, exactly: subnormals are m·2^-24 (an exact f32 product of normal numbers).
+// A finite f16 as f32 (exact): gpu/f16.wgsl's f16_value.
 fn f16(h: u32) -> f32 {
-  let sign = (h & 0x8000u) << 16u;
-  let e = (h >> 10u) & 0x1fu;
-  let m = h & 0x3ffu;
-  if (e == 0u) {
-    return bitcast<f32>(sign | bitcast<u32>(f32(m) * 5.9604644775390625e-8));
-  }
-  return bitcast<f32>(sign | ((e + 112u) << 23u) | (m << 13u));
+  return f16_value(h);
 }
 
 // The K-quants' f16 pair (d, dmin) at byte i: special when either is inf or NaN; else as f32.
