@@ -245,8 +245,14 @@ export function makeQkxQuants(n: number, nmax: number, x: Float32Array, xo: numb
       sumL2 = f(sumL2 + f(wl * l));
       sumXL = f(sumXL + f(wl * xi));
     }
-    if (!fitScaleMin(sumW, sumX, sumL, sumL2, sumXL)) continue;
-    const thisScale = fit[0], thisMin = fit[1];
+    const D = f(f(sumW * sumL2) - f(sumL * sumL));
+    if (!(D > 0)) continue;
+    let thisScale = f(f(f(sumW * sumXL) - f(sumX * sumL)) / D);
+    let thisMin = f(f(f(sumL2 * sumX) - f(sumL * sumXL)) / D);
+    if (thisMin > 0) {
+      thisMin = 0;
+      thisScale = f(sumXL / sumL2);
+    }
     let err = 0;
     for (let i = 0; i < n; i++) {
       let diff = f(f(f(thisScale * aux[i]) + thisMin) - x[xo + i]);
@@ -265,29 +271,6 @@ export function makeQkxQuants(n: number, nmax: number, x: Float32Array, xo: numb
   return scale;
 }
 
-// The last fit of `fitScaleMin`: scale, minimum (two results, returned without allocating;
-// typed storage, as a number kept in a module variable would be boxed on every step).
-const fit = new Float32Array(2);
-
-/**
- * One step's weighted least-squares scale and minimum for codes l, from Σw, Σw·x, Σw·l, Σw·l²
- * and Σw·x·l, as the reference: a positive minimum becomes 0 with the scale refit. False (no
- * fit) when the codes do not determine both (D ≤ 0).
- */
-function fitScaleMin(sumW: number, sumX: number, sumL: number, sumL2: number, sumXL: number): boolean {
-  const D = f(f(sumW * sumL2) - f(sumL * sumL));
-  if (!(D > 0)) return false;
-  const min = f(f(f(sumL2 * sumX) - f(sumL * sumXL)) / D);
-  if (min > 0) {
-    fit[0] = sumXL / sumL2;
-    fit[1] = 0;
-  } else {
-    fit[0] = f(f(sumW * sumXL) - f(sumX * sumL)) / D;
-    fit[1] = min;
-  }
-  return true;
-}
-
 /** The step search of `makeQkxQuants` with its two inner loops in WebAssembly (same f32 steps). */
 function qkxSearchWasm(wasm: NonNullable<ReturnType<typeof qkxWasm>>, n: number, nmax: number, x: Float32Array, xo: number, w: Float32Array, L: Uint8Array, lo: number, min: number, max: number, sumW: number, sumX: number, scale: number, bestErr: number, rmin: number, rdelta: number, nstep: number, mad: boolean): number {
   const { exports: e, f32: m, i32: mi } = wasm;
@@ -302,8 +285,14 @@ function qkxSearchWasm(wasm: NonNullable<ReturnType<typeof qkxWasm>>, n: number,
     const iscale = f(f(f(rmin + f(rdelta * is)) + nmax) / f(max - min));
     e.step(n, nmax, iscale);
     const sumL = m[S], sumL2 = m[S + 1], sumXL = m[S + 2];
-    if (!fitScaleMin(sumW, sumX, sumL, sumL2, sumXL)) continue;
-    const thisScale = fit[0], thisMin = fit[1];
+    const D = f(f(sumW * sumL2) - f(sumL * sumL));
+    if (!(D > 0)) continue;
+    let thisScale = f(f(f(sumW * sumXL) - f(sumX * sumL)) / D);
+    let thisMin = f(f(f(sumL2 * sumX) - f(sumL * sumXL)) / D);
+    if (thisMin > 0) {
+      thisMin = 0;
+      thisScale = f(sumXL / sumL2);
+    }
     const err = e.err(n, thisScale, thisMin, madFlag);
     if (err < bestErr) {
       for (let i = 0; i < n; i++) L[lo + i] = mi[AUX + i];
