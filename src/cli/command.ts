@@ -1,7 +1,8 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { FormatError } from '../format/errors';
 import { HttpOpener, isRemotePath } from '../format/httpOpener';
-import type { Progress } from '../core/job';
+import type { BackendChoice, Progress } from '../core/job';
+import { BackendUnavailableError, disposeBackends } from '../pipelines/runtime';
 
 /**
  * One CLI subcommand. To add one, write `src/cli/<name>.ts` exporting a
@@ -35,6 +36,56 @@ export interface CommandIO {
 export class UsageError extends Error {
   override readonly name = 'UsageError';
   readonly code = 'usage';
+}
+
+type Options = NonNullable<ParseArgsConfig['options']>;
+
+/** What a command's `run` receives: its arguments parsed by `parseCommandArgs`. */
+export type ParsedArgs<T extends Options> = ReturnType<typeof parseCommandArgs<T>>;
+
+export interface CommandSpec<T extends Options> {
+  readonly name: string;
+  readonly summary: string;
+  readonly usage?: string;
+  readonly options: T;
+  /** How many positional arguments it takes, and how the error names them. */
+  readonly positionals: { readonly min?: number; readonly max?: number; readonly usage: string };
+  run(args: ParsedArgs<T>, io: CommandIO): Promise<number>;
+}
+
+/** A `Command` whose arguments are parsed (and refused with a UsageError) before `spec.run` sees them. */
+export function defineCommand<const T extends Options>(spec: CommandSpec<T>): Command {
+  const { min, max, usage } = spec.positionals;
+  return {
+    name: spec.name,
+    summary: spec.summary,
+    usage: spec.usage,
+    run: (argv, io) => spec.run(parseCommandArgs(argv, spec.options, { minPositionals: min, maxPositionals: max, usage }), io),
+  };
+}
+
+const BACKENDS: readonly string[] = ['auto', 'webgpu', 'cpu'];
+
+/** `--backend`: auto (the default), webgpu or cpu. */
+export function parseBackend(text: string | undefined): BackendChoice {
+  const backend = text ?? 'auto';
+  if (!BACKENDS.includes(backend)) throw new UsageError(`--backend must be auto, webgpu or cpu, not '${text}'`);
+  return backend as BackendChoice;
+}
+
+/**
+ * Runs `fn`, then releases the compute backends (a GPU device would keep the process
+ * alive); a backend asked for by name that cannot start is a usage error.
+ */
+export async function withBackends<R>(fn: () => Promise<R>): Promise<R> {
+  try {
+    return await fn();
+  } catch (e) {
+    if (e instanceof BackendUnavailableError) throw new UsageError(e.message);
+    throw e;
+  } finally {
+    await disposeBackends();
+  }
 }
 
 /** node:util parseArgs, with its errors turned into UsageError. */

@@ -3,7 +3,7 @@ import { convertModel, type ConvertTarget } from '../pipelines/convert';
 import { toGguf } from '../pipelines/toGguf';
 import { FTYPE_NAMES, isFtypeName } from '../pipelines/llamaFtype';
 import { FTYPE_OPTIONS, ftypeOptions, ftypeReport } from './ftypeArgs';
-import { parseCommandArgs, refuseRemote, parseSize, UsageError, type Command } from './command';
+import { defineCommand, refuseRemote, parseSize, UsageError } from './command';
 import { escapeText } from '../format/escape';
 
 const USAGE = `usage: tensor-workbench convert IN OUT [--dtype bf16|f16|f32|keep] [--max-shard-size SIZE] [--allow-unsafe-globals] [--verbose]
@@ -31,16 +31,13 @@ const FTYPE_HELP = [...new Set<string>([...FTYPES, ...FTYPE_NAMES])].join(', ');
 
 const TARGETS: Record<string, ConvertTarget> = { bf16: 'BF16', f16: 'F16', f32: 'F32', keep: 'keep' };
 
-export const convertCommand: Command = {
+export const convertCommand = defineCommand({
   name: 'convert',
   summary: 'Cast floating tensors to bf16/f16/f32 (RNE), optionally sharded',
   usage: USAGE,
-  async run(argv, io) {
-    const { values, positionals } = parseCommandArgs(
-      argv,
-      { dtype: { type: 'string' }, 'max-shard-size': { type: 'string' }, verbose: { type: 'boolean' }, 'allow-unsafe-globals': { type: 'boolean' }, ftype: { type: 'string' }, ...FTYPE_OPTIONS },
-      { minPositionals: 2, maxPositionals: 2, usage: 'IN and OUT' },
-    );
+  options: { dtype: { type: 'string' }, 'max-shard-size': { type: 'string' }, verbose: { type: 'boolean' }, 'allow-unsafe-globals': { type: 'boolean' }, ftype: { type: 'string' }, ...FTYPE_OPTIONS },
+  positionals: { min: 2, max: 2, usage: 'IN and OUT' },
+  async run({ values, positionals }, io) {
     if (positionals[1].toLowerCase().endsWith('.gguf')) {
       refuseRemote('convert', positionals);
       const want = (values.ftype ?? 'F16').toUpperCase();
@@ -79,5 +76,4 @@ export const convertCommand: Command = {
     );
     return 0;
   },
-};
-
+});

@@ -1,10 +1,8 @@
-import { BackendUnavailableError, disposeBackends } from '../pipelines/runtime';
-import type { BackendChoice } from '../core/job';
 import type { Model } from '../format/model';
 import { openModel } from '../format/openModel';
 import { diff, type PrefixMapping } from '../pipelines/diff';
 import { diffJsonChunks, diffToMarkdown, diffToText } from '../pipelines/diffReport';
-import { openerFor, parseCommandArgs, UsageError, writer, type Command } from './command';
+import { defineCommand, openerFor, parseBackend, UsageError, withBackends, writer } from './command';
 
 const USAGE = `usage: tensor-workbench diff A B [--json | --markdown] [--rank] [--map PREFIX_A=PREFIX_B] [--top N] [--backend auto|cpu|webgpu]
 
@@ -26,54 +24,46 @@ and mapped; --map gives it explicitly ('--map =base_model.model.' for an empty A
 --top N      rows in the top-changes table (default 20).
 Models that differ are not an error: the exit code is 0 unless a file is invalid.`;
 
-const BACKENDS = new Set(['auto', 'webgpu', 'cpu']);
-
 export function parseMapping(text: string): PrefixMapping {
   const eq = text.indexOf('=');
   if (eq < 0) throw new UsageError(`--map takes PREFIX_A=PREFIX_B, not '${text}'`);
   return { a: text.slice(0, eq), b: text.slice(eq + 1) };
 }
 
-export const diffCommand: Command = {
+export const diffCommand = defineCommand({
   name: 'diff',
   summary: 'Compare two checkpoints: changed tensors, relative L2, cosine, per-layer and low-rank structure',
   usage: USAGE,
-  async run(argv, io) {
-    const { values, positionals } = parseCommandArgs(
-      argv,
-      {
-        json: { type: 'boolean' },
-        markdown: { type: 'boolean' },
-        rank: { type: 'boolean' },
-        map: { type: 'string' },
-        top: { type: 'string' },
-        backend: { type: 'string' },
-      },
-      { minPositionals: 2, maxPositionals: 2, usage: 'two checkpoints A B' },
-    );
+  options: {
+    json: { type: 'boolean' },
+    markdown: { type: 'boolean' },
+    rank: { type: 'boolean' },
+    map: { type: 'string' },
+    top: { type: 'string' },
+    backend: { type: 'string' },
+  },
+  positionals: { min: 2, max: 2, usage: 'two checkpoints A B' },
+  async run({ values, positionals }, io) {
     if (values.json && values.markdown) throw new UsageError('--json and --markdown exclude each other');
-    const backend = (values.backend ?? 'auto') as BackendChoice;
-    if (!BACKENDS.has(backend)) throw new UsageError(`--backend must be auto, webgpu or cpu, not '${values.backend}'`);
+    const backend = parseBackend(values.backend);
     const top = values.top === undefined ? undefined : Number(values.top);
     if (top !== undefined && (!Number.isInteger(top) || top < 1)) throw new UsageError(`--top must be a positive integer, not '${values.top}'`);
     const mapping = values.map === undefined ? undefined : parseMapping(values.map);
     const opened: Model[] = [];
-    try {
-      // Both are opened (headers only) before any comparison, so an invalid B fails fast too.
-      for (const p of positionals) opened.push(await openModel(p, openerFor(p, io.signal)));
-      const report = await diff(opened[0], opened[1], { mapping, rank: values.rank ?? false, backend, signal: io.signal, progress: io.progress });
-      if (values.json) {
-        // Written as it is made: the whole JSON of 100,000 tensors is ~60 MB of text.
-        const write = writer(io.stdout);
-        for (const chunk of diffJsonChunks(report)) await write(chunk);
-      } else io.stdout.write(values.markdown ? diffToMarkdown(report, top) : diffToText(report, top));
-      return 0;
-    } catch (e) {
-      if (e instanceof BackendUnavailableError) throw new UsageError(e.message);
-      throw e;
-    } finally {
-      await Promise.all(opened.map((m) => m.close()));
-      await disposeBackends();
-    }
+    return withBackends(async () => {
+      try {
+        // Both are opened (headers only) before any comparison, so an invalid B fails fast too.
+        for (const p of positionals) opened.push(await openModel(p, openerFor(p, io.signal)));
+        const report = await diff(opened[0], opened[1], { mapping, rank: values.rank ?? false, backend, signal: io.signal, progress: io.progress });
+        if (values.json) {
+          // Written as it is made: the whole JSON of 100,000 tensors is ~60 MB of text.
+          const write = writer(io.stdout);
+          for (const chunk of diffJsonChunks(report)) await write(chunk);
+        } else io.stdout.write(values.markdown ? diffToMarkdown(report, top) : diffToText(report, top));
+        return 0;
+      } finally {
+        await Promise.all(opened.map((m) => m.close()));
+      }
+    });
   },
-};
+});

@@ -1,5 +1,5 @@
 import { inspectModel, renderInspectText } from '../pipelines/inspect';
-import { openerFor, parseCommandArgs, type Command } from './command';
+import { defineCommand, openerFor } from './command';
 
 const USAGE = `usage: tensor-workbench inspect PATH [--json]
 
@@ -10,14 +10,15 @@ same over HTTP: an https:// URL, or hf://OWNER/REPO[@REVISION][/PATH] on the Hug
 metadata, tensors, parameters, bytes, bitsPerWeight}; a tensor's dtype is its stored type (BF16,
 or a ggml type such as Q4_K) and its shape is row-major.`;
 
-export const inspectCommand: Command = {
+export const inspectCommand = defineCommand({
   name: 'inspect',
   summary: 'Summarise a model from its headers: tensors, dtypes, memory, module tree',
   usage: USAGE,
-  async run(argv, io) {
-    const { values, positionals } = parseCommandArgs(argv, { json: { type: 'boolean' } }, { minPositionals: 1, maxPositionals: 1, usage: 'one PATH' });
+  options: { json: { type: 'boolean' } },
+  positionals: { min: 1, max: 1, usage: 'one PATH' },
+  async run({ values, positionals }, io) {
     const report = await inspectModel({ path: positionals[0], opener: openerFor(positionals[0], io.signal) }, { signal: io.signal });
     io.stdout.write(values.json ? JSON.stringify(report) + '\n' : renderInspectText(report));
     return 0;
   },
-};
+});

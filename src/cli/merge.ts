@@ -1,7 +1,6 @@
-import type { BackendChoice } from '../core/job';
 import type { MatmulDType } from '../pipelines/runtime';
 import { merge, MergeError, planMerge, type MergeAdapterArg } from '../pipelines/merge';
-import { parseCommandArgs, refuseRemote, parseSize, UsageError, type Command } from './command';
+import { defineCommand, parseBackend, refuseRemote, parseSize, UsageError } from './command';
 import { escapeText } from '../format/escape';
 
 const USAGE = `usage: tensor-workbench merge BASE ADAPTER[:WEIGHT]... OUT [--dtype bf16|f16|f32] [--subtract]
@@ -19,7 +18,6 @@ Every adapter key must map onto a base tensor of a compatible shape, or nothing
 is written (--allow-unmatched merges the keys that do map).`;
 
 const DTYPES: Record<string, MatmulDType> = { bf16: 'BF16', f16: 'F16', f32: 'F32' };
-const BACKENDS = new Set(['auto', 'webgpu', 'cpu']);
 
 /** `path:0.5` → weight 0.5; a suffix that is not a number belongs to the path (`C:\\x`). */
 export function parseAdapterArg(s: string): MergeAdapterArg {
@@ -31,28 +29,24 @@ export function parseAdapterArg(s: string): MergeAdapterArg {
   return { path: s };
 }
 
-export const mergeCommand: Command = {
+export const mergeCommand = defineCommand({
   name: 'merge',
   summary: 'Merge LoRA adapters (PEFT, kohya) into a base model, streamed, to within 1 ulp',
   usage: USAGE,
-  async run(argv, io) {
-    const { values, positionals } = parseCommandArgs(
-      argv,
-      {
-        dtype: { type: 'string' },
-        subtract: { type: 'boolean' },
-        'allow-unmatched': { type: 'boolean' },
-        'max-shard-size': { type: 'string' },
-        backend: { type: 'string' },
-        'dry-run': { type: 'boolean' },
-        json: { type: 'boolean' },
-      },
-      { minPositionals: 3, usage: 'BASE, at least one ADAPTER, and OUT' },
-    );
+  options: {
+    dtype: { type: 'string' },
+    subtract: { type: 'boolean' },
+    'allow-unmatched': { type: 'boolean' },
+    'max-shard-size': { type: 'string' },
+    backend: { type: 'string' },
+    'dry-run': { type: 'boolean' },
+    json: { type: 'boolean' },
+  },
+  positionals: { min: 3, usage: 'BASE, at least one ADAPTER, and OUT' },
+  async run({ values, positionals }, io) {
     const dtype = values.dtype !== undefined ? DTYPES[values.dtype.toLowerCase()] : undefined;
     if (values.dtype !== undefined && !dtype) throw new UsageError(`--dtype must be bf16, f16 or f32, not '${values.dtype}'`);
-    const backend = (values.backend ?? 'auto') as BackendChoice;
-    if (!BACKENDS.has(backend)) throw new UsageError(`--backend must be auto, webgpu or cpu, not '${values.backend}'`);
+    const backend = parseBackend(values.backend);
     refuseRemote('merge', positionals);
     const [base, ...rest] = positionals;
     const output = rest.pop()!;
@@ -104,4 +98,4 @@ export const mergeCommand: Command = {
       return 2;
     }
   },
-};
+});

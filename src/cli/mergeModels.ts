@@ -1,5 +1,5 @@
 import { mergeModels, MergeConfigError, MergeModelsError } from '../pipelines/mergeModels/mergeModels';
-import { parseCommandArgs, UsageError, type Command } from './command';
+import { defineCommand, UsageError } from './command';
 
 const USAGE = `usage: tensor-workbench merge-models CONFIG.yml OUT [--seed N] [--json]
 
@@ -17,12 +17,13 @@ match are refused, with the list, before anything is written.
 the seed, the tensor's name, the model's place in models and its index, so the
 same seed gives the same bytes.`;
 
-export const mergeModelsCommand: Command = {
+export const mergeModelsCommand = defineCommand({
   name: 'merge-models',
   summary: 'Merge whole models from a mergekit config (linear, task_arithmetic, ties, dare, breadcrumbs, slerp, model_stock)',
   usage: USAGE,
-  async run(argv, io) {
-    const { values, positionals } = parseCommandArgs(argv, { seed: { type: 'string' }, json: { type: 'boolean' } }, { minPositionals: 2, maxPositionals: 2, usage: 'CONFIG.yml and OUT' });
+  options: { seed: { type: 'string' }, json: { type: 'boolean' } },
+  positionals: { min: 2, max: 2, usage: 'CONFIG.yml and OUT' },
+  async run({ values, positionals }, io) {
     const seed = values.seed === undefined ? 0 : Number(values.seed);
     if (!Number.isSafeInteger(seed) || seed < 0 || seed > 0xffffffff) throw new UsageError(`--seed must be an integer from 0 to 4294967295, not '${values.seed}'`);
     const [config, output] = positionals;
@@ -48,4 +49,4 @@ export const mergeModelsCommand: Command = {
       throw e;
     }
   },
-};
+});

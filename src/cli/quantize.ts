@@ -1,7 +1,7 @@
 import { isSchemeName, SCHEME_NAMES } from '../pipelines/runtime';
-import type { BackendChoice, JobContext } from '../core/job';
+import type { JobContext } from '../core/job';
 import { preview, quantize, type PreviewResult, type QuantFormat, type QuantReport } from '../pipelines/quantize';
-import { parseCommandArgs, refuseRemote, UsageError, type Command } from './command';
+import { defineCommand, parseBackend, refuseRemote, UsageError, type CommandIO } from './command';
 import { formatSize } from '../core/units';
 import { escapeText } from '../format/escape';
 import { FTYPE_NAMES, isFtypeName } from '../pipelines/llamaFtype';
@@ -92,7 +92,7 @@ export function reportText(r: QuantReport, verbose: boolean): string {
 type Values = { ftype?: string; format?: string; keep?: string[]; only?: string[]; 'gguf-names'?: string; 'allow-nonfinite'?: boolean; 'tensor-type'?: string[]; 'output-tensor-type'?: string; 'token-embedding-type'?: string; imatrix?: string; pure?: boolean };
 
 /** `--ftype`: llama-quantize's per-tensor types, from a Hugging Face folder or a float GGUF. */
-async function runFtype(values: Values, positionals: string[], schemes: string[], io: Parameters<Command['run']>[1], ctx: JobContext): Promise<number> {
+async function runFtype(values: Values, positionals: string[], schemes: string[], io: CommandIO, ctx: JobContext): Promise<number> {
   const ftype = values.ftype!.toUpperCase();
   if (!isFtypeName(ftype)) throw new UsageError(`--ftype must be one of ${FTYPE_NAMES.join(', ')}, not '${values.ftype}'`);
   if (schemes.length) throw new UsageError('--ftype and --scheme exclude each other (--scheme is one type for every tensor)');
@@ -106,34 +106,30 @@ async function runFtype(values: Values, positionals: string[], schemes: string[]
   return 0;
 }
 
-export const quantizeCommand: Command = {
+export const quantizeCommand = defineCommand({
   name: 'quantize',
   summary: 'Quantize to ggml types (GGUF or safetensors), llama.cpp file types (--ftype Q4_K_M …), int8 or FP8, with an error report or a preview',
   usage: USAGE,
-  async run(argv, io) {
-    const { values, positionals } = parseCommandArgs(
-      argv,
-      {
-        scheme: { type: 'string', multiple: true },
-        format: { type: 'string' },
-        keep: { type: 'string', multiple: true },
-        only: { type: 'string', multiple: true },
-        preview: { type: 'boolean' },
-        backend: { type: 'string' },
-        json: { type: 'boolean' },
-        verbose: { type: 'boolean' },
-        'gguf-names': { type: 'string' },
-        'allow-nonfinite': { type: 'boolean' },
-        ftype: { type: 'string' },
-        ...FTYPE_OPTIONS,
-      },
-      { minPositionals: 1, maxPositionals: 2, usage: 'IN and OUT (or IN with --preview)' },
-    );
+  options: {
+    scheme: { type: 'string', multiple: true },
+    format: { type: 'string' },
+    keep: { type: 'string', multiple: true },
+    only: { type: 'string', multiple: true },
+    preview: { type: 'boolean' },
+    backend: { type: 'string' },
+    json: { type: 'boolean' },
+    verbose: { type: 'boolean' },
+    'gguf-names': { type: 'string' },
+    'allow-nonfinite': { type: 'boolean' },
+    ftype: { type: 'string' },
+    ...FTYPE_OPTIONS,
+  },
+  positionals: { min: 1, max: 2, usage: 'IN and OUT (or IN with --preview)' },
+  async run({ values, positionals }, io) {
     refuseRemote('quantize', positionals);
     const schemes = values.scheme ?? [];
     for (const s of schemes) if (!isSchemeName(s)) throw new UsageError(`--scheme must be one of ${SCHEME_NAMES.join(', ')}, not '${s}'`);
-    const backend = (values.backend ?? 'auto') as BackendChoice;
-    if (!['auto', 'webgpu', 'cpu'].includes(backend)) throw new UsageError(`--backend must be auto, webgpu or cpu, not '${values.backend}'`);
+    const backend = parseBackend(values.backend);
     const ctx = { signal: io.signal, progress: io.progress, notice: io.notice, backend };
     if (values.preview) {
       if (positionals.length !== 1) throw new UsageError('--preview takes IN only (nothing is written)');
@@ -156,4 +152,4 @@ export const quantizeCommand: Command = {
     io.stdout.write(values.json ? toJson(r) : reportText(r, (values.verbose || io.verbose) ?? false));
     return 0;
   },
-};
+});

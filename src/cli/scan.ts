@@ -1,6 +1,6 @@
 import { isFormatError } from '../format/errors';
 import { scanCheckpoint, renderScanText, type ScanResult } from '../pipelines/scan';
-import { openerFor, parseCommandArgs, type Command } from './command';
+import { defineCommand, openerFor } from './command';
 
 const USAGE = `usage: tensor-workbench scan PATH... [--json]
 
@@ -14,12 +14,13 @@ Exit codes: 0 every file is only tensor data, 3 a file names other functions, 2 
 /** Exit code when a file names functions beyond tensor rebuilds. */
 export const EXIT_FINDINGS = 3;
 
-export const scanCommand: Command = {
+export const scanCommand = defineCommand({
   name: 'scan',
   summary: 'Say whether PyTorch pickles do anything besides rebuilding tensors (nothing is executed)',
   usage: USAGE,
-  async run(argv, io) {
-    const { values, positionals } = parseCommandArgs(argv, { json: { type: 'boolean' } }, { minPositionals: 1, usage: 'one or more PATHs' });
+  options: { json: { type: 'boolean' } },
+  positionals: { min: 1, usage: 'one or more PATHs' },
+  async run({ values, positionals }, io) {
     const results: ScanResult[] = [];
     let unreadable = false;
     for (const path of positionals) {
@@ -35,4 +36,4 @@ export const scanCommand: Command = {
     if (unreadable) return 2;
     return results.some((r) => r.verdict && !r.verdict.clean) ? EXIT_FINDINGS : 0;
   },
-};
+});

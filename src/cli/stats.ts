@@ -1,8 +1,6 @@
-import { BackendUnavailableError, disposeBackends } from '../pipelines/runtime';
-import type { BackendChoice } from '../core/job';
 import { openModel } from '../format/openModel';
 import { stats, type StatsReport, type TensorStats } from '../pipelines/stats';
-import { openerFor, parseCommandArgs, UsageError, writer, type Command } from './command';
+import { defineCommand, openerFor, parseBackend, UsageError, withBackends, writer } from './command';
 import { escapeText } from '../format/escape';
 
 const USAGE = `usage: tensor-workbench stats PATH [--tensor NAME]... [--bins N] [--backend auto|cpu|webgpu] [--json]
@@ -14,8 +12,6 @@ PATH is a .safetensors file, a model.safetensors.index.json, or a folder, or an
 https:// or hf://OWNER/REPO[@REVISION][/PATH] URL (read with Range requests).
 --tensor (repeatable) limits the scan to those tensors. The text table lists
 unhealthy tensors (NaN/Inf, all zeros) first; --json prints the full report.`;
-
-const BACKENDS = new Set(['auto', 'webgpu', 'cpu']);
 
 function fmt(x: number | null): string {
   if (x === null) return '-';
@@ -106,39 +102,33 @@ async function writeJsonReport(report: StatsReport, out: NodeJS.WritableStream):
   await write(open.slice(at) + '\n');
 }
 
-export const statsCommand: Command = {
+export const statsCommand = defineCommand({
   name: 'stats',
   summary: 'Per-tensor statistics, histograms and a NaN/Inf/zero health scan',
   usage: USAGE,
-  async run(argv, io) {
-    const { values, positionals } = parseCommandArgs(
-      argv,
-      { tensor: { type: 'string', multiple: true }, bins: { type: 'string' }, backend: { type: 'string' }, json: { type: 'boolean' } },
-      { minPositionals: 1, maxPositionals: 1, usage: 'one PATH' },
-    );
+  options: { tensor: { type: 'string', multiple: true }, bins: { type: 'string' }, backend: { type: 'string' }, json: { type: 'boolean' } },
+  positionals: { min: 1, max: 1, usage: 'one PATH' },
+  async run({ values, positionals }, io) {
     const bins = values.bins === undefined ? undefined : Number(values.bins);
     // 65,536 bins is already finer than any 16-bit dtype's distinct values.
     if (bins !== undefined && (!Number.isInteger(bins) || bins < 1 || bins > 65536)) throw new UsageError(`--bins must be an integer from 1 to 65536, not '${values.bins}'`);
-    const backend = (values.backend ?? 'auto') as BackendChoice;
-    if (!BACKENDS.has(backend)) throw new UsageError(`--backend must be auto, webgpu or cpu, not '${values.backend}'`);
+    const backend = parseBackend(values.backend);
     const model = await openModel(positionals[0], openerFor(positionals[0], io.signal));
-    try {
-      // The table shows neither histograms nor the largest |x|: without --json they are not kept
-      // (at 100,000 tensors they would be most of the memory the command takes).
-      const json = values.json === true;
-      const report = await stats(model, { tensors: values.tensor, bins, backend, histograms: json, topK: json ? undefined : 0, signal: io.signal, progress: io.progress });
-      if (json) await writeJsonReport(report, io.stdout);
-      else {
-        const write = writer(io.stdout);
-        for (const chunk of statsTextChunks(report)) await write(chunk);
+    return withBackends(async () => {
+      try {
+        // The table shows neither histograms nor the largest |x|: without --json they are not kept
+        // (at 100,000 tensors they would be most of the memory the command takes).
+        const json = values.json === true;
+        const report = await stats(model, { tensors: values.tensor, bins, backend, histograms: json, topK: json ? undefined : 0, signal: io.signal, progress: io.progress });
+        if (json) await writeJsonReport(report, io.stdout);
+        else {
+          const write = writer(io.stdout);
+          for (const chunk of statsTextChunks(report)) await write(chunk);
+        }
+        return 0;
+      } finally {
+        await model.close();
       }
-      return 0;
-    } catch (e) {
-      if (e instanceof BackendUnavailableError) throw new UsageError(e.message);
-      throw e;
-    } finally {
-      await model.close();
-      await disposeBackends();
-    }
+    });
   },
-};
+});

@@ -107,7 +107,8 @@ export function aggregate(tensors: readonly TensorDiff[], keyOf: (t: TensorDiff)
   return out.sort((x, y) => GROUP_ORDER.compare(x.group, y.group));
 }
 
-export function identicalResult(a: TensorInfo, b: TensorInfo): TensorDiff {
+/** The fields that name the pair (B's name and type only where they differ from A's); every result opens with them. */
+function pairFields(a: TensorInfo, b: TensorInfo): Pick<TensorDiff, 'name' | 'nameB' | 'dtype' | 'dtypeB' | 'shape' | 'numel'> {
   return {
     name: a.name,
     nameB: b.name !== a.name ? b.name : undefined,
@@ -115,6 +116,12 @@ export function identicalResult(a: TensorInfo, b: TensorInfo): TensorDiff {
     dtypeB: typeNameOf(b) !== typeNameOf(a) ? typeNameOf(b) : undefined,
     shape: a.shape,
     numel: a.numel,
+  };
+}
+
+export function identicalResult(a: TensorInfo, b: TensorInfo): TensorDiff {
+  return {
+    ...pairFields(a, b),
     identical: true,
     relL2: 0,
     absL2: 0,
@@ -133,12 +140,7 @@ export function finishTensor(a: TensorInfo, b: TensorInfo, s: Accum): TensorDiff
   const absL2 = Math.sqrt(s.sumD2);
   const cosine = normA > 0 && normB > 0 ? Math.max(-1, Math.min(1, s.dot / (normA * normB))) : null;
   return {
-    name: a.name,
-    nameB: b.name !== a.name ? b.name : undefined,
-    dtype: typeNameOf(a),
-    dtypeB: typeNameOf(b) !== typeNameOf(a) ? typeNameOf(b) : undefined,
-    shape: a.shape,
-    numel: a.numel,
+    ...pairFields(a, b),
     identical: false,
     relL2: normA > 0 ? absL2 / normA : null,
     absL2,

@@ -1,3 +1,4 @@
+import { basename } from 'node:path';
 import * as vscode from 'vscode';
 import { showError } from './progress';
 
@@ -37,4 +38,28 @@ export function registerCommand(context: vscode.ExtensionContext, id: string, ha
       }
     }),
   );
+}
+
+/**
+ * The file behind a URI, for the commands that write: they stream through Node's file system,
+ * so remote and virtual files would need a copy first. `verb` opens the error ("Merging works…").
+ */
+export function localPath(uri: vscode.Uri, verb: string): string {
+  if (uri.scheme !== 'file') throw new Error(`${verb} works on local files; ${uri.toString()} is not one.`);
+  return uri.fsPath;
+}
+
+/** `initial`'s local path, else the one file (or folder, where `dialog` allows) the user picks; undefined when dismissed. */
+export async function pickLocalInput(initial: vscode.Uri | undefined, verb: string, dialog: vscode.OpenDialogOptions): Promise<string | undefined> {
+  if (initial) return localPath(initial, verb);
+  const picked = await vscode.window.showOpenDialog({ canSelectFiles: true, canSelectMany: false, ...dialog });
+  return picked?.[0] ? localPath(picked[0], verb) : undefined;
+}
+
+/** Dialog options that pick a safetensors model: one file, an index.json or a folder of shards. */
+export const SAFETENSORS_MODEL_DIALOG: vscode.OpenDialogOptions = { canSelectFolders: true, filters: { 'Safetensors model': ['safetensors', 'json'] } };
+
+/** A model path's name without its .safetensors / .safetensors.index.json / .json ending: the stem of the names offered for outputs. */
+export function modelStem(path: string): string {
+  return basename(path).replace(/(\.safetensors(\.index\.json)?|\.json)$/, '');
 }

@@ -2,7 +2,7 @@ import * as vscode from 'vscode';
 import { basename, dirname, join } from 'node:path';
 import { scanCheckpoint } from '../pipelines/scan';
 import { convertModel, type ConvertResult } from '../pipelines/convert';
-import { registerWriteCommand } from './commands';
+import { localPath, pickLocalInput, registerWriteCommand } from './commands';
 import { runJob } from './progress';
 
 const COMMAND = 'tensorWorkbench.convertToSafetensors';
@@ -26,21 +26,14 @@ export class ConvertCommand {
   }
 }
 
-function localPath(uri: vscode.Uri): string {
-  if (uri.scheme !== 'file') throw new Error(`Converting works on local files; ${uri.toString()} is not one.`);
-  return uri.fsPath;
-}
+const VERB = 'Converting';
 
-async function pickInput(initial?: vscode.Uri): Promise<string | undefined> {
-  if (initial) return localPath(initial);
-  const picked = await vscode.window.showOpenDialog({
+function pickInput(initial?: vscode.Uri): Promise<string | undefined> {
+  return pickLocalInput(initial, VERB, {
     title: 'Convert to safetensors: a PyTorch checkpoint',
-    canSelectFiles: true,
-    canSelectMany: false,
     filters: { 'PyTorch checkpoints': ['bin', 'pt', 'pth', 'ckpt'] },
     openLabel: 'Convert',
   });
-  return picked?.[0] ? localPath(picked[0]) : undefined;
 }
 
 /** Asks before converting a file whose pickle names functions beyond tensor rebuilds. */
@@ -74,7 +67,7 @@ async function run(uri?: vscode.Uri, opts?: ConvertCommandOptions): Promise<Conv
       filters: { Safetensors: ['safetensors'] },
     });
     if (!picked) return undefined;
-    output = localPath(picked);
+    output = localPath(picked, VERB);
   }
   const out = output;
   const result = await runJob(`Converting ${basename(input)} to safetensors`, (ctx) => convertModel({ input, output: out, dtype: 'keep', allowUnsafe }, ctx));

@@ -2,7 +2,7 @@ import * as vscode from 'vscode';
 import { basename, dirname, join } from 'node:path';
 import type { MatmulDType } from '../pipelines/runtime';
 import { merge, planMerge, type MergeAdapterArg, type MergeArgs, type MergePlan, type MergeResult } from '../pipelines/merge';
-import { registerWriteCommand } from './commands';
+import { localPath, modelStem, pickLocalInput, registerWriteCommand, SAFETENSORS_MODEL_DIALOG } from './commands';
 import { runJob, showError } from './progress';
 
 const COMMAND = 'tensorWorkbench.mergeLora';
@@ -34,23 +34,14 @@ function runWith(a: MergeCommandArgs): Promise<MergeResult | undefined> {
   return runJob('Merging LoRA adapter', (ctx) => merge({ ...a, dtype: a.dtype ?? configuredDtype() }, ctx));
 }
 
-function localPath(uri: vscode.Uri): string {
-  // The merge streams through Node's file system: remote and virtual files would need a copy first.
-  if (uri.scheme !== 'file') throw new Error(`Merging works on local files; ${uri.toString()} is not one.`);
-  return uri.fsPath;
-}
+const VERB = 'Merging';
 
-async function pickBase(initial?: vscode.Uri): Promise<string | undefined> {
-  if (initial) return localPath(initial);
-  const picked = await vscode.window.showOpenDialog({
+function pickBase(initial?: vscode.Uri): Promise<string | undefined> {
+  return pickLocalInput(initial, VERB, {
+    ...SAFETENSORS_MODEL_DIALOG,
     title: 'Merge LoRA: base model (.safetensors, index.json or folder)',
-    canSelectFiles: true,
-    canSelectFolders: true,
-    canSelectMany: false,
-    filters: { 'Safetensors model': ['safetensors', 'json'] },
     openLabel: 'Use as Base',
   });
-  return picked?.[0] ? localPath(picked[0]) : undefined;
 }
 
 async function pickAdapters(base: string): Promise<MergeAdapterArg[] | undefined> {
@@ -73,7 +64,7 @@ async function pickAdapters(base: string): Promise<MergeAdapterArg[] | undefined
       validateInput: (v) => (Number.isFinite(Number(v)) && v.trim() !== '' ? undefined : 'A number, e.g. 1, 0.5 or -1'),
     });
     if (text === undefined) return undefined;
-    out.push({ path: localPath(uri), weight: Number(text) });
+    out.push({ path: localPath(uri, VERB), weight: Number(text) });
   }
   return out;
 }
@@ -109,13 +100,13 @@ async function preview(plan: MergePlan, adapters: readonly MergeAdapterArg[]): P
 }
 
 async function pickOutput(base: string): Promise<string | undefined> {
-  const stem = basename(base).replace(/(\.safetensors(\.index\.json)?|\.json)$/, '');
+  const stem = modelStem(base);
   const uri = await vscode.window.showSaveDialog({
     title: 'Merge LoRA: output (a name ending in .safetensors writes one file; any other name, a folder of shards)',
     defaultUri: vscode.Uri.file(join(dirname(base), `${stem}-merged`)),
     saveLabel: 'Write Merged Model',
   });
-  return uri ? localPath(uri) : undefined;
+  return uri ? localPath(uri, VERB) : undefined;
 }
 
 function configuredDtype(): MatmulDType | undefined {

@@ -4,7 +4,7 @@ import { formatSize } from '../core/units';
 import { SCHEMES, type SchemeName } from '../pipelines/runtime';
 import { preview, quantize, type PreviewResult, type QuantFormat, type QuantReport } from '../pipelines/quantize';
 import { nonFiniteSkipLines, previewMarkdown, reportMarkdown } from '../pipelines/quantizeReport';
-import { registerWriteCommand } from './commands';
+import { localPath, modelStem, pickLocalInput, registerWriteCommand, SAFETENSORS_MODEL_DIALOG } from './commands';
 import { QuantReportPanel } from './quantReportPanel';
 import { runJob } from './progress';
 
@@ -33,23 +33,14 @@ export interface QuantizeCommandOptions {
   readonly format?: QuantFormat;
 }
 
-function localPath(uri: vscode.Uri): string {
-  // Quantizing streams through Node's file system: remote and virtual files would need a copy first.
-  if (uri.scheme !== 'file') throw new Error(`Quantizing works on local files; ${uri.toString()} is not one.`);
-  return uri.fsPath;
-}
+const VERB = 'Quantizing';
 
-async function pickInput(initial?: vscode.Uri): Promise<string | undefined> {
-  if (initial) return localPath(initial);
-  const picked = await vscode.window.showOpenDialog({
+function pickInput(initial?: vscode.Uri): Promise<string | undefined> {
+  return pickLocalInput(initial, VERB, {
+    ...SAFETENSORS_MODEL_DIALOG,
     title: 'Quantize: model (.safetensors, index.json or folder)',
-    canSelectFiles: true,
-    canSelectFolders: true,
-    canSelectMany: false,
-    filters: { 'Safetensors model': ['safetensors', 'json'] },
     openLabel: 'Quantize',
   });
-  return picked?.[0] ? localPath(picked[0]) : undefined;
 }
 
 interface SchemeItem extends vscode.QuickPickItem {
@@ -91,14 +82,14 @@ async function pickFormat(scheme: SchemeName): Promise<QuantFormat | undefined> 
 }
 
 async function pickOutput(input: string, scheme: SchemeName, format: QuantFormat): Promise<string | undefined> {
-  const stem = basename(input).replace(/(\.safetensors(\.index\.json)?|\.json)$/, '');
+  const stem = modelStem(input);
   const base = dirname(input);
   const uri = await vscode.window.showSaveDialog({
     title: format === 'gguf' ? 'Quantize: output .gguf file' : 'Quantize: output (a name ending in .safetensors writes one file; any other name, a folder with config.json)',
     defaultUri: vscode.Uri.file(join(base, format === 'gguf' ? `${stem}-${scheme}.gguf` : `${stem}-${scheme}`)),
     saveLabel: 'Quantize',
   });
-  return uri ? localPath(uri) : undefined;
+  return uri ? localPath(uri, VERB) : undefined;
 }
 
 /** The tensors kept for holding NaN/Inf, as the CLI prints them (the report panel lists them too). */

@@ -4,7 +4,11 @@ import { GpuUnsupportedError, type GpuContext } from '../kernel';
 import { workgroupGrid } from '../gpu/device';
 import { elementCount, type DecodeArgs } from './decode';
 import { isPatternDType, patternBits } from './patterns';
-import shader from './decode.wgsl';
+import body from './decode.wgsl';
+import patterns from './patterns.wgsl';
+
+// decode.wgsl reads elements with patterns.wgsl's `pattern`.
+const shader = body + '\n' + patterns;
 
 // 256 invocations per workgroup: the WebGPU default limit, and wide enough to hide memory latency.
 const WG = 256;

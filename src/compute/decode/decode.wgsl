@@ -21,17 +21,7 @@ struct Params { count: u32, first: u32, _a: u32, _b: u32 }
 
 const NAN_BITS: u32 = 0x7fc00000u;
 
-fn pattern(i: u32) -> u32 {
-  let bit = i * BITS;
-  let word = bit >> 5u;
-  let shift = bit & 31u;
-  var p = src[word] >> shift;
-  if (shift + BITS > 32u) {
-    p = p | (src[word + 1u] << (32u - shift));
-  }
-  if (BITS == 32u) { return p; }
-  return p & ((1u << BITS) - 1u);
-}
+// `pattern(i)` is patterns.wgsl, appended by decode.gpu.ts.
 
 fn decode(p: u32) -> u32 {
   if (SPECIAL == 4u) { return p << 16u; }

@@ -4,6 +4,7 @@ import { ggmlTypeByName, type GgmlTypeName } from '../../format/gguf/types';
 import { dequantize } from './dequant.cpu';
 import type { DequantArgs, DequantResult } from './dequant';
 import shader from './dequant.wgsl';
+import f16 from '../gpu/f16.wgsl';
 
 // One block per invocation, 64 to a workgroup: enough groups to fill a GPU from a 1 MiB chunk.
 const WG = 64;
@@ -20,7 +21,7 @@ export async function dequantGpu(ctx: GpuContext, a: DequantArgs): Promise<Dequa
   if (blocks === 0) return { values };
   const maxBinding = Math.min(ctx.limits.maxStorageBufferBindingSize, ctx.limits.maxBufferSize);
   if (values.byteLength > maxBinding) throw new GpuUnsupportedError(`${a.type}: chunk larger than one storage binding`);
-  const pipeline = ctx.pipeline(`dequant.${a.type}`, shader, 'main', { WG, TYPE: info.id });
+  const pipeline = ctx.pipeline(`dequant.${a.type}`, f16 + '\n' + shader, 'main', { WG, TYPE: info.id });
   const src = ctx.upload(a.src);
   const dst = ctx.buffer(values.byteLength);
   const flags = ctx.buffer(blocks * 4);

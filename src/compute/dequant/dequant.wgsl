@@ -29,15 +29,18 @@ fn special(h: u32) -> bool {
   return (h & 0x7c00u) == 0x7c00u;
 }
 
-// A finite f16 as f32, exactly: subnormals are m·2^-24 (an exact f32 product of normal numbers).
+// A finite f16 as f32 (exact): gpu/f16.wgsl's f16_value.
 fn f16(h: u32) -> f32 {
-  let sign = (h & 0x8000u) << 16u;
-  let e = (h >> 10u) & 0x1fu;
-  let m = h & 0x3ffu;
-  if (e == 0u) {
-    return bitcast<f32>(sign | bitcast<u32>(f32(m) * 5.9604644775390625e-8));
-  }
-  return bitcast<f32>(sign | ((e + 112u) << 23u) | (m << 13u));
+  return f16_value(h);
+}
+
+// The K-quants' f16 pair (d, dmin) at byte i: special when either is inf or NaN; else as f32.
+fn special2(i: u32) -> bool {
+  return special(half16(i)) || special(half16(i + 2u));
+}
+
+fn f16x2(i: u32) -> vec2<f32> {
+  return vec2<f32>(f16(half16(i)), f16(half16(i + 2u)));
 }
 
 fn sbyte(b: u32) -> i32 {
@@ -73,49 +76,48 @@ fn scale_min(s: u32, j: u32, k: u32) -> u32 {
   return (byte(s + j + 4u) >> 4u) | ((byte(s + j) >> 6u) << 4u);
 }
 
+// Q4_K/Q5_K sub-blocks j and j+1: (d1, m1, d2, m2) from the 12 scale bytes at s and the block's (d, dmin).
+fn pair_k4(s: u32, j: u32, dm: vec2<f32>) -> vec4<f32> {
+  return vec4<f32>(
+    dm.x * f32(scale_min(s, j, 0u)), dm.y * f32(scale_min(s, j, 1u)),
+    dm.x * f32(scale_min(s, j + 1u, 0u)), dm.y * f32(scale_min(s, j + 1u, 1u)));
+}
+
 fn q4_k(b: u32) -> bool {
   let p = b * 144u;
-  let hd = half16(p);
-  let hm = half16(p + 2u);
-  if (special(hd) || special(hm)) { return false; }
-  let d = f16(hd);
-  let dmin = f16(hm);
+  if (special2(p)) { return false; }
+  let dm = f16x2(p);
   for (var j = 0u; j < 8u; j += 2u) {
-    let d1 = d * f32(scale_min(p + 4u, j, 0u));
-    let m1 = dmin * f32(scale_min(p + 4u, j, 1u));
-    let d2 = d * f32(scale_min(p + 4u, j + 1u, 0u));
-    let m2 = dmin * f32(scale_min(p + 4u, j + 1u, 1u));
+    let s = pair_k4(p + 4u, j, dm);
     let o = b * 256u + j * 32u;
     for (var l = 0u; l < 32u; l++) {
       let q = byte(p + 16u + j * 16u + l);
-      dst[o + l] = d1 * f32(q & 15u) - m1;
-      dst[o + l + 32u] = d2 * f32(q >> 4u) - m2;
+      dst[o + l] = s.x * f32(q & 15u) - s.y;
+      dst[o + l + 32u] = s.z * f32(q >> 4u) - s.w;
     }
   }
   return true;
 }
 
+// Q2_K and Q3_K hold 2-bit planes: sub-block s (of sixteen, 16 values each, in output order)
+// is bits `y` of the 16 quant bytes at x (from the block's first quant byte); z is its half of
+// the 32-byte row (Q3_K's high-bit mask bytes share it).
+fn plane(s: u32) -> vec3<u32> {
+  let z = (s & 1u) * 16u;
+  return vec3<u32>((s >> 3u) * 32u + z, ((s >> 1u) & 3u) * 2u, z);
+}
+
 fn q2_k(b: u32) -> bool {
   let p = b * 84u;
-  let hd = half16(p + 80u);
-  let hm = half16(p + 82u);
-  if (special(hd) || special(hm)) { return false; }
-  let d = f16(hd);
-  let dmin = f16(hm);
-  var is = 0u;
-  var o = b * 256u;
-  for (var n = 0u; n < 2u; n++) {
-    let q = p + 16u + n * 32u;
-    for (var shift = 0u; shift < 8u; shift += 2u) {
-      for (var h = 0u; h < 32u; h += 16u) {
-        let sc = byte(p + is);
-        is++;
-        let dl = d * f32(sc & 15u);
-        let ml = dmin * f32(sc >> 4u);
-        for (var l = 0u; l < 16u; l++) { dst[o + l] = dl * f32((byte(q + h + l) >> shift) & 3u) - ml; }
-        o += 16u;
-      }
-    }
+  if (special2(p + 80u)) { return false; }
+  let dm = f16x2(p + 80u);
+  for (var s = 0u; s < 16u; s++) {
+    let pl = plane(s);
+    let sc = byte(p + s);
+    let dl = dm.x * f32(sc & 15u);
+    let ml = dm.y * f32(sc >> 4u);
+    let o = b * 256u + s * 16u;
+    for (var l = 0u; l < 16u; l++) { dst[o + l] = dl * f32((byte(p + 16u + pl.x + l) >> pl.y) & 3u) - ml; }
   }
   return true;
 }
@@ -133,22 +135,15 @@ fn q3_k(b: u32) -> bool {
   let h = half16(p + 108u);
   if (special(h)) { return false; }
   let d = f16(h);
-  var is = 0u;
-  var m = 1u;
-  var o = b * 256u;
-  for (var n = 0u; n < 2u; n++) {
-    let q = p + 32u + n * 32u;
-    for (var shift = 0u; shift < 8u; shift += 2u) {
-      for (var hf = 0u; hf < 32u; hf += 16u) {
-        let dl = d * f32(q3_scale(p + 96u, is));
-        is++;
-        for (var l = 0u; l < 16u; l++) {
-          let hm = select(4, 0, (byte(p + hf + l) & m) != 0u);
-          dst[o + l] = dl * f32(i32((byte(q + hf + l) >> shift) & 3u) - hm);
-        }
-        o += 16u;
-      }
-      m = m << 1u;
+  for (var s = 0u; s < 16u; s++) {
+    let pl = plane(s);
+    let dl = d * f32(q3_scale(p + 96u, s));
+    // The high bit of each plane pass: mask bit (n·4 + shift/2) of the 32 hmask bytes.
+    let m = 1u << (s >> 1u);
+    let o = b * 256u + s * 16u;
+    for (var l = 0u; l < 16u; l++) {
+      let hm = select(4, 0, (byte(p + pl.z + l) & m) != 0u);
+      dst[o + l] = dl * f32(i32((byte(p + 32u + pl.x + l) >> pl.y) & 3u) - hm);
     }
   }
   return true;
@@ -156,24 +151,18 @@ fn q3_k(b: u32) -> bool {
 
 fn q5_k(b: u32) -> bool {
   let p = b * 176u;
-  let hd = half16(p);
-  let hm = half16(p + 2u);
-  if (special(hd) || special(hm)) { return false; }
-  let d = f16(hd);
-  let dmin = f16(hm);
+  if (special2(p)) { return false; }
+  let dm = f16x2(p);
   var u1 = 1u;
   var u2 = 2u;
   for (var j = 0u; j < 8u; j += 2u) {
-    let d1 = d * f32(scale_min(p + 4u, j, 0u));
-    let m1 = dmin * f32(scale_min(p + 4u, j, 1u));
-    let d2 = d * f32(scale_min(p + 4u, j + 1u, 0u));
-    let m2 = dmin * f32(scale_min(p + 4u, j + 1u, 1u));
+    let s = pair_k4(p + 4u, j, dm);
     let o = b * 256u + j * 32u;
     for (var l = 0u; l < 32u; l++) {
       let q = byte(p + 48u + j * 16u + l);
       let hb = byte(p + 16u + l);
-      dst[o + l] = d1 * f32((q & 15u) + select(0u, 16u, (hb & u1) != 0u)) - m1;
-      dst[o + l + 32u] = d2 * f32((q >> 4u) + select(0u, 16u, (hb & u2) != 0u)) - m2;
+      dst[o + l] = s.x * f32((q & 15u) + select(0u, 16u, (hb & u1) != 0u)) - s.y;
+      dst[o + l + 32u] = s.z * f32((q >> 4u) + select(0u, 16u, (hb & u2) != 0u)) - s.w;
     }
     u1 = u1 << 2u;
     u2 = u2 << 2u;

@@ -65,16 +65,21 @@ export function scaleK4(src: Uint8Array, p: number, j: number): number {
 export function minK4(src: Uint8Array, p: number, j: number): number {
   return j < 4 ? src[p + j + 4] & 63 : (src[p + j + 4] >> 4) | ((src[p + j] >> 6) << 4);
 }
+/** Sub-block j's f32 scale (d times its 6 bits) and minimum (min times its 6 bits) in the Q4_K/Q5_K block at p. */
+function subScaleK4(src: Uint8Array, p: number, j: number, d: number): number {
+  return f(d * scaleK4(src, p + 4, j));
+}
+function subMinK4(src: Uint8Array, p: number, j: number, min: number): number {
+  return f(min * minK4(src, p + 4, j));
+}
 
 export function q4_K(src: Uint8Array, out: Float32Array, nb: number): void {
   for (let i = 0, p = 0, o = 0; i < nb; i++, p += 144) {
     const d = f16At(src, p);
     const min = f16At(src, p + 2);
     for (let j = 0, q = p + 16; j < 8; j += 2, q += 32) {
-      const d1 = f(d * scaleK4(src, p + 4, j));
-      const m1 = f(min * minK4(src, p + 4, j));
-      const d2 = f(d * scaleK4(src, p + 4, j + 1));
-      const m2 = f(min * minK4(src, p + 4, j + 1));
+      const d1 = subScaleK4(src, p, j, d), m1 = subMinK4(src, p, j, min);
+      const d2 = subScaleK4(src, p, j + 1, d), m2 = subMinK4(src, p, j + 1, min);
       for (let l = 0; l < 32; l++) {
         const b = src[q + l];
         out[o + l] = f(d1 * (b & 15)) - m1;
@@ -90,10 +95,8 @@ export function q5_K(src: Uint8Array, out: Float32Array, nb: number): void {
     const d = f16At(src, p);
     const min = f16At(src, p + 2);
     for (let j = 0, q = p + 48, u1 = 1, u2 = 2; j < 8; j += 2, q += 32, u1 <<= 2, u2 <<= 2) {
-      const d1 = f(d * scaleK4(src, p + 4, j));
-      const m1 = f(min * minK4(src, p + 4, j));
-      const d2 = f(d * scaleK4(src, p + 4, j + 1));
-      const m2 = f(min * minK4(src, p + 4, j + 1));
+      const d1 = subScaleK4(src, p, j, d), m1 = subMinK4(src, p, j, min);
+      const d2 = subScaleK4(src, p, j + 1, d), m2 = subMinK4(src, p, j + 1, min);
       for (let l = 0; l < 32; l++) {
         const b = src[q + l];
         const h = src[p + 16 + l];

@@ -2,7 +2,11 @@ import { workgroupGrid } from '../gpu/device';
 import { GpuUnsupportedError, type GpuContext } from '../kernel';
 import { diffElementBytes } from './decodeChunk';
 import type { DeltaSketchArgs, DeltaSketchResult } from './deltaSketch';
-import code from './deltaSketch.wgsl';
+import body from './deltaSketch.wgsl';
+import elements from './diffElements.wgsl';
+
+// deltaSketch.wgsl reads A and B through diffElements.wgsl.
+const code = elements + '\n' + body;
 
 /** WG in deltaSketch.wgsl. */
 const WG = 64;

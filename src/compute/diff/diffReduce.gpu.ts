@@ -2,7 +2,11 @@ import { workgroupGrid } from '../gpu/device';
 import { GpuUnsupportedError, type GpuContext } from '../kernel';
 import { diffElementBytes } from './decodeChunk';
 import { histScale, type DiffReduceArgs, type DiffReduceResult } from './diffReduce';
-import code from './diffReduce.wgsl';
+import body from './diffReduce.wgsl';
+import elements from './diffElements.wgsl';
+
+// diffReduce.wgsl reads A and B through diffElements.wgsl.
+const code = elements + '\n' + body;
 
 /** Elements per workgroup: WG × PER_THREAD in diffReduce.wgsl. */
 const ELEMENTS_PER_GROUP = 256 * 16;

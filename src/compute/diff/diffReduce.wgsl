@@ -2,8 +2,7 @@
 // The host sums the f32 partials in f64; the integer outputs (index of the
 // largest |Δ|, count of differing elements, histogram) are exact.
 
-// 0 = F32, 1 = F16, 2 = BF16 (two 16-bit elements per u32 word, low half first).
-override DTYPE: u32 = 2u;
+// DTYPE, A, B, bitsA, bitsB and value are diffElements.wgsl's.
 
 // 256 invocations × 16 elements: a partial covers 4096 elements, so an f32
 // partial sums at most 16 terms per invocation plus an 8-level tree, which keeps
@@ -24,8 +23,6 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> P: Params;
-@group(0) @binding(1) var<storage, read> A: array<u32>;
-@group(0) @binding(2) var<storage, read> B: array<u32>;
 // Per workgroup: sumA2, sumB2, dot, sumD2, sumAbsD, maxAbs (f32 bits), maxIndex, nDiff.
 @group(0) @binding(3) var<storage, read_write> Out: array<u32>;
 @group(0) @binding(4) var<storage, read_write> Hist: array<atomic<u32>>;
@@ -35,32 +32,6 @@ var<workgroup> sAbs: array<f32, WG>;
 var<workgroup> sMax: array<f32, WG>;
 var<workgroup> sIdx: array<u32, WG>;
 var<workgroup> sDiff: array<u32, WG>;
-
-fn bitsA(i: u32) -> u32 {
-  if (DTYPE == 0u) {
-    return A[i];
-  }
-  let w = A[i >> 1u];
-  return select(w & 0xffffu, w >> 16u, (i & 1u) == 1u);
-}
-
-fn bitsB(i: u32) -> u32 {
-  if (DTYPE == 0u) {
-    return B[i];
-  }
-  let w = B[i >> 1u];
-  return select(w & 0xffffu, w >> 16u, (i & 1u) == 1u);
-}
-
-fn value(bits: u32) -> f32 {
-  if (DTYPE == 0u) {
-    return bitcast<f32>(bits);
-  }
-  if (DTYPE == 1u) {
-    return unpack2x16float(bits).x;
-  }
-  return bitcast<f32>(bits << 16u);
-}
 
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {

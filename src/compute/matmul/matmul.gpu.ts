@@ -2,6 +2,7 @@ import { GpuUnsupportedError, type GpuContext } from '../kernel';
 import { workgroupGrid } from '../gpu/device';
 import { checkMatmulArgs, IN_BYTES, OUT_BYTES, storedCols, type MatmulArgs, type MatmulResult } from './matmul';
 import shader from './matmul.wgsl';
+import f16 from '../gpu/f16.wgsl';
 
 // 64 invocations per workgroup: each runs a rank-long loop of ~30 flops per element, so
 // occupancy, not width, hides latency; 64 is a multiple of every vendor's SIMD width.
@@ -38,7 +39,7 @@ export async function matmulGpu(ctx: GpuContext, args: MatmulArgs): Promise<Matm
   }
   // Tiles hold an even element count so that 16-bit outputs fill whole words.
   const perTile = Math.max(2, Math.floor(limit / OUT_BYTES[out] / 2) * 2);
-  const pipeline = ctx.pipeline('matmul', shader, 'main', {
+  const pipeline = ctx.pipeline('matmul', f16 + '\n' + shader, 'main', {
     WG,
     BASE: base && baseDtype ? BASE_CODE[baseDtype] : 0,
     OUT: OUT_CODE[out],

@@ -72,19 +72,7 @@ fn df_add(x: vec2<f32>, y: vec2<f32>) -> vec2<f32> {
   return fast_two_sum(s.x, s.y + x.y + y.y);
 }
 
-fn f16_value(h: u32) -> f32 {
-  let sign = (h & 0x8000u) << 16u;
-  let e = (h >> 10u) & 0x1fu;
-  let m = h & 0x3ffu;
-  if (e == 0u) {
-    // m · 2^-24 is exact in f32.
-    return bitcast<f32>(sign | bitcast<u32>(f32(m) * 5.9604644775390625e-8));
-  }
-  if (e == 31u) {
-    return bitcast<f32>(sign | 0x7f800000u | (m << 13u));
-  }
-  return bitcast<f32>(sign | ((e + 112u) << 23u) | (m << 13u));
-}
+// f16_value is gpu/f16.wgsl's.
 
 fn base_value(i: u32) -> f32 {
   if (BASE == 1u) { return bitcast<f32>(base[i]); }

@@ -106,19 +106,12 @@ export function reportOf(s: ErrorSums): ErrorReport {
   return { rmse, maxAbsErr: s.maxAbsErr, snrDb, cosine };
 }
 
-// One scratch word for reading an f32's bits; kernels are synchronous, so sharing it is safe.
+export { f32Bits, f32FromBits } from '../../format/cast';
+
+// One scratch word for reading an f32's bits in the conversions below (kept local to their
+// per-value loops); kernels are synchronous, so sharing it is safe.
 const F32 = new Float32Array(1);
 const U32 = new Uint32Array(F32.buffer);
-
-export function f32Bits(v: number): number {
-  F32[0] = v;
-  return U32[0];
-}
-
-export function f32FromBits(b: number): number {
-  U32[0] = b;
-  return F32[0];
-}
 
 /**
  * f32 → IEEE binary16 bits, round to nearest even, overflow to ±inf, NaN kept quiet.
@@ -152,6 +145,14 @@ export function f32ToF16Bits(v: number): number {
 
 /** All 65,536 binary16 values as f32 (exact: every f16 is an f32). */
 export const f16Table32 = f16Table;
+
+/** Stores v as f16 at out[o] (little end first) and returns the value that f16 holds. */
+export function putF16(out: Uint8Array, o: number, v: number): number {
+  const h = f32ToF16Bits(v);
+  out[o] = h & 0xff;
+  out[o + 1] = h >>> 8;
+  return f16Table32()[h];
+}
 
 export function f16ToF32(h: number): number {
   const sign = h & 0x8000 ? -1 : 1;

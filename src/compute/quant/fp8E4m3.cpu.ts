@@ -1,6 +1,6 @@
-import { checkArgs, E4M3_MAX, e4m3ToF32, emptySums, f32Bits, f32ToE4M3, type QuantizeArgs, type QuantizeResult } from './common';
+import { checkArgs, E4M3_MAX, e4m3ToF32, f32Bits, f32ToE4M3, type QuantizeArgs, type QuantizeResult } from './common';
 import { scaledRows } from './scalarDrivers';
-import { rowsSimd } from './quantSimd';
+import { rowsCpu } from './quantSimd';
 
 const fround = Math.fround;
 
@@ -19,10 +19,7 @@ function e4m3Table(): Float32Array {
  * nearest even with saturation at ±448. A row of zeros gets scale 0 and signed zeros.
  */
 export function fp8E4m3Cpu(a: QuantizeArgs): QuantizeResult {
-  checkArgs('fp8-e4m3', a, 1);
-  const r = rowsSimd('fp8', a.src, a.dtype, a.rows, a.cols);
-  if (r) return { ...r, stats: a.stats === false ? emptySums() : r.stats };
-  return fp8E4m3Scalar(a);
+  return rowsCpu('fp8', 'fp8-e4m3', a, fp8E4m3Scalar);
 }
 
 /** The scalar twin of the SIMD path (rows not a multiple of 16, or no WebAssembly SIMD). */

@@ -3,6 +3,7 @@ import { workgroupGrid } from '../gpu/device';
 import { addSums, bytesPerInput, checkArgs, emptySums, type QuantizeArgs, type QuantizeResult } from './common';
 import common from './quantCommon.wgsl';
 import opening from './ggmlBlocks.wgsl';
+import f16 from '../gpu/f16.wgsl';
 
 // 64 invocations per workgroup: each does 1–2 blocks of serial work, so narrow groups keep every core busy.
 const WG = 64;
@@ -35,7 +36,7 @@ export async function ggmlBlocksGpu(ctx: GpuContext, a: QuantizeArgs, spec: Ggml
   const dstBytes = groups * spec.blocksPerGroup * spec.blockBytes;
   const maxBinding = Math.min(ctx.limits.maxStorageBufferBindingSize, ctx.limits.maxBufferSize);
   if (a.src.byteLength > maxBinding || dstBytes > maxBinding) throw new GpuUnsupportedError(`${spec.name}: chunk larger than one storage binding`);
-  const pipeline = ctx.pipeline(`quant.${spec.name}`, common + '\n' + opening + '\n' + spec.shader, 'main', { WG, DTYPE: DTYPE_CODE[a.dtype] });
+  const pipeline = ctx.pipeline(`quant.${spec.name}`, f16 + '\n' + common + '\n' + opening + '\n' + spec.shader, 'main', { WG, DTYPE: DTYPE_CODE[a.dtype], BLOCKS: spec.blocksPerGroup, BLOCK_BYTES: spec.blockBytes });
   const src = ctx.upload(a.src);
   const dst = ctx.buffer(dstBytes);
   const stats = ctx.buffer(groups * 5 * 4);

@@ -1,6 +1,6 @@
-import { checkArgs, emptySums, type QuantizeArgs, type QuantizeResult } from './common';
+import { checkArgs, type QuantizeArgs, type QuantizeResult } from './common';
 import { scaledRows } from './scalarDrivers';
-import { rowsSimd } from './quantSimd';
+import { rowsCpu } from './quantSimd';
 
 const fround = Math.fround;
 /** Symmetric int8 range: −127..127, so that the scale maps absMax exactly to ±127. */
@@ -19,10 +19,7 @@ function rne(v: number): number {
  * ±127; a row of zeros gets scale 0 and q = 0.
  */
 export function int8ChannelCpu(a: QuantizeArgs): QuantizeResult {
-  checkArgs('int8-channel', a, 1);
-  const r = rowsSimd('int8', a.src, a.dtype, a.rows, a.cols);
-  if (r) return { ...r, stats: a.stats === false ? emptySums() : r.stats };
-  return int8ChannelScalar(a);
+  return rowsCpu('int8', 'int8-channel', a, int8ChannelScalar);
 }
 
 /** The scalar twin of the SIMD path (rows not a multiple of 16, or no WebAssembly SIMD). */

@@ -5,15 +5,14 @@
  * rounded to f32 (`f`) in the reference's order. Each function quantizes `nb` super-blocks
  * of `x` from `xo` into `out` from `oo`; `qw` is the row's importance weights (or null).
  */
-import { f16Table32, f32ToF16Bits } from './common';
-import { makeQ3Quants, makeQkxQuants, makeQpQuants, makeQxQuants, nearestInt, qkxMin, GROUP_MAX_EPS } from './kquantSearch';
+import { f16Table32, putF16 } from './common';
+import { makeQ3Quants, makeQkxQuants, makeQpQuants, makeQxQuants, maxByMagnitude, nearestInt, qkxMin, GROUP_MAX_EPS } from './kquantSearch';
 
 const f = Math.fround;
 const QK = 256;
 
 // Scratch for one super-block; the quantizers are synchronous, so sharing them is safe.
 const L = new Uint8Array(QK);
-const L3 = new Int8Array(QK);
 const aux = new Uint8Array(32);
 const w = new Float32Array(32);
 const scales = new Float32Array(16);
@@ -22,12 +21,6 @@ const sw = new Float32Array(16);
 const Ls = new Uint8Array(16);
 const Lm = new Uint8Array(16);
 
-function putF16(out: Uint8Array, o: number, v: number): number {
-  const h = f32ToF16Bits(v);
-  out[o] = h & 0xff;
-  out[o + 1] = h >>> 8;
-  return f16Table32()[h];
-}
 
 function sumSquares(x: Float32Array, xo: number, n: number): number {
   let s = 0;
@@ -123,13 +116,8 @@ export function quantizeQ3K(x: Float32Array, xo: number, nb: number, out: Uint8A
     out.fill(0, so, so + 12);
     let D: number;
     if (!qw) {
-      let maxScale = 0, amax = 0;
-      for (let j = 0; j < 16; j++) {
-        scales[j] = makeQ3Quants(16, 4, x, xo + 16 * j, L3, 16 * j);
-        const a = Math.abs(scales[j]);
-        if (a > amax) { amax = a; maxScale = scales[j]; }
-      }
-      L.set(L3);
+      for (let j = 0; j < 16; j++) scales[j] = makeQ3Quants(16, 4, x, xo + 16 * j, L, 16 * j);
+      const maxScale = maxByMagnitude(16, scales, 0);
       if (maxScale) {
         const iscale = f(-32 / maxScale);
         for (let j = 0; j < 16; j++) {
@@ -246,12 +234,17 @@ function requantScaleMin(x: Float32Array, xo: number, nmax: number, out: Uint8Ar
   }
 }
 
+/** The 16 bytes Q4_K and Q5_K open with (d, dmin, 12 scale bytes), and the final codes in L, re-derived from them. */
+function scaleMinHead(x: Float32Array, xo: number, i: number, nmax: number, out: Uint8Array, oo: number, qw: Float32Array | null): void {
+  out.fill(0, oo + 4, oo + 16);
+  scaleMinBlock(x, xo, i, nmax, out, oo, qw);
+  requantScaleMin(x, xo, nmax, out, oo);
+}
+
 /** Q4_K: f16 d, f16 dmin, scales[12], qs[128] — 144 bytes. */
 export function quantizeQ4K(x: Float32Array, xo: number, nb: number, out: Uint8Array, oo: number, qw: Float32Array | null): void {
   for (let i = 0; i < nb; i++, xo += QK, oo += 144) {
-    out.fill(0, oo + 4, oo + 16);
-    scaleMinBlock(x, xo, i, 15, out, oo, qw);
-    requantScaleMin(x, xo, 15, out, oo);
+    scaleMinHead(x, xo, i, 15, out, oo, qw);
     let q = oo + 16;
     for (let j = 0; j < QK; j += 64, q += 32) {
       for (let l = 0; l < 32; l++) out[q + l] = L[j + l] | (L[j + l + 32] << 4);
@@ -262,9 +255,8 @@ export function quantizeQ4K(x: Float32Array, xo: number, nb: number, out: Uint8A
 /** Q5_K: f16 d, f16 dmin, scales[12], qh[32], qs[128] — 176 bytes. */
 export function quantizeQ5K(x: Float32Array, xo: number, nb: number, out: Uint8Array, oo: number, qw: Float32Array | null): void {
   for (let i = 0; i < nb; i++, xo += QK, oo += 176) {
-    out.fill(0, oo + 4, oo + 48);
-    scaleMinBlock(x, xo, i, 31, out, oo, qw);
-    requantScaleMin(x, xo, 31, out, oo);
+    scaleMinHead(x, xo, i, 31, out, oo, qw);
+    out.fill(0, oo + 16, oo + 48);
     const qh = oo + 16;
     let ql = oo + 48;
     let m1 = 1, m2 = 2;

@@ -33,11 +33,23 @@ export function nearestInt(v: number): number {
   return (NI_U[0] & 0x7fffff) - 0x400000;
 }
 
+/** The value of largest |x| among n (the first of equal magnitudes, whatever its sign); 0 when all are 0 or NaN. */
+export function maxByMagnitude(n: number, x: Float32Array, xo: number): number {
+  let max = 0;
+  let amax = 0;
+  for (let i = 0; i < n; i++) {
+    const ax = Math.abs(x[xo + i]);
+    if (ax > amax) { amax = ax; max = x[xo + i]; }
+  }
+  return max;
+}
+
 /**
  * `make_qx_quants` with `rmse_type` 1: symmetric codes in [0, 2·nmax), weights `qw`
  * (or x² when qw is null), then the ±0.9 scale search. Returns the scale.
  */
 export function makeQxQuants(n: number, nmax: number, x: Float32Array, xo: number, L: Uint8Array, lo: number, qw: Float32Array | null, wo: number): number {
+  // maxByMagnitude, inlined: this runs once per 16 or 32 values, and the call measured slower here.
   let max = 0;
   let amax = 0;
   for (let i = 0; i < n; i++) {
@@ -51,17 +63,8 @@ export function makeQxQuants(n: number, nmax: number, x: Float32Array, xo: numbe
   const wasm = qkxWasm();
   if (wasm) return qxSearchWasm(wasm, n, nmax, x, xo, L, lo, qw, wo, max);
   let iscale = f(-nmax / max);
-  let sumlx = 0;
-  let suml2 = 0;
-  for (let i = 0; i < n; i++) {
-    const xi = x[xo + i];
-    let l = nearestInt(f(iscale * xi));
-    l = Math.max(-nmax, Math.min(nmax - 1, l));
-    L[lo + i] = l + nmax;
-    const w = qw ? qw[wo + i] : f(xi * xi);
-    sumlx = f(sumlx + f(f(w * xi) * l));
-    suml2 = f(suml2 + f(f(w * l) * l));
-  }
+  let suml2 = symmetricCodes(n, nmax, x, xo, L, lo, qw, wo, iscale);
+  let sumlx = first[0];
   let scale = suml2 ? f(sumlx / suml2) : 0;
   let best = f(scale * sumlx);
   for (let is = -9; is <= 9; is++) {
@@ -117,39 +120,49 @@ function qxSearchWasm(wasm: NonNullable<ReturnType<typeof qkxWasm>>, n: number, 
   return scale;
 }
 
+// Σw·x·l of the last `symmetricCodes` (its second result, returned without allocating, in typed
+// storage as `fit` below).
+const first = new Float32Array(1);
+
 /**
- * `make_q3_quants` with `do_rmse`: x²-weighted codes in [−nmax, nmax), refined one value
- * at a time for up to five passes, stored offset by nmax. `L` is signed while it works.
+ * The first pass of `make_qx_quants` and `make_q3_quants`: codes nearest x·iscale in
+ * [−nmax, nmax), stored offset by nmax, under weights `qw` (x² when null). Returns Σw·l²
+ * and leaves Σw·x·l in `firstSumlx`.
  */
-export function makeQ3Quants(n: number, nmax: number, x: Float32Array, xo: number, L: Int8Array, lo: number): number {
-  let max = 0;
-  let amax = 0;
-  for (let i = 0; i < n; i++) {
-    const ax = Math.abs(x[xo + i]);
-    if (ax > amax) { amax = ax; max = x[xo + i]; }
-  }
-  if (amax < GROUP_MAX_EPS) {
-    L.fill(0, lo, lo + n);
-    return 0;
-  }
-  const iscale = f(-nmax / max);
+function symmetricCodes(n: number, nmax: number, x: Float32Array, xo: number, L: Uint8Array, lo: number, qw: Float32Array | null, wo: number, iscale: number): number {
   let sumlx = 0;
   let suml2 = 0;
   for (let i = 0; i < n; i++) {
     const xi = x[xo + i];
     let l = nearestInt(f(iscale * xi));
     l = Math.max(-nmax, Math.min(nmax - 1, l));
-    L[lo + i] = l;
-    const w = f(xi * xi);
+    L[lo + i] = l + nmax;
+    const w = qw ? qw[wo + i] : f(xi * xi);
     sumlx = f(sumlx + f(f(w * xi) * l));
     suml2 = f(suml2 + f(f(w * l) * l));
   }
+  first[0] = sumlx;
+  return suml2;
+}
+
+/**
+ * `make_q3_quants` with `do_rmse`: x²-weighted codes in [−nmax, nmax), refined one value
+ * at a time for up to five passes, stored offset by nmax.
+ */
+export function makeQ3Quants(n: number, nmax: number, x: Float32Array, xo: number, L: Uint8Array, lo: number): number {
+  const max = maxByMagnitude(n, x, xo);
+  if (Math.abs(max) < GROUP_MAX_EPS) {
+    L.fill(0, lo, lo + n);
+    return 0;
+  }
+  let suml2 = symmetricCodes(n, nmax, x, xo, L, lo, null, 0, f(-nmax / max));
+  let sumlx = first[0];
   for (let itry = 0; itry < 5; itry++) {
     let changed = 0;
     for (let i = 0; i < n; i++) {
       const xi = x[xo + i];
       const w = f(xi * xi);
-      const li = L[lo + i];
+      const li = L[lo + i] - nmax;
       let slx = f(sumlx - f(f(w * xi) * li));
       if (slx > 0) {
         let sl2 = f(suml2 - f(f(w * li) * li));
@@ -159,7 +172,7 @@ export function makeQ3Quants(n: number, nmax: number, x: Float32Array, xo: numbe
           slx = f(slx + f(f(w * xi) * nl));
           sl2 = f(sl2 + f(f(w * nl) * nl));
           if (sl2 > 0 && f(f(slx * slx) * suml2) > f(f(sumlx * sumlx) * sl2)) {
-            L[lo + i] = nl;
+            L[lo + i] = nl + nmax;
             sumlx = slx;
             suml2 = sl2;
             changed++;
@@ -169,7 +182,6 @@ export function makeQ3Quants(n: number, nmax: number, x: Float32Array, xo: numbe
     }
     if (!changed) break;
   }
-  for (let i = 0; i < n; i++) L[lo + i] += nmax;
   return suml2 > 0 ? f(sumlx / suml2) : 0;
 }
 

@@ -1,6 +1,6 @@
-import { checkArgs, emptySums, f16Table32, f32ToF16Bits, type QuantizeArgs, type QuantizeResult } from './common';
+import { checkArgs, putF16, type QuantizeArgs, type QuantizeResult } from './common';
 import { nibbleBlocks } from './scalarDrivers';
-import { ggmlSimd } from './quantSimd';
+import { ggmlCpu } from './quantSimd';
 
 /** ggml Q4_0: 32 values per block, an f16 scale then 16 bytes of nibbles. */
 export const Q4_0_BLOCK = 32;
@@ -16,24 +16,17 @@ const fround = Math.fround;
  * converts to 0, as x86's scalar conversion and JS's ToInt32 do.
  */
 export function q4_0Cpu(a: QuantizeArgs): QuantizeResult {
-  checkArgs('q4_0', a, Q4_0_BLOCK);
-  const r = ggmlSimd('q4_0', a.src, a.dtype, a.rows * a.cols, a.out);
-  if (r) return { data: r.data, stats: a.stats === false ? emptySums() : r.stats };
-  return q4_0Scalar(a);
+  return ggmlCpu('q4_0', a, q4_0Scalar);
 }
 
 /** The scalar twin of the SIMD path (where WebAssembly SIMD is missing). */
 export function q4_0Scalar(a: QuantizeArgs): QuantizeResult {
   checkArgs('q4_0', a, Q4_0_BLOCK);
-  const f16 = f16Table32();
   return nibbleBlocks(a, Q4_0_BYTES - 16, (x, best, out, o) => {
     // max/−8 is exact in f64 (fround matters for subnormals only); 0/−8 is −0, as in C.
     const d = fround((best < 0 ? 0 : x[best]) / -8);
     const id = d !== 0 ? fround(1 / d) : 0;
-    const h = f32ToF16Bits(d);
-    out[o] = h & 0xff;
-    out[o + 1] = h >>> 8;
-    const dq = f16[h];
+    const dq = putF16(out, o, d);
     return {
       code: (xv) => {
         const q = fround(fround(xv * id) + 8.5) | 0;

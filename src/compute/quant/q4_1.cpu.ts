@@ -1,6 +1,6 @@
-import { checkArgs, emptySums, f16Table32, f32ToF16Bits, type QuantizeArgs, type QuantizeResult } from './common';
+import { checkArgs, putF16, type QuantizeArgs, type QuantizeResult } from './common';
 import { nibbleBlocks } from './scalarDrivers';
-import { ggmlSimd } from './quantSimd';
+import { ggmlCpu } from './quantSimd';
 
 /** ggml Q4_1: 32 values per block, f16 scale d, f16 minimum m, then 16 bytes of nibbles. */
 export const Q4_1_BLOCK = 32;
@@ -17,16 +17,12 @@ const FLT_MAX = 3.4028234663852886e38;
  * `1/d` overflowing) convert to 0, as x86's scalar conversion and JS's ToInt32 do.
  */
 export function q4_1Cpu(a: QuantizeArgs): QuantizeResult {
-  checkArgs('q4_1', a, Q4_1_BLOCK);
-  const r = ggmlSimd('q4_1', a.src, a.dtype, a.rows * a.cols, a.out);
-  if (r) return { data: r.data, stats: a.stats === false ? emptySums() : r.stats };
-  return q4_1Scalar(a);
+  return ggmlCpu('q4_1', a, q4_1Scalar);
 }
 
 /** The scalar twin of the SIMD path (where WebAssembly SIMD is missing). */
 export function q4_1Scalar(a: QuantizeArgs): QuantizeResult {
   checkArgs('q4_1', a, Q4_1_BLOCK);
-  const f16 = f16Table32();
   return nibbleBlocks(a, Q4_1_BYTES - 16, (x, _best, out, o) => {
     let min = FLT_MAX;
     let max = -FLT_MAX;
@@ -37,14 +33,8 @@ export function q4_1Scalar(a: QuantizeArgs): QuantizeResult {
     }
     const d = fround(fround(max - min) / 15);
     const id = d !== 0 ? fround(1 / d) : 0;
-    const hd = f32ToF16Bits(d);
-    const hm = f32ToF16Bits(min);
-    out[o] = hd & 0xff;
-    out[o + 1] = hd >>> 8;
-    out[o + 2] = hm & 0xff;
-    out[o + 3] = hm >>> 8;
-    const dq = f16[hd];
-    const mq = f16[hm];
+    const dq = putF16(out, o, d);
+    const mq = putF16(out, o + 2, min);
     return {
       code: (xv) => {
         const q = fround(fround(fround(xv - min) * id) + 0.5) | 0;

@@ -5,8 +5,8 @@
  * non-linear search (weights x² without an imatrix). Float steps rounded to f32 as in C.
  */
 import { KVALUES_IQ4NL } from '../dequant/iqGrids';
-import { f32ToF16Bits } from './common';
-import { bestIndexInt8, GROUP_MAX_EPS, makeQkxQuants, makeQxQuants, nearestInt, qkxMin } from './kquantSearch';
+import { putF16 } from './common';
+import { bestIndexInt8, GROUP_MAX_EPS, makeQkxQuants, makeQxQuants, maxByMagnitude, nearestInt, qkxMin } from './kquantSearch';
 
 const f = Math.fround;
 // C's FLT_MAX, the reference's starting min/max for Q5_1.
@@ -17,11 +17,6 @@ const aux = new Uint8Array(32);
 const w = new Float32Array(32);
 const scales = new Float32Array(8);
 
-function putF16(out: Uint8Array, o: number, v: number): void {
-  const h = f32ToF16Bits(v);
-  out[o] = h & 0xff;
-  out[o + 1] = h >>> 8;
-}
 
 /** 16 bytes of low nibbles (value j and j+16) and the 32 fifth bits as a little-endian u32. */
 function packQ5(out: Uint8Array, qho: number, qso: number, codes: ArrayLike<number>): void {
@@ -60,12 +55,7 @@ export function quantizeQ5_0(x: Float32Array, xo: number, n: number, out: Uint8A
       packQ5(out, oo + 2, oo + 6, L);
       continue;
     }
-    let amax = 0, max = 0;
-    for (let j = 0; j < 32; j++) {
-      const v = x[xo + j];
-      if (amax < Math.abs(v)) { amax = Math.abs(v); max = v; }
-    }
-    const d = f(max / -16);
+    const d = f(maxByMagnitude(32, x, xo) / -16);
     const id = d ? f(1 / d) : 0;
     putF16(out, oo, d);
     for (let j = 0; j < 32; j++) {
@@ -124,12 +114,8 @@ function iq4Block(sbs: number, x: Float32Array, xo: number, out: Uint8Array, dOf
     const xb = xo + 32 * ib;
     if (qw) blockWeights(x, xb, qw, wo + 32 * ib, sigma2);
     else for (let j = 0; j < 32; j++) w[j] = f(x[xb + j] * x[xb + j]);
-    let amax = 0, max = 0;
-    for (let j = 0; j < 32; j++) {
-      const ax = Math.abs(x[xb + j]);
-      if (ax > amax) { amax = ax; max = x[xb + j]; }
-    }
-    if (amax < GROUP_MAX_EPS) {
+    const max = maxByMagnitude(32, x, xb);
+    if (Math.abs(max) < GROUP_MAX_EPS) {
       scales[ib] = 0;
       continue;
     }

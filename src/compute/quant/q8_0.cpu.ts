@@ -1,5 +1,5 @@
-import { checkArgs, emptySums, f16Table32, f32ToF16Bits, inputViews, loadBlock32, scratch, sumsFrom, type QuantizeArgs, type QuantizeResult } from './common';
-import { ggmlSimd } from './quantSimd';
+import { checkArgs, emptySums, putF16, inputViews, loadBlock32, scratch, sumsFrom, type QuantizeArgs, type QuantizeResult } from './common';
+import { ggmlCpu } from './quantSimd';
 
 /** ggml Q8_0: 32 values per block, an f16 scale then 32 int8 values. */
 export const Q8_0_BLOCK = 32;
@@ -16,10 +16,7 @@ const fround = Math.fround;
  * conversion gives and as JS's ToInt32 does.
  */
 export function q8_0Cpu(a: QuantizeArgs): QuantizeResult {
-  checkArgs('q8_0', a, Q8_0_BLOCK);
-  const r = ggmlSimd('q8_0', a.src, a.dtype, a.rows * a.cols, a.out);
-  if (r) return { data: r.data, stats: a.stats === false ? emptySums() : r.stats };
-  return q8_0Scalar(a);
+  return ggmlCpu('q8_0', a, q8_0Scalar);
 }
 
 /** The scalar twin of the SIMD path (where WebAssembly SIMD is missing). */
@@ -29,7 +26,6 @@ export function q8_0Scalar(a: QuantizeArgs): QuantizeResult {
   const out = new Uint8Array((n / Q8_0_BLOCK) * Q8_0_BYTES);
   const v = inputViews(a.src, a.dtype);
   const { f: x, u: xb } = scratch(Q8_0_BLOCK);
-  const f16 = f16Table32();
   const wantStats = a.stats !== false;
   let sumX2 = 0, sumXE = 0, sumE2 = 0, maxErr = 0;
   let o = 0;
@@ -38,12 +34,9 @@ export function q8_0Scalar(a: QuantizeArgs): QuantizeResult {
     const amax = best < 0 ? 0 : Math.abs(x[best]);
     const d = fround(amax / 127);
     const id = d !== 0 ? fround(1 / d) : 0;
-    const h = f32ToF16Bits(d);
-    out[o] = h & 0xff;
-    out[o + 1] = h >>> 8;
+    const dq = putF16(out, o, d);
     o += 2;
     if (wantStats) {
-      const dq = f16[h];
       for (let j = 0; j < Q8_0_BLOCK; j++) {
         const xv = x[j];
         const p = fround(xv * id);

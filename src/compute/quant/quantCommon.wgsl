@@ -13,19 +13,7 @@ const SAFE_MIN: u32 = 0x0f800000u;
 const SAFE_MAX: u32 = 0x7e800000u;
 const ONE: u32 = 0x3f800000u;
 
-fn f16_to_f32_bits(h: u32) -> u32 {
-  let sign = (h & 0x8000u) << 16u;
-  let e = (h >> 10u) & 0x1fu;
-  let m = h & 0x3ffu;
-  if (e == 0u) {
-    if (m == 0u) { return sign; }
-    // m·2^-24 = 1.f·2^(lb−24): every f16 subnormal is a normal f32.
-    let lb = firstLeadingBit(m);
-    return sign | ((lb + 103u) << 23u) | ((m << (23u - lb)) & 0x7fffffu);
-  }
-  if (e == 31u) { return sign | 0x7f800000u | (m << 13u); }
-  return sign | ((e + 112u) << 23u) | (m << 13u);
-}
+// f16_to_f32_bits is gpu/f16.wgsl's.
 
 fn load_bits(i: u32) -> u32 {
   if (DTYPE == 2u) { return src[i]; }

@@ -2,7 +2,7 @@
 // instructions whose locals, loop labels and stack depth are shared from the first op to the
 // last; cut into pieces, each piece would need that state passed in and the reader would lose
 // the one-to-one order with the scalar loop it reproduces.
-import { f16Table32, sumsFrom, type ErrorSums, type QuantInputDType } from './common';
+import { checkArgs, emptySums, f16Table32, sumsFrom, type ErrorSums, type QuantInputDType, type QuantizeArgs, type QuantizeResult } from './common';
 import { Fn, OP, SIMD, T, WASM_PAGE, assemble, emitF16x4, ensureMemory, instantiate, type WasmMemory } from '../cpu/wasmAsm';
 
 /**
@@ -68,6 +68,15 @@ function emitHsumInto(f: Fn, v: number, acc: number): void {
   f.get(v).lane(SIMD.f32x4_extract_lane, 0).get(v).lane(SIMD.f32x4_extract_lane, 1).op(OP.f32_add);
   f.get(v).lane(SIMD.f32x4_extract_lane, 2).get(v).lane(SIMD.f32x4_extract_lane, 3).op(OP.f32_add);
   f.op(OP.f32_add, OP.f64_promote_f32, OP.f64_add).set(acc);
+}
+
+/** Stores what every kernel leaves at STATS: Σx², Σx·e, Σe² (f64 at +0, +8, +16) and the largest lane of vmax (f32 at +24). */
+function emitStoreStats(f: Fn, sX2: number, sXE: number, sE2: number, vmax: number): void {
+  f.i32(STATS).get(sX2).mem(0x39, 0, 3);
+  f.i32(STATS).get(sXE).mem(0x39, 8, 3);
+  f.i32(STATS).get(sE2).mem(0x39, 16, 3);
+  f.i32(STATS).get(vmax).lane(SIMD.f32x4_extract_lane, 0).get(vmax).lane(SIMD.f32x4_extract_lane, 1).op(OP.f32_max);
+  f.get(vmax).lane(SIMD.f32x4_extract_lane, 2).get(vmax).lane(SIMD.f32x4_extract_lane, 3).op(OP.f32_max).op(OP.f32_max).mem(0x38, 24, 2);
 }
 
 type GgmlSimdKind = 'q8_0' | 'q4_0' | 'q4_1';
@@ -244,11 +253,7 @@ function buildKernel(kind: GgmlSimdKind): Fn {
   f.get(outP).i32(bytes).op(OP.i32_add).set(outP);
   f.get(b).i32(1).op(OP.i32_add).set(b);
   f.op(OP.br, 0).end().end();
-  f.i32(STATS).get(sX2).mem(0x39, 0, 3);
-  f.i32(STATS).get(sXE).mem(0x39, 8, 3);
-  f.i32(STATS).get(sE2).mem(0x39, 16, 3);
-  f.i32(STATS).get(vmax).lane(SIMD.f32x4_extract_lane, 0).get(vmax).lane(SIMD.f32x4_extract_lane, 1).op(OP.f32_max);
-  f.get(vmax).lane(SIMD.f32x4_extract_lane, 2).get(vmax).lane(SIMD.f32x4_extract_lane, 3).op(OP.f32_max).op(OP.f32_max).mem(0x38, 24, 2);
+  emitStoreStats(f, sX2, sXE, sE2, vmax);
   return f;
 }
 
@@ -373,11 +378,7 @@ function buildRowKernel(kind: 'int8' | 'fp8'): Fn {
   emitHsumInto(f, ve2, sE2);
   f.get(r).i32(1).op(OP.i32_add).set(r);
   f.op(OP.br, 0).end().end();
-  f.i32(STATS).get(sX2).mem(0x39, 0, 3);
-  f.i32(STATS).get(sXE).mem(0x39, 8, 3);
-  f.i32(STATS).get(sE2).mem(0x39, 16, 3);
-  f.i32(STATS).get(vmax).lane(SIMD.f32x4_extract_lane, 0).get(vmax).lane(SIMD.f32x4_extract_lane, 1).op(OP.f32_max);
-  f.get(vmax).lane(SIMD.f32x4_extract_lane, 2).get(vmax).lane(SIMD.f32x4_extract_lane, 3).op(OP.f32_max).op(OP.f32_max).mem(0x38, 24, 2);
+  emitStoreStats(f, sX2, sXE, sE2, vmax);
   return f;
 }
 
@@ -461,4 +462,20 @@ export function rowsSimd(kind: 'int8' | 'fp8', src: Uint8Array, dtype: QuantInpu
   const st = new Float64Array(mod.memory.buffer, STATS, 3);
   const maxErr = new Float32Array(mod.memory.buffer, STATS + 24, 1)[0];
   return { data, scales, stats: sumsFrom(n, st[0], st[1], st[2], maxErr) };
+}
+
+/** A ggml block quantizer's CPU twin: its SIMD kernel, or `scalar` where WebAssembly SIMD is missing. */
+export function ggmlCpu(kind: GgmlSimdKind, a: QuantizeArgs, scalar: (a: QuantizeArgs) => QuantizeResult): QuantizeResult {
+  checkArgs(kind, a, 32);
+  const r = ggmlSimd(kind, a.src, a.dtype, a.rows * a.cols, a.out);
+  if (r) return { data: r.data, stats: a.stats === false ? emptySums() : r.stats };
+  return scalar(a);
+}
+
+/** A per-row quantizer's CPU twin (scheme `name`): its SIMD kernel, or `scalar` (rows not a multiple of 16, or no WebAssembly SIMD). */
+export function rowsCpu(kind: 'int8' | 'fp8', name: string, a: QuantizeArgs, scalar: (a: QuantizeArgs) => QuantizeResult): QuantizeResult {
+  checkArgs(name, a, 1);
+  const r = rowsSimd(kind, a.src, a.dtype, a.rows, a.cols);
+  if (r) return { ...r, stats: a.stats === false ? emptySums() : r.stats };
+  return scalar(a);
 }

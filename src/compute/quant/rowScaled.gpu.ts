@@ -3,6 +3,7 @@ import { workgroupGrid } from '../gpu/device';
 import { addSums, bytesPerInput, checkArgs, emptySums, type QuantizeArgs, type QuantizeResult } from './common';
 import common from './quantCommon.wgsl';
 import shader from './rowScaled.wgsl';
+import f16 from '../gpu/f16.wgsl';
 
 // 256 invocations per row: the WebGPU default limit, and a power of two for the reduction.
 const WG = 256;
@@ -23,7 +24,7 @@ export async function rowScaledGpu(ctx: GpuContext, a: QuantizeArgs, mode: 0 | 1
   const data = new Uint8Array(rows * cols);
   const scales = new Float32Array(rows);
   if (rows * cols === 0) return { data, scales, stats: emptySums() };
-  const pipeline = ctx.pipeline(`quant.rowScaled`, common + '\n' + shader, 'main', { WG, MODE: mode, DTYPE: DTYPE_CODE[a.dtype] });
+  const pipeline = ctx.pipeline(`quant.rowScaled`, f16 + '\n' + common + '\n' + shader, 'main', { WG, MODE: mode, DTYPE: DTYPE_CODE[a.dtype] });
   const src = ctx.upload(a.src);
   const dst = ctx.buffer(rows * cols);
   const sc = ctx.buffer(rows * 4);

@@ -40,6 +40,14 @@ export function aligned(bytes: Uint8Array, align: number): Uint8Array {
   return bytes.byteOffset % align === 0 ? bytes : bytes.slice();
 }
 
+type ViewOf<T> = new (buffer: ArrayBufferLike, byteOffset: number, length: number) => T;
+
+/** The first n elements of `bytes` as a typed array, little-endian as stored (copied only when misaligned for it). */
+export function viewOf<T>(Ctor: ViewOf<T> & { readonly BYTES_PER_ELEMENT: number }, bytes: Uint8Array, n: number): T {
+  const b = aligned(bytes, Ctor.BYTES_PER_ELEMENT);
+  return new Ctor(b.buffer, b.byteOffset, n);
+}
+
 // ---------------------------------------------------------------- bit patterns
 
 /** Finite patterns by decreasing |value|, per dtype: the walk that finds the k-th largest |x| in a table. */
@@ -62,15 +70,14 @@ function absOrder(dtype: PatternDType): Uint32Array {
 function countInto(dtype: PatternDType, bytes: Uint8Array, n: number, hist: Uint32Array): void {
   const bits = patternBits(dtype);
   if (bits === 16 && n >= 2) {
-    const b = aligned(bytes, 4);
     const pairs = n >> 1;
-    const words = new Uint32Array(b.buffer, b.byteOffset, pairs);
+    const words = viewOf(Uint32Array, bytes, pairs);
     for (let i = 0; i < pairs; i++) {
       const w = words[i];
       hist[w & 0xffff]++;
       hist[w >>> 16]++;
     }
-    if (n & 1) hist[b[2 * n - 2] | (b[2 * n - 1] << 8)]++;
+    if (n & 1) hist[bytes[2 * n - 2] | (bytes[2 * n - 1] << 8)]++;
     return;
   }
   if (bits === 8) {
@@ -197,11 +204,9 @@ const SCREEN_BLOCK = 1024;
 
 function countAndTop16(dtype: PatternDType, bytes: Uint8Array, n: number, first: number, topK: number, hist: Uint32Array): TopEntry[] {
   const top = new LaneTop(topK, patternTable(dtype), 0x7fff);
-  const b = aligned(bytes, 4);
-  const pairs = n >> 1;
-  countTop16(new Uint32Array(b.buffer, b.byteOffset, pairs), first, top, hist);
+  countTop16(viewOf(Uint32Array, bytes, n >> 1), first, top, hist);
   if (n & 1) {
-    const p = b[2 * n - 2] | (b[2 * n - 1] << 8);
+    const p = bytes[2 * n - 2] | (bytes[2 * n - 1] << 8);
     hist[p]++;
     top.offer(first + n - 1, p);
   }
@@ -273,9 +278,8 @@ function offerBlock16(words: Uint32Array, start: number, end: number, first: num
 
 function countAndTop8(dtype: PatternDType, bytes: Uint8Array, n: number, first: number, topK: number, hist: Uint32Array): TopEntry[] {
   const top = new LaneTop(topK, patternTable(dtype), 0x7f);
-  const b = aligned(bytes, 4);
   const quads = n >> 2;
-  const words = new Uint32Array(b.buffer, b.byteOffset, quads);
+  const words = viewOf(Uint32Array, bytes, quads);
   let add = (0x80 - top.floor) * 0x01010101;
   for (let i = 0; i < quads; i++) {
     const w = words[i];
@@ -291,8 +295,8 @@ function countAndTop8(dtype: PatternDType, bytes: Uint8Array, n: number, first: 
     }
   }
   for (let i = quads * 4; i < n; i++) {
-    hist[b[i]]++;
-    top.offer(first + i, b[i]);
+    hist[bytes[i]]++;
+    top.offer(first + i, bytes[i]);
   }
   return top.result();
 }
@@ -358,9 +362,8 @@ export function topFromTable(dtype: PatternDType, bytes: Uint8Array, n: number, 
     }
   };
   if (bits === 16 && n >= 2) {
-    const b = aligned(bytes, 4);
     const pairs = n >> 1;
-    const words = new Uint32Array(b.buffer, b.byteOffset, pairs);
+    const words = viewOf(Uint32Array, bytes, pairs);
     for (let i = 0; i < pairs; i++) {
       const w = words[i];
       if (hot[w & 0xffff] | hot[w >>> 16]) {
@@ -369,7 +372,7 @@ export function topFromTable(dtype: PatternDType, bytes: Uint8Array, n: number, 
         if (foundGreater === greater && foundEqual >= need) break;
       }
     }
-    if (n & 1 && !(foundGreater === greater && foundEqual >= need)) take(n - 1, b[2 * n - 2] | (b[2 * n - 1] << 8));
+    if (n & 1 && !(foundGreater === greater && foundEqual >= need)) take(n - 1, bytes[2 * n - 2] | (bytes[2 * n - 1] << 8));
   } else {
     const mask = (1 << bits) - 1;
     for (let i = 0; i < n; i++) {

@@ -3,8 +3,12 @@ import { isPatternDType, patternBits, patternTable, type PatternDType } from '..
 import { hotTable, patternOf, thresholdOf } from './stats.cpu';
 import { TopKeeper } from './statsWide.cpu';
 import { compareTop, sparseTable, type BinsResult, type StatsArgs, type StatsBinsArgs, type StatsResult, type StatsScanArgs, type TopEntry, type WideScan } from './stats';
-import shader from './stats.wgsl';
+import body from './stats.wgsl';
+import patterns from '../decode/patterns.wgsl';
 import wideShader from './statsWide.wgsl';
+
+// stats.wgsl reads elements with patterns.wgsl's `pattern`.
+const shader = body + '\n' + patterns;
 
 // 256 invocations: the WebGPU default limit for a workgroup.
 const WG = 256;

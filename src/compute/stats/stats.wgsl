@@ -20,59 +20,51 @@ struct Params {
 @group(0) @binding(2) var<uniform> params: Params;
 @group(0) @binding(3) var<storage, read> hot: array<u32>;
 
-fn pattern(i: u32) -> u32 {
-  let bit = i * BITS;
-  let word = bit >> 5u;
-  let shift = bit & 31u;
-  var p = src[word] >> shift;
-  if (shift + BITS > 32u) {
-    p = p | (src[word + 1u] << (32u - shift));
-  }
-  return p & ((1u << BITS) - 1u);
-}
-
-@compute @workgroup_size(WG)
-fn count(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let stride = nwg.x * WG;
-  // Runs of one pattern cost one atomic: long runs (zeros, padding, constant tensors) would otherwise serialise on one counter.
-  var last = 0xffffffffu;
-  var run = 0u;
-  for (var i = gid.x; i < params.count; i += stride) {
-    let p = pattern(i);
-    if (p == last) {
-      run += 1u;
-    } else {
-      if (run != 0u) { atomicAdd(&acc[last], run); }
-      last = p;
-      run = 1u;
-    }
-  }
-  if (run != 0u) { atomicAdd(&acc[last], run); }
-}
+// `pattern(i)` is patterns.wgsl, appended by stats.gpu.ts.
 
 // Dtypes of 8 bits or fewer: a per-workgroup table in workgroup memory takes the
 // contention (real tensors repeat few patterns), then one atomic per pattern per workgroup.
 var<workgroup> local_hist: array<atomic<u32>, 256>;
+
+// Counts this invocation's elements into `local_hist` (small) or straight into `acc`. Runs of
+// one pattern cost one atomic: long runs (zeros, padding, constant tensors) would otherwise
+// serialise on one counter.
+fn count_runs(first: u32, stride: u32, small: bool) {
+  var last = 0xffffffffu;
+  var run = 0u;
+  for (var i = first; i < params.count; i += stride) {
+    let p = pattern(i);
+    if (p == last) {
+      run += 1u;
+    } else {
+      add_run(last, run, small);
+      last = p;
+      run = 1u;
+    }
+  }
+  add_run(last, run, small);
+}
+
+fn add_run(p: u32, run: u32, small: bool) {
+  if (run == 0u) { return; }
+  if (small) {
+    atomicAdd(&local_hist[p], run);
+  } else {
+    atomicAdd(&acc[p], run);
+  }
+}
+
+@compute @workgroup_size(WG)
+fn count(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  count_runs(gid.x, nwg.x * WG, false);
+}
 
 @compute @workgroup_size(WG)
 fn count_small(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation_index) lid: u32, @builtin(num_workgroups) nwg: vec3<u32>) {
   let size = 1u << BITS;
   for (var j = lid; j < size; j += WG) { atomicStore(&local_hist[j], 0u); }
   workgroupBarrier();
-  let stride = nwg.x * WG;
-  var last = 0xffffffffu;
-  var run = 0u;
-  for (var i = gid.x; i < params.count; i += stride) {
-    let p = pattern(i);
-    if (p == last) {
-      run += 1u;
-    } else {
-      if (run != 0u) { atomicAdd(&local_hist[last], run); }
-      last = p;
-      run = 1u;
-    }
-  }
-  if (run != 0u) { atomicAdd(&local_hist[last], run); }
+  count_runs(gid.x, nwg.x * WG, true);
   workgroupBarrier();
   for (var j = lid; j < size; j += WG) {
     let c = atomicLoad(&local_hist[j]);

@@ -1,6 +1,7 @@
 import { storageDecoder } from '../decode/blocks';
 import { isPatternDType, patternBits, patternTable, type PatternDType } from '../decode/patterns';
 import { numericView, scanWide, type Numeric } from './statsWide.cpu';
+import { patternOf } from './stats.cpu';
 import { SMALL_SCALARS, type SmallTensorItem, type StatsSmallArgs, type StatsSmallResult } from './statsSmall';
 import { mergeTop, mergeWide, NEAR_ZERO_FRACTION, OUTLIER_SIGMAS, summarizePatterns, type TensorHead, type TensorStats, type WideTotals } from './summarize';
 import { compareTop, linearBinner, logBinner, type BinsResult, type TopEntry, type WideScan } from './stats';
@@ -46,7 +47,7 @@ function smallPatterns(item: SmallTensorItem, dtype: PatternDType, bytes: Uint8A
   const occurring: number[] = [];
   const candidates: TopEntry[] = [];
   for (let i = 0; i < item.count; i++) {
-    const p = patternAt(bytes, i, bits, mask);
+    const p = patternOf(bytes, i, bits, mask);
     if (hist[p]++ === 0) occurring.push(p);
     const v = table[p];
     // The top-k ranks finite values only, as the sliced scan does.
@@ -59,15 +60,6 @@ function smallPatterns(item: SmallTensorItem, dtype: PatternDType, bytes: Uint8A
   } finally {
     for (const p of occurring) hist[p] = 0;
   }
-}
-
-function patternAt(bytes: Uint8Array, i: number, bits: number, mask: number): number {
-  if (bits === 16) return bytes[2 * i] | (bytes[2 * i + 1] << 8);
-  if (bits === 8) return bytes[i];
-  const bit = i * bits;
-  const byte = bit >> 3;
-  const w = bytes[byte] | ((byte + 1 < bytes.length ? bytes[byte + 1] : 0) << 8);
-  return (w >> (bit & 7)) & mask;
 }
 
 /** One wide-dtype tensor, written straight into the packed result: the fields `summarizeWide` would give. */

@@ -2,7 +2,7 @@
 // which have too many bit patterns to count, in two passes (scan, then bins).
 import type { DType } from '../../format/dtypes';
 import { CompensatedSum, binIndex, compareTop, logBinIndex, type BinsResult, type StatsBinsArgs, type StatsScanArgs, type TopEntry, type WideScan } from './stats';
-import { aligned } from './stats.cpu';
+import { viewOf } from './stats.cpu';
 
 // ---------------------------------------------------------------- wide dtypes
 
@@ -11,27 +11,18 @@ export type Numeric = Float32Array | Float64Array | Int32Array | Uint32Array;
 
 export function numericView(dtype: DType, bytes: Uint8Array, n: number): Numeric {
   switch (dtype) {
-    case 'F32': {
-      const b = aligned(bytes, 4);
-      return new Float32Array(b.buffer, b.byteOffset, n);
-    }
-    case 'I32': {
-      const b = aligned(bytes, 4);
-      return new Int32Array(b.buffer, b.byteOffset, n);
-    }
-    case 'U32': {
-      const b = aligned(bytes, 4);
-      return new Uint32Array(b.buffer, b.byteOffset, n);
-    }
-    case 'F64': {
-      const b = aligned(bytes, 8);
-      return new Float64Array(b.buffer, b.byteOffset, n);
-    }
+    case 'F32':
+      return viewOf(Float32Array, bytes, n);
+    case 'I32':
+      return viewOf(Int32Array, bytes, n);
+    case 'U32':
+      return viewOf(Uint32Array, bytes, n);
+    case 'F64':
+      return viewOf(Float64Array, bytes, n);
     case 'I64':
     case 'U64': {
       // Statistics are doubles anyway: integers beyond 2^53 round, as they would in any float reference.
-      const b = aligned(bytes, 8);
-      const src = dtype === 'I64' ? new BigInt64Array(b.buffer, b.byteOffset, n) : new BigUint64Array(b.buffer, b.byteOffset, n);
+      const src = dtype === 'I64' ? viewOf(BigInt64Array, bytes, n) : viewOf(BigUint64Array, bytes, n);
       const out = new Float64Array(n);
       for (let i = 0; i < n; i++) out[i] = Number(src[i]);
       return out;
