@@ -22,6 +22,11 @@ scheme computes them; their error figures are then NaN or -inf).
                      as U8 [rows, blocks × bytes per block].
   int8-channel       I8 weight + F32 weight_scale [rows, 1] (compressed-tensors).
   fp8-e4m3           F8_E4M3 weight + F32 weight_scale [rows, 1] (compressed-tensors).
+  fp8-block          F8_E4M3 weight + F32 weight_scale_inv [⌈rows/128⌉, ⌈cols/128⌉]
+                     (DeepSeek's 128×128 blocks; config.json quant_method "fp8").
+  mxfp4              X.weight_blocks U8 [rows, cols/32, 16] + X.weight_scales U8 (E8M0)
+                     [rows, cols/32], gpt-oss's layout (quant_method "mxfp4").
+                     Both keep embeddings and lm_head unless --only names them.
 --preview estimates size and error of each scheme from ≤1% of every tensor and
 writes nothing. --json prints the report (or the preview) as JSON.`;
 

@@ -103,6 +103,7 @@ export async function* rowChunks(model: Model, plan: TensorPlan, signal: AbortSi
 
 /** Bytes of a chunk's quantized values (scales excluded). */
 export function quantizedDataBytes(scheme: Scheme, rows: number, cols: number): number {
+  if (scheme.name === 'mxfp4') return (rows * cols) / 2;
   return scheme.kind === 'ggml' ? ((rows * cols) / scheme.blockSize) * scheme.blockBytes : rows * cols;
 }
 

@@ -43,6 +43,9 @@ export function planQuantization(tensors: readonly TensorInfo[], scheme: Scheme,
     if (t.shape.length !== 2) return kept(`${t.shape.length}-D: only 2-D weights are quantized`);
     if (!forced && /norm/i.test(t.name)) return kept('a norm');
     if (!forced && /\.bias$/.test(t.name)) return kept('a bias');
+    if (scheme.kind === 'block' && !t.name.endsWith('.weight')) return kept(`${scheme.name} names its parts after a .weight (X.weight_scale_inv, X.weight_blocks)`);
+    // FP8 and MXFP4 releases (DeepSeek-V3, gpt-oss) keep the embeddings and the output head in their dtype; loaders expect that.
+    if (scheme.kind === 'block' && !forced && /embed|lm_head/.test(t.name)) return kept('an embedding or the output head (kept, as FP8/MXFP4 releases do; --only quantizes it)');
     if (t.numel === 0) return kept('empty');
     if ((cols * DTYPE_INFO[t.dtype].bits) % 8 !== 0) return kept(`rows of ${cols} × ${t.dtype} do not end on a byte`);
     if (cols % scheme.blockSize !== 0) return kept(`row length ${cols} is not a multiple of ${scheme.blockSize}`);
