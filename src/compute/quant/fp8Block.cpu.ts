@@ -17,7 +17,7 @@ function e4m3Table(): Float32Array {
 
 /**
  * FP8 E4M3 with one f32 scale per 128×128 block (edge blocks ragged), as Transformers'
- * FineGrainedFP8 quantizer defines it: per block `scale = 448 / absMax` in f32, codes
+ * FineGrainedFP8 quantizer computes it: per block `scale = 448 / absMax` in f32, codes
  * `E4M3(x × scale)` (round to nearest even, saturating at ±448), and the stored
  * `weight_scale_inv = 1 / scale` in f32, which multiplies the codes back. A block of
  * zeros gets scale 1. `rows` must start on a block row: chunks are whole 128-row bands.
@@ -53,7 +53,8 @@ export function fp8BlockCpu(a: QuantizeArgs): QuantizeResult {
           if (x > amax) amax = x;
         }
       }
-      const scale = amax > 0 ? fround(E4M3_MAX / amax) : 1;
+      // PyTorch evaluates Transformers' `448 / absMax` as `reciprocal(absMax) × 448`: two roundings, kept here.
+      const scale = amax > 0 ? fround(fround(1 / amax) * E4M3_MAX) : 1;
       const inv = fround(1 / scale);
       scales[br * bandsC + bc] = inv;
       for (let r = 0; r < nr; r++) {
