@@ -25,7 +25,9 @@ scheme computes them; their error figures are then NaN or -inf).
   fp8-block          F8_E4M3 weight + F32 weight_scale_inv [⌈rows/128⌉, ⌈cols/128⌉]
                      (DeepSeek's 128×128 blocks; config.json quant_method "fp8").
   mxfp4              X.weight_blocks U8 [rows, cols/32, 16] + X.weight_scales U8 (E8M0)
-                     [rows, cols/32], gpt-oss's layout (quant_method "mxfp4").
+                     [rows, cols/32], gpt-oss's layout (quant_method "mxfp4"); MoE
+                     experts [E, in, out] (…experts.gate_up_proj) are stored transposed
+                     as gpt-oss stores them, and then only the experts are quantized.
                      Both keep embeddings and lm_head unless --only names them.
 --preview estimates size and error of each scheme from ≤1% of every tensor and
 writes nothing. --json prints the report (or the preview) as JSON.`;

@@ -93,9 +93,11 @@ function blockSchemeSources(job: QuantJob, p: TensorPlan, results: () => AsyncGe
         yield r.data;
       }
     };
+    // Experts as gpt-oss stores them: [experts, out, in/32, 16] and [experts, out, in/32].
+    const lead = p.experts ? [p.experts, p.rows / p.experts] : [p.rows];
     return [
-      { name: names.data, dtype: 'U8', shape: [p.rows, groups, 16], data },
-      { name: names.scale, dtype: 'U8', shape: [p.rows, groups], data: () => gathered(job, names.scale, filled === scales.length, scales) },
+      { name: names.data, dtype: 'U8', shape: [...lead, groups, 16], data },
+      { name: names.scale, dtype: 'U8', shape: [...lead, groups], data: () => gathered(job, names.scale, filled === scales.length, scales) },
     ];
   }
   const band = scheme.bandRows!;

@@ -3,6 +3,7 @@
 usage:
   python3 block_schemes_oracle.py llama DIR          a tiny Llama in BF16 (Transformers' save_pretrained)
   python3 block_schemes_oracle.py ragged DIR         one file: weights whose sides are not multiples of 128
+  python3 block_schemes_oracle.py gptoss DIR         a tiny gpt-oss (MoE experts [E, in, out]) in BF16
   python3 block_schemes_oracle.py fp8 ORIG OURS DEQ   compares OURS (quantize --scheme fp8-block of ORIG) with
                                                        Transformers' FineGrainedFP8 quantizer, DEQ (convert
                                                        --dtype f32 of OURS) with its dequantizer and loader
@@ -74,6 +75,9 @@ def cost(a, b):
 
 
 def bits_differ(a, b):
+    # Transformers' MXFP4 loader dequantizes to BF16 on the CPU whatever dtype is asked; E2M1 times
+    # a power of two is exact in BF16, so widening it back to float32 loses nothing.
+    a, b = a.float(), b.float()
     return int((a.contiguous().view(torch.int32) != b.contiguous().view(torch.int32)).sum())
 
 
@@ -166,16 +170,45 @@ def mxfp4(orig, ours, deq):
         if f"{name}_blocks" not in q:
             continue
         report["quantized"] += 1
-        blocks, scales = mxfp4_reference(w)
-        report["blockMismatch"] += int((q[f"{name}_blocks"] != blocks).sum())
-        report["scaleMismatch"] += int((q[f"{name}_scales"] != scales).sum())
-        # gpt-oss's dequantizer takes experts [E, rows, G, 16] and returns [E, G*32, rows].
-        ref = convert_moe_packed_tensors(q[f"{name}_blocks"].unsqueeze(0), q[f"{name}_scales"].unsqueeze(0), dtype=torch.float32)[0].T
+        blocks, scales = q[f"{name}_blocks"], q[f"{name}_scales"]
+        if w.dim() == 3:  # gpt-oss experts [E, in, out], stored transposed: [E, out, in/32, 16]
+            e, inner, outer = w.shape
+            rb, rs = mxfp4_reference(w.transpose(1, 2).reshape(e * outer, inner))
+            rb, rs = rb.reshape(blocks.shape), rs.reshape(scales.shape)
+            ref = convert_moe_packed_tensors(blocks, scales, dtype=torch.float32)
+        else:  # gpt-oss's dequantizer takes experts [E, rows, G, 16] and returns [E, G*32, rows].
+            rb, rs = mxfp4_reference(w)
+            ref = convert_moe_packed_tensors(blocks.unsqueeze(0), scales.unsqueeze(0), dtype=torch.float32)[0].T
+        report["blockMismatch"] += int((blocks != rb).sum())
+        report["scaleMismatch"] += int((scales != rs).sum())
         report["dequantMismatch"] += bits_differ(d[name], ref.contiguous())
         report["tensors"][name] = cost(w, ref)
+    report["loader"] = mxfp4_loader(ours, d)
     print(json.dumps(report))
+
+
+def mxfp4_loader(ours, deq):
+    """Transformers' from_pretrained of a gpt-oss model with Mxfp4Config(dequantize=True), on the CPU."""
+    cfg = json.load(open(os.path.join(ours, "config.json")))
+    if cfg.get("model_type") != "gpt_oss":
+        return None
+    from transformers import GptOssForCausalLM, Mxfp4Config
+
+    m = GptOssForCausalLM.from_pretrained(ours, quantization_config=Mxfp4Config(dequantize=True), dtype=torch.float32)
+    sd = m.state_dict()
+    return {"compared": sum(1 for k in deq if k in sd), "mismatch": sum(bits_differ(sd[k], deq[k]) for k in deq if k in sd)}
+
+
+def gptoss(out):
+    from transformers import GptOssConfig, GptOssForCausalLM
+
+    torch.manual_seed(0)
+    c = GptOssConfig(vocab_size=128, hidden_size=64, intermediate_size=96, num_hidden_layers=1, num_attention_heads=2,
+                     num_key_value_heads=1, head_dim=32, num_local_experts=4, num_experts_per_tok=2,
+                     max_position_embeddings=64, layer_types=["full_attention"])
+    GptOssForCausalLM(c).to(torch.bfloat16).save_pretrained(out)
 
 
 if __name__ == "__main__":
     cmd = sys.argv[1]
-    {"llama": llama, "ragged": ragged, "fp8": fp8, "mxfp4": mxfp4}[cmd](*sys.argv[2:])
+    {"llama": llama, "ragged": ragged, "gptoss": gptoss, "fp8": fp8, "mxfp4": mxfp4}[cmd](*sys.argv[2:])

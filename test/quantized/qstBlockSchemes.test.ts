@@ -47,6 +47,7 @@ before(() => {
   dir = mkdtempSync(join(tmpdir(), 'tw-blockschemes-'));
   oracle('llama', join(dir, 'llama'));
   oracle('ragged', join(dir, 'ragged'));
+  oracle('gptoss', join(dir, 'gptoss'));
 });
 
 /** Quantizes `model` with `scheme`, converts the result back to F32, and asks the oracle. */
@@ -130,6 +131,27 @@ test('mxfp4: _blocks and _scales are the OCP definition\'s, dequantized bit for 
     // E2M1 with a power-of-two scale per 32: relL2 about 0.1 on Gaussian weights, SNR about 19 dB.
     assertCosts(src, q, report.tensors as Record<string, Cost | null>, { relL2: [0.05, 0.2], snrDb: [13, 26] });
   }
+});
+
+test('mxfp4 on a gpt-oss model: only the experts, stored transposed as gpt-oss does, load in Transformers to the values convert writes', { skip }, () => {
+  const { src, q, report } = roundTrip('gptoss', 'mxfp4');
+  assert.equal(report.quantized, 2); // gate_up_proj and down_proj of the one layer
+  assert.equal(report.blockMismatch, 0);
+  assert.equal(report.scaleMismatch, 0);
+  assert.equal(report.dequantMismatch, 0);
+  const loader = report.loader as { compared: number; mismatch: number };
+  assert.ok(loader.compared >= 2, JSON.stringify(loader));
+  assert.equal(loader.mismatch, 0);
+  const b = readFileSync(join(q, 'model.safetensors'));
+  const h = JSON.parse(b.subarray(8, 8 + Number(b.readBigUInt64LE(0))).toString('utf8')) as Record<string, { dtype: string; shape: number[] }>;
+  // gate_up_proj [experts 4, in 64, out 192] → blocks [4, 192, 2, 16], scales [4, 192, 2].
+  assert.deepEqual(h['model.layers.0.mlp.experts.gate_up_proj_blocks'].shape, [4, 192, 2, 16]);
+  assert.deepEqual(h['model.layers.0.mlp.experts.gate_up_proj_scales'].shape, [4, 192, 2]);
+  assert.equal(h['model.layers.0.self_attn.q_proj.weight'].dtype, 'BF16');
+  const cfg = JSON.parse(readFileSync(join(q, 'config.json'), 'utf8')) as { quantization_config: { quant_method: string; modules_to_not_convert: string[] } };
+  assert.equal(cfg.quantization_config.quant_method, 'mxfp4');
+  assert.ok(cfg.quantization_config.modules_to_not_convert.includes('model.layers.0.self_attn.q_proj'));
+  assertCosts(src, q, report.tensors as Record<string, Cost | null>, { relL2: [0.05, 0.2], snrDb: [13, 26] });
 });
 
 test('convert of a quantized model to bf16 writes plain BF16 tensors under the weights\' names, and a model without config.json gets none', { skip }, () => {
