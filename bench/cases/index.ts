@@ -1,4 +1,5 @@
 import type { BenchCase } from '../case';
+import { convertQuantizedCases } from './convertQuantized';
 import { formatReadCases } from './formatRead';
 import { dequantCases } from './dequant';
 import { kquantCases } from './kquant';
@@ -15,4 +16,4 @@ import { viewerCases } from './viewer';
 import { viewerVscodeCases } from './viewerVscode';
 
 /** Every benchmark case; each area adds its own module's cases here. */
-export const CASES: BenchCase[] = [...diffCases, ...mergeCases, ...mergeModelsCases, ...pickleCases, ...formatReadCases, ...formatWriteCases, ...quantizeCases, ...statsCases, ...dequantCases, ...ggufCases, ...kquantCases, ...manyTensorsCases, ...viewerCases, ...viewerVscodeCases];
+export const CASES: BenchCase[] = [...diffCases, ...mergeCases, ...mergeModelsCases, ...pickleCases, ...formatReadCases, ...formatWriteCases, ...quantizeCases, ...statsCases, ...dequantCases, ...ggufCases, ...kquantCases, ...manyTensorsCases, ...viewerCases, ...viewerVscodeCases, ...convertQuantizedCases];
