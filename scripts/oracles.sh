@@ -17,4 +17,9 @@ if ! "$PY" -c 'import torch' 2>/dev/null; then
     || pipi --find-links /opt/wheels 'torch' \
     || { echo "[oracles] could not install torch: the pickle tests will fail in CI" >&2; exit 1; }
 fi
+# accelerate: Transformers' from_pretrained of an FP8 checkpoint needs it (the fp8-block loader test).
+if "$PY" -c 'import transformers' 2>/dev/null && ! "$PY" -c 'import accelerate' 2>/dev/null; then
+  echo "[oracles] installing accelerate"
+  pipi --index-url file:///opt/pypi/simple --no-deps accelerate 2>/dev/null || pipi --no-deps accelerate
+fi
 "$PY" -c 'import gguf, numpy, torch; print("[oracles] gguf-py, numpy and torch present")'

@@ -1,4 +1,5 @@
 import type { BenchCase } from '../case';
+import { convertQuantizedCases } from './convertQuantized';
 import { formatReadCases } from './formatRead';
 import { dequantCases } from './dequant';
 import { kquantCases } from './kquant';
@@ -16,4 +17,4 @@ import { viewerCases } from './viewer';
 import { viewerVscodeCases } from './viewerVscode';
 
 /** Every benchmark case; each area adds its own module's cases here. */
-export const CASES: BenchCase[] = [...diffCases, ...mergeCases, ...mergeModelsCases, ...pickleCases, ...formatReadCases, ...formatWriteCases, ...quantizeCases, ...statsCases, ...dequantCases, ...ggufCases, ...scanCases, ...kquantCases, ...manyTensorsCases, ...viewerCases, ...viewerVscodeCases];
+export const CASES: BenchCase[] = [...diffCases, ...mergeCases, ...mergeModelsCases, ...pickleCases, ...formatReadCases, ...formatWriteCases, ...quantizeCases, ...statsCases, ...dequantCases, ...ggufCases, ...scanCases, ...kquantCases, ...manyTensorsCases, ...viewerCases, ...viewerVscodeCases, ...convertQuantizedCases];

@@ -12,6 +12,9 @@ const USAGE = `usage: tensor-workbench convert IN OUT [--dtype bf16|f16|f32|keep
 
 Casts every floating tensor to --dtype (default bf16; keep for a PyTorch checkpoint) with
 round-to-nearest-even; integer, BOOL and complex tensors are copied unchanged.
+Quantized weights (FP8 with scales, MXFP4, NVFP4, compressed-tensors, GPTQ, AWQ, GGUF
+blocks) are dequantized to --dtype, chunk by chunk; config.json is written beside them
+without its quantization_config.
 IN is a .safetensors file, an index.json, a folder, or a PyTorch checkpoint (.bin, .pt,
 .pth, .ckpt), which is read without executing it: one that names functions beyond tensor
 rebuilds is refused unless --allow-unsafe-globals is given (even then nothing is executed).
@@ -72,7 +75,7 @@ export const convertCommand = defineCommand({
     io.stdout.write(
       (r.notes ?? []).map((n) => `note: ${n}\n`).join('') +
       `converted ${cast} of ${r.tensors.length} tensors${dtype === 'keep' ? ' (dtypes kept)' : ` to ${dtype}`}; ${overflow} values overflowed to ±Inf, ${underflow} flushed to zero\n` +
-        `wrote ${r.files.length === 1 ? r.files[0] : `${r.files.length} shards and ${r.index}`}\n`,
+        `wrote ${r.files.length === 1 ? r.files[0] : `${r.files.length} shards and ${r.index}`}${r.config ? ` and ${r.config} (quantization_config removed)` : ''}\n`,
     );
     return 0;
   },

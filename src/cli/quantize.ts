@@ -31,6 +31,13 @@ scheme computes them; their error figures are then NaN or -inf).
                      byte-identical to ggml_quantize_chunk; stored as above.
   int8-channel       I8 weight + F32 weight_scale [rows, 1] (compressed-tensors).
   fp8-e4m3           F8_E4M3 weight + F32 weight_scale [rows, 1] (compressed-tensors).
+  fp8-block          F8_E4M3 weight + F32 weight_scale_inv [⌈rows/128⌉, ⌈cols/128⌉]
+                     (DeepSeek's 128×128 blocks; config.json quant_method "fp8").
+  mxfp4              X.weight_blocks U8 [rows, cols/32, 16] + X.weight_scales U8 (E8M0)
+                     [rows, cols/32], gpt-oss's layout (quant_method "mxfp4"); MoE
+                     experts [E, in, out] (…experts.gate_up_proj) are stored transposed
+                     as gpt-oss stores them, and then only the experts are quantized.
+                     Both keep embeddings and lm_head unless --only names them.
 --ftype picks each tensor's type as llama-quantize does for that file type (output and
 embedding tables, attn_v/ffn_down with more bits in some layers, the GQA and expert rules,
 32-block fallbacks for rows that are not a multiple of 256, 1-D tensors kept F32), writes

@@ -36,6 +36,7 @@ import { dequantKernel } from './dequant/dequant';
 import { deltaSketchKernel } from './diff/deltaSketch';
 import { diffReduceKernel } from './diff/diffReduce';
 import { matmulKernel } from './matmul/matmul';
+import { fp8BlockKernel, mxfp4QuantKernel } from './quant/blockScaled';
 import { fp8E4m3Kernel } from './quant/fp8E4m3';
 import { int8ChannelKernel } from './quant/int8Channel';
 import { q4_0Kernel } from './quant/q4_0';
@@ -62,6 +63,8 @@ export const KERNELS: Record<string, KernelDef<any, any>> = {
   'quant.q4_1': q4_1Kernel,
   'quant.int8-channel': int8ChannelKernel,
   'quant.fp8-e4m3': fp8E4m3Kernel,
+  'quant.fp8-block': fp8BlockKernel,
+  'quant.mxfp4': mxfp4QuantKernel,
   ...KQUANT_KERNELS,
   scales: scaleStatsKernel,
 };

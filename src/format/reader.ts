@@ -182,13 +182,13 @@ export class SourceModel implements Model {
   }
 
   /**
-   * A quantized weight's data part alone means nothing (packed bytes, no scales): its bytes are
-   * read part by part through `readPart` (src/format/quantized/units.ts), and a caller that
-   * would take them for plain values gets this error instead of wrong numbers.
+   * A quantized weight's data part alone means nothing (packed bytes, no scales): its values are
+   * read through the decoded value stream (readUnitBytes, src/compute/decode/tensorValues.ts),
+   * and a caller that would take its bytes for plain values gets this error instead of wrong numbers.
    */
   private refuseScheme(t: TensorInfo): void {
     if (t.storage?.kind !== 'scheme') return;
-    throw new FormatError('unsupported', `a quantized weight (${t.storage.scheme}); this command does not dequantize it yet (stats and inspect do)`, this.files[t.file]?.path ?? this.path, t.name);
+    throw new FormatError('unsupported', `a quantized weight (${t.storage.scheme}); this command does not dequantize it yet (inspect, stats, diff, convert and the viewer do: convert --dtype bf16 first)`, this.files[t.file]?.path ?? this.path, t.name);
   }
 
   private checkRange(t: TensorInfo, offset: number, length: number): void {

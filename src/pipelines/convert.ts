@@ -1,4 +1,4 @@
-import { dirname, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import {
   DTYPE_INFO,
   FormatError,
@@ -19,7 +19,13 @@ import {
   type TensorInfo,
   type TensorSource,
 } from '../format';
+import { exists, stageText } from '../format/files';
+import { typeNameOf } from '../format/model';
+import { getBackend } from '../compute/backend';
+import { valueChunks } from '../compute/decode/tensorValues';
+import type { Backend } from '../compute/kernel';
 import { CancelledError, isCancelled, throttle, type JobContext } from '../core/job';
+import { modelDir, readConfig } from './quantizePlan';
 
 /** 'keep' writes every tensor in its own dtype (a pickle or another format turned into safetensors as it is). */
 export type ConvertTarget = 'F32' | 'F16' | 'BF16' | 'keep';
@@ -41,7 +47,8 @@ export interface ConvertArgs {
 
 export interface ConvertedTensor {
   readonly name: string;
-  readonly from: DType;
+  /** Its dtype, or its block type or quantization scheme (`fp8-block`), which is dequantized. */
+  readonly from: string;
   readonly to: DType;
   /** Finite values that became ±Inf. */
   readonly overflow: number;
@@ -52,6 +59,8 @@ export interface ConvertedTensor {
 export interface ConvertResult {
   readonly files: readonly string[];
   readonly index?: string;
+  /** config.json written beside the weights (without `quantization_config`) when quantized weights were dequantized. */
+  readonly config?: string;
   /** Every tensor, in input header order; `from === to` for the ones left as they were. */
   readonly tensors: readonly ConvertedTensor[];
   /** What the input's reader noted (for a pickle: shared storages written once, entries left out). */
@@ -64,6 +73,43 @@ const CHUNK_BYTES = 4 << 20;
 /** Which dtype a tensor becomes: floating tensors are cast, everything else (ints, BOOL, C64) is copied. */
 export function convertedDType(d: DType, to: ConvertTarget): DType {
   return to !== 'keep' && DTYPE_INFO[d].kind === 'float' ? to : d;
+}
+
+/** A tensor stored as blocks or a quantization scheme: its values are decoded, then cast. */
+function isEncoded(t: TensorInfo): boolean {
+  return t.storage !== undefined && t.storage.kind !== 'dtype';
+}
+
+function targetOf(t: TensorInfo, to: ConvertTarget): DType {
+  return isEncoded(t) && to !== 'keep' ? to : convertedDType(t.dtype, to);
+}
+
+// Decoded values per chunk: 1 M float32 (4 MiB), the same memory as a cast chunk of F32 input.
+const DECODE_CHUNK_VALUES = 1 << 20;
+
+/** A block or scheme tensor dequantized (through the decoded value stream) and rounded once to `to`. */
+async function* decodedStream(model: Model, t: TensorInfo, to: CastDType, backend: Backend, counts: CastCounts, signal?: AbortSignal): AsyncIterable<Uint8Array> {
+  let out: Uint8Array | undefined;
+  for await (const c of valueChunks(model, t, { chunkValues: DECODE_CHUNK_VALUES, backend, signal })) {
+    const bytes = new Uint8Array(c.values.buffer, c.values.byteOffset, c.values.byteLength);
+    if (to === 'F32') {
+      yield bytes;
+      continue;
+    }
+    const need = c.values.length * (DTYPE_INFO[to].bits / 8);
+    if (!out || out.length < need) out = new Uint8Array(need);
+    yield castBytes(bytes, 'F32', to, counts, out.subarray(0, need));
+  }
+}
+
+/** The input's config.json without `quantization_config`, when the model had quantized weights that were dequantized. */
+async function dequantizedConfig(model: Model, decoded: boolean): Promise<string | undefined> {
+  if (!decoded) return undefined;
+  const config = await readConfig(model);
+  if (!config) return undefined;
+  const rest = { ...config };
+  delete rest.quantization_config;
+  return JSON.stringify(rest, null, 2) + '\n';
 }
 
 async function* castStream(model: Model, t: TensorInfo, to: ConvertTarget, counts: CastCounts, signal?: AbortSignal): AsyncIterable<Uint8Array> {
@@ -109,21 +155,38 @@ export async function convertModel(args: ConvertArgs, ctx: JobContext = {}): Pro
   }
   const model = await openModel(args.input, args.opener);
   let undo: (() => Promise<void>) | undefined;
+  let staged: { commit: () => Promise<string>; discard: () => Promise<void> } | undefined;
   try {
+    const encoded = model.tensors.filter(isEncoded);
+    if (encoded.length > 0 && args.dtype === 'keep') {
+      throw new FormatError('unsupported', `${typeNameOf(encoded[0])} cannot be kept as it is in a converted model; choose --dtype bf16, f16 or f32 to dequantize it`, args.input, encoded[0].name);
+    }
     if (model.safety && !model.safety.clean && !args.allowUnsafe) {
       throw new FormatError('unsafe_globals', `this file ${model.safety.text}; nothing was executed. Run \`scan\` for the list, or convert with --allow-unsafe-globals`, args.input);
     }
     const toFile = args.maxShardBytes === undefined && args.output.endsWith('.safetensors');
     const outDir = toFile ? dirname(resolve(args.output)) : resolve(args.output);
     // A folder output may replace (or, as stale shards, delete) any of the writer's names in it.
-    const outputs = toFile ? { files: [args.output] } : { files: [], families: [{ dir: outDir, pattern: shardedNames('model') }] };
-    undo = (await prepareOutputs(await modelInputs(model), outputs, ctx.notice)).undo;
+    const configText = await dequantizedConfig(model, encoded.length > 0);
+    const cfgPath = join(outDir, 'config.json');
+    // Beside a single output file, config.json is only created, never replaced (nor the input's own).
+    const writeConfig = configText !== undefined && (!toFile || (outDir !== resolve(modelDir(model)) && !(await exists(cfgPath))));
+    const notes = [...(model.notes ?? [])];
+    if (configText !== undefined && !writeConfig) notes.push(`config.json without quantization_config not written: ${cfgPath} exists or is the input's; convert to a folder to get one`);
+    const outputs = toFile
+      ? { files: writeConfig ? [args.output, cfgPath] : [args.output] }
+      : { files: writeConfig ? [cfgPath] : [], families: [{ dir: outDir, pattern: shardedNames('model') }] };
+    undo = (await prepareOutputs([...(await modelInputs(model)), join(modelDir(model), 'config.json')], outputs, ctx.notice)).undo;
+    // The config is staged before the weights, so that a full disk fails before anything is in place.
+    if (writeConfig) staged = await stageText(cfgPath, configText!);
+    const backend = encoded.length > 0 ? await getBackend(ctx.backend ?? 'auto') : undefined;
 
     const counts = new Map<string, CastCounts>();
     const sources: TensorSource[] = model.tensors.map((t) => {
       const c = { overflow: 0, underflow: 0 };
       counts.set(t.name, c);
-      return { name: t.name, dtype: convertedDType(t.dtype, args.dtype), shape: t.shape, data: () => castStream(model, t, args.dtype, c, ctx.signal) };
+      const data = isEncoded(t) ? () => decodedStream(model, t, args.dtype as CastDType, backend!, c, ctx.signal) : () => castStream(model, t, args.dtype, c, ctx.signal);
+      return { name: t.name, dtype: targetOf(t, args.dtype), shape: t.shape, data };
     });
     const report = throttle(ctx.progress);
     const opts = {
@@ -141,14 +204,18 @@ export async function convertModel(args: ConvertArgs, ctx: JobContext = {}): Pro
       files = r.files.map((f) => f.path);
       index = r.index;
     }
+    const config = staged ? await staged.commit() : undefined;
+    staged = undefined;
     undo = undefined;
     return {
       files,
       index,
-      tensors: model.tensors.map((t) => ({ name: t.name, from: t.dtype, to: convertedDType(t.dtype, args.dtype), ...counts.get(t.name)! })),
-      notes: model.notes,
+      config,
+      tensors: model.tensors.map((t) => ({ name: t.name, from: typeNameOf(t), to: targetOf(t, args.dtype), ...counts.get(t.name)! })),
+      notes: notes.length > 0 ? notes : undefined,
     };
   } catch (e) {
+    await staged?.discard();
     await undo?.();
     if (isCancelled(e)) throw new CancelledError();
     throw e;

@@ -32,6 +32,8 @@ interface RowChunk {
   readonly rowBytes: number;
   readonly groupRows?: number;
   readonly perm?: Int32Array;
+  /** An expert [in, out] of an MoE weight, read whole and transposed to `rows` = out rows of `in`. */
+  readonly transpose?: boolean;
 }
 
 /** A chunk ready for a quantization kernel. */
@@ -70,6 +72,11 @@ export function ropePermutation(headDim: number): Int32Array {
 function rowChunksOf(model: Model, plan: TensorPlan, chunkBytes: number, groupRows?: number, perm?: Int32Array): RowChunk[] {
   const t = model.tensor(plan.name)!;
   const rowBytes = (plan.cols * DTYPE_INFO[t.dtype].bits) / 8;
+  if (plan.experts) {
+    // One expert per chunk: its rows of the transposed layout are columns of the stored one.
+    const rows = plan.rows / plan.experts;
+    return Array.from({ length: plan.experts }, (_, e) => ({ plan, t, r0: e * rows, rows, rowBytes, transpose: true }));
+  }
   const unit = groupRows ?? 1;
   const rowsPer = Math.max(unit, Math.floor(chunkBytes / rowBytes / unit) * unit);
   const out: RowChunk[] = [];
@@ -77,11 +84,28 @@ function rowChunksOf(model: Model, plan: TensorPlan, chunkBytes: number, groupRo
   return out;
 }
 
+/** `src` as [rows, cols] elements of `width` bytes, written to `out` as [cols, rows]. */
+function transposeElements(src: Uint8Array, out: Uint8Array, rows: number, cols: number, width: number): void {
+  for (let r = 0; r < rows; r++) {
+    for (let c = 0; c < cols; c++) {
+      const from = (r * cols + c) * width;
+      const to = (c * rows + r) * width;
+      for (let k = 0; k < width; k++) out[to + k] = src[from + k];
+    }
+  }
+}
+
 /** Reads a chunk's rows (permuted within their groups when asked) as a kernel input. */
 async function readRows(model: Model, c: RowChunk, pool?: BufferPool): Promise<KernelInput> {
   const { rows: n, rowBytes, groupRows, perm } = c;
   let buf = pool?.take(n * rowBytes) ?? new Uint8Array(n * rowBytes);
   await model.read(c.t, c.r0 * rowBytes, buf);
+  if (c.transpose) {
+    const out = pool?.take(buf.length) ?? new Uint8Array(buf.length);
+    transposeElements(buf, out, c.plan.cols, n, rowBytes / c.plan.cols);
+    pool?.give(buf);
+    buf = out;
+  }
   if (perm && groupRows) {
     const out = pool?.take(buf.length) ?? new Uint8Array(buf.length);
     for (let g = 0; g < n; g += groupRows) {
@@ -103,6 +127,7 @@ export async function* rowChunks(model: Model, plan: TensorPlan, signal: AbortSi
 
 /** Bytes of a chunk's quantized values (scales excluded). */
 export function quantizedDataBytes(scheme: Scheme, rows: number, cols: number): number {
+  if (scheme.name === 'mxfp4') return (rows * cols) / 2;
   return scheme.kind === 'ggml' ? ((rows * cols) / scheme.blockSize) * scheme.blockBytes : rows * cols;
 }
 

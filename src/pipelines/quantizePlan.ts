@@ -26,9 +26,21 @@ export function elementBytes(d: DType): number {
 }
 
 /** Decides, for every tensor, whether `scheme` quantizes it, and why not when it does not. */
+// gpt-oss's expert weights: `…mlp.experts.gate_up_proj` and `…mlp.experts.down_proj`, [experts, in, out].
+const EXPERTS = /\.experts\.[A-Za-z_]+_proj$/;
+
+/** An MoE expert weight that mxfp4 stores as gpt-oss does (transposed, blocks of 32 along `in`). */
+function expertsPlan(t: TensorInfo, scheme: Scheme): Pick<TensorPlan, 'rows' | 'cols' | 'experts'> | undefined {
+  if (scheme.name !== 'mxfp4' || t.shape.length !== 3 || !EXPERTS.test(t.name) || DTYPE_INFO[t.dtype].kind !== 'float') return undefined;
+  const [experts, inner, outer] = t.shape;
+  return inner % scheme.blockSize === 0 && t.numel > 0 ? { rows: experts * outer, cols: inner, experts } : undefined;
+}
+
 export function planQuantization(tensors: readonly TensorInfo[], scheme: Scheme, keep: readonly string[] = [], only: readonly string[] = []): TensorPlan[] {
   const keepRe = keep.map((g) => [g, globToRegExp(g)] as const);
   const onlyRe = only.map(globToRegExp);
+  // In an MoE model, mxfp4 quantizes only the experts, as gpt-oss does: its loaders expect the rest unquantized.
+  const moe = tensors.some((t) => expertsPlan(t, scheme) !== undefined);
   return tensors.map((t) => {
     const rows = t.shape.length === 2 ? t.shape[0] : 0;
     const cols = t.shape.length === 2 ? t.shape[1] : 0;
@@ -39,10 +51,16 @@ export function planQuantization(tensors: readonly TensorInfo[], scheme: Scheme,
     const forced = onlyRe.some((re) => re.test(t.name));
     if (onlyRe.length && !forced) return kept('not matched by --only');
     if (DTYPE_INFO[t.dtype].kind !== 'float') return kept(`not a float tensor (${t.dtype})`);
+    const ex = expertsPlan(t, scheme);
+    if (ex) return { ...base, ...ex, action: 'quantize' };
+    if (moe && !forced) return kept('not an expert weight (mxfp4 quantizes only the experts of an MoE model, as gpt-oss does)');
     if (t.shape.length === 1) return kept(/norm/i.test(t.name) ? 'a norm (1-D)' : /bias$/.test(t.name) ? 'a bias (1-D)' : '1-D');
     if (t.shape.length !== 2) return kept(`${t.shape.length}-D: only 2-D weights are quantized`);
     if (!forced && /norm/i.test(t.name)) return kept('a norm');
     if (!forced && /\.bias$/.test(t.name)) return kept('a bias');
+    if (scheme.kind === 'block' && !t.name.endsWith('.weight')) return kept(`${scheme.name} names its parts after a .weight (X.weight_scale_inv, X.weight_blocks)`);
+    // FP8 and MXFP4 releases (DeepSeek-V3, gpt-oss) keep the embeddings and the output head in their dtype; loaders expect that.
+    if (scheme.kind === 'block' && !forced && /embed|lm_head/.test(t.name)) return kept('an embedding or the output head (kept, as FP8/MXFP4 releases do; --only quantizes it)');
     if (t.numel === 0) return kept('empty');
     if ((cols * DTYPE_INFO[t.dtype].bits) % 8 !== 0) return kept(`rows of ${cols} × ${t.dtype} do not end on a byte`);
     if (cols % scheme.blockSize !== 0) return kept(`row length ${cols} is not a multiple of ${scheme.blockSize}`);

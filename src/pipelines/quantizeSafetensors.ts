@@ -40,15 +40,87 @@ function tensorMeta(scheme: Scheme, plan: TensorPlan): string {
   if (scheme.kind === 'ggml') {
     return JSON.stringify({ scheme: scheme.name, layout: 'ggml-blocks', shape: plan.shape, dtype: plan.dtype, block_size: scheme.blockSize, block_bytes: scheme.blockBytes });
   }
+  if (scheme.kind === 'block') {
+    const names = blockPartNames(scheme, plan.name);
+    return JSON.stringify({ scheme: scheme.name, layout: scheme.name === 'mxfp4' ? 'mxfp4-blocks' : 'fp8-block-scaled', shape: plan.shape, dtype: plan.dtype, data: names.data, scale: names.scale });
+  }
   return JSON.stringify({ scheme: scheme.name, layout: 'compressed-tensors', shape: plan.shape, dtype: plan.dtype, scale: scaleName(plan.name) });
+}
+
+/** The modules whose 2-D weight stays unquantized, which the loaders must leave as plain Linear layers. */
+function keptModules(plans: readonly TensorPlan[]): string[] {
+  return plans.filter((p) => p.action === 'keep' && p.shape.length === 2 && p.name.endsWith('.weight')).map((p) => p.name.slice(0, -'.weight'.length));
+}
+
+/**
+ * fp8-block: Transformers' and vLLM's "fp8" with DeepSeek-V3's 128×128 blocks; mxfp4: gpt-oss's
+ * config. Both list the unquantized modules, so a loader does not expect scales for them.
+ */
+function blockSchemeConfig(scheme: Scheme, plans: readonly TensorPlan[]): Record<string, unknown> {
+  const modules_to_not_convert = keptModules(plans);
+  if (scheme.name === 'mxfp4') return { quant_method: 'mxfp4', modules_to_not_convert };
+  return { quant_method: 'fp8', fmt: 'e4m3', activation_scheme: 'dynamic', weight_block_size: [scheme.bandRows, scheme.bandRows], modules_to_not_convert };
 }
 
 function withQuantConfig(config: Record<string, unknown>, scheme: Scheme, plans: readonly TensorPlan[]): Record<string, unknown> {
   const quantization_config =
     scheme.kind === 'channel'
       ? compressedTensorsConfig(scheme, plans)
-      : { quant_method: 'ggml', scheme: scheme.name, layout: 'ggml-blocks', block_size: scheme.blockSize, block_bytes: scheme.blockBytes };
+      : scheme.kind === 'block'
+        ? blockSchemeConfig(scheme, plans)
+        : { quant_method: 'ggml', scheme: scheme.name, layout: 'ggml-blocks', block_size: scheme.blockSize, block_bytes: scheme.blockBytes };
   return { ...config, quantization_config };
+}
+
+/** Where a block scheme puts a weight's parts: FP8 codes and `weight_scale_inv`, or MXFP4 `_blocks` and `_scales`. */
+function blockPartNames(scheme: Scheme, name: string): { data: string; scale: string } {
+  if (scheme.name === 'mxfp4') return { data: `${name}_blocks`, scale: `${name}_scales` };
+  return { data: name, scale: `${name.slice(0, -'.weight'.length)}.weight_scale_inv` };
+}
+
+/** A block scheme's two tensors: the codes stream chunk by chunk; the scales, gathered meanwhile, follow. */
+function blockSchemeSources(job: QuantJob, p: TensorPlan, results: () => AsyncGenerator<QuantizeResult>): TensorSource[] {
+  const { scheme } = job;
+  const names = blockPartNames(scheme, p.name);
+  if (scheme.name === 'mxfp4') {
+    const groups = p.cols / scheme.blockSize;
+    const scales = new Uint8Array(p.rows * groups);
+    let filled = 0;
+    const data = async function* () {
+      for await (const r of results()) {
+        scales.set(r.scaleBytes!, filled);
+        filled += r.scaleBytes!.length;
+        yield r.data;
+      }
+    };
+    // Experts as gpt-oss stores them: [experts, out, in/32, 16] and [experts, out, in/32].
+    const lead = p.experts ? [p.experts, p.rows / p.experts] : [p.rows];
+    return [
+      { name: names.data, dtype: 'U8', shape: [...lead, groups, 16], data },
+      { name: names.scale, dtype: 'U8', shape: [...lead, groups], data: () => gathered(job, names.scale, filled === scales.length, scales) },
+    ];
+  }
+  const band = scheme.bandRows!;
+  const grid = [Math.ceil(p.rows / band), Math.ceil(p.cols / band)];
+  const scales = new Float32Array(grid[0] * grid[1]);
+  let filled = 0;
+  const data = async function* () {
+    for await (const r of results()) {
+      scales.set(r.scales!, filled);
+      filled += r.scales!.length;
+      yield r.data;
+    }
+  };
+  return [
+    { name: names.data, dtype: 'F8_E4M3', shape: [p.rows, p.cols], data },
+    { name: names.scale, dtype: 'F32', shape: grid, data: () => gathered(job, names.scale, filled === scales.length, new Uint8Array(scales.buffer)) },
+  ];
+}
+
+function gathered(job: QuantJob, name: string, complete: boolean, bytes: Uint8Array): Uint8Array {
+  // The writer keeps source order, so the weight (and its scales) were produced just before.
+  if (!complete) throw new FormatError('unsupported', 'scales requested before the weight was written', job.args.output, name);
+  return bytes;
 }
 
 /** The output's tensors (quantized, scales, kept) in source order, and its `__metadata__`. */
@@ -68,10 +140,20 @@ function safetensorsSources(job: QuantJob, stream: QuantStream): { sources: Tens
     }
     metadata[`quantization.${p.name}`] = tensorMeta(scheme, p);
     st.bytesAfter = quantizedBytes(scheme, p.rows, p.cols);
-    const results = stream.add(p, (r: QuantizeResult, inBytes: number) => {
-      addSums(st.sums, r.stats);
-      advance(inBytes, p.name);
-    });
+    const results = stream.add(
+      p,
+      (r: QuantizeResult, inBytes: number) => {
+        addSums(st.sums, r.stats);
+        advance(inBytes, p.name);
+      },
+      scheme.bandRows,
+    );
+    if (scheme.kind === 'block') {
+      const parts = blockSchemeSources(job, p, results);
+      st.outputName = parts[0].name;
+      sources.push(...parts);
+      continue;
+    }
     if (scheme.kind === 'ggml') {
       const data = async function* () {
         for await (const r of results()) yield r.data;

@@ -44,6 +44,11 @@ export interface TensorPlan {
   readonly nonFinite?: number;
   readonly rows: number;
   readonly cols: number;
+  /**
+   * A mixture-of-experts weight [experts, in, out] (gpt-oss's `experts.gate_up_proj`), quantized
+   * as gpt-oss stores it: each expert transposed to [out, in], so `rows` = experts × out, `cols` = in.
+   */
+  readonly experts?: number;
 }
 
 export interface TensorReport extends Partial<ErrorReport> {

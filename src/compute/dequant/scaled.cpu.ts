@@ -28,11 +28,22 @@ export function scaledCpu(parts: readonly Uint8Array[], out: Float32Array, s: Sc
   for (let r = 0; r < rows; r++) {
     const srow = whole ? 0 : Math.floor(r / bh) * scaleCols;
     const base = r * cols;
-    for (let c = 0; c < cols; c++) {
-      const k = whole ? 0 : srow + Math.floor(c / bw);
-      const byte = data[base + c];
-      const v = q ? q[byte] : (byte << 24) >> 24;
-      out[base + c] = zero ? (v - zero[k]) * scale[k] : v * scale[k];
+    // Column by column block: one scale (and zero) per run, no division per value.
+    for (let c0 = 0; c0 < cols; c0 += whole ? cols : bw) {
+      const c1 = whole ? cols : Math.min(cols, c0 + bw);
+      const k = whole ? 0 : srow + c0 / bw;
+      const sc = scale[k];
+      if (zero) {
+        const z = zero[k];
+        for (let c = c0; c < c1; c++) {
+          const byte = data[base + c];
+          out[base + c] = ((q ? q[byte] : (byte << 24) >> 24) - z) * sc;
+        }
+      } else if (q) {
+        for (let c = c0; c < c1; c++) out[base + c] = q[data[base + c]] * sc;
+      } else {
+        for (let c = c0; c < c1; c++) out[base + c] = ((data[base + c] << 24) >> 24) * sc;
+      }
     }
   }
 }

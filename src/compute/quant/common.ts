@@ -58,8 +58,10 @@ export interface ErrorSums {
 export interface QuantizeResult {
   /** ggml blocks, I8 values or F8_E4M3 codes, in row-major order. */
   readonly data: Uint8Array;
-  /** One f32 scale per row (per-channel schemes only). */
+  /** One f32 scale per row (per-channel schemes), or per 128×128 block (fp8-block), row-major. */
   readonly scales?: Float32Array;
+  /** Byte scales (MXFP4's E8M0 exponents, one per 32 values). */
+  readonly scaleBytes?: Uint8Array;
   readonly stats: ErrorSums;
   /** GPU twins: blocks (or rows) outside the shader's exact range, redone with the CPU twin. */
   readonly hostRedone?: number;

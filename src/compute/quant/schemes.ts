@@ -1,5 +1,6 @@
 import type { KernelDef } from '../kernel';
 import type { QuantizeArgs, QuantizeResult } from './common';
+import { fp8BlockKernel, mxfp4QuantKernel } from './blockScaled';
 import { fp8E4m3Kernel } from './fp8E4m3';
 import { int8ChannelKernel } from './int8Channel';
 import { iq4_nlKernel, iq4_xsKernel, q2_kKernel, q3_kKernel, q4_kKernel, q5_0Kernel, q5_1Kernel, q5_kKernel, q6_kKernel } from './kquant';
@@ -7,14 +8,17 @@ import { q4_0Kernel } from './q4_0';
 import { q4_1Kernel } from './q4_1';
 import { q8_0Kernel } from './q8_0';
 
-export type SchemeName = 'q8_0' | 'q4_0' | 'q4_1' | 'int8-channel' | 'fp8-e4m3' | KQuantSchemeName;
+export type SchemeName = 'q8_0' | 'q4_0' | 'q4_1' | 'int8-channel' | 'fp8-e4m3' | 'fp8-block' | 'mxfp4' | KQuantSchemeName;
 
 export type KQuantSchemeName = 'q2_k' | 'q3_k' | 'q4_k' | 'q5_k' | 'q6_k' | 'q5_0' | 'q5_1' | 'iq4_nl' | 'iq4_xs';
 
 export interface Scheme {
   readonly name: SchemeName;
-  /** `ggml`: blocks of 32 (or 256 for the K-quants and IQ4_XS) values with f16 scales; `channel`: 8-bit codes plus one f32 scale per row. */
-  readonly kind: 'ggml' | 'channel';
+  /**
+   * `ggml`: blocks of 32 (or 256 for the K-quants and IQ4_XS) values with f16 scales; `channel`: 8-bit codes plus one
+   * f32 scale per row; `block`: safetensors codes with a scale per 2-D block (fp8-block) or per 32 values of a row (mxfp4).
+   */
+  readonly kind: 'ggml' | 'channel' | 'block';
   /** Values per block (ggml) — row lengths must be a multiple; 1 for per-channel schemes. */
   readonly blockSize: number;
   /** Bytes per block (ggml) or per value (channel). */
@@ -25,6 +29,8 @@ export interface Scheme {
   readonly fileType?: number;
   readonly kernel: KernelDef<QuantizeArgs, QuantizeResult>;
   readonly description: string;
+  /** Rows that share a scale (fp8-block's 128): a chunk of rows is a whole number of these. */
+  readonly bandRows?: number;
 }
 
 export const SCHEMES: Readonly<Record<SchemeName, Scheme>> = {
@@ -43,6 +49,10 @@ export const SCHEMES: Readonly<Record<SchemeName, Scheme>> = {
   iq4_xs: { name: 'iq4_xs', kind: 'ggml', blockSize: 256, blockBytes: 136, ggmlType: 23, fileType: 30, kernel: iq4_xsKernel, description: 'ggml IQ4_XS: 4-bit non-linear grid, 6-bit scales per 32 values (4.25 bits/weight)' },
   'int8-channel': { name: 'int8-channel', kind: 'channel', blockSize: 1, blockBytes: 1, kernel: int8ChannelKernel, description: 'int8, one f32 scale per output row (compressed-tensors naive-quantized)' },
   'fp8-e4m3': { name: 'fp8-e4m3', kind: 'channel', blockSize: 1, blockBytes: 1, kernel: fp8E4m3Kernel, description: 'FP8 E4M3, one f32 scale per output row (compressed-tensors float-quantized)' },
+  // 128: DeepSeek-V3's weight_block_size, the layout vLLM and Transformers load as "fp8".
+  'fp8-block': { name: 'fp8-block', kind: 'block', blockSize: 1, blockBytes: 1, bandRows: 128, kernel: fp8BlockKernel, description: 'FP8 E4M3, one f32 weight_scale_inv per 128×128 block (DeepSeek / Transformers "fp8")' },
+  // 17 bytes per 32 values: 16 of nibbles, one E8M0 scale.
+  mxfp4: { name: 'mxfp4', kind: 'block', blockSize: 32, blockBytes: 17, kernel: mxfp4QuantKernel, description: 'MXFP4: E2M1 values, one E8M0 scale per 32 (gpt-oss _blocks/_scales, 4.25 bits/weight)' },
 };
 
 export const SCHEME_NAMES = Object.keys(SCHEMES) as SchemeName[];
@@ -53,5 +63,6 @@ export function isSchemeName(s: string): s is SchemeName {
 
 /** Quantized bytes of a [rows, cols] tensor, scales included. */
 export function quantizedBytes(s: Scheme, rows: number, cols: number): number {
-  return s.kind === 'ggml' ? (rows * cols * s.blockBytes) / s.blockSize : rows * cols + rows * 4;
+  if (s.bandRows) return rows * cols + Math.ceil(rows / s.bandRows) * Math.ceil(cols / s.bandRows) * 4;
+  return s.kind === 'channel' ? rows * cols + rows * 4 : (rows * cols * s.blockBytes) / s.blockSize;
 }

@@ -6,12 +6,9 @@
  *
  * `computeHeatmap` streams a tensor's chunks from the file, decodes and feeds them.
  */
-import { storageDecoder } from '../../compute/decode/blocks';
-import { readSchemeUnits, unitCount } from '../../format/quantized/units';
-import { storageUnit, type StorageType } from '../../format/storage';
-import { decodeToF32 } from '../../format/decode';
+import { valueChunks } from '../../compute/decode/tensorValues';
 import { FormatError } from '../../format/errors';
-import { storageOf, type Model, type TensorInfo } from '../../format/model';
+import type { Model, TensorInfo } from '../../format/model';
 import { throwIfCancelled } from '../../core/job';
 import { isViewable } from './summary';
 import type { HeatmapResult } from './types';
@@ -102,7 +99,7 @@ export class HeatmapAccumulator {
 
 
 /**
- * Bytes decoded at a time on the extension host: 2 MiB of BF16 is 1 M values, about
+ * Decoded bytes at a time on the extension host: 2 MiB of float32 is 512 K values, about
  * 10 ms of decoding and binning, after which the loop awaits the next read, so the
  * host's event loop is never held for long.
  */
@@ -112,40 +109,12 @@ export async function computeHeatmap(model: Model, t: TensorInfo, maxSize: numbe
   if (!isViewable(t.dtype)) throw new FormatError('unsupported', `a heatmap needs one value per element; ${t.dtype} has two`, model.path, t.name);
   const { rows, cols } = matrixShape(t.shape);
   const acc = new HeatmapAccumulator(rows, cols, Math.min(maxSize, HEATMAP_MAX_SIZE));
-  const storage = storageOf(t);
-  const unit = storageUnit(storage);
-  if (storage.kind === 'scheme') {
-    await pushSchemeUnits(model, t, storage, acc, signal);
-    return { type: 'heatmap', name: t.name, ...acc.image() };
-  }
-  let scratch = new Float32Array(0);
-  for await (const chunk of model.chunks(t, { chunkBytes: HEATMAP_CHUNK_BYTES, signal })) {
+  // Chunks of whole units: a block type by its blocks, a 128×128-block FP8 weight by 128-row bands.
+  for await (const c of valueChunks(model, t, { chunkValues: HEATMAP_CHUNK_BYTES / 4, signal })) {
     throwIfCancelled(signal);
-    const n = Math.min(Math.floor(chunk.length / unit.bytes) * unit.elements, t.numel - acc.count);
-    if (scratch.length < n) scratch = new Float32Array(n);
-    // Chunks end on whole blocks (Model.chunks), so a block storage (a GGUF Q4_K) decodes chunk by chunk.
-    if (storage.kind === 'dtype') decodeToF32(t.dtype, chunk, scratch, n);
-    else storageDecoder(storage).cpu([chunk], scratch.subarray(0, n), storage);
-    acc.push(scratch.subarray(0, n));
+    acc.push(c.values);
   }
   const img = acc.image();
   return { type: 'heatmap', name: t.name, ...img };
 }
 
-
-/**
- * A quantized weight's values, decoded a run of whole units at a time from all its parts
- * (a unit of at least HEATMAP_CHUNK_BYTES, GPTQ's whole tensor, is one run by itself).
- */
-async function pushSchemeUnits(model: Model, t: TensorInfo, storage: Extract<StorageType, { kind: 'scheme' }>, acc: HeatmapAccumulator, signal?: AbortSignal): Promise<void> {
-  const per = Math.max(1, Math.floor(HEATMAP_CHUNK_BYTES / Math.max(1, storageUnit(storage).bytes)));
-  const units = unitCount(t);
-  const decoder = storageDecoder(storage);
-  for (let u0 = 0; u0 < units; u0 += per) {
-    throwIfCancelled(signal);
-    const r = await readSchemeUnits(model, t, u0, Math.min(units, u0 + per));
-    const out = new Float32Array(r.count);
-    decoder.cpu([r.data, ...r.more], out, storage);
-    acc.push(out);
-  }
-}
