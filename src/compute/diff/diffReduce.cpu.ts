@@ -99,6 +99,13 @@ function countDiff16(wa: Uint32Array, wb: Uint32Array, pairs: number): number {
   return n;
 }
 
+/** 16-bit elements whose stored bytes differ, `m` of them from byte `at` of each side (any alignment). */
+function countDiffBytes16(a: Uint8Array, b: Uint8Array, at: number, m: number): number {
+  let n = 0;
+  for (let i = 0, k = at; i < m; i++, k += 2) if ((a[k] ^ b[k]) | (a[k + 1] ^ b[k + 1])) n++;
+  return n;
+}
+
 function countDiff32(wa: Int32Array, wb: Int32Array, m: number): number {
   let n = 0;
   for (let i = 0; i < m; i++) if (wa[i] !== wb[i]) n++;
@@ -162,9 +169,13 @@ export function diffReduceCpu(args: DiffReduceArgs): DiffReduceResult {
     if (eb === 2 && aligned) {
       const pairs = m >> 1;
       acc[6] += countDiff16(new Uint32Array(args.a.buffer, args.a.byteOffset + s * 2, pairs), new Uint32Array(args.b.buffer, args.b.byteOffset + s * 2, pairs), pairs);
-      if (m & 1) acc[6] += ia[m - 1] !== ib[m - 1] ? 1 : 0;
+      if (m & 1) acc[6] += countDiffBytes16(args.a, args.b!, (s + m - 1) * 2, 1);
+    } else if (eb === 2) {
+      // Counted on the stored bytes: an F16 NaN decoded through a float register may or may not
+      // keep its payload (V8 quiets it in some tiers), so decoded bits would not say it.
+      acc[6] += countDiffBytes16(args.a, args.b, s * 2, m);
     } else {
-      // Decoding is bit-exact and injective (NaN payloads kept), so decoded bits differ exactly when stored bits do.
+      // F32 is copied byte for byte, so decoded bits differ exactly when stored bits do.
       acc[6] += countDiff32(ia, ib, m);
     }
     if (hist) histBlock(fa, fb, ia, ib, m, lo, scale, hist);
