@@ -78,49 +78,55 @@ function blockPartNames(scheme: Scheme, name: string): { data: string; scale: st
   return { data: name, scale: `${name.slice(0, -'.weight'.length)}.weight_scale_inv` };
 }
 
+/**
+ * The codes of a block scheme as a stream, and its scales gathered into `scales` while the codes
+ * pass; `scaleBytes()` hands the scales over once every chunk has gone by.
+ */
+function streamGathering<S extends Uint8Array | Float32Array>(
+  job: QuantJob,
+  scaleName: string,
+  results: () => AsyncGenerator<QuantizeResult>,
+  scales: S,
+  take: (r: QuantizeResult) => S,
+): { data: () => AsyncGenerator<Uint8Array>; scaleBytes: () => Uint8Array } {
+  let filled = 0;
+  const data = async function* () {
+    for await (const r of results()) {
+      const part = take(r);
+      scales.set(part, filled);
+      filled += part.length;
+      yield r.data;
+    }
+  };
+  const scaleBytes = (): Uint8Array => {
+    // The writer keeps source order, so the weight (and its scales) were produced just before.
+    if (filled !== scales.length) throw new FormatError('unsupported', 'scales requested before the weight was written', job.args.output, scaleName);
+    return new Uint8Array(scales.buffer, scales.byteOffset, scales.byteLength);
+  };
+  return { data, scaleBytes };
+}
+
 /** A block scheme's two tensors: the codes stream chunk by chunk; the scales, gathered meanwhile, follow. */
 function blockSchemeSources(job: QuantJob, p: TensorPlan, results: () => AsyncGenerator<QuantizeResult>): TensorSource[] {
   const { scheme } = job;
   const names = blockPartNames(scheme, p.name);
   if (scheme.name === 'mxfp4') {
     const groups = p.cols / scheme.blockSize;
-    const scales = new Uint8Array(p.rows * groups);
-    let filled = 0;
-    const data = async function* () {
-      for await (const r of results()) {
-        scales.set(r.scaleBytes!, filled);
-        filled += r.scaleBytes!.length;
-        yield r.data;
-      }
-    };
+    const s = streamGathering(job, names.scale, results, new Uint8Array(p.rows * groups), (r) => r.scaleBytes!);
     // Experts as gpt-oss stores them: [experts, out, in/32, 16] and [experts, out, in/32].
     const lead = p.experts ? [p.experts, p.rows / p.experts] : [p.rows];
     return [
-      { name: names.data, dtype: 'U8', shape: [...lead, groups, 16], data },
-      { name: names.scale, dtype: 'U8', shape: [...lead, groups], data: () => gathered(job, names.scale, filled === scales.length, scales) },
+      { name: names.data, dtype: 'U8', shape: [...lead, groups, 16], data: s.data },
+      { name: names.scale, dtype: 'U8', shape: [...lead, groups], data: s.scaleBytes },
     ];
   }
   const band = scheme.bandRows!;
   const grid = [Math.ceil(p.rows / band), Math.ceil(p.cols / band)];
-  const scales = new Float32Array(grid[0] * grid[1]);
-  let filled = 0;
-  const data = async function* () {
-    for await (const r of results()) {
-      scales.set(r.scales!, filled);
-      filled += r.scales!.length;
-      yield r.data;
-    }
-  };
+  const s = streamGathering(job, names.scale, results, new Float32Array(grid[0] * grid[1]), (r) => r.scales!);
   return [
-    { name: names.data, dtype: 'F8_E4M3', shape: [p.rows, p.cols], data },
-    { name: names.scale, dtype: 'F32', shape: grid, data: () => gathered(job, names.scale, filled === scales.length, new Uint8Array(scales.buffer)) },
+    { name: names.data, dtype: 'F8_E4M3', shape: [p.rows, p.cols], data: s.data },
+    { name: names.scale, dtype: 'F32', shape: grid, data: s.scaleBytes },
   ];
-}
-
-function gathered(job: QuantJob, name: string, complete: boolean, bytes: Uint8Array): Uint8Array {
-  // The writer keeps source order, so the weight (and its scales) were produced just before.
-  if (!complete) throw new FormatError('unsupported', 'scales requested before the weight was written', job.args.output, name);
-  return bytes;
 }
 
 /** The output's tensors (quantized, scales, kept) in source order, and its `__metadata__`. */

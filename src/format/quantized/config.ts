@@ -12,16 +12,16 @@ export interface QuantConfig {
   readonly format?: string;
 }
 
-function int(v: unknown): number | undefined {
+export function int(v: unknown): number | undefined {
   return typeof v === 'number' && Number.isInteger(v) ? v : undefined;
 }
 
-function text(v: unknown): string | undefined {
+export function text(v: unknown): string | undefined {
   return typeof v === 'string' ? v : undefined;
 }
 
 /** The first weights entry of compressed-tensors' `config_groups`, where bits and group size live. */
-function firstGroupWeights(q: Record<string, unknown>): Record<string, unknown> | undefined {
+export function firstGroupWeights(q: Record<string, unknown>): Record<string, unknown> | undefined {
   const groups = q.config_groups;
   if (!groups || typeof groups !== 'object') return undefined;
   for (const g of Object.values(groups as Record<string, unknown>)) {
@@ -31,8 +31,8 @@ function firstGroupWeights(q: Record<string, unknown>): Record<string, unknown> 
   return undefined;
 }
 
-/** Reads `quantization_config` from a config.json's text; undefined when absent or unreadable. */
-export function parseQuantConfig(configText: string | undefined): QuantConfig | undefined {
+/** The `quantization_config` object of a config.json's text; undefined when absent or unreadable. */
+export function quantizationConfigOf(configText: string | undefined): Record<string, unknown> | undefined {
   if (!configText) return undefined;
   let c: unknown;
   try {
@@ -41,7 +41,13 @@ export function parseQuantConfig(configText: string | undefined): QuantConfig | 
     return undefined;
   }
   const q = c && typeof c === 'object' ? (c as Record<string, unknown>).quantization_config : undefined;
-  if (!q || typeof q !== 'object') return undefined;
+  return q && typeof q === 'object' && !Array.isArray(q) ? (q as Record<string, unknown>) : undefined;
+}
+
+/** Reads `quantization_config` from a config.json's text; undefined when absent or unreadable. */
+export function parseQuantConfig(configText: string | undefined): QuantConfig | undefined {
+  const q = quantizationConfigOf(configText);
+  if (!q) return undefined;
   const o = q as Record<string, unknown>;
   const w = firstGroupWeights(o);
   const b = o.weight_block_size;

@@ -3,6 +3,8 @@
  * header: the method, its format and bits, and the modules it leaves unquantized. Declared,
  * not trusted: the tensors say what is stored, and the viewer notes where the two disagree.
  */
+import { firstGroupWeights, int, quantizationConfigOf, text } from './config';
+
 export interface QuantizationDeclared {
   /** `quant_method` (`fp8`, `compressed-tensors`, `gptq`, `awq`, `mxfp4`, `modelopt` …). */
   readonly method?: string;
@@ -24,29 +26,9 @@ const IGNORE_KEYS = ['ignore', 'modules_to_not_convert', 'exclude_modules', 'ign
 // A config can name every layer; more than this is shown truncated by the page, and held here only up to it.
 const MAX_IGNORE = 10_000;
 
-const obj = (v: unknown): Record<string, unknown> | undefined => (v && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined);
-const int = (v: unknown): number | undefined => (typeof v === 'number' && Number.isInteger(v) ? v : undefined);
-const text = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
-
-function firstGroupWeights(q: Record<string, unknown>): Record<string, unknown> | undefined {
-  const groups = obj(q.config_groups);
-  for (const g of Object.values(groups ?? {})) {
-    const w = obj(obj(g)?.weights);
-    if (w) return w;
-  }
-  return undefined;
-}
-
 /** The declared quantization of a config.json's text; undefined without a readable `quantization_config`. */
 export function declaredQuantization(configText: string | undefined): QuantizationDeclared | undefined {
-  if (!configText) return undefined;
-  let c: unknown;
-  try {
-    c = JSON.parse(configText);
-  } catch {
-    return undefined;
-  }
-  const q = obj(obj(c)?.quantization_config);
+  const q = quantizationConfigOf(configText);
   if (!q) return undefined;
   const w = firstGroupWeights(q);
   const block = q.weight_block_size;
