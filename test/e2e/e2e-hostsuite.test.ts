@@ -6,14 +6,31 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, existsSync, readFileSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { copyFileSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { CONVERTED_NAME } from '../gguf/ggufVscodeCases';
+import { trainSentencePiece, writeBf16Model } from '../gguf/ftypeFixture';
 import type { Browser } from 'playwright-core';
 import type { SuiteReport } from '../vscode/suite';
 import { ARTIFACTS, CodeServer, INSTALL_TIMEOUT_MS, ROOT, Shots, UI_TIMEOUT_MS, buildVsix, cleanScratch, launchBrowser, makeWorkspace, prerequisites, scratch, type Workspace } from './harness';
 
 // The suite opens editors and runs jobs; 3 min covers a cold extension host on a busy machine.
 const SUITE_TIMEOUT_MS = 3 * 60_000;
+
+/**
+ * Hugging Face folders for the Convert to GGUF… cases: a 4-layer BF16 Llama with grouped KV
+ * heads and a SentencePiece tokenizer, and the same weights under an architecture the converter refuses.
+ */
+async function writeModelFolders(dir: string): Promise<void> {
+  const sp = trainSentencePiece(scratch('hostsuite'));
+  if (!sp.path) throw new Error(sp.why);
+  const spec = { arch: 'llama', vocab: 400, hidden: 256, heads: 4, kvHeads: 2, headDim: 64, ff: 288, layers: 4, tied: false, ropeTheta: 10000, rmsEps: 1e-5 } as const;
+  await writeBf16Model(join(dir, 'hf-llama'), spec, sp.path);
+  await writeBf16Model(join(dir, 'hf-unknown'), spec, sp.path);
+  const config = JSON.parse(readFileSync(join(dir, 'hf-unknown', 'config.json'), 'utf8'));
+  writeFileSync(join(dir, 'hf-unknown', 'config.json'), JSON.stringify({ ...config, architectures: ['FalconForCausalLM'], model_type: 'falcon' }));
+}
 
 describe('extension-host suite in code-server', () => {
   let skip: string | undefined;
@@ -29,6 +46,7 @@ describe('extension-host suite in code-server', () => {
       if (skip) return;
       ({ stage } = buildVsix('hostsuite'));
       ws = await makeWorkspace('hostsuite');
+      await writeModelFolders(ws.dir);
       rmSync(resultFile, { force: true });
       // No VSIX: the payload's extensionDevelopmentPath provides the extension, as in test-electron.
       server = CodeServer.start('hostsuite', { smoke: true, env: { TW_VSCODE_SUITE_RESULT: resultFile } });
@@ -69,5 +87,16 @@ describe('extension-host suite in code-server', () => {
         if (!r.ok) assert.fail(r.error);
       });
     }
+  });
+
+  test('the GGUF Convert to GGUF… wrote in the extension host is the CLI\u2019s, byte for byte', (t) => {
+    if (skip) return t.skip(skip);
+    const fromVscode = join(dirname(resultFile), CONVERTED_NAME);
+    assert.ok(existsSync(fromVscode), `${fromVscode} was not written (see the suite's results)`);
+    const fromCli = join(dirname(resultFile), 'cli-Q4_K_M.gguf');
+    execFileSync(process.execPath, [join(ROOT, 'dist', 'cli.js'), 'convert', join(ws.dir, 'hf-llama'), fromCli, '--ftype', 'Q4_K_M'], { stdio: 'pipe' });
+    const [a, b] = [readFileSync(fromVscode), readFileSync(fromCli)];
+    assert.equal(a.length, b.length);
+    assert.ok(a.equals(b), 'the two files differ');
   });
 });
