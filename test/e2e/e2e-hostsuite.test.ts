@@ -7,30 +7,15 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, readFileSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { CONVERTED_NAME } from '../gguf/ggufVscodeCases';
-import { trainSentencePiece, writeBf16Model } from '../gguf/ftypeFixture';
+import { CONVERTED_NAME, writeModelFolders } from './ggufFolders';
 import type { Browser } from 'playwright-core';
 import type { SuiteReport } from '../vscode/suite';
 import { ARTIFACTS, CodeServer, INSTALL_TIMEOUT_MS, ROOT, Shots, UI_TIMEOUT_MS, buildVsix, cleanScratch, launchBrowser, makeWorkspace, prerequisites, scratch, type Workspace } from './harness';
 
 // The suite opens editors and runs jobs; 3 min covers a cold extension host on a busy machine.
 const SUITE_TIMEOUT_MS = 3 * 60_000;
-
-/**
- * Hugging Face folders for the Convert to GGUF… cases: a 4-layer BF16 Llama with grouped KV
- * heads and a SentencePiece tokenizer, and the same weights under an architecture the converter refuses.
- */
-async function writeModelFolders(dir: string): Promise<void> {
-  const sp = trainSentencePiece(scratch('hostsuite'));
-  if (!sp.path) throw new Error(sp.why);
-  const spec = { arch: 'llama', vocab: 400, hidden: 256, heads: 4, kvHeads: 2, headDim: 64, ff: 288, layers: 4, tied: false, ropeTheta: 10000, rmsEps: 1e-5 } as const;
-  await writeBf16Model(join(dir, 'hf-llama'), spec, sp.path);
-  await writeBf16Model(join(dir, 'hf-unknown'), spec, sp.path);
-  const config = JSON.parse(readFileSync(join(dir, 'hf-unknown', 'config.json'), 'utf8'));
-  writeFileSync(join(dir, 'hf-unknown', 'config.json'), JSON.stringify({ ...config, architectures: ['FalconForCausalLM'], model_type: 'falcon' }));
-}
 
 describe('extension-host suite in code-server', () => {
   let skip: string | undefined;
@@ -46,7 +31,7 @@ describe('extension-host suite in code-server', () => {
       if (skip) return;
       ({ stage } = buildVsix('hostsuite'));
       ws = await makeWorkspace('hostsuite');
-      await writeModelFolders(ws.dir);
+      await writeModelFolders(ws.dir, scratch('hostsuite'));
       rmSync(resultFile, { force: true });
       // No VSIX: the payload's extensionDevelopmentPath provides the extension, as in test-electron.
       server = CodeServer.start('hostsuite', { smoke: true, env: { TW_VSCODE_SUITE_RESULT: resultFile } });

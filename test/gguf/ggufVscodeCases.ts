@@ -10,11 +10,10 @@ import assert from 'node:assert/strict';
 import { existsSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { ToGgufResult } from '../../src/pipelines/toGguf';
+import { CONVERTED_NAME } from '../e2e/ggufFolders';
 
 type Case = [name: string, fn: () => Promise<void>];
 
-/** Where the driver expects the Q4_K_M file the command writes (next to the suite's result file). */
-export const CONVERTED_NAME = 'vscode-convert-Q4_K_M.gguf';
 
 // 30 s: the viewer tab opens after the job, on a busy 2-core machine.
 const TAB_TIMEOUT_MS = 30_000;
