@@ -7,9 +7,8 @@ import type { GgufOutType } from '../pipelines/ggufTensorStream';
 import type { FtypeName } from '../pipelines/llamaFtype';
 
 /**
- * The one QuickPick in which Quantize… and Convert to GGUF… pick what to write: llama.cpp
- * file types (per-tensor types as llama-quantize chooses them) and today's single-type
- * schemes, each with its size, bits per weight and, where sampled, its estimated error.
+ * The one QuickPick in which Quantize… and Convert to GGUF… pick what to write: today's
+ * single-type schemes and llama.cpp file types (per-tensor types as llama-quantize chooses them), each with its size, bits per weight and, where sampled, its estimated error.
  */
 
 export type TypeChoice = { readonly kind: 'gguf'; readonly target: GgufOutType | FtypeName } | { readonly kind: 'scheme'; readonly scheme: SchemeName };
@@ -64,8 +63,9 @@ export interface TypePickOptions {
 export async function pickType(o: TypePickOptions): Promise<TypeChoice | undefined> {
   const items: TypeItem[] = [];
   const both = o.gguf?.length && o.schemes?.length;
-  if (o.gguf?.length) items.push(...(both ? [{ label: 'llama.cpp file types (GGUF)', kind: vscode.QuickPickItemKind.Separator }] : []), ...o.gguf);
+  // Schemes first: a typed `q8_0` (also a file type's name) still picks the scheme it always did.
   if (o.schemes?.length) items.push(...(both ? [{ label: 'One type for every weight', kind: vscode.QuickPickItemKind.Separator }] : []), ...o.schemes);
+  if (o.gguf?.length) items.push(...(both ? [{ label: 'llama.cpp file types (GGUF, per-tensor types as llama-quantize picks them)', kind: vscode.QuickPickItemKind.Separator }] : []), ...o.gguf);
   const qp = vscode.window.createQuickPick<TypeItem>();
   qp.title = o.title;
   qp.placeholder = o.placeholder;
