@@ -32,7 +32,8 @@ export interface ConvertGgufCommandOptions {
  */
 export class ConvertGgufCommand {
   static register(context: vscode.ExtensionContext): void {
-    registerWriteCommand(context, COMMAND, (uri?: vscode.Uri, opts?: ConvertGgufCommandOptions) => run(uri, opts));
+    // The explorer passes (clicked, selected[]): only a plain options object skips the pickers.
+    registerWriteCommand(context, COMMAND, (uri?: vscode.Uri, opts?: ConvertGgufCommandOptions | vscode.Uri[]) => run(uri, Array.isArray(opts) ? undefined : opts));
     trackModelFolders(context);
   }
 }

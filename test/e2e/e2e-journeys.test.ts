@@ -19,6 +19,7 @@ import {
   UI_TIMEOUT_MS,
   activeTabLabel,
   answerFileDialog,
+  answerFolderDialog,
   buildVsix,
   cleanScratch,
   doubleClickInExplorer,
@@ -345,17 +346,26 @@ describe('VS Code journeys (code-server + packaged VSIX)', () => {
     });
   });
 
-  test('convert: "Convert to GGUF…" on a Hugging Face folder writes Q5_K_M as the CLI does; an unknown architecture is refused', { timeout: JOURNEY_TIMEOUT_MS }, async (t) => {
+  test('convert: "Convert to GGUF…" from the explorer on a Hugging Face folder writes Q5_K_M as the CLI does; an unknown architecture is refused', { timeout: JOURNEY_TIMEOUT_MS }, async (t) => {
     if (skip) return t.skip(skip);
     const output = join(ws.dir, 'hf-llama-Q5_K_M.gguf');
     rmSync(output, { force: true });
     await run('convert-gguf', async (page, shots) => {
       await runCommand(page, 'Convert to GGUF…');
-      await answerFileDialog(page, 'Convert to GGUF: a Hugging Face model folder', join(ws.dir, 'hf-unknown'));
+      await answerFolderDialog(page, 'Convert to GGUF: a Hugging Face model folder', join(ws.dir, 'hf-unknown'));
       await notification(page, /falcon/i, 3 * UI_TIMEOUT_MS);
       await shots.take(page, 'refused');
-      await runCommand(page, 'Convert to GGUF…');
-      await answerFileDialog(page, 'Convert to GGUF: a Hugging Face model folder', join(ws.dir, 'hf-llama'));
+      // The explorer offers it on folders holding config.json and safetensors only: not on the adapter's folder.
+      await explorerRow(page, 'adapter').first().click({ button: 'right' });
+      await page.locator('.monaco-menu .action-label').first().waitFor({ timeout: UI_TIMEOUT_MS });
+      assert.equal(await page.locator('.monaco-menu .action-label', { hasText: 'Convert to GGUF…' }).count(), 0, 'the adapter folder offers Convert to GGUF…');
+      await page.keyboard.press('Escape');
+      await explorerRow(page, 'hf-llama').first().click({ button: 'right' });
+      const item = page.locator('.monaco-menu .action-label', { hasText: 'Convert to GGUF…' }).first();
+      await item.click();
+      // A click that lands while the menu is still laying out only focuses the item: Enter runs it.
+      await page.waitForTimeout(1000);
+      if (await item.isVisible()) await page.keyboard.press('Enter');
       const pick = quickInput(page, 'size and estimated error per file type');
       await pick.waitFor({ state: 'visible', timeout: 3 * UI_TIMEOUT_MS });
       await pick.locator('input').first().fill('Q5_K_M');
