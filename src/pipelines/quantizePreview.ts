@@ -1,5 +1,5 @@
 import { getBackend } from '../compute/backend';
-import { addSums, emptySums, reportOf } from '../compute/quant/common';
+import { addSums, emptySums, reportOf, type ErrorSums } from '../compute/quant/common';
 import { SCHEMES, SCHEME_NAMES, quantizedBytes } from '../compute/quant/schemes';
 import { CancelledError, isCancelled, throttle, throwIfCancelled, type JobContext } from '../core/job';
 import { openModel } from '../format/openModel';
@@ -49,6 +49,7 @@ export async function preview(args: PreviewArgs, ctx: JobContext = {}): Promise<
     const sums = schemes.map(() => emptySums());
     const sampled = schemes.map(() => 0);
     const maxErr = schemes.map(() => 0);
+    const perTensor = schemes.map(() => new Map<string, ErrorSums>());
     const candidates = model.tensors.filter((_, i) => plans.some((pl) => pl[i].action === 'quantize'));
     const report = throttle(ctx.progress);
     let done = 0;
@@ -75,7 +76,9 @@ export async function preview(args: PreviewArgs, ctx: JobContext = {}): Promise<
             const r = await backend.run(s.kernel, { src: input.src, dtype: input.dtype, rows: count, cols: len }, ctx.signal);
             // Weight the sample by the tensor's size so that big tensors dominate, as in the real file.
             const w = t.numel / r.stats.n;
-            addSums(sums[si], { n: t.numel, sumX2: r.stats.sumX2 * w, sumY2: r.stats.sumY2 * w, sumXY: r.stats.sumXY * w, sumE2: r.stats.sumE2 * w, maxAbsErr: r.stats.maxAbsErr });
+            const weighted = { n: t.numel, sumX2: r.stats.sumX2 * w, sumY2: r.stats.sumY2 * w, sumXY: r.stats.sumXY * w, sumE2: r.stats.sumE2 * w, maxAbsErr: r.stats.maxAbsErr };
+            addSums(sums[si], weighted);
+            if (args.tensorSums) perTensor[si].set(t.name, weighted);
             sampled[si] += r.stats.n;
             maxErr[si] = Math.max(maxErr[si], r.stats.maxAbsErr);
           }),
@@ -105,7 +108,7 @@ export async function preview(args: PreviewArgs, ctx: JobContext = {}): Promise<
         ...(sampled[si] ? reportOf(sums[si]) : {}),
       };
     });
-    return { input: args.input, bytesBefore, params, rows: rowsOut, sampleFraction: PREVIEW_FRACTION, seconds: (Date.now() - started) / 1000 };
+    return { input: args.input, bytesBefore, params, rows: rowsOut, sampleFraction: PREVIEW_FRACTION, seconds: (Date.now() - started) / 1000, ...(args.tensorSums ? { tensorSums: perTensor } : {}) };
   } catch (e) {
     if (isCancelled(e)) throw new CancelledError();
     throw e;

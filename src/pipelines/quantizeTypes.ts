@@ -103,6 +103,8 @@ export interface PreviewArgs {
   readonly schemes?: readonly SchemeName[];
   readonly keep?: readonly string[];
   readonly only?: readonly string[];
+  /** Also return each sampled tensor's error sums per scheme (the file-type estimate combines them). */
+  readonly tensorSums?: boolean;
 }
 
 export interface PreviewRow extends Partial<ErrorReport> {
@@ -125,6 +127,8 @@ export interface PreviewResult {
   /** At most this fraction of each tensor was read. */
   readonly sampleFraction: number;
   readonly seconds: number;
+  /** With `tensorSums`: per row (same order), tensor name → its sample's error sums weighted to the tensor's size. */
+  readonly tensorSums?: ReadonlyArray<ReadonlyMap<string, ErrorSums>>;
 }
 
 /** One quantization run, as its writers see it. */

@@ -203,14 +203,14 @@ function planTensor(model: Model, t: TensorInfo, name: string, shape: ModelShape
   return { type, out: { name, dims: [...t.shape].reverse(), ggmlType: ggmlId(type), byteLength: typeBytes(type, t.numel), data } };
 }
 
-interface TensorTypes {
+export interface TensorTypes {
   readonly named: ReadonlyArray<readonly [TensorInfo, string, ChosenType]>;
   readonly fallbacks: readonly string[];
   readonly overrides: readonly string[];
 }
 
 /** Each tensor's llama.cpp name and output type: the converter's rule for a plain type, llama-quantize's for a file type. */
-function tensorTypes(model: Model, shape: ModelShape, args: ToGgufArgs): TensorTypes {
+export function tensorTypes(model: Model, shape: ModelShape, args: Pick<ToGgufArgs, 'ftype' | 'ftypeOptions'>): TensorTypes {
   const named: Array<[TensorInfo, string]> = [];
   for (const t of model.tensors) {
     if (!['F32', 'F16', 'BF16', 'F64'].includes(t.dtype)) throw new FormatError('unsupported', `dtype ${t.dtype} is not a float type the converter reads`, model.path, t.name);
@@ -268,17 +268,40 @@ async function loadConfig(dir: string): Promise<Json> {
   return config;
 }
 
-export async function toGguf(args: ToGgufArgs, ctx: JobContext = {}): Promise<ToGgufResult> {
-  const dir = resolve(args.input);
+/** A folder that passed every check a conversion makes before writing; the caller closes `model`. */
+export interface OpenedFolder {
+  readonly dir: string;
+  readonly configPath: string;
+  readonly config: Json;
+  readonly shape: ModelShape;
+  readonly rope: ReturnType<typeof ropeScaling>;
+  readonly vocab: GgufVocab;
+  readonly tokKv: Array<[string, GgufValue]>;
+  readonly model: Model;
+}
+
+/** Config, architecture, tokenizer, tensor names and shapes: throws the reason a folder cannot be converted. */
+export async function openFolder(input: string): Promise<OpenedFolder> {
+  const dir = resolve(input);
   const configPath = join(dir, 'config.json');
   const config = await loadConfig(dir);
   const shape = modelShape(config, configPath);
   const rope = ropeScaling(config, shape.arch, configPath);
   const { vocab, kv: tokKv } = await tokenizerKeys(dir, config);
   const model = await openModel(dir);
-  let undo: (() => Promise<void>) | undefined;
   try {
     checkShapes(model, shape, vocab.tokens.length, config, configPath);
+  } catch (e) {
+    await model.close();
+    throw e;
+  }
+  return { dir, configPath, config, shape, rope, vocab, tokKv, model };
+}
+
+export async function toGguf(args: ToGgufArgs, ctx: JobContext = {}): Promise<ToGgufResult> {
+  const { dir, configPath, config, shape, rope, vocab, tokKv, model } = await openFolder(args.input);
+  let undo: (() => Promise<void>) | undefined;
+  try {
     // Every writer's rule: an output that is an input (by real path or inode) is refused before anything is written.
     const inputs = [...(await modelInputs(model)), configPath, ...TOKENIZER_FILES.map((n) => join(dir, n)), ...(args.imatrix ? [args.imatrix] : [])];
     undo = (await prepareOutputs(inputs, { files: [args.output] }, ctx.notice)).undo;

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { disposeBackends, onBackendInfo } from '../pipelines/runtime';
 import { registerCommand } from './commands';
 import { ConvertCommand } from './convertCommand';
+import { ConvertGgufCommand } from './convertGgufCommand';
 import { CompareCommand } from './diff/compareCommand';
 import { log } from './log';
 import { MergeCommand } from './mergeCommand';
@@ -32,6 +33,7 @@ export function activate(context: vscode.ExtensionContext): void {
   QuantizeCommand.register(context);
   MergeCommand.register(context);
   ConvertCommand.register(context);
+  ConvertGgufCommand.register(context);
   // ───────────────────────────────────────────────────────────────────────────
 
   log.info(`activated ${context.extension.id} ${context.extension.packageJSON.version} (Node ${process.versions.node}, ${process.platform}-${process.arch})`);

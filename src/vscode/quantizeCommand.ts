@@ -1,10 +1,17 @@
 import * as vscode from 'vscode';
+import { stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { formatSize } from '../core/units';
 import { SCHEMES, type SchemeName } from '../pipelines/runtime';
-import { preview, quantize, type PreviewResult, type QuantFormat, type QuantReport } from '../pipelines/quantize';
+import type { ToGgufResult } from '../pipelines/toGguf';
+import { preview, quantize, type QuantFormat, type QuantReport } from '../pipelines/quantize';
 import { nonFiniteSkipLines, previewMarkdown, reportMarkdown } from '../pipelines/quantizeReport';
+import { FTYPE_NAMES, type FtypeName } from '../pipelines/llamaFtype';
+import { estimateGguf, type GgufEstimateResult } from '../pipelines/ggufEstimate';
 import { localPath, modelStem, pickLocalInput, registerWriteCommand, SAFETENSORS_MODEL_DIALOG } from './commands';
+import { convertFolder } from './convertGgufCommand';
+import { log } from './log';
+import { ggufItems, pickType, schemeItems } from './typePick';
 import { QuantReportPanel } from './quantReportPanel';
 import { runJob } from './progress';
 
@@ -28,7 +35,9 @@ export class QuantizeCommand {
  * scripts, keybindings and the extension-host tests. It then returns the report.
  */
 export interface QuantizeCommandOptions {
-  readonly scheme: SchemeName;
+  readonly scheme?: SchemeName;
+  /** A llama.cpp file type instead of a scheme: the model's folder becomes a GGUF, as `quantize --ftype`. */
+  readonly ftype?: FtypeName;
   readonly output: string;
   readonly format?: QuantFormat;
 }
@@ -43,33 +52,6 @@ function pickInput(initial?: vscode.Uri): Promise<string | undefined> {
   });
 }
 
-interface SchemeItem extends vscode.QuickPickItem {
-  readonly scheme: SchemeName;
-}
-
-async function pickScheme(p: PreviewResult): Promise<SchemeName | undefined> {
-  const preferred = vscode.workspace.getConfiguration('tensorWorkbench').get<string>('quantize.defaultScheme', 'q8_0');
-  const items: SchemeItem[] = p.rows.map((r) => ({
-    scheme: r.scheme,
-    label: r.scheme,
-    description: `${formatSize(r.bytesAfter, 'MiB')} · ${r.bitsPerWeight.toFixed(2)} bits/w · SNR ${r.snrDb !== undefined ? r.snrDb.toFixed(1) : '–'} dB · cosine ${r.cosine !== undefined ? r.cosine.toFixed(5) : '–'}`,
-    detail: `${SCHEMES[r.scheme].description}; ${r.quantizedTensors} tensors quantized, ${r.keptTensors} kept`,
-  }));
-  const qp = vscode.window.createQuickPick<SchemeItem>();
-  qp.title = `Quantize ${basename(p.input)} (${formatSize(p.bytesBefore, 'MiB')}): size and estimated error per scheme`;
-  qp.placeholder = `Errors estimated from ≤${p.sampleFraction * 100}% of each tensor; sizes are exact`;
-  qp.items = items;
-  qp.matchOnDescription = true;
-  qp.activeItems = items.filter((i) => i.scheme === preferred);
-  const pick = await new Promise<SchemeItem | undefined>((resolve) => {
-    qp.onDidAccept(() => resolve(qp.selectedItems[0]));
-    qp.onDidHide(() => resolve(undefined));
-    qp.show();
-  });
-  qp.dispose();
-  return pick?.scheme;
-}
-
 async function pickFormat(scheme: SchemeName): Promise<QuantFormat | undefined> {
   if (SCHEMES[scheme].kind !== 'ggml') return 'safetensors';
   const preferred = vscode.workspace.getConfiguration('tensorWorkbench').get<string>('quantize.defaultFormat', 'gguf');
@@ -81,7 +63,7 @@ async function pickFormat(scheme: SchemeName): Promise<QuantFormat | undefined> 
   return pick?.format;
 }
 
-async function pickOutput(input: string, scheme: SchemeName, format: QuantFormat): Promise<string | undefined> {
+async function pickOutput(input: string, scheme: string, format: QuantFormat): Promise<string | undefined> {
   const stem = modelStem(input);
   const base = dirname(input);
   const uri = await vscode.window.showSaveDialog({
@@ -98,21 +80,55 @@ function warnNonFinite(r: QuantReport): void {
   if (lines.length > 0) void vscode.window.showWarningMessage(`Quantize: ${lines.length} tensor${lines.length === 1 ? '' : 's'} not quantized: ${lines.join('; ')}`);
 }
 
-async function run(extensionUri: vscode.Uri, initial?: vscode.Uri, opts?: QuantizeCommandOptions): Promise<QuantReport | undefined> {
+/** The Hugging Face folder a file-type GGUF is converted from: the input folder, or the folder of the file picked. */
+async function modelFolder(input: string): Promise<string> {
+  return (await stat(input)).isDirectory() ? input : dirname(input);
+}
+
+/** Size and error per llama.cpp file type, or undefined when the folder is not one the converter takes (then only schemes are offered). */
+async function fileTypes(input: string, ctx: Parameters<typeof estimateGguf>[1]): Promise<GgufEstimateResult | undefined> {
+  try {
+    return await estimateGguf({ input: await modelFolder(input), targets: FTYPE_NAMES, errors: true }, ctx);
+  } catch (e) {
+    if (ctx?.signal?.aborted) throw e;
+    log.info(`Quantize: no llama.cpp file types for ${input}: ${e instanceof Error ? e.message : String(e)}`);
+    return undefined;
+  }
+}
+
+async function runWithOptions(extensionUri: vscode.Uri, input: string, opts: QuantizeCommandOptions): Promise<QuantReport | ToGgufResult | undefined> {
+  if (opts.ftype) return convertFolder(await modelFolder(input), opts.output, opts.ftype);
+  if (!opts.scheme) throw new Error('Quantize: give a scheme or a file type');
+  const scheme = opts.scheme;
+  const r = await runJob(`Quantizing to ${scheme}`, (ctx) => quantize({ input, output: opts.output, scheme, format: opts.format }, ctx));
+  if (r) {
+    warnNonFinite(r);
+    QuantReportPanel.show(extensionUri, r, reportMarkdown(r));
+  }
+  return r;
+}
+
+async function run(extensionUri: vscode.Uri, initial?: vscode.Uri, opts?: QuantizeCommandOptions): Promise<QuantReport | ToGgufResult | undefined> {
   const input = await pickInput(initial);
   if (!input) return undefined;
-  if (opts) {
-    const r = await runJob(`Quantizing to ${opts.scheme}`, (ctx) => quantize({ input, output: opts.output, scheme: opts.scheme, format: opts.format }, ctx));
-    if (r) {
-      warnNonFinite(r);
-      QuantReportPanel.show(extensionUri, r, reportMarkdown(r));
-    }
-    return r;
+  if (opts) return runWithOptions(extensionUri, input, opts);
+  const both = await runJob('Quantization preview', async (ctx) => ({ p: await preview({ input }, ctx), f: await fileTypes(input, ctx) }));
+  if (!both) return undefined;
+  const { p, f } = both;
+  const choice = await pickType({
+    title: `Quantize ${basename(p.input)} (${formatSize(p.bytesBefore, 'MiB')}): size and estimated error per scheme`,
+    placeholder: `Errors estimated from ≤${p.sampleFraction * 100}% of each tensor; sizes are exact`,
+    gguf: f ? ggufItems(f) : undefined,
+    schemes: schemeItems(p),
+    preferred: vscode.workspace.getConfiguration('tensorWorkbench').get<string>('quantize.defaultScheme', 'q8_0'),
+  });
+  if (!choice) return undefined;
+  if (choice.kind === 'gguf') {
+    const dir = await modelFolder(input);
+    const output = await pickOutput(dir, choice.target, 'gguf');
+    return output ? convertFolder(dir, output, choice.target) : undefined;
   }
-  const p = await runJob('Quantization preview', (ctx) => preview({ input }, ctx));
-  if (!p) return undefined;
-  const scheme = await pickScheme(p);
-  if (!scheme) return undefined;
+  const scheme = choice.scheme;
   const format = await pickFormat(scheme);
   if (!format) return undefined;
   const output = await pickOutput(input, scheme, format);

@@ -6,8 +6,10 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { copyFileSync, existsSync, readFileSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { CONVERTED_NAME, writeModelFolders } from './ggufFolders';
 import type { Browser } from 'playwright-core';
 import type { SuiteReport } from '../vscode/suite';
 import { ARTIFACTS, CodeServer, INSTALL_TIMEOUT_MS, ROOT, Shots, UI_TIMEOUT_MS, buildVsix, cleanScratch, launchBrowser, makeWorkspace, prerequisites, scratch, type Workspace } from './harness';
@@ -29,6 +31,7 @@ describe('extension-host suite in code-server', () => {
       if (skip) return;
       ({ stage } = buildVsix('hostsuite'));
       ws = await makeWorkspace('hostsuite');
+      await writeModelFolders(ws.dir, scratch('hostsuite'));
       rmSync(resultFile, { force: true });
       // No VSIX: the payload's extensionDevelopmentPath provides the extension, as in test-electron.
       server = CodeServer.start('hostsuite', { smoke: true, env: { TW_VSCODE_SUITE_RESULT: resultFile } });
@@ -69,5 +72,16 @@ describe('extension-host suite in code-server', () => {
         if (!r.ok) assert.fail(r.error);
       });
     }
+  });
+
+  test('the GGUF Convert to GGUF… wrote in the extension host is the CLI\u2019s, byte for byte', (t) => {
+    if (skip) return t.skip(skip);
+    const fromVscode = join(dirname(resultFile), CONVERTED_NAME);
+    assert.ok(existsSync(fromVscode), `${fromVscode} was not written (see the suite's results)`);
+    const fromCli = join(dirname(resultFile), 'cli-Q4_K_M.gguf');
+    execFileSync(process.execPath, [join(ROOT, 'dist', 'cli.js'), 'convert', join(ws.dir, 'hf-llama'), fromCli, '--ftype', 'Q4_K_M'], { stdio: 'pipe' });
+    const [a, b] = [readFileSync(fromVscode), readFileSync(fromCli)];
+    assert.equal(a.length, b.length);
+    assert.ok(a.equals(b), 'the two files differ');
   });
 });

@@ -6,6 +6,8 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { writeModelFolders } from './ggufFolders';
 import type { Browser, Page } from 'playwright-core';
 import { writeSafetensors } from '../../src/format/writer';
 import { writeLlama, writePeftAdapter } from '../fixtures/llama';
@@ -17,6 +19,7 @@ import {
   UI_TIMEOUT_MS,
   activeTabLabel,
   answerFileDialog,
+  answerFolderDialog,
   buildVsix,
   cleanScratch,
   doubleClickInExplorer,
@@ -31,6 +34,8 @@ import {
   journey,
   prerequisites,
   quickInput,
+  ROOT,
+  scratch,
   readTensorF64,
   readTensorBytes,
   runCommand,
@@ -53,6 +58,7 @@ describe('VS Code journeys (code-server + packaged VSIX)', () => {
       if (skip) return;
       const { vsix } = buildVsix('journeys');
       ws = await makeWorkspace('journeys');
+      await writeModelFolders(ws.dir, scratch('journeys'));
       server = CodeServer.start('journeys', { vsix });
       browser = await launchBrowser();
     },
@@ -300,6 +306,79 @@ describe('VS Code journeys (code-server + packaged VSIX)', () => {
       }
     }
   });
+  /** Waits for `output`, then checks it equals the CLI's `convert hf-llama OUT --ftype F` byte for byte. */
+  async function sameAsCli(page: Page, output: string, ftype: string): Promise<void> {
+    const end = Date.now() + 3 * UI_TIMEOUT_MS;
+    while (!existsSync(output) && Date.now() < end) await page.waitForTimeout(250);
+    assert.ok(existsSync(output), `${output} was not written`);
+    const cli = join(scratch('journeys'), `cli-${ftype}.gguf`);
+    execFileSync(process.execPath, [join(ROOT, 'dist', 'cli.js'), 'convert', join(ws.dir, 'hf-llama'), cli, '--ftype', ftype], { stdio: 'pipe' });
+    // The job renames its temporary file into place: wait until the viewer could have read it whole.
+    await notification(page, /Wrote .*\.gguf/, 3 * UI_TIMEOUT_MS);
+    assert.ok(readFileSync(output).equals(readFileSync(cli)), `${output} differs from the CLI's ${ftype} file`);
+  }
+
+  test('quantize: "Quantize…" lists llama.cpp file types with size and error; Q4_K_M writes the CLI\u2019s GGUF, which opens', { timeout: JOURNEY_TIMEOUT_MS }, async (t) => {
+    if (skip) return t.skip(skip);
+    const input = join(ws.dir, 'hf-llama', 'model.safetensors');
+    const output = join(ws.dir, 'hf-llama-Q4_K_M.gguf');
+    rmSync(output, { force: true });
+    await run('quantize-ftype', async (page, shots) => {
+      await runCommand(page, 'Quantize…');
+      await answerFileDialog(page, 'Quantize: model', input);
+      const pick = quickInput(page, 'size and estimated error per scheme');
+      await pick.waitFor({ state: 'visible', timeout: 3 * UI_TIMEOUT_MS });
+      // Both kinds in one list: the file type mixes and the single-type schemes.
+      await pick.locator('.quick-input-list .monaco-list-row', { hasText: 'q4_0' }).first().waitFor({ timeout: UI_TIMEOUT_MS });
+      await pick.locator('input').first().fill('Q4_K_M');
+      const row = pick.locator('.quick-input-list .monaco-list-row', { hasText: 'Q4_K_M' }).first();
+      await row.waitFor({ timeout: UI_TIMEOUT_MS });
+      const text = (await row.textContent()) ?? '';
+      assert.match(text, /\d+(\.\d+)? [KM]iB · \d\.\d\d bits\/w · SNR \d+\.\d dB/, `the Q4_K_M row: ${text}`);
+      assert.match(text, /Q6_K/, 'its detail names the Q6_K tensors of the mix');
+      await shots.take(page, 'file-types');
+      await page.keyboard.press('Enter');
+      await answerFileDialog(page, 'Quantize: output', output);
+      await sameAsCli(page, output, 'Q4_K_M');
+      const frame = await frameWith(page, '#gguf-bpw', 3 * UI_TIMEOUT_MS);
+      assert.match((await frame.textContent('#gguf-mix')) ?? '', /Q4_K \d+%.*Q6_K \d+%|Q6_K \d+%.*Q4_K \d+%/);
+      await shots.take(page, 'output-opened');
+    });
+  });
+
+  test('convert: "Convert to GGUF…" from the explorer on a Hugging Face folder writes Q5_K_M as the CLI does; an unknown architecture is refused', { timeout: JOURNEY_TIMEOUT_MS }, async (t) => {
+    if (skip) return t.skip(skip);
+    const output = join(ws.dir, 'hf-llama-Q5_K_M.gguf');
+    rmSync(output, { force: true });
+    await run('convert-gguf', async (page, shots) => {
+      await runCommand(page, 'Convert to GGUF…');
+      await answerFolderDialog(page, 'Convert to GGUF: a Hugging Face model folder', join(ws.dir, 'hf-unknown'));
+      await notification(page, /falcon/i, 3 * UI_TIMEOUT_MS);
+      await shots.take(page, 'refused');
+      // The explorer offers it on folders holding config.json and safetensors only: not on the adapter's folder.
+      await explorerRow(page, 'adapter').first().click({ button: 'right' });
+      await page.locator('.monaco-menu .action-label').first().waitFor({ timeout: UI_TIMEOUT_MS });
+      assert.equal(await page.locator('.monaco-menu .action-label', { hasText: 'Convert to GGUF…' }).count(), 0, 'the adapter folder offers Convert to GGUF…');
+      await page.keyboard.press('Escape');
+      await explorerRow(page, 'hf-llama').first().click({ button: 'right' });
+      const item = page.locator('.monaco-menu .action-label', { hasText: 'Convert to GGUF…' }).first();
+      await item.click();
+      // A click that lands while the menu is still laying out only focuses the item: Enter runs it.
+      await page.waitForTimeout(1000);
+      if (await item.isVisible()) await page.keyboard.press('Enter');
+      const pick = quickInput(page, 'size and estimated error per file type');
+      await pick.waitFor({ state: 'visible', timeout: 3 * UI_TIMEOUT_MS });
+      await pick.locator('input').first().fill('Q5_K_M');
+      await pick.locator('.quick-input-list .monaco-list-row', { hasText: 'bits/w' }).first().waitFor({ timeout: UI_TIMEOUT_MS });
+      await page.keyboard.press('Enter');
+      await answerFileDialog(page, 'Convert to GGUF: output', output);
+      await sameAsCli(page, output, 'Q5_K_M');
+      await frameWith(page, '#gguf-bpw', 3 * UI_TIMEOUT_MS);
+      await shots.take(page, 'output-opened');
+    });
+    assert.equal(existsSync(join(ws.dir, 'hf-unknown-Q4_K_M.gguf')), false);
+  });
+
   test('merge: "Merge LoRA Adapter…" writes the merged model, and it opens', { timeout: JOURNEY_TIMEOUT_MS }, async (t) => {
     if (skip) return t.skip(skip);
     const index = join(ws.dir, 'base', 'model.safetensors.index.json');

@@ -304,6 +304,34 @@ export async function answerFileDialog(page: Page, titlePart: string, path: stri
   await widget.waitFor({ state: 'hidden', timeout: UI_TIMEOUT_MS });
 }
 
+/**
+ * Answers a folder dialog: the dialog navigates into a typed folder as it resolves the path,
+ * and a click on its button while it is doing so only navigates. Types the folder with a
+ * trailing slash, waits until the dialog stands in it, then clicks until the dialog closes.
+ */
+export async function answerFolderDialog(page: Page, titlePart: string, dir: string): Promise<void> {
+  const widget = quickInput(page, titlePart);
+  await widget.waitFor({ state: 'visible', timeout: UI_TIMEOUT_MS });
+  const input = widget.locator('input').first();
+  const want = dir.endsWith('/') ? dir : `${dir}/`;
+  const end = Date.now() + UI_TIMEOUT_MS;
+  for (;;) {
+    if ((await input.inputValue()) !== want) await input.fill(want);
+    await page.waitForTimeout(500);
+    if ((await input.inputValue()) === want) break;
+    if (Date.now() > end) throw new Error(`the folder dialog "${titlePart}" keeps replacing the typed path`);
+  }
+  for (;;) {
+    await widget.locator('.monaco-text-button:visible').first().click();
+    try {
+      await widget.waitFor({ state: 'hidden', timeout: 2000 });
+      return;
+    } catch {
+      if (Date.now() > end) throw new Error(`the folder dialog "${titlePart}" did not accept ${want}`);
+    }
+  }
+}
+
 /** The quick input (pick, input box, file dialog) whose title contains `titlePart`. */
 export function quickInput(page: Page, titlePart: string | RegExp): Locator {
   return page.locator('.quick-input-widget').filter({ has: page.locator('.quick-input-title', { hasText: titlePart }) });

@@ -18,6 +18,7 @@ import { signalFromToken } from '../../src/vscode/jobProgress';
 import { runJob } from '../../src/vscode/progress';
 import { WorkspaceSourceOpener, nodeSourceOpener, openerFor } from '../../src/vscode/workspaceSource';
 import { diffVscodeCases } from '../diff/diffVscodeCases';
+import { ggufVscodeCases } from '../gguf/ggufVscodeCases';
 import { serve, startRangeServer } from '../http/rangeServer';
 
 export const EXTENSION_ID = 'tensor-workbench.tensor-workbench';
@@ -261,6 +262,7 @@ const cases: Case[] = [
     },
   ],
   ...diffVscodeCases,
+  ...ggufVscodeCases,
 ];
 
 export async function run(): Promise<void> {

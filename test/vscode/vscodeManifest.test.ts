@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { inflateSync } from 'node:zlib';
 import { join, resolve } from 'node:path';
+import { GGUF_TARGETS } from '../../src/pipelines/ggufEstimate';
 
 const ROOT = resolve(__dirname, '..');
 const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8'));
@@ -93,4 +94,28 @@ test('.vscodeignore keeps sources, tests and node_modules out', () => {
     assert.doesNotMatch(shipped, /^!(src|test|node_modules|webview|scripts|\.cache|\.bench)\b/);
   }
   assert.ok(lines.includes('dist/*.test.js'));
+});
+
+test('Convert to GGUF…: a write command on model folders in the explorer, and in the palette', () => {
+  const id = 'tensorWorkbench.convertToGguf';
+  const cmd = commands.find((c) => c.command === id);
+  assert.ok(cmd, `${id} is not declared`);
+  assert.match(cmd.title, /^Convert to GGUF…$/);
+  const explorer = (menus['explorer/context'] ?? []).filter((e) => e.command === id);
+  assert.equal(explorer.length, 1);
+  // Only folders the extension found to hold config.json and safetensors: the key the source sets.
+  const src = readFileSync(join(ROOT, 'src', 'vscode', 'convertGgufCommand.ts'), 'utf8');
+  const key = /const FOLDERS_KEY = '([^']+)'/.exec(src)?.[1];
+  assert.ok(key, 'convertGgufCommand.ts names no context key');
+  assert.match(explorer[0].when ?? '', /\bexplorerResourceIsFolder\b/);
+  assert.ok((explorer[0].when ?? '').includes(`resourcePath in ${key}`), `the explorer entry is not limited to ${key}`);
+  assert.ok((menus.commandPalette ?? []).some((e) => e.command === id && /\bisWorkspaceTrusted\b/.test(e.when ?? '')));
+  assert.match(pkg.capabilities.untrustedWorkspaces.description, /convert to GGUF/);
+});
+
+test('the default GGUF file type setting offers exactly the types Convert to GGUF… lists', () => {
+  const p = pkg.contributes.configuration.properties['tensorWorkbench.convert.defaultFtype'];
+  assert.ok(p, 'no tensorWorkbench.convert.defaultFtype setting');
+  assert.deepEqual([...p.enum].sort(), [...GGUF_TARGETS].sort());
+  assert.ok(p.enum.includes(p.default));
 });
