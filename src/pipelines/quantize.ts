@@ -40,15 +40,40 @@ export async function quantize(args: QuantizeJobArgs, ctx: JobContext = {}): Pro
     const ggufOut = format === 'gguf' && (await isDir(args.output)) ? join(args.output, `model-${scheme.name}.gguf`) : args.output;
     const inputs = [...(await modelInputs(model)), join(modelDir(model), 'config.json')];
     undo = (await prepareOutputs(inputs, outputSetOf(format, ggufOut, config !== undefined), ctx.notice)).undo;
-    const plans = await skipNonFinite(model, planQuantization(model.tensors, scheme, args.keep, args.only), args.allowNonfinite ?? false, ctx);
-    const states = new Map<string, TensorState>(plans.map((p) => [p.name, { plan: p, sums: emptySums(), bytesAfter: 0 }]));
-    const progress = new ByteProgress(model.tensors.reduce((s, t) => s + t.byteLength, 0), ctx.progress);
-    const missing: string[] = [];
-    const job: QuantJob = { args: format === 'gguf' ? { ...args, output: ggufOut } : args, model, config, scheme, plans, states, backend, signal: ctx.signal, advance: (n, name) => progress.add(n, name), missing };
-    const outputs = format === 'gguf' ? [await writeGgufOutput(job)] : await writeSafetensorsOutput(job);
-    progress.finish();
-    undo = undefined;
-    return buildReport(args, format, scheme, backend, model, states, outputs, missing, (Date.now() - started) / 1000);
+    const planned = planQuantization(model.tensors, scheme, args.keep, args.only);
+    const allow = args.allowNonfinite ?? false;
+    // On the CPU every kernel's error sums hold Σx², which is NaN or ±∞ as soon as one input is: a
+    // tensor with NaN/±Inf shows itself at no cost, and only then is the model counted and the job
+    // run again with such tensors kept. WGSL may assume finite arithmetic, so the GPU counts first.
+    let watch = !allow && backend.kind === 'cpu';
+    let plans = watch ? planned : await skipNonFinite(model, planned, allow, ctx);
+    for (;;) {
+      const attempt = new AbortController();
+      const signal = ctx.signal ? AbortSignal.any([ctx.signal, attempt.signal]) : attempt.signal;
+      const states = new Map<string, TensorState>(plans.map((p) => [p.name, { plan: p, sums: emptySums(), bytesAfter: 0 }]));
+      const progress = new ByteProgress(model.tensors.reduce((s, t) => s + t.byteLength, 0), ctx.progress);
+      let seen = false;
+      const advance = (n: number, name: string): void => {
+        progress.add(n, name);
+        if (watch && !Number.isFinite(states.get(name)!.sums.sumX2)) {
+          seen = true;
+          attempt.abort();
+          throw new FormatError('unsupported', 'holds NaN/Inf values', args.input, name);
+        }
+      };
+      const missing: string[] = [];
+      const job: QuantJob = { args: format === 'gguf' ? { ...args, output: ggufOut } : args, model, config, scheme, plans, states, backend, signal, advance, missing };
+      try {
+        const outputs = format === 'gguf' ? [await writeGgufOutput(job)] : await writeSafetensorsOutput(job);
+        progress.finish();
+        undo = undefined;
+        return buildReport(args, format, scheme, backend, model, states, outputs, missing, (Date.now() - started) / 1000);
+      } catch (e) {
+        if (!seen || ctx.signal?.aborted) throw e;
+        watch = false;
+        plans = await skipNonFinite(model, planned, false, ctx);
+      }
+    }
   } catch (e) {
     await undo?.();
     throw e;

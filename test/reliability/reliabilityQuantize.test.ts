@@ -1,7 +1,7 @@
 // A tensor holding NaN or ±Inf is kept, with a line naming it and the count; --allow-nonfinite forces it.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, it } from 'node:test';
@@ -81,3 +81,77 @@ it('the report carries the count, and the VS Code command gets the same skip lin
   const forced = await quantize({ input: IN, output: join(dir, 'api2.safetensors'), scheme: 'q8_0', format: 'safetensors', allowNonfinite: true }, { backend: 'cpu' });
   assert.deepEqual(nonFiniteSkipLines(forced), []);
 });
+
+// On the CPU a NaN/Inf shows itself in a kernel's error sums, and only then is the job run again
+// with the tensor kept: every kernel family must reveal it, in both output formats, leaving no
+// temporary file behind, and the tensors after it must come out as a clean run writes them.
+for (const [scheme, format] of [
+  ['q8_0', 'gguf'],
+  ['q4_k', 'gguf'],
+  ['q2_k', 'gguf'],
+  ['q3_k', 'gguf'],
+  ['q5_k', 'gguf'],
+  ['q6_k', 'gguf'],
+  ['q5_0', 'gguf'],
+  ['q5_1', 'gguf'],
+  ['q4_1', 'gguf'],
+  ['iq4_nl', 'gguf'],
+  ['iq4_xs', 'gguf'],
+  ['q4_0', 'safetensors'],
+  ['int8-channel', 'safetensors'],
+  ['fp8-e4m3', 'safetensors'],
+  ['fp8-block', 'safetensors'],
+  ['mxfp4', 'safetensors'],
+] as const) {
+  it(`${scheme} (${format}): the tensor with NaN/Inf is found by the kernel's sums, kept, and nothing else is left`, async () => {
+    const sub = mkdtempSync(join(dir, `${scheme}-`));
+    const rows = 4;
+    const cols = 256;
+    const n = rows * cols;
+    const first = new Float32Array(n).map((_, i) => Math.cos(i * 0.7) * 0.05);
+    const poisoned = new Float32Array(n).map((_, i) => Math.sin(i) * 0.1);
+    poisoned[n - 3] = NaN;
+    poisoned[17] = -Infinity;
+    const last = new Float32Array(n).map((_, i) => Math.sin(i * 1.3) * 0.2);
+    const write = (path: string, tensors: [string, Float32Array][]): void => {
+      const header: Record<string, unknown> = {};
+      tensors.forEach(([name], k) => (header[name] = { dtype: 'F32', shape: [rows, cols], data_offsets: [k * n * 4, (k + 1) * n * 4] }));
+      let json = JSON.stringify(header);
+      json += ' '.repeat((8 - ((8 + json.length) % 8)) % 8);
+      const h = Buffer.from(json);
+      const len = Buffer.alloc(8);
+      len.writeBigUInt64LE(BigInt(h.length));
+      writeFileSync(path, Buffer.concat([len, h, ...tensors.map(([, v]) => Buffer.from(v.buffer))]));
+    };
+    const dirty = join(sub, 'dirty.safetensors');
+    const clean = join(sub, 'clean.safetensors');
+    write(dirty, [['a.weight', first], ['b.weight', poisoned], ['c.weight', last]]);
+    write(clean, [['a.weight', first], ['b.weight', new Float32Array(n)], ['c.weight', last]]);
+    const ext = format === 'gguf' ? 'gguf' : 'safetensors';
+    const r = await quantize({ input: dirty, output: join(sub, `out-dirty.${ext}`), scheme, format }, { backend: 'cpu' });
+    const b = r.tensors.find((x) => x.name === 'b.weight')!;
+    assert.equal(b.action, 'kept');
+    assert.equal(b.nonFinite, 2);
+    assert.deepEqual(r.tensors.filter((x) => x.action === 'quantized').map((x) => x.name), ['a.weight', 'c.weight']);
+    assert.ok(Number.isFinite(r.totals.snrDb!), `SNR ${r.totals.snrDb}`);
+    // Only the inputs and the one output: the abandoned attempt left nothing.
+    assert.deepEqual(readdirSync(sub).sort(), ['clean.safetensors', 'dirty.safetensors', `out-dirty.${ext}`]);
+    // a and c are byte for byte what a run over clean data writes for them.
+    await quantize({ input: clean, output: join(sub, `out-clean.${ext}`), scheme, format, keep: ['b.weight'] }, { backend: 'cpu' });
+    const got = readFileSync(join(sub, `out-dirty.${ext}`));
+    const want = readFileSync(join(sub, `out-clean.${ext}`));
+    if (format === 'safetensors') {
+      const names = Object.keys(JSON.parse(want.subarray(8, 8 + Number(want.readBigUInt64LE(0))).toString('utf8'))).filter((k) => k !== '__metadata__' && !k.startsWith('b.'));
+      assert.ok(names.length >= 2);
+      for (const name of names) assert.ok(tensorOf(join(sub, `out-dirty.${ext}`), name).bytes.equals(tensorOf(join(sub, `out-clean.${ext}`), name).bytes), name);
+      assert.ok(tensorOf(join(sub, `out-dirty.${ext}`), 'b.weight').bytes.equals(Buffer.from(poisoned.buffer)));
+    } else {
+      // Same layout (b is F32 in both), so the files differ only in b's bytes.
+      assert.equal(got.length, want.length);
+      let diff = 0;
+      for (let i = 0; i < got.length; i++) if (got[i] !== want[i]) diff++;
+      assert.ok(diff > 0 && diff <= n * 4, `${diff} bytes differ`);
+      assert.ok(got.includes(Buffer.from(poisoned.buffer)));
+    }
+  });
+}
