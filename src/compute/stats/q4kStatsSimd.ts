@@ -103,6 +103,83 @@ function emitMinAbs(f: Fn, sub: Sub, l: { minAbs: number; val: number; toCaller:
   f.end();
 }
 
+/**
+ * The screens of the block's 8 sub-blocks at once (f32x4, 4 sub-blocks a vector), as bits of
+ * `mask`: a sub-block whose bit is clear is folded from its sums alone. A bit is set when a is 0,
+ * when q0 = mm / a (float32, within 1e-6 of the float64 q0 in [−1, 16]) is within 2e-3 of a code
+ * (so every sub-block emitScreen flags, at 1e-3), when v(0) or v(15) passes the running min or max,
+ * or when a code next to the crossing is nearer 0 than the running minAbs: the running values only
+ * shrink within the block, so a clear bit is exact. `bound` gets the block's max |v(0)|, |v(15)|.
+ */
+function emitScanMask(f: Fn, sub: Sub, l: { mask: number; min: number; max: number; minAbs: number; bound: number }, vec: number[]): void {
+  const [q0, lo, hi, m, b] = vec;
+  f.i32(0).set(l.mask);
+  for (let g = 0; g < 2; g++) {
+    const a = sub.av[g], mm = sub.mv[g];
+    f.get(mm).get(a).simd(SIMD.f32x4_div).set(q0);
+    f.get(a).f32(0).simd(SIMD.f32x4_splat).simd(SIMD.f32x4_eq);
+    // The crossing near a code in [0, 15].
+    f.get(q0).simd(V.f32x4_nearest).tee(lo).f32(0).simd(SIMD.f32x4_splat).simd(V.f32x4_ge);
+    f.get(lo).f32(15).simd(SIMD.f32x4_splat).simd(V.f32x4_le).simd(SIMD.v128_and);
+    f.get(q0).get(lo).simd(SIMD.f32x4_sub).simd(SIMD.f32x4_abs).f32(2e-3).simd(SIMD.f32x4_splat).simd(V.f32x4_lt).simd(SIMD.v128_and);
+    f.simd(SIMD.v128_or).set(m);
+    // v(0) and v(15) against the running min and max; their |·| bound the block.
+    f.get(mm).simd(V.f32x4_neg).set(lo);
+    f.get(a).f32(15).simd(SIMD.f32x4_splat).simd(SIMD.f32x4_mul).get(mm).simd(SIMD.f32x4_sub).set(hi);
+    f.get(lo).get(hi).simd(SIMD.f32x4_min).get(l.min).simd(SIMD.f32x4_splat).simd(V.f32x4_lt);
+    f.get(lo).get(hi).simd(SIMD.f32x4_max).get(l.max).simd(SIMD.f32x4_splat).simd(V.f32x4_gt).simd(SIMD.v128_or);
+    f.get(m).simd(SIMD.v128_or).set(m);
+    f.get(lo).simd(SIMD.f32x4_abs).get(hi).simd(SIMD.f32x4_abs).simd(SIMD.f32x4_max);
+    if (g === 1) f.get(b).simd(SIMD.f32x4_max);
+    f.set(b);
+    // The codes ⌊q0⌋ and ⌊q0⌋ + 1, where in [0, 15], against the running minAbs.
+    f.get(q0).simd(V.f32x4_floor).f32(15).simd(SIMD.f32x4_splat).simd(SIMD.f32x4_min).f32(-1).simd(SIMD.f32x4_splat).simd(SIMD.f32x4_max).set(q0);
+    for (const [off, inRange] of [[0, () => f.get(q0).f32(0).simd(SIMD.f32x4_splat).simd(V.f32x4_ge)], [1, () => f.get(q0).f32(14).simd(SIMD.f32x4_splat).simd(V.f32x4_le)]] as const) {
+      f.get(a).get(q0);
+      if (off) f.f32(1).simd(SIMD.f32x4_splat).simd(SIMD.f32x4_add);
+      f.simd(SIMD.f32x4_mul).get(mm).simd(SIMD.f32x4_sub).simd(SIMD.f32x4_abs).get(l.minAbs).simd(SIMD.f32x4_splat).simd(V.f32x4_lt);
+      inRange();
+      f.simd(SIMD.v128_and).get(m).simd(SIMD.v128_or).set(m);
+    }
+    f.get(m).simd(V.i32x4_bitmask);
+    if (g === 1) f.i32(4).op(OP.i32_shl);
+    f.get(l.mask).op(OP.i32_or).set(l.mask);
+  }
+  for (const lane of [0, 1, 2, 3]) f.get(b).lane(SIMD.f32x4_extract_lane, lane);
+  f.op(OP.f32_max).op(OP.f32_max).op(OP.f32_max).set(l.bound);
+}
+
+/**
+ * The near pass's screens of the block's 8 sub-blocks at once, as bits of `mask`: a is 0, a
+ * code next to the crossing (⌊mm / a⌋ in float32, as emitNearZero picks them) is near 0, or
+ * v(0) or v(15) is beyond a threshold. A clear bit is a sub-block with nothing to count.
+ */
+function emitNearMask(f: Fn, sub: Sub, l: NearLocals, mask: number, vec: number[]): void {
+  const [q, lo, hi, m] = vec;
+  f.i32(0).set(mask);
+  for (let g = 0; g < 2; g++) {
+    const a = sub.av[g], mm = sub.mv[g];
+    f.get(a).f32(0).simd(SIMD.f32x4_splat).simd(SIMD.f32x4_eq).set(m);
+    f.get(mm).get(a).simd(SIMD.f32x4_div).simd(V.f32x4_floor).f32(15).simd(SIMD.f32x4_splat).simd(SIMD.f32x4_min).f32(-1).simd(SIMD.f32x4_splat).simd(SIMD.f32x4_max).set(q);
+    for (const [off, inRange] of [[0, () => f.get(q).f32(0).simd(SIMD.f32x4_splat).simd(V.f32x4_ge)], [1, () => f.get(q).f32(15).simd(SIMD.f32x4_splat).simd(V.f32x4_lt)]] as const) {
+      f.get(a).get(q);
+      if (off) f.f32(1).simd(SIMD.f32x4_splat).simd(SIMD.f32x4_add);
+      f.simd(SIMD.f32x4_mul).get(mm).simd(SIMD.f32x4_sub).set(lo);
+      f.get(lo).simd(SIMD.f32x4_abs).get(l.nearT).simd(SIMD.f32x4_splat).simd(V.f32x4_lt);
+      f.get(lo).f32(0).simd(SIMD.f32x4_splat).simd(SIMD.f32x4_eq).simd(SIMD.v128_or);
+      inRange();
+      f.simd(SIMD.v128_and).get(m).simd(SIMD.v128_or).set(m);
+    }
+    f.get(mm).simd(V.f32x4_neg).set(lo);
+    f.get(a).f32(15).simd(SIMD.f32x4_splat).simd(SIMD.f32x4_mul).get(mm).simd(SIMD.f32x4_sub).set(hi);
+    f.get(lo).get(hi).simd(SIMD.f32x4_max).get(l.above).simd(SIMD.f32x4_splat).simd(V.f32x4_gt);
+    f.get(lo).get(hi).simd(SIMD.f32x4_min).get(l.below).simd(SIMD.f32x4_splat).simd(V.f32x4_lt).simd(SIMD.v128_or);
+    f.get(m).simd(SIMD.v128_or).simd(V.i32x4_bitmask);
+    if (g === 1) f.i32(4).op(OP.i32_shl);
+    f.get(mask).op(OP.i32_or).set(mask);
+  }
+}
+
 export function buildScan(): Fn {
   // scan(blocks, src) → flagged sub-blocks
   const f = new Fn([T.i32, T.i32], [T.i32]);
@@ -128,17 +205,25 @@ export function buildScan(): Fn {
   };
   let s = 0;
   const flag = (kind: number): void => emitFlag(f, nflags, () => f.get(blockIndex).i32(3).op(OP.i32_shl).i32(s).op(OP.i32_or), kind);
+  const mask = f.local(T.i32);
+  const vec = Array.from({ length: 5 }, () => f.local(T.v128));
   emitLoop(
     f,
     sub,
     n,
     () => finish(),
+    () => emitScanMask(f, sub, { mask, min, max, minAbs, bound }, vec),
     (sb) => {
       s = sb;
+      sub.codes(sb);
+      f.get(mask).i32(1 << sb).op(OP.i32_and).if_();
       emitScreen(f, sub, flag, r);
       emitSums(f, sub, { sum, sq, k, s1, s2, av, bp, pair });
       emitRange(f, sub, { min, max, bound, v0, v15 });
       emitMinAbs(f, sub, { minAbs, val, toCaller }, flag);
+      f.op(OP.else);
+      emitSums(f, sub, { sum, sq, k, s1, s2, av, bp, pair });
+      f.end();
     },
     () => {
       // The block's bound on |x|, for the top-k screen.
@@ -233,6 +318,8 @@ export function buildNear(): Fn {
   const [near, out, qa, qb, nearLo, nearHi] = Array.from({ length: 6 }, () => f.local(T.i32));
   const [nearT, above, below, v, v0, v15] = Array.from({ length: 6 }, () => f.local(T.f32));
   const l: NearLocals = { nearT, above, below, v, near, out, qa, qb, nearLo, nearHi };
+  const mask = f.local(T.i32);
+  const vec = Array.from({ length: 5 }, () => f.local(T.v128));
   loadAcc(f, nearT, A.nearT, 'f32');
   loadAcc(f, above, A.above, 'f32');
   loadAcc(f, below, A.below, 'f32');
@@ -247,13 +334,16 @@ export function buildNear(): Fn {
   const flag = (kind: number): void => emitFlag(f, nflags, () => f.get(blockIndex).i32(3).op(OP.i32_shl).i32(s).op(OP.i32_or), kind);
   const body = (sb: number): void => {
     s = sb;
+    f.get(mask).i32(1 << sb).op(OP.i32_and).if_();
+    sub.codes(sb);
     f.get(sub.a).f32(0).op(OP.f32_eq).if_();
     flag(0);
     f.op(OP.br, 1).end();
     emitNearZero(f, sub, l);
     emitOutliers(f, sub, l, v0, v15);
+    f.end();
   };
-  emitLoop(f, sub, n, finish, body, () => undefined, blockIndex);
+  emitLoop(f, sub, n, finish, () => emitNearMask(f, sub, l, mask, vec), body, () => undefined, blockIndex);
   finish();
   return f;
 }
