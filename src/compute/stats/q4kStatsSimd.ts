@@ -1,6 +1,7 @@
 import { Fn, OP, SIMD, T, WASM_PAGE, assemble, ensureMemory, instantiate, type WasmMemory } from '../cpu/wasmAsm';
 import { F16_TO_F32 } from '../dequant/half';
 import { A, ABS, END, Sub, TABLE, V, X, emitFlag, emitLoop, loadAcc, storeAcc } from './q4kStatsAsm';
+import { emitCodeSums, emitGroupSums, emitLanesSum, emitSumsInit, vectorSumLocals } from './q4kStatsSums';
 
 /**
  * Statistics of Q4_K blocks in WebAssembly, one 32-value sub-block at a time and without
@@ -111,7 +112,7 @@ function emitMinAbs(f: Fn, sub: Sub, l: { minAbs: number; val: number; toCaller:
  * or when a code next to the crossing is nearer 0 than the running minAbs: the running values only
  * shrink within the block, so a clear bit is exact. `bound` gets the block's max |v(0)|, |v(15)|.
  */
-function emitScanMask(f: Fn, sub: Sub, l: { mask: number; min: number; max: number; minAbs: number; bound: number }, vec: number[]): void {
+function emitScanMask(f: Fn, sub: Sub, l: { mask: number; min: number; max: number; minAbs: number; bound: number; slow: number[] }, vec: number[]): void {
   const [q0, lo, hi, m, b] = vec;
   f.i32(0).set(l.mask);
   for (let g = 0; g < 2; g++) {
@@ -141,7 +142,7 @@ function emitScanMask(f: Fn, sub: Sub, l: { mask: number; min: number; max: numb
       inRange();
       f.simd(SIMD.v128_and).get(m).simd(SIMD.v128_or).set(m);
     }
-    f.get(m).simd(V.i32x4_bitmask);
+    f.get(m).tee(l.slow[g]).simd(V.i32x4_bitmask);
     if (g === 1) f.i32(4).op(OP.i32_shl);
     f.get(l.mask).op(OP.i32_or).set(l.mask);
   }
@@ -196,6 +197,12 @@ export function buildScan(): Fn {
   loadAcc(f, max, A.max, 'f32');
   loadAcc(f, minAbs, A.minAbs, 'f32');
   const finish = (): void => {
+    f.get(sum);
+    emitLanesSum(f, vs.sum);
+    f.op(OP.f64_add).set(sum);
+    f.get(sq);
+    emitLanesSum(f, vs.sq);
+    f.op(OP.f64_add).set(sq);
     storeAcc(f, sum, A.sum, 'f64');
     storeAcc(f, sq, A.sq, 'f64');
     storeAcc(f, min, A.min, 'f32');
@@ -207,23 +214,27 @@ export function buildScan(): Fn {
   const flag = (kind: number): void => emitFlag(f, nflags, () => f.get(blockIndex).i32(3).op(OP.i32_shl).i32(s).op(OP.i32_or), kind);
   const mask = f.local(T.i32);
   const vec = Array.from({ length: 5 }, () => f.local(T.v128));
+  const slow = [f.local(T.v128), f.local(T.v128)];
+  const vs = vectorSumLocals(f);
+  emitSumsInit(f, vs);
   emitLoop(
     f,
     sub,
     n,
     () => finish(),
-    () => emitScanMask(f, sub, { mask, min, max, minAbs, bound }, vec),
+    () => emitScanMask(f, sub, { mask, min, max, minAbs, bound, slow }, vec),
     (sb) => {
       s = sb;
       sub.codes(sb);
+      emitCodeSums(f, sub, vs, sb);
+      // The screens' sub-blocks one at a time; the others' sums four at a time.
       f.get(mask).i32(1 << sb).op(OP.i32_and).if_();
       emitScreen(f, sub, flag, r);
       emitSums(f, sub, { sum, sq, k, s1, s2, av, bp, pair });
       emitRange(f, sub, { min, max, bound, v0, v15 });
       emitMinAbs(f, sub, { minAbs, val, toCaller }, flag);
-      f.op(OP.else);
-      emitSums(f, sub, { sum, sq, k, s1, s2, av, bp, pair });
       f.end();
+      if ((sb & 3) === 3) emitGroupSums(f, sub, vs, sb >> 2, slow[sb >> 2], k);
     },
     () => {
       // The block's bound on |x|, for the top-k screen.
