@@ -1,6 +1,7 @@
 import { Fn, OP, SIMD, T, WASM_PAGE, assemble, ensureMemory, instantiate, type WasmMemory } from '../cpu/wasmAsm';
 import { F16_TO_F32 } from '../dequant/half';
 import { A, ABS, END, Sub, TABLE, V, X, emitFlag, emitLoop, loadAcc, storeAcc } from './q4kStatsAsm';
+import { buildNear } from './q4kStatsNear';
 import { emitCodeSums, emitGroupSums, emitLanesSum, emitSumsInit, vectorSumLocals } from './q4kStatsSums';
 
 /**
@@ -150,36 +151,6 @@ function emitScanMask(f: Fn, sub: Sub, l: { mask: number; min: number; max: numb
   f.op(OP.f32_max).op(OP.f32_max).op(OP.f32_max).set(l.bound);
 }
 
-/**
- * The near pass's screens of the block's 8 sub-blocks at once, as bits of `mask`: a is 0, a
- * code next to the crossing (⌊mm / a⌋ in float32, as emitNearZero picks them) is near 0, or
- * v(0) or v(15) is beyond a threshold. A clear bit is a sub-block with nothing to count.
- */
-function emitNearMask(f: Fn, sub: Sub, l: NearLocals, mask: number, vec: number[]): void {
-  const [q, lo, hi, m] = vec;
-  f.i32(0).set(mask);
-  for (let g = 0; g < 2; g++) {
-    const a = sub.av[g], mm = sub.mv[g];
-    f.get(a).f32(0).simd(SIMD.f32x4_splat).simd(SIMD.f32x4_eq).set(m);
-    f.get(mm).get(a).simd(SIMD.f32x4_div).simd(V.f32x4_floor).f32(15).simd(SIMD.f32x4_splat).simd(SIMD.f32x4_min).f32(-1).simd(SIMD.f32x4_splat).simd(SIMD.f32x4_max).set(q);
-    for (const [off, inRange] of [[0, () => f.get(q).f32(0).simd(SIMD.f32x4_splat).simd(V.f32x4_ge)], [1, () => f.get(q).f32(15).simd(SIMD.f32x4_splat).simd(V.f32x4_lt)]] as const) {
-      f.get(a).get(q);
-      if (off) f.f32(1).simd(SIMD.f32x4_splat).simd(SIMD.f32x4_add);
-      f.simd(SIMD.f32x4_mul).get(mm).simd(SIMD.f32x4_sub).set(lo);
-      f.get(lo).simd(SIMD.f32x4_abs).get(l.nearT).simd(SIMD.f32x4_splat).simd(V.f32x4_lt);
-      f.get(lo).f32(0).simd(SIMD.f32x4_splat).simd(SIMD.f32x4_eq).simd(SIMD.v128_or);
-      inRange();
-      f.simd(SIMD.v128_and).get(m).simd(SIMD.v128_or).set(m);
-    }
-    f.get(mm).simd(V.f32x4_neg).set(lo);
-    f.get(a).f32(15).simd(SIMD.f32x4_splat).simd(SIMD.f32x4_mul).get(mm).simd(SIMD.f32x4_sub).set(hi);
-    f.get(lo).get(hi).simd(SIMD.f32x4_max).get(l.above).simd(SIMD.f32x4_splat).simd(V.f32x4_gt);
-    f.get(lo).get(hi).simd(SIMD.f32x4_min).get(l.below).simd(SIMD.f32x4_splat).simd(V.f32x4_lt).simd(SIMD.v128_or);
-    f.get(m).simd(SIMD.v128_or).simd(V.i32x4_bitmask);
-    if (g === 1) f.i32(4).op(OP.i32_shl);
-    f.get(mask).op(OP.i32_or).set(mask);
-  }
-}
 
 export function buildScan(): Fn {
   // scan(blocks, src) → flagged sub-blocks
@@ -247,117 +218,9 @@ export function buildScan(): Fn {
   return f;
 }
 
-interface NearLocals {
-  readonly nearT: number;
-  readonly above: number;
-  readonly below: number;
-  readonly v: number;
-  readonly near: number;
-  readonly out: number;
-  readonly qa: number;
-  readonly qb: number;
-  readonly nearLo: number;
-  readonly nearHi: number;
-}
 
-/**
- * Near-zero values: the codes whose |v| is below T (or v = 0) are a run around the zero crossing
- * (v is monotonic in q), holding one of the two codes that bracket it if any. Found from those
- * two codes (mm / a in float32 picks them), grown while the next code is near, then counted in
- * one comparison. Most sub-blocks have neither bracket code near, and cost no more.
- */
-function emitNearZero(f: Fn, sub: Sub, l: NearLocals): void {
-  f.get(sub.mm).get(sub.a).op(OP.f32_div).op(X.f32_floor).f32(15).op(OP.f32_min).f32(-1).op(OP.f32_max).op(X.i32_trunc_f32_s).set(sub.q);
-  const isNear = (code: () => void): void => {
-    sub.value(code);
-    f.set(l.v);
-    f.get(l.v).op(X.f32_abs).get(l.nearT).op(X.f32_lt).get(l.v).f32(0).op(OP.f32_eq).op(OP.i32_or);
-  };
-  // Each bracket code, when in range: `if` with an i32 result (block type 0x7f).
-  f.get(sub.q).i32(0).op(OP.i32_ge_s).op(OP.if, T.i32);
-  isNear(() => f.get(sub.q));
-  f.op(OP.else).i32(0).end();
-  f.set(l.nearLo);
-  f.get(sub.q).i32(15).op(OP.i32_lt_s).op(OP.if, T.i32);
-  isNear(() => f.get(sub.q).i32(1).op(OP.i32_add));
-  f.op(OP.else).i32(0).end();
-  f.set(l.nearHi);
-  f.get(l.nearLo).get(l.nearHi).op(OP.i32_or).if_();
-  // qa = the lower bracket code if near, else the upper; qb likewise from the top.
-  f.get(sub.q).get(sub.q).i32(1).op(OP.i32_add).get(l.nearLo).op(OP.select).set(l.qa);
-  f.get(sub.q).i32(1).op(OP.i32_add).get(sub.q).get(l.nearHi).op(OP.select).set(l.qb);
-  for (const [edge, step, limit] of [[l.qa, -1, 0], [l.qb, 1, 15]] as const) {
-    f.block().loop();
-    f.get(edge).i32(limit).op(OP.i32_eq).op(OP.br_if, 1);
-    isNear(() => f.get(edge).i32(step).op(OP.i32_add));
-    f.op(OP.i32_eqz).op(OP.br_if, 1);
-    f.get(edge).i32(step).op(OP.i32_add).set(edge);
-    f.op(OP.br, 0).end().end();
-  }
-  f.get(l.near);
-  sub.countRange(l.qa, l.qb);
-  f.op(OP.i32_add).set(l.near);
-  f.end();
-}
 
-/** Outliers: only when v(0) or v(15) is beyond a threshold, then each code is tested and counted. */
-function emitOutliers(f: Fn, sub: Sub, l: NearLocals, v0: number, v15: number): void {
-  f.get(sub.mm).op(X.f32_neg).set(v0);
-  sub.value(() => f.i32(15));
-  f.set(v15);
-  f.get(v0).get(v15).op(OP.f32_max).get(l.above).op(X.f32_gt).get(v0).get(v15).op(OP.f32_min).get(l.below).op(X.f32_lt).op(OP.i32_or).if_();
-  f.i32(0).set(sub.q);
-  f.block().loop();
-  f.get(sub.q).i32(15).op(OP.i32_gt_s).op(OP.br_if, 1);
-  sub.value(() => f.get(sub.q));
-  f.set(l.v);
-  f.get(l.v).get(l.above).op(X.f32_gt).get(l.v).get(l.below).op(X.f32_lt).op(OP.i32_or);
-  f.if_().get(l.out);
-  sub.count(sub.q);
-  f.op(OP.i32_add).set(l.out).end();
-  f.get(sub.q).i32(1).op(OP.i32_add).set(sub.q);
-  f.op(OP.br, 0).end().end();
-  f.end();
-}
 
-/** near: counts |x| < T (or x = 0) and x outside [below, above], as binWide decides them, code by code. */
-export function buildNear(): Fn {
-  const f = new Fn([T.i32, T.i32], [T.i32]);
-  const n = 0;
-  const sub = new Sub(f, 1);
-  const blockIndex = f.local(T.i32), nflags = f.local(T.i32);
-  const [near, out, qa, qb, nearLo, nearHi] = Array.from({ length: 6 }, () => f.local(T.i32));
-  const [nearT, above, below, v, v0, v15] = Array.from({ length: 6 }, () => f.local(T.f32));
-  const l: NearLocals = { nearT, above, below, v, near, out, qa, qb, nearLo, nearHi };
-  const mask = f.local(T.i32);
-  const vec = Array.from({ length: 5 }, () => f.local(T.v128));
-  loadAcc(f, nearT, A.nearT, 'f32');
-  loadAcc(f, above, A.above, 'f32');
-  loadAcc(f, below, A.below, 'f32');
-  loadAcc(f, near, A.near, 'i32');
-  loadAcc(f, out, A.out, 'i32');
-  const finish = (): void => {
-    storeAcc(f, near, A.near, 'i32');
-    storeAcc(f, out, A.out, 'i32');
-    f.get(nflags);
-  };
-  let s = 0;
-  const flag = (kind: number): void => emitFlag(f, nflags, () => f.get(blockIndex).i32(3).op(OP.i32_shl).i32(s).op(OP.i32_or), kind);
-  const body = (sb: number): void => {
-    s = sb;
-    f.get(mask).i32(1 << sb).op(OP.i32_and).if_();
-    sub.codes(sb);
-    f.get(sub.a).f32(0).op(OP.f32_eq).if_();
-    flag(0);
-    f.op(OP.br, 1).end();
-    emitNearZero(f, sub, l);
-    emitOutliers(f, sub, l, v0, v15);
-    f.end();
-  };
-  emitLoop(f, sub, n, finish, () => emitNearMask(f, sub, l, mask, vec), body, () => undefined, blockIndex);
-  finish();
-  return f;
-}
 
 export interface Q4kStatsModule {
   memory: WasmMemory;
