@@ -167,7 +167,7 @@ export function emitFlag(f: Fn, nflags: number, index: () => void, kind: number)
 
 /**
  * The loop over `n` blocks (param 0) from sub.src: `pre` after the block's scales are unpacked,
- * then `body(s)` for each sub-block (a and mm set; it loads the codes it needs), inside a `block`
+ * then `body(s)` for each sub-block (it loads the scales and codes it needs), inside a `block`
  * it may leave with br 0; `after` ends each block. `empty` pushes the result for n = 0.
  */
 export function emitLoop(f: Fn, sub: Sub, n: number, empty: () => void, pre: () => void, body: (s: number) => void, after: () => void, blockIndex: number): void {
@@ -180,7 +180,6 @@ export function emitLoop(f: Fn, sub: Sub, n: number, empty: () => void, pre: () 
   pre();
   for (let s = 0; s < 8; s++) {
     f.block();
-    sub.scales(s);
     body(s);
     f.end();
   }

@@ -107,6 +107,7 @@ export function buildNear(): Fn {
     f.i32(0);
   };
   const body = (s: number): void => {
+    sub.scales(s);
     sub.codes(s);
     emitNearCount(f, sub, l);
     f.get(mask).i32(1 << s).op(OP.i32_and).if_();

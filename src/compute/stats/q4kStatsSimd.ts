@@ -200,6 +200,7 @@ export function buildScan(): Fn {
       emitCodeSums(f, sub, vs, sb);
       // The screens' sub-blocks one at a time; the others' sums four at a time.
       f.get(mask).i32(1 << sb).op(OP.i32_and).if_();
+      sub.scales(sb);
       emitScreen(f, sub, flag, r);
       emitSums(f, sub, { sum, sq, k, s1, s2, av, bp, pair });
       emitRange(f, sub, { min, max, bound, v0, v15 });

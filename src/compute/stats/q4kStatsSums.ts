@@ -4,7 +4,7 @@ import { Fn, SIMD, T } from '../cpu/wasmAsm';
 import { Sub, V } from './q4kStatsAsm';
 
 // Opcodes the shared tables do not list (numbers from the WebAssembly SIMD spec).
-const W = { f64x2_splat: 0x14, f64x2_extract_lane: 0x21, f64x2_neg: 0xed, f64x2_convert_low_i32x4_s: 0xfe, i64x2_extend_low_i32x4_s: 0xc7, i64x2_extend_high_i32x4_s: 0xc8, i16x8_extmul_low_u: 0x9e, i16x8_extmul_high_u: 0x9f } as const;
+const W = { f64x2_splat: 0x14, f64x2_extract_lane: 0x21, f64x2_neg: 0xed, f64x2_convert_low_i32x4_s: 0xfe, i64x2_extend_low_i32x4_s: 0xc7, i64x2_extend_high_i32x4_s: 0xc8, i8x16_swizzle: 0x0e, i8x16_replace_lane: 0x17 } as const;
 
 /** Byte lanes of an i8x16.shuffle that picks i32 lanes `lanes` (0–7 over both operands). */
 function words(lanes: readonly number[]): number[] {
@@ -21,15 +21,20 @@ export interface VectorSums {
   readonly s1: number;
   readonly s2: number;
   readonly t: number;
+  /** u8 lanes q² for q = 0–15. */
+  readonly squares: number;
 }
 
 export function vectorSumLocals(f: Fn): VectorSums {
   const v = (): number => f.local(T.v128);
-  return { w: [v(), v(), v(), v()], u: [v(), v(), v(), v()], sum: v(), sq: v(), s1: v(), s2: v(), t: v() };
+  return { w: [v(), v(), v(), v()], u: [v(), v(), v(), v()], sum: v(), sq: v(), s1: v(), s2: v(), t: v(), squares: v() };
 }
 
-/** Zeroes the running sums (at entry). */
+/** Zeroes the running sums and fills the table of squares (at entry). */
 export function emitSumsInit(f: Fn, l: VectorSums): void {
+  f.i32(0).simd(V.i8x16_splat);
+  for (let q = 1; q < 16; q++) f.i32(q * q).lane(W.i8x16_replace_lane, q);
+  f.set(l.squares);
   f.f64(0).simd(W.f64x2_splat).set(l.sum);
   f.f64(0).simd(W.f64x2_splat).set(l.sq);
 }
@@ -42,8 +47,9 @@ export function emitLanesSum(f: Fn, v: number): void {
 /** Partial sums of q and q² (i32x4) of the codes in sub.n0, sub.n1, into w[s & 3] and u[s & 3]. */
 export function emitCodeSums(f: Fn, sub: Sub, l: VectorSums, s: number): void {
   f.get(sub.n0).get(sub.n1).simd(V.i8x16_add).simd(V.i16x8_extadd_pairwise_u).simd(V.i32x4_extadd_pairwise_u).set(l.w[s & 3]);
-  f.get(sub.n0).get(sub.n0).simd(W.i16x8_extmul_low_u).get(sub.n0).get(sub.n0).simd(W.i16x8_extmul_high_u).simd(V.i16x8_add);
-  f.get(sub.n1).get(sub.n1).simd(W.i16x8_extmul_low_u).get(sub.n1).get(sub.n1).simd(W.i16x8_extmul_high_u).simd(V.i16x8_add);
+  // q² ≤ 225 is a byte: looked up, then pairs added in 16 bits.
+  f.get(l.squares).get(sub.n0).simd(W.i8x16_swizzle).simd(V.i16x8_extadd_pairwise_u);
+  f.get(l.squares).get(sub.n1).simd(W.i8x16_swizzle).simd(V.i16x8_extadd_pairwise_u);
   f.simd(V.i16x8_add).simd(V.i32x4_extadd_pairwise_u).set(l.u[s & 3]);
 }
 
