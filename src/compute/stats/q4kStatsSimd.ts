@@ -5,20 +5,22 @@ import { buildNear } from './q4kStatsNear';
 import { emitCodeSums, emitGroupSums, emitLanesSum, emitSumsInit, vectorSumLocals } from './q4kStatsSums';
 
 /**
- * Statistics of Q4_K blocks in WebAssembly, one 32-value sub-block at a time and without
- * decoding its values. A sub-block's value for code q is v(q) = f32(f32(a·q) − mm), with
+ * Statistics of Q4_K blocks in WebAssembly, without decoding their values. The block's 8 scales
+ * and mins are unpacked in one vector, and the screens and the sums take 4 sub-blocks per
+ * vector; the scalar steps below run only for the sub-blocks a screen marks. A sub-block's value for code q is v(q) = f32(f32(a·q) − mm), with
  * a = f32(d·sc) and mm = f32(dmin·m) as ggml's dequantize_row_q4_K computes them: monotonic
  * in q, so every statistic but the sums follows from a few codes and a few SIMD counts:
  *
  *  - min and max: v(0) and v(15) bound the sub-block; only when a bound passes the running
  *    minimum (maximum) are the smallest and largest codes present found (u8 min/max);
  *  - the smallest non-zero |x|: the codes on either side of the zero crossing q0 = mm / a;
- *  - counts below or beyond a threshold: the codes on the far side, counted by comparison;
+ *  - near-zero counts: a byte mask over the 16 codes, looked up by each code (q4kStatsNear.ts);
+ *  - outlier counts: only where v(0) or v(15) is beyond a threshold, code by code;
  *  - the sums: Σ (x − K) and Σ (x − K)² of the affine values a·q − mm, from Σq and Σq²
  *    (those differ from the float32 values by two roundings, |δ| ≤ 2⁻²⁴ (|a·q| + |x|)).
  *
  * A sub-block whose zero crossing falls on a code (a zero, or a tie the screen cannot
- * settle), or whose a is 0, is flagged: the caller decodes it and folds its values.
+ * settle), or whose a is 0, is flagged by the scan: the caller decodes it and folds its values.
  * The caller gives only blocks whose scales d and dmin are finite.
  *
  * Memory: [0, 256 KiB) the float16 → float32 table, then the accumulators (ACC), the
