@@ -13,11 +13,11 @@ export function statsCpu(args: StatsArgs): StatsResult {
     return { ...scanPatterns(args.dtype, bytes, args.count, args.first, args.topK), bytes };
   }
   // Q4_K folds its blocks as it decodes them, without a float32 copy (q4kStats.cpu.ts).
-  if (args.storage?.type === 'Q4_K') {
+  if (args.storage?.kind === 'blocks' && args.storage.type === 'Q4_K') {
     const fused = args.phase === 'scan' ? q4kScan(args) : q4kNear(args);
     if (fused) return { ...fused, bytes };
   }
-  const values = args.storage ? blockValues(args.storage.type, bytes, args.count) : numericView(args.dtype, bytes, args.count);
+  const values = args.storage ? storageValues(args.storage, [bytes, ...(args.more ?? [])], args.count) : numericView(args.dtype, bytes, args.count);
   return { ...(args.phase === 'scan' ? scanWide(values, args) : binWide(values, args)), bytes };
 }
 
@@ -26,12 +26,11 @@ export function statsCpu(args: StatsArgs): StatsResult {
 // One decode buffer per worker, grown to the largest slice: a scan allocates nothing per slice.
 let blockScratch = new Float32Array(0);
 
-/** Whole ggml blocks decoded to float32 (the first `count` values), into the worker's scratch. */
-function blockValues(type: string, bytes: Uint8Array, count: number): Float32Array {
+/** Whole units of a block or scheme storage decoded to float32 (the first `count` values), into the worker's scratch. */
+function storageValues(storage: NonNullable<StatsArgs['storage']>, parts: readonly Uint8Array[], count: number): Float32Array {
   if (blockScratch.length < count) blockScratch = new Float32Array(count);
   const out = blockScratch.subarray(0, count);
-  const storage = { kind: 'blocks' as const, type, blockElements: 0, blockBytes: 0 };
-  storageDecoder(storage).cpu([bytes], out, storage);
+  storageDecoder(storage).cpu(parts, out, storage);
   return out;
 }
 
