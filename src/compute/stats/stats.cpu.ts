@@ -2,6 +2,7 @@ import { isPatternDType, patternBits, patternTable, type PatternDType } from '..
 import { storageDecoder } from '../decode/blocks';
 import { binWide, numericView, scanWide } from './statsWide.cpu';
 import { q4kNear, q4kScan } from './q4kStats.cpu';
+import { scaledNear, scaledScan } from './scaledStats.cpu';
 import { compareTop, sparseTable, type PatternScan, type StatsArgs, type StatsResult, type TopEntry } from './stats';
 
 /** The CPU twin of the statistics kernel; runs in a worker (see stats.ts for the two phases). */
@@ -15,6 +16,11 @@ export function statsCpu(args: StatsArgs): StatsResult {
   // Q4_K folds its blocks as it decodes them, without a float32 copy (q4kStats.cpu.ts).
   if (args.storage?.kind === 'blocks' && args.storage.type === 'Q4_K') {
     const fused = args.phase === 'scan' ? q4kScan(args) : q4kNear(args);
+    if (fused) return { ...fused, bytes };
+  }
+  // FP8 with large scale blocks folds each block's byte counts (scaledStats.cpu.ts).
+  if (args.storage?.kind === 'scheme') {
+    const fused = args.phase === 'scan' ? scaledScan(args) : scaledNear(args);
     if (fused) return { ...fused, bytes };
   }
   const values = args.storage ? storageValues(args.storage, [bytes, ...(args.more ?? [])], args.count) : numericView(args.dtype, bytes, args.count);
