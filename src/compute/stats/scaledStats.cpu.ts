@@ -15,7 +15,8 @@ type Scheme = Extract<StorageType, { kind: 'scheme' }>;
 /** Below this many values a block, folding 256 byte counts costs more than decoding its values. */
 const MIN_BLOCK_VALUES = 1024;
 
-const counts = new Uint32Array(256);
+// Four tables, one per byte of every 4: runs of one byte value do not wait on their own increments.
+const counts = new Uint32Array(1024);
 
 interface Layout {
   readonly data: Uint8Array;
@@ -46,6 +47,16 @@ function layoutOf(args: StatsScanArgs | StatsBinsArgs): Layout | undefined {
   return { data: args.bytes, scale, table: patternTable(dataType as PatternDType), rows, cols, bh, bw, scaleCols: whole ? 1 : num(p, 'scaleCols') };
 }
 
+function countRun(data: Uint8Array, i: number, end: number): void {
+  for (; i + 4 <= end; i += 4) {
+    counts[data[i]]++;
+    counts[256 + data[i + 1]]++;
+    counts[512 + data[i + 2]]++;
+    counts[768 + data[i + 3]]++;
+  }
+  for (; i < end; i++) counts[data[i]]++;
+}
+
 /** Calls `fold(v, c)` for each distinct value v of each block, with its count c. */
 function eachBlock(l: Layout, fold: (v: number, c: number) => void): void {
   const { data, scale, table, rows, cols, bh, bw, scaleCols } = l;
@@ -54,9 +65,12 @@ function eachBlock(l: Layout, fold: (v: number, c: number) => void): void {
     for (let c0 = 0, k = (r0 / bh) * scaleCols; c0 < cols; c0 += bw, k++) {
       const c1 = Math.min(cols, c0 + bw);
       counts.fill(0);
-      for (let r = r0; r < r1; r++) for (let i = r * cols + c0, end = r * cols + c1; i < end; i++) counts[data[i]]++;
+      for (let r = r0; r < r1; r++) countRun(data, r * cols + c0, r * cols + c1);
       const sk = scale[k];
-      for (let b = 0; b < 256; b++) if (counts[b] !== 0) fold(Math.fround(table[b] * sk), counts[b]);
+      for (let b = 0; b < 256; b++) {
+        const c = counts[b] + counts[b + 256] + counts[b + 512] + counts[b + 768];
+        if (c !== 0) fold(Math.fround(table[b] * sk), c);
+      }
     }
   }
 }
