@@ -1,6 +1,7 @@
 // FP8 block-scaled statistics from byte counts (scaledStats.cpu.ts) against decode-then-stats.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { mxfp4Cpu } from '../../src/compute/dequant/mxfp4.cpu';
 import { scaledCpu } from '../../src/compute/dequant/scaled.cpu';
 import type { StatsBinsArgs, StatsScanArgs } from '../../src/compute/stats/stats';
 import { scaledNear, scaledScan } from '../../src/compute/stats/scaledStats.cpu';
@@ -86,4 +87,46 @@ describe('FP8 block statistics from byte counts', () => {
     const group = { ...base, more, storage: { ...base.storage, params: { ...base.storage.params, blockRows: 1, blockCols: 32, scaleCols: 4 } } as Scheme };
     assert.equal(scaledScan({ ...group, phase: 'scan', topK: 0 }), undefined);
   });
+});
+
+/** An MXFP4 slice of `groups` groups; `rows` set: the expert layout (decoded transposed). */
+function mxSlice(groups: number, scaleOf: (g: number) => number, r: () => number, rows = 0) {
+  const blocks = Uint8Array.from({ length: groups * 16 }, () => Math.floor(r() * 256));
+  const scales = Uint8Array.from({ length: groups }, (_, g) => scaleOf(g));
+  const params = rows > 0 ? { rows, groups: groups / rows } : {};
+  const storage = { kind: 'scheme', scheme: 'mxfp4', params } as unknown as Scheme;
+  const values = new Float32Array(groups * 32);
+  mxfp4Cpu([blocks, scales], values, storage);
+  return { base: { dtype: 'F32' as const, storage, more: [scales], first: 0, count: groups * 32, bytes: blocks }, values };
+}
+
+describe('MXFP4 statistics from (scale, code) counts', () => {
+  const scalesCases: [string, (r: () => number) => (g: number) => number][] = [
+    ['scales near 127', (r) => () => 120 + Math.floor(r() * 10)],
+    ['E8M0 extremes: 0 (2^-127), 254 (overflow to ±inf), 0xFF (NaN)', (r) => () => [0, 1, 127, 254, 255][Math.floor(r() * 5)]],
+    ['every scale byte', () => (g) => g % 256],
+  ];
+  for (const [name, scaleOf] of scalesCases) {
+    for (const rows of [0, 8]) {
+      it(`${name}${rows ? ', expert layout' : ''}: every count and extreme as decoded, sums within rounding`, () => {
+        const r = rng(name.length * 31 + rows);
+        const { base, values } = mxSlice(512, scaleOf(r), r, rows);
+        const want = scanWide(values, { ...base, storage: undefined, more: undefined, phase: 'scan', topK: 0 });
+        const got = scaledScan({ ...base, phase: 'scan', topK: 0 } as StatsScanArgs)!;
+        assert.ok(got, 'the fold applies');
+        for (const k of ['finite', 'nan', 'posInf', 'negInf', 'zeros', 'minAbsNonzero'] as const) assert.equal(got[k], want[k], k);
+        for (const k of ['min', 'max'] as const) assert.ok(got[k] === want[k], `${k}: ${got[k]} vs ${want[k]}`);
+        let mag = 0;
+        for (const v of values) if (Number.isFinite(v)) mag += v * v;
+        assert.ok(close(got.sum, want.sum, Math.sqrt(mag) * Math.sqrt(values.length)), `sum ${got.sum} vs ${want.sum}`);
+        assert.ok(close(got.m2, want.m2, mag), `m2 ${got.m2} vs ${want.m2}`);
+        const params = binsParams(mergeWide([want], 0), 16);
+        if (!params) return;
+        const bins: StatsBinsArgs = { ...base, phase: 'bins', ...params, histograms: false };
+        const wantBins = binWide(values, { ...bins, storage: undefined, more: undefined });
+        const gotBins = scaledNear(bins)!;
+        assert.deepEqual([gotBins.nearZero, gotBins.outliers], [wantBins.nearZero, wantBins.outliers]);
+      });
+    }
+  }
 });

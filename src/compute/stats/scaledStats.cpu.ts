@@ -6,7 +6,7 @@
 // max may carry the other zero's sign (the value-by-value scan keeps the first zero it meets).
 import type { StorageType } from '../../format/storage';
 import { patternTable, type PatternDType } from '../decode/patterns';
-import { num, partFloats, str } from '../dequant/partValues';
+import { E2M1, num, partFloats, str } from '../dequant/partValues';
 import { CompensatedSum, type BinsResult, type StatsBinsArgs, type StatsScanArgs, type WideScan } from './stats';
 import { TopKeeper } from './statsWide.cpu';
 
@@ -75,16 +75,54 @@ function eachBlock(l: Layout, fold: (v: number, c: number) => void): void {
   }
 }
 
-/** The scan phase of an FP8 scheme slice; undefined where the fold does not apply (top-k wanted, small blocks). */
+// (E8M0 scale byte, E2M1 code) pairs: 256 × 16 counts.
+const mxCounts = new Uint32Array(4096);
+
+/**
+ * MXFP4: each value is f32(E2M1[code] × 2^(scale − 127)) (NaN for scale 0xFF) as mxfp4Cpu decodes
+ * it, whatever the layout, so the slice's (scale, code) pairs are counted and each pair that
+ * occurs is decoded once. Positions play no part: the expert layouts' transposition is irrelevant.
+ */
+function mxfp4Folds(args: StatsScanArgs | StatsBinsArgs): Folds | undefined {
+  const blocks = args.bytes;
+  const scales = args.more?.[0];
+  if (args.storage?.kind !== 'scheme' || args.storage.scheme !== 'mxfp4' || !scales || args.more!.length !== 1) return undefined;
+  if (blocks.length !== scales.length * 16 || args.count !== scales.length * 32) return undefined;
+  return (fold) => {
+    mxCounts.fill(0);
+    for (let g = 0, at = 0; g < scales.length; g++) {
+      const base = scales[g] << 4;
+      for (const end = at + 16; at < end; at++) {
+        const b = blocks[at];
+        mxCounts[base + (b & 15)]++;
+        mxCounts[base + (b >> 4)]++;
+      }
+    }
+    for (let e = 0; e < 256; e++) {
+      const m = e === 0xff ? NaN : 2 ** (e - 127);
+      for (let q = 0; q < 16; q++) if (mxCounts[(e << 4) + q] !== 0) fold(Math.fround(E2M1[q] * m), mxCounts[(e << 4) + q]);
+    }
+  };
+}
+
+/** Calls `fold(v, c)` for each distinct value v of a part of the slice, with its count c there. */
+type Folds = (fold: (v: number, c: number) => void) => void;
+
+function foldsOf(args: StatsScanArgs | StatsBinsArgs): Folds | undefined {
+  const l = layoutOf(args);
+  return l ? (fold) => eachBlock(l, fold) : mxfp4Folds(args);
+}
+
+/** The scan phase of an FP8 or MXFP4 scheme slice; undefined where the fold does not apply (top-k wanted, small blocks). */
 export function scaledScan(args: StatsScanArgs): WideScan | undefined {
   if (args.topK > 0) return undefined;
-  const l = layoutOf(args);
-  if (!l) return undefined;
+  const folds = foldsOf(args);
+  if (!folds) return undefined;
   let finite = 0, nan = 0, posInf = 0, negInf = 0, zeros = 0, min = Infinity, max = -Infinity, minAbsNonzero = Infinity;
   let k = NaN;
   const sum = new CompensatedSum();
   const sq = new CompensatedSum();
-  eachBlock(l, (v, c) => {
+  folds((v, c) => {
     if (v !== v) nan += c;
     else if (v === Infinity) posInf += c;
     else if (v === -Infinity) negInf += c;
@@ -107,12 +145,12 @@ export function scaledScan(args: StatsScanArgs): WideScan | undefined {
 /** The bins phase without histograms: near-zero and outlier counts, decided as binWide decides them. */
 export function scaledNear(args: StatsBinsArgs): BinsResult | undefined {
   if (args.histograms !== false) return undefined;
-  const l = layoutOf(args);
-  if (!l) return undefined;
+  const folds = foldsOf(args);
+  if (!folds) return undefined;
   const above = args.mean + args.outlierBeyond;
   const below = args.mean - args.outlierBeyond;
   let nearZero = 0, outliers = 0;
-  eachBlock(l, (v, c) => {
+  folds((v, c) => {
     if (v - v !== 0) return;
     const a = Math.abs(v);
     if (a === 0 || a < args.nearZeroBelow) nearZero += c;
