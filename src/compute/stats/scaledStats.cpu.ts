@@ -75,12 +75,12 @@ function eachBlock(l: Layout, fold: (v: number, c: number) => void): void {
   }
 }
 
-// (E8M0 scale byte, E2M1 code) pairs: 256 × 16 counts.
-const mxCounts = new Uint32Array(4096);
+// (E8M0 scale byte, block byte) pairs: 256 × 256 counts, one increment per two values.
+const mxCounts = new Uint32Array(256 * 256);
 
 /**
  * MXFP4: each value is f32(E2M1[code] × 2^(scale − 127)) (NaN for scale 0xFF) as mxfp4Cpu decodes
- * it, whatever the layout, so the slice's (scale, code) pairs are counted and each pair that
+ * it, whatever the layout, so the slice's (scale, byte) pairs are counted and each (scale, code) pair that
  * occurs is decoded once. Positions play no part: the expert layouts' transposition is irrelevant.
  */
 function mxfp4Folds(args: StatsScanArgs | StatsBinsArgs): Folds | undefined {
@@ -91,16 +91,22 @@ function mxfp4Folds(args: StatsScanArgs | StatsBinsArgs): Folds | undefined {
   return (fold) => {
     mxCounts.fill(0);
     for (let g = 0, at = 0; g < scales.length; g++) {
-      const base = scales[g] << 4;
-      for (const end = at + 16; at < end; at++) {
-        const b = blocks[at];
-        mxCounts[base + (b & 15)]++;
-        mxCounts[base + (b >> 4)]++;
+      const base = scales[g] << 8;
+      for (const end = at + 16; at < end; at++) mxCounts[base | blocks[at]]++;
+    }
+    // A byte holds two codes: its count goes to both.
+    const pairs = new Float64Array(256 * 16);
+    for (let e = 0; e < 256; e++) {
+      for (let b = 0; b < 256; b++) {
+        const c = mxCounts[(e << 8) | b];
+        if (c === 0) continue;
+        pairs[(e << 4) | (b & 15)] += c;
+        pairs[(e << 4) | (b >> 4)] += c;
       }
     }
     for (let e = 0; e < 256; e++) {
       const m = e === 0xff ? NaN : 2 ** (e - 127);
-      for (let q = 0; q < 16; q++) if (mxCounts[(e << 4) + q] !== 0) fold(Math.fround(E2M1[q] * m), mxCounts[(e << 4) + q]);
+      for (let q = 0; q < 16; q++) if (pairs[(e << 4) | q] !== 0) fold(Math.fround(E2M1[q] * m), pairs[(e << 4) | q]);
     }
   };
 }
