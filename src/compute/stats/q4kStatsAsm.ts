@@ -123,16 +123,6 @@ export class Sub {
     for (const n of [this.n0, this.n1]) f.get(n).get(q).simd(V.i8x16_splat).simd(V.i8x16_eq).simd(V.i8x16_bitmask).op(X.i32_popcnt);
     f.op(OP.i32_add);
   }
-  /** Pushes how many of the 32 codes lie in [lo, hi] (locals; an empty range when lo > hi). */
-  countRange(lo: number, hi: number): void {
-    const f = this.f;
-    for (const n of [this.n0, this.n1]) {
-      f.get(n).get(lo).simd(V.i8x16_splat).simd(V.i8x16_ge_u);
-      f.get(n).get(hi).simd(V.i8x16_splat).simd(V.i8x16_le_u);
-      f.simd(SIMD.v128_and).simd(V.i8x16_bitmask).op(X.i32_popcnt);
-    }
-    f.op(OP.i32_add);
-  }
   /** Pushes 1 when the code in local `q` occurs. */
   present(q: number): void {
     const f = this.f;
