@@ -13,8 +13,9 @@ import { quantizeCases } from './quantize';
 import { statsCases } from './stats';
 import { ggufCases } from './gguf';
 import { scanCases } from './scan';
+import { scanSchemeCases } from './scanSchemes';
 import { viewerCases } from './viewer';
 import { viewerVscodeCases } from './viewerVscode';
 
 /** Every benchmark case; each area adds its own module's cases here. */
-export const CASES: BenchCase[] = [...diffCases, ...mergeCases, ...mergeModelsCases, ...pickleCases, ...formatReadCases, ...formatWriteCases, ...quantizeCases, ...statsCases, ...dequantCases, ...ggufCases, ...scanCases, ...kquantCases, ...manyTensorsCases, ...viewerCases, ...viewerVscodeCases, ...convertQuantizedCases];
+export const CASES: BenchCase[] = [...diffCases, ...mergeCases, ...mergeModelsCases, ...pickleCases, ...formatReadCases, ...formatWriteCases, ...quantizeCases, ...statsCases, ...dequantCases, ...ggufCases, ...scanCases, ...scanSchemeCases, ...kquantCases, ...manyTensorsCases, ...viewerCases, ...viewerVscodeCases, ...convertQuantizedCases];

@@ -22,8 +22,8 @@ const POOL_ROWS = 14_563;
 // Tensors of the file, each the pool's rows rotated by a different count: 33 × 33.6 MB = 1.11 GB.
 const TENSORS = 33;
 
-/** Weights like a linear layer's: Gaussian, a scale per row (0.005 to 0.05), one in 1,000 values ten times larger. */
-function weights(rows: number, seed: number): Float32Array {
+/** Weights like a linear layer's (rows of COLS): Gaussian, a scale per row (0.005 to 0.05), one in 1,000 values ten times larger. */
+export function weights(rows: number, seed: number): Float32Array {
   const x = new Float32Array(rows * COLS);
   let s = seed >>> 0 || 1;
   const u = (): number => {
@@ -77,32 +77,32 @@ async function warm(model: Model): Promise<void> {
   }
 }
 
-/** RUNS timed whole-model scans as the CLI's table asks them; best, median and CPU-seconds. */
-async function timedScans(ctx: BenchContext, path: string): Promise<BenchResult> {
+/** `runs` timed whole-model scans as the CLI's table asks them; best, median and CPU-seconds. */
+export async function timedScans(ctx: BenchContext, path: string, runs = RUNS): Promise<BenchResult> {
   const model = await openModel(path);
   try {
     await warm(model);
-    const runs: { seconds: number; cpuSeconds: number; bytes: number }[] = [];
-    for (let i = 0; i < RUNS; i++) {
+    const times: { seconds: number; cpuSeconds: number; bytes: number }[] = [];
+    for (let i = 0; i < runs; i++) {
       const cpu0 = process.cpuUsage();
       const r = await stats(model, { backend: 'cpu', histograms: false, topK: 0 });
       const cpu = process.cpuUsage(cpu0);
       if (r.health.nonFiniteTensors.length > 0) throw new Error('non-finite values in quantized weights');
-      runs.push({ seconds: r.seconds, cpuSeconds: (cpu.user + cpu.system) / 1e6, bytes: r.bytesRead });
-      ctx.log(`run ${i + 1}: ${(r.bytesRead / 1e9 / r.seconds).toFixed(3)} GB/s, ${runs[i].cpuSeconds.toFixed(2)} CPU-s`);
+      times.push({ seconds: r.seconds, cpuSeconds: (cpu.user + cpu.system) / 1e6, bytes: r.bytesRead });
+      ctx.log(`run ${i + 1}: ${(r.bytesRead / 1e9 / r.seconds).toFixed(3)} GB/s, ${times[i].cpuSeconds.toFixed(2)} CPU-s`);
     }
-    const gbps = runs.map((r) => r.bytes / 1e9 / r.seconds).sort((a, b) => a - b);
-    const perCpu = runs.map((r) => r.bytes / 1e9 / r.cpuSeconds).sort((a, b) => a - b);
+    const gbps = times.map((r) => r.bytes / 1e9 / r.seconds).sort((a, b) => a - b);
+    const perCpu = times.map((r) => r.bytes / 1e9 / r.cpuSeconds).sort((a, b) => a - b);
     const best = gbps[gbps.length - 1];
     return {
       fileGB: +(model.files[0].bytes / 1e9).toFixed(3),
-      GB: +(runs[0].bytes / 1e9).toFixed(3),
+      GB: +(times[0].bytes / 1e9).toFixed(3),
       bestGBps: +best.toFixed(3),
       medianGBps: +gbps[gbps.length >> 1].toFixed(3),
       // GB per CPU-second × 2 cores: what the run reaches with both cores to itself, on a loaded machine.
       bestGBperCpuSecondX2: +(2 * perCpu[perCpu.length - 1]).toFixed(3),
       medianGBperCpuSecondX2: +(2 * perCpu[perCpu.length >> 1]).toFixed(3),
-      medianCpuSeconds: +runs.map((r) => r.cpuSeconds).sort((a, b) => a - b)[runs.length >> 1].toFixed(3),
+      medianCpuSeconds: +times.map((r) => r.cpuSeconds).sort((a, b) => a - b)[times.length >> 1].toFixed(3),
       loadAverage: +loadavg()[0].toFixed(2),
       target: `≥ ${TARGET_GBPS} GB/s of file bytes on 2 cores`,
       pass: best >= TARGET_GBPS,

@@ -3,7 +3,7 @@ import { cpuPoolSize } from '../compute/cpu/pool';
 import { isPatternDType } from '../compute/decode/patterns';
 import type { Backend } from '../compute/kernel';
 import { SMALL_TENSOR_BYTES } from './statsBatch';
-import { foldsUndecoded, statsKernel, type BinsResult, type StatsResult, type TopEntry, type WideScan } from '../compute/stats/stats';
+import { foldsUndecoded, statsKernel, type BinsResult, type StatsResult, type StatsScanArgs, type TopEntry, type WideScan } from '../compute/stats/stats';
 import { binsParams, mergeTop, mergeWide, summarizePatterns, summarizeWide, unsupportedStats, type TensorHead, type TensorStats } from '../compute/stats/summarize';
 import { decodeKernel } from '../compute/decode/decode';
 import { addSchemeChecks, noSchemeChecks, schemeChecks, schemeFindings, type SchemeChecks, type SchemeFinding } from '../compute/stats/schemeChecks';
@@ -248,6 +248,7 @@ function sliceSteps(model: Model, backend: Backend, pool: BufferPool, byTensor: 
       const { t, s, phase } = job;
       let bytes: Uint8Array;
       let dtype = t.dtype;
+      let scheme: Pick<StatsScanArgs, 'storage' | 'more'> | undefined;
       if (read instanceof Uint8Array) bytes = read;
       else {
         const st = storageOf(t);
@@ -257,15 +258,21 @@ function sliceSteps(model: Model, backend: Backend, pool: BufferPool, byTensor: 
           const counted = [read.data, ...read.more].map((_, k) => (st.partUnitBytes?.[k] ?? 0) !== 0 || s.units![0] === 0);
           addSchemeChecks(fold.checks, schemeChecks(st, [read.data, ...read.more], counted));
         }
-        const values = await backend.run(decodeKernel, { dtype: t.dtype, bytes: read.data, more: read.more, count: read.count, storage: t.storage }, signal).catch((e: unknown) => {
-          throw named(e, t);
-        });
-        bytes = new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
         dtype = 'F32';
+        if (backend.kind === 'cpu' && st.kind === 'scheme') {
+          // The worker decodes the units and folds the values in one task: no float32 copy crosses threads.
+          bytes = read.data;
+          scheme = { storage: st, more: read.more };
+        } else {
+          const values = await backend.run(decodeKernel, { dtype: t.dtype, bytes: read.data, more: read.more, count: read.count, storage: t.storage }, signal).catch((e: unknown) => {
+            throw named(e, t);
+          });
+          bytes = new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
+        }
       }
-      // Block storages (ggml types) are decoded inside the statistics kernel; schemes were decoded above.
-      const storage = dtype === 'F32' && !(read instanceof Uint8Array) ? undefined : blockStorageOf(t);
-      const slice = { dtype: storage ? ('F32' as const) : dtype, storage, first: s.first, count: s.count, bytes };
+      // Block storages (ggml types) are decoded inside the statistics kernel, schemes too on the CPU; on the GPU, above.
+      const storage = read instanceof Uint8Array ? blockStorageOf(t) : scheme?.storage;
+      const slice = { dtype: storage ? ('F32' as const) : dtype, storage, more: scheme?.more, first: s.first, count: s.count, bytes };
       const args = phase === 'scan' ? { ...slice, phase, topK } : { ...slice, phase, ...byTensor.get(t)!.params!, histograms };
       let r: StatsResult;
       try {

@@ -22,22 +22,10 @@ export const X = {
 } as const;
 export const V = {
   i8x16_splat: 0x0f, i8x16_le_u: 0x2a, i8x16_ge_u: 0x2c, i8x16_extract_lane_u: 0x16, i8x16_eq: 0x23, i8x16_bitmask: 0x64, i8x16_shr_u: 0x6d, i8x16_add: 0x6e, i8x16_min_u: 0x77, i8x16_max_u: 0x79,
+  i8x16_shl: 0x6b, i16x8_extend_low_i8x16_u: 0x89, i16x8_extend_high_i8x16_u: 0x8a, i32x4_extend_low_i16x8_u: 0xa9, i32x4_extend_high_i16x8_u: 0xaa,
+  f32x4_neg: 0xe1, f32x4_lt: 0x43, f32x4_gt: 0x44, f32x4_le: 0x45, f32x4_ge: 0x46, f32x4_floor: 0x68, f32x4_nearest: 0x6a, i32x4_bitmask: 0xa4,
   i16x8_extadd_pairwise_u: 0x7d, i32x4_extadd_pairwise_u: 0x7f, i16x8_add: 0x8e, i16x8_extmul_low_u: 0x9e, i16x8_extmul_high_u: 0x9f,
 } as const;
-
-/** Pushes the 6-bit scale (`min` false) or min of sub-block j, as ggml's get_scale_min_k4 unpacks them. */
-function emitScaleMin(f: Fn, src: number, j: number, min: boolean): void {
-  const byte = (off: number) => f.get(src).mem(X.i32_load8_u, off, 0);
-  const s = 4; // the 12 scale bytes start at byte 4
-  if (j < 4) {
-    byte(s + j + (min ? 4 : 0)).i32(63).op(OP.i32_and);
-  } else {
-    byte(s + j + 4);
-    if (min) f.i32(4).op(OP.i32_shr_u);
-    else f.i32(15).op(OP.i32_and);
-    byte(s + j - (min ? 0 : 4)).i32(6).op(OP.i32_shr_u).i32(4).op(OP.i32_shl).op(OP.i32_or);
-  }
-}
 
 /** Pushes the float32 value of the float16 at src + off, from the table. */
 function emitF16(f: Fn, src: number, off: number): void {
@@ -55,6 +43,9 @@ export class Sub {
   readonly t: number;
   readonly q: number;
   readonly q0: number;
+  /** a (av) and mm (mv) of sub-blocks 0–3 and 4–7 as float32 lanes. */
+  readonly av: readonly [number, number];
+  readonly mv: readonly [number, number];
   constructor(readonly f: Fn, readonly src: number) {
     this.d = f.local(T.f32);
     this.dmin = f.local(T.f32);
@@ -65,6 +56,8 @@ export class Sub {
     this.t = f.local(T.v128);
     this.q = f.local(T.i32);
     this.q0 = f.local(T.f64);
+    this.av = [f.local(T.v128), f.local(T.v128)];
+    this.mv = [f.local(T.v128), f.local(T.v128)];
   }
   /** d and dmin of the block at src. */
   block(): void {
@@ -73,15 +66,44 @@ export class Sub {
     emitF16(this.f, this.src, 2);
     this.f.set(this.dmin);
   }
-  /** a, mm and the 32 codes (u8 lanes of n0, n1) of sub-block s; even sub-blocks are the low nibbles of their 32 bytes. */
-  load(s: number): void {
+  /**
+   * av and mv of the block: its 8 scales and 8 mins unpacked as ggml's get_scale_min_k4 does, in
+   * one vector (u8 lanes 0–7 the scales, 8–15 the mins), then times d and dmin in float32, as the
+   * scalar f32(d·sc) and f32(dmin·m) round them.
+   */
+  vectors(): void {
     const { f, src } = this;
-    f.get(this.d);
-    emitScaleMin(f, src, s, false);
-    f.op(X.f32_convert_i32_u).op(OP.f32_mul).set(this.a);
-    f.get(this.dmin);
-    emitScaleMin(f, src, s, true);
-    f.op(X.f32_convert_i32_u).op(OP.f32_mul).set(this.mm);
+    const z = 16; // a lane of the zero operand
+    const part = (lanes: number[], shl: number, shr: number, shlAfter: number): void => {
+      f.get(src).simdMem(SIMD.v128_load, 4, 0).i32(0).simd(SIMD.i32x4_splat).shuffle(lanes);
+      if (shl) f.i32(shl).simd(V.i8x16_shl);
+      f.i32(shr).simd(V.i8x16_shr_u);
+      if (shlAfter) f.i32(shlAfter).simd(V.i8x16_shl);
+    };
+    // Low 6 bits: scales 0–3 (bytes 0–3), mins 0–3 (bytes 4–7).
+    part([0, 1, 2, 3, z, z, z, z, 4, 5, 6, 7, z, z, z, z], 2, 2, 0);
+    // Low 4 bits of scales 4–7 (bytes 8–11), high 4 bits of mins 4–7 (bytes 8–11).
+    part([z, z, z, z, 8, 9, 10, 11, z, z, z, z, z, z, z, z], 4, 4, 0);
+    f.simd(SIMD.v128_or);
+    part([z, z, z, z, z, z, z, z, z, z, z, z, 8, 9, 10, 11], 0, 4, 0);
+    f.simd(SIMD.v128_or);
+    // Bits 4–5 of scales 4–7 and mins 4–7: the top 2 bits of bytes 0–3 and 4–7.
+    part([z, z, z, z, 0, 1, 2, 3, z, z, z, z, 4, 5, 6, 7], 0, 6, 4);
+    f.simd(SIMD.v128_or).set(this.t);
+    for (const [half, scale, out] of [[V.i16x8_extend_low_i8x16_u, this.d, this.av], [V.i16x8_extend_high_i8x16_u, this.dmin, this.mv]] as const) {
+      for (const [g, ext] of [[0, V.i32x4_extend_low_i16x8_u], [1, V.i32x4_extend_high_i16x8_u]] as const) {
+        f.get(this.t).simd(half).simd(ext).simd(SIMD.f32x4_convert_i32x4_s).get(scale).simd(SIMD.f32x4_splat).simd(SIMD.f32x4_mul).set(out[g]);
+      }
+    }
+  }
+  /** a and mm of sub-block s, from the lanes. */
+  scales(s: number): void {
+    this.f.get(this.av[s >> 2]).lane(SIMD.f32x4_extract_lane, s & 3).set(this.a);
+    this.f.get(this.mv[s >> 2]).lane(SIMD.f32x4_extract_lane, s & 3).set(this.mm);
+  }
+  /** The 32 codes of sub-block s (u8 lanes of n0, n1); even sub-blocks are the low nibbles of their 32 bytes. */
+  codes(s: number): void {
+    const { f, src } = this;
     for (const [h, n] of [[0, this.n0], [1, this.n1]]) {
       f.get(src).simdMem(SIMD.v128_load, 16 + 32 * (s >> 1) + 16 * h, 0);
       if (s & 1) f.i32(4).simd(V.i8x16_shr_u);
@@ -99,16 +121,6 @@ export class Sub {
   count(q: number): void {
     const f = this.f;
     for (const n of [this.n0, this.n1]) f.get(n).get(q).simd(V.i8x16_splat).simd(V.i8x16_eq).simd(V.i8x16_bitmask).op(X.i32_popcnt);
-    f.op(OP.i32_add);
-  }
-  /** Pushes how many of the 32 codes lie in [lo, hi] (locals; an empty range when lo > hi). */
-  countRange(lo: number, hi: number): void {
-    const f = this.f;
-    for (const n of [this.n0, this.n1]) {
-      f.get(n).get(lo).simd(V.i8x16_splat).simd(V.i8x16_ge_u);
-      f.get(n).get(hi).simd(V.i8x16_splat).simd(V.i8x16_le_u);
-      f.simd(SIMD.v128_and).simd(V.i8x16_bitmask).op(X.i32_popcnt);
-    }
     f.op(OP.i32_add);
   }
   /** Pushes 1 when the code in local `q` occurs. */
@@ -144,18 +156,20 @@ export function emitFlag(f: Fn, nflags: number, index: () => void, kind: number)
 }
 
 /**
- * The loop over `n` blocks (param 0) from sub.src: `body(s)` for each sub-block, inside a
- * `block` it may leave with br 0; `after` ends each block. `empty` pushes the result for n = 0.
+ * The loop over `n` blocks (param 0) from sub.src: `pre` after the block's scales are unpacked,
+ * then `body(s)` for each sub-block (it loads the scales and codes it needs), inside a `block`
+ * it may leave with br 0; `after` ends each block. `empty` pushes the result for n = 0.
  */
-export function emitLoop(f: Fn, sub: Sub, n: number, empty: () => void, body: (s: number) => void, after: () => void, blockIndex: number): void {
+export function emitLoop(f: Fn, sub: Sub, n: number, empty: () => void, pre: () => void, body: (s: number) => void, after: () => void, blockIndex: number): void {
   f.get(n).op(OP.i32_eqz).if_();
   empty();
   f.op(OP.return).end();
   f.loop();
   sub.block();
+  sub.vectors();
+  pre();
   for (let s = 0; s < 8; s++) {
     f.block();
-    sub.load(s);
     body(s);
     f.end();
   }

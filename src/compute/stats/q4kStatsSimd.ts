@@ -1,22 +1,26 @@
 import { Fn, OP, SIMD, T, WASM_PAGE, assemble, ensureMemory, instantiate, type WasmMemory } from '../cpu/wasmAsm';
 import { F16_TO_F32 } from '../dequant/half';
 import { A, ABS, END, Sub, TABLE, V, X, emitFlag, emitLoop, loadAcc, storeAcc } from './q4kStatsAsm';
+import { buildNear } from './q4kStatsNear';
+import { emitCodeSums, emitGroupSums, emitLanesSum, emitSumsInit, vectorSumLocals } from './q4kStatsSums';
 
 /**
- * Statistics of Q4_K blocks in WebAssembly, one 32-value sub-block at a time and without
- * decoding its values. A sub-block's value for code q is v(q) = f32(f32(a·q) − mm), with
+ * Statistics of Q4_K blocks in WebAssembly, without decoding their values. The block's 8 scales
+ * and mins are unpacked in one vector, and the screens and the sums take 4 sub-blocks per
+ * vector; the scalar steps below run only for the sub-blocks a screen marks. A sub-block's value for code q is v(q) = f32(f32(a·q) − mm), with
  * a = f32(d·sc) and mm = f32(dmin·m) as ggml's dequantize_row_q4_K computes them: monotonic
  * in q, so every statistic but the sums follows from a few codes and a few SIMD counts:
  *
  *  - min and max: v(0) and v(15) bound the sub-block; only when a bound passes the running
  *    minimum (maximum) are the smallest and largest codes present found (u8 min/max);
  *  - the smallest non-zero |x|: the codes on either side of the zero crossing q0 = mm / a;
- *  - counts below or beyond a threshold: the codes on the far side, counted by comparison;
+ *  - near-zero counts: a byte mask over the 16 codes, looked up by each code (q4kStatsNear.ts);
+ *  - outlier counts: only where v(0) or v(15) is beyond a threshold, code by code;
  *  - the sums: Σ (x − K) and Σ (x − K)² of the affine values a·q − mm, from Σq and Σq²
  *    (those differ from the float32 values by two roundings, |δ| ≤ 2⁻²⁴ (|a·q| + |x|)).
  *
  * A sub-block whose zero crossing falls on a code (a zero, or a tie the screen cannot
- * settle), or whose a is 0, is flagged: the caller decodes it and folds its values.
+ * settle), or whose a is 0, is flagged by the scan: the caller decodes it and folds its values.
  * The caller gives only blocks whose scales d and dmin are finite.
  *
  * Memory: [0, 256 KiB) the float16 → float32 table, then the accumulators (ACC), the
@@ -103,6 +107,53 @@ function emitMinAbs(f: Fn, sub: Sub, l: { minAbs: number; val: number; toCaller:
   f.end();
 }
 
+/**
+ * The screens of the block's 8 sub-blocks at once (f32x4, 4 sub-blocks a vector), as bits of
+ * `mask`: a sub-block whose bit is clear is folded from its sums alone. A bit is set when a is 0,
+ * when q0 = mm / a (float32, within 1e-6 of the float64 q0 in [−1, 16]) is within 2e-3 of a code
+ * (so every sub-block emitScreen flags, at 1e-3), when v(0) or v(15) passes the running min or max,
+ * or when a code next to the crossing is nearer 0 than the running minAbs: the running values only
+ * shrink within the block, so a clear bit is exact. `bound` gets the block's max |v(0)|, |v(15)|.
+ */
+function emitScanMask(f: Fn, sub: Sub, l: { mask: number; min: number; max: number; minAbs: number; bound: number; slow: number[] }, vec: number[]): void {
+  const [q0, lo, hi, m, b] = vec;
+  f.i32(0).set(l.mask);
+  for (let g = 0; g < 2; g++) {
+    const a = sub.av[g], mm = sub.mv[g];
+    f.get(mm).get(a).simd(SIMD.f32x4_div).set(q0);
+    f.get(a).f32(0).simd(SIMD.f32x4_splat).simd(SIMD.f32x4_eq);
+    // The crossing near a code in [0, 15].
+    f.get(q0).simd(V.f32x4_nearest).tee(lo).f32(0).simd(SIMD.f32x4_splat).simd(V.f32x4_ge);
+    f.get(lo).f32(15).simd(SIMD.f32x4_splat).simd(V.f32x4_le).simd(SIMD.v128_and);
+    f.get(q0).get(lo).simd(SIMD.f32x4_sub).simd(SIMD.f32x4_abs).f32(2e-3).simd(SIMD.f32x4_splat).simd(V.f32x4_lt).simd(SIMD.v128_and);
+    f.simd(SIMD.v128_or).set(m);
+    // v(0) and v(15) against the running min and max; their |·| bound the block.
+    f.get(mm).simd(V.f32x4_neg).set(lo);
+    f.get(a).f32(15).simd(SIMD.f32x4_splat).simd(SIMD.f32x4_mul).get(mm).simd(SIMD.f32x4_sub).set(hi);
+    f.get(lo).get(hi).simd(SIMD.f32x4_min).get(l.min).simd(SIMD.f32x4_splat).simd(V.f32x4_lt);
+    f.get(lo).get(hi).simd(SIMD.f32x4_max).get(l.max).simd(SIMD.f32x4_splat).simd(V.f32x4_gt).simd(SIMD.v128_or);
+    f.get(m).simd(SIMD.v128_or).set(m);
+    f.get(lo).simd(SIMD.f32x4_abs).get(hi).simd(SIMD.f32x4_abs).simd(SIMD.f32x4_max);
+    if (g === 1) f.get(b).simd(SIMD.f32x4_max);
+    f.set(b);
+    // The codes ⌊q0⌋ and ⌊q0⌋ + 1, where in [0, 15], against the running minAbs.
+    f.get(q0).simd(V.f32x4_floor).f32(15).simd(SIMD.f32x4_splat).simd(SIMD.f32x4_min).f32(-1).simd(SIMD.f32x4_splat).simd(SIMD.f32x4_max).set(q0);
+    for (const [off, inRange] of [[0, () => f.get(q0).f32(0).simd(SIMD.f32x4_splat).simd(V.f32x4_ge)], [1, () => f.get(q0).f32(14).simd(SIMD.f32x4_splat).simd(V.f32x4_le)]] as const) {
+      f.get(a).get(q0);
+      if (off) f.f32(1).simd(SIMD.f32x4_splat).simd(SIMD.f32x4_add);
+      f.simd(SIMD.f32x4_mul).get(mm).simd(SIMD.f32x4_sub).simd(SIMD.f32x4_abs).get(l.minAbs).simd(SIMD.f32x4_splat).simd(V.f32x4_lt);
+      inRange();
+      f.simd(SIMD.v128_and).get(m).simd(SIMD.v128_or).set(m);
+    }
+    f.get(m).tee(l.slow[g]).simd(V.i32x4_bitmask);
+    if (g === 1) f.i32(4).op(OP.i32_shl);
+    f.get(l.mask).op(OP.i32_or).set(l.mask);
+  }
+  for (const lane of [0, 1, 2, 3]) f.get(b).lane(SIMD.f32x4_extract_lane, lane);
+  f.op(OP.f32_max).op(OP.f32_max).op(OP.f32_max).set(l.bound);
+}
+
+
 export function buildScan(): Fn {
   // scan(blocks, src) → flagged sub-blocks
   const f = new Fn([T.i32, T.i32], [T.i32]);
@@ -119,6 +170,12 @@ export function buildScan(): Fn {
   loadAcc(f, max, A.max, 'f32');
   loadAcc(f, minAbs, A.minAbs, 'f32');
   const finish = (): void => {
+    f.get(sum);
+    emitLanesSum(f, vs.sum);
+    f.op(OP.f64_add).set(sum);
+    f.get(sq);
+    emitLanesSum(f, vs.sq);
+    f.op(OP.f64_add).set(sq);
     storeAcc(f, sum, A.sum, 'f64');
     storeAcc(f, sq, A.sq, 'f64');
     storeAcc(f, min, A.min, 'f32');
@@ -128,17 +185,30 @@ export function buildScan(): Fn {
   };
   let s = 0;
   const flag = (kind: number): void => emitFlag(f, nflags, () => f.get(blockIndex).i32(3).op(OP.i32_shl).i32(s).op(OP.i32_or), kind);
+  const mask = f.local(T.i32);
+  const vec = Array.from({ length: 5 }, () => f.local(T.v128));
+  const slow = [f.local(T.v128), f.local(T.v128)];
+  const vs = vectorSumLocals(f);
+  emitSumsInit(f, vs);
   emitLoop(
     f,
     sub,
     n,
     () => finish(),
+    () => emitScanMask(f, sub, { mask, min, max, minAbs, bound, slow }, vec),
     (sb) => {
       s = sb;
+      sub.codes(sb);
+      emitCodeSums(f, sub, vs, sb);
+      // The screens' sub-blocks one at a time; the others' sums four at a time.
+      f.get(mask).i32(1 << sb).op(OP.i32_and).if_();
+      sub.scales(sb);
       emitScreen(f, sub, flag, r);
       emitSums(f, sub, { sum, sq, k, s1, s2, av, bp, pair });
       emitRange(f, sub, { min, max, bound, v0, v15 });
       emitMinAbs(f, sub, { minAbs, val, toCaller }, flag);
+      f.end();
+      if ((sb & 3) === 3) emitGroupSums(f, sub, vs, sb >> 2, slow[sb >> 2], k);
     },
     () => {
       // The block's bound on |x|, for the top-k screen.
@@ -151,112 +221,9 @@ export function buildScan(): Fn {
   return f;
 }
 
-interface NearLocals {
-  readonly nearT: number;
-  readonly above: number;
-  readonly below: number;
-  readonly v: number;
-  readonly near: number;
-  readonly out: number;
-  readonly qa: number;
-  readonly qb: number;
-  readonly nearLo: number;
-  readonly nearHi: number;
-}
 
-/**
- * Near-zero values: the codes whose |v| is below T (or v = 0) are a run around the zero crossing
- * (v is monotonic in q), holding one of the two codes that bracket it if any. Found from those
- * two codes (mm / a in float32 picks them), grown while the next code is near, then counted in
- * one comparison. Most sub-blocks have neither bracket code near, and cost no more.
- */
-function emitNearZero(f: Fn, sub: Sub, l: NearLocals): void {
-  f.get(sub.mm).get(sub.a).op(OP.f32_div).op(X.f32_floor).f32(15).op(OP.f32_min).f32(-1).op(OP.f32_max).op(X.i32_trunc_f32_s).set(sub.q);
-  const isNear = (code: () => void): void => {
-    sub.value(code);
-    f.set(l.v);
-    f.get(l.v).op(X.f32_abs).get(l.nearT).op(X.f32_lt).get(l.v).f32(0).op(OP.f32_eq).op(OP.i32_or);
-  };
-  // Each bracket code, when in range: `if` with an i32 result (block type 0x7f).
-  f.get(sub.q).i32(0).op(OP.i32_ge_s).op(OP.if, T.i32);
-  isNear(() => f.get(sub.q));
-  f.op(OP.else).i32(0).end();
-  f.set(l.nearLo);
-  f.get(sub.q).i32(15).op(OP.i32_lt_s).op(OP.if, T.i32);
-  isNear(() => f.get(sub.q).i32(1).op(OP.i32_add));
-  f.op(OP.else).i32(0).end();
-  f.set(l.nearHi);
-  f.get(l.nearLo).get(l.nearHi).op(OP.i32_or).if_();
-  // qa = the lower bracket code if near, else the upper; qb likewise from the top.
-  f.get(sub.q).get(sub.q).i32(1).op(OP.i32_add).get(l.nearLo).op(OP.select).set(l.qa);
-  f.get(sub.q).i32(1).op(OP.i32_add).get(sub.q).get(l.nearHi).op(OP.select).set(l.qb);
-  for (const [edge, step, limit] of [[l.qa, -1, 0], [l.qb, 1, 15]] as const) {
-    f.block().loop();
-    f.get(edge).i32(limit).op(OP.i32_eq).op(OP.br_if, 1);
-    isNear(() => f.get(edge).i32(step).op(OP.i32_add));
-    f.op(OP.i32_eqz).op(OP.br_if, 1);
-    f.get(edge).i32(step).op(OP.i32_add).set(edge);
-    f.op(OP.br, 0).end().end();
-  }
-  f.get(l.near);
-  sub.countRange(l.qa, l.qb);
-  f.op(OP.i32_add).set(l.near);
-  f.end();
-}
 
-/** Outliers: only when v(0) or v(15) is beyond a threshold, then each code is tested and counted. */
-function emitOutliers(f: Fn, sub: Sub, l: NearLocals, v0: number, v15: number): void {
-  f.get(sub.mm).op(X.f32_neg).set(v0);
-  sub.value(() => f.i32(15));
-  f.set(v15);
-  f.get(v0).get(v15).op(OP.f32_max).get(l.above).op(X.f32_gt).get(v0).get(v15).op(OP.f32_min).get(l.below).op(X.f32_lt).op(OP.i32_or).if_();
-  f.i32(0).set(sub.q);
-  f.block().loop();
-  f.get(sub.q).i32(15).op(OP.i32_gt_s).op(OP.br_if, 1);
-  sub.value(() => f.get(sub.q));
-  f.set(l.v);
-  f.get(l.v).get(l.above).op(X.f32_gt).get(l.v).get(l.below).op(X.f32_lt).op(OP.i32_or);
-  f.if_().get(l.out);
-  sub.count(sub.q);
-  f.op(OP.i32_add).set(l.out).end();
-  f.get(sub.q).i32(1).op(OP.i32_add).set(sub.q);
-  f.op(OP.br, 0).end().end();
-  f.end();
-}
 
-/** near: counts |x| < T (or x = 0) and x outside [below, above], as binWide decides them, code by code. */
-export function buildNear(): Fn {
-  const f = new Fn([T.i32, T.i32], [T.i32]);
-  const n = 0;
-  const sub = new Sub(f, 1);
-  const blockIndex = f.local(T.i32), nflags = f.local(T.i32);
-  const [near, out, qa, qb, nearLo, nearHi] = Array.from({ length: 6 }, () => f.local(T.i32));
-  const [nearT, above, below, v, v0, v15] = Array.from({ length: 6 }, () => f.local(T.f32));
-  const l: NearLocals = { nearT, above, below, v, near, out, qa, qb, nearLo, nearHi };
-  loadAcc(f, nearT, A.nearT, 'f32');
-  loadAcc(f, above, A.above, 'f32');
-  loadAcc(f, below, A.below, 'f32');
-  loadAcc(f, near, A.near, 'i32');
-  loadAcc(f, out, A.out, 'i32');
-  const finish = (): void => {
-    storeAcc(f, near, A.near, 'i32');
-    storeAcc(f, out, A.out, 'i32');
-    f.get(nflags);
-  };
-  let s = 0;
-  const flag = (kind: number): void => emitFlag(f, nflags, () => f.get(blockIndex).i32(3).op(OP.i32_shl).i32(s).op(OP.i32_or), kind);
-  const body = (sb: number): void => {
-    s = sb;
-    f.get(sub.a).f32(0).op(OP.f32_eq).if_();
-    flag(0);
-    f.op(OP.br, 1).end();
-    emitNearZero(f, sub, l);
-    emitOutliers(f, sub, l, v0, v15);
-  };
-  emitLoop(f, sub, n, finish, body, () => undefined, blockIndex);
-  finish();
-  return f;
-}
 
 export interface Q4kStatsModule {
   memory: WasmMemory;

@@ -2,6 +2,7 @@ import { isPatternDType, patternBits, patternTable, type PatternDType } from '..
 import { storageDecoder } from '../decode/blocks';
 import { binWide, numericView, scanWide } from './statsWide.cpu';
 import { q4kNear, q4kScan } from './q4kStats.cpu';
+import { scaledNear, scaledScan } from './scaledStats.cpu';
 import { compareTop, sparseTable, type PatternScan, type StatsArgs, type StatsResult, type TopEntry } from './stats';
 
 /** The CPU twin of the statistics kernel; runs in a worker (see stats.ts for the two phases). */
@@ -13,11 +14,16 @@ export function statsCpu(args: StatsArgs): StatsResult {
     return { ...scanPatterns(args.dtype, bytes, args.count, args.first, args.topK), bytes };
   }
   // Q4_K folds its blocks as it decodes them, without a float32 copy (q4kStats.cpu.ts).
-  if (args.storage?.type === 'Q4_K') {
+  if (args.storage?.kind === 'blocks' && args.storage.type === 'Q4_K') {
     const fused = args.phase === 'scan' ? q4kScan(args) : q4kNear(args);
     if (fused) return { ...fused, bytes };
   }
-  const values = args.storage ? blockValues(args.storage.type, bytes, args.count) : numericView(args.dtype, bytes, args.count);
+  // FP8 with large scale blocks folds each block's byte counts (scaledStats.cpu.ts).
+  if (args.storage?.kind === 'scheme') {
+    const fused = args.phase === 'scan' ? scaledScan(args) : scaledNear(args);
+    if (fused) return { ...fused, bytes };
+  }
+  const values = args.storage ? storageValues(args.storage, [bytes, ...(args.more ?? [])], args.count) : numericView(args.dtype, bytes, args.count);
   return { ...(args.phase === 'scan' ? scanWide(values, args) : binWide(values, args)), bytes };
 }
 
@@ -26,12 +32,11 @@ export function statsCpu(args: StatsArgs): StatsResult {
 // One decode buffer per worker, grown to the largest slice: a scan allocates nothing per slice.
 let blockScratch = new Float32Array(0);
 
-/** Whole ggml blocks decoded to float32 (the first `count` values), into the worker's scratch. */
-function blockValues(type: string, bytes: Uint8Array, count: number): Float32Array {
+/** Whole units of a block or scheme storage decoded to float32 (the first `count` values), into the worker's scratch. */
+function storageValues(storage: NonNullable<StatsArgs['storage']>, parts: readonly Uint8Array[], count: number): Float32Array {
   if (blockScratch.length < count) blockScratch = new Float32Array(count);
   const out = blockScratch.subarray(0, count);
-  const storage = { kind: 'blocks' as const, type, blockElements: 0, blockBytes: 0 };
-  storageDecoder(storage).cpu([bytes], out, storage);
+  storageDecoder(storage).cpu(parts, out, storage);
   return out;
 }
 

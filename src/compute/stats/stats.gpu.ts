@@ -26,7 +26,7 @@ const EQUAL_CAP = 4096;
  */
 export async function statsGpu(ctx: GpuContext, args: StatsArgs): Promise<StatsResult> {
   const { dtype } = args;
-  if (args.storage) throw new GpuUnsupportedError(`stats: blocks of ${args.storage.type} are decoded on the CPU`);
+  if (args.storage) throw new GpuUnsupportedError(`stats: units of ${args.storage.kind === 'blocks' ? args.storage.type : args.storage.scheme} are decoded on the CPU`);
   if (dtype === 'F32') return args.phase === 'scan' ? scanF32(ctx, args) : binF32(ctx, args);
   if (!isPatternDType(dtype) || args.phase !== 'scan') throw new GpuUnsupportedError(`stats: no GPU path for ${dtype}`);
   const bytes = args.bytes;

@@ -16,10 +16,12 @@ import { statsGpu } from './stats.gpu';
 interface SliceArgs {
   readonly dtype: DType;
   /**
-   * A block storage (a ggml type): `bytes` hold whole blocks, decoded to float32 in the kernel
-   * and then treated as F32 (two passes). Absent for plain dtypes.
+   * A block storage (a ggml type) or a scheme: `bytes` hold whole units of its data part (a
+   * scheme's other parts in `more`), decoded to float32 in the kernel and then treated as F32
+   * (two passes), so that decoded values never cross threads. Absent for plain dtypes.
    */
-  readonly storage?: Extract<StorageType, { kind: 'blocks' }>;
+  readonly storage?: Exclude<StorageType, { kind: 'dtype' }>;
+  readonly more?: readonly Uint8Array[];
   /** Flat index of the slice's first element within its tensor (top-k reports flat indices). */
   readonly first: number;
   readonly count: number;
