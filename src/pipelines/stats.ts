@@ -282,7 +282,9 @@ function sliceSteps(model: Model, backend: Backend, pool: BufferPool, byTensor: 
       }
       // The CPU twin hands the moved bytes back; the GPU twin never moved them. Decoded values are not the pool's.
       if (read instanceof Uint8Array) pool.give(r.bytes ?? bytes);
-      return { job, r };
+      // A wide result waits for its tensor's last slice: it must not keep the slice's bytes alive
+      // with it (a scheme's bytes are not the pool's, and would pile up to the tensor's size).
+      return { job, r: r.bytes ? { ...r, bytes: undefined } : r };
     },
   };
 }
