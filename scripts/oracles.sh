@@ -17,9 +17,16 @@ if ! "$PY" -c 'import torch' 2>/dev/null; then
     || pipi --find-links /opt/wheels 'torch' \
     || { echo "[oracles] could not install torch: the pickle tests will fail in CI" >&2; exit 1; }
 fi
-# accelerate: Transformers' from_pretrained of an FP8 checkpoint needs it (the fp8-block loader test).
-if "$PY" -c 'import transformers' 2>/dev/null && ! "$PY" -c 'import accelerate' 2>/dev/null; then
-  echo "[oracles] installing accelerate"
-  pipi --index-url file:///opt/pypi/simple --no-deps accelerate 2>/dev/null || pipi --no-deps accelerate
+# Transformers: its FP8 and MXFP4 code is the reference for the quantized-safetensors schemes
+# (quantizer, dequantizers, from_pretrained); accelerate is what its FP8 from_pretrained needs.
+if ! "$PY" -c 'import transformers' 2>/dev/null; then
+  echo "[oracles] installing transformers"
+  pipi --index-url file:///opt/pypi/simple transformers 2>/dev/null || pipi transformers \
+    || { echo "[oracles] could not install transformers: the quantized-safetensors oracle tests will fail in CI" >&2; exit 1; }
 fi
-"$PY" -c 'import gguf, numpy, torch; print("[oracles] gguf-py, numpy and torch present")'
+if ! "$PY" -c 'import accelerate' 2>/dev/null; then
+  echo "[oracles] installing accelerate"
+  pipi --index-url file:///opt/pypi/simple accelerate 2>/dev/null \
+    || pipi --index-url file:///opt/pypi/simple --no-deps accelerate 2>/dev/null || pipi --no-deps accelerate
+fi
+"$PY" -c 'import gguf, numpy, torch, transformers, accelerate; print("[oracles] gguf-py, numpy, torch, transformers and accelerate present")'

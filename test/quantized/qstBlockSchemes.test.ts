@@ -10,11 +10,11 @@ import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { before, test } from 'node:test';
-import { torchAvailable } from './qstFixtures';
+import { torchAvailable, transformersAvailable } from './qstFixtures';
 
 const CLI = join(__dirname, 'cli.js');
 const ORACLE = join(__dirname, '..', 'test', 'quantized', 'block_schemes_oracle.py');
-const skip = !torchAvailable() && 'python3 with torch is not installed';
+const skip = !torchAvailable() ? 'python3 with torch is not installed' : !transformersAvailable() ? 'python3 with transformers and accelerate is not installed' : false;
 
 function run(cmd: string, args: string[]) {
   const r = spawnSync(cmd, args, { encoding: 'utf8', maxBuffer: 64 << 20 });

@@ -48,6 +48,13 @@ export function torchAvailable(): boolean {
   return r.status === 0;
 }
 
+/** Whether python3 has Transformers (and accelerate), whose FP8 and MXFP4 code the block-scheme tests compare with; required in CI. */
+export function transformersAvailable(): boolean {
+  const r = spawnSync('python3', ['-c', 'import transformers, accelerate'], { encoding: 'utf8' });
+  if (r.status !== 0 && process.env.CI) assert.fail(`python3 with transformers and accelerate is required for these oracles (bash scripts/oracles.sh installs them): ${r.stderr}`);
+  return r.status === 0;
+}
+
 /** The folder of generated cases, and whether Transformers' references ran. */
 export function quantFixtures(): { dir: string; transformers: boolean } {
   if (made) return made;
