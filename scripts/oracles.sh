@@ -24,6 +24,12 @@ if ! "$PY" -c 'import transformers' 2>/dev/null; then
   pipi --index-url file:///opt/pypi/simple transformers 2>/dev/null || pipi transformers \
     || { echo "[oracles] could not install transformers: the quantized-safetensors oracle tests will fail in CI" >&2; exit 1; }
 fi
+# sentencepiece trains the SentencePiece vocabularies of the GGUF converter's tokenizer tests.
+if ! "$PY" -c 'import sentencepiece' 2>/dev/null; then
+  echo "[oracles] installing sentencepiece"
+  pipi --index-url file:///opt/pypi/simple sentencepiece 2>/dev/null || pipi sentencepiece \
+    || echo "[oracles] could not install sentencepiece: the SentencePiece tokenizer tests fall back" >&2
+fi
 if ! "$PY" -c 'import accelerate' 2>/dev/null; then
   echo "[oracles] installing accelerate"
   pipi --index-url file:///opt/pypi/simple accelerate 2>/dev/null \
