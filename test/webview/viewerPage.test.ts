@@ -178,8 +178,11 @@ test('the outline paints first; the whole summary then replaces it, keeping what
   // The run's members are listed, closed and not yet expandable.
   assert.deepEqual((await rowLabels(page)).slice(2, 7), ['  layers ×4', '    0', '    1', '    2', '    3']);
   assert.equal(await page.getAttribute('#tree .tree-row[data-id="model.layers.1"]', 'aria-expanded'), null);
-  await page.fill('#filter >> input', 'layers');
+  await page.fill('#filter >> input', 'layer');
   await page.waitForSelector('#root[data-summary="whole"]');
+  // The new field has the focus and the caret: the next keystroke goes on where the user was.
+  assert.equal(await page.evaluate(() => document.activeElement?.id), 'filter');
+  await page.keyboard.type('s');
   assert.equal(await page.inputValue('#filter >> input'), 'layers');
   await page.fill('#filter >> input', '');
   assert.equal(await page.getAttribute('#tree .tree-row[data-id="model.layers.{0..3}"]', 'aria-expanded'), 'true');

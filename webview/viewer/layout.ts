@@ -36,6 +36,9 @@ export function renderViewer(v: Viewer, s: SummaryReplyMessage): void {
   v.root.dataset.state = 'ready';
   // `outline` while only the outline is shown (tests and measurements wait for `whole`).
   v.root.dataset.summary = s.outline ? 'outline' : 'whole';
+  // Typing in the filter while the whole summary replaces the outline goes on in the new field:
+  // its focus and caret move across, so no keystroke lands on a field that is gone.
+  const typing = typingState(v.root);
   clear(v.root);
   const filter = h('vscode-textfield', { id: 'filter', placeholder: 'Filter tensors: text or /regex/', value: v.state.saved.filter }) as HTMLElement & { value: string };
   const filterNote = h('div', { id: 'filter-note', class: 'filter-note' });
@@ -97,9 +100,37 @@ export function renderViewer(v: Viewer, s: SummaryReplyMessage): void {
   };
   filter.addEventListener('input', applyFilter);
   if (v.state.saved.filter) applyFilter();
+  if (typing) restoreTyping(filter, typing);
   v.state.tree.scrollTop = v.state.saved.scrollTop;
   // Restored or reloaded: select again, which asks the host for fresh numbers (its cache makes that cheap).
   if (v.state.saved.selected) v.state.tree.selectPath(v.state.saved.selected, true);
+}
+
+interface Typing {
+  start: number | null;
+  end: number | null;
+}
+
+/** The filter's caret, when the filter has the focus. */
+function typingState(root: HTMLElement): Typing | undefined {
+  const field = root.querySelector<HTMLElement>('#filter');
+  if (!field || document.activeElement !== field) return undefined;
+  const input = field.shadowRoot?.querySelector('input');
+  return { start: input?.selectionStart ?? null, end: input?.selectionEnd ?? null };
+}
+
+/**
+ * Focuses the new field as soon as it has rendered: a microtask, so before the
+ * next input event is handled.
+ */
+function restoreTyping(field: HTMLElement, typing: Typing): void {
+  const rendered = (field as HTMLElement & { updateComplete?: Promise<unknown> }).updateComplete ?? Promise.resolve();
+  void rendered.then(() => {
+    if (!field.isConnected) return;
+    field.focus();
+    const input = field.shadowRoot?.querySelector('input');
+    if (input && typing.start !== null && typing.end !== null) input.setSelectionRange(typing.start, typing.end);
+  });
 }
 
 export function renderTotals(s: SummaryReplyMessage): HTMLElement {
