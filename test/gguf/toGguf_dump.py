@@ -1,6 +1,7 @@
 """Reads converter output back with gguf-py (GGUFReader) for the metadata tests.
 
-usage: toGguf_dump.py F32.gguf Q8_0.gguf
+usage: toGguf_dump.py F32.gguf Q8_0.gguf [PROBES]
+PROBES: a JSON list of token ids whose [token, token type] to print under "probes"
 prints JSON: {"fields": {key: {"type": name, "value": scalar or [len, first 3]}},
               "tensors": {name: [type name, shape]},
               "q8_mismatch": [names whose Q8_0 bytes differ from gguf-py's quantization of the F32 file's tensor]}
@@ -34,4 +35,8 @@ for t in q8.tensors:
         theirs = quantize(src, GGMLQuantizationType.Q8_0).reshape(-1).view(np.uint8)
         if mine.tobytes() != theirs.tobytes():
             out['q8_mismatch'].append(t.name)
+probes = json.loads(sys.argv[3]) if len(sys.argv) > 3 else []
+if probes:
+    tokens, types = q8.fields['tokenizer.ggml.tokens'], q8.fields['tokenizer.ggml.token_type']
+    out['probes'] = {str(i): [tokens.contents(i), int(types.contents(i))] for i in probes}
 print(json.dumps(out, default=lambda o: o.item() if hasattr(o, 'item') else str(o)))
