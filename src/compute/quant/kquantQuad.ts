@@ -21,6 +21,9 @@ export const QUAD_MN = 50176;
 // One call takes at most this many values: the regions above hold 4096 words each.
 export const QUAD_MAX_VALUES = 4096;
 const XT = 51200, XMT = 51712, WT = 52224, AUX = 52736, LB = 53248;
+/** Per-group step d and offset dm of one super-block, for `codes` (16 f32 each). */
+export const QUAD_D = 53760;
+export const QUAD_DM = 53824;
 
 // Opcodes wasmAsm does not name.
 const F32_CONVERT_I32_S = 0xb2;
@@ -29,6 +32,7 @@ const F32X4_LT = 0x43;
 const F32X4_GT = 0x44;
 const F32X4_NEG = 0xe1;
 const F32X4_SQRT = 0xe3;
+const I32_DIV_U = 0x6e;
 // ggml's GROUP_MAX_EPS.
 const GROUP_MAX_EPS = 1e-15;
 
@@ -38,6 +42,11 @@ export interface QuadExports {
   qkx(groups: number, nmax: number, rmin: number, rdelta: number, nstep: number, wmode: number): void;
   /** `make_qx_quants` (rmse_type 1) on `groups` groups of 16 (a multiple of 4); `wmode` 1 reads W, 0 weighs by x². */
   qx(groups: number, nmax: number, wmode: number): void;
+  /**
+   * The final codes of super-block k of the call: clamp(nearest_int((x + dm)/d), lo, hi) + bias
+   * per group of n, from QUAD_D/QUAD_DM; a group whose d is 0 keeps the search's codes.
+   */
+  codes(k: number, n: number, lo: number, hi: number, bias: number): void;
 }
 
 /** Emission helpers for one function: constant locals and the loops every kernel uses. */
@@ -275,6 +284,28 @@ function qxFn(): Fn {
   return f;
 }
 
+function codesFn(): Fn {
+  const f = new Fn([T.i32, T.i32, T.i32, T.i32, T.i32], []);
+  const [k, n, lo, hi, bias] = [0, 1, 2, 3, 4];
+  const e = new Emit(f);
+  const p = f.local(T.i32), end = f.local(T.i32), j = f.local(T.i32), d = f.local(T.f32);
+  const dv = f.local(T.v128), mv = f.local(T.v128), lov = f.local(T.v128), hiv = f.local(T.v128), bv = f.local(T.v128);
+  f.get(lo).simd(SIMD.i32x4_splat).set(lov).get(hi).simd(SIMD.i32x4_splat).set(hiv).get(bias).simd(SIMD.i32x4_splat).set(bv);
+  f.get(k).i32(1024).op(OP.i32_mul).set(p);
+  f.i32(0).set(j).loop();
+  f.get(p).get(n).i32(4).op(OP.i32_mul).op(OP.i32_add).set(end);
+  f.get(j).mem(OP.f32_load, QUAD_D, 2).tee(d).f32(0).op(OP.f32_ne).if_();
+  f.get(d).simd(SIMD.f32x4_splat).set(dv);
+  f.get(j).mem(OP.f32_load, QUAD_DM, 2).simd(SIMD.f32x4_splat).set(mv);
+  f.loop();
+  f.get(p).get(p).simdMem(SIMD.v128_load, QUAD_X, 4).get(mv).simd(SIMD.f32x4_add).get(dv).simd(SIMD.f32x4_div);
+  e.nearest().get(hiv).simd(SIMD.i32x4_min_s).get(lov).simd(SIMD.i32x4_max_s).get(bv).simd(SIMD.i32x4_add).simdMem(SIMD.v128_store, QUAD_L, 4);
+  f.get(p).i32(16).op(OP.i32_add).tee(p).get(end).op(OP.i32_lt_u).op(OP.br_if, 0).end();
+  f.op(OP.else).get(end).set(p).end();
+  f.get(j).i32(4).op(OP.i32_add).tee(j).i32(1024).get(n).op(I32_DIV_U).op(OP.i32_lt_u).op(OP.br_if, 0).end();
+  return f;
+}
+
 export interface QuadKernels {
   readonly exports: QuadExports;
   readonly f32: Float32Array;
@@ -288,7 +319,7 @@ export function quadWasm(): QuadKernels | null {
   if (!qkxWasm()) return null;
   if (cached !== undefined) return cached;
   try {
-    const exports = instantiate<QuadExports>(assemble([['qkx', qkxFn()], ['qx', qxFn()]], 1));
+    const exports = instantiate<QuadExports>(assemble([['qkx', qkxFn()], ['qx', qxFn()], ['codes', codesFn()]], 1));
     cached = { exports, f32: new Float32Array(exports.memory.buffer), i32: new Int32Array(exports.memory.buffer) };
   } catch {
     cached = null;

@@ -7,7 +7,7 @@
  */
 import { f16Table32, putF16 } from './common';
 import { makeQ3Quants, makeQkxQuants, makeQpQuants, makeQxQuants, maxByMagnitude, nearestInt, qkxMin, GROUP_MAX_EPS } from './kquantSearch';
-import { QUAD_L, QUAD_MAX_VALUES, QUAD_MN, QUAD_SC, QUAD_W, QUAD_X, quadWasm, type QuadKernels } from './kquantQuad';
+import { QUAD_D, QUAD_DM, QUAD_L, QUAD_MAX_VALUES, QUAD_MN, QUAD_SC, QUAD_W, QUAD_X, quadWasm, type QuadKernels } from './kquantQuad';
 
 const f = Math.fround;
 const QK = 256;
@@ -206,6 +206,14 @@ function quadSearch(q: QuadKernels, x: Float32Array, xo: number, i: number, nb: 
     scales[j] = q.f32[sc + j];
     mins[j] = q.f32[mn + j];
   }
+}
+
+/** The final codes of super-block i from the steps and offsets in QUAD_D/QUAD_DM (set by the caller), into L. */
+function quadCodes(q: QuadKernels, i: number, n: number, nmax: number): void {
+  const k = i % QUAD_BLOCKS;
+  // Q6_K's codes are signed, stored offset by 32; Q4_K/Q5_K's run 0…nmax.
+  if (n === 16) q.exports.codes(k, 16, -32, 31, 32);
+  else q.exports.codes(k, 32, 0, nmax, 0);
   const lo = (QUAD_L >> 2) + k * QK;
   for (let j = 0; j < QK; j++) L[j] = q.i32[lo + j];
 }
@@ -220,7 +228,17 @@ function scaleMinHeadQuad(q: QuadKernels, x: Float32Array, xo: number, i: number
   }
   out.fill(0, oo + 4, oo + 16);
   putScaleMins(out, oo, maxScale, maxMin);
-  requantScaleMin(x, xo, nmax, out, oo);
+  const t = f16Table32();
+  const D = t[out[oo] | (out[oo + 1] << 8)];
+  const DM = t[out[oo + 2] | (out[oo + 3] << 8)];
+  const s = oo + 4;
+  for (let j = 0; j < 8; j++) {
+    const sc = j < 4 ? out[s + j] & 63 : (out[s + j + 4] & 0xf) | ((out[s + j - 4] >> 6) << 4);
+    const m = j < 4 ? out[s + j + 4] & 63 : (out[s + j + 4] >> 4) | ((out[s + j] >> 6) << 4);
+    q.f32[(QUAD_D >> 2) + j] = f(D * sc);
+    q.f32[(QUAD_DM >> 2) + j] = f(DM * m);
+  }
+  quadCodes(q, i, 32, nmax);
 }
 
 /**
@@ -343,7 +361,13 @@ export function quantizeQ6K(x: Float32Array, xo: number, nb: number, out: Uint8A
     const iscale = f(-128 / maxScale);
     const D = putF16(out, oo + 208, f(1 / iscale));
     for (let ib = 0; ib < 16; ib++) out[oo + 192 + ib] = Math.min(127, nearestInt(f(iscale * scales[ib])));
-    for (let j = 0; j < 16; j++) {
+    if (quad) {
+      for (let j = 0; j < 16; j++) {
+        quad.f32[(QUAD_D >> 2) + j] = f(D * ((out[oo + 192 + j] << 24) >> 24));
+        quad.f32[(QUAD_DM >> 2) + j] = 0;
+      }
+      quadCodes(quad, i, 16, 32);
+    } else for (let j = 0; j < 16; j++) {
       const d = f(D * ((out[oo + 192 + j] << 24) >> 24));
       if (!d) continue;
       for (let ii = 0; ii < 16; ii++) {
