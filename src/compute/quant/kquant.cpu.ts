@@ -8,6 +8,7 @@ import type { GgmlTypeName } from '../../format/gguf/types';
 import { dequantize } from '../dequant/dequant.cpu';
 import { bytesPerInput, decodeInto, emptySums, inputViews, scratch, sumsFrom, type QuantizeArgs, type QuantizeResult } from './common';
 import { quantizeQ2K, quantizeQ3K, quantizeQ4K, quantizeQ5K, quantizeQ6K } from './kquantRows';
+import { ERR_MAX_VALUES, errorSumsWasm } from './errorSumsWasm';
 import { quantizeIq4Nl, quantizeIq4Xs, quantizeQ5_0, quantizeQ5_1 } from './q5iq4Rows';
 
 export type KQuantType = 'Q2_K' | 'Q3_K' | 'Q4_K' | 'Q5_K' | 'Q6_K' | 'Q5_0' | 'Q5_1' | 'IQ4_NL' | 'IQ4_XS';
@@ -76,6 +77,19 @@ export function kquantCpu(type: KQuantType, a: QuantizeArgs, imatrix?: Float32Ar
 
 function errorSums(type: KQuantType, x: Float32Array, data: Uint8Array, rows: number, cols: number, rowBytes: number) {
   const rowsPerStep = Math.max(1, Math.floor(STAT_ROWS_VALUES / Math.max(1, cols)));
+  const w = cols <= ERR_MAX_VALUES ? errorSumsWasm() : null;
+  if (w) {
+    // The same sums in WebAssembly: the dequantizer writes straight into the kernel's memory.
+    const per = Math.floor(ERR_MAX_VALUES / cols);
+    w.sums.fill(0);
+    for (let r = 0; r < rows; r += per) {
+      const k = Math.min(per, rows - r);
+      dequantize(type as GgmlTypeName, data.subarray(r * rowBytes, (r + k) * rowBytes), w.y.subarray(0, k * cols));
+      w.x.set(x.subarray(r * cols, (r + k) * cols));
+      w.acc(k * cols);
+    }
+    return sumsFrom(rows * cols, w.sums[0], w.sums[1], w.sums[2], w.sums[3]);
+  }
   const y = new Float32Array(rowsPerStep * cols);
   let sumX2 = 0, sumXE = 0, sumE2 = 0, maxErr = 0;
   for (let r = 0; r < rows; r += rowsPerStep) {
