@@ -32,6 +32,8 @@ const F32X4_LT = 0x43;
 const F32X4_GT = 0x44;
 const F32X4_NEG = 0xe1;
 const F32X4_SQRT = 0xe3;
+const F32X4_PMIN = 0xea;
+const I32X4_ALL_TRUE = 0xa3;
 const I32_DIV_U = 0x6e;
 // ggml's GROUP_MAX_EPS.
 const GROUP_MAX_EPS = 1e-15;
@@ -222,8 +224,38 @@ function qxFn(): Fn {
   const qb = f.local(T.i32), sc = f.local(T.i32), p = f.local(T.i32), t = f.local(T.i32), o = f.local(T.i32), is = f.local(T.i32);
   const v = () => f.local(T.v128);
   const x = v(), w = v(), amax = v(), vmax = v(), zero = v(), iscale = v(), scale = v(), best = v(), sumlx = v(), suml2 = v(), upd = v(), l = v(), fl = v(), lo = v(), hi = v(), ns = v();
+  const loF = v(), hiF = v(), fin = v(), fast = f.local(T.i32);
   f.i32(0).get(nmax).op(OP.i32_sub).simd(SIMD.i32x4_splat).set(lo);
   f.get(nmax).i32(1).op(OP.i32_sub).simd(SIMD.i32x4_splat).set(hi);
+  f.get(lo).simd(SIMD.f32x4_convert_i32x4_s).set(loF);
+  f.get(hi).simd(SIMD.f32x4_convert_i32x4_s).set(hiF);
+  // w·x, the same f32 product at every step (XMT is free in this search).
+  const WX = XMT;
+  /**
+   * The step sums where every value of the quad is finite: then |iscale·x| ≤ nmax + 1, where
+   * roundeven, clamped as floats, is exactly the clamped nearest_int (its bit trick holds below
+   * 2^22); the codes themselves are only stored when a step wins (keepCodes).
+   */
+  const sumsFast = () => {
+    f.get(e.zero).tee(sumlx).set(suml2);
+    e.rows(o, 0, 16, () => {
+      f.get(iscale);
+      e.ld(o, XT).simd(SIMD.f32x4_mul).simd(SIMD.f32x4_nearest).get(hiF).simd(F32X4_PMIN).get(loF).simd(SIMD.f32x4_pmax).set(fl);
+      f.get(sumlx);
+      e.ld(o, WX).get(fl).simd(SIMD.f32x4_mul).simd(SIMD.f32x4_add).set(sumlx);
+      f.get(suml2);
+      e.ld(o, WT).get(fl).simd(SIMD.f32x4_mul).get(fl).simd(SIMD.f32x4_mul).simd(SIMD.f32x4_add).set(suml2);
+    });
+  };
+  // The codes of the current iscale into LB, in the lanes of `m` only.
+  const keepCodes = (m: number) => {
+    e.rows(o, 0, 16, () => {
+      f.get(o).get(iscale);
+      e.ld(o, XT).simd(SIMD.f32x4_mul);
+      e.nearest().get(hi).simd(SIMD.i32x4_min_s).get(lo).simd(SIMD.i32x4_max_s);
+      e.ld(o, LB).get(m).simd(SIMD.v128_bitselect).simdMem(SIMD.v128_store, LB, 4);
+    });
+  };
   // Σw·x·l and Σw·l² of codes clamp(nearest(iscale·x), −nmax, nmax − 1), stored at `dst`.
   const sums = (dst: number) => {
     f.get(e.zero).tee(sumlx).set(suml2);
@@ -243,13 +275,17 @@ function qxFn(): Fn {
   f.op(OP.else);
   e.rows(o, 0, 16, () => void f.get(o).get(o).simdMem(SIMD.v128_load, XT, 4).tee(x).get(x).simd(SIMD.f32x4_mul).simdMem(SIMD.v128_store, WT, 4));
   f.end();
-  // The value of largest magnitude (the first of equals).
+  e.rows(o, 0, 16, () => void f.get(o).get(o).simdMem(SIMD.v128_load, WT, 4).get(o).simdMem(SIMD.v128_load, XT, 4).simd(SIMD.f32x4_mul).simdMem(SIMD.v128_store, WX, 4));
+  // The value of largest magnitude (the first of equals); whether every value is finite.
   f.get(e.zero).tee(amax).set(vmax);
+  f.i32(-1).simd(SIMD.i32x4_splat).set(fin);
   e.rows(o, 0, 16, () => {
     e.ld(o, XT).tee(x).simd(SIMD.f32x4_abs).tee(w).get(amax).simd(F32X4_GT).set(upd);
     e.sel(amax, w, amax, upd);
     e.sel(vmax, x, vmax, upd);
+    f.get(fin).get(w).f32(Infinity).simd(SIMD.f32x4_splat).simd(F32X4_LT).simd(SIMD.v128_and).set(fin);
   });
+  f.get(fin).simd(I32X4_ALL_TRUE).set(fast);
   f.get(amax).f32(GROUP_MAX_EPS).simd(SIMD.f32x4_splat).simd(F32X4_LT).set(zero);
   f.i32(0).get(nmax).op(OP.i32_sub).op(F32_CONVERT_I32_S).simd(SIMD.f32x4_splat).get(vmax).simd(SIMD.f32x4_div).set(iscale);
   sums(LB);
@@ -259,7 +295,11 @@ function qxFn(): Fn {
   f.get(is).if_();
   f.get(nmax).op(F32_CONVERT_I32_S).f32(0.1).get(is).op(F32_CONVERT_I32_S).op(OP.f32_mul).op(OP.f32_add).op(F32_NEG).simd(SIMD.f32x4_splat);
   f.get(vmax).simd(SIMD.f32x4_div).set(iscale);
+  f.get(fast).if_();
+  sumsFast();
+  f.op(OP.else);
   sums(AUX);
+  f.end();
   f.get(suml2).get(e.zero).simd(F32X4_GT);
   f.get(sumlx).get(sumlx).simd(SIMD.f32x4_mul).get(best).get(suml2).simd(SIMD.f32x4_mul).simd(F32X4_GT).simd(SIMD.v128_and);
   f.get(zero).simd(SIMD.v128_andnot).tee(upd).simd(SIMD.v128_any_true).if_();
@@ -267,11 +307,7 @@ function qxFn(): Fn {
   e.sel(scale, ns, scale, upd);
   f.get(ns).get(sumlx).simd(SIMD.f32x4_mul).set(ns);
   e.sel(best, ns, best, upd);
-  e.rows(o, 0, 16, () => {
-    f.get(o);
-    e.ld(o, AUX);
-    e.ld(o, LB).get(upd).simd(SIMD.v128_bitselect).simdMem(SIMD.v128_store, LB, 4);
-  });
+  keepCodes(upd);
   f.end();
   f.end();
   f.get(is).i32(1).op(OP.i32_add).tee(is).i32(9).op(OP.i32_le_s).op(OP.br_if, 0).end();
