@@ -209,13 +209,28 @@ function quadSearch(q: QuadKernels, x: Float32Array, xo: number, i: number, nb: 
 }
 
 /** The final codes of super-block i from the steps and offsets in QUAD_D/QUAD_DM (set by the caller), into L. */
-function quadCodes(q: QuadKernels, i: number, n: number, nmax: number): void {
+function quadCodes(q: QuadKernels, i: number, nmax: number): void {
   const k = i % QUAD_BLOCKS;
-  // Q6_K's codes are signed, stored offset by 32; Q4_K/Q5_K's run 0…nmax.
-  if (n === 16) q.exports.codes(k, 16, -32, 31, 32);
-  else q.exports.codes(k, 32, 0, nmax, 0);
+  // Q4_K/Q5_K's codes run 0…nmax.
+  q.exports.codes(k, 32, 0, nmax, 0);
   const lo = (QUAD_L >> 2) + k * QK;
   for (let j = 0; j < QK; j++) L[j] = q.i32[lo + j];
+}
+
+/** Q6_K's ql/qh bytes of super-block i straight from the kernel's codes (signed, stored offset by 32). */
+function quadPackQ6K(q: QuadKernels, i: number, out: Uint8Array, oo: number): void {
+  const k = i % QUAD_BLOCKS;
+  q.exports.codes(k, 16, -32, 31, 32);
+  const c = q.i32;
+  let ql = oo, qh = oo + 128;
+  for (let j = (QUAD_L >> 2) + k * QK, end = j + QK; j < end; j += 128, ql += 64, qh += 32) {
+    for (let l = 0; l < 32; l++) {
+      const a = c[j + l], b = c[j + l + 32], cc = c[j + l + 64], e = c[j + l + 96];
+      out[ql + l] = (a & 0xf) | ((cc & 0xf) << 4);
+      out[ql + l + 32] = (b & 0xf) | ((e & 0xf) << 4);
+      out[qh + l] = (a >> 4) | ((b >> 4) << 2) | ((cc >> 4) << 4) | ((e >> 4) << 6);
+    }
+  }
 }
 
 /** Q4_K/Q5_K's reference path (no imatrix) with the SIMD search: the 16 head bytes, the codes in L. */
@@ -238,7 +253,7 @@ function scaleMinHeadQuad(q: QuadKernels, x: Float32Array, xo: number, i: number
     q.f32[(QUAD_D >> 2) + j] = f(D * sc);
     q.f32[(QUAD_DM >> 2) + j] = f(DM * m);
   }
-  quadCodes(q, i, 32, nmax);
+  quadCodes(q, i, nmax);
 }
 
 /**
@@ -366,8 +381,10 @@ export function quantizeQ6K(x: Float32Array, xo: number, nb: number, out: Uint8A
         quad.f32[(QUAD_D >> 2) + j] = f(D * ((out[oo + 192 + j] << 24) >> 24));
         quad.f32[(QUAD_DM >> 2) + j] = 0;
       }
-      quadCodes(quad, i, 16, 32);
-    } else for (let j = 0; j < 16; j++) {
+      quadPackQ6K(quad, i, out, oo);
+      continue;
+    }
+    for (let j = 0; j < 16; j++) {
       const d = f(D * ((out[oo + 192 + j] << 24) >> 24));
       if (!d) continue;
       for (let ii = 0; ii < 16; ii++) {
