@@ -12,6 +12,10 @@ import { qkxWasm } from './kquantWasm';
  * Memory (bytes): X input values in natural order, W weights in natural order (when
  * given), L codes out (i32, indexed as X), SC scale per group, MN −min per group; then
  * the transposed scratch of one quad.
+ *
+ * `qkxFn` and `qxFn` are longer than 80 lines on purpose: each emits one WebAssembly
+ * function, and its two dozen locals are shared by every step of the search; split up, the
+ * pieces would pass them all around and read less like the reference they follow.
  */
 export const QUAD_X = 0;
 export const QUAD_W = 16384;
