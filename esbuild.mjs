@@ -70,8 +70,9 @@ const nodeOptions = {
   target: 'node22',
   outdir,
   // `vscode` is provided by the extension host; dawn.node is a native addon loaded by path at run time;
-  // playwright-core (a dev dependency) is loaded from node_modules by the benchmark's VS Code case only.
-  external: ['vscode', '*.node', 'playwright-core'],
+  // playwright-core (a dev dependency) is loaded from node_modules by the benchmark's VS Code case only;
+  // koffi (a dev dependency, native) by the benchmark's llama_model_quantize cases only.
+  external: ['vscode', '*.node', 'playwright-core', 'koffi'],
   entryPoints: Object.fromEntries(nodeEntries.map(([src, out]) => [out, src])),
 };
 
@@ -92,7 +93,7 @@ const webOptions = {
 const testOptions = {
   ...nodeOptions,
   entryPoints: Object.fromEntries(walk('test', '.test.ts').map((p) => [basename(p, '.ts'), p])),
-  external: [...nodeOptions.external, 'playwright-core', 'safetensors', '@huggingface/gguf', 'fast-check', 'koffi'],
+  external: [...nodeOptions.external, 'safetensors', '@huggingface/gguf', 'fast-check'],
 };
 
 /** Copies the native Dawn addon for this platform next to the bundle (packaging copies per target). */

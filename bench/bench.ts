@@ -3,6 +3,7 @@
 import { spawnSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import type { BenchCase } from './case';
 import { CASES } from './cases/index';
 
 const workDir = resolve(process.env.TW_BENCH_DIR ?? join(__dirname, '..', '.bench'));
@@ -15,6 +16,27 @@ async function runChild(name: string): Promise<void> {
   // maxRSS is in kilobytes. A case that measures a process of its own (the CLI) reports that one's.
   const peakRssMB = process.resourceUsage().maxRSS / 1024;
   process.stdout.write(JSON.stringify({ peakRssMB: Math.round(peakRssMB), ...result }) + '\n');
+}
+
+type Figures = Record<string, unknown>;
+
+/** Ratios to the peer case and the pass/fail of the case's goals, where the run has the figures. */
+function compareWithPeer(c: BenchCase, results: Record<string, unknown>): void {
+  const ours = results[c.name] as Figures;
+  if (!ours || ours.error) return;
+  const checks: boolean[] = [];
+  if (typeof ours.rssPass === 'boolean') checks.push(ours.rssPass);
+  if (c.gbpsGoal !== undefined && typeof ours.gbPerSecond === 'number') checks.push(ours.gbPerSecond >= c.gbpsGoal);
+  const peer = c.peer ? (results[c.peer] as Figures | undefined) : undefined;
+  // Without the peer's figures the speed goal is unknown, and so is the case's pass.
+  if (c.speedupGoal !== undefined && (!peer || peer.error)) return;
+  if (peer && !peer.error && typeof peer.seconds === 'number' && typeof ours.seconds === 'number') {
+    const wall = Number((peer.seconds / ours.seconds).toFixed(2));
+    ours.speedupWall = wall;
+    if (typeof peer.cpuSeconds === 'number' && typeof ours.cpuSeconds === 'number') ours.speedupCpu = Number((peer.cpuSeconds / ours.cpuSeconds).toFixed(2));
+    if (c.speedupGoal !== undefined) checks.push(wall >= c.speedupGoal);
+  }
+  if (checks.length) ours.pass = checks.every(Boolean);
 }
 
 function main(): void {
@@ -43,6 +65,7 @@ function main(): void {
     const line = r.stdout.trim().split('\n').pop() ?? '';
     results[c.name] = r.status === 0 && line ? { description: c.description, ...JSON.parse(line) } : { error: `exit ${r.status}` };
   }
+  for (const c of selected) compareWithPeer(c, results);
   const doc = {
     date: new Date().toISOString(),
     node: process.version,

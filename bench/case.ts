@@ -5,6 +5,12 @@ export interface BenchCase {
   /** What the figures mean and the target they are checked against. */
   readonly description: string;
   run(ctx: BenchContext): Promise<BenchResult>;
+  /** A case measuring another program on the same work; the run compares their `seconds` and `cpuSeconds`. */
+  readonly peer?: string;
+  /** How many times faster than `peer` the goal asks for. */
+  readonly speedupGoal?: number;
+  /** The goal in GB/s of input (`gbPerSecond`). */
+  readonly gbpsGoal?: number;
 }
 
 export interface BenchContext {

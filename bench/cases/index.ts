@@ -3,6 +3,7 @@ import { convertQuantizedCases } from './convertQuantized';
 import { formatReadCases } from './formatRead';
 import { dequantCases } from './dequant';
 import { kquantCases } from './kquant';
+import { llamaQuantizeCases } from './llamaQuantize';
 import { diffCases } from './diff';
 import { manyTensorsCases } from './manyTensors';
 import { mergeCases } from './merge';
@@ -18,4 +19,4 @@ import { viewerCases } from './viewer';
 import { viewerVscodeCases } from './viewerVscode';
 
 /** Every benchmark case; each area adds its own module's cases here. */
-export const CASES: BenchCase[] = [...diffCases, ...mergeCases, ...mergeModelsCases, ...pickleCases, ...formatReadCases, ...formatWriteCases, ...quantizeCases, ...statsCases, ...dequantCases, ...ggufCases, ...scanCases, ...scanSchemeCases, ...kquantCases, ...manyTensorsCases, ...viewerCases, ...viewerVscodeCases, ...convertQuantizedCases];
+export const CASES: BenchCase[] = [...diffCases, ...mergeCases, ...mergeModelsCases, ...pickleCases, ...formatReadCases, ...formatWriteCases, ...quantizeCases, ...statsCases, ...dequantCases, ...ggufCases, ...scanCases, ...scanSchemeCases, ...kquantCases, ...manyTensorsCases, ...viewerCases, ...viewerVscodeCases, ...convertQuantizedCases, ...llamaQuantizeCases];

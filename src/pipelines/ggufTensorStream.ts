@@ -1,3 +1,4 @@
+import { castToF16Simd } from '../compute/cast/f16Simd';
 import { castBytes, f16FromF32Bits, f32Bits, FormatError, isCastDType, type CastCounts, type DType } from '../format';
 
 /**
@@ -82,7 +83,9 @@ export function outBytes(type: GgufOutType, numel: number): number {
 export async function* encode(src: AsyncIterable<Uint8Array>, from: DType, to: GgufOutType, counts: CastCounts): AsyncIterable<Uint8Array> {
   if (!isCastDType(from)) throw new FormatError('unsupported', `dtype ${from} is not a float type the converter reads`);
   if (to !== 'Q8_0') {
-    for await (const chunk of src) yield from === to ? chunk : castBytes(chunk, from, to, counts);
+    // To F16 from BF16/F32 (the common conversions) in SIMD where WebAssembly has it: the same bytes and counts.
+    const simd = to === 'F16' && (from === 'BF16' || from === 'F32');
+    for await (const chunk of src) yield from === to ? chunk : ((simd && castToF16Simd(chunk, from, counts)) || castBytes(chunk, from, to, counts));
     return;
   }
   // Whole Q8_0 blocks, 1024 at a time: a chunk boundary may fall inside a block.

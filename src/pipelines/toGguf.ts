@@ -179,6 +179,12 @@ function expectShape(t: TensorInfo, want: readonly number[], file: string): void
 /** What a tensor is encoded with: a cast, or a quantizer twin on the backend. */
 interface Encoder {
   readonly counts: CastCounts;
+  /**
+   * The pair every tensor is read through, in turns (no fresh 4 MiB buffer per chunk): each stage
+   * after the read (cast, permutation, quantizer blocks, or the writer's awaited write) is done
+   * with a chunk before the one after the next is read, and tensors are written one at a time.
+   */
+  readonly buffers: readonly [Uint8Array, Uint8Array];
   readonly imatrix?: Imatrix;
   readonly backend?: Backend;
   readonly signal?: AbortSignal;
@@ -195,7 +201,7 @@ function planTensor(model: Model, t: TensorInfo, name: string, shape: ModelShape
   }
   const weights = schemeOf(type) && type !== 'Q8_0' ? rowWeightsFor(enc.imatrix, name, [...t.shape].reverse(), type, model.path) : undefined;
   const data = () => {
-    let src = model.chunks(t, { chunkBytes: CHUNK_BYTES, signal: enc.signal });
+    let src = model.chunks(t, { chunkBytes: CHUNK_BYTES, signal: enc.signal, buffers: enc.buffers });
     if (heads) src = permuteHeads(src, t.shape[0] / heads, rowElems * esize);
     if (type === 'F32' || type === 'F16' || type === 'BF16' || type === 'Q8_0') return encode(src, t.dtype, type, enc.counts);
     return quantizeRows(src, t.dtype, type, rowElems, enc.backend!, enc.counts, enc.signal, weights);
@@ -310,7 +316,8 @@ export async function toGguf(args: ToGgufArgs, ctx: JobContext = {}): Promise<To
     const imatrix = args.imatrix ? await readImatrix(args.imatrix) : undefined;
     const types = tensorTypes(model, shape, imatrix ? { ...args, ftypeOptions: { ...args.ftypeOptions, hasImatrix: true } } : args);
     const needsBackend = types.named.some(([, , type]) => schemeOf(type) !== undefined && type !== 'Q8_0');
-    const enc: Encoder = { counts, imatrix, signal: ctx.signal, backend: needsBackend ? await getBackend(ctx.backend ?? 'auto') : undefined };
+    const buffers: [Uint8Array, Uint8Array] = [new Uint8Array(CHUNK_BYTES), new Uint8Array(CHUNK_BYTES)];
+    const enc: Encoder = { counts, imatrix, buffers, signal: ctx.signal, backend: needsBackend ? await getBackend(ctx.backend ?? 'auto') : undefined };
     const planned = types.named.map(([t, name, type]) => planTensor(model, t, name, shape, type, enc));
     if (rope === 'llama3') {
       const factors = llama3RopeFactors(config, shape.headDim);

@@ -64,8 +64,9 @@ const WEIGHTS: Record<string, WeightMaker> = {
 
 const TYPES = Object.keys(KQUANT_TYPES) as KQuantType[];
 
+// 5632 (22 super-blocks): rows longer than one call of the SIMD searches (16 super-blocks).
 function lengthsOf(type: KQuantType): number[] {
-  return KQUANT_TYPES[type].blockSize === 256 ? [256, 512, 4096] : [32, 96, 256, 4096];
+  return KQUANT_TYPES[type].blockSize === 256 ? [256, 512, 4096, 5632] : [32, 96, 256, 4096];
 }
 
 let rowsCompared = 0;

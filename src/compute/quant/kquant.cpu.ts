@@ -6,8 +6,9 @@
  */
 import type { GgmlTypeName } from '../../format/gguf/types';
 import { dequantize } from '../dequant/dequant.cpu';
-import { bytesPerInput, decodeInto, emptySums, inputViews, scratch, sumsFrom, type QuantizeArgs, type QuantizeResult } from './common';
+import { bytesPerInput, decodeInto, emptySums, f16Table32, inputViews, scratch, sumsFrom, type QuantizeArgs, type QuantizeResult } from './common';
 import { quantizeQ2K, quantizeQ3K, quantizeQ4K, quantizeQ5K, quantizeQ6K } from './kquantRows';
+import { ERR_MAX_VALUES, errorSumsWasm, type ErrKernel } from './errorSumsWasm';
 import { quantizeIq4Nl, quantizeIq4Xs, quantizeQ5_0, quantizeQ5_1 } from './q5iq4Rows';
 
 export type KQuantType = 'Q2_K' | 'Q3_K' | 'Q4_K' | 'Q5_K' | 'Q6_K' | 'Q5_0' | 'Q5_1' | 'IQ4_NL' | 'IQ4_XS';
@@ -74,8 +75,35 @@ export function kquantCpu(type: KQuantType, a: QuantizeArgs, imatrix?: Float32Ar
   return { data, stats: errorSums(type, x, data, a.rows, a.cols, rowBytes) };
 }
 
+/** Q6_K blocks → the kernel's Y, in WebAssembly: the group steps f32(d·scale) here, the codes there. */
+function dequantQ6K(w: ErrKernel, blocks: Uint8Array): void {
+  const nb = blocks.length / 210;
+  w.q6.set(blocks);
+  const t = f16Table32();
+  for (let b = 0, p = 0; b < nb; b++, p += 210) {
+    const d = t[blocks[p + 208] | (blocks[p + 209] << 8)];
+    for (let g = 0; g < 16; g++) w.q6Steps[b * 16 + g] = Math.fround(d * ((blocks[p + 192 + g] << 24) >> 24));
+  }
+  w.dq6(nb);
+}
+
 function errorSums(type: KQuantType, x: Float32Array, data: Uint8Array, rows: number, cols: number, rowBytes: number) {
   const rowsPerStep = Math.max(1, Math.floor(STAT_ROWS_VALUES / Math.max(1, cols)));
+  const w = cols <= ERR_MAX_VALUES ? errorSumsWasm() : null;
+  if (w) {
+    // The same sums in WebAssembly: the dequantizer writes straight into the kernel's memory.
+    const per = Math.floor(ERR_MAX_VALUES / cols);
+    w.sums.fill(0);
+    for (let r = 0; r < rows; r += per) {
+      const k = Math.min(per, rows - r);
+      const blocks = data.subarray(r * rowBytes, (r + k) * rowBytes);
+      if (type === 'Q6_K') dequantQ6K(w, blocks);
+      else dequantize(type as GgmlTypeName, blocks, w.y.subarray(0, k * cols));
+      w.x.set(x.subarray(r * cols, (r + k) * cols));
+      w.acc(k * cols);
+    }
+    return sumsFrom(rows * cols, w.sums[0], w.sums[1], w.sums[2], w.sums[3]);
+  }
   const y = new Float32Array(rowsPerStep * cols);
   let sumX2 = 0, sumXE = 0, sumE2 = 0, maxErr = 0;
   for (let r = 0; r < rows; r += rowsPerStep) {

@@ -7,6 +7,7 @@
  */
 import { f16Table32, putF16 } from './common';
 import { makeQ3Quants, makeQkxQuants, makeQpQuants, makeQxQuants, maxByMagnitude, nearestInt, qkxMin, GROUP_MAX_EPS } from './kquantSearch';
+import { QUAD_D, QUAD_DM, QUAD_L, QUAD_MAX_VALUES, QUAD_MN, QUAD_SC, QUAD_W, QUAD_X, quadWasm, type QuadKernels } from './kquantQuad';
 
 const f = Math.fround;
 const QK = 256;
@@ -171,6 +172,90 @@ function putScaleMin(out: Uint8Array, so: number, j: number, ls: number, lm: num
   }
 }
 
+/** The reference path's d, dmin and 12 scale bytes: `scales` and `mins` on a 63/max grid. */
+function putScaleMins(out: Uint8Array, oo: number, maxScale: number, maxMin: number): void {
+  const invScale = maxScale > 0 ? f(63 / maxScale) : 0;
+  const invMin = maxMin > 0 ? f(63 / maxMin) : 0;
+  for (let j = 0; j < 8; j++) {
+    const ls = Math.min(63, nearestInt(f(invScale * scales[j])) & 0xff);
+    const lm = Math.min(63, nearestInt(f(invMin * mins[j])) & 0xff);
+    putScaleMin(out, oo + 4, j, ls, lm);
+  }
+  putF16(out, oo, f(maxScale / 63));
+  putF16(out, oo + 2, f(maxMin / 63));
+}
+
+// Super-blocks per call of the SIMD searches.
+const QUAD_BLOCKS = QUAD_MAX_VALUES / QK;
+
+/**
+ * Super-block i of a row through the SIMD search (`kquantQuad`): the first of every
+ * QUAD_BLOCKS runs the kernel (`run`, on that many groups) for them all; each then takes
+ * its groups' scales, minimums and codes into `scales`, `mins` and L.
+ */
+function quadSearch(q: QuadKernels, x: Float32Array, xo: number, i: number, nb: number, group: number, run: (groups: number) => void): void {
+  const k = i % QUAD_BLOCKS;
+  if (k === 0) {
+    const n = Math.min(QUAD_BLOCKS, nb - i) * QK;
+    q.f32.set(x.subarray(xo, xo + n), QUAD_X >> 2);
+    run(n / group);
+  }
+  const per = QK / group;
+  const sc = (QUAD_SC >> 2) + k * per, mn = (QUAD_MN >> 2) + k * per;
+  for (let j = 0; j < per; j++) {
+    scales[j] = q.f32[sc + j];
+    mins[j] = q.f32[mn + j];
+  }
+}
+
+/** The final codes of super-block i from the steps and offsets in QUAD_D/QUAD_DM (set by the caller), into L. */
+function quadCodes(q: QuadKernels, i: number, nmax: number): void {
+  const k = i % QUAD_BLOCKS;
+  // Q4_K/Q5_K's codes run 0…nmax.
+  q.exports.codes(k, 32, 0, nmax, 0);
+  const lo = (QUAD_L >> 2) + k * QK;
+  for (let j = 0; j < QK; j++) L[j] = q.i32[lo + j];
+}
+
+/** Q6_K's ql/qh bytes of super-block i straight from the kernel's codes (signed, stored offset by 32). */
+function quadPackQ6K(q: QuadKernels, i: number, out: Uint8Array, oo: number): void {
+  const k = i % QUAD_BLOCKS;
+  q.exports.codes(k, 16, -32, 31, 32);
+  const c = q.i32;
+  let ql = oo, qh = oo + 128;
+  for (let j = (QUAD_L >> 2) + k * QK, end = j + QK; j < end; j += 128, ql += 64, qh += 32) {
+    for (let l = 0; l < 32; l++) {
+      const a = c[j + l], b = c[j + l + 32], cc = c[j + l + 64], e = c[j + l + 96];
+      out[ql + l] = (a & 0xf) | ((cc & 0xf) << 4);
+      out[ql + l + 32] = (b & 0xf) | ((e & 0xf) << 4);
+      out[qh + l] = (a >> 4) | ((b >> 4) << 2) | ((cc >> 4) << 4) | ((e >> 4) << 6);
+    }
+  }
+}
+
+/** Q4_K/Q5_K's reference path (no imatrix) with the SIMD search: the 16 head bytes, the codes in L. */
+function scaleMinHeadQuad(q: QuadKernels, x: Float32Array, xo: number, i: number, nb: number, nmax: number, out: Uint8Array, oo: number): void {
+  quadSearch(q, x, xo, i, nb, 32, (groups) => (nmax === 15 ? q.exports.qkx(groups, 15, -1, f(0.1), 20, 0) : q.exports.qkx(groups, 31, f(-0.5), f(0.1), 15, 0)));
+  let maxScale = 0, maxMin = 0;
+  for (let j = 0; j < 8; j++) {
+    if (scales[j] > maxScale) maxScale = scales[j];
+    if (mins[j] > maxMin) maxMin = mins[j];
+  }
+  out.fill(0, oo + 4, oo + 16);
+  putScaleMins(out, oo, maxScale, maxMin);
+  const t = f16Table32();
+  const D = t[out[oo] | (out[oo + 1] << 8)];
+  const DM = t[out[oo + 2] | (out[oo + 3] << 8)];
+  const s = oo + 4;
+  for (let j = 0; j < 8; j++) {
+    const sc = j < 4 ? out[s + j] & 63 : (out[s + j + 4] & 0xf) | ((out[s + j - 4] >> 6) << 4);
+    const m = j < 4 ? out[s + j + 4] & 63 : (out[s + j + 4] >> 4) | ((out[s + j] >> 6) << 4);
+    q.f32[(QUAD_D >> 2) + j] = f(D * sc);
+    q.f32[(QUAD_DM >> 2) + j] = f(DM * m);
+  }
+  quadCodes(q, i, nmax);
+}
+
 /**
  * The scales, minimums and codes of one Q4_K/Q5_K super-block (`nmax` 15 or 31): the
  * reference path (`make_qkx2_quants`, 63/max scaling) or the imatrix path (`make_qkx3_quants`,
@@ -190,15 +275,7 @@ function scaleMinBlock(x: Float32Array, xo: number, i: number, nmax: number, out
       if (scales[j] > maxScale) maxScale = scales[j];
       if (mins[j] > maxMin) maxMin = mins[j];
     }
-    const invScale = maxScale > 0 ? f(63 / maxScale) : 0;
-    const invMin = maxMin > 0 ? f(63 / maxMin) : 0;
-    for (let j = 0; j < 8; j++) {
-      const ls = Math.min(63, nearestInt(f(invScale * scales[j])) & 0xff);
-      const lm = Math.min(63, nearestInt(f(invMin * mins[j])) & 0xff);
-      putScaleMin(out, so, j, ls, lm);
-    }
-    putF16(out, oo, f(maxScale / 63));
-    putF16(out, oo + 2, f(maxMin / 63));
+    putScaleMins(out, oo, maxScale, maxMin);
     return;
   }
   const sigma2 = f(f(2 * sumSquares(x, xo, QK)) / QK);
@@ -243,8 +320,10 @@ function scaleMinHead(x: Float32Array, xo: number, i: number, nmax: number, out:
 
 /** Q4_K: f16 d, f16 dmin, scales[12], qs[128] — 144 bytes. */
 export function quantizeQ4K(x: Float32Array, xo: number, nb: number, out: Uint8Array, oo: number, qw: Float32Array | null): void {
+  const quad = quadWasm();
   for (let i = 0; i < nb; i++, xo += QK, oo += 144) {
-    scaleMinHead(x, xo, i, 15, out, oo, qw);
+    if (quad && !qw) scaleMinHeadQuad(quad, x, xo, i, nb, 15, out, oo);
+    else scaleMinHead(x, xo, i, 15, out, oo, qw);
     let q = oo + 16;
     for (let j = 0; j < QK; j += 64, q += 32) {
       for (let l = 0; l < 32; l++) out[q + l] = L[j + l] | (L[j + l + 32] << 4);
@@ -254,8 +333,10 @@ export function quantizeQ4K(x: Float32Array, xo: number, nb: number, out: Uint8A
 
 /** Q5_K: f16 d, f16 dmin, scales[12], qh[32], qs[128] — 176 bytes. */
 export function quantizeQ5K(x: Float32Array, xo: number, nb: number, out: Uint8Array, oo: number, qw: Float32Array | null): void {
+  const quad = quadWasm();
   for (let i = 0; i < nb; i++, xo += QK, oo += 176) {
-    scaleMinHead(x, xo, i, 31, out, oo, qw);
+    if (quad && !qw) scaleMinHeadQuad(quad, x, xo, i, nb, 31, out, oo);
+    else scaleMinHead(x, xo, i, 31, out, oo, qw);
     out.fill(0, oo + 16, oo + 48);
     const qh = oo + 16;
     let ql = oo + 48;
@@ -274,10 +355,17 @@ export function quantizeQ5K(x: Float32Array, xo: number, nb: number, out: Uint8A
 
 /** Q6_K: ql[128], qh[64], int8 scales[16], f16 d — 210 bytes. The imatrix only weights the fit. */
 export function quantizeQ6K(x: Float32Array, xo: number, nb: number, out: Uint8Array, oo: number, qw: Float32Array | null): void {
+  const quad = quadWasm();
+  // The imatrix row's weights go beside the values: the search weighs by them.
+  const run = (groups: number, i: number): void => {
+    if (qw) quad!.f32.set(qw.subarray(QK * i, QK * i + groups * 16), QUAD_W >> 2);
+    quad!.exports.qx(groups, 32, qw ? 1 : 0);
+  };
   for (let i = 0; i < nb; i++, xo += QK, oo += 210) {
+    if (quad) quadSearch(quad, x, xo, i, nb, 16, (groups) => run(groups, i));
+    else for (let ib = 0; ib < 16; ib++) scales[ib] = makeQxQuants(16, 32, x, xo + 16 * ib, L, 16 * ib, qw, QK * i + 16 * ib);
     let maxScale = 0, maxAbs = 0;
     for (let ib = 0; ib < 16; ib++) {
-      scales[ib] = makeQxQuants(16, 32, x, xo + 16 * ib, L, 16 * ib, qw, QK * i + 16 * ib);
       const a = Math.abs(scales[ib]);
       if (a > maxAbs) { maxAbs = a; maxScale = scales[ib]; }
     }
@@ -288,6 +376,14 @@ export function quantizeQ6K(x: Float32Array, xo: number, nb: number, out: Uint8A
     const iscale = f(-128 / maxScale);
     const D = putF16(out, oo + 208, f(1 / iscale));
     for (let ib = 0; ib < 16; ib++) out[oo + 192 + ib] = Math.min(127, nearestInt(f(iscale * scales[ib])));
+    if (quad) {
+      for (let j = 0; j < 16; j++) {
+        quad.f32[(QUAD_D >> 2) + j] = f(D * ((out[oo + 192 + j] << 24) >> 24));
+        quad.f32[(QUAD_DM >> 2) + j] = 0;
+      }
+      quadPackQ6K(quad, i, out, oo);
+      continue;
+    }
     for (let j = 0; j < 16; j++) {
       const d = f(D * ((out[oo + 192 + j] << 24) >> 24));
       if (!d) continue;
