@@ -13,7 +13,7 @@ import { KERNELS } from './kernels';
 const MOVE_AT_BYTES = 1 << 20;
 
 /** Large buffers of typed arrays in a result, moved back rather than copied (the worker keeps nothing). */
-function transferables(v: unknown, out = new Set<ArrayBuffer>(), depth = 0): Set<ArrayBuffer> {
+export function transferables(v: unknown, out = new Set<ArrayBuffer>(), depth = 0): Set<ArrayBuffer> {
   if (v === null || typeof v !== 'object' || depth > 3) return out;
   if (ArrayBuffer.isView(v)) {
     if (v.buffer instanceof ArrayBuffer && v.buffer.byteLength >= MOVE_AT_BYTES) out.add(v.buffer);

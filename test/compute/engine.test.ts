@@ -4,6 +4,8 @@ import { disposeBackends, getBackend } from '../../src/compute/backend';
 import { getCpuPool } from '../../src/compute/cpu/pool';
 import { gpuIsSoftware, isSoftwareAdapter } from '../../src/compute/gpu/device';
 import { decodeKernel } from '../../src/compute/decode/decode';
+import { statsKernel, type PatternScan } from '../../src/compute/stats/stats';
+import { transferables } from '../../src/compute/worker';
 import { CancelledError } from '../../src/core/job';
 import type { DType } from '../../src/format/dtypes';
 import { forEachBackend, webgpuOrSkip } from './backends';
@@ -79,6 +81,30 @@ describe('cpu pool', () => {
     const ac = new AbortController();
     ac.abort();
     await assert.rejects(getCpuPool().run('decode', { dtype: 'BF16', bytes: new Uint8Array(2) }, [], ac.signal), (e) => e instanceof CancelledError);
+  });
+});
+
+describe('buffers across the worker boundary', () => {
+  after(disposeBackends);
+  it('a result moves back only its buffers of 1 MiB or more; smaller ones are copied, shared ones shared', () => {
+    const small = new Uint32Array(16);
+    const large = new Uint8Array(1 << 20);
+    const shared = new Uint8Array(new SharedArrayBuffer(2 << 20));
+    const got = transferables({ patterns: small, parts: [large, shared], raw: new ArrayBuffer(1000) });
+    assert.deepEqual([...got], [large.buffer]);
+  });
+  it('statistics of shared bytes leave them in place, unmoved and unchanged, for the next slice', async () => {
+    const n = 4096;
+    const bytes = new Uint8Array(new SharedArrayBuffer(2 * n));
+    for (let i = 0; i < n; i++) bytes.set([i & 0xff, 0x3f], 2 * i); // BF16 values in [0.5, 1)
+    const before = bytes.slice();
+    const args = { phase: 'scan' as const, dtype: 'BF16' as const, first: 0, count: n, bytes, topK: 4 };
+    assert.deepEqual(statsKernel.transfer!(args), []);
+    const r = (await (await getBackend('cpu')).run(statsKernel, args)) as PatternScan;
+    assert.equal(r.counts.reduce((a, b) => a + b, 0), n);
+    assert.equal(r.patterns.length, 256);
+    assert.equal(bytes.byteLength, 2 * n);
+    assert.deepEqual(bytes, before);
   });
 });
 
