@@ -3,22 +3,13 @@ import { parentPort } from 'node:worker_threads';
 import { BATCH_KERNEL, type BatchArgs, type WorkerReply, type WorkerRequest } from './cpu/pool';
 import { KERNELS } from './kernels';
 
-/**
- * Result buffers smaller than this are copied back, not moved. Moving one detaches it here, and
- * once any ArrayBuffer of an isolate has been detached, V8 guards every typed-array access it
- * compiles from then on: the statistics scan took 15-20% more CPU in a worker that had moved a
- * single small result. Copying a 1 MiB buffer costs well under a millisecond; larger outputs
- * (quantized chunks, decoded values) still move, as copying them would cost more.
- */
-const MOVE_AT_BYTES = 1 << 20;
-
-/** Large buffers of typed arrays in a result, moved back rather than copied (the worker keeps nothing). */
-export function transferables(v: unknown, out = new Set<ArrayBuffer>(), depth = 0): Set<ArrayBuffer> {
+/** Buffers of typed arrays in a result, moved back rather than copied (the worker keeps nothing). */
+function transferables(v: unknown, out = new Set<ArrayBuffer>(), depth = 0): Set<ArrayBuffer> {
   if (v === null || typeof v !== 'object' || depth > 3) return out;
   if (ArrayBuffer.isView(v)) {
-    if (v.buffer instanceof ArrayBuffer && v.buffer.byteLength >= MOVE_AT_BYTES) out.add(v.buffer);
+    if (v.buffer instanceof ArrayBuffer) out.add(v.buffer);
   } else if (v instanceof ArrayBuffer) {
-    if (v.byteLength >= MOVE_AT_BYTES) out.add(v);
+    out.add(v);
   } else if (Array.isArray(v)) {
     for (const x of v) transferables(x, out, depth + 1);
   } else {
@@ -40,6 +31,12 @@ function errorOf(e: unknown): Extract<WorkerReply, { ok: false }>['error'] {
     };
   }
   return { name: 'Error', message: String(e) };
+}
+
+/** The buffers a reply moves: none for kernels that copy their results back (see `KernelDef.copyResults`). */
+export function resultTransfer(kernel: string, args: unknown, result: unknown): ArrayBuffer[] {
+  const name = kernel === BATCH_KERNEL ? (args as BatchArgs).kernel : kernel;
+  return kernelOf(name).copyResults ? [] : [...transferables(result)];
 }
 
 function kernelOf(name: string) {
@@ -64,7 +61,7 @@ if (port) {
     try {
       const result = req.kernel === BATCH_KERNEL ? await runBatch(req.args as BatchArgs) : await kernelOf(req.kernel).cpu(req.args);
       reply = { id: req.id, ok: true, result };
-      transfer = [...transferables(result)];
+      transfer = resultTransfer(req.kernel, req.args, result);
     } catch (e) {
       reply = { id: req.id, ok: false, error: errorOf(e) };
     }

@@ -5,7 +5,8 @@ import { getCpuPool } from '../../src/compute/cpu/pool';
 import { gpuIsSoftware, isSoftwareAdapter } from '../../src/compute/gpu/device';
 import { decodeKernel } from '../../src/compute/decode/decode';
 import { statsKernel, type PatternScan } from '../../src/compute/stats/stats';
-import { transferables } from '../../src/compute/worker';
+import { resultTransfer } from '../../src/compute/worker';
+import { BATCH_KERNEL } from '../../src/compute/cpu/pool';
 import { CancelledError } from '../../src/core/job';
 import type { DType } from '../../src/format/dtypes';
 import { forEachBackend, webgpuOrSkip } from './backends';
@@ -86,12 +87,13 @@ describe('cpu pool', () => {
 
 describe('buffers across the worker boundary', () => {
   after(disposeBackends);
-  it('a result moves back only its buffers of 1 MiB or more; smaller ones are copied, shared ones shared', () => {
-    const small = new Uint32Array(16);
-    const large = new Uint8Array(1 << 20);
-    const shared = new Uint8Array(new SharedArrayBuffer(2 << 20));
-    const got = transferables({ patterns: small, parts: [large, shared], raw: new ArrayBuffer(1000) });
-    assert.deepEqual([...got], [large.buffer]);
+  it('statistics results are copied back (alone or batched); other kernels move their buffers, never shared ones', () => {
+    const result = { patterns: new Uint32Array(16), parts: [new Uint8Array(64), new Uint8Array(new SharedArrayBuffer(64))] };
+    assert.deepEqual(resultTransfer('stats', {}, result), []);
+    assert.deepEqual(resultTransfer(BATCH_KERNEL, { kernel: 'stats', items: [] }, [result]), []);
+    assert.deepEqual(resultTransfer('stats.small', {}, result), []);
+    assert.deepEqual(resultTransfer('decode', {}, result), [result.patterns.buffer, result.parts[0].buffer]);
+    assert.deepEqual(resultTransfer(BATCH_KERNEL, { kernel: 'decode', items: [] }, [result]), [result.patterns.buffer, result.parts[0].buffer]);
   });
   it('statistics of shared bytes leave them in place, unmoved and unchanged, for the next slice', async () => {
     const n = 4096;

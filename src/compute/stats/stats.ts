@@ -270,6 +270,8 @@ export const statsKernel: KernelDef<StatsArgs, StatsResult> = {
   gpu: statsGpu,
   // Shared bytes cross as they are; others move, a view at the start of a larger buffer with its buffer.
   transfer: (a) => (a.bytes.byteOffset === 0 && a.bytes.buffer instanceof ArrayBuffer ? [a.bytes.buffer] : []),
+  // Pattern tables, sums and histograms: small, and the worker stays free of detached buffers.
+  copyResults: true,
 };
 
 /**

@@ -99,4 +99,6 @@ export const statsSmallKernel: KernelDef<StatsSmallArgs, StatsSmallResult> = {
   gpu: statsSmallGpu,
   // Moved, not copied (and not handed back: a batch's buffer is fresh), unless the caller shares it.
   transfer: (a) => (a.bytes.byteOffset === 0 && a.bytes.byteLength === a.bytes.buffer.byteLength && a.bytes.buffer instanceof ArrayBuffer ? [a.bytes.buffer] : []),
+  // Packed summaries, small beside the batch's bytes (see statsKernel).
+  copyResults: true,
 };
