@@ -33,6 +33,12 @@ function errorOf(e: unknown): Extract<WorkerReply, { ok: false }>['error'] {
   return { name: 'Error', message: String(e) };
 }
 
+/** The buffers a reply moves: none for kernels that copy their results back (see `KernelDef.copyResults`). */
+export function resultTransfer(kernel: string, args: unknown, result: unknown): ArrayBuffer[] {
+  const name = kernel === BATCH_KERNEL ? (args as BatchArgs).kernel : kernel;
+  return kernelOf(name).copyResults ? [] : [...transferables(result)];
+}
+
 function kernelOf(name: string) {
   const k = KERNELS[name];
   if (!k) throw new Error(`unknown kernel '${name}'`);
@@ -55,7 +61,7 @@ if (port) {
     try {
       const result = req.kernel === BATCH_KERNEL ? await runBatch(req.args as BatchArgs) : await kernelOf(req.kernel).cpu(req.args);
       reply = { id: req.id, ok: true, result };
-      transfer = [...transferables(result)];
+      transfer = resultTransfer(req.kernel, req.args, result);
     } catch (e) {
       reply = { id: req.id, ok: false, error: errorOf(e) };
     }

@@ -143,6 +143,9 @@ export async function mapLimited<T, R>(items: readonly T[], limit: number, f: (i
 
 type Buffer = Uint8Array | Float32Array;
 
+/** A `BufferPool` maker of bytes that CPU workers share instead of receiving moved (`new BufferPool(n, sharedBytes)`). */
+export const sharedBytes = (length: number): Uint8Array => new Uint8Array(new SharedArrayBuffer(length));
+
 /**
  * Buffers handed back after use, for the next job of the same length: a fresh buffer
  * costs a page fault per 4 KiB, which over a gigabyte is a large share of a run.

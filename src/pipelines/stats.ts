@@ -14,7 +14,7 @@ import { FormatError } from '../format/errors';
 import { storageOf, typeNameOf, type Model, type TensorInfo } from '../format/model';
 import type { StorageType } from '../format/storage';
 import { CancelledError, throwIfCancelled, type JobContext } from '../core/job';
-import { BufferPool, ByteProgress, streamJobs, type JobSteps } from '../core/stream';
+import { BufferPool, ByteProgress, sharedBytes, streamJobs, type JobSteps } from '../core/stream';
 import { scanSmall } from './statsBatch';
 
 export type { TensorStats } from '../compute/stats/summarize';
@@ -166,8 +166,10 @@ export async function stats(model: Model, opts: StatsOptions = {}): Promise<Stat
   // Two slices per worker: the pool posts the second ahead, so a worker starts its next slice
   // the moment it ends one, whatever the host is doing (merging, summarizing) at the time.
   const inFlight = backend.kind === 'webgpu' ? 2 : 2 * cpuPoolSize();
-  // Every slice in flight, plus the one being read.
-  const pool = new BufferPool(inFlight + 1, undefined, sliceBytes);
+  // Every slice in flight, plus the one being read. Shared with the CPU workers rather than moved
+  // to them: nothing is detached on either side (see MOVE_AT_BYTES in compute/worker.ts), and a
+  // worker can hold its next slice while it scans one (the pool posts ahead only what moves nothing).
+  const pool = new BufferPool(inFlight + 1, backend.kind === 'cpu' ? sharedBytes : undefined, sliceBytes);
   const progress = new ByteProgress(selected.reduce((s, t) => s + t.byteLength, 0), opts.progress);
   const smallBytes = opts.smallTensorBytes ?? SMALL_TENSOR_BYTES;
   // A quantized weight is decoded slice by slice, never batched with the small plain tensors.
@@ -280,11 +282,10 @@ function sliceSteps(model: Model, backend: Backend, pool: BufferPool, byTensor: 
       } catch (e) {
         throw named(e, t);
       }
-      // The CPU twin hands the moved bytes back; the GPU twin never moved them. Decoded values are not the pool's.
-      if (read instanceof Uint8Array) pool.give(r.bytes ?? bytes);
-      // A wide result waits for its tensor's last slice: it must not keep the slice's bytes alive
-      // with it (a scheme's bytes are not the pool's, and would pile up to the tensor's size).
-      return { job, r: r.bytes ? { ...r, bytes: undefined } : r };
+      // Pooled bytes were shared with the CPU twin or uploaded by the GPU twin: both are done with them.
+      // Decoded values and a scheme's parts are not the pool's.
+      if (read instanceof Uint8Array) pool.give(bytes);
+      return { job, r };
     },
   };
 }

@@ -3,7 +3,7 @@
 import type { Backend } from '../compute/kernel';
 import { statsSmallKernel, unpackSmallStats } from '../compute/stats/statsSmall';
 import type { TensorStats } from '../compute/stats/summarize';
-import { streamJobs } from '../core/stream';
+import { sharedBytes, streamJobs } from '../core/stream';
 import type { Model, TensorInfo } from '../format/model';
 
 // A tensor this small costs more in its task (a round trip, edge tables, a summary on this
@@ -60,7 +60,9 @@ export async function scanSmall(
     read: async (items: Item[]) => {
       const start = items[0].t.byteOffset;
       const last = items[items.length - 1].t;
-      const bytes = new Uint8Array(last.byteOffset + last.byteLength - start);
+      // Shared with a CPU worker rather than moved: a move detaches the buffer here (see stats.ts's pool).
+      const length = last.byteOffset + last.byteLength - start;
+      const bytes = backend.kind === 'cpu' ? sharedBytes(length) : new Uint8Array(length);
       // A batch is one file in increasing offsets with small gaps: one read of the span when the
       // model can, else one per tensor.
       if (model.readSpan) await model.readSpan(items[0].t, last, bytes);

@@ -4,6 +4,9 @@ import { disposeBackends, getBackend } from '../../src/compute/backend';
 import { getCpuPool } from '../../src/compute/cpu/pool';
 import { gpuIsSoftware, isSoftwareAdapter } from '../../src/compute/gpu/device';
 import { decodeKernel } from '../../src/compute/decode/decode';
+import { statsKernel, type PatternScan } from '../../src/compute/stats/stats';
+import { resultTransfer } from '../../src/compute/worker';
+import { BATCH_KERNEL } from '../../src/compute/cpu/pool';
 import { CancelledError } from '../../src/core/job';
 import type { DType } from '../../src/format/dtypes';
 import { forEachBackend, webgpuOrSkip } from './backends';
@@ -79,6 +82,31 @@ describe('cpu pool', () => {
     const ac = new AbortController();
     ac.abort();
     await assert.rejects(getCpuPool().run('decode', { dtype: 'BF16', bytes: new Uint8Array(2) }, [], ac.signal), (e) => e instanceof CancelledError);
+  });
+});
+
+describe('buffers across the worker boundary', () => {
+  after(disposeBackends);
+  it('statistics results are copied back (alone or batched); other kernels move their buffers, never shared ones', () => {
+    const result = { patterns: new Uint32Array(16), parts: [new Uint8Array(64), new Uint8Array(new SharedArrayBuffer(64))] };
+    assert.deepEqual(resultTransfer('stats', {}, result), []);
+    assert.deepEqual(resultTransfer(BATCH_KERNEL, { kernel: 'stats', items: [] }, [result]), []);
+    assert.deepEqual(resultTransfer('stats.small', {}, result), []);
+    assert.deepEqual(resultTransfer('decode', {}, result), [result.patterns.buffer, result.parts[0].buffer]);
+    assert.deepEqual(resultTransfer(BATCH_KERNEL, { kernel: 'decode', items: [] }, [result]), [result.patterns.buffer, result.parts[0].buffer]);
+  });
+  it('statistics of shared bytes leave them in place, unmoved and unchanged, for the next slice', async () => {
+    const n = 4096;
+    const bytes = new Uint8Array(new SharedArrayBuffer(2 * n));
+    for (let i = 0; i < n; i++) bytes.set([i & 0xff, 0x3f], 2 * i); // BF16 values in [0.5, 1)
+    const before = bytes.slice();
+    const args = { phase: 'scan' as const, dtype: 'BF16' as const, first: 0, count: n, bytes, topK: 4 };
+    assert.deepEqual(statsKernel.transfer!(args), []);
+    const r = (await (await getBackend('cpu')).run(statsKernel, args)) as PatternScan;
+    assert.equal(r.counts.reduce((a, b) => a + b, 0), n);
+    assert.equal(r.patterns.length, 256);
+    assert.equal(bytes.byteLength, 2 * n);
+    assert.deepEqual(bytes, before);
   });
 });
 

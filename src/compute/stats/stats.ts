@@ -25,13 +25,11 @@ interface SliceArgs {
   /** Flat index of the slice's first element within its tensor (top-k reports flat indices). */
   readonly first: number;
   readonly count: number;
-  /** The slice's bytes, read by the caller through its ByteSource (moved to the worker on the CPU). */
+  /**
+   * The slice's bytes, read by the caller through its ByteSource. On the CPU they reach the worker
+   * shared (a SharedArrayBuffer the caller reuses for a later slice) or else moved.
+   */
   readonly bytes: Uint8Array;
-}
-
-/** What every result carries back: the slice's bytes, for the caller to reuse for a later slice. */
-interface Returned {
-  readonly bytes?: Uint8Array;
 }
 
 export interface StatsScanArgs extends SliceArgs {
@@ -70,7 +68,7 @@ export interface TopEntry {
  * The pattern table of a slice, sparse: the patterns that occur (ascending) and
  * their counts (u32 is exact: a slice holds far fewer than 2^32 elements).
  */
-export interface PatternScan extends Returned {
+export interface PatternScan {
   readonly kind: 'patterns';
   readonly patterns: Uint32Array;
   readonly counts: Uint32Array;
@@ -102,7 +100,7 @@ function fillSparse(hist: Uint32Array, patterns: Uint32Array): number {
   return nz;
 }
 
-export interface WideScan extends Returned {
+export interface WideScan {
   readonly kind: 'wide';
   readonly finite: number;
   readonly nan: number;
@@ -119,7 +117,7 @@ export interface WideScan extends Returned {
   readonly top: TopEntry[];
 }
 
-export interface BinsResult extends Returned {
+export interface BinsResult {
   readonly kind: 'bins';
   readonly hist: Uint32Array;
   readonly logHist: Uint32Array;
@@ -270,8 +268,10 @@ export const statsKernel: KernelDef<StatsArgs, StatsResult> = {
   name: 'stats',
   cpu: statsCpu,
   gpu: statsGpu,
-  // A view at the start of a larger buffer (a pooled one) moves with its buffer, which comes back with the result.
-  transfer: (a) => (a.bytes.byteOffset === 0 ? [a.bytes.buffer as ArrayBuffer] : []),
+  // Shared bytes cross as they are; others move, a view at the start of a larger buffer with its buffer.
+  transfer: (a) => (a.bytes.byteOffset === 0 && a.bytes.buffer instanceof ArrayBuffer ? [a.bytes.buffer] : []),
+  // Pattern tables, sums and histograms: small, and the worker stays free of detached buffers.
+  copyResults: true,
 };
 
 /**

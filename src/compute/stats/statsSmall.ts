@@ -97,6 +97,8 @@ export const statsSmallKernel: KernelDef<StatsSmallArgs, StatsSmallResult> = {
   name: 'stats.small',
   cpu: statsSmallCpu,
   gpu: statsSmallGpu,
-  // Moved, not copied (and not handed back: a batch's buffer is fresh).
-  transfer: (a) => (a.bytes.byteOffset === 0 && a.bytes.byteLength === a.bytes.buffer.byteLength ? [a.bytes.buffer as ArrayBuffer] : []),
+  // Moved, not copied (and not handed back: a batch's buffer is fresh), unless the caller shares it.
+  transfer: (a) => (a.bytes.byteOffset === 0 && a.bytes.byteLength === a.bytes.buffer.byteLength && a.bytes.buffer instanceof ArrayBuffer ? [a.bytes.buffer] : []),
+  // Packed summaries, small beside the batch's bytes (see statsKernel).
+  copyResults: true,
 };
