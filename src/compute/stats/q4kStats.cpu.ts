@@ -4,7 +4,7 @@
 // decoded here by the scalar decoder and folded value by value, as scanWide and binWide do.
 import { q4_K } from '../dequant/kquants.cpu';
 import { CompensatedSum, emptyTally, type BinsResult, type Tally, type StatsBinsArgs, type StatsScanArgs, type WideScan } from './stats';
-import { TopKeeper } from './statsWide.cpu';
+import { TopKeeper, isNearZero, isOutlier, outlierBounds } from './statsWide.cpu';
 import { A, ABS, ACC, FLAGS, IN, Q4K_BATCH } from './q4kStatsAsm';
 import { q4kStatsModule, type Q4kStatsModule } from './q4kStatsSimd';
 
@@ -230,8 +230,7 @@ export function q4kNear(args: StatsBinsArgs): BinsResult | undefined {
   if (!at) return undefined;
   const { m, nb } = at;
   const bytes = args.bytes;
-  const above = args.mean + args.outlierBeyond;
-  const below = args.mean - args.outlierBeyond;
+  const { above, below } = outlierBounds(args);
   const f32 = new Float32Array(m.memory.buffer, ACC, 32);
   const i32 = new Int32Array(m.memory.buffer, ACC, 32);
   f32[A.nearT / 4] = up32(args.nearZeroBelow);
@@ -246,9 +245,8 @@ export function q4kNear(args: StatsBinsArgs): BinsResult | undefined {
     for (let i = 0; i < v.length; i++) {
       const x = v[i];
       if (x - x !== 0) continue;
-      const a = Math.abs(x);
-      if (a === 0 || a < args.nearZeroBelow) c.nearZero++;
-      if (x > above || x < below) c.outliers++;
+      if (isNearZero(Math.abs(x), args.nearZeroBelow)) c.nearZero++;
+      if (isOutlier(x, above, below)) c.outliers++;
     }
   };
   batches(
