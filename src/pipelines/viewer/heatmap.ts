@@ -100,9 +100,9 @@ export class HeatmapAccumulator {
 
 
 /**
- * Values at a time: 2 MiB of float32 is 512 K values, about 10 ms of binning on the extension
- * host, after which the loop yields, so that its event loop is never held for long, even by a
- * tensor whose decoding unit is all of it (GPTQ, whose act-order indexes every row).
+ * Values binned at a time on the extension host: 2 MiB of float32, 512 K values, after which
+ * the loop yields, so that its event loop is never held for long, even by a tensor whose
+ * decoding unit is all of it (GPTQ, whose act-order indexes every row).
  */
 const HEATMAP_CHUNK_BYTES = 2 << 20;
 const HEATMAP_CHUNK_VALUES = HEATMAP_CHUNK_BYTES / 4;
