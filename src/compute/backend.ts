@@ -40,6 +40,7 @@ const gpuBackend: Backend = {
   },
   async run<A, R>(kernel: KernelDef<A, R>, args: A, signal?: AbortSignal): Promise<R> {
     throwIfCancelled(signal);
+    if (!kernel.gpu) return runOnCpu(kernel, args, signal);
     const ctx = await getGpuContext();
     // The device broke earlier in the session: every later run takes the CPU twin.
     if (!ctx) return runOnCpu(kernel, args, signal);

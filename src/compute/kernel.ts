@@ -7,7 +7,9 @@ export type { BackendChoice, BackendKind } from '../core/job';
  *   name.gpu.ts   `export async function nameGpu(ctx: GpuContext, args: A): Promise<R>`
  *   name.cpu.ts   `export function nameCpu(args: A): R` (pure, runs inside a worker thread)
  * and one `KernelDef` that names the pair, registered in `src/compute/kernels.ts`
- * so that the CPU worker can find the CPU twin by name.
+ * so that the CPU worker can find the CPU twin by name. A kernel for which the GPU would
+ * not pay (its work is bound by reading a few bytes, or by the round trip) is `name.cpu.ts`
+ * alone, with no `gpu`: every backend runs it on the CPU worker pool.
  *
  * Arguments and results must be structured-cloneable (typed arrays, plain objects);
  * `transfer` lists the ArrayBuffers to move rather than copy into the worker.
@@ -15,7 +17,8 @@ export type { BackendChoice, BackendKind } from '../core/job';
 export interface KernelDef<A, R> {
   readonly name: string;
   cpu(args: A): R | Promise<R>;
-  gpu(ctx: GpuContext, args: A): Promise<R>;
+  /** Absent for a CPU-only kernel. */
+  gpu?(ctx: GpuContext, args: A): Promise<R>;
   transfer?(args: A): ArrayBuffer[];
   /**
    * true: the worker copies the results' buffers back instead of moving them, for kernels whose

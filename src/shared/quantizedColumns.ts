@@ -7,6 +7,7 @@
  * This module must stay free of Node, DOM and `vscode` imports: it is compiled for both.
  */
 import { packStrings, unpackStrings, type StringColumn } from './columns';
+import type { QuantizationDeclared } from '../pipelines/viewer/types';
 
 /** One stored part of a quantized tensor (a scheme's weight, scale, zero point). */
 export interface QuantPart {
@@ -73,15 +74,9 @@ export function quantEntries(t: QuantTable): QuantEntry[] {
 }
 
 /** What the header says about a quantized-safetensors model: config.json's declaration and where the tensors disagree. */
-export interface QuantHeader {
+export interface QuantHeader extends QuantizationDeclared {
   /** The schemes found in the tensors, with how many tensors each. */
   readonly schemes: readonly { readonly scheme: string; readonly tensors: number }[];
-  readonly method?: string;
-  readonly format?: string;
-  readonly bits?: number;
-  readonly group?: string;
-  readonly ignore: readonly string[];
-  readonly ignoreKey?: string;
   /** Where config.json and the tensors disagree; the tensors win. */
   readonly disagreements: readonly string[];
 }

@@ -3,6 +3,7 @@ import { FormatError } from '../format/errors';
 import { isRemotePath, parseHubPath } from '../format/httpOpener';
 import { registerCommand } from './commands';
 import { log } from './log';
+import { ReadonlyFs } from './readonlyFs';
 import { REMOTE_SCHEME, remoteOpener, remotePathOf, setHubTokenSource } from './remoteSource';
 
 /** SecretStorage key of the Hugging Face token. */
@@ -48,10 +49,7 @@ export function checkRemoteInput(text: string): string | undefined {
  * download them: only an index or other JSON (capped like any index) is read whole, so
  * that "Reopen With… Text" works on an index.
  */
-class RemoteFs implements vscode.FileSystemProvider {
-  private readonly emitter = new vscode.EventEmitter<vscode.FileChangeEvent[]>();
-  readonly onDidChangeFile = this.emitter.event;
-
+class RemoteFs extends ReadonlyFs {
   /** Every URI of the scheme is something the viewer opens (a repository too), so each is a file. */
   stat(): vscode.FileStat {
     return { type: vscode.FileType.File, ctime: 0, mtime: 0, size: 0, permissions: vscode.FilePermission.Readonly };
@@ -63,21 +61,6 @@ class RemoteFs implements vscode.FileSystemProvider {
   }
   readDirectory(): [string, vscode.FileType][] {
     return [];
-  }
-  watch(): vscode.Disposable {
-    return new vscode.Disposable(() => undefined);
-  }
-  createDirectory(uri: vscode.Uri): void {
-    throw vscode.FileSystemError.NoPermissions(uri);
-  }
-  writeFile(uri: vscode.Uri): void {
-    throw vscode.FileSystemError.NoPermissions(uri);
-  }
-  delete(uri: vscode.Uri): void {
-    throw vscode.FileSystemError.NoPermissions(uri);
-  }
-  rename(uri: vscode.Uri): void {
-    throw vscode.FileSystemError.NoPermissions(uri);
   }
 }
 

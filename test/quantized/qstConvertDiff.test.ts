@@ -140,6 +140,19 @@ test('the heatmap of a quantized weight is the heatmap of its reference values',
   }
 });
 
+test('the viewer decodes a heatmap in the backend\'s workers (GPTQ act-order: its whole tensor is one unit), identical to decoding on the calling thread', { skip }, async () => {
+  for (const name of ['gptq', 'fp8_block']) {
+    const dir = join(quantFixtures().dir, name);
+    for (const tname of Object.keys(expectedOf(dir).logical)) {
+      const here = await opened(dir, (m) => computeHeatmap(m, m.tensor(tname)!, 64));
+      const pooled = await opened(dir, (m) => computeHeatmap(m, m.tensor(tname)!, 64, undefined, 'cpu'));
+      assert.deepEqual([pooled.width, pooled.height, pooled.scale], [here.width, here.height, here.scale], `${name} ${tname}`);
+      assert.deepEqual(pooled.pixels, here.pixels, `${name} ${tname}`);
+      assert.deepEqual(pooled.nonFinite, here.nonFinite, `${name} ${tname}`);
+    }
+  }
+});
+
 test('convert --dtype keep refuses a quantized model and writes nothing', { skip }, async () => {
   const dir = join(quantFixtures().dir, 'fp8_block');
   const out = join(mkdtempSync(join(tmpdir(), 'tw-qkeep-')), 'out');

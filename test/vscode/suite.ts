@@ -14,6 +14,7 @@ import { CancelledError } from '../../src/core/job';
 import { HttpOpener } from '../../src/format/httpOpener';
 import { openModel } from '../../src/format/openModel';
 import { Disposable } from '../../src/vscode/dispose';
+import { ReadonlyFs } from '../../src/vscode/readonlyFs';
 import { signalFromToken } from '../../src/vscode/jobProgress';
 import { runJob } from '../../src/vscode/progress';
 import { WorkspaceSourceOpener, nodeSourceOpener, openerFor } from '../../src/vscode/workspaceSource';
@@ -63,10 +64,10 @@ async function sampleModel(): Promise<vscode.Uri> {
 }
 
 /** A read-only in-memory file system, so that the workspace.fs path runs for a non-`file:` scheme. */
-class MemoryFs implements vscode.FileSystemProvider {
-  private readonly emitter = new vscode.EventEmitter<vscode.FileChangeEvent[]>();
-  readonly onDidChangeFile = this.emitter.event;
-  constructor(private readonly files: Map<string, Uint8Array>) {}
+class MemoryFs extends ReadonlyFs {
+  constructor(private readonly files: Map<string, Uint8Array>) {
+    super();
+  }
   private dirEntries(path: string): [string, vscode.FileType][] {
     const prefix = path.endsWith('/') ? path : `${path}/`;
     const names = new Map<string, vscode.FileType>();
@@ -90,21 +91,6 @@ class MemoryFs implements vscode.FileSystemProvider {
   }
   readDirectory(uri: vscode.Uri): [string, vscode.FileType][] {
     return this.dirEntries(uri.path);
-  }
-  watch(): vscode.Disposable {
-    return new vscode.Disposable(() => {});
-  }
-  createDirectory(uri: vscode.Uri): void {
-    throw vscode.FileSystemError.NoPermissions(uri);
-  }
-  writeFile(uri: vscode.Uri): void {
-    throw vscode.FileSystemError.NoPermissions(uri);
-  }
-  delete(uri: vscode.Uri): void {
-    throw vscode.FileSystemError.NoPermissions(uri);
-  }
-  rename(uri: vscode.Uri): void {
-    throw vscode.FileSystemError.NoPermissions(uri);
   }
 }
 

@@ -4,36 +4,21 @@
  * and both tables with theme colours, breaks no policy, shows every string from
  * the report as text, and its button sends the one request the host handles.
  */
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Server } from 'node:http';
-import type { Browser } from 'playwright-core';
-import { ARTIFACTS, THEMES, launch, openPage, pageErrors, sent, startServer, violations } from './harness';
+import { ARTIFACTS, THEMES, pageErrors, sent, violations } from './harness';
+import { pageSuite } from './pageSuite';
 import { sampleReport } from '../quant/quantReportFixture';
 
 // The callbacks passed to page.evaluate run in the browser; the node type-check has no DOM lib.
 declare const document: any, getComputedStyle: any, window: any;
 
-let browser: Browser;
-let server: Server;
-let origin: string;
-
-before(async () => {
-  mkdirSync(ARTIFACTS, { recursive: true });
-  ({ server, origin } = await startServer());
-  browser = await launch();
-});
-
-after(async () => {
-  await browser?.close();
-  await new Promise((r) => server?.close(r));
-});
+const pages = pageSuite();
 
 test('the report page: totals, per-tensor errors, skipped tensors with reasons, theme colours, no CSP violations, and the Markdown button', async () => {
   const r = sampleReport({ missing: ['tokenizer (out of scope)'] });
-  const page = await openPage(browser, origin, 'quantReport', { report: { body: { type: 'report', report: r } }, openMarkdown: { body: { type: 'done' } } }, { width: 1100, height: 520 });
+  const page = await pages.openPage('quantReport', { report: { body: { type: 'report', report: r } }, openMarkdown: { body: { type: 'done' } } }, { width: 1100, height: 520 });
   await page.waitForSelector('#quant-report');
   const totals = (await page.textContent('#quant-totals')) ?? '';
   for (const part of ['3.0 MiB → 1.6 MiB', '8.53 overall', 'SNR 41.3 dB', 'tokenizer (out of scope)']) assert.ok(totals.includes(part), `${part} in ${totals}`);
@@ -65,7 +50,7 @@ test('every string from the report is text, never markup; a lossless tensor show
       { name: evil, dtype: 'BF16', shape: [3], action: 'kept', reason: evil, bytesBefore: 1, bytesAfter: 1 },
     ],
   });
-  const page = await openPage(browser, origin, 'quantReport', { report: { body: { type: 'report', report: r } }, openMarkdown: { ok: false, error: { code: 'internal', message: 'no markdown preview' } } });
+  const page = await pages.openPage('quantReport', { report: { body: { type: 'report', report: r } }, openMarkdown: { ok: false, error: { code: 'internal', message: 'no markdown preview' } } });
   await page.waitForSelector('#quant-report');
   assert.equal(await page.evaluate(() => window.__pwned), undefined, 'nothing from the report ran');
   assert.equal(await page.$$eval('#quant-report img, #quant-report script', (e) => e.length), 0);
@@ -76,7 +61,7 @@ test('every string from the report is text, never markup; a lossless tensor show
   assert.deepEqual(await violations(page), []);
   await page.close();
 
-  const failed = await openPage(browser, origin, 'quantReport', { report: { ok: false, error: { code: 'internal', message: 'the report is gone' } } });
+  const failed = await pages.openPage('quantReport', { report: { ok: false, error: { code: 'internal', message: 'the report is gone' } } });
   await failed.waitForSelector('#report-error');
   assert.equal(await failed.textContent('#report-error'), 'error[internal] the report is gone');
   await failed.close();

@@ -5,55 +5,28 @@
  * a 150,000-entry array, `blk ×N` folded, and a quantized tensor's type, bits per weight,
  * statistics and the place left for its block scales.
  */
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Server } from 'node:http';
-import type { Browser, Page } from 'playwright-core';
-import { ARTIFACTS, applyTheme, launch, openViewer, pageErrors, sent, setReplies, startServer, violations, type ReplyTable } from './harness';
-import { heatmapReply, statsReply } from './fixtures';
+import type { Page } from 'playwright-core';
+import { ARTIFACTS, applyTheme, sent, setReplies, type ReplyTable } from './harness';
+import { pageSuite, viewerReplies, assertClean } from './pageSuite';
 import { TEMPLATE, VOCAB, ggufSummary, tokenPage } from './ggufFixtures';
 import { jinjaTokens, tensorEntries, type RequestMessage, type SummaryReplyMessage } from '../../src/shared/protocol';
 
 // The callbacks passed to page.evaluate run in the browser; the node type-check has no DOM lib.
 declare const document: any, getComputedStyle: any;
 
-let browser: Browser;
-let server: Server;
-let origin: string;
+const pages = pageSuite();
 
-before(async () => {
-  mkdirSync(ARTIFACTS, { recursive: true });
-  ({ server, origin } = await startServer());
-  browser = await launch();
-});
-
-after(async () => {
-  await browser?.close();
-  await new Promise((r) => server?.close(r));
-});
-
-function replies(s: SummaryReplyMessage): ReplyTable {
-  const table: ReplyTable = { summary: { body: s }, ggufArray: { body: tokenPage(0, 100) } };
-  for (const t of tensorEntries(s.tensors)) {
-    table[`tensorStats:${t.name}`] = { body: statsReply(t.name, t.shape) };
-    table[`heatmap:${t.name}`] = { body: heatmapReply(t.name) };
-  }
-  return table;
-}
-
-async function assertClean(page: Page): Promise<void> {
-  assert.deepEqual(pageErrors(page), [], 'no uncaught errors in the page');
-  assert.deepEqual(await violations(page), [], 'no CSP violations');
-}
+const replies = (s: SummaryReplyMessage): ReplyTable => ({ ...viewerReplies(s), ggufArray: { body: tokenPage(0, 100) } });
 
 const cells = (page: Page, sel: string) => page.$$eval(`${sel} tbody tr`, (trs) => trs.map((tr) => [...tr.querySelectorAll('td')].map((td) => (td.textContent ?? '').trim())));
 
 test('a GGUF opens on its Model tab: bits per weight and type mix, the architecture table, the tokenizer, the other keys', async () => {
   const s = ggufSummary(4);
   const g = s.gguf!;
-  const page = await openViewer(browser, origin, replies(s));
+  const page = await pages.openViewer(replies(s));
   await page.waitForSelector('#gguf-template');
   // The header: the file's bits per weight (bytes × 8 / params) and its parameters by type.
   assert.equal((await page.textContent('#gguf-bpw'))?.trim(), `${((s.totals.bytes * 8) / s.totals.params).toFixed(2)} bits/weight`);
@@ -90,7 +63,7 @@ test('a GGUF opens on its Model tab: bits per weight and type mix, the architect
 
 test('the chat template is highlighted token by token and escaped: its markup never becomes elements', async () => {
   const s = ggufSummary(2);
-  const page = await openViewer(browser, origin, replies(s));
+  const page = await pages.openViewer(replies(s));
   await page.waitForSelector('#gguf-template');
   // The text shown is the template, character for character.
   assert.equal(await page.$eval('#gguf-template', (e) => e.textContent), TEMPLATE);
@@ -121,7 +94,7 @@ test('the chat template is highlighted token by token and escaped: its markup ne
 
 test('a 150,000-entry array is a count until expanded, then pages in through ggufArray requests', async () => {
   const s = ggufSummary(2);
-  const page = await openViewer(browser, origin, replies(s));
+  const page = await pages.openViewer(replies(s));
   await page.waitForSelector('#gguf-keys-table');
   const button = '#gguf-keys-table .array-more[data-key="tokenizer.ggml.tokens"]';
   assert.equal((await page.textContent(button))?.trim(), `Show items (${VOCAB.toLocaleString('en-US')})`);
@@ -151,7 +124,7 @@ test('a 150,000-entry array is a count until expanded, then pages in through ggu
 
 test('blk.N folds; a Q4_K tensor shows its type and bits per weight in the tree and the details, and its statistics', async () => {
   const s = ggufSummary(4);
-  const page = await openViewer(browser, origin, replies(s));
+  const page = await pages.openViewer(replies(s));
   await page.waitForSelector('#tree .tree-row');
   const labels = await page.$$eval('#tree .tree-row:not([hidden]) .label', (e) => e.map((x) => x.textContent));
   assert.deepEqual(labels, ['token_embd', 'blk ×4', 'output_norm']);

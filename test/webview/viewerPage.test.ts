@@ -5,15 +5,15 @@
  * table streams, sorts and links into the tree, the error page renders, theme
  * variables apply, and nothing the page does violates the CSP.
  */
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Server } from 'node:http';
-import type { Browser, Page } from 'playwright-core';
-import { ARTIFACTS, applyTheme, launch, openViewer, pageErrors, postToPage, sent, setReplies, startServer, violations, type ReplyTable } from './harness';
-import { BINS, LOG_BINS, heatmapReply, llamaSummary, scanRows, statsReply } from './fixtures';
+import type { Page } from 'playwright-core';
+import { ARTIFACTS, applyTheme, postToPage, sent, setReplies, type ReplyTable } from './harness';
+import { pageSuite, viewerReplies, assertClean } from './pageSuite';
+import { BINS, LOG_BINS, llamaSummary, scanRows } from './fixtures';
 import { tensorEntries, tensorTable, treeFromTable, treeTable, type RequestEventMessage, type RequestMessage, type SummaryReplyMessage, type TreeNodeData } from '../../src/shared/protocol';
 import { openModel } from '../../src/format/openModel';
 import { disposeBackends } from '../../src/compute/backend';
@@ -23,30 +23,9 @@ import { bf16Values, writeSafetensors, type T } from './safetensorsFile';
 // The callbacks passed to page.evaluate run in the browser; the node type-check has no DOM lib.
 declare const document: any, getComputedStyle: any, DOMMatrix: any, performance: { now(): number; getEntriesByName(n: string): unknown[] }, requestAnimationFrame: any, Event: any;
 
-let browser: Browser;
-let server: Server;
-let origin: string;
+const pages = pageSuite(disposeBackends);
 
-before(async () => {
-  mkdirSync(ARTIFACTS, { recursive: true });
-  ({ server, origin } = await startServer());
-  browser = await launch();
-});
-
-after(async () => {
-  await browser?.close();
-  await new Promise((r) => server?.close(r));
-  await disposeBackends();
-});
-
-function replies(s: SummaryReplyMessage): ReplyTable {
-  const table: ReplyTable = { summary: { body: s } };
-  for (const t of tensorEntries(s.tensors).slice(0, 40)) {
-    table[`tensorStats:${t.name}`] = { body: statsReply(t.name, t.shape) };
-    table[`heatmap:${t.name}`] = { body: heatmapReply(t.name) };
-  }
-  return table;
-}
+const replies = (s: SummaryReplyMessage): ReplyTable => viewerReplies(s, 40);
 
 async function rowLabels(page: Page): Promise<string[]> {
   return page.$$eval('#tree .tree-row:not([hidden])', (els) =>
@@ -65,14 +44,9 @@ async function shot(page: Page, name: string): Promise<void> {
   await page.screenshot({ path: join(ARTIFACTS, `${name}.png`) });
 }
 
-async function assertClean(page: Page): Promise<void> {
-  assert.deepEqual(pageErrors(page), [], 'no uncaught errors in the page');
-  assert.deepEqual(await violations(page), [], 'no CSP violations');
-}
-
 test('the tree renders folded runs, and expanding and collapsing them works', async () => {
   const s = llamaSummary(4);
-  const page = await openViewer(browser, origin, replies(s));
+  const page = await pages.openViewer(replies(s));
   await page.waitForSelector('#tree .tree-row');
   assert.deepEqual(await rowLabels(page), ['model', 'lm_head', 'extra']);
   assert.match((await page.textContent('#total-params')) ?? '', /params/);
@@ -116,7 +90,7 @@ test('the tree and the statistics never wait for Plotly: it loads after the tree
   // plotly.js is held back until the test lets it through.
   let release: (() => Promise<void>) | undefined;
   const requested = new Promise<void>((resolve) => {
-    void openViewer(browser, origin, replies(s), {
+    void pages.openViewer(replies(s), {
       beforeLoad: (p) =>
         p.route('**/plotly.js', (route) => {
           release = () => route.continue();
@@ -145,7 +119,7 @@ test('the tree and the statistics never wait for Plotly: it loads after the tree
 test('a chart whose script cannot load says so in its place; the numbers still show', async () => {
   const s = llamaSummary(2);
   const t = tensorEntries(s.tensors).find((x) => x.shape.length === 2)!;
-  const page = await openViewer(browser, origin, replies(s), { beforeLoad: (p) => p.route('**/plotly.js', (route) => route.abort()) });
+  const page = await pages.openViewer(replies(s), { beforeLoad: (p) => p.route('**/plotly.js', (route) => route.abort()) });
   await page.waitForSelector('#tree .tree-row');
   await page.fill('#filter >> input', t.name);
   await clickRow(page, t.name);
@@ -171,7 +145,7 @@ function outlineOf(s: SummaryReplyMessage): SummaryReplyMessage {
 
 test('the outline paints first; the whole summary then replaces it, keeping what was opened and typed', async () => {
   const whole = llamaSummary(4);
-  const page = await openViewer(browser, origin, { ...replies(whole), 'summary:outline': { body: outlineOf(whole) }, summary: { body: whole, delayMs: 1500 } });
+  const page = await pages.openViewer({ ...replies(whole), 'summary:outline': { body: outlineOf(whole) }, summary: { body: whole, delayMs: 1500 } });
   await page.waitForSelector('#root[data-summary="outline"] #tree .tree-row');
   await clickRow(page, 'model');
   await clickRow(page, 'model.layers.{0..3}');
@@ -197,7 +171,7 @@ test('the outline paints first; the whole summary then replaces it, keeping what
 
 test('the filter accepts a substring or a /regex/ and opens matching subtrees', async () => {
   const s = llamaSummary(4);
-  const page = await openViewer(browser, origin, replies(s));
+  const page = await pages.openViewer(replies(s));
   await page.waitForSelector('#tree .tree-row');
   await page.fill('#filter >> input', 'down_proj');
   await page.waitForFunction(() => document.querySelector('#filter-note')!.textContent!.startsWith('4 of'));
@@ -217,7 +191,7 @@ test('the filter accepts a substring or a /regex/ and opens matching subtrees', 
 
 test('selecting a tensor shows its stats, a histogram with one bar per bin, top-k as (row, col) and a heatmap', async () => {
   const s = llamaSummary(2);
-  const page = await openViewer(browser, origin, replies(s));
+  const page = await pages.openViewer(replies(s));
   await page.waitForSelector('#tree .tree-row');
   await clickRow(page, 'model');
   await clickRow(page, 'model.embed_tokens');
@@ -261,7 +235,7 @@ test('selecting a tensor shows its stats, a histogram with one bar per bin, top-
 
 test('an undecodable dtype shows its metadata and asks for no statistics', async () => {
   const s = llamaSummary(1);
-  const page = await openViewer(browser, origin, replies(s));
+  const page = await pages.openViewer(replies(s));
   await page.waitForSelector('#tree .tree-row');
   await clickRow(page, 'extra');
   await clickRow(page, 'extra.scales');
@@ -276,7 +250,7 @@ test('a failed stats request shows its error inline', async () => {
   const s = llamaSummary(1);
   const r = replies(s);
   r['tensorStats:lm_head.weight'] = { ok: false, error: { code: 'file_changed', message: "/m.safetensors: tensor 'lm_head.weight': the file changed on disk" } };
-  const page = await openViewer(browser, origin, r);
+  const page = await pages.openViewer(r);
   await page.waitForSelector('#tree .tree-row');
   await clickRow(page, 'lm_head');
   await clickRow(page, 'lm_head.weight');
@@ -287,7 +261,7 @@ test('a failed stats request shows its error inline', async () => {
 
 test('an invalid file shows the error page with its code, message and a reopen button', async () => {
   const message = "/data/bad.safetensors: tensor 'w': the last tensor ends past the end of the file";
-  const page = await openViewer(browser, origin, {
+  const page = await pages.openViewer({
     summary: { ok: false, error: { code: 'truncated', message, file: '/data/bad.safetensors', tensor: 'w' } },
     reopenWithDefault: { body: { type: 'done' } },
   });
@@ -317,7 +291,7 @@ test('scan streams rows with progress, sorts, badges, links into the tree; cance
     eventDelayMs: 5,
     body: { type: 'scan', tensors: rows.length, seconds: 0.5, backend: 'cpu' },
   };
-  const page = await openViewer(browser, origin, r);
+  const page = await pages.openViewer(r);
   await page.waitForSelector('#tree .tree-row');
   await page.click('#scan-model');
   await page.waitForFunction(() => document.querySelector('#scan-status')?.textContent?.startsWith('Scanned'));
@@ -354,7 +328,7 @@ test('scan streams rows with progress, sorts, badges, links into the tree; cance
 
 test('a file changed on disk drops every result and reads the summary again', async () => {
   const s = llamaSummary(2);
-  const page = await openViewer(browser, origin, replies(s));
+  const page = await pages.openViewer(replies(s));
   await page.waitForSelector('#tree .tree-row');
   await clickRow(page, 'lm_head');
   await clickRow(page, 'lm_head.weight');
@@ -374,7 +348,7 @@ test('a file changed on disk drops every result and reads the summary again', as
 
 test('theme variables apply: light, dark and high contrast change the computed colours', async () => {
   const s = llamaSummary(2);
-  const page = await openViewer(browser, origin, replies(s));
+  const page = await pages.openViewer(replies(s));
   await page.waitForSelector('#tree .tree-row');
   await clickRow(page, 'lm_head');
   await clickRow(page, 'lm_head.weight');
@@ -411,7 +385,7 @@ test('theme variables apply: light, dark and high contrast change the computed c
 test('measure: 50,000 tensors render, expand and filter (figures in .artifacts/webview/metrics.json)', async () => {
   const blocks = 5555; // 9 tensors per block + 4 others: 49,999 tensors
   const s = llamaSummary(blocks);
-  const page = await openViewer(browser, origin, { summary: { body: s } });
+  const page = await pages.openViewer({ summary: { body: s } });
   const t0 = Date.now();
   await page.waitForSelector('#tree .tree-row');
   const firstRender = Date.now() - t0;
@@ -489,7 +463,7 @@ test('replays real host replies: a written model summarised, scanned and drawn b
     const heat = await svc.heatmap(name, 512);
     const rowsEvents: RequestEventMessage[] = [];
     const scanDone = await svc.scan(128, (e) => rowsEvents.push(e));
-    const page = await openViewer(browser, origin, {
+    const page = await pages.openViewer({
       summary: { body: svc.summary() },
       [`tensorStats:${name}`]: { body: stats },
       [`heatmap:${name}`]: { body: heat },
@@ -536,7 +510,7 @@ test('an adapter shows its rank, alpha, scale and targets; the quantization prev
       ],
     },
   };
-  const page = await openViewer(browser, origin, r);
+  const page = await pages.openViewer(r);
   await page.waitForSelector('#adapter-info');
   const text = (await page.textContent('#adapter-info')) ?? '';
   for (const part of ['LoRA adapter (peft)', 'rank 8 ·', 'alpha 16 ·', 'scale 2 ·', 'targets q_proj, v_proj']) assert.ok(text.includes(part), `${part} in ${text}`);
@@ -578,7 +552,7 @@ test('an adapter shows its rank, alpha, scale and targets; the quantization prev
 
 test('state survives the panel being hidden: open nodes, selection and histogram mode come back from getState', async () => {
   const s = llamaSummary(3);
-  const first = await openViewer(browser, origin, replies(s));
+  const first = await pages.openViewer(replies(s));
   await first.waitForSelector('#tree .tree-row');
   await clickRow(first, 'model');
   await clickRow(first, 'model.layers.{0..2}');
@@ -593,7 +567,7 @@ test('state survives the panel being hidden: open nodes, selection and histogram
   await first.close();
 
   // A new page (VS Code recreates the webview when it is shown again) with only that state.
-  const page = await openViewer(browser, origin, replies(s), { state });
+  const page = await pages.openViewer(replies(s), { state });
   await page.waitForSelector('#tree .tree-row.selected[data-id="model.layers.1.mlp.up_proj.weight"]');
   await page.waitForFunction(() => document.querySelector('#histogram')?.dataset.drawn === 'value-log');
   assert.equal(await page.getAttribute('#tree .tree-row[data-id="model.layers.{0..2}"]', 'aria-expanded'), 'true');
@@ -608,7 +582,7 @@ test('a pickle with findings shows the verdict banner with each finding; a clean
     safety: { clean: false, text: 'calls 2 functions that are not tensor rebuilds, some of which can run code', findings: ['dangerous: posix.system (archive/data.pkl, byte 120)', 'unknown: <img src=x onerror=alert(1)>.x (byte 7)'] },
     notes: ["'lm_head.weight' is the same tensor as 'model.embed_tokens.weight' (shared storage); it is kept once"],
   };
-  let page = await openViewer(browser, origin, replies(unsafe));
+  let page = await pages.openViewer(replies(unsafe));
   await page.waitForSelector('#safety.unsafe');
   const text = (await page.textContent('#safety')) ?? '';
   assert.match(text, /This file calls 2 functions that are not tensor rebuilds/);
@@ -619,7 +593,7 @@ test('a pickle with findings shows the verdict banner with each finding; a clean
   assert.match((await page.textContent('#notes')) ?? '', /kept once/);
   await shot(page, 'pickle-unsafe-banner');
   await page.close();
-  page = await openViewer(browser, origin, replies({ ...llamaSummary(1), safety: { clean: true, text: 'Only tensor data' } }));
+  page = await pages.openViewer(replies({ ...llamaSummary(1), safety: { clean: true, text: 'Only tensor data' } }));
   await page.waitForSelector('#safety.clean');
   assert.match((await page.textContent('#safety')) ?? '', /^Only tensor data · read without executing anything$/);
   await page.close();

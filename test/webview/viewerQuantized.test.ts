@@ -4,15 +4,15 @@
  * ignore list and where it disagrees with the tensors; a quantized tensor's row shows its scheme,
  * bits per weight and group, and folds its parts; its details show the scale statistics.
  */
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Server } from 'node:http';
-import type { Browser, Page } from 'playwright-core';
-import { ARTIFACTS, launch, openViewer, pageErrors, startServer, violations } from './harness';
+import type { Page } from 'playwright-core';
+import { ARTIFACTS } from './harness';
+import { pageSuite, assertClean } from './pageSuite';
 import { openModel } from '../../src/format/openModel';
 import { disposeBackends } from '../../src/compute/backend';
 import { ModelService } from '../../src/pipelines/viewer/modelService';
@@ -20,27 +20,8 @@ import { quantFixtures, torchAvailable } from '../quantized/qstFixtures';
 
 declare const window: any;
 
-let browser: Browser;
-let server: Server;
-let origin: string;
+const pages = pageSuite(disposeBackends);
 const skip = !torchAvailable() && 'python3 with torch is not installed';
-
-before(async () => {
-  mkdirSync(ARTIFACTS, { recursive: true });
-  ({ server, origin } = await startServer());
-  browser = await launch();
-});
-
-after(async () => {
-  await browser?.close();
-  await new Promise((r) => server?.close(r));
-  await disposeBackends();
-});
-
-async function assertClean(page: Page): Promise<void> {
-  assert.deepEqual(pageErrors(page), [], 'no uncaught errors in the page');
-  assert.deepEqual(await violations(page), [], 'no CSP violations');
-}
 
 const row = (id: string) => `#tree .tree-row[data-id="${id}"]`;
 
@@ -63,7 +44,7 @@ test('FP8 blocks: header with scheme, ignore list and the disagreement; parts fo
       const svc = new ModelService(model, { backend: () => 'cpu' });
       const name = 'model.layers.0.self_attn.q_proj.weight';
       const scales = await svc.scaleStats(name);
-      const page = await openViewer(browser, origin, {
+      const page = await pages.openViewer({
         summary: { body: svc.summary() },
         [`tensorStats:${name}`]: { body: await svc.tensorStats(name, 128) },
         [`heatmap:${name}`]: { body: await svc.heatmap(name, 512) },
@@ -138,7 +119,7 @@ test('GGUF K-quants: the row shows type, bits per weight and super-block; detail
     try {
       const svc = new ModelService(model, { backend: () => 'cpu' });
       const name = 'raw_q4_k.weight';
-      const page = await openViewer(browser, origin, {
+      const page = await pages.openViewer({
         summary: { body: svc.summary() },
         [`tensorStats:${name}`]: { body: await svc.tensorStats(name, 128) },
         [`heatmap:${name}`]: { body: await svc.heatmap(name, 512) },

@@ -8,13 +8,12 @@
  * it is reachable, so that ancestor's box is checked instead.
  * Screenshots of every width and theme go to .artifacts/webview/width-*.png.
  */
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Server } from 'node:http';
-import type { Browser, Page } from 'playwright-core';
-import { ARTIFACTS, applyTheme, launch, openViewer, pageErrors, startServer, violations, type ReplyTable, type ThemeKind } from './harness';
+import type { Page } from 'playwright-core';
+import { ARTIFACTS, applyTheme, pageErrors, violations, type ReplyTable, type ThemeKind } from './harness';
+import { pageSuite } from './pageSuite';
 import { heatmapReply, llamaSummary, statsReply } from './fixtures';
 import { ggufSummary } from './ggufFixtures';
 import type { SummaryReplyMessage } from '../../src/shared/protocol';
@@ -22,20 +21,7 @@ import type { SummaryReplyMessage } from '../../src/shared/protocol';
 // The callbacks passed to page.evaluate run in the browser; the node type-check has no DOM lib.
 declare const document: any, getComputedStyle: any, window: any, ShadowRoot: any;
 
-let browser: Browser;
-let server: Server;
-let origin: string;
-
-before(async () => {
-  mkdirSync(ARTIFACTS, { recursive: true });
-  ({ server, origin } = await startServer());
-  browser = await launch();
-});
-
-after(async () => {
-  await browser?.close();
-  await new Promise((r) => server?.close(r));
-});
+const pages = pageSuite();
 
 /** A 70B-sized model's numbers: the longest values each cell shows in practice. */
 function bigSummary(): SummaryReplyMessage {
@@ -91,7 +77,7 @@ async function clipped(page: Page, selectors: readonly string[] = SELECTORS): Pr
 
 for (const width of [600, 900, 1600]) {
   test(`at ${width} px, in every theme, no statistic, table cell or total is clipped`, async () => {
-    const page = await openViewer(browser, origin, replies(bigSummary()), { width, height: 900 });
+    const page = await pages.openViewer(replies(bigSummary()), { width, height: 900 });
     await page.waitForSelector('#tree .tree-row');
     await page.click('#tree .tree-row[data-id="model"]');
     await page.click('#tree .tree-row[data-id="model.embed_tokens"]');
@@ -128,7 +114,7 @@ for (const width of [600, 1600]) {
     const s = ggufSummary(4);
     const name = 'blk.1.attn_q.weight';
     const replies: ReplyTable = { summary: { body: s }, [`tensorStats:${name}`]: { body: statsReply(name, [256, 256]) }, [`heatmap:${name}`]: { body: heatmapReply(name) } };
-    const page = await openViewer(browser, origin, replies, { width, height: 900 });
+    const page = await pages.openViewer(replies, { width, height: 900 });
     await page.waitForSelector('#gguf-template');
     for (const kind of ['vscode-light', 'vscode-dark', 'vscode-high-contrast'] as ThemeKind[]) {
       await applyTheme(page, kind);

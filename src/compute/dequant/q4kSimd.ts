@@ -1,5 +1,5 @@
-import { Fn, OP, SIMD, T, WASM_PAGE, assemble, ensureMemory, instantiate, type WasmMemory } from '../cpu/wasmAsm';
-import { F16_TO_F32 } from './half';
+import { Fn, OP, SIMD, T, WASM_PAGE, assemble, type WasmMemory } from '../cpu/wasmAsm';
+import { emitF16, emitLane, emitScalesMins, instantiateWithF16Table, type ScaleLanes } from './q4kBlockAsm';
 
 /**
  * Q4_K in WebAssembly SIMD, sixteen values a step: the same float32 operations as
@@ -19,8 +19,6 @@ const OUT = IN + BATCH * 144;
 const END = OUT + BATCH * 1024;
 
 // Opcodes the shared tables do not list (numbers from the WebAssembly core and SIMD specs).
-const I32_LOAD8_U = 0x2d;
-const F32_CONVERT_I32_U = 0xb3;
 const I8X16_SPLAT = 0x0f;
 const I8X16_SHR_U = 0x6d;
 const I16X8_EXTEND_LOW_I8X16_U = 0x87;
@@ -39,29 +37,6 @@ function emitScale16(f: Fn, v: number, d: number, m: number, dst: number, at: nu
   }
 }
 
-/** Pushes byte `off` of the block at `src`. */
-function byte(f: Fn, src: number, off: number): Fn {
-  return f.get(src).mem(I32_LOAD8_U, off, 0);
-}
-
-/** Pushes the 6-bit scale (`min` false) or min of sub-block j, as ggml's get_scale_min_k4 unpacks them. */
-function emitScaleMin(f: Fn, src: number, j: number, min: boolean): void {
-  const s = 4; // the 12 scale bytes start at byte 4
-  if (j < 4) {
-    byte(f, src, s + j + (min ? 4 : 0)).i32(63).op(OP.i32_and);
-  } else {
-    byte(f, src, s + j + 4);
-    if (min) f.i32(4).op(OP.i32_shr_u);
-    else f.i32(15).op(OP.i32_and);
-    byte(f, src, s + j - (min ? 0 : 4)).i32(6).op(OP.i32_shr_u).i32(4).op(OP.i32_shl).op(OP.i32_or);
-  }
-}
-
-/** Pushes the float32 value of the float16 at src + off, from the table. */
-function emitF16(f: Fn, src: number, off: number): void {
-  f.get(src).mem(OP.i32_load16_u, off, 0).i32(2).op(OP.i32_shl).mem(OP.f32_load, TABLE, 2);
-}
-
 function build(): Uint8Array {
   // q4k(blocks, srcPtr, dstPtr)
   const f = new Fn([T.i32, T.i32, T.i32], []);
@@ -70,21 +45,21 @@ function build(): Uint8Array {
   const v = f.local(T.v128), lo = f.local(T.v128), hi = f.local(T.v128), t = f.local(T.v128), mask = f.local(T.v128);
   const ds = [f.local(T.v128), f.local(T.v128)];
   const ms = [f.local(T.v128), f.local(T.v128)];
+  const lanes: ScaleLanes = { av: [f.local(T.v128), f.local(T.v128)], mv: [f.local(T.v128), f.local(T.v128)] };
   f.i32(15).simd(I8X16_SPLAT).set(mask);
   f.get(n).op(OP.i32_eqz).if_().op(OP.return).end();
   f.loop();
-  emitF16(f, src, 0);
+  emitF16(f, src, 0, TABLE);
   f.set(d);
-  emitF16(f, src, 2);
+  emitF16(f, src, 2, TABLE);
   f.set(dmin);
+  emitScalesMins(f, src, d, dmin, t, lanes);
   for (let j = 0; j < 4; j++) {
     for (let k = 0; k < 2; k++) {
-      f.get(d);
-      emitScaleMin(f, src, 2 * j + k, false);
-      f.op(F32_CONVERT_I32_U).op(OP.f32_mul).simd(SIMD.f32x4_splat).set(ds[k]);
-      f.get(dmin);
-      emitScaleMin(f, src, 2 * j + k, true);
-      f.op(F32_CONVERT_I32_U).op(OP.f32_mul).simd(SIMD.f32x4_splat).set(ms[k]);
+      emitLane(f, lanes.av, 2 * j + k);
+      f.simd(SIMD.f32x4_splat).set(ds[k]);
+      emitLane(f, lanes.mv, 2 * j + k);
+      f.simd(SIMD.f32x4_splat).set(ms[k]);
     }
     for (let h = 0; h < 2; h++) {
       f.get(src).simdMem(SIMD.v128_load, 16 + 32 * j + 16 * h, 0).set(v);
@@ -110,16 +85,7 @@ let mod: Q4kModule | null | undefined;
 
 /** The module, or null where WebAssembly SIMD is missing (the scalar twin then serves). */
 function module(): Q4kModule | null {
-  if (mod === undefined) {
-    try {
-      const m = instantiate<Q4kModule>(build());
-      ensureMemory(m.memory, END);
-      new Float32Array(m.memory.buffer, TABLE, 65536).set(F16_TO_F32);
-      mod = m;
-    } catch {
-      mod = null;
-    }
-  }
+  if (mod === undefined) mod = instantiateWithF16Table<Q4kModule>(build, END, TABLE);
   return mod;
 }
 

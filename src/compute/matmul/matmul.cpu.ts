@@ -125,6 +125,9 @@ function transposeB(b: Float64Array, m: number, K: number): Float64Array {
 }
 
 // Four rank rows per pass: the accumulator is loaded and stored once per four products.
+// Each kernel below comes in a Float32Array (x32) and a Float64Array (x64) copy on purpose:
+// V8 compiles a loop for the typed-array kinds it has seen, and one function fed both runs
+// the polymorphic (slower) element loads in the scalar path's innermost loop.
 function axpy4x32(acc: Float64Array, l0: number, l1: number, l2: number, l3: number, R: Float32Array, off: number, cols: number): void {
   const o1 = off + cols;
   const o2 = o1 + cols;

@@ -1,4 +1,4 @@
-// Kept whole: buildKernel each emit one WebAssembly function as a straight run of
+// Kept whole: buildKernel emits one WebAssembly function as a straight run of
 // instructions whose locals, loop labels and stack depth are shared from the first op to the
 // last; cut into pieces, each piece would need that state passed in and the reader would lose
 // the one-to-one order with the scalar loop it reproduces.

@@ -191,6 +191,28 @@ const xm = new Float32Array(32);
 /** Where `makeQkxQuants` leaves the group's minimum (negated, as the reference's `the_min`). */
 export const qkxMin = new Float32Array(1);
 
+/** Where `fitStep` leaves its fit, scale then minimum (f32 values; no object is returned in the hot loop). */
+const fit = new Float32Array(2);
+
+/**
+ * One step's weighted least-squares fit x ≈ scale·l + min from the sums Σw, Σwx, Σwl, Σwl²
+ * and Σwlx (f32 steps, as the reference's), with the minimum kept ≤ 0: false where the codes
+ * do not spread (the determinant is not positive), else the fit in `fit`.
+ */
+function fitStep(sumW: number, sumX: number, sumL: number, sumL2: number, sumXL: number): boolean {
+  const D = f(f(sumW * sumL2) - f(sumL * sumL));
+  if (!(D > 0)) return false;
+  const min = f(f(f(sumL2 * sumX) - f(sumL * sumXL)) / D);
+  if (min > 0) {
+    fit[0] = f(sumXL / sumL2);
+    fit[1] = 0;
+  } else {
+    fit[0] = f(f(f(sumW * sumXL) - f(sumX * sumL)) / D);
+    fit[1] = min;
+  }
+  return true;
+}
+
 /**
  * `make_qkx2_quants` / `make_qkx3_quants` (the same steps when the weights are given):
  * asymmetric codes in [0, nmax] with a minimum ≤ 0, then `nstep + 1` least-squares fits
@@ -245,14 +267,8 @@ export function makeQkxQuants(n: number, nmax: number, x: Float32Array, xo: numb
       sumL2 = f(sumL2 + f(wl * l));
       sumXL = f(sumXL + f(wl * xi));
     }
-    const D = f(f(sumW * sumL2) - f(sumL * sumL));
-    if (!(D > 0)) continue;
-    let thisScale = f(f(f(sumW * sumXL) - f(sumX * sumL)) / D);
-    let thisMin = f(f(f(sumL2 * sumX) - f(sumL * sumXL)) / D);
-    if (thisMin > 0) {
-      thisMin = 0;
-      thisScale = f(sumXL / sumL2);
-    }
+    if (!fitStep(sumW, sumX, sumL, sumL2, sumXL)) continue;
+    const thisScale = fit[0], thisMin = fit[1];
     let err = 0;
     for (let i = 0; i < n; i++) {
       let diff = f(f(f(thisScale * aux[i]) + thisMin) - x[xo + i]);
@@ -285,14 +301,8 @@ function qkxSearchWasm(wasm: NonNullable<ReturnType<typeof qkxWasm>>, n: number,
     const iscale = f(f(f(rmin + f(rdelta * is)) + nmax) / f(max - min));
     e.step(n, nmax, iscale);
     const sumL = m[S], sumL2 = m[S + 1], sumXL = m[S + 2];
-    const D = f(f(sumW * sumL2) - f(sumL * sumL));
-    if (!(D > 0)) continue;
-    let thisScale = f(f(f(sumW * sumXL) - f(sumX * sumL)) / D);
-    let thisMin = f(f(f(sumL2 * sumX) - f(sumL * sumXL)) / D);
-    if (thisMin > 0) {
-      thisMin = 0;
-      thisScale = f(sumXL / sumL2);
-    }
+    if (!fitStep(sumW, sumX, sumL, sumL2, sumXL)) continue;
+    const thisScale = fit[0], thisMin = fit[1];
     const err = e.err(n, thisScale, thisMin, madFlag);
     if (err < bestErr) {
       for (let i = 0; i < n; i++) L[lo + i] = mi[AUX + i];

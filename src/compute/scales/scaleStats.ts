@@ -1,7 +1,6 @@
 import type { KernelDef } from '../kernel';
 import type { SeriesSpec } from './blockScales';
 import { scaleStatsCpu } from './scaleStats.cpu';
-import { scaleStatsGpu } from './scaleStats.gpu';
 
 export type { SeriesSpec } from './blockScales';
 
@@ -65,11 +64,11 @@ export interface ScaleStatsResult {
 /**
  * The scales of a quantized tensor, counted: per series (a ggml block's `d`, `dmin`, the
  * sub-block scales; a scheme's scale and zero-point parts) how many, their range and mean,
- * zeros, non-finite and saturated codes, and a histogram. The GPU twin declines: the scales
- * are 1/16 to 1/256 of a tensor's bytes, and the run is bound by reading them, not by this.
+ * zeros, non-finite and saturated codes, and a histogram. A CPU-only kernel: the scales are
+ * 1/16 to 1/256 of a tensor's bytes, spread through its blocks, and the run is bound by reading
+ * them, so a dispatch would cost more than the count.
  */
 export const scaleStatsKernel: KernelDef<ScaleStatsArgs, ScaleStatsResult> = {
   name: 'scales',
   cpu: scaleStatsCpu,
-  gpu: scaleStatsGpu,
 };

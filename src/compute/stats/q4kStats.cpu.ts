@@ -3,8 +3,8 @@
 // it flags, the blocks with Inf or NaN scales, and the blocks that may hold a top-k value are
 // decoded here by the scalar decoder and folded value by value, as scanWide and binWide do.
 import { q4_K } from '../dequant/kquants.cpu';
-import { CompensatedSum, type BinsResult, type StatsBinsArgs, type StatsScanArgs, type WideScan } from './stats';
-import { TopKeeper } from './statsWide.cpu';
+import { CompensatedSum, emptyTally, type BinsResult, type Tally, type StatsBinsArgs, type StatsScanArgs, type WideScan } from './stats';
+import { TopKeeper, isNearZero, isOutlier, outlierBounds } from './statsWide.cpu';
 import { A, ABS, ACC, FLAGS, IN, Q4K_BATCH } from './q4kStatsAsm';
 import { q4kStatsModule, type Q4kStatsModule } from './q4kStatsSimd';
 
@@ -46,9 +46,18 @@ function nextBad(bytes: Uint8Array, b: number, b1: number): number {
   return b1;
 }
 
-/** Copies blocks [b0, b1) into the module's input batch. */
-function load(m: Q4kStatsModule, bytes: Uint8Array, b0: number, b1: number): void {
-  new Uint8Array(m.memory.buffer, IN, (b1 - b0) * BLOCK_BYTES).set(bytes.subarray(b0 * BLOCK_BYTES, b1 * BLOCK_BYTES));
+/**
+ * Copies the slice into the module's input a batch at a time, and calls `run(first, count, at)`
+ * for each run of blocks with finite scales (`at`: the run's address in the module's input),
+ * `bad(b)` for each other block, and `flush()` after each batch.
+ */
+function batches(m: Q4kStatsModule, bytes: Uint8Array, nb: number, run: (first: number, count: number, at: number) => void, bad: (b: number) => void, flush?: () => void): void {
+  for (let b0 = 0; b0 < nb; b0 += Q4K_BATCH) {
+    const b1 = Math.min(nb, b0 + Q4K_BATCH);
+    new Uint8Array(m.memory.buffer, IN, (b1 - b0) * BLOCK_BYTES).set(bytes.subarray(b0 * BLOCK_BYTES, b1 * BLOCK_BYTES));
+    runs(bytes, b0, b1, (first, count) => run(first, count, IN + (first - b0) * BLOCK_BYTES), bad);
+    flush?.();
+  }
 }
 
 function decodeBlock(bytes: Uint8Array, b: number): Float32Array {
@@ -58,15 +67,7 @@ function decodeBlock(bytes: Uint8Array, b: number): Float32Array {
 }
 
 /** The running totals of a slice, the SIMD module's and the decoded sub-blocks' together. */
-interface Totals {
-  finite: number;
-  nan: number;
-  posInf: number;
-  negInf: number;
-  zeros: number;
-  min: number;
-  max: number;
-  minAbsNonzero: number;
+interface Totals extends Tally {
   readonly sum: CompensatedSum;
   readonly sq: CompensatedSum;
   readonly k: number;
@@ -78,7 +79,7 @@ export function q4kScan(args: StatsScanArgs): WideScan | undefined {
   if (!at) return undefined;
   const { m, nb } = at;
   const bytes = args.bytes;
-  const t: Totals = { finite: 0, nan: 0, posInf: 0, negInf: 0, zeros: 0, min: Infinity, max: -Infinity, minAbsNonzero: Infinity, sum: new CompensatedSum(), sq: new CompensatedSum(), k: shiftOf(bytes, nb) };
+  const t: Totals = { ...emptyTally(), sum: new CompensatedSum(), sq: new CompensatedSum(), k: shiftOf(bytes, nb) };
   const f64 = new Float64Array(m.memory.buffer, ACC, 16);
   const f32 = new Float32Array(m.memory.buffer, ACC, 32);
   f64[A.sum / 8] = 0;
@@ -91,41 +92,38 @@ export function q4kScan(args: StatsScanArgs): WideScan | undefined {
   const abs = new Float32Array(m.memory.buffer, ABS, Q4K_BATCH);
   const flags = new Int32Array(m.memory.buffer, FLAGS, Q4K_BATCH * 8);
   const cache = new BlockCache(bytes);
-  for (let b0 = 0; b0 < nb; b0 += Q4K_BATCH) {
-    const b1 = Math.min(nb, b0 + Q4K_BATCH);
-    load(m, bytes, b0, b1);
-    runs(
-      bytes,
-      b0,
-      b1,
-      (first, count) => {
-        const nflags = m.scan(count, IN + (first - b0) * BLOCK_BYTES);
-        t.finite += count * BLOCK_VALUES;
-        for (let j = 0; j < nflags; j++) {
-          const sb = flags[j] >> 1;
-          const v = cache.values(first + (sb >> 3)).subarray((sb & 7) * 32, (sb & 7) * 32 + 32);
-          if (flags[j] & 1) minAbsOf(t, v);
-          else foldFinite(t, v);
+  batches(
+    m,
+    bytes,
+    nb,
+    (first, count, at) => {
+      const nflags = m.scan(count, at);
+      t.finite += count * BLOCK_VALUES;
+      for (let j = 0; j < nflags; j++) {
+        const v = cache.flagged(first, flags[j]);
+        if (flags[j] & 1) minAbsOf(t, v);
+        else foldFinite(t, v);
+      }
+      if (top.threshold === Infinity) return;
+      // Blocks that can hold a top-k value (their bound passes the k-th |x| so far, or a sub-block was flagged), in order.
+      for (let b = first, j = 0; b < first + count; b++) {
+        let flagged = false;
+        while (j < nflags && first + (flags[j] >> 4) === b) {
+          flagged = true;
+          j++;
         }
-        if (top.threshold === Infinity) return;
-        // Blocks that can hold a top-k value (their bound passes the k-th |x| so far, or a sub-block was flagged), in order.
-        for (let b = first, j = 0; b < first + count; b++) {
-          let flagged = false;
-          while (j < nflags && first + (flags[j] >> 4) === b) {
-            flagged = true;
-            j++;
-          }
-          if (flagged || abs[b - first] > top.threshold) offerBlock(top, cache.values(b), args.first + b * BLOCK_VALUES);
-        }
-      },
-      (b) => foldValues(t, top, cache.values(b), args.first + b * BLOCK_VALUES),
-    );
-    // Flushed per batch, so that a float64 sum runs over at most 32,768 sub-blocks.
-    t.sum.add(f64[A.sum / 8]);
-    t.sq.add(f64[A.sq / 8]);
-    f64[A.sum / 8] = 0;
-    f64[A.sq / 8] = 0;
-  }
+        if (flagged || abs[b - first] > top.threshold) offerBlock(top, cache.values(b), args.first + b * BLOCK_VALUES);
+      }
+    },
+    (b) => foldValues(t, top, cache.values(b), args.first + b * BLOCK_VALUES),
+    () => {
+      // Flushed per batch, so that a float64 sum runs over at most 32,768 sub-blocks.
+      t.sum.add(f64[A.sum / 8]);
+      t.sq.add(f64[A.sq / 8]);
+      f64[A.sum / 8] = 0;
+      f64[A.sq / 8] = 0;
+    },
+  );
   t.min = Math.min(t.min, f32[A.min / 4]);
   t.max = Math.max(t.max, f32[A.max / 4]);
   t.minAbsNonzero = Math.min(t.minAbsNonzero, f32[A.minAbs / 4]);
@@ -157,6 +155,11 @@ class BlockCache {
       this.at = b;
     }
     return scratch;
+  }
+  /** The 32 values of the sub-block that flag `flag` names, in the run of blocks from `first`. */
+  flagged(first: number, flag: number): Float32Array {
+    const sb = flag >> 1;
+    return this.values(first + (sb >> 3)).subarray((sb & 7) * 32, (sb & 7) * 32 + 32);
   }
 }
 
@@ -227,8 +230,7 @@ export function q4kNear(args: StatsBinsArgs): BinsResult | undefined {
   if (!at) return undefined;
   const { m, nb } = at;
   const bytes = args.bytes;
-  const above = args.mean + args.outlierBeyond;
-  const below = args.mean - args.outlierBeyond;
+  const { above, below } = outlierBounds(args);
   const f32 = new Float32Array(m.memory.buffer, ACC, 32);
   const i32 = new Int32Array(m.memory.buffer, ACC, 32);
   f32[A.nearT / 4] = up32(args.nearZeroBelow);
@@ -243,28 +245,20 @@ export function q4kNear(args: StatsBinsArgs): BinsResult | undefined {
     for (let i = 0; i < v.length; i++) {
       const x = v[i];
       if (x - x !== 0) continue;
-      const a = Math.abs(x);
-      if (a === 0 || a < args.nearZeroBelow) c.nearZero++;
-      if (x > above || x < below) c.outliers++;
+      if (isNearZero(Math.abs(x), args.nearZeroBelow)) c.nearZero++;
+      if (isOutlier(x, above, below)) c.outliers++;
     }
   };
-  for (let b0 = 0; b0 < nb; b0 += Q4K_BATCH) {
-    const b1 = Math.min(nb, b0 + Q4K_BATCH);
-    load(m, bytes, b0, b1);
-    runs(
-      bytes,
-      b0,
-      b1,
-      (first, n) => {
-        const nflags = m.near(n, IN + (first - b0) * BLOCK_BYTES);
-        for (let j = 0; j < nflags; j++) {
-          const sb = flags[j] >> 1;
-          count(cache.values(first + (sb >> 3)).subarray((sb & 7) * 32, (sb & 7) * 32 + 32));
-        }
-      },
-      (b) => count(cache.values(b)),
-    );
-  }
+  batches(
+    m,
+    bytes,
+    nb,
+    (first, n, at) => {
+      const nflags = m.near(n, at);
+      for (let j = 0; j < nflags; j++) count(cache.flagged(first, flags[j]));
+    },
+    (b) => count(cache.values(b)),
+  );
   c.nearZero += i32[A.near / 4];
   c.outliers += i32[A.out / 4];
   return { kind: 'bins', hist: new Uint32Array(args.edges.length - 1), logHist: new Uint32Array(args.logEdges.length - 1), ...c };

@@ -1,5 +1,6 @@
 // Layout, opcodes and emitters of the Q4_K statistics module (q4kStatsSimd.ts).
 import { Fn, OP, SIMD, T } from '../cpu/wasmAsm';
+import { emitF16, emitLane, emitScalesMins } from '../dequant/q4kBlockAsm';
 
 /** Blocks per batch: 576 KiB of input, about what a worker's L2 holds. */
 export const Q4K_BATCH = 4096;
@@ -26,11 +27,6 @@ export const V = {
   f32x4_neg: 0xe1, f32x4_lt: 0x43, f32x4_gt: 0x44, f32x4_le: 0x45, f32x4_ge: 0x46, f32x4_floor: 0x68, f32x4_nearest: 0x6a, i32x4_bitmask: 0xa4,
   i16x8_extadd_pairwise_u: 0x7d, i32x4_extadd_pairwise_u: 0x7f, i16x8_add: 0x8e, i16x8_extmul_low_u: 0x9e, i16x8_extmul_high_u: 0x9f,
 } as const;
-
-/** Pushes the float32 value of the float16 at src + off, from the table. */
-function emitF16(f: Fn, src: number, off: number): void {
-  f.get(src).mem(OP.i32_load16_u, off, 0).i32(2).op(OP.i32_shl).mem(OP.f32_load, TABLE, 2);
-}
 
 /** The locals every sub-block uses, and the emitters that work on them. */
 export class Sub {
@@ -61,45 +57,21 @@ export class Sub {
   }
   /** d and dmin of the block at src. */
   block(): void {
-    emitF16(this.f, this.src, 0);
+    emitF16(this.f, this.src, 0, TABLE);
     this.f.set(this.d);
-    emitF16(this.f, this.src, 2);
+    emitF16(this.f, this.src, 2, TABLE);
     this.f.set(this.dmin);
   }
-  /**
-   * av and mv of the block: its 8 scales and 8 mins unpacked as ggml's get_scale_min_k4 does, in
-   * one vector (u8 lanes 0–7 the scales, 8–15 the mins), then times d and dmin in float32, as the
-   * scalar f32(d·sc) and f32(dmin·m) round them.
-   */
+  /** av and mv of the block (its 8 scales and mins, times d and dmin). */
   vectors(): void {
-    const { f, src } = this;
-    const z = 16; // a lane of the zero operand
-    const part = (lanes: number[], shl: number, shr: number, shlAfter: number): void => {
-      f.get(src).simdMem(SIMD.v128_load, 4, 0).i32(0).simd(SIMD.i32x4_splat).shuffle(lanes);
-      if (shl) f.i32(shl).simd(V.i8x16_shl);
-      f.i32(shr).simd(V.i8x16_shr_u);
-      if (shlAfter) f.i32(shlAfter).simd(V.i8x16_shl);
-    };
-    // Low 6 bits: scales 0–3 (bytes 0–3), mins 0–3 (bytes 4–7).
-    part([0, 1, 2, 3, z, z, z, z, 4, 5, 6, 7, z, z, z, z], 2, 2, 0);
-    // Low 4 bits of scales 4–7 (bytes 8–11), high 4 bits of mins 4–7 (bytes 8–11).
-    part([z, z, z, z, 8, 9, 10, 11, z, z, z, z, z, z, z, z], 4, 4, 0);
-    f.simd(SIMD.v128_or);
-    part([z, z, z, z, z, z, z, z, z, z, z, z, 8, 9, 10, 11], 0, 4, 0);
-    f.simd(SIMD.v128_or);
-    // Bits 4–5 of scales 4–7 and mins 4–7: the top 2 bits of bytes 0–3 and 4–7.
-    part([z, z, z, z, 0, 1, 2, 3, z, z, z, z, 4, 5, 6, 7], 0, 6, 4);
-    f.simd(SIMD.v128_or).set(this.t);
-    for (const [half, scale, out] of [[V.i16x8_extend_low_i8x16_u, this.d, this.av], [V.i16x8_extend_high_i8x16_u, this.dmin, this.mv]] as const) {
-      for (const [g, ext] of [[0, V.i32x4_extend_low_i16x8_u], [1, V.i32x4_extend_high_i16x8_u]] as const) {
-        f.get(this.t).simd(half).simd(ext).simd(SIMD.f32x4_convert_i32x4_s).get(scale).simd(SIMD.f32x4_splat).simd(SIMD.f32x4_mul).set(out[g]);
-      }
-    }
+    emitScalesMins(this.f, this.src, this.d, this.dmin, this.t, this);
   }
   /** a and mm of sub-block s, from the lanes. */
   scales(s: number): void {
-    this.f.get(this.av[s >> 2]).lane(SIMD.f32x4_extract_lane, s & 3).set(this.a);
-    this.f.get(this.mv[s >> 2]).lane(SIMD.f32x4_extract_lane, s & 3).set(this.mm);
+    emitLane(this.f, this.av, s);
+    this.f.set(this.a);
+    emitLane(this.f, this.mv, s);
+    this.f.set(this.mm);
   }
   /** The 32 codes of sub-block s (u8 lanes of n0, n1); even sub-blocks are the low nibbles of their 32 bytes. */
   codes(s: number): void {

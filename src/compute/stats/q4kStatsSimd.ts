@@ -1,5 +1,5 @@
-import { Fn, OP, SIMD, T, WASM_PAGE, assemble, ensureMemory, instantiate, type WasmMemory } from '../cpu/wasmAsm';
-import { F16_TO_F32 } from '../dequant/half';
+import { Fn, OP, SIMD, T, WASM_PAGE, assemble, type WasmMemory } from '../cpu/wasmAsm';
+import { instantiateWithF16Table } from '../dequant/q4kBlockAsm';
 import { A, ABS, END, Sub, TABLE, V, X, emitFlag, emitLoop, loadAcc, storeAcc } from './q4kStatsAsm';
 import { buildNear } from './q4kStatsNear';
 import { emitCodeSums, emitGroupSums, emitLanesSum, emitSumsInit, vectorSumLocals } from './q4kStatsSums';
@@ -221,10 +221,6 @@ export function buildScan(): Fn {
   return f;
 }
 
-
-
-
-
 export interface Q4kStatsModule {
   memory: WasmMemory;
   /** Folds `blocks` blocks at `src` into the scan accumulators; returns how many sub-blocks it flagged (at FLAGS). */
@@ -237,16 +233,7 @@ let mod: Q4kStatsModule | null | undefined;
 
 /** The module, or null where WebAssembly SIMD is missing (the caller then decodes and scans). */
 export function q4kStatsModule(): Q4kStatsModule | null {
-  if (mod === undefined) {
-    try {
-      const m = instantiate<Q4kStatsModule>(assemble([['scan', buildScan()], ['near', buildNear()]], Math.ceil(END / WASM_PAGE)));
-      ensureMemory(m.memory, END);
-      new Float32Array(m.memory.buffer, TABLE, 65536).set(F16_TO_F32);
-      mod = m;
-    } catch {
-      mod = null;
-    }
-  }
+  if (mod === undefined) mod = instantiateWithF16Table<Q4kStatsModule>(() => assemble([['scan', buildScan()], ['near', buildNear()]], Math.ceil(END / WASM_PAGE)), END, TABLE);
   return mod;
 }
 

@@ -8,7 +8,7 @@ import type { StorageType } from '../../format/storage';
 import { patternTable, type PatternDType } from '../decode/patterns';
 import { E2M1, num, partFloats, str } from '../dequant/partValues';
 import { CompensatedSum, type BinsResult, type StatsBinsArgs, type StatsScanArgs, type WideScan } from './stats';
-import { TopKeeper } from './statsWide.cpu';
+import { TopKeeper, isNearZero, isOutlier, outlierBounds } from './statsWide.cpu';
 
 type Scheme = Extract<StorageType, { kind: 'scheme' }>;
 
@@ -153,14 +153,12 @@ export function scaledNear(args: StatsBinsArgs): BinsResult | undefined {
   if (args.histograms !== false) return undefined;
   const folds = foldsOf(args);
   if (!folds) return undefined;
-  const above = args.mean + args.outlierBeyond;
-  const below = args.mean - args.outlierBeyond;
+  const { above, below } = outlierBounds(args);
   let nearZero = 0, outliers = 0;
   folds((v, c) => {
     if (v - v !== 0) return;
-    const a = Math.abs(v);
-    if (a === 0 || a < args.nearZeroBelow) nearZero += c;
-    if (v > above || v < below) outliers += c;
+    if (isNearZero(Math.abs(v), args.nearZeroBelow)) nearZero += c;
+    if (isOutlier(v, above, below)) outliers += c;
   });
   return { kind: 'bins', hist: new Uint32Array(args.edges.length - 1), logHist: new Uint32Array(args.logEdges.length - 1), nearZero, outliers };
 }

@@ -100,17 +100,26 @@ function fillSparse(hist: Uint32Array, patterns: Uint32Array): number {
   return nz;
 }
 
-export interface WideScan {
-  readonly kind: 'wide';
-  readonly finite: number;
-  readonly nan: number;
-  readonly posInf: number;
-  readonly negInf: number;
-  readonly zeros: number;
-  readonly min: number;
-  readonly max: number;
+/** The counts and extremes of a run of values: what a slice's scan and the whole tensor's merge both keep. */
+export interface Tally {
+  finite: number;
+  nan: number;
+  posInf: number;
+  negInf: number;
+  zeros: number;
+  min: number;
+  max: number;
   /** Smallest non-zero finite |x| (Infinity when none): the low end of the log histogram. */
-  readonly minAbsNonzero: number;
+  minAbsNonzero: number;
+}
+
+/** The tally of no values. */
+export function emptyTally(): Tally {
+  return { finite: 0, nan: 0, posInf: 0, negInf: 0, zeros: 0, min: Infinity, max: -Infinity, minAbsNonzero: Infinity };
+}
+
+export interface WideScan extends Readonly<Tally> {
+  readonly kind: 'wide';
   readonly sum: number;
   /** Σ (x − slice mean)² over the finite values, for Chan's parallel variance merge. */
   readonly m2: number;

@@ -1,6 +1,6 @@
 import { storageDecoder } from '../decode/blocks';
 import { isPatternDType, patternBits, patternTable, type PatternDType } from '../decode/patterns';
-import { numericView, scanWide, type Numeric } from './statsWide.cpu';
+import { isNearZero, isOutlier, numericView, scanWide, type Numeric } from './statsWide.cpu';
 import { patternOf } from './stats.cpu';
 import { SMALL_SCALARS, type SmallTensorItem, type StatsSmallArgs, type StatsSmallResult } from './statsSmall';
 import { mergeTop, mergeWide, NEAR_ZERO_FRACTION, OUTLIER_SIGMAS, summarizePatterns, type TensorHead, type TensorStats, type WideTotals } from './summarize';
@@ -131,8 +131,8 @@ function binLazy(v: Numeric, count: number, t: WideTotals, bins: number, hist?: 
     if (hist) hist[lin(x)]++;
     const a = x < 0 ? -x : x;
     if (a !== 0 && lg && logHist) logHist[lg(a)]++;
-    if (a === 0 || a < nearZeroBelow) nearZero++;
-    if (x > above || x < below) outliers++;
+    if (isNearZero(a, nearZeroBelow)) nearZero++;
+    if (isOutlier(x, above, below)) outliers++;
   }
   return { nearZero, outliers };
 }

@@ -1,7 +1,6 @@
 import type { DType } from '../../format/dtypes';
 import type { KernelDef } from '../kernel';
 import { statsSmallCpu } from './statsSmall.cpu';
-import { statsSmallGpu } from './statsSmall.gpu';
 import type { TensorStats } from './summarize';
 
 /** One small tensor of a batch: where its bytes start in the batch's source, and what `stats` reports it as. */
@@ -93,10 +92,13 @@ export function unpackSmallStats(items: readonly SmallTensorItem[], r: StatsSmal
   });
 }
 
+/**
+ * A CPU-only kernel: for tensors of a few kilobytes each, an upload, two dispatches and two
+ * readbacks per tensor would cost far more than scanning its bytes.
+ */
 export const statsSmallKernel: KernelDef<StatsSmallArgs, StatsSmallResult> = {
   name: 'stats.small',
   cpu: statsSmallCpu,
-  gpu: statsSmallGpu,
   // Moved, not copied (and not handed back: a batch's buffer is fresh), unless the caller shares it.
   transfer: (a) => (a.bytes.byteOffset === 0 && a.bytes.byteLength === a.bytes.buffer.byteLength && a.bytes.buffer instanceof ArrayBuffer ? [a.bytes.buffer] : []),
   // Packed summaries, small beside the batch's bytes (see statsKernel).

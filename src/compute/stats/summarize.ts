@@ -1,5 +1,5 @@
 import { patternTable, type PatternDType } from '../decode/patterns';
-import { CompensatedSum, compareTop, linearBinner, linearEdges, logBinner, logEdges, type BinsResult, type StatsBinsArgs, type TopEntry, type WideScan } from './stats';
+import { CompensatedSum, compareTop, linearBinner, linearEdges, logBinner, logEdges, emptyTally, type BinsResult, type StatsBinsArgs, type Tally, type TopEntry, type WideScan } from './stats';
 
 /** Statistics of one tensor, as `stats` reports them (JSON-safe: null where a statistic has no value). */
 export interface TensorStats {
@@ -166,15 +166,7 @@ export function unsupportedStats(head: TensorHead, bins: number): TensorStats {
 }
 
 /** Whole-tensor totals of the wide dtypes' first phase. */
-export interface WideTotals {
-  finite: number;
-  nan: number;
-  posInf: number;
-  negInf: number;
-  zeros: number;
-  min: number;
-  max: number;
-  minAbsNonzero: number;
+export interface WideTotals extends Tally {
   mean: number;
   /** Σ (x − mean)² over the whole tensor (Chan et al.'s pairwise merge of slice M2s). */
   m2: number;
@@ -185,7 +177,7 @@ export function mergeWide(scans: readonly WideScan[], k: number): WideTotals {
   let finite = 0;
   let mean = 0;
   let m2 = 0;
-  const t: WideTotals = { finite: 0, nan: 0, posInf: 0, negInf: 0, zeros: 0, min: Infinity, max: -Infinity, minAbsNonzero: Infinity, mean: 0, m2: 0, top: [] };
+  const t: WideTotals = { ...emptyTally(), mean: 0, m2: 0, top: [] };
   for (const s of scans) {
     t.nan += s.nan;
     t.posInf += s.posInf;

@@ -159,7 +159,7 @@ export class ModelService {
     const key = resultKey(this.stamp, 'heatmap', { name, size });
     const hit = this.cache.get(key);
     if (hit?.type === 'heatmap') return hit;
-    const reply = await computeHeatmap(this.model, t, size, signal);
+    const reply = await computeHeatmap(this.model, t, size, signal, this.backend());
     this.cache.set(key, reply);
     return reply;
   }

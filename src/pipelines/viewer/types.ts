@@ -5,6 +5,7 @@
  * and the page imports them type-only. Every field is structured-clone friendly:
  * numbers (NaN where a statistic has no value), strings and typed arrays.
  */
+import type { AdapterDescription } from '../lora';
 import type { MemoryEstimate } from '../memory';
 import type { PreviewResult, PreviewRow } from '../quantize';
 import type { TensorStats } from '../stats';
@@ -13,14 +14,13 @@ import type { ErrorInfo } from '../../shared/protocol';
 import type { QuantHeader, QuantTable } from '../../shared/quantizedColumns';
 import type { ScaleStatsReport } from '../scaleStats';
 
-export interface AdapterInfo {
+/** config.json's declaration as the header shows it (the model layer's own type). */
+export type { QuantizationDeclared } from '../../format/quantized/configInfo';
+
+/** An adapter file's description (lora.ts) as the page shows it: counts where the pipeline lists. */
+export interface AdapterInfo extends Pick<AdapterDescription, 'targets' | 'ranks' | 'alphas' | 'scales' | 'useRslora'> {
   readonly format: string;
   readonly modules: number;
-  readonly targets: readonly string[];
-  readonly ranks: readonly number[];
-  readonly alphas: readonly number[];
-  readonly scales: readonly number[];
-  readonly useRslora: boolean;
   readonly dora: boolean;
 }
 
