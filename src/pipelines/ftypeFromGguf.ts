@@ -8,9 +8,9 @@ import type { GgufValue as ReadValue } from '../format/gguf/values';
 import { gguf, writeGguf, type GgufTensor, type GgufValue } from '../format/gguf/writer';
 import { prepareOutputs } from '../format/outputs';
 import { NodeFileSource } from '../format/source';
-import { ggmlId, quantizeRows, rowWeightsFor, typeBytes } from './ggufQuantStream';
+import { ggmlId, imatrixKeys, quantizeRows, rowWeightsFor, typeBytes } from './ggufQuantStream';
 import { readImatrix, type Imatrix } from '../format/imatrix';
-import { allowsQuantization, chooseTypes, FTYPES, type ChosenType, type FtypeModel, type FtypeName, type FtypeOptions } from './llamaFtype';
+import { allowsQuantization, chooseTypes, FTYPES, type ChosenType, type FtypeModel, type FtypeName, type FtypeOptions, type FtypeTensor, type TypePlan } from './llamaFtype';
 import type { ToGgufResult } from './toGguf';
 
 /**
@@ -26,6 +26,8 @@ export interface GgufFtypeArgs {
   readonly ftypeOptions?: FtypeOptions;
   /** A llama.cpp importance matrix (GGUF or legacy .dat). */
   readonly imatrix?: string;
+  /** Each tensor's type, chosen beforehand (a `--target-bpw` plan), instead of the file type's rules. */
+  readonly types?: ReadonlyMap<string, ChosenType>;
 }
 
 // Tensor bytes are read in chunks of this size (whole rows are regrouped downstream).
@@ -101,6 +103,12 @@ function planOut(file: GgufFile, t: GgufTensorInfo, type: ChosenType, job: Job):
   return { name: t.name, dims: t.ne, ggmlType: ggmlId(type), byteLength: typeBytes(type, t.elements), data };
 }
 
+/** A plan made beforehand, checked to name every tensor of the file. */
+function givenTypes(input: readonly FtypeTensor[], types: ReadonlyMap<string, ChosenType>, file: string): TypePlan {
+  for (const t of input) if (!types.has(t.name)) throw new FormatError('unsupported', 'the plan gives it no type', file, t.name);
+  return { types: new Map(types), fallbacks: [], overrides: [] };
+}
+
 export async function quantizeGgufFtype(args: GgufFtypeArgs, ctx: JobContext = {}): Promise<ToGgufResult> {
   const source = await NodeFileSource.open(args.input);
   let undo: (() => Promise<void>) | undefined;
@@ -114,12 +122,13 @@ export async function quantizeGgufFtype(args: GgufFtypeArgs, ctx: JobContext = {
       }
     }
     const imatrix = args.imatrix ? await readImatrix(args.imatrix) : undefined;
-    const plan = chooseTypes(input, model, args.ftype, { ...args.ftypeOptions, hasImatrix: imatrix !== undefined });
+    const plan = args.types ? givenTypes(input, args.types, args.input) : chooseTypes(input, model, args.ftype, { ...args.ftypeOptions, hasImatrix: imatrix !== undefined });
     undo = (await prepareOutputs([args.input, ...(args.imatrix ? [args.imatrix] : [])], { files: [args.output] }, ctx.notice)).undo;
     const job: Job = { backend: await getBackend(ctx.backend ?? 'auto'), counts: { overflow: 0, underflow: 0 }, imatrix, signal: ctx.signal };
     const tensors = file.tensors.map((t) => planOut(file, t, plan.types.get(t.name)!, job));
     const kv: Array<[string, GgufValue]> = [...(await metadataOf(file)), ['general.quantization_version', gguf.u32(2)], ['general.file_type', gguf.u32(FTYPES[args.ftype].id)]];
     if (file.alignment !== 32) kv.push(['general.alignment', gguf.u32(file.alignment)]);
+    if (imatrix) kv.push(...imatrixKeys(imatrix, args.imatrix!));
     const report = throttle(ctx.progress);
     const bytes = await writeGguf(args.output, kv, tensors, { alignment: file.alignment, signal: ctx.signal, progress: (done, total) => report({ done, total, unit: 'bytes' }) });
     undo = undefined;

@@ -7,6 +7,7 @@ import type { ChosenType } from './llamaFtype';
 import { FormatError } from '../format/errors';
 import type { Imatrix } from '../format/imatrix';
 import { blocksOf } from './ggufTensorStream';
+import { gguf, type GgufValue } from '../format/gguf/writer';
 
 /**
  * Whole rows of a tensor's byte stream through the quantizer twin of a ggml type, in
@@ -98,4 +99,21 @@ export function rowWeightsFor(im: Imatrix | undefined, name: string, ne: readonl
   }
   if (type === 'Q4_0' || type === 'Q4_1') throw new FormatError('unsupported', `${type} with an importance matrix is not supported yet (ggml's weighted ${type} search)`, file, name);
   return { imatrix: w, rowsPerExpert: ne[1] ?? 1 };
+}
+
+// llama-quantize copies the imatrix file name and first dataset into fixed 128-byte fields: 127 characters and a NUL.
+const KV_STR_CHARS = 127;
+
+/**
+ * What llama-quantize records of the importance matrix it used (tools/quantize, through
+ * kv_overrides written after general.file_type): the file as named on the command line,
+ * the first dataset, the entry count and, when known, the chunk count, as i32.
+ */
+export function imatrixKeys(im: Imatrix, path: string): Array<[string, GgufValue]> {
+  const cut = (s: string) => new TextDecoder().decode(new TextEncoder().encode(s).subarray(0, KV_STR_CHARS)).replace(/\uFFFD$/, '');
+  const kv: Array<[string, GgufValue]> = [['quantize.imatrix.file', gguf.str(cut(path))]];
+  if (im.datasets.length) kv.push(['quantize.imatrix.dataset', gguf.str(cut(im.datasets[0]))]);
+  kv.push(['quantize.imatrix.entries_count', gguf.i32(im.entries.size)]);
+  if (im.chunks > 0) kv.push(['quantize.imatrix.chunks_count', gguf.i32(im.chunks)]);
+  return kv;
 }

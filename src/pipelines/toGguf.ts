@@ -6,7 +6,7 @@ import { parseSentencePiece } from '../format/tokenizer/sentencepiece';
 import { specialVocabKeys } from '../format/tokenizer/specialVocab';
 import { bpeVocab, sentencePieceVocab, vocabKeys, type GgufVocab } from '../format/tokenizer/vocab';
 import { encode, permuteHeads, Q8_0_BLOCK, type GgufOutType } from './ggufTensorStream';
-import { ggmlId, quantizeRows, rowWeightsFor, schemeOf, typeBytes } from './ggufQuantStream';
+import { ggmlId, quantizeRows, rowWeightsFor, schemeOf, typeBytes, imatrixKeys } from './ggufQuantStream';
 import { readImatrix, type Imatrix } from '../format/imatrix';
 import { chooseTypes, FTYPES, isFtypeName, type ChosenType, type FtypeName, type FtypeOptions } from './llamaFtype';
 import { getBackend } from '../compute/backend';
@@ -324,6 +324,7 @@ export async function toGguf(args: ToGgufArgs, ctx: JobContext = {}): Promise<To
       ...hparamKeys(config, shape, isFtypeName(args.ftype) ? FTYPES[args.ftype].id : FILE_TYPE[args.ftype], configPath),
       ...tokKv,
       ['general.quantization_version', gguf.u32(2)],
+      ...(imatrix ? imatrixKeys(imatrix, args.imatrix!) : []),
     ];
     const report = throttle(ctx.progress);
     const bytes = await writeGguf(args.output, metadata, planned.map((p) => p.out), {
