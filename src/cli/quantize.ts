@@ -5,9 +5,9 @@ import { defineCommand, parseBackend, refuseRemote, UsageError, type CommandIO }
 import { formatSize } from '../core/units';
 import { escapeText } from '../format/escape';
 import { FTYPE_NAMES, isFtypeName } from '../pipelines/llamaFtype';
-import { toGguf } from '../pipelines/toGguf';
+import { toGguf, type ToGgufResult } from '../pipelines/toGguf';
 import { quantizeGgufFtype } from '../pipelines/ftypeFromGguf';
-import { FTYPE_OPTIONS, FTYPE_USAGE, ftypeOptions, ftypeReport } from './ftypeArgs';
+import { FTYPE_OPTIONS, FTYPE_USAGE, ftypeOptions, ftypeReport, ftypeTensorLines } from './ftypeArgs';
 import { checkTargetBpw, planTargetBpw } from '../pipelines/targetBpw';
 import { planText } from '../pipelines/bpwPlan';
 
@@ -52,7 +52,9 @@ llama-quantize's from the GGUF of the weights' own float type. --tensor-type REG
 --token-embedding-type override as in llama-quantize; --imatrix FILE reads llama.cpp's
 importance matrix (GGUF or legacy .dat) and quantizes as llama-quantize does with it
 (Q4_0/Q4_1 tensors with an imatrix are refused for now); --pure gives every quantizable
-tensor the file type's base type, as llama-quantize --pure. --scheme TYPE is one type for
+tensor the file type's base type, as llama-quantize --pure. With --ftype or --target-bpw,
+--json prints the report (each tensor's type and its error, measured while writing, and
+the bits per weight) and --verbose a line per tensor; without them no error is measured. --scheme TYPE is one type for
 every 2-D weight too, keeping (not demoting) those whose rows do not fit its blocks.
 --target-bpw BITS chooses each tensor's type (q2_k … q6_k, iq4_xs, q8_0; q4_0 … q5_1 and
 iq4_nl where rows are not a multiple of 256) so that the tensor data fits BITS bits per
@@ -108,7 +110,7 @@ export function reportText(r: QuantReport, verbose: boolean): string {
   return lines.join('\n') + '\n';
 }
 
-type Values = { 'target-bpw'?: string; 'dry-run'?: boolean; json?: boolean; ftype?: string; format?: string; keep?: string[]; only?: string[]; 'gguf-names'?: string; 'allow-nonfinite'?: boolean; 'tensor-type'?: string[]; 'output-tensor-type'?: string; 'token-embedding-type'?: string; imatrix?: string; pure?: boolean };
+type Values = { 'target-bpw'?: string; 'dry-run'?: boolean; json?: boolean; verbose?: boolean; ftype?: string; format?: string; keep?: string[]; only?: string[]; 'gguf-names'?: string; 'allow-nonfinite'?: boolean; 'tensor-type'?: string[]; 'output-tensor-type'?: string; 'token-embedding-type'?: string; imatrix?: string; pure?: boolean };
 
 /** `--ftype`: llama-quantize's per-tensor types, from a Hugging Face folder or a float GGUF. */
 async function runFtype(values: Values, positionals: string[], schemes: string[], io: CommandIO, ctx: JobContext): Promise<number> {
@@ -119,10 +121,18 @@ async function runFtype(values: Values, positionals: string[], schemes: string[]
   if (other) throw new UsageError(`--${other} does not go with --ftype (the output is a GGUF with llama.cpp names)`);
   const [input, output] = positionals;
   if (!output.toLowerCase().endsWith('.gguf')) throw new UsageError('with --ftype OUT is a .gguf file');
-  const args = { input, output, ftype, ftypeOptions: ftypeOptions(values), imatrix: values.imatrix };
+  const verbose = (values.verbose || io.verbose) ?? false;
+  const args = { input, output, ftype, ftypeOptions: ftypeOptions(values), imatrix: values.imatrix, report: values.json || verbose };
   const r = input.toLowerCase().endsWith('.gguf') ? await quantizeGgufFtype(args, ctx) : await toGguf(args, ctx);
-  io.stdout.write(ftypeReport(r, ftype));
+  writeFtypeResult(r, ftype, values.json, verbose, io);
   return 0;
+}
+
+/** The file-type report: JSON (per tensor type and error, totals), or the text lines, per tensor with --verbose. */
+function writeFtypeResult(r: ToGgufResult, label: string, json: boolean | undefined, verbose: boolean, io: CommandIO): void {
+  if (json) return void io.stdout.write(toJson({ ...r.report, fallbacks: r.fallbacks, overrides: r.overrides }));
+  if (verbose && r.report) io.stdout.write(ftypeTensorLines(r.report));
+  io.stdout.write(ftypeReport(r, label));
 }
 
 /** `--target-bpw`: a plan for a bits-per-weight budget, printed, then written unless `--dry-run`. */
@@ -141,11 +151,16 @@ async function runTargetBpw(values: Values, positionals: string[], schemes: stri
   if (output !== undefined && !output.toLowerCase().endsWith('.gguf')) throw new UsageError('with --target-bpw OUT is a .gguf file');
   const opts = ftypeOptions(values);
   const r = await planTargetBpw({ input, targetBpw: target, ftypeOptions: opts, imatrix: values.imatrix }, ctx);
-  if (values.json) io.stdout.write(toJson({ ...r.plan, ftype: r.ftype, written: values['dry-run'] ? null : output }));
-  else io.stdout.write(planText(r.plan, escapeText));
-  if (values['dry-run']) return 0;
-  const w = await quantizeGgufFtype({ input, output, ftype: r.ftype, ftypeOptions: opts, imatrix: values.imatrix, types: r.types }, ctx);
-  if (!values.json) io.stdout.write(ftypeReport(w, `${r.plan.bitsPerWeight.toFixed(4)} bits per weight`));
+  if (values['dry-run']) {
+    io.stdout.write(values.json ? toJson({ ...r.plan, ftype: r.ftype }) : planText(r.plan, escapeText));
+    return 0;
+  }
+  if (!values.json) io.stdout.write(planText(r.plan, escapeText));
+  const verbose = (values.verbose || io.verbose) ?? false;
+  const label = `target ${target} bpw`;
+  const w = await quantizeGgufFtype({ input, output, ftype: r.ftype, ftypeOptions: opts, imatrix: values.imatrix, types: r.types, report: values.json || verbose, label }, ctx);
+  if (values.json) io.stdout.write(toJson({ plan: { ...r.plan, ftype: r.ftype }, report: w.report }));
+  else writeFtypeResult(w, label, false, verbose, io);
   return 0;
 }
 

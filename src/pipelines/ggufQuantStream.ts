@@ -1,5 +1,5 @@
 import type { Backend } from '../compute/kernel';
-import type { QuantInputDType } from '../compute/quant/common';
+import { addSums, type ErrorSums, type QuantInputDType, type QuantizeResult } from '../compute/quant/common';
 import { SCHEMES, type SchemeName } from '../compute/quant/schemes';
 import { castBytes, type CastCounts, type DType } from '../format';
 import { GGML_TYPE_BY_NAME, type GgmlTypeName } from '../format/gguf/types';
@@ -48,7 +48,8 @@ function divisorAtMost(n: number, want: number): number {
 
 /**
  * Quantizes a stream of `from` values, `cols` per row, to `type` on `backend`. F64 rows
- * are cast to F32 first (the twins read BF16, F16 and F32).
+ * are cast to F32 first (the twins read BF16, F16 and F32). With `sums`, the quantization
+ * error of every chunk is added to it (in chunk order, so the totals do not vary by run).
  */
 export async function* quantizeRows(
   src: AsyncIterable<Uint8Array>,
@@ -59,6 +60,7 @@ export async function* quantizeRows(
   counts: CastCounts,
   signal?: AbortSignal,
   weights?: RowWeights,
+  sums?: ErrorSums,
 ): AsyncIterable<Uint8Array> {
   const scheme = SCHEMES[schemeOf(type)!];
   const esize = from === 'F64' ? 8 : from === 'F32' ? 4 : 2;
@@ -66,7 +68,12 @@ export async function* quantizeRows(
   let rowsPer = Math.max(1, Math.floor(CHUNK_BYTES / rowBytes));
   const experts = weights ? weights.imatrix.length / cols : 1;
   if (weights && experts > 1) rowsPer = divisorAtMost(weights.rowsPerExpert, rowsPer);
-  const pending: Array<Promise<Uint8Array>> = [];
+  const pending: Array<Promise<QuantizeResult>> = [];
+  const next = async (): Promise<Uint8Array> => {
+    const r = await pending.shift()!;
+    if (sums) addSums(sums, r.stats);
+    return r.data;
+  };
   let row = 0;
   for await (const block of blocksOf(src, rowsPer * rowBytes, rowBytes)) {
     const dtype: QuantInputDType = from === 'F64' ? 'F32' : (from as QuantInputDType);
@@ -75,13 +82,14 @@ export async function* quantizeRows(
     const e = weights ? Math.floor(row / weights.rowsPerExpert) : 0;
     const imatrix = weights ? (experts > 1 ? weights.imatrix.slice(e * cols, (e + 1) * cols) : weights.imatrix) : undefined;
     row += rows;
-    const job = backend.run(scheme.kernel, { src: input, dtype, rows, cols, stats: false, give: true, imatrix }, signal).then((r) => r.data);
+    // The kernel's error sums cost a dequantize pass: only when a report asks for them.
+    const job = backend.run(scheme.kernel, { src: input, dtype, rows, cols, stats: sums !== undefined, give: true, imatrix }, signal);
     // A failure surfaces where the job is awaited, in order; this keeps it from counting as unhandled meanwhile.
     job.catch(() => undefined);
     pending.push(job);
-    if (pending.length >= IN_FLIGHT) yield await pending.shift()!;
+    if (pending.length >= IN_FLIGHT) yield await next();
   }
-  while (pending.length) yield await pending.shift()!;
+  while (pending.length) yield await next();
 }
 
 /**

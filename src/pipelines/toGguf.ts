@@ -8,6 +8,9 @@ import { bpeVocab, sentencePieceVocab, vocabKeys, type GgufVocab } from '../form
 import { encode, permuteHeads, Q8_0_BLOCK, type GgufOutType } from './ggufTensorStream';
 import { ggmlId, quantizeRows, rowWeightsFor, schemeOf, typeBytes, imatrixKeys } from './ggufQuantStream';
 import { readImatrix, type Imatrix } from '../format/imatrix';
+import type { QuantReport } from './quantizeTypes';
+import { bitsPerWeightOf, ftypeQuantReport } from './ftypeReport';
+import { emptySums, type ErrorSums } from '../compute/quant/common';
 import { chooseTypes, FTYPES, isFtypeName, type ChosenType, type FtypeName, type FtypeOptions } from './llamaFtype';
 import { getBackend } from '../compute/backend';
 import type { Backend } from '../compute/kernel';
@@ -34,6 +37,8 @@ export interface ToGgufArgs {
   readonly ftypeOptions?: FtypeOptions;
   /** A llama.cpp importance matrix (GGUF or legacy .dat), for a llama.cpp file type. */
   readonly imatrix?: string;
+  /** Measure each quantized tensor's error while writing it, for `report` (a dequantize pass more). */
+  readonly report?: boolean;
 }
 
 export interface ToGgufResult {
@@ -46,6 +51,10 @@ export interface ToGgufResult {
   /** llama.cpp's fallback warnings: rows that do not fit the chosen type's blocks. */
   readonly fallbacks: readonly string[];
   readonly overrides: readonly string[];
+  /** Tensor-data bits per weight of the file. */
+  readonly bitsPerWeight: number;
+  /** Per tensor the type and its error, with the totals (bits per weight among them), when `report` was asked. */
+  readonly report?: QuantReport;
 }
 
 /** `enum llama_ftype` for general.file_type. */
@@ -182,6 +191,8 @@ interface Encoder {
   readonly imatrix?: Imatrix;
   readonly backend?: Backend;
   readonly signal?: AbortSignal;
+  /** Per llama.cpp name, the error sums a report asked for. */
+  readonly sums?: Map<string, ErrorSums>;
 }
 
 function planTensor(model: Model, t: TensorInfo, name: string, shape: ModelShape, type: ChosenType, enc: Encoder): Planned {
@@ -194,11 +205,13 @@ function planTensor(model: Model, t: TensorInfo, name: string, shape: ModelShape
     if (t.shape.length !== 2 || rows % (heads * 2)) throw new FormatError('unsupported', `${rows} rows do not split into ${heads} heads of paired rotary rows`, model.path, t.name);
   }
   const weights = schemeOf(type) && type !== 'Q8_0' ? rowWeightsFor(enc.imatrix, name, [...t.shape].reverse(), type, model.path) : undefined;
+  const sums = enc.sums && type !== 'F32' && type !== 'F16' && type !== 'BF16' ? emptySums() : undefined;
+  if (sums) enc.sums!.set(name, sums);
   const data = () => {
     let src = model.chunks(t, { chunkBytes: CHUNK_BYTES, signal: enc.signal });
     if (heads) src = permuteHeads(src, t.shape[0] / heads, rowElems * esize);
-    if (type === 'F32' || type === 'F16' || type === 'BF16' || type === 'Q8_0') return encode(src, t.dtype, type, enc.counts);
-    return quantizeRows(src, t.dtype, type, rowElems, enc.backend!, enc.counts, enc.signal, weights);
+    if (type === 'F32' || type === 'F16' || type === 'BF16' || type === 'Q8_0') return encode(src, t.dtype, type, enc.counts, sums);
+    return quantizeRows(src, t.dtype, type, rowElems, enc.backend!, enc.counts, enc.signal, weights, sums);
   };
   return { type, out: { name, dims: [...t.shape].reverse(), ggmlType: ggmlId(type), byteLength: typeBytes(type, t.numel), data } };
 }
@@ -310,7 +323,8 @@ export async function toGguf(args: ToGgufArgs, ctx: JobContext = {}): Promise<To
     const imatrix = args.imatrix ? await readImatrix(args.imatrix) : undefined;
     const types = tensorTypes(model, shape, imatrix ? { ...args, ftypeOptions: { ...args.ftypeOptions, hasImatrix: true } } : args);
     const needsBackend = types.named.some(([, , type]) => schemeOf(type) !== undefined && type !== 'Q8_0');
-    const enc: Encoder = { counts, imatrix, signal: ctx.signal, backend: needsBackend ? await getBackend(ctx.backend ?? 'auto') : undefined };
+    const started = Date.now();
+    const enc: Encoder = { counts, imatrix, signal: ctx.signal, backend: needsBackend ? await getBackend(ctx.backend ?? 'auto') : undefined, sums: args.report ? new Map() : undefined };
     const planned = types.named.map(([t, name, type]) => planTensor(model, t, name, shape, type, enc));
     if (rope === 'llama3') {
       const factors = llama3RopeFactors(config, shape.headDim);
@@ -332,7 +346,11 @@ export async function toGguf(args: ToGgufArgs, ctx: JobContext = {}): Promise<To
       progress: (done, total) => report({ done, total, unit: 'bytes' }),
     });
     undo = undefined;
-    return { file: args.output, bytes, arch: shape.arch, tokenizer: vocab.model, pre: vocab.pre, tensors: planned.map((p) => ({ name: p.out.name, type: p.type })), fallbacks: types.fallbacks, overrides: types.overrides };
+    const quantReport = enc.sums ? ftypeQuantReport({
+      input: args.input, output: args.output, fileType: args.ftype, backend: enc.backend?.description ?? 'cpu (casts only)', seconds: (Date.now() - started) / 1000,
+      tensors: types.named.map(([t, name, type]) => ({ name: t.name, outputName: name, dtype: t.dtype, shape: t.shape, type, bytesBefore: t.byteLength, bytesAfter: typeBytes(type, t.numel), sums: enc.sums!.get(name) })),
+    }) : undefined;
+    return { file: args.output, bytes, arch: shape.arch, tokenizer: vocab.model, pre: vocab.pre, tensors: planned.map((p) => ({ name: p.out.name, type: p.type })), fallbacks: types.fallbacks, overrides: types.overrides, bitsPerWeight: bitsPerWeightOf(planned.map((p) => p.out)), ...(quantReport ? { report: quantReport } : {}) };
   } catch (e) {
     await undo?.();
     if (isCancelled(e) || (e instanceof Error && e.name === 'AbortError')) throw new CancelledError();

@@ -256,8 +256,8 @@ test('--dry-run prints the plan and writes nothing', async (t) => {
   assert.equal(existsSync(out), false);
   const j = await run([base, '--target-bpw', '5', '--dry-run', '--json', '--backend', 'cpu']);
   assert.equal(j.code, 0, j.err);
-  const p = JSON.parse(j.out) as { bitsPerWeight: number; choices: Array<{ name: string; type: string }>; written: null };
-  assert.ok(p.bitsPerWeight <= 5 && p.choices.length > 10 && p.written === null);
+  const p = JSON.parse(j.out) as { bitsPerWeight: number; choices: Array<{ name: string; type: string }>; ftype: string };
+  assert.ok(p.bitsPerWeight <= 5 && p.choices.length > 10 && p.ftype, j.out.slice(0, 200));
 });
 
 test('bad --target-bpw values and combinations: one error[usage] line, exit 2, nothing written', async (t) => {
