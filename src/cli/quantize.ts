@@ -52,10 +52,11 @@ llama-quantize's from the GGUF of the weights' own float type. --tensor-type REG
 --token-embedding-type override as in llama-quantize; --imatrix FILE reads llama.cpp's
 importance matrix (GGUF or legacy .dat) and quantizes as llama-quantize does with it
 (Q4_0/Q4_1 tensors with an imatrix are refused for now); --pure gives every quantizable
-tensor the file type's base type, as llama-quantize --pure. With --ftype or --target-bpw,
---json prints the report (each tensor's type and its error, measured while writing, and
-the bits per weight) and --verbose a line per tensor; without them no error is measured. --scheme TYPE is one type for
+tensor the file type's base type, as llama-quantize --pure. --scheme TYPE is one type for
 every 2-D weight too, keeping (not demoting) those whose rows do not fit its blocks.
+With --ftype or --target-bpw, --json prints the report (each tensor's type and its error,
+measured while writing, and the bits per weight) and --verbose a line per tensor; without
+them no error is measured.
 --target-bpw BITS chooses each tensor's type (q2_k … q6_k, iq4_xs, q8_0; q4_0 … q5_1 and
 iq4_nl where rows are not a multiple of 256) so that the tensor data fits BITS bits per
 weight at the lowest estimated error, weighted by the importance matrix when --imatrix is
