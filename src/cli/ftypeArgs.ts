@@ -46,6 +46,7 @@ export function ftypeOptions(values: { 'tensor-type'?: string[]; 'output-tensor-
 export function ftypeReport(r: ToGgufResult, ftype: string): string {
   const lines = r.overrides.map((o) => `override: ${escapeText(o)}`);
   lines.push(...r.fallbacks.map((f) => `warning: ${escapeText(f)}`));
+  lines.push(...(r.imatrixNotes ?? []).map((n) => `note: ${escapeText(n)}`));
   if (r.fallbacks.length) lines.push(`warning: ${r.fallbacks.length} of ${r.tensors.length} tensor(s) required fallback quantization`);
   const counts = new Map<string, number>();
   for (const t of r.tensors) counts.set(t.type, (counts.get(t.type) ?? 0) + 1);

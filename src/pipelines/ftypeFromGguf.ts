@@ -8,7 +8,7 @@ import type { GgufValue as ReadValue } from '../format/gguf/values';
 import { gguf, writeGguf, type GgufTensor, type GgufValue } from '../format/gguf/writer';
 import { prepareOutputs } from '../format/outputs';
 import { NodeFileSource } from '../format/source';
-import { ggmlId, imatrixKeys, quantizeRows, rowWeightsFor, typeBytes } from './ggufQuantStream';
+import { ggmlId, imatrixKeys, imatrixNotes, quantizeRows, rowWeightsFor, typeBytes } from './ggufQuantStream';
 import { readImatrix, type Imatrix } from '../format/imatrix';
 import { emptySums, type ErrorSums } from '../compute/quant/common';
 import { bitsPerWeightOf, ftypeQuantReport } from './ftypeReport';
@@ -153,7 +153,8 @@ export async function quantizeGgufFtype(args: GgufFtypeArgs, ctx: JobContext = {
     }) : undefined;
     return {
       file: args.output, bytes, arch, tokenizer: '', pre: '', tensors: file.tensors.map((t) => ({ name: t.name, type: plan.types.get(t.name)! })),
-      fallbacks: plan.fallbacks, overrides: plan.overrides, bitsPerWeight: bitsPerWeightOf(tensors), ...(quantReport ? { report: quantReport } : {}),
+      fallbacks: plan.fallbacks, overrides: plan.overrides, bitsPerWeight: bitsPerWeightOf(tensors),
+      imatrixNotes: imatrixNotes(imatrix, input.map((t) => ({ ...t, from: t.type, type: plan.types.get(t.name)! }))), ...(quantReport ? { report: quantReport } : {}),
     };
   } catch (e) {
     await undo?.();

@@ -125,3 +125,21 @@ export function imatrixKeys(im: Imatrix, path: string): Array<[string, GgufValue
   if (im.chunks > 0) kv.push(['quantize.imatrix.chunks_count', gguf.i32(im.chunks)]);
   return kv;
 }
+
+/**
+ * llama-quantize's notes on an importance matrix that does not cover a tensor it quantizes
+ * ("did not find weights for …", and a token embedding of another size): such tensors are
+ * quantized without weights, there as here. One line per tensor.
+ */
+export function imatrixNotes(im: Imatrix | undefined, tensors: ReadonlyArray<{ readonly name: string; readonly ne: readonly number[]; readonly from: ChosenType; readonly type: ChosenType }>): string[] {
+  if (!im) return [];
+  const notes: string[] = [];
+  for (const t of tensors) {
+    if (t.type === t.from || t.type === 'F32' || t.type === 'F16' || t.type === 'BF16') continue;
+    const w = im.entries.get(t.name);
+    const need = t.ne[0] * (t.ne[2] ?? 1);
+    if (!w) notes.push(`${t.name}: no importance weights in the imatrix; quantized without them`);
+    else if (w.length !== need) notes.push(`${t.name}: the imatrix has ${w.length} values, the tensor ${need}; quantized without them`);
+  }
+  return notes;
+}

@@ -6,7 +6,7 @@ import { parseSentencePiece } from '../format/tokenizer/sentencepiece';
 import { specialVocabKeys } from '../format/tokenizer/specialVocab';
 import { bpeVocab, sentencePieceVocab, vocabKeys, type GgufVocab } from '../format/tokenizer/vocab';
 import { encode, permuteHeads, Q8_0_BLOCK, type GgufOutType } from './ggufTensorStream';
-import { ggmlId, quantizeRows, rowWeightsFor, schemeOf, typeBytes, imatrixKeys } from './ggufQuantStream';
+import { ggmlId, quantizeRows, rowWeightsFor, schemeOf, typeBytes, imatrixKeys, imatrixNotes } from './ggufQuantStream';
 import { readImatrix, type Imatrix } from '../format/imatrix';
 import type { QuantReport } from './quantizeTypes';
 import { bitsPerWeightOf, ftypeQuantReport } from './ftypeReport';
@@ -53,6 +53,8 @@ export interface ToGgufResult {
   readonly overrides: readonly string[];
   /** Tensor-data bits per weight of the file. */
   readonly bitsPerWeight: number;
+  /** Quantized tensors the imatrix does not cover (llama-quantize's "did not find weights for …"). */
+  readonly imatrixNotes?: readonly string[];
   /** Per tensor the type and its error, with the totals (bits per weight among them), when `report` was asked. */
   readonly report?: QuantReport;
 }
@@ -350,7 +352,8 @@ export async function toGguf(args: ToGgufArgs, ctx: JobContext = {}): Promise<To
       input: args.input, output: args.output, fileType: args.ftype, backend: enc.backend?.description ?? 'cpu (casts only)', seconds: (Date.now() - started) / 1000,
       tensors: types.named.map(([t, name, type]) => ({ name: t.name, outputName: name, dtype: t.dtype, shape: t.shape, type, bytesBefore: t.byteLength, bytesAfter: typeBytes(type, t.numel), sums: enc.sums!.get(name) })),
     }) : undefined;
-    return { file: args.output, bytes, arch: shape.arch, tokenizer: vocab.model, pre: vocab.pre, tensors: planned.map((p) => ({ name: p.out.name, type: p.type })), fallbacks: types.fallbacks, overrides: types.overrides, bitsPerWeight: bitsPerWeightOf(planned.map((p) => p.out)), ...(quantReport ? { report: quantReport } : {}) };
+    return { file: args.output, bytes, arch: shape.arch, tokenizer: vocab.model, pre: vocab.pre, tensors: planned.map((p) => ({ name: p.out.name, type: p.type })), fallbacks: types.fallbacks, overrides: types.overrides, bitsPerWeight: bitsPerWeightOf(planned.map((p) => p.out)),
+      imatrixNotes: imatrixNotes(imatrix, types.named.map(([t, name, type]) => ({ name, ne: [...t.shape].reverse(), from: t.dtype as ChosenType, type }))), ...(quantReport ? { report: quantReport } : {}) };
   } catch (e) {
     await undo?.();
     if (isCancelled(e) || (e instanceof Error && e.name === 'AbortError')) throw new CancelledError();

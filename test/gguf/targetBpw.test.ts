@@ -227,6 +227,8 @@ test('with an imatrix the weighted error is minimized: an important tensor gets 
   const out = join(dir, 'hot.gguf');
   const r = await run([base, out, '--target-bpw', '4', '--imatrix', hot, '--backend', 'cpu']);
   assert.equal(r.code, 0, r.err);
+  // llama-quantize's "did not find weights for token_embd.weight": the one quantized tensor the imatrix lacks.
+  assert.deepEqual(r.out.split('\n').filter((l) => l.startsWith('note: ')), ['note: token_embd.weight: no importance weights in the imatrix; quantized without them']);
   // The plan's error is the imatrix-weighted one, and equals what the written file has.
   const c = b.plan.choices.find((x) => x.name === 'blk.1.attn_q.weight')!;
   const got = await measured(out, c.name, im.get(c.name));
