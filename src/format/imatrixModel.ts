@@ -8,7 +8,7 @@ import type { ByteSource } from './source';
 /**
  * llama.cpp importance matrices as models, so that the viewer shows where a model is
  * sensitive: `*.imatrix` and `imatrix*.dat` files. A GGUF one (recent llama-imatrix) opens
- * as the GGUF it is (`NAME.in_sum2`, `NAME.counts`); a legacy one becomes one F32 vector per
+ * as the GGUF it is (`NAME.in_sum2`, `NAME.counts`); a legacy one becomes one F32 row [1, n] per
  * matrix, its stored values (squared activations summed over `ncall` calls, per input
  * column and expert), read in place. Each entry's call count and the dataset are metadata.
  * The layout (all little-endian): i32 n; n × (i32 len, name, i32 ncall, i32 nval, nval × f32);
@@ -73,7 +73,8 @@ async function readLegacy(src: ByteSource): Promise<{ tensors: TensorInfo[]; met
     const ncall = await c.i32('a call count');
     const nval = await c.i32('a value count');
     if (nval < 1 || c.at + nval * 4 > src.size) throw new FormatError(nval < 1 ? 'shape_invalid' : 'truncated', `${nval} values at byte ${c.at}, the file has ${src.size} bytes`, src.name, name);
-    tensors.push({ name, dtype: 'F32', shape: [nval], numel: nval, file: 0, byteOffset: c.at, byteLength: nval * 4 });
+    // One row of channels (experts one after another): the viewer draws it as a strip, a cell per channel.
+    tensors.push({ name, dtype: 'F32', shape: [1, nval], numel: nval, file: 0, byteOffset: c.at, byteLength: nval * 4 });
     metadata[`imatrix.ncall.${name}`] = String(ncall);
     c.at += nval * 4;
   }

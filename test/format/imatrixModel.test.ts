@@ -72,7 +72,7 @@ test('a legacy imatrix opens as a model: one F32 vector per entry, its call coun
   const model = await openModel(path);
   const svc = new ModelService(model, { backend: () => 'cpu' });
   try {
-    assert.deepEqual(model.tensors.map((t) => [t.name, t.dtype, t.shape]), ENTRIES.map((e) => [e.name, 'F32', [e.values.length]]));
+    assert.deepEqual(model.tensors.map((t) => [t.name, t.dtype, t.shape]), ENTRIES.map((e) => [e.name, 'F32', [1, e.values.length]]));
     assert.equal(model.metadata['imatrix.dataset'], 'wiki.train.raw');
     assert.equal(model.metadata['imatrix.chunk_count'], '10');
     assert.equal(model.metadata['imatrix.ncall.blk.0.ffn_up_exps.weight'], '4');
