@@ -147,6 +147,21 @@ test('--target-bpw 4.8: the plan is printed, the written file fits it, its types
   console.log(`# --target-bpw 4.8: ${bpw.toFixed(4)} bits per weight written; ${plan.plan.relError.toExponential(3)} estimated relative error`);
 });
 
+test('overrides are kept and counted in the budget: --output-tensor-type, --token-embedding-type, --tensor-type', async (t) => {
+  if (why) return skip(t);
+  const out = join(dir, 'over.gguf');
+  const r = await run([base, out, '--target-bpw', '4.5', '--output-tensor-type', 'q8_0', '--token-embedding-type', 'q2_k', '--tensor-type', 'attn_v=q6_k', '--backend', 'cpu']);
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /^output\.weight +q8_0 +8\.500 +kept \(--output-tensor-type\)$/m);
+  assert.match(r.out, /^token_embd\.weight +q2_k +2\.625 +kept \(--token-embedding-type\)$/m);
+  assert.match(r.out, /^blk\.1\.attn_v\.weight +q6_k +6\.56\d +kept \(--tensor-type attn_v\)$/m);
+  assert.ok((await fileBpw(out)) <= 4.5);
+  await withGguf(out, async (g) => {
+    const type = (n: string) => g.tensors.find((x) => x.name === n)!.type.name;
+    assert.deepEqual([type('output.weight'), type('token_embd.weight'), type('blk.0.attn_v.weight'), type('blk.1.attn_v.weight')], ['Q8_0', 'Q2_K', 'Q6_K', 'Q6_K']);
+  });
+});
+
 test('a larger budget never plans more error, and every plan fits its budget', async (t) => {
   if (why) return skip(t);
   let last = Infinity;
