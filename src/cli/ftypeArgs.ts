@@ -2,6 +2,7 @@ import { parseChosenType, type ChosenType, type FtypeOptions } from '../pipeline
 import type { ToGgufResult } from '../pipelines/toGguf';
 import { escapeText } from '../format/escape';
 import { UsageError } from './command';
+import type { QuantReport } from '../pipelines/quantizeTypes';
 
 /** The llama-quantize options `quantize --ftype` and `convert --ftype` share. */
 export const FTYPE_OPTIONS = {
@@ -45,10 +46,32 @@ export function ftypeOptions(values: { 'tensor-type'?: string[]; 'output-tensor-
 export function ftypeReport(r: ToGgufResult, ftype: string): string {
   const lines = r.overrides.map((o) => `override: ${escapeText(o)}`);
   lines.push(...r.fallbacks.map((f) => `warning: ${escapeText(f)}`));
+  lines.push(...(r.imatrixNotes ?? []).map((n) => `note: ${escapeText(n)}`));
   if (r.fallbacks.length) lines.push(`warning: ${r.fallbacks.length} of ${r.tensors.length} tensor(s) required fallback quantization`);
   const counts = new Map<string, number>();
   for (const t of r.tensors) counts.set(t.type, (counts.get(t.type) ?? 0) + 1);
   const mix = [...counts].map(([t, n]) => `${n} ${t.toLowerCase()}`).join(', ');
-  lines.push(`wrote ${escapeText(r.file)}: ${r.arch}, ${r.tensors.length} tensors (${mix}), ${ftype}, ${r.bytes} bytes`);
+  lines.push(`wrote ${escapeText(r.file)}: ${r.arch}, ${r.tensors.length} tensors (${mix}), ${ftype}, ${r.bitsPerWeight.toFixed(4)} bits per weight, ${r.bytes} bytes`);
+  return lines.join('\n') + '\n';
+}
+
+function metric(n: number | undefined, digits: number): string {
+  if (n === undefined) return '-';
+  if (!Number.isFinite(n)) return n > 0 ? 'inf' : '-inf';
+  return Math.abs(n) >= 1e-3 || n === 0 ? n.toFixed(digits) : n.toExponential(2);
+}
+
+/** `--verbose`: per tensor the type it got and its measured error, then the error over all quantized tensors. */
+export function ftypeTensorLines(q: QuantReport): string {
+  const lines = q.tensors.map((t) => {
+    const name = escapeText(t.outputName ?? t.name);
+    if (t.action !== 'quantized') return `${name}: ${escapeText(t.reason ?? t.action)}`;
+    return `${name}: ${t.scheme}, RMSE ${metric(t.rmse, 6)}, max|err| ${metric(t.maxAbsErr, 6)}, SNR ${metric(t.snrDb, 1)} dB, cosine ${metric(t.cosine, 6)}`;
+  });
+  const x = q.totals;
+  lines.push(
+    `error over quantized tensors: RMSE ${metric(x.rmse, 6)}, max|err| ${metric(x.maxAbsErr, 6)}, SNR ${metric(x.snrDb, 1)} dB, cosine ${metric(x.cosine, 6)}; ` +
+      `${x.bitsPerWeight.toFixed(4)} bits per weight overall, ${x.quantizedBitsPerWeight.toFixed(4)} in quantized tensors`,
+  );
   return lines.join('\n') + '\n';
 }

@@ -5,15 +5,19 @@ import { defineCommand, parseBackend, refuseRemote, UsageError, type CommandIO }
 import { formatSize } from '../core/units';
 import { escapeText } from '../format/escape';
 import { FTYPE_NAMES, isFtypeName } from '../pipelines/llamaFtype';
-import { toGguf } from '../pipelines/toGguf';
+import { toGguf, type ToGgufResult } from '../pipelines/toGguf';
 import { quantizeGgufFtype } from '../pipelines/ftypeFromGguf';
-import { FTYPE_OPTIONS, FTYPE_USAGE, ftypeOptions, ftypeReport } from './ftypeArgs';
+import { FTYPE_OPTIONS, FTYPE_USAGE, ftypeOptions, ftypeReport, ftypeTensorLines } from './ftypeArgs';
+import { checkTargetBpw, planTargetBpw } from '../pipelines/targetBpw';
+import { planText } from '../pipelines/bpwPlan';
 
 const USAGE = `usage: tensor-workbench quantize IN OUT --scheme ${SCHEME_NAMES.join('|')}
          [--format gguf|safetensors] [--keep GLOB]... [--only GLOB]... [--gguf-names hf|llama]
          [--backend auto|webgpu|cpu] [--allow-nonfinite] [--json] [--verbose]
        tensor-workbench quantize IN OUT.gguf --ftype ${FTYPE_NAMES.join('|')}
          ${FTYPE_USAGE}
+       tensor-workbench quantize IN.gguf OUT.gguf --target-bpw BITS [--dry-run] [--json]
+         [--imatrix FILE] [--tensor-type REGEX=TYPE]... [--output-tensor-type TYPE] [--token-embedding-type TYPE]
        tensor-workbench quantize IN --preview [--scheme S]... [--keep GLOB]... [--only GLOB]... [--json]
 
 Quantizes 2-D weights whose row length is a multiple of the block size (32 for the
@@ -50,6 +54,17 @@ importance matrix (GGUF or legacy .dat) and quantizes as llama-quantize does wit
 (Q4_0/Q4_1 tensors with an imatrix are refused for now); --pure gives every quantizable
 tensor the file type's base type, as llama-quantize --pure. --scheme TYPE is one type for
 every 2-D weight too, keeping (not demoting) those whose rows do not fit its blocks.
+With --ftype or --target-bpw, --json prints the report (each tensor's type and its error,
+measured while writing, and the bits per weight) and --verbose a line per tensor; without
+them no error is measured.
+--target-bpw BITS chooses each tensor's type (q2_k … q6_k, iq4_xs, q8_0; q4_0 … q5_1 and
+iq4_nl where rows are not a multiple of 256) so that the tensor data fits BITS bits per
+weight at the lowest estimated error, weighted by the importance matrix when --imatrix is
+given. Errors are measured on up to 64 Ki sampled values of each tensor, quantized to each
+type. 1-D tensors stay F32; the --*-type overrides are kept and counted in the budget. The
+plan (tensor, type, bits, estimated relative error, total bits per weight) is printed
+before the file is written; --dry-run prints it and writes nothing. IN is an F32, F16 or
+BF16 GGUF with llama.cpp names (convert --ftype BF16 makes one from a folder).
 --preview estimates size and error of each scheme from ≤1% of every tensor and
 writes nothing. --json prints the report (or the preview) as JSON.`;
 
@@ -96,7 +111,7 @@ export function reportText(r: QuantReport, verbose: boolean): string {
   return lines.join('\n') + '\n';
 }
 
-type Values = { ftype?: string; format?: string; keep?: string[]; only?: string[]; 'gguf-names'?: string; 'allow-nonfinite'?: boolean; 'tensor-type'?: string[]; 'output-tensor-type'?: string; 'token-embedding-type'?: string; imatrix?: string; pure?: boolean };
+type Values = { 'target-bpw'?: string; 'dry-run'?: boolean; json?: boolean; verbose?: boolean; ftype?: string; format?: string; keep?: string[]; only?: string[]; 'gguf-names'?: string; 'allow-nonfinite'?: boolean; 'tensor-type'?: string[]; 'output-tensor-type'?: string; 'token-embedding-type'?: string; imatrix?: string; pure?: boolean };
 
 /** `--ftype`: llama-quantize's per-tensor types, from a Hugging Face folder or a float GGUF. */
 async function runFtype(values: Values, positionals: string[], schemes: string[], io: CommandIO, ctx: JobContext): Promise<number> {
@@ -107,9 +122,46 @@ async function runFtype(values: Values, positionals: string[], schemes: string[]
   if (other) throw new UsageError(`--${other} does not go with --ftype (the output is a GGUF with llama.cpp names)`);
   const [input, output] = positionals;
   if (!output.toLowerCase().endsWith('.gguf')) throw new UsageError('with --ftype OUT is a .gguf file');
-  const args = { input, output, ftype, ftypeOptions: ftypeOptions(values), imatrix: values.imatrix };
+  const verbose = (values.verbose || io.verbose) ?? false;
+  const args = { input, output, ftype, ftypeOptions: ftypeOptions(values), imatrix: values.imatrix, report: values.json || verbose };
   const r = input.toLowerCase().endsWith('.gguf') ? await quantizeGgufFtype(args, ctx) : await toGguf(args, ctx);
-  io.stdout.write(ftypeReport(r, ftype));
+  writeFtypeResult(r, ftype, values.json, verbose, io);
+  return 0;
+}
+
+/** The file-type report: JSON (per tensor type and error, totals), or the text lines, per tensor with --verbose. */
+function writeFtypeResult(r: ToGgufResult, label: string, json: boolean | undefined, verbose: boolean, io: CommandIO): void {
+  if (json) return void io.stdout.write(toJson({ ...r.report, fallbacks: r.fallbacks, overrides: r.overrides }));
+  if (verbose && r.report) io.stdout.write(ftypeTensorLines(r.report));
+  io.stdout.write(ftypeReport(r, label));
+}
+
+/** `--target-bpw`: a plan for a bits-per-weight budget, printed, then written unless `--dry-run`. */
+async function runTargetBpw(values: Values, positionals: string[], schemes: string[], io: CommandIO, ctx: JobContext): Promise<number> {
+  const raw = values['target-bpw']!;
+  const target = /^\s*[0-9]*\.?[0-9]+\s*$/.test(raw) ? Number(raw) : NaN;
+  const bad = checkTargetBpw(target);
+  if (bad) throw new UsageError(`${bad}, not '${raw}'`);
+  if (values.ftype !== undefined) throw new UsageError('--target-bpw and --ftype exclude each other (the budget chooses every type)');
+  if (schemes.length) throw new UsageError('--target-bpw and --scheme exclude each other (the budget chooses every type)');
+  const other = (['pure', 'format', 'keep', 'only', 'gguf-names', 'allow-nonfinite'] as const).find((k) => values[k] !== undefined);
+  if (other) throw new UsageError(`--${other} does not go with --target-bpw`);
+  const [input, output] = positionals;
+  if (!input.toLowerCase().endsWith('.gguf')) throw new UsageError('--target-bpw reads an F32, F16 or BF16 GGUF (convert IN OUT.gguf --ftype BF16 makes one from a folder)');
+  if (output === undefined && !values['dry-run']) throw new UsageError('expected IN and OUT (or --dry-run)');
+  if (output !== undefined && !output.toLowerCase().endsWith('.gguf')) throw new UsageError('with --target-bpw OUT is a .gguf file');
+  const opts = ftypeOptions(values);
+  const r = await planTargetBpw({ input, targetBpw: target, ftypeOptions: opts, imatrix: values.imatrix }, ctx);
+  if (values['dry-run']) {
+    io.stdout.write(values.json ? toJson({ ...r.plan, ftype: r.ftype }) : planText(r.plan, escapeText));
+    return 0;
+  }
+  if (!values.json) io.stdout.write(planText(r.plan, escapeText));
+  const verbose = (values.verbose || io.verbose) ?? false;
+  const label = `target ${target} bpw`;
+  const w = await quantizeGgufFtype({ input, output, ftype: r.ftype, ftypeOptions: opts, imatrix: values.imatrix, types: r.types, report: values.json || verbose, label }, ctx);
+  if (values.json) io.stdout.write(toJson({ plan: { ...r.plan, ftype: r.ftype }, report: w.report }));
+  else writeFtypeResult(w, label, false, verbose, io);
   return 0;
 }
 
@@ -129,6 +181,8 @@ export const quantizeCommand = defineCommand({
     'gguf-names': { type: 'string' },
     'allow-nonfinite': { type: 'boolean' },
     ftype: { type: 'string' },
+    'target-bpw': { type: 'string' },
+    'dry-run': { type: 'boolean' },
     ...FTYPE_OPTIONS,
   },
   positionals: { min: 1, max: 2, usage: 'IN and OUT (or IN with --preview)' },
@@ -144,6 +198,8 @@ export const quantizeCommand = defineCommand({
       io.stdout.write(values.json ? toJson(p) : previewText(p));
       return 0;
     }
+    if (values['target-bpw'] !== undefined) return runTargetBpw(values, positionals, schemes, io, ctx);
+    if (values['dry-run']) throw new UsageError('--dry-run goes with --target-bpw (--preview estimates without writing)');
     if (positionals.length !== 2) throw new UsageError('expected IN and OUT');
     if (values.ftype !== undefined) return runFtype(values, positionals, schemes, io, ctx);
     if (values['tensor-type'] || values['output-tensor-type'] || values['token-embedding-type'] || values.imatrix || values.pure) throw new UsageError('--imatrix, --pure, --tensor-type, --output-tensor-type and --token-embedding-type go with --ftype');

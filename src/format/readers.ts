@@ -1,4 +1,5 @@
 import { ggufReader } from './gguf/ggufModel';
+import { imatrixReader } from './imatrixModel';
 import type { Model, SourceOpener } from './model';
 import { looksLikeTorchPath } from './pickle/torch';
 import { openTorchModel } from './pickle/torchModel';
@@ -36,4 +37,4 @@ export const torchReader: ModelReader = {
  * Every format, most specific first: the first reader that claims a path opens it.
  * A new format adds its reader here, ahead of the safetensors fallback.
  */
-export const READERS: readonly ModelReader[] = [ggufReader, torchReader, safetensorsReader];
+export const READERS: readonly ModelReader[] = [ggufReader, imatrixReader, torchReader, safetensorsReader];

@@ -8,9 +8,11 @@ import type { GgufValue as ReadValue } from '../format/gguf/values';
 import { gguf, writeGguf, type GgufTensor, type GgufValue } from '../format/gguf/writer';
 import { prepareOutputs } from '../format/outputs';
 import { NodeFileSource } from '../format/source';
-import { ggmlId, quantizeRows, rowWeightsFor, typeBytes } from './ggufQuantStream';
+import { ggmlId, imatrixKeys, imatrixNotes, quantizeRows, rowWeightsFor, typeBytes } from './ggufQuantStream';
 import { readImatrix, type Imatrix } from '../format/imatrix';
-import { allowsQuantization, chooseTypes, FTYPES, type ChosenType, type FtypeModel, type FtypeName, type FtypeOptions } from './llamaFtype';
+import { emptySums, type ErrorSums } from '../compute/quant/common';
+import { bitsPerWeightOf, ftypeQuantReport } from './ftypeReport';
+import { allowsQuantization, chooseTypes, FTYPES, type ChosenType, type FtypeModel, type FtypeName, type FtypeOptions, type FtypeTensor, type TypePlan } from './llamaFtype';
 import type { ToGgufResult } from './toGguf';
 
 /**
@@ -26,6 +28,12 @@ export interface GgufFtypeArgs {
   readonly ftypeOptions?: FtypeOptions;
   /** A llama.cpp importance matrix (GGUF or legacy .dat). */
   readonly imatrix?: string;
+  /** Each tensor's type, chosen beforehand (a `--target-bpw` plan), instead of the file type's rules. */
+  readonly types?: ReadonlyMap<string, ChosenType>;
+  /** Measure each quantized tensor's error while writing it, for the result's `report`. */
+  readonly report?: boolean;
+  /** What the report calls the types' origin; the file type's name by default. */
+  readonly label?: string;
 }
 
 // Tensor bytes are read in chunks of this size (whole rows are regrouped downstream).
@@ -82,6 +90,8 @@ interface Job {
   readonly counts: CastCounts;
   readonly imatrix?: Imatrix;
   readonly signal?: AbortSignal;
+  /** Per tensor, the error sums a report asked for. */
+  readonly sums?: Map<string, ErrorSums>;
 }
 
 function planOut(file: GgufFile, t: GgufTensorInfo, type: ChosenType, job: Job): GgufTensor {
@@ -91,7 +101,9 @@ function planOut(file: GgufFile, t: GgufTensorInfo, type: ChosenType, job: Job):
   if (!FLOAT_TYPES.has(from)) throw new FormatError('unsupported', `requantizing from ${from} is not supported (start from the F16, BF16 or F32 GGUF)`, file.source.name, t.name);
   const weights = type !== 'Q8_0' && type !== 'F16' && type !== 'F32' && type !== 'BF16' ? rowWeightsFor(job.imatrix, t.name, t.ne, type, file.source.name) : undefined;
   if (!FLOAT_TYPES.has(type)) {
-    const data = () => quantizeRows(tensorData(file, t, signal), from as DType, type, t.ne[0], job.backend, job.counts, signal, weights);
+    const sums = job.sums ? emptySums() : undefined;
+    if (sums) job.sums!.set(t.name, sums);
+    const data = () => quantizeRows(tensorData(file, t, signal), from as DType, type, t.ne[0], job.backend, job.counts, signal, weights, sums);
     return { name: t.name, dims: t.ne, ggmlType: ggmlId(type), byteLength: typeBytes(type, t.elements), data };
   }
   // A float type chosen for a float tensor (a 32-column fallback to F16, an F16 override): a cast.
@@ -99,6 +111,12 @@ function planOut(file: GgufFile, t: GgufTensorInfo, type: ChosenType, job: Job):
     for await (const c of tensorData(file, t, signal)) yield castBytes(c, from as CastDType, type as CastDType, job.counts);
   };
   return { name: t.name, dims: t.ne, ggmlType: ggmlId(type), byteLength: typeBytes(type, t.elements), data };
+}
+
+/** A plan made beforehand, checked to name every tensor of the file. */
+function givenTypes(input: readonly FtypeTensor[], types: ReadonlyMap<string, ChosenType>, file: string): TypePlan {
+  for (const t of input) if (!types.has(t.name)) throw new FormatError('unsupported', 'the plan gives it no type', file, t.name);
+  return { types: new Map(types), fallbacks: [], overrides: [] };
 }
 
 export async function quantizeGgufFtype(args: GgufFtypeArgs, ctx: JobContext = {}): Promise<ToGgufResult> {
@@ -114,17 +132,30 @@ export async function quantizeGgufFtype(args: GgufFtypeArgs, ctx: JobContext = {
       }
     }
     const imatrix = args.imatrix ? await readImatrix(args.imatrix) : undefined;
-    const plan = chooseTypes(input, model, args.ftype, { ...args.ftypeOptions, hasImatrix: imatrix !== undefined });
+    const plan = args.types ? givenTypes(input, args.types, args.input) : chooseTypes(input, model, args.ftype, { ...args.ftypeOptions, hasImatrix: imatrix !== undefined });
     undo = (await prepareOutputs([args.input, ...(args.imatrix ? [args.imatrix] : [])], { files: [args.output] }, ctx.notice)).undo;
-    const job: Job = { backend: await getBackend(ctx.backend ?? 'auto'), counts: { overflow: 0, underflow: 0 }, imatrix, signal: ctx.signal };
+    const started = Date.now();
+    const job: Job = { backend: await getBackend(ctx.backend ?? 'auto'), counts: { overflow: 0, underflow: 0 }, imatrix, signal: ctx.signal, sums: args.report ? new Map() : undefined };
     const tensors = file.tensors.map((t) => planOut(file, t, plan.types.get(t.name)!, job));
     const kv: Array<[string, GgufValue]> = [...(await metadataOf(file)), ['general.quantization_version', gguf.u32(2)], ['general.file_type', gguf.u32(FTYPES[args.ftype].id)]];
     if (file.alignment !== 32) kv.push(['general.alignment', gguf.u32(file.alignment)]);
+    if (imatrix) kv.push(...imatrixKeys(imatrix, args.imatrix!));
     const report = throttle(ctx.progress);
     const bytes = await writeGguf(args.output, kv, tensors, { alignment: file.alignment, signal: ctx.signal, progress: (done, total) => report({ done, total, unit: 'bytes' }) });
     undo = undefined;
     const arch = model.arch;
-    return { file: args.output, bytes, arch, tokenizer: '', pre: '', tensors: file.tensors.map((t) => ({ name: t.name, type: plan.types.get(t.name)! })), fallbacks: plan.fallbacks, overrides: plan.overrides };
+    const quantReport = job.sums ? ftypeQuantReport({
+      input: args.input, output: args.output, fileType: args.label ?? args.ftype, backend: job.backend.description, seconds: (Date.now() - started) / 1000,
+      tensors: file.tensors.map((t) => {
+        const type = plan.types.get(t.name)!;
+        return { name: t.name, outputName: t.name, dtype: t.type.name as DType, shape: t.shape, type, bytesBefore: t.byteLength, bytesAfter: type === t.type.name ? t.byteLength : typeBytes(type, t.elements), sums: job.sums!.get(t.name) };
+      }),
+    }) : undefined;
+    return {
+      file: args.output, bytes, arch, tokenizer: '', pre: '', tensors: file.tensors.map((t) => ({ name: t.name, type: plan.types.get(t.name)! })),
+      fallbacks: plan.fallbacks, overrides: plan.overrides, bitsPerWeight: bitsPerWeightOf(tensors),
+      imatrixNotes: imatrixNotes(imatrix, input.map((t) => ({ ...t, from: t.type, type: plan.types.get(t.name)! }))), ...(quantReport ? { report: quantReport } : {}),
+    };
   } catch (e) {
     await undo?.();
     if (isCancelled(e) || (e instanceof Error && e.name === 'AbortError')) throw new CancelledError();

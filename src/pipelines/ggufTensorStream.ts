@@ -1,4 +1,6 @@
 import { castToF16Simd } from '../compute/cast/f16Simd';
+import { addSums, sumsFrom, type ErrorSums } from '../compute/quant/common';
+import { dequantize } from '../compute/dequant/dequant.cpu';
 import { castBytes, f16FromF32Bits, f32Bits, FormatError, isCastDType, type CastCounts, type DType } from '../format';
 
 /**
@@ -80,7 +82,7 @@ export function outBytes(type: GgufOutType, numel: number): number {
 }
 
 /** Encodes a stream of `from` elements as `to`. */
-export async function* encode(src: AsyncIterable<Uint8Array>, from: DType, to: GgufOutType, counts: CastCounts): AsyncIterable<Uint8Array> {
+export async function* encode(src: AsyncIterable<Uint8Array>, from: DType, to: GgufOutType, counts: CastCounts, sums?: ErrorSums): AsyncIterable<Uint8Array> {
   if (!isCastDType(from)) throw new FormatError('unsupported', `dtype ${from} is not a float type the converter reads`);
   if (to !== 'Q8_0') {
     // To F16 from BF16/F32 (the common conversions) in SIMD where WebAssembly has it: the same bytes and counts.
@@ -90,13 +92,29 @@ export async function* encode(src: AsyncIterable<Uint8Array>, from: DType, to: G
   }
   // Whole Q8_0 blocks, 1024 at a time: a chunk boundary may fall inside a block.
   const esize = from === 'F64' ? 8 : from === 'F32' ? 4 : 2;
-  for await (const block of blocksOf(src, Q8_0_BLOCK * esize * Q8_0_BATCH_BLOCKS, Q8_0_BLOCK * esize)) yield q8(block, from, counts);
+  for await (const block of blocksOf(src, Q8_0_BLOCK * esize * Q8_0_BATCH_BLOCKS, Q8_0_BLOCK * esize)) yield q8(block, from, counts, sums);
 }
 
-function q8(block: Uint8Array, from: DType, counts: CastCounts): Uint8Array {
+function q8(block: Uint8Array, from: DType, counts: CastCounts, sums?: ErrorSums): Uint8Array {
   const f32 = from === 'F32' ? block : castBytes(block, from as 'F16', 'F32', counts);
   const x = new Float32Array(f32.buffer, f32.byteOffset, f32.byteLength / 4);
   const out = new Uint8Array(outBytes('Q8_0', x.length));
   quantizeQ8_0(x, out);
+  if (sums) addErrors(sums, x, out);
   return out;
+}
+
+/** Adds the error of Q8_0 blocks `q` against their input `x` (the report's sums, as the twins keep them). */
+function addErrors(sums: ErrorSums, x: Float32Array, q: Uint8Array): void {
+  const y = new Float32Array(x.length);
+  dequantize('Q8_0', q, y);
+  let x2 = 0, xe = 0, e2 = 0, max = 0;
+  for (let i = 0; i < x.length; i++) {
+    const e = x[i] - y[i];
+    x2 += x[i] * x[i];
+    xe += x[i] * e;
+    e2 += e * e;
+    max = Math.max(max, Math.abs(e));
+  }
+  addSums(sums, sumsFrom(x.length, x2, xe, e2, max));
 }

@@ -299,3 +299,33 @@ export function chooseTypes(tensors: readonly FtypeTensor[], model: FtypeModel, 
   });
   return { types, fallbacks, overrides };
 }
+
+/**
+ * The tensors whose type a budget plan (`--target-bpw`) may not choose, and that type: those
+ * llama.cpp never quantizes (kept), the `--token-embedding-type`, `--output-tensor-type` and
+ * `--tensor-type` overrides (in `chooseTypes`' order, with its fallbacks), and rows no quantized
+ * type fits (F16, as llama.cpp falls back). The others are left out of the map.
+ */
+export function fixedTypes(tensors: readonly FtypeTensor[], opts: FtypeOptions = {}): Map<string, { type: ChosenType; why: string }> {
+  const patterns = compilePatterns(opts);
+  const tied = !tensors.some((t) => categoryOf(t.name) === 'output');
+  const out = new Map<string, { type: ChosenType; why: string }>();
+  const log: string[] = [];
+  for (const t of tensors) {
+    const cat = categoryOf(t.name);
+    if (!allowsQuantization(t)) {
+      out.set(t.name, { type: t.type, why: 'not quantized' });
+      continue;
+    }
+    const named = t.name === 'per_layer_token_embd.weight' && patterns.some(([re]) => re.test(t.name));
+    const manual = patterns.find(([re]) => re.test(t.name));
+    let want: [ChosenType, string] | undefined;
+    if (opts.tokenEmbeddingType && cat === 'token_embd' && !named) want = [opts.tokenEmbeddingType, '--token-embedding-type'];
+    else if (opts.outputType && cat === 'output') want = [opts.outputType, '--output-tensor-type'];
+    else if (manual) want = [manual[1], `--tensor-type ${manual[2]}`];
+    else if (opts.outputType && tied && cat === 'token_embd') want = [opts.outputType, '--output-tensor-type, tied'];
+    else if (t.ne[0] % 32 !== 0) want = ['F16', `${t.ne[0]} columns fit no quantized block`];
+    if (want) out.set(t.name, { type: isQuantized(want[0]) ? fallback(t, want[0], log) : want[0], why: want[1] });
+  }
+  return out;
+}

@@ -51,7 +51,7 @@ export function previewMarkdown(p: PreviewResult): string {
 export function reportMarkdown(r: QuantReport): string {
   const t = r.totals;
   const out = [
-    `# Quantization report: ${r.scheme} (${r.format})`,
+    `# Quantization report: ${r.fileType ?? r.scheme} (${r.format})`,
     '',
     `- input: ${cell(r.input)}`,
     `- output: ${r.outputs.map(cell).join(', ')}`,

@@ -70,6 +70,8 @@ export interface QuantReport {
   readonly input: string;
   readonly outputs: readonly string[];
   readonly scheme: SchemeName;
+  /** A llama.cpp file type (`Q4_K_M`) or `--target-bpw` plan: each tensor's `scheme` is then its own type. */
+  readonly fileType?: string;
   readonly format: QuantFormat;
   readonly backend: string;
   readonly tensors: readonly TensorReport[];

@@ -6,8 +6,11 @@ import { parseSentencePiece } from '../format/tokenizer/sentencepiece';
 import { specialVocabKeys } from '../format/tokenizer/specialVocab';
 import { bpeVocab, sentencePieceVocab, vocabKeys, type GgufVocab } from '../format/tokenizer/vocab';
 import { encode, permuteHeads, Q8_0_BLOCK, type GgufOutType } from './ggufTensorStream';
-import { ggmlId, quantizeRows, rowWeightsFor, schemeOf, typeBytes } from './ggufQuantStream';
+import { ggmlId, quantizeRows, rowWeightsFor, schemeOf, typeBytes, imatrixKeys, imatrixNotes } from './ggufQuantStream';
 import { readImatrix, type Imatrix } from '../format/imatrix';
+import type { QuantReport } from './quantizeTypes';
+import { bitsPerWeightOf, ftypeQuantReport } from './ftypeReport';
+import { emptySums, type ErrorSums } from '../compute/quant/common';
 import { chooseTypes, FTYPES, isFtypeName, type ChosenType, type FtypeName, type FtypeOptions } from './llamaFtype';
 import { getBackend } from '../compute/backend';
 import type { Backend } from '../compute/kernel';
@@ -34,6 +37,8 @@ export interface ToGgufArgs {
   readonly ftypeOptions?: FtypeOptions;
   /** A llama.cpp importance matrix (GGUF or legacy .dat), for a llama.cpp file type. */
   readonly imatrix?: string;
+  /** Measure each quantized tensor's error while writing it, for `report` (a dequantize pass more). */
+  readonly report?: boolean;
 }
 
 export interface ToGgufResult {
@@ -46,6 +51,12 @@ export interface ToGgufResult {
   /** llama.cpp's fallback warnings: rows that do not fit the chosen type's blocks. */
   readonly fallbacks: readonly string[];
   readonly overrides: readonly string[];
+  /** Tensor-data bits per weight of the file. */
+  readonly bitsPerWeight: number;
+  /** Quantized tensors the imatrix does not cover (llama-quantize's "did not find weights for …"). */
+  readonly imatrixNotes?: readonly string[];
+  /** Per tensor the type and its error, with the totals (bits per weight among them), when `report` was asked. */
+  readonly report?: QuantReport;
 }
 
 /** `enum llama_ftype` for general.file_type. */
@@ -188,6 +199,8 @@ interface Encoder {
   readonly imatrix?: Imatrix;
   readonly backend?: Backend;
   readonly signal?: AbortSignal;
+  /** Per llama.cpp name, the error sums a report asked for. */
+  readonly sums?: Map<string, ErrorSums>;
 }
 
 function planTensor(model: Model, t: TensorInfo, name: string, shape: ModelShape, type: ChosenType, enc: Encoder): Planned {
@@ -200,11 +213,13 @@ function planTensor(model: Model, t: TensorInfo, name: string, shape: ModelShape
     if (t.shape.length !== 2 || rows % (heads * 2)) throw new FormatError('unsupported', `${rows} rows do not split into ${heads} heads of paired rotary rows`, model.path, t.name);
   }
   const weights = schemeOf(type) && type !== 'Q8_0' ? rowWeightsFor(enc.imatrix, name, [...t.shape].reverse(), type, model.path) : undefined;
+  const sums = enc.sums && type !== 'F32' && type !== 'F16' && type !== 'BF16' ? emptySums() : undefined;
+  if (sums) enc.sums!.set(name, sums);
   const data = () => {
     let src = model.chunks(t, { chunkBytes: CHUNK_BYTES, signal: enc.signal, buffers: enc.buffers });
     if (heads) src = permuteHeads(src, t.shape[0] / heads, rowElems * esize);
-    if (type === 'F32' || type === 'F16' || type === 'BF16' || type === 'Q8_0') return encode(src, t.dtype, type, enc.counts);
-    return quantizeRows(src, t.dtype, type, rowElems, enc.backend!, enc.counts, enc.signal, weights);
+    if (type === 'F32' || type === 'F16' || type === 'BF16' || type === 'Q8_0') return encode(src, t.dtype, type, enc.counts, sums);
+    return quantizeRows(src, t.dtype, type, rowElems, enc.backend!, enc.counts, enc.signal, weights, sums);
   };
   return { type, out: { name, dims: [...t.shape].reverse(), ggmlType: ggmlId(type), byteLength: typeBytes(type, t.numel), data } };
 }
@@ -316,8 +331,9 @@ export async function toGguf(args: ToGgufArgs, ctx: JobContext = {}): Promise<To
     const imatrix = args.imatrix ? await readImatrix(args.imatrix) : undefined;
     const types = tensorTypes(model, shape, imatrix ? { ...args, ftypeOptions: { ...args.ftypeOptions, hasImatrix: true } } : args);
     const needsBackend = types.named.some(([, , type]) => schemeOf(type) !== undefined && type !== 'Q8_0');
+    const started = Date.now();
     const buffers: [Uint8Array, Uint8Array] = [new Uint8Array(CHUNK_BYTES), new Uint8Array(CHUNK_BYTES)];
-    const enc: Encoder = { counts, imatrix, buffers, signal: ctx.signal, backend: needsBackend ? await getBackend(ctx.backend ?? 'auto') : undefined };
+    const enc: Encoder = { counts, imatrix, buffers, signal: ctx.signal, backend: needsBackend ? await getBackend(ctx.backend ?? 'auto') : undefined, sums: args.report ? new Map() : undefined };
     const planned = types.named.map(([t, name, type]) => planTensor(model, t, name, shape, type, enc));
     if (rope === 'llama3') {
       const factors = llama3RopeFactors(config, shape.headDim);
@@ -331,6 +347,7 @@ export async function toGguf(args: ToGgufArgs, ctx: JobContext = {}): Promise<To
       ...hparamKeys(config, shape, isFtypeName(args.ftype) ? FTYPES[args.ftype].id : FILE_TYPE[args.ftype], configPath),
       ...tokKv,
       ['general.quantization_version', gguf.u32(2)],
+      ...(imatrix ? imatrixKeys(imatrix, args.imatrix!) : []),
     ];
     const report = throttle(ctx.progress);
     const bytes = await writeGguf(args.output, metadata, planned.map((p) => p.out), {
@@ -338,7 +355,12 @@ export async function toGguf(args: ToGgufArgs, ctx: JobContext = {}): Promise<To
       progress: (done, total) => report({ done, total, unit: 'bytes' }),
     });
     undo = undefined;
-    return { file: args.output, bytes, arch: shape.arch, tokenizer: vocab.model, pre: vocab.pre, tensors: planned.map((p) => ({ name: p.out.name, type: p.type })), fallbacks: types.fallbacks, overrides: types.overrides };
+    const quantReport = enc.sums ? ftypeQuantReport({
+      input: args.input, output: args.output, fileType: args.ftype, backend: enc.backend?.description ?? 'cpu (casts only)', seconds: (Date.now() - started) / 1000,
+      tensors: types.named.map(([t, name, type]) => ({ name: t.name, outputName: name, dtype: t.dtype, shape: t.shape, type, bytesBefore: t.byteLength, bytesAfter: typeBytes(type, t.numel), sums: enc.sums!.get(name) })),
+    }) : undefined;
+    return { file: args.output, bytes, arch: shape.arch, tokenizer: vocab.model, pre: vocab.pre, tensors: planned.map((p) => ({ name: p.out.name, type: p.type })), fallbacks: types.fallbacks, overrides: types.overrides, bitsPerWeight: bitsPerWeightOf(planned.map((p) => p.out)),
+      imatrixNotes: imatrixNotes(imatrix, types.named.map(([t, name, type]) => ({ name, ne: [...t.shape].reverse(), from: t.dtype as ChosenType, type }))), ...(quantReport ? { report: quantReport } : {}) };
   } catch (e) {
     await undo?.();
     if (isCancelled(e) || (e instanceof Error && e.name === 'AbortError')) throw new CancelledError();

@@ -3,7 +3,9 @@ import { readdir } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { estimateGguf, isGgufTarget } from '../pipelines/ggufEstimate';
 import type { GgufOutType } from '../pipelines/ggufTensorStream';
-import type { FtypeName } from '../pipelines/llamaFtype';
+import { isFtypeName, type FtypeName } from '../pipelines/llamaFtype';
+import { reportMarkdown } from '../pipelines/quantizeReport';
+import { QuantReportPanel } from './quantReportPanel';
 import { toGguf, type ToGgufResult } from '../pipelines/toGguf';
 import { localPath, pickLocalInput, registerWriteCommand } from './commands';
 import { log } from './log';
@@ -11,6 +13,7 @@ import { runJob } from './progress';
 import { ggufItems, pickType } from './typePick';
 
 const COMMAND = 'tensorWorkbench.convertToGguf';
+const SHOW_REPORT = 'Show report';
 /** Context key: the workspace folders holding config.json and safetensors (the explorer menu's `when`). */
 const FOLDERS_KEY = 'tensorWorkbench.hfModelFolders';
 // A workspace with more model folders than this lists only the first ones in the menu; the palette still reaches all.
@@ -66,12 +69,20 @@ export function summary(r: ToGgufResult, target: string): string {
   return `Wrote ${basename(r.file)}: ${r.arch}, ${target}, ${r.tensors.length} tensors (${mix}), tokenizer ${r.tokenizer}${falls}.`;
 }
 
-/** Converts under a cancellable progress notification, then opens the output in the viewer. */
-export async function convertFolder(input: string, output: string, target: GgufOutType | FtypeName): Promise<ToGgufResult | undefined> {
-  const r = await runJob(`Converting ${basename(input)} to GGUF ${target}`, (ctx) => toGguf({ input, output, ftype: target }, ctx));
+/**
+ * Converts under a cancellable progress notification, then opens the output in the viewer.
+ * With `reportUri` (the extension's, from "Quantize…"), a llama.cpp file type's errors are
+ * measured while writing and the notification offers the report: each tensor's type and error.
+ */
+export async function convertFolder(input: string, output: string, target: GgufOutType | FtypeName, reportUri?: vscode.Uri): Promise<ToGgufResult | undefined> {
+  const report = reportUri !== undefined && isFtypeName(target);
+  const r = await runJob(`Converting ${basename(input)} to GGUF ${target}`, (ctx) => toGguf({ input, output, ftype: target, report }, ctx));
   if (!r) return undefined;
   for (const f of r.fallbacks) log.info(`Convert to GGUF: ${f}`);
-  void vscode.window.showInformationMessage(summary(r, target));
+  if (r.report && reportUri) {
+    const q = r.report;
+    void vscode.window.showInformationMessage(summary(r, target), SHOW_REPORT).then((a) => (a === SHOW_REPORT ? QuantReportPanel.show(reportUri, q, reportMarkdown(q)) : undefined));
+  } else void vscode.window.showInformationMessage(summary(r, target));
   await vscode.commands.executeCommand('vscode.open', vscode.Uri.file(r.file));
   return r;
 }

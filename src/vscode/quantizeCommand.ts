@@ -97,7 +97,7 @@ async function fileTypes(input: string, ctx: Parameters<typeof estimateGguf>[1])
 }
 
 async function runWithOptions(extensionUri: vscode.Uri, input: string, opts: QuantizeCommandOptions): Promise<QuantReport | ToGgufResult | undefined> {
-  if (opts.ftype) return convertFolder(await modelFolder(input), opts.output, opts.ftype);
+  if (opts.ftype) return convertFolder(await modelFolder(input), opts.output, opts.ftype, extensionUri);
   if (!opts.scheme) throw new Error('Quantize: give a scheme or a file type');
   const scheme = opts.scheme;
   const r = await runJob(`Quantizing to ${scheme}`, (ctx) => quantize({ input, output: opts.output, scheme, format: opts.format }, ctx));
@@ -126,7 +126,7 @@ async function run(extensionUri: vscode.Uri, initial?: vscode.Uri, opts?: Quanti
   if (choice.kind === 'gguf') {
     const dir = await modelFolder(input);
     const output = await pickOutput(dir, choice.target, 'gguf');
-    return output ? convertFolder(dir, output, choice.target) : undefined;
+    return output ? convertFolder(dir, output, choice.target, extensionUri) : undefined;
   }
   const scheme = choice.scheme;
   const format = await pickFormat(scheme);

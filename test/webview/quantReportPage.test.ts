@@ -66,3 +66,28 @@ test('every string from the report is text, never markup; a lossless tensor show
   assert.equal(await failed.textContent('#report-error'), 'error[internal] the report is gone');
   await failed.close();
 });
+
+test('a file type\u2019s report: its name in the title, a type column per tensor, the total bits per weight', async () => {
+  const r = sampleReport({
+    scheme: 'q4_k',
+    fileType: 'Q4_K_M',
+    format: 'gguf',
+    totals: { bytesBefore: 3 * 2 ** 20, bytesAfter: 0.9 * 2 ** 20, params: 1 << 20, quantizedParams: 1 << 20, bitsPerWeight: 4.87, quantizedBitsPerWeight: 4.83, rmse: 0.0121, maxAbsErr: 0.071, snrDb: 21.3, cosine: 0.9963 },
+    tensors: [
+      { name: 'blk.0.attn_q.weight', outputName: 'blk.0.attn_q.weight', dtype: 'BF16', shape: [256, 256], action: 'quantized', scheme: 'q4_k', bytesBefore: 131072, bytesAfter: 36864, rmse: 0.0125, maxAbsErr: 0.07, snrDb: 21.0, cosine: 0.9961 },
+      { name: 'blk.0.attn_v.weight', outputName: 'blk.0.attn_v.weight', dtype: 'BF16', shape: [64, 256], action: 'quantized', scheme: 'q6_k', bytesBefore: 32768, bytesAfter: 13440, rmse: 0.0031, maxAbsErr: 0.012, snrDb: 33.1, cosine: 0.99976 },
+      { name: 'blk.0.attn_norm.weight', outputName: 'blk.0.attn_norm.weight', dtype: 'F32', shape: [256], action: 'kept', reason: 'F32, not quantized', bytesBefore: 1024, bytesAfter: 1024 },
+    ],
+  });
+  const page = await pages.openPage('quantReport', { report: { body: { type: 'report', report: r } }, openMarkdown: { body: { type: 'done' } } }, { width: 1100, height: 520 });
+  await page.waitForSelector('#quant-report');
+  assert.equal(await page.textContent('h1'), 'Quantization report: Q4_K_M (gguf)');
+  const head = await page.$$eval('#quant-tensors thead th', (e) => e.map((x: any) => x.textContent));
+  assert.deepEqual(head, ['tensor', 'dtype [shape]', 'type', 'RMSE', 'max |err|', 'SNR dB', 'cosine', 'size']);
+  const rows = await page.$$eval('#quant-tensors tbody tr', (e) => e.map((x) => Array.from(x.querySelectorAll('td'), (td: any) => td.textContent)));
+  assert.deepEqual(rows.map((x) => x.slice(0, 4)), [['blk.0.attn_q.weight', 'BF16 [256, 256]', 'q4_k', '0.012500'], ['blk.0.attn_v.weight', 'BF16 [64, 256]', 'q6_k', '0.003100']]);
+  assert.ok(((await page.textContent('#quant-totals')) ?? '').includes('4.87 overall'));
+  assert.deepEqual(await violations(page), []);
+  assert.deepEqual(pageErrors(page), []);
+  await page.close();
+});

@@ -69,9 +69,12 @@ function render(r: QuantReport): void {
       status.textContent = ` error[${info.code}] ${info.message}`;
     });
   });
+  // A file type or a bits-per-weight plan gives each tensor its own type: a column for it.
+  const typed = r.fileType !== undefined;
   const quantRows = quantized.map((x): [string, string?][] => [
     [tensorName(x), 'name'],
     [shape(x)],
+    ...(typed ? [[x.scheme ?? '', 'type'] as [string, string]] : []),
     [formatMetric(x.rmse, 6), 'num'],
     [formatMetric(x.maxAbsErr, 6), 'num'],
     [formatMetric(x.snrDb, 1), 'num'],
@@ -85,11 +88,11 @@ function render(r: QuantReport): void {
     h(
       'main',
       { id: 'quant-report', 'data-scheme': r.scheme },
-      h('h1', {}, `Quantization report: ${r.scheme} (${r.format})`),
+      h('h1', {}, `Quantization report: ${r.fileType ?? r.scheme} (${r.format})`),
       h('p', {}, open, status),
       totals(r),
       h('h2', {}, `Quantized tensors (${quantized.length})`),
-      table('quant-tensors', [['tensor'], ['dtype [shape]'], ['RMSE', 'num'], ['max |err|', 'num'], ['SNR dB', 'num'], ['cosine', 'num'], ['size', 'num']], quantRows),
+      table('quant-tensors', [['tensor'], ['dtype [shape]'], ...(typed ? [['type'] as [string]] : []), ['RMSE', 'num'], ['max |err|', 'num'], ['SNR dB', 'num'], ['cosine', 'num'], ['size', 'num']], quantRows),
       h('h2', {}, `Skipped tensors (${skipped.length})`),
       skipped.length
         ? table('quant-skipped', [['tensor'], ['dtype [shape]'], ['action'], ['reason']], skippedRows)
