@@ -5,32 +5,19 @@
  * imatrix, and for one shows its count, mean and max, the hottest channels first and a
  * heatmap; the call counts and the dataset are in the metadata table.
  */
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Server } from 'node:http';
-import type { Browser } from 'playwright-core';
-import { ARTIFACTS, launch, openViewer, pageErrors, startServer, violations } from './harness';
+import { ARTIFACTS, pageErrors, violations } from './harness';
+import { pageSuite } from './pageSuite';
 import { openModel } from '../../src/format/openModel';
 import { disposeBackends } from '../../src/compute/backend';
 import { ModelService } from '../../src/pipelines/viewer/modelService';
 
-let browser: Browser;
-let server: Server;
-let origin: string;
 const dir = mkdtempSync(join(tmpdir(), 'tw-imatrix-page-'));
-
-before(async () => {
-  mkdirSync(ARTIFACTS, { recursive: true });
-  ({ server, origin } = await startServer());
-  browser = await launch();
-});
-
-after(async () => {
-  await browser?.close();
-  await new Promise((r) => server?.close(r));
+const pages = pageSuite(async () => {
   await disposeBackends();
   rmSync(dir, { recursive: true, force: true });
 });
@@ -70,7 +57,7 @@ test('a legacy imatrix: every matrix listed; one shows count, mean, max, its hot
   try {
     const svc = new ModelService(model, { backend: () => 'cpu' });
     const name = 'blk.0.ffn_down.weight';
-    const page = await openViewer(browser, origin, {
+    const page = await pages.openViewer({
       summary: { body: svc.summary() },
       [`tensorStats:${name}`]: { body: await svc.tensorStats(name, 128) },
       [`heatmap:${name}`]: { body: await svc.heatmap(name, 512) },
