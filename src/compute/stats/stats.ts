@@ -3,6 +3,8 @@ import type { StorageType } from '../../format/storage';
 import type { KernelDef } from '../kernel';
 import { statsCpu } from './stats.cpu';
 import { statsGpu } from './stats.gpu';
+import { countsGptq } from './gptqStats.cpu';
+import { countsScaled } from './scaledStats.cpu';
 
 /**
  * One slice of one tensor, the unit of work of the statistics kernel.
@@ -38,6 +40,11 @@ export interface StatsScanArgs extends SliceArgs {
   readonly phase: 'scan';
   /** How many of the largest |x| to keep (16 in reports). */
   readonly topK: number;
+  /**
+   * Set when the slice is its whole tensor: a kernel may then return the bins phase's result
+   * with the scan (`WideScan.binned`, for these bins), which spares the tensor a second task.
+   */
+  readonly whole?: { readonly bins: number; readonly histograms: boolean };
 }
 
 export interface StatsBinsArgs extends SliceArgs {
@@ -117,6 +124,20 @@ export interface WideScan extends Returned {
   /** Σ (x − slice mean)² over the finite values, for Chan's parallel variance merge. */
   readonly m2: number;
   readonly top: TopEntry[];
+  /**
+   * The slice's finite values as a table of distinct values and counts, from a kernel that
+   * counts codes rather than decoding them: the bins phase follows from it (`binsOfValues`)
+   * without reading the slice again.
+   */
+  readonly values?: ValueCounts;
+  /** The whole tensor's bins phase, done in the same task (see `StatsScanArgs.whole`). */
+  readonly binned?: BinsResult;
+}
+
+/** Distinct values (as float64 copies of their float32 values) and how many times each occurs. */
+export interface ValueCounts {
+  readonly values: Float64Array;
+  readonly counts: Float64Array;
 }
 
 export interface BinsResult extends Returned {
@@ -263,6 +284,16 @@ export function logBinner(lo: number, hi: number, bins: number): (a: number) => 
  */
 export function foldsUndecoded(type: string, histograms: boolean): boolean {
   return type === 'Q4_K' && !histograms;
+}
+
+/**
+ * Whether the CPU twin counts this scheme's codes instead of decoding them (scaledStats.cpu.ts,
+ * gptqStats.cpu.ts): a slice then needs no room for its float32 values, and may hold as many
+ * units as its bytes allow. The kernels still check each slice and decode where they do not apply.
+ */
+export function schemeFoldsUndecoded(storage: Exclude<StorageType, { kind: 'dtype' }>, topK: number): boolean {
+  if (storage.kind !== 'scheme' || topK > 0) return false;
+  return countsScaled(storage) || countsGptq(storage);
 }
 
 /** Fused statistics of one tensor slice (see `StatsArgs`). */

@@ -1,0 +1,89 @@
+// Statistics from a table of distinct values and their counts: what the code-counting kernels
+// (scaledStats.cpu.ts) know about a slice. The scan folds each distinct value once with its
+// count; the bins phase decides each distinct value exactly as binWide decides each value, so
+// its counts are those of the decoded values, without the slice being read a second time.
+import { CompensatedSum, binIndex, logBinIndex, type BinsResult, type StatsBinsArgs, type ValueCounts, type WideScan } from './stats';
+
+/** A growing table of (value, count) pairs, reused by a worker from slice to slice. */
+export class ValueTable {
+  private values = new Float64Array(4096);
+  private counts = new Float64Array(4096);
+  length = 0;
+
+  clear(): void {
+    this.length = 0;
+  }
+
+  add(v: number, c: number): void {
+    if (this.length === this.values.length) this.grow();
+    this.values[this.length] = v;
+    this.counts[this.length++] = c;
+  }
+
+  private grow(): void {
+    const values = new Float64Array(this.values.length * 2);
+    const counts = new Float64Array(this.values.length * 2);
+    values.set(this.values);
+    counts.set(this.counts);
+    this.values = values;
+    this.counts = counts;
+  }
+
+  /** The scan of the table's values (`top` empty: these kernels run only when no top-k is wanted), carrying a copy of its finite entries. */
+  scan(): WideScan {
+    const { values, counts } = this;
+    let finite = 0, nan = 0, posInf = 0, negInf = 0, zeros = 0, min = Infinity, max = -Infinity, minAbsNonzero = Infinity, kept = 0;
+    let k = NaN;
+    const sum = new CompensatedSum();
+    const sq = new CompensatedSum();
+    for (let j = 0; j < this.length; j++) {
+      const v = values[j];
+      const c = counts[j];
+      if (v !== v) nan += c;
+      else if (v === Infinity) posInf += c;
+      else if (v === -Infinity) negInf += c;
+      else {
+        // The sums are of c·(v − K), K the first value: Σ (v − K)² then loses nothing to a mean far from 0.
+        if (k !== k) k = v;
+        finite += c;
+        if (v < min) min = v;
+        if (v > max) max = v;
+        if (v === 0) zeros += c;
+        else if (Math.abs(v) < minAbsNonzero) minAbsNonzero = Math.abs(v);
+        const d = v - k;
+        sum.add(c * d);
+        sq.add(c * d * d);
+        values[kept] = v;
+        counts[kept++] = c;
+      }
+    }
+    const s = sum.value;
+    const m2 = finite > 0 ? Math.max(0, sq.value - (s * s) / finite) : 0;
+    const out: ValueCounts = { values: values.slice(0, kept), counts: counts.slice(0, kept) };
+    return { kind: 'wide', finite, nan, posInf, negInf, zeros, min, max, minAbsNonzero, sum: finite > 0 ? s + finite * k : 0, m2, top: [], values: out };
+  }
+}
+
+type BinsParams = Pick<StatsBinsArgs, 'edges' | 'logEdges' | 'nearZeroBelow' | 'mean' | 'outlierBeyond'>;
+
+/** The bins phase of a slice from its finite values' table: binWide's decisions, one per distinct value. */
+export function binsOfValues(t: ValueCounts, p: BinsParams, histograms: boolean): BinsResult {
+  const hist = new Uint32Array(p.edges.length - 1);
+  const logHist = new Uint32Array(p.logEdges.length - 1);
+  const above = p.mean + p.outlierBeyond;
+  const below = p.mean - p.outlierBeyond;
+  let nearZero = 0;
+  let outliers = 0;
+  for (let j = 0; j < t.values.length; j++) {
+    const x = t.values[j];
+    const c = t.counts[j];
+    const a = x < 0 ? -x : x;
+    if (histograms) {
+      hist[binIndex(x, p.edges)] += c;
+      if (a !== 0) logHist[logBinIndex(a, p.logEdges)] += c;
+    }
+    if (a === 0 || a < p.nearZeroBelow) nearZero += c;
+    if (x > above || x < below) outliers += c;
+  }
+  return { kind: 'bins', hist, logHist, nearZero, outliers };
+}
