@@ -1,9 +1,10 @@
-// FP8 block-scaled statistics from byte counts (scaledStats.cpu.ts) against decode-then-stats.
+// FP8 block-scaled and MXFP4 statistics from code counts (scaledStats.cpu.ts, valueCounts.ts) against decode-then-stats.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { mxfp4Cpu } from '../../src/compute/dequant/mxfp4.cpu';
 import { scaledCpu } from '../../src/compute/dequant/scaled.cpu';
-import type { StatsBinsArgs, StatsScanArgs } from '../../src/compute/stats/stats';
+import type { StatsBinsArgs, StatsScanArgs, WideScan } from '../../src/compute/stats/stats';
+import { binsOfValues } from '../../src/compute/stats/valueCounts';
 import { scaledNear, scaledScan } from '../../src/compute/stats/scaledStats.cpu';
 import { binWide, scanWide } from '../../src/compute/stats/statsWide.cpu';
 import { binsParams, mergeWide } from '../../src/compute/stats/summarize';
@@ -31,6 +32,24 @@ function slice(rows: number, cols: number, bytes: (i: number) => number, scaleOf
   const values = new Float32Array(rows * cols);
   scaledCpu([data, ...more], values, storage);
   return { base: { dtype: 'F32' as const, storage, more, first: 0, count: rows * cols, bytes: data }, values };
+}
+
+/**
+ * The scan's table of values gives the bins phase that decoding gives, histograms included: every
+ * bin, near-zero and outlier count exactly, and its counts add up to the finite values.
+ */
+function assertTableBins(got: WideScan, bins: StatsBinsArgs, values: Float32Array): void {
+  assert.ok(got.values, 'the scan carries its table of values');
+  let n = 0;
+  for (const c of got.values.counts) n += c;
+  assert.equal(n, got.finite);
+  for (const histograms of [false, true]) {
+    const want = binWide(values, { ...bins, storage: undefined, more: undefined, histograms });
+    const fromTable = binsOfValues(got.values, bins, histograms);
+    assert.deepEqual([fromTable.nearZero, fromTable.outliers], [want.nearZero, want.outliers]);
+    assert.deepEqual([...fromTable.hist], [...want.hist], 'histogram');
+    assert.deepEqual([...fromTable.logHist], [...want.logHist], 'log histogram');
+  }
 }
 
 /** Sums of a fold agree with the value-by-value sums within float64 rounding of their magnitude. */
@@ -67,6 +86,7 @@ describe('FP8 block statistics from byte counts', () => {
         const gotBins = scaledNear(bins)!;
         assert.equal(gotBins.nearZero, wantBins.nearZero);
         assert.equal(gotBins.outliers, wantBins.outliers);
+        assertTableBins(got, bins, values);
       });
     }
   }
@@ -126,6 +146,7 @@ describe('MXFP4 statistics from (scale, code) counts', () => {
         const wantBins = binWide(values, { ...bins, storage: undefined, more: undefined });
         const gotBins = scaledNear(bins)!;
         assert.deepEqual([gotBins.nearZero, gotBins.outliers], [wantBins.nearZero, wantBins.outliers]);
+        assertTableBins(got, bins, values);
       });
     }
   }

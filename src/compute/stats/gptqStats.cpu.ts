@@ -113,19 +113,26 @@ interface Cells {
   readonly s2: Int32Array;
   readonly eq: Int32Array;
   readonly mask: Int32Array;
+  /** The cell's smallest and largest values (its extreme codes' values), set by the scan for the bins. */
+  readonly lo: Float32Array;
+  readonly hi: Float32Array;
 }
 
 // One set per worker, grown to the largest weight: a scan allocates nothing per weight.
-let cells: Cells = { s1: new Int32Array(0), s2: new Int32Array(0), eq: new Int32Array(0), mask: new Int32Array(0) };
+let cells: Cells = { s1: new Int32Array(0), s2: new Int32Array(0), eq: new Int32Array(0), mask: new Int32Array(0), lo: new Float32Array(0), hi: new Float32Array(0) };
 
 function countCells(l: Layout): Cells {
   const n = l.groups * l.rows;
-  if (cells.s1.length < n) cells = { s1: new Int32Array(n), s2: new Int32Array(n), eq: new Int32Array(n), mask: new Int32Array(n) };
-  cells.s1.fill(0, 0, n);
-  cells.s2.fill(0, 0, n);
-  cells.eq.fill(0, 0, n);
-  cells.mask.fill(0, 0, n);
+  if (cells.s1.length < n) cells = { s1: new Int32Array(n), s2: new Int32Array(n), eq: new Int32Array(n), mask: new Int32Array(n), lo: new Float32Array(n), hi: new Float32Array(n) };
   const K = l.cols / 8;
+  // Where each group is one run of whole packed rows (no act-order), each cell is written once; else its sums add up from zero.
+  const once = l.wordGroup.every((g, k) => g >= 0 && ((k > 0 && g === l.wordGroup[k - 1]) || l.start[g] === 8 * k));
+  if (!once) {
+    cells.s1.fill(0, 0, n);
+    cells.s2.fill(0, 0, n);
+    cells.eq.fill(0, 0, n);
+    cells.mask.fill(0, 0, n);
+  }
   for (let k0 = 0; k0 < K; ) {
     const g = l.wordGroup[k0];
     if (g < 0) {
@@ -135,15 +142,16 @@ function countCells(l: Layout): Cells {
     // A run of packed rows whose input rows all belong to group g (16 of them for groups of 128).
     let k1 = k0 + 1;
     while (k1 < K && l.wordGroup[k1] === g) k1++;
-    countRun(l.words, l.rows, k0, k1, g * l.rows, l.zero, cells);
+    if (once) countRun(l.words, l.rows, k0, k1, g * l.rows, l.zero, cells);
+    else addRun(l.words, l.rows, k0, k1, g * l.rows, l.zero, cells);
     k0 = k1;
   }
   return cells;
 }
 
 /**
- * Packed rows [k0, k1) of one group, output by output: the cell's sums stay in registers
- * while its words are read down the column.
+ * Packed rows [k0, k1) of one group (all of its rows), output by output: the cell's sums stay
+ * in registers while its words are read down the column, and are written once.
  */
 function countRun(w: Int32Array, rows: number, k0: number, k1: number, cell0: number, zero: Int32Array, c: Cells): void {
   const { s1, s2, eq, mask } = c;
@@ -162,6 +170,31 @@ function countRun(w: Int32Array, rows: number, k0: number, k1: number, cell0: nu
       d |= d >>> 1;
       d |= d >>> 2;
       // Bit 4j of ~d is set where nibble j is zero; the multiply adds those bits up in the top nibble.
+      e += Math.imul(~d & 0x11111111, 0x11111111) >>> 28;
+    }
+    s1[cell0 + o] = a1;
+    s2[cell0 + o] = a2;
+    eq[cell0 + o] = e;
+    mask[cell0 + o] = m & 0xffff;
+  }
+}
+
+/** countRun for a group whose rows are not one run (act-order): adds to the cells' sums. */
+function addRun(w: Int32Array, rows: number, k0: number, k1: number, cell0: number, zero: Int32Array, c: Cells): void {
+  const { s1, s2, eq, mask } = c;
+  for (let o = 0; o < rows; o++) {
+    const zz = Math.imul(zero[cell0 + o], 0x11111111);
+    let a1 = 0, a2 = 0, e = 0, m = 0;
+    for (let at = k0 * rows + o, end = k1 * rows + o; at < end; at += rows) {
+      const x = w[at];
+      const h0 = HALF[x & 0xffff];
+      const h1 = HALF[x >>> 16];
+      m |= h0 | h1;
+      a2 += ((h0 >>> 16) & 1023) + ((h1 >>> 16) & 1023);
+      a1 += (h0 >>> 26) + (h1 >>> 26);
+      let d = x ^ zz;
+      d |= d >>> 1;
+      d |= d >>> 2;
       e += Math.imul(~d & 0x11111111, 0x11111111) >>> 28;
     }
     s1[cell0 + o] += a1;
@@ -187,12 +220,20 @@ function mixedRow(l: Layout, c: Cells, k: number): void {
   }
 }
 
-/** How many times each code occurs in cell (g, o), read code by code. */
+/** How many times each code occurs in cell (g, o), read code by code (a packed word at once where its 8 rows are the group's, in order). */
 function cellCodes(l: Layout, g: number, o: number): Float64Array {
   const h = new Float64Array(16);
-  for (let p = l.start[g]; p < l.start[g + 1]; p++) {
-    const i = l.order[p];
-    h[(l.words[(i >> 3) * l.rows + o] >>> ((i & 7) * 4)) & 15]++;
+  const { order, words, rows } = l;
+  for (let p = l.start[g], end = l.start[g + 1]; p < end; ) {
+    const i = order[p];
+    const x = words[(i >> 3) * rows + o];
+    if ((i & 7) === 0 && p + 8 <= end && order[p + 7] === i + 7) {
+      for (let sh = 0; sh < 32; sh += 4) h[(x >>> sh) & 15]++;
+      p += 8;
+    } else {
+      h[(x >>> ((i & 7) * 4)) & 15]++;
+      p++;
+    }
   }
   return h;
 }
@@ -220,6 +261,8 @@ function foldCells(l: Layout, c: Cells): WideScan {
   let k = NaN;
   const sum = new CompensatedSum();
   const sq = new CompensatedSum();
+  let s1 = 0;
+  let s2 = 0;
   const value = (v: number, n: number): void => {
     if (v !== v) nan += n;
     else if (v === Infinity) posInf += n;
@@ -248,13 +291,17 @@ function foldCells(l: Layout, c: Cells): WideScan {
         continue;
       }
       const m = c.mask[cell];
-      const lo = (lowBit(m) - z) * s;
-      const hi = (31 - Math.clz32(m) - z) * s;
+      const a = (lowBit(m) - z) * s;
+      const b = (31 - Math.clz32(m) - z) * s;
+      const lo = a < b ? a : b;
+      const hi = a < b ? b : a;
+      c.lo[cell] = lo;
+      c.hi[cell] = hi;
       if (k !== k) k = lo;
       finite += n;
       zeros += s === 0 ? n : c.eq[cell];
-      if (Math.min(lo, hi) < min) min = Math.min(lo, hi);
-      if (Math.max(lo, hi) > max) max = Math.max(lo, hi);
+      if (lo < min) min = lo;
+      if (hi > max) max = hi;
       // The codes nearest z on either side give the smallest non-zero |x|.
       const below = m & ((1 << z) - 1);
       const above = m >>> (z + 1);
@@ -265,10 +312,19 @@ function foldCells(l: Layout, c: Cells): WideScan {
       // Σ (x − K) = s·Σ(q − z) − nK and Σ (x − K)² = s²·Σ(q − z)² − 2Ks·Σ(q − z) + nK², from exact integer sums.
       const d1 = c.s1[cell] - n * z;
       const d2 = c.s2[cell] - 2 * z * c.s1[cell] + n * z * z;
-      sum.add(s * d1 - n * k);
-      sq.add(s * s * d2 - 2 * k * s * d1 + n * k * k);
+      s1 += s * d1 - n * k;
+      s2 += s * s * d2 - 2 * k * s * d1 + n * k * k;
+      // Plain sums over runs of 1,024 cells, compensated between runs, as scanWide sums its values.
+      if ((o & 1023) === 1023) {
+        sum.add(s1);
+        sq.add(s2);
+        s1 = 0;
+        s2 = 0;
+      }
     }
   }
+  sum.add(s1);
+  sq.add(s2);
   const total = sum.value;
   const m2 = finite > 0 ? Math.max(0, sq.value - (total * total) / finite) : 0;
   return { kind: 'wide', finite, nan, posInf, negInf, zeros, min, max, minAbsNonzero, sum: finite > 0 ? total + finite * k : 0, m2, top: [] };
@@ -298,14 +354,11 @@ function binCells(l: Layout, c: Cells, p: NonNullable<ReturnType<typeof binsPara
         if (0 > above || 0 < below) outliers += n;
         continue;
       }
-      const z = l.zero[cell];
-      const m = c.mask[cell];
-      const lo = Math.min((lowBit(m) - z) * s, (31 - Math.clz32(m) - z) * s);
-      const hi = Math.max((lowBit(m) - z) * s, (31 - Math.clz32(m) - z) * s);
-      if (Math.abs(s) >= nearBelow && !(hi > above) && !(lo < below)) {
+      if (Math.abs(s) >= nearBelow && !(c.hi[cell] > above) && !(c.lo[cell] < below)) {
         nearZero += c.eq[cell];
         continue;
       }
+      const z = l.zero[cell];
       const h = cellCodes(l, g, o);
       for (let q = 0; q < 16; q++) {
         if (h[q] === 0) continue;

@@ -61,16 +61,8 @@ function layoutOf(args: StatsScanArgs | StatsBinsArgs): Layout | undefined {
   return { data: args.bytes, scale, table: patternTable(dataType as PatternDType), rows, cols, bh, bw, scaleCols: whole ? 1 : num(p, 'scaleCols') };
 }
 
-/**
- * Counts bytes [i, end) into the four tables: word by word where the run is aligned (a u32 load
- * per 4 bytes measured 30% faster than byte loads), byte by byte elsewhere.
- */
-function countRun(data: Uint8Array, words: Uint32Array | undefined, i: number, end: number): void {
-  if (words && (i & 3) === 0) {
-    const w1 = (end - i) >> 2;
-    countWords(words, i >> 2, (i >> 2) + w1);
-    i += w1 * 4;
-  }
+/** Counts bytes [i, end) into the four tables, byte by byte (a run that is not whole aligned words). */
+function countRun(data: Uint8Array, i: number, end: number): void {
   for (; i + 4 <= end; i += 4) {
     counts[data[i]]++;
     counts[256 + data[i + 1]]++;
@@ -80,13 +72,20 @@ function countRun(data: Uint8Array, words: Uint32Array | undefined, i: number, e
   for (; i < end; i++) counts[data[i]]++;
 }
 
-function countWords(words: Uint32Array, w0: number, w1: number): void {
-  for (let j = w0; j < w1; j++) {
-    const w = words[j];
-    counts[w & 255]++;
-    counts[256 + ((w >>> 8) & 255)]++;
-    counts[512 + ((w >>> 16) & 255)]++;
-    counts[768 + (w >>> 24)]++;
+/**
+ * Counts a block's rows [r0, r1), words [w0, w1) of each (`stride` words a row), into the four
+ * tables: one u32 load per 4 bytes measured 30% faster than byte loads, and one call per block
+ * rather than per row.
+ */
+function countBlock(words: Uint32Array, r0: number, r1: number, stride: number, w0: number, w1: number): void {
+  for (let r = r0; r < r1; r++) {
+    for (let j = r * stride + w0, end = r * stride + w1; j < end; j++) {
+      const w = words[j];
+      counts[w & 255]++;
+      counts[256 + ((w >>> 8) & 255)]++;
+      counts[512 + ((w >>> 16) & 255)]++;
+      counts[768 + (w >>> 24)]++;
+    }
   }
 }
 
@@ -94,13 +93,14 @@ function countWords(words: Uint32Array, w0: number, w1: number): void {
 function eachBlock(l: Layout, out: ValueTable): void {
   const { data, scale, table, rows, cols, bh, bw, scaleCols } = l;
   // Little-endian words: byte j of a word is its bits 8j, so the tables see the bytes as they are.
-  const words = data.byteOffset % 4 === 0 ? new Uint32Array(data.buffer, data.byteOffset, data.length >> 2) : undefined;
+  const words = data.byteOffset % 4 === 0 && cols % 4 === 0 && (bw >= cols || bw % 4 === 0) ? new Uint32Array(data.buffer, data.byteOffset, data.length >> 2) : undefined;
   for (let r0 = 0; r0 < rows; r0 += bh) {
     const r1 = Math.min(rows, r0 + bh);
     for (let c0 = 0, k = (r0 / bh) * scaleCols; c0 < cols; c0 += bw, k++) {
       const c1 = Math.min(cols, c0 + bw);
       counts.fill(0);
-      for (let r = r0; r < r1; r++) countRun(data, words, r * cols + c0, r * cols + c1);
+      if (words) countBlock(words, r0, r1, cols >> 2, c0 >> 2, c1 >> 2);
+      else for (let r = r0; r < r1; r++) countRun(data, r * cols + c0, r * cols + c1);
       const sk = scale[k];
       for (let b = 0; b < 256; b++) {
         const c = counts[b] + counts[b + 256] + counts[b + 512] + counts[b + 768];
@@ -191,7 +191,7 @@ function foldsOf(args: StatsScanArgs | StatsBinsArgs): Folds | undefined {
 }
 
 /** One table per worker, reused: a slice's distinct values are copied out with its scan. */
-const table = new ValueTable();
+let shared: ValueTable | undefined;
 
 /**
  * The scan phase of an FP8 or MXFP4 scheme slice, with its finite values' table (the bins phase
@@ -201,6 +201,7 @@ export function scaledScan(args: StatsScanArgs): WideScan | undefined {
   if (args.topK > 0) return undefined;
   const folds = foldsOf(args);
   if (!folds) return undefined;
+  const table = (shared ??= new ValueTable());
   table.clear();
   folds(table);
   return table.scan();
@@ -211,6 +212,7 @@ export function scaledNear(args: StatsBinsArgs): BinsResult | undefined {
   if (args.histograms !== false) return undefined;
   const folds = foldsOf(args);
   if (!folds) return undefined;
+  const table = (shared ??= new ValueTable());
   table.clear();
   folds(table);
   return binsOfValues(table.scan().values!, args, false);

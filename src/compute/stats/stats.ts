@@ -3,8 +3,6 @@ import type { StorageType } from '../../format/storage';
 import type { KernelDef } from '../kernel';
 import { statsCpu } from './stats.cpu';
 import { statsGpu } from './stats.gpu';
-import { countsGptq } from './gptqStats.cpu';
-import { countsScaled } from './scaledStats.cpu';
 
 /**
  * One slice of one tensor, the unit of work of the statistics kernel.
@@ -134,10 +132,10 @@ export interface WideScan extends Returned {
   readonly binned?: BinsResult;
 }
 
-/** Distinct values (as float64 copies of their float32 values) and how many times each occurs. */
+/** Values (float32, as decoded) and how many times each occurs; a value may repeat. */
 export interface ValueCounts {
-  readonly values: Float64Array;
-  readonly counts: Float64Array;
+  readonly values: Float32Array;
+  readonly counts: Uint32Array;
 }
 
 export interface BinsResult extends Returned {
@@ -284,16 +282,6 @@ export function logBinner(lo: number, hi: number, bins: number): (a: number) => 
  */
 export function foldsUndecoded(type: string, histograms: boolean): boolean {
   return type === 'Q4_K' && !histograms;
-}
-
-/**
- * Whether the CPU twin counts this scheme's codes instead of decoding them (scaledStats.cpu.ts,
- * gptqStats.cpu.ts): a slice then needs no room for its float32 values, and may hold as many
- * units as its bytes allow. The kernels still check each slice and decode where they do not apply.
- */
-export function schemeFoldsUndecoded(storage: Exclude<StorageType, { kind: 'dtype' }>, topK: number): boolean {
-  if (storage.kind !== 'scheme' || topK > 0) return false;
-  return countsScaled(storage) || countsGptq(storage);
 }
 
 /** Fused statistics of one tensor slice (see `StatsArgs`). */

@@ -6,8 +6,9 @@ import { CompensatedSum, binIndex, logBinIndex, type BinsResult, type StatsBinsA
 
 /** A growing table of (value, count) pairs, reused by a worker from slice to slice. */
 export class ValueTable {
-  private values = new Float64Array(4096);
-  private counts = new Float64Array(4096);
+  // Float32 values (every value is a float32 decoding) and u32 counts (a slice holds far fewer than 2^32 values).
+  private values = new Float32Array(4096);
+  private counts = new Uint32Array(4096);
   length = 0;
 
   clear(): void {
@@ -21,8 +22,8 @@ export class ValueTable {
   }
 
   private grow(): void {
-    const values = new Float64Array(this.values.length * 2);
-    const counts = new Float64Array(this.values.length * 2);
+    const values = new Float32Array(this.values.length * 2);
+    const counts = new Uint32Array(this.values.length * 2);
     values.set(this.values);
     counts.set(this.counts);
     this.values = values;
@@ -31,36 +32,59 @@ export class ValueTable {
 
   /** The scan of the table's values (`top` empty: these kernels run only when no top-k is wanted), carrying a copy of its finite entries. */
   scan(): WideScan {
-    const { values, counts } = this;
-    let finite = 0, nan = 0, posInf = 0, negInf = 0, zeros = 0, min = Infinity, max = -Infinity, minAbsNonzero = Infinity, kept = 0;
+    const { values, counts, length } = this;
+    let finite = 0, nan = 0, posInf = 0, negInf = 0, zeros = 0, min = Infinity, max = -Infinity, minAbsNonzero = Infinity;
     let k = NaN;
     const sum = new CompensatedSum();
     const sq = new CompensatedSum();
-    for (let j = 0; j < this.length; j++) {
+    // Plain sums over runs of 1,024 entries, compensated between runs, as scanWide sums its values.
+    let s1 = 0;
+    let s2 = 0;
+    for (let j = 0; j < length; j++) {
       const v = values[j];
       const c = counts[j];
-      if (v !== v) nan += c;
-      else if (v === Infinity) posInf += c;
-      else if (v === -Infinity) negInf += c;
-      else {
-        // The sums are of c·(v − K), K the first value: Σ (v − K)² then loses nothing to a mean far from 0.
-        if (k !== k) k = v;
-        finite += c;
-        if (v < min) min = v;
-        if (v > max) max = v;
-        if (v === 0) zeros += c;
-        else if (Math.abs(v) < minAbsNonzero) minAbsNonzero = Math.abs(v);
-        const d = v - k;
-        sum.add(c * d);
-        sq.add(c * d * d);
-        values[kept] = v;
-        counts[kept++] = c;
+      if (v - v !== 0) {
+        if (v !== v) nan += c;
+        else if (v > 0) posInf += c;
+        else negInf += c;
+        continue;
+      }
+      // The sums are of c·(v − K), K the first value: Σ (v − K)² then loses nothing to a mean far from 0.
+      if (k !== k) k = v;
+      finite += c;
+      if (v < min) min = v;
+      if (v > max) max = v;
+      const a = v < 0 ? -v : v;
+      if (v === 0) zeros += c;
+      else if (a < minAbsNonzero) minAbsNonzero = a;
+      const d = v - k;
+      s1 += c * d;
+      s2 += c * d * d;
+      if ((j & 1023) === 1023) {
+        sum.add(s1);
+        sq.add(s2);
+        s1 = 0;
+        s2 = 0;
       }
     }
+    sum.add(s1);
+    sq.add(s2);
     const s = sum.value;
     const m2 = finite > 0 ? Math.max(0, sq.value - (s * s) / finite) : 0;
-    const out: ValueCounts = { values: values.slice(0, kept), counts: counts.slice(0, kept) };
-    return { kind: 'wide', finite, nan, posInf, negInf, zeros, min, max, minAbsNonzero, sum: finite > 0 ? s + finite * k : 0, m2, top: [], values: out };
+    return { kind: 'wide', finite, nan, posInf, negInf, zeros, min, max, minAbsNonzero, sum: finite > 0 ? s + finite * k : 0, m2, top: [], values: this.finiteEntries(nan + posInf + negInf > 0) };
+  }
+
+  /** A copy of the finite entries (all of them, unless some are not). */
+  private finiteEntries(filter: boolean): ValueCounts {
+    if (!filter) return { values: this.values.slice(0, this.length), counts: this.counts.slice(0, this.length) };
+    const values: number[] = [];
+    const counts: number[] = [];
+    for (let j = 0; j < this.length; j++) {
+      if (this.values[j] - this.values[j] !== 0) continue;
+      values.push(this.values[j]);
+      counts.push(this.counts[j]);
+    }
+    return { values: Float32Array.from(values), counts: Uint32Array.from(counts) };
   }
 }
 
