@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { gptqCpu } from '../../src/compute/dequant/gptq.cpu';
 import { gptqScan } from '../../src/compute/stats/gptqStats.cpu';
+import { gptqStatsModule } from '../../src/compute/stats/gptqStatsSimd';
 import type { StatsScanArgs, WideScan } from '../../src/compute/stats/stats';
 import { binWide, scanWide } from '../../src/compute/stats/statsWide.cpu';
 import { binsParams, mergeWide } from '../../src/compute/stats/summarize';
@@ -88,8 +89,11 @@ const cases: [string, Partial<Layout>][] = [
 ];
 
 describe('GPTQ int4 statistics from cell sums', () => {
+  it('has its WebAssembly module here', () => assert.ok(gptqStatsModule(), 'WebAssembly SIMD is missing: only the scalar counts run'));
+
+  // 24 and 64 outputs go through the SIMD module (4 outputs a vector) where groups are runs of whole packed rows; 10 through the scalar counts.
   for (const [name, over] of cases) {
-    for (const [rows, cols] of [[24, 256], [64, 512]]) {
+    for (const [rows, cols] of [[24, 256], [64, 512], [10, 256]]) {
       it(`${name}: ${rows}×${cols}: every count and extreme as decoded, sums within rounding, bins in the same task`, () => {
         const layout: Layout = { rows, cols, groupSize: 128, code: gaussianCode, zero: (r) => 6 + Math.floor(r() * 4), scale: normalScale, zeroOffset: 1, ...over };
         const { args, values } = weight(layout, rows * 31 + cols + name.length);

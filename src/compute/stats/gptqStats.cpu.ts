@@ -11,6 +11,7 @@ import { F16_TO_F32 } from '../dequant/half';
 import { num, partInts, str } from '../dequant/partValues';
 import { CompensatedSum, type BinsResult, type StatsScanArgs, type WideScan } from './stats';
 import { binsParams, mergeWide } from './summarize';
+import { gptqStatsMemory, gptqStatsModule, type GptqStatsModule } from './gptqStatsSimd';
 
 type Scheme = Extract<StorageType, { kind: 'scheme' }>;
 
@@ -112,6 +113,10 @@ interface Cells {
   readonly s1: Int32Array;
   readonly s2: Int32Array;
   readonly eq: Int32Array;
+  /**
+   * The codes present (bit q) while the scalar counts run; then, for the fold, the smallest and
+   * largest code and the smallest |q − z| that is not 0 (255: none), as qmin | qmax << 8 | dmin << 16.
+   */
   readonly mask: Int32Array;
   /** The cell's smallest and largest values (its extreme codes' values), set by the scan for the bins. */
   readonly lo: Float32Array;
@@ -125,6 +130,8 @@ function countCells(l: Layout): Cells {
   const n = l.groups * l.rows;
   if (cells.s1.length < n) cells = { s1: new Int32Array(n), s2: new Int32Array(n), eq: new Int32Array(n), mask: new Int32Array(n), lo: new Float32Array(n), hi: new Float32Array(n) };
   const K = l.cols / 8;
+  // Vectors of 4 outputs: the module takes weights whose outputs come in fours.
+  const simd = l.rows % 4 === 0 ? gptqStatsModule() : null;
   // Where each group is one run of whole packed rows (no act-order), each cell is written once; else its sums add up from zero.
   const once = l.wordGroup.every((g, k) => g >= 0 && ((k > 0 && g === l.wordGroup[k - 1]) || l.start[g] === 8 * k));
   if (!once) {
@@ -142,11 +149,51 @@ function countCells(l: Layout): Cells {
     // A run of packed rows whose input rows all belong to group g (16 of them for groups of 128).
     let k1 = k0 + 1;
     while (k1 < K && l.wordGroup[k1] === g) k1++;
-    if (once) countRun(l.words, l.rows, k0, k1, g * l.rows, l.zero, cells);
+    if (once && simd) simdRun(simd, l, k0, k1, g, cells);
+    else if (once) countRun(l.words, l.rows, k0, k1, g * l.rows, l.zero, cells);
     else addRun(l.words, l.rows, k0, k1, g * l.rows, l.zero, cells);
     k0 = k1;
   }
+  if (!(once && simd)) masksToBounds(l, cells);
   return cells;
+}
+
+/** The scalar counts' code masks as the bounds that the SIMD module writes (see `Cells.mask`). */
+function masksToBounds(l: Layout, c: Cells): void {
+  for (let g = 0; g < l.groups; g++) {
+    if (l.start[g + 1] === l.start[g]) continue;
+    for (let cell = g * l.rows; cell < (g + 1) * l.rows; cell++) {
+      const m = c.mask[cell];
+      const z = l.zero[cell];
+      const below = m & ((1 << z) - 1);
+      const above = m >>> (z + 1);
+      const dq = Math.min(below ? z - (31 - Math.clz32(below)) : 255, above ? lowBit(above) + 1 : 255);
+      c.mask[cell] = lowBit(m) | ((31 - Math.clz32(m)) << 8) | (dq << 16);
+    }
+  }
+}
+
+/** Packed rows [k0, k1) of group g (all of its rows) through the SIMD module, 4 outputs a vector. */
+function simdRun(m: GptqStatsModule, l: Layout, k0: number, k1: number, g: number, c: Cells): void {
+  const { rows } = l;
+  const zAt = 0;
+  const outAt = rows * 4;
+  const inAt = outAt + rows * 16;
+  gptqStatsMemory(m, inAt + (k1 - k0) * rows * 4);
+  const mem = m.memory.buffer;
+  new Int32Array(mem, inAt, (k1 - k0) * rows).set(l.words.subarray(k0 * rows, k1 * rows));
+  const z = new Int32Array(mem, zAt, rows);
+  for (let o = 0; o < rows; o++) z[o] = Math.imul(l.zero[g * rows + o], 0x01010101);
+  m.cells(inAt, rows, k1 - k0, zAt, outAt, rows / 4);
+  const out = new Int32Array(mem, outAt, rows * 4);
+  for (let o4 = 0, cell = g * rows; o4 < rows / 4; o4++) {
+    for (let j = 0; j < 4; j++, cell++) {
+      c.s1[cell] = out[o4 * 16 + j];
+      c.s2[cell] = out[o4 * 16 + 4 + j];
+      c.eq[cell] = out[o4 * 16 + 8 + j];
+      c.mask[cell] = out[o4 * 16 + 12 + j];
+    }
+  }
 }
 
 /**
@@ -290,9 +337,9 @@ function foldCells(l: Layout, c: Cells): WideScan {
         else cellCodes(l, g, o).forEach((cq, q) => cq > 0 && value(Math.fround((q - z) * s), cq));
         continue;
       }
-      const m = c.mask[cell];
-      const a = (lowBit(m) - z) * s;
-      const b = (31 - Math.clz32(m) - z) * s;
+      const bounds = c.mask[cell];
+      const a = ((bounds & 255) - z) * s;
+      const b = (((bounds >>> 8) & 255) - z) * s;
       const lo = a < b ? a : b;
       const hi = a < b ? b : a;
       c.lo[cell] = lo;
@@ -303,12 +350,8 @@ function foldCells(l: Layout, c: Cells): WideScan {
       if (lo < min) min = lo;
       if (hi > max) max = hi;
       // The codes nearest z on either side give the smallest non-zero |x|.
-      const below = m & ((1 << z) - 1);
-      const above = m >>> (z + 1);
-      if (s !== 0 && (below | above) !== 0) {
-        const dq = Math.min(below ? z - (31 - Math.clz32(below)) : 16, above ? lowBit(above) + 1 : 16);
-        if (dq * Math.abs(s) < minAbsNonzero) minAbsNonzero = dq * Math.abs(s);
-      }
+      const dq = bounds >>> 16;
+      if (s !== 0 && dq !== 255 && dq * Math.abs(s) < minAbsNonzero) minAbsNonzero = dq * Math.abs(s);
       // Σ (x − K) = s·Σ(q − z) − nK and Σ (x − K)² = s²·Σ(q − z)² − 2Ks·Σ(q − z) + nK², from exact integer sums.
       const d1 = c.s1[cell] - n * z;
       const d2 = c.s2[cell] - 2 * z * c.s1[cell] + n * z * z;
