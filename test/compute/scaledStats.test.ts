@@ -1,4 +1,5 @@
-// FP8 block-scaled and MXFP4 statistics from code counts (scaledStats.cpu.ts, valueCounts.ts) against decode-then-stats.
+// FP8 block-scaled and MXFP4 statistics from code counts (scaledStats.cpu.ts, valueCounts.ts) against decode-then-stats
+// (130 columns: rows that are not whole words, counted by the JavaScript loop; the others by byteCounts.ts).
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { mxfp4Cpu } from '../../src/compute/dequant/mxfp4.cpu';
@@ -52,6 +53,16 @@ function assertTableBins(got: WideScan, bins: StatsBinsArgs, values: Float32Arra
   }
 }
 
+/** A slice that is its whole tensor comes back with its bins (histograms or not) and without its table. */
+function assertWholeBins(scan: StatsScanArgs, values: Float32Array, bins: StatsBinsArgs): void {
+  for (const histograms of [false, true]) {
+    const got = scaledScan({ ...scan, whole: { bins: bins.edges.length - 1, histograms } })!;
+    assert.equal(got.values, undefined);
+    const want = binWide(values, { ...bins, storage: undefined, more: undefined, histograms });
+    assert.deepEqual([got.binned!.nearZero, got.binned!.outliers, [...got.binned!.hist], [...got.binned!.logHist]], [want.nearZero, want.outliers, [...want.hist], [...want.logHist]]);
+  }
+}
+
 /** Sums of a fold agree with the value-by-value sums within float64 rounding of their magnitude. */
 function close(a: number, b: number, scale: number): boolean {
   return Math.abs(a - b) <= 1e-12 * Math.max(1, scale) || a === b;
@@ -65,7 +76,7 @@ const cases: [string, (r: () => number) => (i: number) => number, (r: () => numb
 
 describe('FP8 block statistics from byte counts', () => {
   for (const [name, bytes, scales] of cases) {
-    for (const [rows, cols] of [[128, 128], [256, 384], [300, 200]]) {
+    for (const [rows, cols] of [[128, 128], [256, 384], [300, 200], [128, 130]]) {
       it(`${name}: ${rows}×${cols}: every count and extreme as decoded, sums within rounding`, () => {
         const r = rng(rows * 7 + cols);
         const { base, values } = slice(rows, cols, bytes(r), scales(r));
@@ -87,6 +98,7 @@ describe('FP8 block statistics from byte counts', () => {
         assert.equal(gotBins.nearZero, wantBins.nearZero);
         assert.equal(gotBins.outliers, wantBins.outliers);
         assertTableBins(got, bins, values);
+        assertWholeBins({ ...base, phase: 'scan', topK: 0 } as StatsScanArgs, values, bins);
       });
     }
   }
@@ -147,6 +159,7 @@ describe('MXFP4 statistics from (scale, code) counts', () => {
         const gotBins = scaledNear(bins)!;
         assert.deepEqual([gotBins.nearZero, gotBins.outliers], [wantBins.nearZero, wantBins.outliers]);
         assertTableBins(got, bins, values);
+        assertWholeBins({ ...base, phase: 'scan', topK: 0 } as StatsScanArgs, values, bins);
       });
     }
   }

@@ -9,7 +9,9 @@ import type { StorageType } from '../../format/storage';
 import { patternTable, type PatternDType } from '../decode/patterns';
 import { E2M1, num, partFloats, str } from '../dequant/partValues';
 import type { BinsResult, StatsBinsArgs, StatsScanArgs, WideScan } from './stats';
+import { binsParams, mergeWide } from './summarize';
 import { ValueTable, binsOfValues } from './valueCounts';
+import { COUNTS, DATA, PAIRS, byteCountsModule, byteCountsRoom } from './byteCounts';
 
 type Scheme = Extract<StorageType, { kind: 'scheme' }>;
 
@@ -94,16 +96,24 @@ function eachBlock(l: Layout, out: ValueTable): void {
   const { data, scale, table, rows, cols, bh, bw, scaleCols } = l;
   // Little-endian words: byte j of a word is its bits 8j, so the tables see the bytes as they are.
   const words = data.byteOffset % 4 === 0 && cols % 4 === 0 && (bw >= cols || bw % 4 === 0) ? new Uint32Array(data.buffer, data.byteOffset, data.length >> 2) : undefined;
+  const wasm = words ? byteCountsModule() : null;
   for (let r0 = 0; r0 < rows; r0 += bh) {
     const r1 = Math.min(rows, r0 + bh);
+    // A band of block rows at a time in the module's memory (copied once, counted from cache).
+    let tables = counts;
+    if (wasm) {
+      byteCountsRoom(wasm, (r1 - r0) * cols).set(data.subarray(r0 * cols, r1 * cols));
+      tables = new Uint32Array(wasm.memory.buffer, COUNTS, 1024);
+    }
     for (let c0 = 0, k = (r0 / bh) * scaleCols; c0 < cols; c0 += bw, k++) {
       const c1 = Math.min(cols, c0 + bw);
-      counts.fill(0);
-      if (words) countBlock(words, r0, r1, cols >> 2, c0 >> 2, c1 >> 2);
+      tables.fill(0);
+      if (wasm) wasm.count(DATA + c0, r1 - r0, cols, (c1 - c0) >> 2);
+      else if (words) countBlock(words, r0, r1, cols >> 2, c0 >> 2, c1 >> 2);
       else for (let r = r0; r < r1; r++) countRun(data, r * cols + c0, r * cols + c1);
       const sk = scale[k];
       for (let b = 0; b < 256; b++) {
-        const c = counts[b] + counts[b + 256] + counts[b + 512] + counts[b + 768];
+        const c = tables[b] + tables[b + 256] + tables[b + 512] + tables[b + 768];
         if (c !== 0) out.add(Math.fround(table[b] * sk), c);
       }
     }
@@ -163,16 +173,26 @@ function mxfp4Folds(args: StatsScanArgs | StatsBinsArgs): Folds | undefined {
   if (args.storage?.kind !== 'scheme' || args.storage.scheme !== 'mxfp4' || !scales || args.more!.length !== 1) return undefined;
   if (blocks.length !== scales.length * 16 || args.count !== scales.length * 32) return undefined;
   return (out) => {
-    countMx(blocks, scales);
+    const wasm = byteCountsModule();
+    let pairs = mxCounts;
+    if (wasm) {
+      // Blocks, then scales, in the module's memory: its table's rows are cleared below as they are read.
+      const room = byteCountsRoom(wasm, blocks.length + scales.length);
+      room.set(blocks);
+      room.set(scales, blocks.length);
+      for (let g = 0; g < scales.length; g++) mxSeen[scales[g]] = 1;
+      wasm.pairs(DATA, DATA + blocks.length, scales.length);
+      pairs = new Uint32Array(wasm.memory.buffer, PAIRS, 256 * 256);
+    } else countMx(blocks, scales);
     for (let e = 0; e < 256; e++) {
       if (mxSeen[e] === 0) continue;
       mxSeen[e] = 0;
       mxPairs.fill(0);
       const row = e << 8;
       for (let b = 0; b < 256; b++) {
-        const c = mxCounts[row | b];
+        const c = pairs[row | b];
         if (c === 0) continue;
-        mxCounts[row | b] = 0;
+        pairs[row | b] = 0;
         mxPairs[b & 15] += c;
         mxPairs[b >> 4] += c;
       }
@@ -204,7 +224,10 @@ export function scaledScan(args: StatsScanArgs): WideScan | undefined {
   const table = (shared ??= new ValueTable());
   table.clear();
   folds(table);
-  return table.scan();
+  const scan = table.scan();
+  // The whole tensor: its bins from the table here, rather than the table sent to the caller.
+  const p = args.whole ? binsParams(mergeWide([scan], 0), args.whole.bins) : undefined;
+  return p ? { ...scan, values: undefined, binned: binsOfValues(scan.values!, p, args.whole!.histograms) } : scan;
 }
 
 /** The bins phase without histograms: near-zero and outlier counts, decided as binWide decides them. */

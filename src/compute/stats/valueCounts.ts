@@ -96,18 +96,26 @@ export function binsOfValues(t: ValueCounts, p: BinsParams, histograms: boolean)
   const logHist = new Uint32Array(p.logEdges.length - 1);
   const above = p.mean + p.outlierBeyond;
   const below = p.mean - p.outlierBeyond;
+  if (histograms) {
+    for (let j = 0; j < t.values.length; j++) {
+      const x = t.values[j];
+      hist[binIndex(x, p.edges)] += t.counts[j];
+      if (x !== 0) logHist[logBinIndex(x < 0 ? -x : x, p.logEdges)] += t.counts[j];
+    }
+  }
+  const [nearZero, outliers] = nearAndOutliers(t.values, t.counts, p.nearZeroBelow, above, below);
+  return { kind: 'bins', hist, logHist, nearZero, outliers };
+}
+
+// Its own function, with its thresholds in locals: one short loop per slice on the host.
+function nearAndOutliers(values: Float32Array, counts: Uint32Array, nearZeroBelow: number, above: number, below: number): [number, number] {
   let nearZero = 0;
   let outliers = 0;
-  for (let j = 0; j < t.values.length; j++) {
-    const x = t.values[j];
-    const c = t.counts[j];
+  for (let j = 0; j < values.length; j++) {
+    const x = values[j];
     const a = x < 0 ? -x : x;
-    if (histograms) {
-      hist[binIndex(x, p.edges)] += c;
-      if (a !== 0) logHist[logBinIndex(a, p.logEdges)] += c;
-    }
-    if (a === 0 || a < p.nearZeroBelow) nearZero += c;
-    if (x > above || x < below) outliers += c;
+    if (a === 0 || a < nearZeroBelow) nearZero += counts[j];
+    if (x > above || x < below) outliers += counts[j];
   }
-  return { kind: 'bins', hist, logHist, nearZero, outliers };
+  return [nearZero, outliers];
 }
