@@ -132,29 +132,24 @@ function countCells(l: Layout): Cells {
   const K = l.cols / 8;
   // Vectors of 4 outputs: the module takes weights whose outputs come in fours.
   const simd = l.rows % 4 === 0 ? gptqStatsModule() : null;
-  // Where each group is one run of whole packed rows (no act-order), each cell is written once; else its sums add up from zero.
-  const once = l.wordGroup.every((g, k) => g >= 0 && ((k > 0 && g === l.wordGroup[k - 1]) || l.start[g] === 8 * k));
-  if (!once) {
-    cells.s1.fill(0, 0, n);
-    cells.s2.fill(0, 0, n);
-    cells.eq.fill(0, 0, n);
-    cells.mask.fill(0, 0, n);
+  // Each group one run of whole packed rows (no act-order): read run by run, down the packed rows.
+  // Otherwise (act-order) each cell gathers its group's rows from wherever they are.
+  const runs = l.wordGroup.every((g, k) => g >= 0 && ((k > 0 && g === l.wordGroup[k - 1]) || l.start[g] === 8 * k));
+  if (!runs) {
+    for (let g = 0; g < l.groups; g++) if (l.start[g + 1] > l.start[g]) gatherGroup(l, g, cells);
+    masksToBounds(l, cells);
+    return cells;
   }
   for (let k0 = 0; k0 < K; ) {
     const g = l.wordGroup[k0];
-    if (g < 0) {
-      mixedRow(l, cells, k0++);
-      continue;
-    }
     // A run of packed rows whose input rows all belong to group g (16 of them for groups of 128).
     let k1 = k0 + 1;
     while (k1 < K && l.wordGroup[k1] === g) k1++;
-    if (once && simd) simdRun(simd, l, k0, k1, g, cells);
-    else if (once) countRun(l.words, l.rows, k0, k1, g * l.rows, l.zero, cells);
-    else addRun(l.words, l.rows, k0, k1, g * l.rows, l.zero, cells);
+    if (simd) simdRun(simd, l, k0, k1, g, cells);
+    else countRun(l.words, l.rows, k0, k1, g * l.rows, l.zero, cells);
     k0 = k1;
   }
-  if (!(once && simd)) masksToBounds(l, cells);
+  if (!simd) masksToBounds(l, cells);
   return cells;
 }
 
@@ -226,44 +221,30 @@ function countRun(w: Int32Array, rows: number, k0: number, k1: number, cell0: nu
   }
 }
 
-/** countRun for a group whose rows are not one run (act-order): adds to the cells' sums. */
-function addRun(w: Int32Array, rows: number, k0: number, k1: number, cell0: number, zero: Int32Array, c: Cells): void {
-  const { s1, s2, eq, mask } = c;
-  for (let o = 0; o < rows; o++) {
-    const zz = Math.imul(zero[cell0 + o], 0x11111111);
+/**
+ * The cells of group g whose rows are anywhere (act-order), output by output: each row's code
+ * is shifted out of its packed word. The group's rows (a few hundred words of each output) stay
+ * in cache from one output to the next.
+ */
+function gatherGroup(l: Layout, g: number, c: Cells): void {
+  const { words, rows, order } = l;
+  const p0 = l.start[g];
+  const p1 = l.start[g + 1];
+  for (let o = 0, cell = g * rows; o < rows; o++, cell++) {
+    const z = l.zero[cell];
     let a1 = 0, a2 = 0, e = 0, m = 0;
-    for (let at = k0 * rows + o, end = k1 * rows + o; at < end; at += rows) {
-      const x = w[at];
-      const h0 = HALF[x & 0xffff];
-      const h1 = HALF[x >>> 16];
-      m |= h0 | h1;
-      a2 += ((h0 >>> 16) & 1023) + ((h1 >>> 16) & 1023);
-      a1 += (h0 >>> 26) + (h1 >>> 26);
-      let d = x ^ zz;
-      d |= d >>> 1;
-      d |= d >>> 2;
-      e += Math.imul(~d & 0x11111111, 0x11111111) >>> 28;
+    for (let p = p0; p < p1; p++) {
+      const i = order[p];
+      const q = (words[(i >> 3) * rows + o] >>> ((i & 7) << 2)) & 15;
+      a1 += q;
+      a2 += q * q;
+      m |= 1 << q;
+      e += q === z ? 1 : 0;
     }
-    s1[cell0 + o] += a1;
-    s2[cell0 + o] += a2;
-    eq[cell0 + o] += e;
-    mask[cell0 + o] |= m & 0xffff;
-  }
-}
-
-/** A packed row whose 8 input rows belong to different groups (act-order): code by code. */
-function mixedRow(l: Layout, c: Cells, k: number): void {
-  const { words: w, rows, zero } = l;
-  for (let j = 0; j < 8; j++) {
-    const cell0 = l.rowGroup[8 * k + j] * rows;
-    const sh = 4 * j;
-    for (let o = 0; o < rows; o++) {
-      const q = (w[k * rows + o] >>> sh) & 15;
-      c.s1[cell0 + o] += q;
-      c.s2[cell0 + o] += q * q;
-      c.mask[cell0 + o] |= 1 << q;
-      if (q === zero[cell0 + o]) c.eq[cell0 + o]++;
-    }
+    c.s1[cell] = a1;
+    c.s2[cell] = a2;
+    c.eq[cell] = e;
+    c.mask[cell] = m;
   }
 }
 
