@@ -136,8 +136,11 @@ function countCells(l: Layout): Cells {
   // Otherwise (act-order) each cell gathers its group's rows from wherever they are.
   const runs = l.wordGroup.every((g, k) => g >= 0 && ((k > 0 && g === l.wordGroup[k - 1]) || l.start[g] === 8 * k));
   if (!runs) {
-    for (let g = 0; g < l.groups; g++) if (l.start[g + 1] > l.start[g]) gatherGroup(l, g, cells);
-    masksToBounds(l, cells);
+    if (simd) simdGather(simd, l, cells);
+    else {
+      for (let g = 0; g < l.groups; g++) if (l.start[g + 1] > l.start[g]) gatherGroup(l, g, cells);
+      masksToBounds(l, cells);
+    }
     return cells;
   }
   for (let k0 = 0; k0 < K; ) {
@@ -168,6 +171,40 @@ function masksToBounds(l: Layout, c: Cells): void {
   }
 }
 
+/** Every group through the SIMD module's gather (act-order), 4 outputs a vector: the whole weight and its rows by group in its memory. */
+function simdGather(m: GptqStatsModule, l: Layout, c: Cells): void {
+  const { rows, cols } = l;
+  const zAt = 0;
+  const outAt = rows * 4;
+  const listAt = outAt + rows * 16;
+  const inAt = listAt + cols * 4;
+  gptqStatsMemory(m, inAt + l.words.length * 4);
+  const mem = m.memory.buffer;
+  new Int32Array(mem, inAt, l.words.length).set(l.words);
+  new Int32Array(mem, listAt, cols).set(l.order);
+  const z = new Int32Array(mem, zAt, rows);
+  const out = new Int32Array(mem, outAt, rows * 4);
+  for (let g = 0; g < l.groups; g++) {
+    const n = l.start[g + 1] - l.start[g];
+    if (n === 0) continue;
+    z.set(l.zero.subarray(g * rows, (g + 1) * rows));
+    m.gather(inAt, rows, listAt + l.start[g] * 4, n, zAt, outAt, rows / 4);
+    readCells(out, rows, g, c);
+  }
+}
+
+/** The module's output for group g's cells (see gptqStatsSimd.ts). */
+function readCells(out: Int32Array, rows: number, g: number, c: Cells): void {
+  for (let o4 = 0, cell = g * rows; o4 < rows / 4; o4++) {
+    for (let j = 0; j < 4; j++, cell++) {
+      c.s1[cell] = out[o4 * 16 + j];
+      c.s2[cell] = out[o4 * 16 + 4 + j];
+      c.eq[cell] = out[o4 * 16 + 8 + j];
+      c.mask[cell] = out[o4 * 16 + 12 + j];
+    }
+  }
+}
+
 /** Packed rows [k0, k1) of group g (all of its rows) through the SIMD module, 4 outputs a vector. */
 function simdRun(m: GptqStatsModule, l: Layout, k0: number, k1: number, g: number, c: Cells): void {
   const { rows } = l;
@@ -180,15 +217,7 @@ function simdRun(m: GptqStatsModule, l: Layout, k0: number, k1: number, g: numbe
   const z = new Int32Array(mem, zAt, rows);
   for (let o = 0; o < rows; o++) z[o] = Math.imul(l.zero[g * rows + o], 0x01010101);
   m.cells(inAt, rows, k1 - k0, zAt, outAt, rows / 4);
-  const out = new Int32Array(mem, outAt, rows * 4);
-  for (let o4 = 0, cell = g * rows; o4 < rows / 4; o4++) {
-    for (let j = 0; j < 4; j++, cell++) {
-      c.s1[cell] = out[o4 * 16 + j];
-      c.s2[cell] = out[o4 * 16 + 4 + j];
-      c.eq[cell] = out[o4 * 16 + 8 + j];
-      c.mask[cell] = out[o4 * 16 + 12 + j];
-    }
-  }
+  readCells(new Int32Array(mem, outAt, rows * 4), rows, g, c);
 }
 
 /**

@@ -24,6 +24,12 @@ const CHUNK = 16;
 export interface GptqStatsModule {
   readonly memory: WasmMemory;
   cells(input: number, rows: number, nk: number, z: number, out: number, n4: number): void;
+  /**
+   * The same counts for a group whose input rows are anywhere (act-order): `list` holds its n
+   * input rows (i32), each read from packed row i >> 3 at bits 4 (i & 7) of the whole weight at
+   * `input`; `z` holds each output's z as an i32. Lane j of each vector is output 4·o4 + j.
+   */
+  gather(input: number, rows: number, list: number, n: number, z: number, out: number, n4: number): void;
 }
 
 function build(): Fn {
@@ -131,13 +137,66 @@ function emitStore(f: Fn, l: L): void {
   f.simdMem(SIMD.v128_store, 48, 0);
 }
 
+function buildGather(): Fn {
+  const f = new Fn([T.i32, T.i32, T.i32, T.i32, T.i32, T.i32, T.i32], []);
+  const [IN, ROWS, LIST, N, Z, OUT, N4] = [0, 1, 2, 3, 4, 5, 6];
+  const o4 = f.local(T.i32);
+  const p = f.local(T.i32);
+  const end = f.local(T.i32);
+  const i = f.local(T.i32);
+  const [z4, q, eq, S1, S2, E, mn, mx, dm] = Array.from({ length: 9 }, () => f.local(T.v128));
+  const splat = (x: number): Fn => f.i32(x).simd(SIMD.i32x4_splat);
+  const I32X4_MUL = 0xb5;
+  const I32X4_EQ = SIMD.i32x4_eq;
+  f.get(LIST).get(N).i32(4).op(OP.i32_mul).op(OP.i32_add).set(end);
+  f.i32(0).set(o4);
+  f.block().loop();
+  f.get(o4).get(N4).op(OP.i32_ge_u).op(OP.br_if, 1);
+  f.get(Z).get(o4).i32(16).op(OP.i32_mul).op(OP.i32_add).simdMem(SIMD.v128_load, 0, 0).set(z4);
+  for (const l of [S1, S2, E, mx]) splat(0).set(l);
+  splat(255).set(mn);
+  splat(255).set(dm);
+  f.get(LIST).set(p);
+  f.loop();
+  f.get(p).mem(OP.i32_load, 0, 2).set(i);
+  // Packed row i >> 3, outputs 4·o4 …: the row's code is bits 4 (i & 7) of each word.
+  f.get(IN).get(i).i32(3).op(OP.i32_shr_u).get(ROWS).op(OP.i32_mul).get(o4).i32(4).op(OP.i32_mul).op(OP.i32_add).i32(4).op(OP.i32_mul).op(OP.i32_add);
+  f.simdMem(SIMD.v128_load, 0, 0).get(i).i32(7).op(OP.i32_and).i32(2).op(OP.i32_shl).simd(SIMD.i32x4_shr_u);
+  splat(15).simd(SIMD.v128_and).set(q);
+  f.get(S1).get(q).simd(SIMD.i32x4_add).set(S1);
+  f.get(S2).get(q).get(q).simd(I32X4_MUL).simd(SIMD.i32x4_add).set(S2);
+  f.get(q).get(z4).simd(I32X4_EQ).set(eq);
+  f.get(E).get(eq).simd(SIMD.i32x4_sub).set(E);
+  f.get(mn).get(q).simd(SIMD.i32x4_min_u).set(mn);
+  f.get(mx).get(q).simd(SIMD.i32x4_max_u).set(mx);
+  // |q − z|, all ones where q = z, so that the minimum is the nearest other code.
+  f.get(dm).get(q).get(z4).simd(SIMD.i32x4_max_u).get(q).get(z4).simd(SIMD.i32x4_min_u).simd(SIMD.i32x4_sub).get(eq).simd(SIMD.v128_or).simd(SIMD.i32x4_min_u).set(dm);
+  f.get(p).i32(4).op(OP.i32_add).tee(p).get(end).op(OP.i32_lt_u).op(OP.br_if, 0);
+  f.end();
+  const at = (): void => void f.get(OUT).get(o4).i32(64).op(OP.i32_mul).op(OP.i32_add);
+  at();
+  f.get(S1).simdMem(SIMD.v128_store, 0, 0);
+  at();
+  f.get(S2).simdMem(SIMD.v128_store, 16, 0);
+  at();
+  f.get(E).simdMem(SIMD.v128_store, 32, 0);
+  at();
+  f.get(mn).get(mx).i32(8).simd(SIMD.i32x4_shl).simd(SIMD.v128_or).get(dm);
+  splat(255).simd(SIMD.i32x4_min_u).i32(16).simd(SIMD.i32x4_shl).simd(SIMD.v128_or);
+  f.simdMem(SIMD.v128_store, 48, 0);
+  f.get(o4).i32(1).op(OP.i32_add).set(o4);
+  f.op(OP.br, 0);
+  f.end().end();
+  return f;
+}
+
 let mod: GptqStatsModule | null | undefined;
 
 /** The module, or null where WebAssembly SIMD is missing (the scalar counts then run). */
 export function gptqStatsModule(): GptqStatsModule | null {
   if (mod === undefined) {
     try {
-      mod = instantiate<GptqStatsModule>(assemble([['cells', build()]], 1));
+      mod = instantiate<GptqStatsModule>(assemble([['cells', build()], ['gather', buildGather()]], 1));
     } catch {
       mod = null;
     }
