@@ -2,10 +2,12 @@
 // group g (the input rows that g_idx gives it) share a zero point z and a float16 scale s, and
 // each value is f32((q − z) · s), as gptqCpu decodes it. For a float16 s that product is exact
 // (11 significant bits times |q − z| ≤ 15, far inside float32's range), so a cell's statistics
-// follow from four integers counted per packed word: Σq, Σq², how many q equal z, and which
-// codes occur. Cells whose scale is Inf or NaN, and the bins phase's cells that straddle a
-// threshold, are counted code by code (cellCodes). A weight is one unit (g_idx spans every row),
-// so the slice is the whole tensor, and its bins phase can be done here too (`whole`).
+// follow from a few integers: Σq, Σq², how many q equal z, its smallest and largest code and the
+// code nearest z. They are counted in WebAssembly SIMD, 4 outputs a vector (gptqStatsSimd.ts:
+// down runs of packed rows, or gathered row by row for act-order), else by the scalar loops here.
+// Cells whose scale is Inf or NaN, and the bins phase's cells that straddle a threshold, are
+// counted code by code (cellCodes). A weight is one unit (g_idx spans every row), so the slice
+// is the whole tensor, and its bins phase can be done here too (`whole`).
 import type { StorageType } from '../../format/storage';
 import { F16_TO_F32 } from '../dequant/half';
 import { num, partInts, str } from '../dequant/partValues';
