@@ -120,6 +120,9 @@ function eachBlock(l: Layout, out: ValueTable): void {
   }
 }
 
+// Groups copied into the WebAssembly module at a time: 1 MiB of blocks, so that its memory stays small.
+const MX_CHUNK = 65536;
+
 // (E8M0 scale byte, block byte) pairs: 256 × 256 counts, one increment per two values.
 const mxCounts = new Uint32Array(256 * 256);
 // The scale bytes a slice holds: only their rows of mxCounts are read and cleared.
@@ -176,12 +179,15 @@ function mxfp4Folds(args: StatsScanArgs | StatsBinsArgs): Folds | undefined {
     const wasm = byteCountsModule();
     let pairs = mxCounts;
     if (wasm) {
-      // Blocks, then scales, in the module's memory: its table's rows are cleared below as they are read.
-      const room = byteCountsRoom(wasm, blocks.length + scales.length);
-      room.set(blocks);
-      room.set(scales, blocks.length);
+      // Blocks, then scales, in the module's memory, MX_CHUNK groups at a time; its table's rows are cleared below as they are read.
+      const room = byteCountsRoom(wasm, MX_CHUNK * 17);
+      for (let g0 = 0; g0 < scales.length; g0 += MX_CHUNK) {
+        const g1 = Math.min(scales.length, g0 + MX_CHUNK);
+        room.set(blocks.subarray(g0 * 16, g1 * 16));
+        room.set(scales.subarray(g0, g1), MX_CHUNK * 16);
+        wasm.pairs(DATA, DATA + MX_CHUNK * 16, g1 - g0);
+      }
       for (let g = 0; g < scales.length; g++) mxSeen[scales[g]] = 1;
-      wasm.pairs(DATA, DATA + blocks.length, scales.length);
       pairs = new Uint32Array(wasm.memory.buffer, PAIRS, 256 * 256);
     } else countMx(blocks, scales);
     for (let e = 0; e < 256; e++) {
