@@ -5,6 +5,8 @@ import { existsSync } from 'node:fs';
 import { rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { patternTable } from '../../src/compute/decode/patterns';
+import { f16FromF64 } from '../../src/format/cast';
+import { F16_TO_F32 } from '../../src/compute/dequant/half';
 import { writeSafetensors, type TensorSource } from '../../src/format/writer';
 import type { BenchCase, BenchContext } from '../case';
 import { timedScans, weights } from './scan';
@@ -90,9 +92,48 @@ async function write(path: string, tensors: TensorSource[], log: (m: string) => 
   log(`wrote ${path} in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 }
 
-// Tensors per file: 60 × 16.8 MB (FP8) and 120 × 8.9 MB (MXFP4), about 1.0 GB each.
+// Tensors per file: 60 × 16.8 MB (FP8), 120 × 8.9 MB (MXFP4) and 115 × 8.7 MB (GPTQ), about 1.0 GB each.
 const FP8_TENSORS = 60;
 const MXFP4_TENSORS = 120;
+const GPTQ_TENSORS = 115;
+// GPTQ's usual group: 128 input rows share a scale and a zero point per output.
+const GPTQ_GROUP = 128;
+
+/**
+ * GPTQ int4 as AutoGPTQ writes it (original format: qzeros hold zero − 1), the weight [out, in] =
+ * [ROWS, COLS] stored transposed: `qweight` I32 [in/8, out] (input row 8k + j in bits 4j),
+ * `qzeros` I32 [groups, out/8], `scales` F16 [groups, out], `g_idx` I32 [in]; asymmetric
+ * min-max rounding per group of 128 inputs and output.
+ */
+function gptqPool(): { qweight: Uint8Array; qzeros: Uint8Array; scales: Uint8Array; gIdx: Uint8Array } {
+  const w = weights(ROWS, 17);
+  const groups = COLS / GPTQ_GROUP;
+  const qweight = new Int32Array((COLS / 8) * ROWS);
+  const qzeros = new Int32Array(groups * (ROWS / 8));
+  const scales = new Uint16Array(groups * ROWS);
+  for (let g = 0; g < groups; g++) {
+    for (let o = 0; o < ROWS; o++) {
+      let lo = 0;
+      let hi = 0;
+      for (let i = g * GPTQ_GROUP; i < (g + 1) * GPTQ_GROUP; i++) {
+        lo = Math.min(lo, w[o * COLS + i]);
+        hi = Math.max(hi, w[o * COLS + i]);
+      }
+      const h = f16FromF64((hi - lo) / 15 || 1);
+      scales[g * ROWS + o] = h;
+      const s = F16_TO_F32[h];
+      const z = Math.min(15, Math.max(0, Math.round(-lo / s)));
+      qzeros[g * (ROWS / 8) + (o >> 3)] |= ((z - 1) & 15) << ((o & 7) * 4);
+      for (let i = g * GPTQ_GROUP; i < (g + 1) * GPTQ_GROUP; i++) {
+        const q = Math.min(15, Math.max(0, Math.round(w[o * COLS + i] / s) + z));
+        qweight[(i >> 3) * ROWS + o] |= q << ((i & 7) * 4);
+      }
+    }
+  }
+  const gIdx = Int32Array.from({ length: COLS }, (_, i) => Math.floor(i / GPTQ_GROUP));
+  const bytes = (a: Int32Array | Uint16Array) => new Uint8Array(a.buffer);
+  return { qweight: bytes(qweight), qzeros: bytes(qzeros), scales: bytes(scales), gIdx: bytes(gIdx) };
+}
 
 async function fp8File(path: string, log: (m: string) => void): Promise<void> {
   const { data, scales } = fp8Pool();
@@ -112,6 +153,23 @@ async function mxfp4File(path: string, log: (m: string) => void): Promise<void> 
   await write(path, tensors, log);
 }
 
+async function gptqFile(path: string, log: (m: string) => void): Promise<void> {
+  const { qweight, qzeros, scales, gIdx } = gptqPool();
+  const groups = COLS / GPTQ_GROUP;
+  // Each tensor rotated by whole groups: its qweight by 16 packed rows, its zeros and scales by one row.
+  const tensors = Array.from({ length: GPTQ_TENSORS }, (_, i): TensorSource[] => {
+    const g = (i * 7) % groups;
+    const stem = `model.layers.${i}.mlp.gate_proj`;
+    return [
+      { name: `${stem}.qweight`, dtype: 'I32', shape: [COLS / 8, ROWS], data: rotated(qweight, g, (GPTQ_GROUP / 8) * ROWS * 4) },
+      { name: `${stem}.qzeros`, dtype: 'I32', shape: [groups, ROWS / 8], data: rotated(qzeros, g, (ROWS / 8) * 4) },
+      { name: `${stem}.scales`, dtype: 'F16', shape: [groups, ROWS], data: rotated(scales, g, ROWS * 2) },
+      { name: `${stem}.g_idx`, dtype: 'I32', shape: [COLS], data: [gIdx] },
+    ];
+  }).flat();
+  await write(path, tensors, log);
+}
+
 function schemeCase(name: string, file: string, make: (path: string, log: (m: string) => void) => Promise<void>, what: string): BenchCase {
   return {
     name,
@@ -127,4 +185,5 @@ function schemeCase(name: string, file: string, make: (path: string, log: (m: st
 export const scanSchemeCases: BenchCase[] = [
   schemeCase('scan.fp8-block', 'scan-fp8-block-1g.safetensors', fp8File, 'FP8 (E4M3, 128×128 block scales) safetensors'),
   schemeCase('scan.mxfp4', 'scan-mxfp4-1g.safetensors', mxfp4File, 'MXFP4 (gpt-oss layout) safetensors'),
+  schemeCase('scan.gptq', 'scan-gptq-1g.safetensors', gptqFile, 'GPTQ int4 (group 128, F16 scales) safetensors'),
 ];

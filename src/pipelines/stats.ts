@@ -3,6 +3,8 @@ import { cpuPoolSize } from '../compute/cpu/pool';
 import { isPatternDType } from '../compute/decode/patterns';
 import type { Backend } from '../compute/kernel';
 import { SMALL_TENSOR_BYTES } from './statsBatch';
+import { binsOfValues } from '../compute/stats/valueCounts';
+import { schemeFoldsUndecoded } from '../compute/stats/schemeFolds';
 import { foldsUndecoded, statsKernel, type BinsResult, type StatsResult, type StatsScanArgs, type TopEntry, type WideScan } from '../compute/stats/stats';
 import { binsParams, mergeTop, mergeWide, summarizePatterns, summarizeWide, unsupportedStats, type TensorHead, type TensorStats } from '../compute/stats/summarize';
 import { decodeKernel } from '../compute/decode/decode';
@@ -75,10 +77,10 @@ interface Slice {
   readonly byteLength: number;
 }
 
-function slicesOf(t: TensorInfo, sliceBytes: number, undecoded: (type: string) => boolean): Slice[] {
+function slicesOf(t: TensorInfo, sliceBytes: number, undecoded: (s: Exclude<StorageType, { kind: 'dtype' }>) => boolean): Slice[] {
   const s = storageOf(t);
-  if (s.kind === 'scheme') return schemeSlices(t, sliceBytes);
-  if (s.kind === 'blocks') return blockSlicesOf(t, s.blockElements, s.blockBytes, undecoded(s.type) ? sliceBytes : sliceBytes / 4 / s.blockElements * s.blockBytes);
+  if (s.kind === 'scheme') return schemeSlices(t, undecoded(s) ? sliceBytes : sliceBytes / 4, undecoded(s));
+  if (s.kind === 'blocks') return blockSlicesOf(t, s.blockElements, s.blockBytes, undecoded(s) ? sliceBytes : sliceBytes / 4 / s.blockElements * s.blockBytes);
   const bits = DTYPE_INFO[t.dtype].bits;
   const per = Math.max(SLICE_ALIGN, Math.floor((sliceBytes * 8) / bits / SLICE_ALIGN) * SLICE_ALIGN);
   const out: Slice[] = [];
@@ -91,12 +93,13 @@ function slicesOf(t: TensorInfo, sliceBytes: number, undecoded: (type: string) =
 }
 
 /**
- * A quantized weight in slices of whole units, each decoded to float32 before its statistics:
- * `sliceBytes` bounds the decoded values (a unit larger than that, GPTQ's whole tensor, is one slice).
+ * A quantized weight in slices of whole units: `bytes` bounds the slice's data part, where the
+ * kernel counts its codes, else its decoded float32 values (a unit larger than that, GPTQ's
+ * whole tensor, is one slice).
  */
-function schemeSlices(t: TensorInfo, sliceBytes: number): Slice[] {
+function schemeSlices(t: TensorInfo, bound: number, bytes: boolean): Slice[] {
   const unit = storageUnit(storageOf(t));
-  const perSlice = Math.max(1, Math.floor(sliceBytes / 4 / unit.elements));
+  const perSlice = Math.max(1, Math.floor(bytes ? bound / Math.max(1, unit.bytes) : bound / 4 / unit.elements));
   const units = unitCount(t);
   const out: Slice[] = [];
   for (let u0 = 0; u0 < units; u0 += perSlice) {
@@ -139,6 +142,8 @@ interface TensorFold {
   readonly scans: WideScan[];
   readonly binned: BinsResult[];
   params?: ReturnType<typeof binsParams>;
+  /** Set once the bins came with the scans (a whole-tensor slice, or tables of values): no second pass. */
+  binnedEarly?: boolean;
   /** A scheme tensor's checks of its scales and indices, added slice by slice. */
   readonly checks?: SchemeChecks;
 }
@@ -176,7 +181,8 @@ export async function stats(model: Model, opts: StatsOptions = {}): Promise<Stat
   const isSmall = (t: TensorInfo) => t.byteLength <= smallBytes && t.dtype !== 'C64' && storageOf(t).kind === 'dtype';
   const tensors: TensorStats[] = new Array(selected.length);
   const small = selected.flatMap((t, at) => (isSmall(t) ? [{ t, at }] : []));
-  const undecoded = (type: string): boolean => backend.kind === 'cpu' && foldsUndecoded(type, histograms);
+  const undecoded = (s: Exclude<StorageType, { kind: 'dtype' }>): boolean =>
+    backend.kind === 'cpu' && (s.kind === 'blocks' ? foldsUndecoded(s.type, histograms) : schemeFoldsUndecoded(s, topK));
   const folds = selected.filter((t) => !isSmall(t)).map((t): TensorFold => {
     const pattern = storageOf(t).kind === 'dtype' && isPatternDType(t.dtype);
     const checks = storageOf(t).kind === 'scheme' ? noSchemeChecks() : undefined;
@@ -184,9 +190,11 @@ export async function stats(model: Model, opts: StatsOptions = {}): Promise<Stat
   });
   const byTensor = new Map(folds.map((f) => [f.t, f]));
 
-  const steps = sliceSteps(model, backend, pool, byTensor, topK, histograms);
+  const steps = sliceSteps(model, backend, pool, byTensor, { topK, histograms, bins });
   const fold = ({ job, r }: SliceOut): void => {
-    foldSlice(byTensor.get(job.t)!, r);
+    const f = byTensor.get(job.t)!;
+    foldSlice(f, r);
+    if (job.phase === 'scan' && f.scans.length === f.slices.length) binEarly(f, bins, topK, histograms);
     if (job.phase === 'scan') progress.add(job.s.byteLength, job.t.name);
   };
   const pass = async (jobs: SliceJob[]): Promise<void> => {
@@ -204,7 +212,7 @@ export async function stats(model: Model, opts: StatsOptions = {}): Promise<Stat
     const scan = folds.filter((f) => f.t.dtype !== 'C64').flatMap((f) => f.slices.map((s): SliceJob => ({ t: f.t, s, phase: 'scan' })));
     await pass(scan);
     // The wide dtypes' histograms need the whole tensor's range, mean and std: a second pass over their slices.
-    const wide = folds.filter((f) => !f.hist && f.t.dtype !== 'C64');
+    const wide = folds.filter((f) => !f.hist && f.t.dtype !== 'C64' && !f.binnedEarly);
     for (const f of wide) f.params = binsParams(mergeWide(f.scans, topK), bins);
     await pass(wide.filter((f) => f.params).flatMap((f) => f.slices.map((s): SliceJob => ({ t: f.t, s, phase: 'bins' }))));
     const at = new Map(selected.map((t, i) => [t, i]));
@@ -238,10 +246,13 @@ interface SliceOut {
 }
 
 /** A slice's two steps: read its bytes through the model's ByteSource, then one kernel run. */
-function sliceSteps(model: Model, backend: Backend, pool: BufferPool, byTensor: ReadonlyMap<TensorInfo, TensorFold>, topK: number, histograms: boolean): JobSteps<SliceJob, Uint8Array | SchemeUnits, SliceOut> {
+function sliceSteps(model: Model, backend: Backend, pool: BufferPool, byTensor: ReadonlyMap<TensorInfo, TensorFold>, o: { topK: number; histograms: boolean; bins: number }): JobSteps<SliceJob, Uint8Array | SchemeUnits, SliceOut> {
+  const { topK, histograms } = o;
+  // On the CPU a scheme's data part goes to the worker and comes back with the result: it can be the pool's.
+  const take = backend.kind === 'cpu' ? (n: number) => pool.take(n) : undefined;
   return {
     read: async ({ t, s }) => {
-      if (s.units) return readSchemeUnits(model, t, s.units[0], s.units[1]);
+      if (s.units) return readSchemeUnits(model, t, s.units[0], s.units[1], take);
       const bytes = pool.take(s.byteLength);
       await model.read(t, s.byteStart, bytes);
       return bytes;
@@ -275,7 +286,9 @@ function sliceSteps(model: Model, backend: Backend, pool: BufferPool, byTensor: 
       // Block storages (ggml types) are decoded inside the statistics kernel, schemes too on the CPU; on the GPU, above.
       const storage = read instanceof Uint8Array ? blockStorageOf(t) : scheme?.storage;
       const slice = { dtype: storage ? ('F32' as const) : dtype, storage, more: scheme?.more, first: s.first, count: s.count, bytes };
-      const args = phase === 'scan' ? { ...slice, phase, topK } : { ...slice, phase, ...byTensor.get(t)!.params!, histograms };
+      // A tensor of one slice may have its bins done in the same task (the CPU twin does).
+      const whole = backend.kind === 'cpu' && byTensor.get(t)!.slices.length === 1 ? { bins: o.bins, histograms } : undefined;
+      const args = phase === 'scan' ? { ...slice, phase, topK, whole } : { ...slice, phase, ...byTensor.get(t)!.params!, histograms };
       let r: StatsResult;
       try {
         r = await backend.run(statsKernel, args, signal);
@@ -283,8 +296,9 @@ function sliceSteps(model: Model, backend: Backend, pool: BufferPool, byTensor: 
         throw named(e, t);
       }
       // Pooled bytes were shared with the CPU twin or uploaded by the GPU twin: both are done with them.
-      // Decoded values and a scheme's parts are not the pool's.
+      // On the CPU a scheme's data part is the pool's too (`take`); decoded values and the other parts are not.
       if (read instanceof Uint8Array) pool.give(bytes);
+      else if (take) pool.give(read.data);
       return { job, r };
     },
   };
@@ -294,6 +308,25 @@ function sliceSteps(model: Model, backend: Backend, pool: BufferPool, byTensor: 
 function findingsOf(folds: readonly TensorFold[]): { schemeFindings?: SchemeFinding[] } {
   const all = folds.flatMap((f) => (f.checks && f.t.storage?.kind === 'scheme' ? schemeFindings(f.t.name, f.t.storage.scheme, f.checks) : []));
   return all.length > 0 ? { schemeFindings: all } : {};
+}
+
+/**
+ * Once a tensor's scans are all in: the bins that came with them (a whole-tensor slice), or the
+ * bins of its slices' tables of values (binsOfValues, exact), so that it needs no second pass.
+ * The tables are let go here: a tensor's tables are a fraction of its bytes, kept only until then.
+ */
+function binEarly(f: TensorFold, bins: number, topK: number, histograms: boolean): void {
+  const scans = f.scans as WideScan[];
+  if (scans.length === 0) return;
+  if (scans.length === 1 && scans[0].binned) {
+    f.binned.push(scans[0].binned);
+    f.binnedEarly = true;
+  } else if (scans.every((x) => x.values)) {
+    const p = binsParams(mergeWide(scans, topK), bins);
+    if (p) for (const x of scans) f.binned.push(binsOfValues(x.values!, p, histograms));
+    f.binnedEarly = true;
+  }
+  for (let i = 0; i < scans.length; i++) if (scans[i].values || scans[i].binned) scans[i] = { ...scans[i], values: undefined, binned: undefined };
 }
 
 /** Adds one slice's result to its tensor's totals (slices arrive in order). */

@@ -1,9 +1,11 @@
-// FP8 block-scaled statistics from byte counts (scaledStats.cpu.ts) against decode-then-stats.
+// FP8 block-scaled and MXFP4 statistics from code counts (scaledStats.cpu.ts, valueCounts.ts) against decode-then-stats
+// (130 columns: rows that are not whole words, counted by the JavaScript loop; the others by byteCounts.ts).
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { mxfp4Cpu } from '../../src/compute/dequant/mxfp4.cpu';
 import { scaledCpu } from '../../src/compute/dequant/scaled.cpu';
-import type { StatsBinsArgs, StatsScanArgs } from '../../src/compute/stats/stats';
+import type { StatsBinsArgs, StatsScanArgs, WideScan } from '../../src/compute/stats/stats';
+import { binsOfValues } from '../../src/compute/stats/valueCounts';
 import { scaledNear, scaledScan } from '../../src/compute/stats/scaledStats.cpu';
 import { binWide, scanWide } from '../../src/compute/stats/statsWide.cpu';
 import { binsParams, mergeWide } from '../../src/compute/stats/summarize';
@@ -33,6 +35,34 @@ function slice(rows: number, cols: number, bytes: (i: number) => number, scaleOf
   return { base: { dtype: 'F32' as const, storage, more, first: 0, count: rows * cols, bytes: data }, values };
 }
 
+/**
+ * The scan's table of values gives the bins phase that decoding gives, histograms included: every
+ * bin, near-zero and outlier count exactly, and its counts add up to the finite values.
+ */
+function assertTableBins(got: WideScan, bins: StatsBinsArgs, values: Float32Array): void {
+  assert.ok(got.values, 'the scan carries its table of values');
+  let n = 0;
+  for (const c of got.values.counts) n += c;
+  assert.equal(n, got.finite);
+  for (const histograms of [false, true]) {
+    const want = binWide(values, { ...bins, storage: undefined, more: undefined, histograms });
+    const fromTable = binsOfValues(got.values, bins, histograms);
+    assert.deepEqual([fromTable.nearZero, fromTable.outliers], [want.nearZero, want.outliers]);
+    assert.deepEqual([...fromTable.hist], [...want.hist], 'histogram');
+    assert.deepEqual([...fromTable.logHist], [...want.logHist], 'log histogram');
+  }
+}
+
+/** A slice that is its whole tensor comes back with its bins (histograms or not) and without its table. */
+function assertWholeBins(scan: StatsScanArgs, values: Float32Array, bins: StatsBinsArgs): void {
+  for (const histograms of [false, true]) {
+    const got = scaledScan({ ...scan, whole: { bins: bins.edges.length - 1, histograms } })!;
+    assert.equal(got.values, undefined);
+    const want = binWide(values, { ...bins, storage: undefined, more: undefined, histograms });
+    assert.deepEqual([got.binned!.nearZero, got.binned!.outliers, [...got.binned!.hist], [...got.binned!.logHist]], [want.nearZero, want.outliers, [...want.hist], [...want.logHist]]);
+  }
+}
+
 /** Sums of a fold agree with the value-by-value sums within float64 rounding of their magnitude. */
 function close(a: number, b: number, scale: number): boolean {
   return Math.abs(a - b) <= 1e-12 * Math.max(1, scale) || a === b;
@@ -46,7 +76,7 @@ const cases: [string, (r: () => number) => (i: number) => number, (r: () => numb
 
 describe('FP8 block statistics from byte counts', () => {
   for (const [name, bytes, scales] of cases) {
-    for (const [rows, cols] of [[128, 128], [256, 384], [300, 200]]) {
+    for (const [rows, cols] of [[128, 128], [256, 384], [300, 200], [128, 130]]) {
       it(`${name}: ${rows}×${cols}: every count and extreme as decoded, sums within rounding`, () => {
         const r = rng(rows * 7 + cols);
         const { base, values } = slice(rows, cols, bytes(r), scales(r));
@@ -67,6 +97,8 @@ describe('FP8 block statistics from byte counts', () => {
         const gotBins = scaledNear(bins)!;
         assert.equal(gotBins.nearZero, wantBins.nearZero);
         assert.equal(gotBins.outliers, wantBins.outliers);
+        assertTableBins(got, bins, values);
+        assertWholeBins({ ...base, phase: 'scan', topK: 0 } as StatsScanArgs, values, bins);
       });
     }
   }
@@ -126,6 +158,8 @@ describe('MXFP4 statistics from (scale, code) counts', () => {
         const wantBins = binWide(values, { ...bins, storage: undefined, more: undefined });
         const gotBins = scaledNear(bins)!;
         assert.deepEqual([gotBins.nearZero, gotBins.outliers], [wantBins.nearZero, wantBins.outliers]);
+        assertTableBins(got, bins, values);
+        assertWholeBins({ ...base, phase: 'scan', topK: 0 } as StatsScanArgs, values, bins);
       });
     }
   }

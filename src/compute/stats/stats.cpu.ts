@@ -3,6 +3,8 @@ import { storageDecoder } from '../decode/blocks';
 import { binWide, numericView, scanWide } from './statsWide.cpu';
 import { q4kNear, q4kScan } from './q4kStats.cpu';
 import { scaledNear, scaledScan } from './scaledStats.cpu';
+import { gptqScan } from './gptqStats.cpu';
+import { binsParams, mergeWide } from './summarize';
 import { compareTop, sparseTable, type PatternScan, type StatsArgs, type StatsResult, type TopEntry } from './stats';
 
 /** The CPU twin of the statistics kernel; runs in a worker (see stats.ts for the two phases). */
@@ -17,13 +19,17 @@ export function statsCpu(args: StatsArgs): StatsResult {
     const fused = args.phase === 'scan' ? q4kScan(args) : q4kNear(args);
     if (fused) return fused;
   }
-  // FP8 with large scale blocks folds each block's byte counts (scaledStats.cpu.ts).
+  // FP8 with large scale blocks and MXFP4 fold their byte counts (scaledStats.cpu.ts), GPTQ int4 its cells' sums (gptqStats.cpu.ts).
   if (args.storage?.kind === 'scheme') {
-    const fused = args.phase === 'scan' ? scaledScan(args) : scaledNear(args);
+    const fused = args.phase === 'scan' ? (gptqScan(args) ?? scaledScan(args)) : scaledNear(args);
     if (fused) return fused;
   }
   const values = args.storage ? storageValues(args.storage, [bytes, ...(args.more ?? [])], args.count) : numericView(args.dtype, bytes, args.count);
-  return args.phase === 'scan' ? scanWide(values, args) : binWide(values, args);
+  if (args.phase === 'bins') return binWide(values, args);
+  const scan = scanWide(values, args);
+  // A slice that is its whole tensor bins the values it has just decoded, rather than decoding them again in a second task.
+  const p = args.whole ? binsParams(mergeWide([scan], args.topK), args.whole.bins) : undefined;
+  return { ...scan, ...(p ? { binned: binWide(values, { ...args, ...p, phase: 'bins', histograms: args.whole!.histograms }) } : {}) };
 }
 
 // ---------------------------------------------------------------- input

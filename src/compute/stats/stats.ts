@@ -36,6 +36,11 @@ export interface StatsScanArgs extends SliceArgs {
   readonly phase: 'scan';
   /** How many of the largest |x| to keep (16 in reports). */
   readonly topK: number;
+  /**
+   * Set when the slice is its whole tensor: a kernel may then return the bins phase's result
+   * with the scan (`WideScan.binned`, for these bins), which spares the tensor a second task.
+   */
+  readonly whole?: { readonly bins: number; readonly histograms: boolean };
 }
 
 export interface StatsBinsArgs extends SliceArgs {
@@ -124,6 +129,20 @@ export interface WideScan extends Readonly<Tally> {
   /** Σ (x − slice mean)² over the finite values, for Chan's parallel variance merge. */
   readonly m2: number;
   readonly top: TopEntry[];
+  /**
+   * The slice's finite values as a table of distinct values and counts, from a kernel that
+   * counts codes rather than decoding them: the bins phase follows from it (`binsOfValues`)
+   * without reading the slice again.
+   */
+  readonly values?: ValueCounts;
+  /** The whole tensor's bins phase, done in the same task (see `StatsScanArgs.whole`). */
+  readonly binned?: BinsResult;
+}
+
+/** Values (float32, as decoded) and how many times each occurs; a value may repeat. */
+export interface ValueCounts {
+  readonly values: Float32Array;
+  readonly counts: Uint32Array;
 }
 
 export interface BinsResult {

@@ -131,7 +131,7 @@ export function isNearZero(a: number, nearZeroBelow: number): boolean {
  * The two outlier thresholds mean ± outlierBeyond, fixed once per tensor, so that the GPU twin
  * (f32 values, thresholds rounded outward) decides identically.
  */
-export function outlierBounds(args: StatsBinsArgs): { above: number; below: number } {
+export function outlierBounds(args: Pick<StatsBinsArgs, 'mean' | 'outlierBeyond'>): { above: number; below: number } {
   return { above: args.mean + args.outlierBeyond, below: args.mean - args.outlierBeyond };
 }
 

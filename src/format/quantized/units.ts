@@ -18,8 +18,9 @@ export function unitCount(t: TensorInfo): number {
 /**
  * Reads units [u0, u1) of `t`: each part's bytes per unit (`partUnitBytes`) say where its
  * share starts; a part with 0 per unit is read whole. Reads go through the model's sources.
+ * `take` supplies the data part's buffer (a caller's recycled one); the others are new.
  */
-export async function readSchemeUnits(model: Model, t: TensorInfo, u0: number, u1: number): Promise<SchemeUnits> {
+export async function readSchemeUnits(model: Model, t: TensorInfo, u0: number, u1: number, take?: (length: number) => Uint8Array): Promise<SchemeUnits> {
   const s = storageOf(t);
   if (s.kind !== 'scheme' || !model.readPart) throw new Error(`tensor '${t.name}' is not a scheme tensor of a model that reads parts`);
   const unit = storageUnit(s);
@@ -29,7 +30,7 @@ export async function readSchemeUnits(model: Model, t: TensorInfo, u0: number, u
     parts.map(async (p, k) => {
       const start = per[k] === 0 ? 0 : Math.min(u0 * per[k], p.byteLength);
       const end = per[k] === 0 ? p.byteLength : Math.min(u1 * per[k], p.byteLength);
-      const b = new Uint8Array(end - start);
+      const b = k === 0 && take ? take(end - start) : new Uint8Array(end - start);
       await model.readPart!(t, p, start, b);
       return b;
     }),
