@@ -14,6 +14,7 @@ import type { Backend } from '../compute/kernel';
 import { hparamKeys, llama3RopeFactors, modelShape, ropeScaling, type ModelShape } from './ggufHparams';
 import { CancelledError, isCancelled, throttle, type JobContext } from '../core/job';
 import { modelInputs, prepareOutputs } from '../format/outputs';
+import { decodedModel, storedPartReason, undecodableError } from './decodedModel';
 
 /** Side files a conversion reads; the output must not be any of them. */
 const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer.model', 'tokenizer_config.json', 'special_tokens_map.json', 'added_tokens.json', 'generation_config.json'];
@@ -288,11 +289,15 @@ export async function openFolder(input: string): Promise<OpenedFolder> {
   const shape = modelShape(config, configPath);
   const rope = ropeScaling(config, shape.arch, configPath);
   const { vocab, kv: tokKv } = await tokenizerKeys(dir, config);
-  const model = await openModel(dir);
+  const stored = await openModel(dir);
+  let model: Model = stored;
   try {
-    checkShapes(model, shape, vocab.tokens.length, config, configPath);
+    checkShapes(stored, shape, vocab.tokens.length, config, configPath);
+    for (const t of stored.tensors) if (storedPartReason(stored, t) !== undefined) throw undecodableError(stored, t, 'converted');
+    // A quantized release (FP8 with block scales, GPTQ, AWQ …) converts from its decoded values.
+    model = decodedModel(stored);
   } catch (e) {
-    await model.close();
+    await stored.close();
     throw e;
   }
   return { dir, configPath, config, shape, rope, vocab, tokKv, model };
