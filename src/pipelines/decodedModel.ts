@@ -23,6 +23,9 @@ import type { Backend } from '../compute/kernel';
 const RUN_VALUES = 1 << 20;
 // Runs kept decoded: the pipelines read at most two or three chunks ahead, in order.
 const CACHED_RUNS = 4;
+// Values kept decoded at most (16 MiB of float32), unless the latest run alone is larger: a unit
+// that is a whole tensor (GPTQ's act-order) is then the only one held, as the decode stream holds it.
+const CACHED_VALUES = CACHED_RUNS * RUN_VALUES;
 // Chunk size of `chunks()` when the caller names none, as the readers' default.
 const DEFAULT_CHUNK_BYTES = 4 << 20;
 
@@ -65,7 +68,8 @@ class DecodedView implements DecodedModel {
   private readonly byName = new Map<string, TensorInfo>();
   private readonly stored = new Map<string, TensorInfo>();
   // Decoded runs by `name@run`, in use order (a Map keeps insertion order: the first is the oldest).
-  private readonly runs = new Map<string, Promise<Float32Array>>();
+  private readonly runs = new Map<string, { values: Promise<Float32Array>; count: number }>();
+  private cachedValues = 0;
 
   constructor(
     private readonly inner: Model,
@@ -153,25 +157,38 @@ class DecodedView implements DecodedModel {
 
   close(): Promise<void> {
     this.runs.clear();
+    this.cachedValues = 0;
     return this.inner.close();
   }
 
   /** Values of run `r` (runs of `run` values, whole units) of a stored tensor, decoded once while cached. */
   private run(src: TensorInfo, r: number, run: number, signal?: AbortSignal): Promise<Float32Array> {
     const key = `${src.name}@${r}`;
-    let p = this.runs.get(key);
-    if (p) {
+    const hit = this.runs.get(key);
+    if (hit) {
       // Most recently used goes last.
       this.runs.delete(key);
-      this.runs.set(key, p);
-      return p;
+      this.runs.set(key, hit);
+      return hit.values;
     }
-    p = decodeValues(this.inner, src, r * run, Math.min(src.numel, (r + 1) * run), this.backend, signal);
-    this.runs.set(key, p);
+    const e0 = r * run;
+    const e1 = Math.min(src.numel, e0 + run);
+    const entry = { values: decodeValues(this.inner, src, e0, e1, this.backend, signal), count: e1 - e0 };
+    this.runs.set(key, entry);
+    this.cachedValues += entry.count;
     // A failed decode is not kept: the caller sees the error, a later read tries again.
-    p.catch(() => this.runs.delete(key));
-    while (this.runs.size > CACHED_RUNS) this.runs.delete(this.runs.keys().next().value!);
-    return p;
+    entry.values.catch(() => this.forget(key, entry));
+    for (const [k, e] of this.runs) {
+      if (this.runs.size <= 1 || (this.runs.size <= CACHED_RUNS && this.cachedValues <= CACHED_VALUES)) break;
+      this.forget(k, e);
+    }
+    return entry.values;
+  }
+
+  private forget(key: string, entry: { count: number }): void {
+    if (this.runs.get(key) !== entry) return;
+    this.runs.delete(key);
+    this.cachedValues -= entry.count;
   }
 }
 

@@ -11,7 +11,9 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { disposeBackends } from '../../src/compute/backend';
+import { disposeBackends, getBackend } from '../../src/compute/backend';
+import { openModel } from '../../src/format/openModel';
+import { decodedModel } from '../../src/pipelines/decodedModel';
 import { FormatError } from '../../src/format/errors';
 import { writeSafetensors, type TensorSource } from '../../src/format/writer';
 import { merge } from '../../src/pipelines/merge';
@@ -204,4 +206,41 @@ test('the merge CLI says that a quantized base is written dequantized in BF16', 
   const r = spawnSync(process.execPath, [CLI, 'merge', dir, adapter, join(work, 'out')], { encoding: 'utf8' });
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stdout, /note: 2 quantized base tensors \(fp8-block\) were dequantized and written as BF16, not re-quantized; config\.json has no quantization_config/);
+});
+
+test('the decoded view reads any byte range of a quantized weight as the reference float32 values, in chunks or at random offsets', { skip }, async () => {
+  for (const name of ['fp8_block', 'gptq', 'nvfp4_ct']) {
+    const dir = join(quantFixtures().dir, name);
+    const want = expectedOf(dir);
+    const view = decodedModel(await openModel(dir), await getBackend('cpu'));
+    try {
+      for (const [tname, e] of Object.entries(want.logical)) {
+        const ref = f32File(join(dir, e.ref));
+        const refBytes = new Uint8Array(ref.buffer, ref.byteOffset, ref.byteLength);
+        const t = view.tensor(tname)!;
+        assert.equal(t.dtype, 'F32');
+        assert.equal(view.storedOf(tname)?.storage?.kind, 'scheme');
+        // Chunks of an odd number of elements: runs are read across their ends.
+        const joined = new Uint8Array(t.byteLength);
+        let at = 0;
+        for await (const c of view.chunks(t, { chunkBytes: 4 * 1001 })) {
+          joined.set(c, at);
+          at += c.length;
+        }
+        assert.equal(at, t.byteLength);
+        assert.ok(Buffer.from(joined).equals(Buffer.from(refBytes)), `${name} ${tname}: chunks`);
+        let seed = 11;
+        for (let k = 0; k < 20; k++) {
+          seed = (seed * 1103515245 + 12345) % 2147483648;
+          const off = (seed % (t.numel - 1)) * 4;
+          const len = Math.min(t.byteLength - off, 4 * (1 + (seed % 700)));
+          const into = new Uint8Array(len);
+          await view.read(t, off, into);
+          assert.ok(Buffer.from(into).equals(Buffer.from(refBytes.subarray(off, off + len))), `${name} ${tname}: bytes ${off}..${off + len}`);
+        }
+      }
+    } finally {
+      await view.close();
+    }
+  }
 });
