@@ -7,7 +7,7 @@
 // --allow-requantize) write nothing and print one error line.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
@@ -17,6 +17,7 @@ import { decodedModel } from '../../src/pipelines/decodedModel';
 import { FormatError } from '../../src/format/errors';
 import { writeSafetensors, type TensorSource } from '../../src/format/writer';
 import { merge } from '../../src/pipelines/merge';
+import { mergeModels } from '../../src/pipelines/mergeModels/mergeModels';
 import { quantize } from '../../src/pipelines/quantize';
 import { gen, writePeft, product, addDelta } from '../merge/mergeFixtures';
 import { encodeExact, quantize as quantizeTo, ulp } from '../merge/oracle';
@@ -243,4 +244,29 @@ test('the decoded view reads any byte range of a quantized weight as the referen
       await view.close();
     }
   }
+});
+
+test('a linear model merge of an FP8-block model with its reference float32 values writes those values in BF16, without quantization_config', { skip }, async () => {
+  const dir = join(quantFixtures().dir, 'fp8_block');
+  const want = expectedOf(dir);
+  const work = scratch('tw-qmm-');
+  const ref = join(work, 'ref');
+  await referenceModel(dir, ref);
+  const cfg = join(work, 'merge.yml');
+  writeFileSync(cfg, `merge_method: linear\nmodels:\n  - model: ${dir}\n    parameters: {weight: 0.5}\n  - model: ${ref}\n    parameters: {weight: 0.5}\n`);
+  const out = join(work, 'out');
+  await mergeModels({ config: cfg, output: out });
+  const got = readSafetensors(join(out, readdirSync(out).find((f) => f.endsWith('.safetensors'))!));
+  for (const [tname, e] of Object.entries(want.logical)) {
+    const v = f32File(join(dir, e.ref));
+    const g = got.get(tname)!;
+    assert.equal(g.dtype, 'BF16', tname);
+    const bits = new Uint16Array(g.bytes.buffer, g.bytes.byteOffset, g.bytes.length / 2);
+    // The merge sums from +0, so a -0 comes back as +0: zeros compare by value.
+    for (let i = 0; i < v.length; i++) if ((bits[i] & 0x7fff) !== 0 || v[i] !== 0) assert.equal(bits[i], bf16Rne(v[i]), `${tname}[${i}]`);
+  }
+  assert.ok(![...got.keys()].some((k) => k.endsWith('_scale_inv')));
+  const outCfg = JSON.parse(readFileSync(join(out, 'config.json'), 'utf8')) as Record<string, unknown>;
+  assert.equal('quantization_config' in outCfg, false);
+  assert.equal(outCfg.model_type, 'fixture');
 });
