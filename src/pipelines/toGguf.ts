@@ -14,7 +14,8 @@ import type { Backend } from '../compute/kernel';
 import { hparamKeys, llama3RopeFactors, modelShape, ropeScaling, type ModelShape } from './ggufHparams';
 import { CancelledError, isCancelled, throttle, type JobContext } from '../core/job';
 import { modelInputs, prepareOutputs } from '../format/outputs';
-import { decodedModel, storedPartReason, undecodableError } from './decodedModel';
+import { decodedModel, storedPartReason, undecodableError, type DecodedModel } from './decodedModel';
+import { typeNameOf } from '../format/model';
 
 /** Side files a conversion reads; the output must not be any of them. */
 const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer.model', 'tokenizer_config.json', 'special_tokens_map.json', 'added_tokens.json', 'generation_config.json'];
@@ -47,6 +48,8 @@ export interface ToGgufResult {
   /** llama.cpp's fallback warnings: rows that do not fit the chosen type's blocks. */
   readonly fallbacks: readonly string[];
   readonly overrides: readonly string[];
+  /** Input tensors stored quantized (FP8 blocks, GPTQ, GGUF blocks …) with their stored type, converted from their decoded values. */
+  readonly dequantized?: ReadonlyArray<{ readonly name: string; readonly from: string }>;
 }
 
 /** `enum llama_ftype` for general.file_type. */
@@ -278,7 +281,8 @@ export interface OpenedFolder {
   readonly rope: ReturnType<typeof ropeScaling>;
   readonly vocab: GgufVocab;
   readonly tokKv: Array<[string, GgufValue]>;
-  readonly model: Model;
+  /** The folder's model, its quantized tensors read as their decoded F32 values. */
+  readonly model: DecodedModel;
 }
 
 /** Config, architecture, tokenizer, tensor names and shapes: throws the reason a folder cannot be converted. */
@@ -290,7 +294,7 @@ export async function openFolder(input: string): Promise<OpenedFolder> {
   const rope = ropeScaling(config, shape.arch, configPath);
   const { vocab, kv: tokKv } = await tokenizerKeys(dir, config);
   const stored = await openModel(dir);
-  let model: Model = stored;
+  let model: DecodedModel;
   try {
     checkShapes(stored, shape, vocab.tokens.length, config, configPath);
     for (const t of stored.tensors) if (storedPartReason(stored, t) !== undefined) throw undecodableError(stored, t, 'converted');
@@ -336,7 +340,8 @@ export async function toGguf(args: ToGgufArgs, ctx: JobContext = {}): Promise<To
       progress: (done, total) => report({ done, total, unit: 'bytes' }),
     });
     undo = undefined;
-    return { file: args.output, bytes, arch: shape.arch, tokenizer: vocab.model, pre: vocab.pre, tensors: planned.map((p) => ({ name: p.out.name, type: p.type })), fallbacks: types.fallbacks, overrides: types.overrides };
+    const dequantized = model.decoded.map((name) => ({ name, from: typeNameOf(model.storedOf(name)!) }));
+    return { file: args.output, bytes, arch: shape.arch, tokenizer: vocab.model, pre: vocab.pre, tensors: planned.map((p) => ({ name: p.out.name, type: p.type })), fallbacks: types.fallbacks, overrides: types.overrides, dequantized };
   } catch (e) {
     await undo?.();
     if (isCancelled(e) || (e instanceof Error && e.name === 'AbortError')) throw new CancelledError();

@@ -74,7 +74,10 @@ for (const ftype of ['Q4_K_M', 'F16'] as const) {
     assert.equal(cfg.quantization_config?.quant_method, 'fp8', 'the input is an FP8 release');
     const ours = join(dir, `fp8-${ftype}.gguf`);
     const theirs = join(dir, `ref-${ftype}.gguf`);
-    await toGguf({ input: fp8, output: ours, ftype }, { backend: 'cpu' });
+    const r = await toGguf({ input: fp8, output: ours, ftype }, { backend: 'cpu' });
+    // Seven linear weights per layer are FP8; embeddings, head and norms stay BF16.
+    assert.equal(r.dequantized?.length, 7 * SPEC.layers);
+    assert.deepEqual([...new Set(r.dequantized!.map((d) => d.from))], ['fp8-block']);
     await toGguf({ input: ref, output: theirs, ftype }, { backend: 'cpu' });
     const types = await compare(ours, theirs);
     assert.ok(types.size > 0);
