@@ -2,7 +2,7 @@ import { looksLikeTorchPath } from '../format/pickle/torch';
 import { convertModel, type ConvertTarget } from '../pipelines/convert';
 import { toGguf } from '../pipelines/toGguf';
 import { FTYPE_NAMES, isFtypeName } from '../pipelines/llamaFtype';
-import { FTYPE_OPTIONS, ftypeOptions, ftypeReport } from './ftypeArgs';
+import { dequantizedNote, FTYPE_OPTIONS, ftypeOptions, ftypeReport } from './ftypeArgs';
 import { defineCommand, refuseRemote, parseSize, UsageError } from './command';
 import { escapeText } from '../format/escape';
 
@@ -24,7 +24,8 @@ model-0000i-of-0000n.safetensors shards plus model.safetensors.index.json.
 Reports, per tensor, values that overflowed to ±Inf or flushed to zero
 (--verbose: every tensor). Nothing is written unless the whole conversion succeeds.
 An OUT ending in .gguf converts a Hugging Face Llama/Mistral/Qwen2/Qwen3 folder
-(config.json, safetensors, tokenizer files) to a GGUF for llama.cpp (default F16).
+(config.json, safetensors, tokenizer files) to a GGUF for llama.cpp (default F16); a
+quantized release (FP8 with block scales, GPTQ, AWQ …) converts from its decoded values.
 --ftype also takes llama.cpp's file types (${FTYPE_NAMES.join(', ')}): each tensor gets the type
 llama-quantize gives it for that file type, byte-identical to llama-quantize run on the
 GGUF of the weights' own float type; the --tensor-type options are llama-quantize's.`;
@@ -53,7 +54,7 @@ export const convertCommand = defineCommand({
       if (!ftype) throw new UsageError(`--ftype must be one of ${FTYPE_HELP}, not '${values.ftype}'`);
       const g = await toGguf({ input: positionals[0], output: positionals[1], ftype, ftypeOptions: opts, imatrix: values.imatrix }, { signal: io.signal, progress: io.progress });
       if (isFtypeName(ftype)) io.stdout.write(ftypeReport(g, ftype));
-      else io.stdout.write(`wrote ${escapeText(g.file)}: ${g.arch}, ${g.tensors.length} tensors, ${ftype}, tokenizer ${g.tokenizer} (pre ${g.pre}), ${g.bytes} bytes\n`);
+      else io.stdout.write((dequantizedNote(g) ? dequantizedNote(g) + '\n' : '') + `wrote ${escapeText(g.file)}: ${g.arch}, ${g.tensors.length} tensors, ${ftype}, tokenizer ${g.tokenizer} (pre ${g.pre}), ${g.bytes} bytes\n`);
       return 0;
     }
     const dtype = TARGETS[(values.dtype ?? (looksLikeTorchPath(positionals[0]) ? 'keep' : 'bf16')).toLowerCase()];

@@ -43,6 +43,14 @@ export function ftypeOptions(values: { 'tensor-type'?: string[]; 'output-tensor-
 }
 
 /** The lines a file-type run prints: overrides, fallbacks (with llama.cpp's counter), types used, the file. */
+/** `note: 28 quantized input tensors (fp8-block) converted from their decoded values`, or undefined. */
+export function dequantizedNote(r: ToGgufResult): string | undefined {
+  const d = r.dequantized ?? [];
+  if (d.length === 0) return undefined;
+  const kinds = [...new Set(d.map((x) => x.from))].map(escapeText).join(', ');
+  return `note: ${d.length} quantized input tensor${d.length === 1 ? '' : 's'} (${kinds}) converted from ${d.length === 1 ? 'its' : 'their'} decoded values`;
+}
+
 export function ftypeReport(r: ToGgufResult, ftype: string): string {
   const lines = r.overrides.map((o) => `override: ${escapeText(o)}`);
   lines.push(...r.fallbacks.map((f) => `warning: ${escapeText(f)}`));
@@ -51,6 +59,8 @@ export function ftypeReport(r: ToGgufResult, ftype: string): string {
   const counts = new Map<string, number>();
   for (const t of r.tensors) counts.set(t.type, (counts.get(t.type) ?? 0) + 1);
   const mix = [...counts].map(([t, n]) => `${n} ${t.toLowerCase()}`).join(', ');
+  const dq = dequantizedNote(r);
+  if (dq) lines.push(dq);
   lines.push(`wrote ${escapeText(r.file)}: ${r.arch}, ${r.tensors.length} tensors (${mix}), ${ftype}, ${r.bitsPerWeight.toFixed(4)} bits per weight, ${r.bytes} bytes`);
   return lines.join('\n') + '\n';
 }

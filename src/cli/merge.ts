@@ -15,7 +15,18 @@ OUT is a .safetensors file, or a folder that gets shards like BASE (or per
 --subtract computes W − ΔW (takes a merged adapter back out). --dry-run prints
 the mapping (modules, r, alpha, scale, unmatched keys) and writes nothing.
 Every adapter key must map onto a base tensor of a compatible shape, or nothing
-is written (--allow-unmatched merges the keys that do map).`;
+is written (--allow-unmatched merges the keys that do map).
+A quantized BASE (FP8 with block scales, MXFP4, NVFP4, GPTQ, AWQ, compressed-tensors,
+GGUF blocks) is merged into its decoded values; those tensors are written dequantized in
+BF16 (or --dtype), and config.json without its quantization_config.`;
+
+/** `note: 3 quantized base tensors (fp8-block) were dequantized and written as BF16 …` */
+function dequantizedNote(list: ReadonlyArray<{ from: string; dtype: string }>, config: boolean): string {
+  const from = [...new Set(list.map((d) => d.from))].map(escapeText).join(', ');
+  const to = [...new Set(list.map((d) => d.dtype))].join(', ');
+  const n = list.length;
+  return `note: ${n} quantized base tensor${n === 1 ? '' : 's'} (${from}) ${n === 1 ? 'was' : 'were'} dequantized and written as ${to}, not re-quantized${config ? '; config.json has no quantization_config' : ''} (quantize OUT again for a quantized model)\n`;
+}
 
 const DTYPES: Record<string, MatmulDType> = { bf16: 'BF16', f16: 'F16', f32: 'F32' };
 
@@ -86,6 +97,7 @@ export const mergeCommand = defineCommand({
       if (values.json) out(JSON.stringify({ ...r, seconds }, null, 2) + '\n');
       else {
         out(`merged ${r.merged} tensor(s), replaced ${r.replaced}, copied ${r.copied} unchanged, on ${r.backend} in ${seconds.toFixed(2)} s\n`);
+        if (r.dequantized.length > 0) out(dequantizedNote(r.dequantized, r.index !== undefined || r.files.some((f) => f.endsWith('config.json'))));
         if (r.unmatched.length > 0) out(`skipped ${r.unmatched.length} unmatched adapter key(s) (--allow-unmatched)\n`);
         out(`wrote ${r.index ?? r.files.join(', ')}\n`);
       }

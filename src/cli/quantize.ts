@@ -13,9 +13,9 @@ import { planText } from '../pipelines/bpwPlan';
 
 const USAGE = `usage: tensor-workbench quantize IN OUT --scheme ${SCHEME_NAMES.join('|')}
          [--format gguf|safetensors] [--keep GLOB]... [--only GLOB]... [--gguf-names hf|llama]
-         [--backend auto|webgpu|cpu] [--allow-nonfinite] [--json] [--verbose]
+         [--backend auto|webgpu|cpu] [--allow-nonfinite] [--allow-requantize] [--json] [--verbose]
        tensor-workbench quantize IN OUT.gguf --ftype ${FTYPE_NAMES.join('|')}
-         ${FTYPE_USAGE}
+         ${FTYPE_USAGE} [--allow-requantize]
        tensor-workbench quantize IN.gguf OUT.gguf --target-bpw BITS [--dry-run] [--json]
          [--imatrix FILE] [--tensor-type REGEX=TYPE]... [--output-tensor-type TYPE] [--token-embedding-type TYPE]
        tensor-workbench quantize IN --preview [--scheme S]... [--keep GLOB]... [--only GLOB]... [--json]
@@ -27,6 +27,10 @@ A tensor holding NaN or ±Inf is kept in its dtype, with a line giving the count
 a block's scale comes from its largest |x|, so each block holding one would come
 back all NaN. --allow-nonfinite quantizes such tensors anyway (those blocks as the
 scheme computes them; their error figures are then NaN or -inf).
+Quantized inputs (FP8 with scales, MXFP4, NVFP4, GPTQ, AWQ, compressed-tensors, GGUF
+blocks) are quantized from their decoded values, chunk by chunk; such a tensor that is
+kept is written as F32. A tensor already in a quantized GGUF type (Q8_0 …) is quantized
+again only with --allow-requantize (a second rounding error), as llama-quantize.
   q8_0, q4_0, q4_1   ggml blocks, byte-identical to ggml's reference quantizer.
                      Default output GGUF v3; --format safetensors stores each weight
                      as U8 [rows, blocks × bytes per block].
@@ -90,6 +94,13 @@ export function previewText(p: PreviewResult): string {
   return lines.join('\n') + '\n';
 }
 
+/** `fp8-block ×2, Q8_0` */
+function decodedKinds(tensors: readonly { from?: string }[]): string {
+  const n = new Map<string, number>();
+  for (const t of tensors) n.set(t.from!, (n.get(t.from!) ?? 0) + 1);
+  return [...n].map(([k, c]) => (c > 1 ? `${escapeText(k)} ×${c}` : escapeText(k))).join(', ');
+}
+
 export function reportText(r: QuantReport, verbose: boolean): string {
   const lines: string[] = [];
   for (const t of r.tensors) {
@@ -106,12 +117,17 @@ export function reportText(r: QuantReport, verbose: boolean): string {
     `size ${formatSize(tt.bytesBefore)} → ${formatSize(tt.bytesAfter)}, ${tt.bitsPerWeight.toFixed(2)} bits/weight overall (${tt.quantizedBitsPerWeight.toFixed(2)} in quantized tensors)`,
     `error over quantized tensors: RMSE ${fmt(tt.rmse, 6)}, max|err| ${fmt(tt.maxAbsErr, 6)}, SNR ${fmt(tt.snrDb, 1)} dB, cosine ${fmt(tt.cosine, 6)}`,
   );
+  const decoded = r.tensors.filter((t) => t.from !== undefined);
+  if (decoded.length) {
+    const kept = decoded.filter((t) => t.action === 'kept').length;
+    lines.push(`note: ${decoded.length} quantized input tensor${decoded.length === 1 ? '' : 's'} (${decodedKinds(decoded)}) read as ${decoded.length === 1 ? 'its' : 'their'} decoded values${kept ? `; ${kept} kept ${kept === 1 ? 'is' : 'are'} written as F32` : ''}`);
+  }
   for (const m of r.missing) lines.push(`note: missing ${escapeText(m)}`);
   lines.push(`wrote ${r.outputs.map(escapeText).join(', ')}`);
   return lines.join('\n') + '\n';
 }
 
-type Values = { 'target-bpw'?: string; 'dry-run'?: boolean; json?: boolean; verbose?: boolean; ftype?: string; format?: string; keep?: string[]; only?: string[]; 'gguf-names'?: string; 'allow-nonfinite'?: boolean; 'tensor-type'?: string[]; 'output-tensor-type'?: string; 'token-embedding-type'?: string; imatrix?: string; pure?: boolean };
+type Values = { 'target-bpw'?: string; 'dry-run'?: boolean; json?: boolean; verbose?: boolean; ftype?: string; format?: string; keep?: string[]; only?: string[]; 'gguf-names'?: string; 'allow-nonfinite'?: boolean; 'allow-requantize'?: boolean; 'tensor-type'?: string[]; 'output-tensor-type'?: string; 'token-embedding-type'?: string; imatrix?: string; pure?: boolean };
 
 /** `--ftype`: llama-quantize's per-tensor types, from a Hugging Face folder or a float GGUF. */
 async function runFtype(values: Values, positionals: string[], schemes: string[], io: CommandIO, ctx: JobContext): Promise<number> {
@@ -123,7 +139,7 @@ async function runFtype(values: Values, positionals: string[], schemes: string[]
   const [input, output] = positionals;
   if (!output.toLowerCase().endsWith('.gguf')) throw new UsageError('with --ftype OUT is a .gguf file');
   const verbose = (values.verbose || io.verbose) ?? false;
-  const args = { input, output, ftype, ftypeOptions: ftypeOptions(values), imatrix: values.imatrix, report: values.json || verbose };
+  const args = { input, output, ftype, ftypeOptions: ftypeOptions(values), imatrix: values.imatrix, report: values.json || verbose, allowRequantize: values['allow-requantize'] };
   const r = input.toLowerCase().endsWith('.gguf') ? await quantizeGgufFtype(args, ctx) : await toGguf(args, ctx);
   writeFtypeResult(r, ftype, values.json, verbose, io);
   return 0;
@@ -180,6 +196,7 @@ export const quantizeCommand = defineCommand({
     verbose: { type: 'boolean' },
     'gguf-names': { type: 'string' },
     'allow-nonfinite': { type: 'boolean' },
+    'allow-requantize': { type: 'boolean' },
     ftype: { type: 'string' },
     'target-bpw': { type: 'string' },
     'dry-run': { type: 'boolean' },
@@ -209,7 +226,7 @@ export const quantizeCommand = defineCommand({
     const names = values['gguf-names'];
     if (names !== undefined && names !== 'hf' && names !== 'llama') throw new UsageError(`--gguf-names must be hf or llama, not '${names}'`);
     const r = await quantize(
-      { input: positionals[0], output: positionals[1], scheme: schemes[0] as never, format, keep: values.keep, only: values.only, ggufNames: names as 'hf' | 'llama' | undefined, allowNonfinite: values['allow-nonfinite'] },
+      { input: positionals[0], output: positionals[1], scheme: schemes[0] as never, format, keep: values.keep, only: values.only, ggufNames: names as 'hf' | 'llama' | undefined, allowNonfinite: values['allow-nonfinite'], allowRequantize: values['allow-requantize'] },
       ctx,
     );
     io.stdout.write(values.json ? toJson(r) : reportText(r, (values.verbose || io.verbose) ?? false));

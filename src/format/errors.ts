@@ -7,7 +7,7 @@ export const FORMAT_ERROR_CODES = [
   'header_not_object', 'duplicate_key', 'metadata_invalid', 'tensor_invalid', 'dtype_unknown',
   'shape_invalid', 'offsets_invalid', 'overflow', 'size_mismatch', 'misaligned', 'offsets_hole',
   'offsets_overlap', 'truncated', 'trailing_bytes', 'index_invalid', 'shard_missing', 'tensor_missing',
-  'tensor_duplicate', 'not_found', 'file_changed', 'io', 'http', 'http_no_range', 'http_auth', 'unsupported', 'output_is_input', 'permission_denied',
+  'tensor_duplicate', 'not_found', 'file_changed', 'io', 'http', 'http_no_range', 'http_auth', 'unsupported', 'undecodable', 'requantize', 'output_is_input', 'permission_denied',
   'read_only', 'disk_full', 'not_a_folder', 'is_a_folder', 'already_exists', 'not_a_file', 'config_invalid',
   'pickle_invalid', 'unsafe_globals', 'zip_invalid', 'gguf_magic', 'gguf_version', 'gguf_big_endian', 'gguf_count',
   'gguf_string', 'gguf_key', 'gguf_value_type', 'gguf_bool', 'gguf_alignment', 'gguf_name', 'gguf_dims', 'gguf_row',
@@ -64,6 +64,8 @@ export type FormatErrorCode =
   | 'not_a_file' // an input is a folder, FIFO, device or socket where a regular file was expected
   | 'config_invalid' // adapter_config.json (or another JSON side file) has the wrong shape, or a pattern that cannot be matched safely
   | 'unsupported' // a valid file asks for something this operation cannot do
+  | 'undecodable' // a tensor's values cannot be decoded (a quantized part left as stored, or a type without a decoder), so it cannot be quantized, merged or converted
+  | 'requantize' // a tensor already in a quantized GGUF type would be quantized again without --allow-requantize
   | 'pickle_invalid' // a pickle is malformed, or exceeds a bound on stack, memo, length or time
   | 'unsafe_globals' // a pickle names functions beyond tensor rebuilds, and the operation was not allowed to go on
   | 'zip_invalid' // a ZIP container's records are inconsistent or lie outside the file

@@ -12,13 +12,16 @@ import { ggmlId, imatrixKeys, imatrixNotes, quantizeRows, rowWeightsFor, typeByt
 import { readImatrix, type Imatrix } from '../format/imatrix';
 import { emptySums, type ErrorSums } from '../compute/quant/common';
 import { bitsPerWeightOf, ftypeQuantReport } from './ftypeReport';
-import { allowsQuantization, chooseTypes, FTYPES, type ChosenType, type FtypeModel, type FtypeName, type FtypeOptions, type FtypeTensor, type TypePlan } from './llamaFtype';
+import { chooseTypes, FTYPES, type ChosenType, type FtypeModel, type FtypeName, type FtypeOptions, type FtypeTensor, type TypePlan } from './llamaFtype';
+import { openModel } from '../format/openModel';
+import { decodedModel, type DecodedModel } from './decodedModel';
 import type { ToGgufResult } from './toGguf';
 
 /**
  * llama-quantize's job on our side: an F32/F16/BF16 GGUF (llama.cpp names, rows already
  * in llama.cpp's order) → the same model in a llama.cpp file type. Metadata is copied,
- * general.file_type set; each tensor is streamed through its chosen type's quantizer.
+ * general.file_type set; each tensor is streamed through its chosen type's quantizer. A
+ * quantized GGUF (Q8_0 …) is requantized only when asked, from its decoded values.
  */
 
 export interface GgufFtypeArgs {
@@ -34,6 +37,8 @@ export interface GgufFtypeArgs {
   readonly report?: boolean;
   /** What the report calls the types' origin; the file type's name by default. */
   readonly label?: string;
+  /** Quantize tensors already in a quantized type again (through their decoded values), as llama-quantize --allow-requantize. */
+  readonly allowRequantize?: boolean;
 }
 
 // Tensor bytes are read in chunks of this size (whole rows are regrouped downstream).
@@ -86,6 +91,8 @@ function tensorData(file: GgufFile, t: GgufTensorInfo, signal?: AbortSignal): As
 }
 
 interface Job {
+  /** The same file as a model whose quantized tensors read as their decoded F32 values. */
+  readonly decoded: DecodedModel;
   readonly backend: Backend;
   readonly counts: CastCounts;
   readonly imatrix?: Imatrix;
@@ -98,17 +105,20 @@ function planOut(file: GgufFile, t: GgufTensorInfo, type: ChosenType, job: Job):
   const { signal } = job;
   const from = t.type.name;
   if (type === from) return { name: t.name, dims: t.ne, ggmlType: t.type.id, byteLength: t.byteLength, data: () => tensorData(file, t, signal) };
-  if (!FLOAT_TYPES.has(from)) throw new FormatError('unsupported', `requantizing from ${from} is not supported (start from the F16, BF16 or F32 GGUF)`, file.source.name, t.name);
+  // A tensor in a quantized type (requantizing, checked before) is read as its decoded F32 values, as llama.cpp dequantizes it.
+  const requant = !FLOAT_TYPES.has(from);
+  const values = (): AsyncIterable<Uint8Array> => (requant ? job.decoded.chunks(job.decoded.tensor(t.name)!, { chunkBytes: READ_BYTES, signal }) : tensorData(file, t, signal));
+  const dtype = (requant ? 'F32' : from) as CastDType;
   const weights = type !== 'Q8_0' && type !== 'F16' && type !== 'F32' && type !== 'BF16' ? rowWeightsFor(job.imatrix, t.name, t.ne, type, file.source.name) : undefined;
   if (!FLOAT_TYPES.has(type)) {
     const sums = job.sums ? emptySums() : undefined;
     if (sums) job.sums!.set(t.name, sums);
-    const data = () => quantizeRows(tensorData(file, t, signal), from as DType, type, t.ne[0], job.backend, job.counts, signal, weights, sums);
+    const data = () => quantizeRows(values(), dtype, type, t.ne[0], job.backend, job.counts, signal, weights, sums);
     return { name: t.name, dims: t.ne, ggmlType: ggmlId(type), byteLength: typeBytes(type, t.elements), data };
   }
   // A float type chosen for a float tensor (a 32-column fallback to F16, an F16 override): a cast.
   const data = async function* () {
-    for await (const c of tensorData(file, t, signal)) yield castBytes(c, from as CastDType, type as CastDType, job.counts);
+    for await (const c of values()) yield dtype === type ? c : castBytes(c, dtype, type as CastDType, job.counts);
   };
   return { name: t.name, dims: t.ne, ggmlType: ggmlId(type), byteLength: typeBytes(type, t.elements), data };
 }
@@ -122,20 +132,25 @@ function givenTypes(input: readonly FtypeTensor[], types: ReadonlyMap<string, Ch
 export async function quantizeGgufFtype(args: GgufFtypeArgs, ctx: JobContext = {}): Promise<ToGgufResult> {
   const source = await NodeFileSource.open(args.input);
   let undo: (() => Promise<void>) | undefined;
+  let decoded: DecodedModel | undefined;
   try {
     const file = await readGguf(source);
     const model = modelOf(file);
     const input = file.tensors.map((t) => ({ name: t.name, ne: t.ne, type: t.type.name as ChosenType }));
-    for (const t of file.tensors) {
-      if (!FLOAT_TYPES.has(t.type.name) && allowsQuantization({ name: t.name, ne: t.ne, type: 'F32' })) {
-        throw new FormatError('unsupported', `requantizing from ${t.type.name} is not supported (start from the F16, BF16 or F32 GGUF)`, args.input, t.name);
-      }
-    }
     const imatrix = args.imatrix ? await readImatrix(args.imatrix) : undefined;
     const plan = args.types ? givenTypes(input, args.types, args.input) : chooseTypes(input, model, args.ftype, { ...args.ftypeOptions, hasImatrix: imatrix !== undefined });
+    for (const t of file.tensors) {
+      // llama-quantize's rule: a tensor in a quantized type that gets another type needs --allow-requantize.
+      const to = plan.types.get(t.name);
+      if (to !== t.type.name && !FLOAT_TYPES.has(t.type.name) && !args.allowRequantize) {
+        throw new FormatError('requantize', `stored as ${t.type.name}: quantizing it again to ${to} adds a second rounding error; start from the F16, BF16 or F32 GGUF, or pass --allow-requantize (llama-quantize refuses it the same way)`, args.input, t.name);
+      }
+    }
+    const backend = await getBackend(ctx.backend ?? 'auto');
+    decoded = decodedModel(await openModel(args.input), backend);
     undo = (await prepareOutputs([args.input, ...(args.imatrix ? [args.imatrix] : [])], { files: [args.output] }, ctx.notice)).undo;
     const started = Date.now();
-    const job: Job = { backend: await getBackend(ctx.backend ?? 'auto'), counts: { overflow: 0, underflow: 0 }, imatrix, signal: ctx.signal, sums: args.report ? new Map() : undefined };
+    const job: Job = { decoded, backend, counts: { overflow: 0, underflow: 0 }, imatrix, signal: ctx.signal, sums: args.report ? new Map() : undefined };
     const tensors = file.tensors.map((t) => planOut(file, t, plan.types.get(t.name)!, job));
     const kv: Array<[string, GgufValue]> = [...(await metadataOf(file)), ['general.quantization_version', gguf.u32(2)], ['general.file_type', gguf.u32(FTYPES[args.ftype].id)]];
     if (file.alignment !== 32) kv.push(['general.alignment', gguf.u32(file.alignment)]);
@@ -161,6 +176,6 @@ export async function quantizeGgufFtype(args: GgufFtypeArgs, ctx: JobContext = {
     if (isCancelled(e) || (e instanceof Error && e.name === 'AbortError')) throw new CancelledError();
     throw e;
   } finally {
-    await source.close();
+    await Promise.all([source.close(), decoded?.close()]);
   }
 }

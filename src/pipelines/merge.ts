@@ -10,7 +10,7 @@
  * failure or a cancel leaves nothing behind.
  */
 import { createWriteStream } from 'node:fs';
-import { rename, unlink } from 'node:fs/promises';
+import { rename, unlink, writeFile } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import { basename, dirname, join } from 'node:path';
 import { getBackend } from '../compute/backend';
@@ -23,7 +23,9 @@ import { FormatError, fromOsError } from '../format/errors';
 import { exists } from '../format/files';
 import { openModel } from '../format/openModel';
 import { modelInputs, prepareOutputs } from '../format/outputs';
-import { openRegularFile } from '../format/source';
+import { openRegularFile, readSmallTextFile } from '../format/source';
+import { typeNameOf } from '../format/model';
+import { decodedModel, storedPartReason, undecodableError, type DecodedModel } from './decodedModel';
 import { shardedNames, tempPathFor, writeSafetensors, writeSharded, type TensorSource } from '../format/writer';
 import { mapAdapters, openAdapter, type MappedModule, type ParsedAdapter, type UnmatchedKey } from './lora';
 import { COPY_CHUNK_BYTES, copiedData, mergedData, MergedAhead, outDtypeOf } from './mergeData';
@@ -72,7 +74,15 @@ function listKeys(u: readonly UnmatchedKey[], adapters: readonly { path: string 
  */
 export async function planMerge(args: Pick<MergeArgs, 'base' | 'adapters'>): Promise<MergePlan> {
   if (args.adapters.length === 0) throw new MergeError('no adapter to merge');
-  const base = await openModel(args.base);
+  const stored = await openModel(args.base);
+  let base: DecodedModel;
+  try {
+    // A quantized base (FP8 with block scales, GPTQ, GGUF blocks …) merges into its decoded values.
+    base = decodedModel(stored);
+  } catch (e) {
+    await stored.close();
+    throw e;
+  }
   const adapters: ParsedAdapter[] = [];
   const close = async () => {
     await Promise.all([base.close(), ...adapters.map((a) => a.close())]);
@@ -113,6 +123,7 @@ function checkPlan(plan: MergePlan, args: MergeArgs): void {
   }
   for (const [target, list] of plan.targets) {
     const t = plan.base.tensor(target)!;
+    if (storedPartReason(plan.base, t) !== undefined) throw undecodableError(plan.base, t, 'merged');
     if (!MERGEABLE.has(t.dtype)) throw new FormatError('unsupported', `a ${t.dtype} tensor cannot take a LoRA update (F32, BF16 or F16 only)`, plan.base.path, target);
     for (const m of list) {
       for (const f of [m.module.down, m.module.up, m.module.magnitude]) {
@@ -144,7 +155,7 @@ function shardStem(plan: MergePlan): string {
  * before the weights are written, so that a full disk fails before anything is in
  * place; `commit` renames them into place, `discard` removes them.
  */
-export async function stageSideFiles(baseDir: string, outDir: string): Promise<{ commit: () => Promise<string[]>; discard: () => Promise<void> }> {
+export async function stageSideFiles(baseDir: string, outDir: string, dequantized = false): Promise<{ commit: () => Promise<string[]>; discard: () => Promise<void> }> {
   const staged: { tmp: string; dst: string }[] = [];
   const discard = async () => {
     for (const f of staged) await unlink(f.tmp).catch(() => {});
@@ -156,6 +167,13 @@ export async function stageSideFiles(baseDir: string, outDir: string): Promise<{
       const dst = join(outDir, name);
       const tmp = tempPathFor(dst);
       // Read through a handle that is known to be a regular file: a FIFO here is refused, never waited on.
+      if (dequantized && name === 'config.json') {
+        // The weights are written dequantized: a loader must not look for scales.
+        const text = await withoutQuantizationConfig(src);
+        staged.push({ tmp, dst });
+        await writeFile(tmp, text, { flag: 'wx' });
+        continue;
+      }
       const { handle } = await openRegularFile(src);
       staged.push({ tmp, dst });
       try {
@@ -175,6 +193,24 @@ export async function stageSideFiles(baseDir: string, outDir: string): Promise<{
   return { commit, discard };
 }
 
+// A model's config.json is a few KB; this bound only keeps a stray huge file from being read whole.
+const MAX_CONFIG_BYTES = 16 << 20;
+
+/** config.json's text without `quantization_config` (as it was when it has none or is not a JSON object). */
+async function withoutQuantizationConfig(path: string): Promise<string> {
+  const text = await readSmallTextFile(path, MAX_CONFIG_BYTES, 'config.json', 'config_invalid');
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch {
+    return text;
+  }
+  if (!v || typeof v !== 'object' || Array.isArray(v) || !('quantization_config' in v)) return text;
+  const rest = { ...(v as Record<string, unknown>) };
+  delete rest.quantization_config;
+  return JSON.stringify(rest, null, 2) + '\n';
+}
+
 /** The output's tensors in base order: LoRA-updated (computed ahead), replaced whole, or copied. */
 function mergeSources(plan: MergePlan, args: MergeArgs, backend: Backend, ahead: MergedAhead, signal: AbortSignal | undefined): { sources: TensorSource[]; merged: number; replaced: number; copied: number } {
   const workers = backend.kind === 'cpu' ? Math.max(1, Number(/×(\d+)/.exec(backend.description)?.[1] ?? 2)) : 1;
@@ -188,7 +224,8 @@ function mergeSources(plan: MergePlan, args: MergeArgs, backend: Backend, ahead:
   plan.base.tensors.forEach((t, i) => {
     const list = plan.targets.get(t.name);
     const rep = replacements.get(t.name);
-    const dtype = outDtypeOf(t.dtype, args.dtype);
+    // A quantized base tensor is written dequantized, in BF16 (the dtype its release was trained in) unless --dtype says otherwise.
+    const dtype = plan.base.storedOf(t.name) ? (args.dtype ?? 'BF16') : outDtypeOf(t.dtype, args.dtype);
     if (list) {
       merged++;
       ahead.set(i, (sig) => mergedData(plan, args, t, list, dtype as MatmulDType, backend, workers, sig)(), t.numel * (dtype === 'F32' ? 4 : 2));
@@ -246,7 +283,7 @@ async function writeMerged(plan: MergePlan, args: MergeArgs, sources: TensorSour
     return { files: [w.path], bytes: w.bytes };
   }
   const outDir = args.output;
-  const side = await stageSideFiles(baseDirOf(plan), outDir);
+  const side = await stageSideFiles(baseDirOf(plan), outDir, plan.base.decoded.length > 0);
   try {
     const w = await writeSharded(outDir, sources, {
       metadata,
@@ -304,7 +341,8 @@ export async function merge(args: MergeArgs, ctx: JobContext = {}): Promise<Merg
     } finally {
       await ahead.close();
     }
-    return { files: written.files, index: written.index, merged, replaced, copied, unmatched: plan.unmatched, adapters: plan.summaries, backend: backend.description, bytes: written.bytes };
+    const dequantized = plan.base.decoded.map((n) => ({ name: n, from: typeNameOf(plan.base.storedOf(n)!), dtype: sources.find((x) => x.name === n)!.dtype }));
+    return { files: written.files, index: written.index, merged, replaced, copied, dequantized, unmatched: plan.unmatched, adapters: plan.summaries, backend: backend.description, bytes: written.bytes };
   } finally {
     await plan.close();
   }

@@ -1,5 +1,5 @@
 import type { MatmulDType } from '../compute/matmul/matmul';
-import type { Model } from '../format/model';
+import type { DecodedModel } from './decodedModel';
 import type { AdapterMapping, MappedModule, ParsedAdapter, UnmatchedKey } from './lora';
 
 export interface MergeAdapterArg {
@@ -33,7 +33,8 @@ export interface AdapterSummary {
 }
 
 export interface MergePlan {
-  readonly base: Model;
+  /** The base, its quantized tensors read as their decoded F32 values. */
+  readonly base: DecodedModel;
   readonly adapters: readonly ParsedAdapter[];
   readonly mapping: AdapterMapping;
   readonly summaries: readonly AdapterSummary[];
@@ -49,6 +50,8 @@ export interface MergeResult {
   readonly merged: number;
   readonly replaced: number;
   readonly copied: number;
+  /** Base tensors stored quantized (FP8, GPTQ, GGUF blocks …), written dequantized in `dtype` (BF16 unless --dtype). */
+  readonly dequantized: ReadonlyArray<{ readonly name: string; readonly from: string; readonly dtype: string }>;
   readonly unmatched: readonly UnmatchedKey[];
   readonly adapters: readonly AdapterSummary[];
   readonly backend: string;

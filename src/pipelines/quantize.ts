@@ -12,9 +12,30 @@ import { defaultFormat, modelDir, outputSetOf, planQuantization, readConfig, ski
 import { buildReport } from './quantizeReport';
 import { writeGgufOutput } from './quantizeGguf';
 import { writeSafetensorsOutput } from './quantizeSafetensors';
-import type { QuantJob, QuantReport, QuantizeJobArgs, TensorState } from './quantizeTypes';
+import type { QuantJob, QuantReport, QuantizeJobArgs, TensorPlan, TensorState } from './quantizeTypes';
+import type { Model } from '../format/model';
+import { decodedModel, storedPartReason, undecodableError, type DecodedModel } from './decodedModel';
 
 export * from './quantizeTypes';
+
+/**
+ * Refuses, before anything is written, a quantization that would read meaningless values or
+ * quantize twice: a quantized part the reader left as stored (FP8 codes whose scale it could
+ * not place), and, without `allowRequantize`, a tensor already in a quantized GGUF type, as
+ * llama-quantize refuses it without --allow-requantize. Quantized safetensors schemes (FP8,
+ * GPTQ …) are the release format people start from and are quantized from their decoded values.
+ */
+function checkDecodedPlans(stored: Model, view: DecodedModel, plans: readonly TensorPlan[], allowRequantize: boolean): void {
+  for (const p of plans) {
+    if (p.action !== 'quantize') continue;
+    const t = stored.tensor(p.name)!;
+    if (storedPartReason(stored, t) !== undefined) throw undecodableError(stored, t, 'quantized');
+    const s = view.storedOf(p.name)?.storage;
+    if (s?.kind === 'blocks' && !allowRequantize) {
+      throw new FormatError('requantize', `stored as ${s.type}: quantizing it again adds a second rounding error; start from the F16/BF16/F32 weights, or pass --allow-requantize (llama-quantize refuses it the same way)`, stored.files[t.file]?.path ?? stored.path, p.name);
+    }
+  }
+}
 export { defaultFormat, globToRegExp, planQuantization } from './quantizePlan';
 export { preview } from './quantizePreview';
 
@@ -33,14 +54,19 @@ export async function quantize(args: QuantizeJobArgs, ctx: JobContext = {}): Pro
     throw new FormatError('unsupported', `${scheme.name} has no GGUF tensor type; use --format safetensors`, args.output);
   }
   const backend = await getBackend(ctx.backend ?? 'auto');
-  const model = await openModel(args.input);
+  const stored = await openModel(args.input);
+  let model: Model = stored;
   let undo: (() => Promise<void>) | undefined;
   try {
+    // Quantized inputs (FP8, GPTQ, GGUF blocks …) are quantized from their decoded values.
+    const view = decodedModel(stored, backend);
+    model = view;
     const config = await readConfig(model);
     const ggufOut = format === 'gguf' && (await isDir(args.output)) ? join(args.output, `model-${scheme.name}.gguf`) : args.output;
+    const planned = planQuantization(model.tensors, scheme, args.keep, args.only);
+    checkDecodedPlans(stored, view, planned, args.allowRequantize ?? false);
     const inputs = [...(await modelInputs(model)), join(modelDir(model), 'config.json')];
     undo = (await prepareOutputs(inputs, outputSetOf(format, ggufOut, config !== undefined), ctx.notice)).undo;
-    const planned = planQuantization(model.tensors, scheme, args.keep, args.only);
     const allow = args.allowNonfinite ?? false;
     // On the CPU every kernel's error sums hold Σx², which is NaN or ±∞ as soon as one input is: a
     // tensor with NaN/±Inf shows itself at no cost, and only then is the model counted and the job

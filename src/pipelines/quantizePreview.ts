@@ -3,6 +3,8 @@ import { addSums, emptySums, reportOf, type ErrorSums } from '../compute/quant/c
 import { SCHEMES, SCHEME_NAMES, quantizedBytes } from '../compute/quant/schemes';
 import { CancelledError, isCancelled, throttle, throwIfCancelled, type JobContext } from '../core/job';
 import { openModel } from '../format/openModel';
+import { partsOf, type Model } from '../format/model';
+import { decodedModel } from './decodedModel';
 import { kernelInput } from './quantizeChunks';
 import { elementBytes, planQuantization } from './quantizePlan';
 import type { PreviewArgs, PreviewResult, PreviewRow } from './quantizeTypes';
@@ -40,9 +42,12 @@ export async function preview(args: PreviewArgs, ctx: JobContext = {}): Promise<
   const started = Date.now();
   const names = args.schemes ?? SCHEME_NAMES;
   const backend = await getBackend(ctx.backend ?? 'auto');
-  const model = await openModel(args.input);
+  const stored = await openModel(args.input);
+  let model: Model = stored;
   try {
-    const bytesBefore = model.tensors.reduce((s, t) => s + t.byteLength, 0);
+    // Samples are scattered: a quantized input decodes one storage unit around each, not a large run.
+    model = decodedModel(stored, backend, { runValues: 1 });
+    const bytesBefore = stored.tensors.reduce((s, t) => s + partsOf(t).reduce((a, p) => a + p.byteLength, 0), 0);
     const params = model.tensors.reduce((s, t) => s + t.numel, 0);
     const schemes = names.map((n) => SCHEMES[n]);
     const plans = schemes.map((s) => planQuantization(model.tensors, s, args.keep, args.only));

@@ -1,7 +1,8 @@
 import { addSums, emptySums, reportOf } from '../compute/quant/common';
 import type { Scheme } from '../compute/quant/schemes';
 import type { Backend } from '../compute/kernel';
-import type { Model } from '../format/model';
+import { partsOf, typeNameOf, type Model } from '../format/model';
+import type { DecodedModel } from './decodedModel';
 import type { PreviewResult, QuantFormat, QuantizeJobArgs, QuantReport, TensorReport, TensorState } from './quantizeTypes';
 import { formatSize } from '../core/units';
 import { escapeMarkdownCell, escapeText } from '../format/escape';
@@ -89,21 +90,25 @@ export function buildReport(
   for (const t of model.tensors) {
     const st = states.get(t.name)!;
     const p = st.plan;
-    bytesBefore += t.byteLength;
+    // A quantized input tensor counts its stored parts; its dtype reads F32 (its decoded values).
+    const stored = (model as Partial<DecodedModel>).storedOf?.(t.name);
+    const before = stored ? partsOf(stored).reduce((a, x) => a + x.byteLength, 0) : t.byteLength;
+    const head = { name: t.name, dtype: t.dtype, ...(stored ? { from: typeNameOf(stored) } : {}), shape: t.shape, bytesBefore: before };
+    bytesBefore += before;
     params += t.numel;
     if (st.omitted) {
-      tensors.push({ name: t.name, dtype: t.dtype, shape: t.shape, action: 'omitted', reason: st.omitted, bytesBefore: t.byteLength, bytesAfter: 0 });
+      tensors.push({ ...head, action: 'omitted', reason: st.omitted, bytesAfter: 0 });
       continue;
     }
     bytesAfter += st.bytesAfter;
     if (p.action === 'keep') {
-      tensors.push({ name: t.name, outputName: st.outputName, dtype: t.dtype, shape: t.shape, action: 'kept', reason: p.reason, ...(p.nonFinite ? { nonFinite: p.nonFinite } : {}), bytesBefore: t.byteLength, bytesAfter: st.bytesAfter });
+      tensors.push({ ...head, outputName: st.outputName, action: 'kept', reason: p.reason, ...(p.nonFinite ? { nonFinite: p.nonFinite } : {}), bytesAfter: st.bytesAfter });
       continue;
     }
     qParams += t.numel;
     qBytes += st.bytesAfter;
     addSums(all, st.sums);
-    tensors.push({ name: t.name, outputName: st.outputName, dtype: t.dtype, shape: t.shape, action: 'quantized', scheme: scheme.name, bytesBefore: t.byteLength, bytesAfter: st.bytesAfter, ...reportOf(st.sums) });
+    tensors.push({ ...head, outputName: st.outputName, action: 'quantized', scheme: scheme.name, bytesAfter: st.bytesAfter, ...reportOf(st.sums) });
   }
   return {
     input: args.input,

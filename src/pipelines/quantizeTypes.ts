@@ -31,6 +31,11 @@ export interface QuantizeJobArgs {
    * scheme computes them; the rest of the tensor is quantized as usual.
    */
   readonly allowNonfinite?: boolean;
+  /**
+   * Quantize tensors already stored in a quantized GGUF type (Q8_0 …) again, through their
+   * decoded values; refused by default, as llama-quantize refuses without --allow-requantize.
+   */
+  readonly allowRequantize?: boolean;
 }
 
 export interface TensorPlan {
@@ -56,6 +61,8 @@ export interface TensorReport extends Partial<ErrorReport> {
   /** The name in the output (differs with `--gguf-names llama`); absent when the tensor is left out. */
   readonly outputName?: string;
   readonly dtype: DType;
+  /** The stored type of a quantized input tensor (`fp8-block`, `Q8_0`), read as its decoded F32 values. */
+  readonly from?: string;
   readonly shape: readonly number[];
   readonly action: 'quantized' | 'kept' | 'omitted';
   readonly scheme?: SchemeName;

@@ -17,6 +17,8 @@ import type { Backend } from '../compute/kernel';
 import { hparamKeys, llama3RopeFactors, modelShape, ropeScaling, type ModelShape } from './ggufHparams';
 import { CancelledError, isCancelled, throttle, type JobContext } from '../core/job';
 import { modelInputs, prepareOutputs } from '../format/outputs';
+import { decodedModel, storedPartReason, undecodableError, type DecodedModel } from './decodedModel';
+import { typeNameOf } from '../format/model';
 
 /** Side files a conversion reads; the output must not be any of them. */
 const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer.model', 'tokenizer_config.json', 'special_tokens_map.json', 'added_tokens.json', 'generation_config.json'];
@@ -57,6 +59,8 @@ export interface ToGgufResult {
   readonly imatrixNotes?: readonly string[];
   /** Per tensor the type and its error, with the totals (bits per weight among them), when `report` was asked. */
   readonly report?: QuantReport;
+  /** Input tensors stored quantized (FP8 blocks, GPTQ, GGUF blocks …) with their stored type, converted from their decoded values. */
+  readonly dequantized?: ReadonlyArray<{ readonly name: string; readonly from: string }>;
 }
 
 /** `enum llama_ftype` for general.file_type. */
@@ -298,7 +302,8 @@ export interface OpenedFolder {
   readonly rope: ReturnType<typeof ropeScaling>;
   readonly vocab: GgufVocab;
   readonly tokKv: Array<[string, GgufValue]>;
-  readonly model: Model;
+  /** The folder's model, its quantized tensors read as their decoded F32 values. */
+  readonly model: DecodedModel;
 }
 
 /** Config, architecture, tokenizer, tensor names and shapes: throws the reason a folder cannot be converted. */
@@ -309,11 +314,15 @@ export async function openFolder(input: string): Promise<OpenedFolder> {
   const shape = modelShape(config, configPath);
   const rope = ropeScaling(config, shape.arch, configPath);
   const { vocab, kv: tokKv } = await tokenizerKeys(dir, config);
-  const model = await openModel(dir);
+  const stored = await openModel(dir);
+  let model: DecodedModel;
   try {
-    checkShapes(model, shape, vocab.tokens.length, config, configPath);
+    checkShapes(stored, shape, vocab.tokens.length, config, configPath);
+    for (const t of stored.tensors) if (storedPartReason(stored, t) !== undefined) throw undecodableError(stored, t, 'converted');
+    // A quantized release (FP8 with block scales, GPTQ, AWQ …) converts from its decoded values.
+    model = decodedModel(stored);
   } catch (e) {
-    await model.close();
+    await stored.close();
     throw e;
   }
   return { dir, configPath, config, shape, rope, vocab, tokKv, model };
@@ -359,8 +368,9 @@ export async function toGguf(args: ToGgufArgs, ctx: JobContext = {}): Promise<To
       input: args.input, output: args.output, fileType: args.ftype, backend: enc.backend?.description ?? 'cpu (casts only)', seconds: (Date.now() - started) / 1000,
       tensors: types.named.map(([t, name, type]) => ({ name: t.name, outputName: name, dtype: t.dtype, shape: t.shape, type, bytesBefore: t.byteLength, bytesAfter: typeBytes(type, t.numel), sums: enc.sums!.get(name) })),
     }) : undefined;
+    const dequantized = model.decoded.map((name) => ({ name, from: typeNameOf(model.storedOf(name)!) }));
     return { file: args.output, bytes, arch: shape.arch, tokenizer: vocab.model, pre: vocab.pre, tensors: planned.map((p) => ({ name: p.out.name, type: p.type })), fallbacks: types.fallbacks, overrides: types.overrides, bitsPerWeight: bitsPerWeightOf(planned.map((p) => p.out)),
-      imatrixNotes: imatrixNotes(imatrix, types.named.map(([t, name, type]) => ({ name, ne: [...t.shape].reverse(), from: t.dtype as ChosenType, type }))), ...(quantReport ? { report: quantReport } : {}) };
+      imatrixNotes: imatrixNotes(imatrix, types.named.map(([t, name, type]) => ({ name, ne: [...t.shape].reverse(), from: t.dtype as ChosenType, type }))), dequantized, ...(quantReport ? { report: quantReport } : {}) };
   } catch (e) {
     await undo?.();
     if (isCancelled(e) || (e instanceof Error && e.name === 'AbortError')) throw new CancelledError();

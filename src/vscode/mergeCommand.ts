@@ -143,7 +143,7 @@ async function run(initial?: vscode.Uri): Promise<void> {
   const seconds = ((Date.now() - t0) / 1000).toFixed(1);
   const where = r.index ?? r.files[0];
   const pick = await vscode.window.showInformationMessage(
-    `Merged ${r.merged} tensor(s)${r.replaced ? `, replaced ${r.replaced}` : ''}, copied ${r.copied} unchanged, on ${r.backend} in ${seconds} s${r.unmatched.length ? ` (${r.unmatched.length} unmatched key(s) skipped)` : ''}.`,
+    `Merged ${r.merged} tensor(s)${r.replaced ? `, replaced ${r.replaced}` : ''}, copied ${r.copied} unchanged, on ${r.backend} in ${seconds} s${r.unmatched.length ? ` (${r.unmatched.length} unmatched key(s) skipped)` : ''}.${r.dequantized.length ? ` ${r.dequantized.length} quantized base tensor(s) were dequantized and written as ${[...new Set(r.dequantized.map((d) => d.dtype))].join(', ')}.` : ''}`,
     'Reveal Output',
   );
   if (pick) void vscode.commands.executeCommand('revealFileInOS', vscode.Uri.file(where));

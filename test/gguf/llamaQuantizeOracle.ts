@@ -21,6 +21,8 @@ export interface LlamaQuantizeOptions {
   readonly tensorTypes?: ReadonlyArray<{ readonly pattern: string; readonly type: number }>;
   /** Importance weights per tensor name, already normalized as llama-quantize's loader leaves them. */
   readonly imatrix?: ReadonlyMap<string, Float32Array>;
+  /** llama-quantize --allow-requantize: tensors in a quantized type may be quantized again. */
+  readonly allowRequantize?: boolean;
 }
 
 export interface LlamaQuantize {
@@ -72,6 +74,7 @@ export function loadLlamaQuantize(): LlamaQuantize | string {
       p.output_tensor_type = o.outputType ?? GGML_TYPE_COUNT;
       p.token_embedding_type = o.tokenEmbeddingType ?? GGML_TYPE_COUNT;
       p.pure = o.pure ?? false;
+      p.allow_requantize = o.allowRequantize ?? false;
       if (o.tensorTypes?.length) {
         // The list ends with a null pattern, as llama-quantize's does.
         const items = [...o.tensorTypes, { pattern: null, type: 0 }];

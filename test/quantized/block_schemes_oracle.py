@@ -9,6 +9,10 @@ usage:
                                                        --dtype f32 of OURS) with its dequantizer and loader
   python3 block_schemes_oracle.py mxfp4 ORIG OURS DEQ the same for MXFP4: the OCP Microscaling definition as
                                                        the quantizer, Transformers' gpt-oss dequantizer
+  python3 block_schemes_oracle.py dequant FP8 OUT     writes OUT: FP8 with each weight_scale_inv weight as
+                                                       Transformers' dequantized float32 values, the other
+                                                       tensors as stored, config.json without quantization_config,
+                                                       tokenizer.model copied
 Prints one JSON object: mismatch counts (0 expected) and numpy's relL2 / SNR / cosine per tensor.
 
 The FP8 reference quantizer is Transformers' own `Fp8Quantize._quantize_one`; for sides that are not
@@ -199,6 +203,38 @@ def mxfp4_loader(ours, deq):
     return {"compared": sum(1 for k in deq if k in sd), "mismatch": sum(bits_differ(sd[k], deq[k]) for k in deq if k in sd)}
 
 
+def fp8_dequantized(codes, inv):
+    """Transformers' FP8 block dequantizer; ragged grids (which it refuses) as the same product, block by block."""
+    from transformers.integrations.finegrained_fp8 import Fp8Dequantize
+
+    rows, cols = codes.shape
+    if rows % BLOCK == 0 and cols % BLOCK == 0:
+        return Fp8Dequantize(_Quantizer())._dequantize_one(codes, inv, output_dtype=torch.float32)
+    rep = inv.float().repeat_interleave(BLOCK, 0).repeat_interleave(BLOCK, 1)[:rows, :cols]
+    return codes.float() * rep
+
+
+def dequant(src, out):
+    os.makedirs(out, exist_ok=True)
+    t = load_dir(src)
+    res = {}
+    for name, v in t.items():
+        if name.endswith(".weight_scale_inv"):
+            continue
+        inv = t.get(name[: -len(".weight")] + ".weight_scale_inv") if name.endswith(".weight") else None
+        res[name] = fp8_dequantized(v, inv).contiguous() if inv is not None else v
+    save_file(res, os.path.join(out, "model.safetensors"), metadata={"format": "pt"})
+    cfg = json.load(open(os.path.join(src, "config.json")))
+    cfg.pop("quantization_config", None)
+    with open(os.path.join(out, "config.json"), "w") as f:
+        json.dump(cfg, f)
+    tok = os.path.join(src, "tokenizer.model")
+    if os.path.exists(tok):
+        with open(tok, "rb") as a, open(os.path.join(out, "tokenizer.model"), "wb") as b:
+            b.write(a.read())
+    print(json.dumps({"dequantized": sorted(n for n in t if n.endswith(".weight_scale_inv"))}))
+
+
 def gptoss(out):
     from transformers import GptOssConfig, GptOssForCausalLM
 
@@ -211,4 +247,4 @@ def gptoss(out):
 
 if __name__ == "__main__":
     cmd = sys.argv[1]
-    {"llama": llama, "ragged": ragged, "gptoss": gptoss, "fp8": fp8, "mxfp4": mxfp4}[cmd](*sys.argv[2:])
+    {"llama": llama, "ragged": ragged, "gptoss": gptoss, "fp8": fp8, "mxfp4": mxfp4, "dequant": dequant}[cmd](*sys.argv[2:])

@@ -17,6 +17,7 @@ import type { Model, TensorInfo } from '../../format/model';
 import { modelInputs, prepareOutputs } from '../../format/outputs';
 import { shardedNames, writeSafetensors, writeSharded, type TensorSource } from '../../format/writer';
 import { SIDE_FILES, stageSideFiles } from '../merge';
+import type { DecodedModel } from '../decodedModel';
 import { MergeConfigError, parseMergeConfig } from './config';
 import type { ChunkInputs, Vec } from './methods';
 import { planMergeModels, type MergeModelsPlan, type PlannedTensor } from './plan';
@@ -181,7 +182,7 @@ export async function mergeModels(args: MergeModelsArgs, ctx: JobContext = {}): 
         const w = await writeSafetensors(args.output, sources, { metadata, order: 'source', signal });
         return { method: config.method, files: [w.path], tensors: sources.length, inputBytes, bytes: w.bytes };
       }
-      const side = await stageSideFiles(refDir, args.output);
+      const side = await stageSideFiles(refDir, args.output, (ref as Partial<DecodedModel>).decoded?.length ? true : false);
       try {
         const w = await writeSharded(args.output, sources, { metadata, order: 'source', signal, stem, shardCount: Math.max(1, ref.files.length) });
         const files = [...w.files.map((f) => f.path), ...(await side.commit())];

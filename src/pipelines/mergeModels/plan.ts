@@ -8,6 +8,7 @@ import { dirname, join, resolve } from 'node:path';
 import type { DType } from '../../format/dtypes';
 import { storageOf, type Model, type TensorInfo } from '../../format/model';
 import { openModel } from '../../format/openModel';
+import { decodedModel, storedPartReason, type DecodedModel } from '../decodedModel';
 import type { MergeConfig } from './config';
 import { METHODS, type KernelContext, type MergeMethod } from './methods';
 import { layerOf, layerT, ParamError, resolveParam } from './params';
@@ -65,6 +66,9 @@ function shapeText(s: readonly number[]): string {
 /** Every tensor missing, extra, of another shape or of an unreadable dtype, across the models. */
 export function findMismatches(reference: Model, others: readonly Model[]): string[] {
   const out: string[] = [];
+  for (const m of [reference, ...others]) {
+    for (const t of m.tensors) if (storedPartReason(m, t) !== undefined) out.push(`${m.path}: tensor '${t.name}': a quantized part left as stored (${storedPartReason(m, t)}) cannot be merged`);
+  }
   for (const t of reference.tensors) if (!READABLE.has(t.dtype) || storageOf(t).kind !== 'dtype') out.push(`${reference.path}: tensor '${t.name}': ${t.dtype} cannot be merged (F64, F32, BF16 or F16)`);
   for (const m of others) {
     for (const t of reference.tensors) {
@@ -89,7 +93,8 @@ function planTensors(config: MergeConfig, method: MergeMethod, reference: Model,
       const perModel = operandEntries.map((e) => Object.fromEntries(method.modelParams.map((p) => [p.name, resolveParam(p, info.name, t, config.models[e].parameters, config.parameters)])));
       const ctx: KernelContext = { tensor: info.name, shape: info.shape, numel: info.numel, global, perModel, modelIndex: operandEntries, seed };
       method.kernel(ctx);
-      const outDtype = config.dtype ?? (info.dtype === 'F64' ? 'F32' : info.dtype);
+      // A quantized reference tensor is written dequantized, in BF16, as a LoRA merge writes it.
+      const outDtype = config.dtype ?? ((reference as Partial<DecodedModel>).storedOf?.(info.name) ? 'BF16' : info.dtype === 'F64' ? 'F32' : info.dtype);
       out.push({ info, out: outDtype, ctx });
     } catch (e) {
       if (!(e instanceof ParamError)) throw e;
@@ -106,7 +111,7 @@ function planTensors(config: MergeConfig, method: MergeMethod, reference: Model,
  */
 export async function planMergeModels(config: MergeConfig, seed: number): Promise<MergeModelsPlan> {
   const method: MergeMethod = METHODS[config.method];
-  const opened = new Map<string, Model>();
+  const opened = new Map<string, DecodedModel>();
   const close = async () => {
     await Promise.all([...opened.values()].map((m) => m.close()));
   };
@@ -114,7 +119,17 @@ export async function planMergeModels(config: MergeConfig, seed: number): Promis
     const open = async (p: string) => {
       const key = resolve(p);
       let m = opened.get(key);
-      if (!m) opened.set(key, (m = await openModel(p)));
+      if (!m) {
+        // Quantized models (FP8, GPTQ, GGUF blocks …) merge through their decoded values.
+        const stored = await openModel(p);
+        try {
+          m = decodedModel(stored);
+        } catch (e) {
+          await stored.close();
+          throw e;
+        }
+        opened.set(key, m);
+      }
       return m;
     };
     const base = config.baseModel !== undefined ? await open(config.baseModel) : undefined;
