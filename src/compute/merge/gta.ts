@@ -58,45 +58,87 @@ export function absDeltaKeys(model: Vec, base: Vec, count: number, scratch: Floa
   return new Uint32Array(scratch.buffer, 0, count);
 }
 
+// Per-element scratch (sums, each model's weighted Δ), kept between calls: a chunk is a million values.
+const scratchPool: Float64Array[] = [];
+function scratch(k: number, count: number): Float64Array {
+  if (!scratchPool[k] || scratchPool[k].length < count) scratchPool[k] = new Float64Array(count);
+  return scratchPool[k];
+}
+
 /**
  * Writes `count` merged values: Δⱼ = modelⱼ − base, sparsified (`keep[j]` flags from the rank
  * windows, or DARE's draws from `draws[j]` at `offset + i`), weighted, optionally sign-elected,
- * summed onto the base. `wd` is scratch of one slot per model.
+ * summed onto the base. Loops run model by model over the chunk (each a tight loop over
+ * typed arrays); every element still sees the same float64 operations in the same order
+ * (sums from +0, models in config order), so the values are those of an element-wise loop.
  */
-export function gtaCombine(p: GtaParams, base: Vec, models: readonly Vec[], count: number, keep: readonly (Uint8Array | undefined)[], draws: readonly number[], offset: number, out: Float64Array, wd: Float64Array): void {
+export function gtaCombine(p: GtaParams, base: Vec, models: readonly Vec[], count: number, keep: readonly (Uint8Array | undefined)[], draws: readonly number[], offset: number, out: Float64Array): void {
   const n = models.length;
   const { weights: w, dens, sparsify, consensus, normalize, lambda: lam, rescale } = p;
-  for (let i = 0; i < count; i++) {
-    let sum = 0;
-    const bi = base[i];
-    for (let j = 0; j < n; j++) {
-      let d = models[j][i] - bi;
-      if (dens[j] < 1) {
-        if (sparsify === 'random') d = uniform(draws[j], offset + i) < dens[j] ? (rescale ? d / dens[j] : d) : 0;
-        else if (keep[j] !== undefined && keep[j]![i] === 0) d = 0;
+  const sum = scratch(0, count);
+  sum.fill(0, 0, count);
+  for (let j = 0; j < n; j++) {
+    const m = models[j];
+    const wj = w[j];
+    const wd = consensus ? scratch(1 + j, count) : undefined;
+    const k = dens[j] < 1 && sparsify !== 'random' ? keep[j] : undefined;
+    if (dens[j] < 1 && sparsify === 'random') {
+      const dj = dens[j];
+      for (let i = 0; i < count; i++) {
+        const d = m[i] - base[i];
+        const x = wj * (uniform(draws[j], offset + i) < dj ? (rescale ? d / dj : d) : 0);
+        sum[i] += x;
+        if (wd) wd[i] = x;
       }
-      wd[j] = w[j] * d;
-      sum += wd[j];
-    }
-    let mixed = 0;
-    let divisor = 0;
-    if (consensus) {
-      const major = sum >= 0 ? 1 : -1;
-      for (let j = 0; j < n; j++) {
-        if (Math.sign(wd[j]) === major) {
-          mixed += wd[j];
-          divisor += w[j];
-        }
+    } else if (k) {
+      for (let i = 0; i < count; i++) {
+        const x = wj * (k[i] === 0 ? 0 : m[i] - base[i]);
+        sum[i] += x;
+        if (wd) wd[i] = x;
       }
-      if (divisor === 0) divisor = 1;
+    } else if (wd) {
+      for (let i = 0; i < count; i++) {
+        const x = wj * (m[i] - base[i]);
+        sum[i] += x;
+        wd[i] = x;
+      }
     } else {
-      mixed = sum;
-      for (let j = 0; j < n; j++) divisor += w[j];
-      if (Math.abs(divisor) < 1e-8) divisor = 1;
+      for (let i = 0; i < count; i++) sum[i] += wj * (m[i] - base[i]);
     }
-    if (normalize) mixed /= divisor;
-    if (lam !== 1) mixed *= lam;
-    out[i] = bi + mixed;
+  }
+  if (!consensus) {
+    let divisor = 0;
+    for (let j = 0; j < n; j++) divisor += w[j];
+    if (Math.abs(divisor) < 1e-8) divisor = 1;
+    for (let i = 0; i < count; i++) {
+      let mixed = sum[i];
+      if (normalize) mixed /= divisor;
+      if (lam !== 1) mixed *= lam;
+      out[i] = base[i] + mixed;
+    }
+    return;
+  }
+  // Sign election: the weighted Δs whose sign is the sum's (+ for a sum of 0), and their weights.
+  const mixed = scratch(1 + n, count);
+  const div = scratch(2 + n, count);
+  mixed.fill(0, 0, count);
+  div.fill(0, 0, count);
+  for (let j = 0; j < n; j++) {
+    const wd = scratch(1 + j, count);
+    const wj = w[j];
+    for (let i = 0; i < count; i++) {
+      const x = wd[i];
+      if (sum[i] >= 0 ? x > 0 : x < 0) {
+        mixed[i] += x;
+        div[i] += wj;
+      }
+    }
+  }
+  for (let i = 0; i < count; i++) {
+    let v = mixed[i];
+    if (normalize) v /= div[i] === 0 ? 1 : div[i];
+    if (lam !== 1) v *= lam;
+    out[i] = base[i] + v;
   }
 }
 
@@ -111,16 +153,20 @@ export function encodeMerged(values: Float64Array, count: number, dtype: DType):
   f32.set(values.subarray(0, count));
   if (dtype === 'F32') return new Uint8Array(f32.buffer);
   if (dtype === 'F64') return new Uint8Array(values.slice(0, count).buffer);
-  const bits = new Uint32Array(f32.buffer);
+  // A signed view: loads stay small integers (an unsigned load above 2^31 becomes a double).
+  const bits = new Int32Array(f32.buffer);
   const out = new Uint16Array(count);
   if (dtype === 'BF16') {
     for (let i = 0; i < count; i++) {
       const b = bits[i];
-      out[i] = (b & 0xffff) === 0x8000 && f32[i] !== values[i] ? bf16FromF64(values[i]) : bf16FromF32Bits(b);
+      if ((b & 0xffff) === 0x8000 && f32[i] !== values[i]) out[i] = bf16FromF64(values[i]);
+      else if ((b & 0x7fffffff) > 0x7f800000) out[i] = bf16FromF32Bits(b >>> 0);
+      // Round to nearest even on the dropped 16 bits (bf16FromF32Bits without its NaN case).
+      else out[i] = (b + 0x7fff + ((b >>> 16) & 1)) >>> 16;
     }
   } else {
     for (let i = 0; i < count; i++) {
-      const b = bits[i];
+      const b = bits[i] >>> 0;
       const exact = f32[i] === values[i];
       // Below 2^-14 (f32 exponent 113) F16 is subnormal; its halfway points sit at other bits.
       out[i] = exact || ((b & 0x1fff) !== 0x1000 && ((b >>> 23) & 0xff) >= 113) ? f16FromF32Bits(b) : f16FromF64(values[i]);

@@ -100,7 +100,7 @@ export function gtaChunkCpu(args: GtaChunkArgs): GtaChunkResult {
   });
   const ties = args.windows.map((w, j) => (w?.mode === 'key' ? tiesOf(keyed[j]!, w.key, inputs, keep) : undefined));
   const out = new Float64Array(count);
-  gtaCombine(args.params, base, models, count, keep, [], 0, out, new Float64Array(models.length));
+  gtaCombine(args.params, base, models, count, keep, [], 0, out);
   return { bytes: encodeMerged(out, count, args.out), ties };
 }
 

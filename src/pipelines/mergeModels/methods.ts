@@ -149,7 +149,6 @@ function taskArithmeticKernel(ctx: KernelContext, sparsify: Sparsify, consensus:
     : [];
   const draws = sparsify === 'random' ? ctx.modelIndex.map((mi) => streamKey(ctx.seed, ctx.tensor, mi)) : [];
   let offset = 0;
-  const wd = new Float64Array(ctx.perModel.length);
   return {
     scans,
     combine(x, count, out) {
@@ -158,7 +157,7 @@ function taskArithmeticKernel(ctx: KernelContext, sparsify: Sparsify, consensus:
         keep = windows.map((r) => (r ? new Uint8Array(count) : undefined));
       }
       windows.forEach((r, j) => r?.classify(keysOf(x, j, count), keep[j]!));
-      gtaCombine(params, x.base!, x.models, count, keep, draws, offset, out, wd);
+      gtaCombine(params, x.base!, x.models, count, keep, draws, offset, out);
       offset += count;
     },
   };

@@ -48,12 +48,11 @@ function settleTies(params: GtaParams, bytes: Uint8Array, ties: readonly (GtaTie
   });
   const size = DTYPE_INFO[pt.out].bits / 8;
   const out = new Float64Array(1);
-  const wd = new Float64Array(params.weights.length);
   for (const [pos, fix] of fixes) {
     if (fix.keep.every((k) => k === 1)) continue;
     const inputs = Array.from(fix.values, (v) => Float32Array.of(v));
     const keep = Array.from(fix.keep, (k) => Uint8Array.of(k));
-    gtaCombine(params, inputs[0], inputs.slice(1), 1, keep, [], 0, out, wd);
+    gtaCombine(params, inputs[0], inputs.slice(1), 1, keep, [], 0, out);
     bytes.set(encodeMerged(out, 1, pt.out), pos * size);
   }
 }
