@@ -12,6 +12,7 @@ import { diffCommand } from './diff';
 import { inspectCommand } from './inspect';
 import { mergeCommand } from './merge';
 import { mergeModelsCommand } from './mergeModels';
+import { loraCombineCommand } from './loraCombine';
 import { quantizeCommand } from './quantize';
 import { scanCommand } from './scan';
 import { statsCommand } from './stats';
@@ -22,6 +23,7 @@ export const COMMANDS: Command[] = [
   diffCommand,
   mergeCommand,
   mergeModelsCommand,
+  loraCombineCommand,
   quantizeCommand,
   statsCommand,
   scanCommand,

@@ -48,6 +48,7 @@ import { scaleStatsKernel } from './scales/scaleStats';
 import { statsKernel } from './stats/stats';
 import { statsSmallKernel } from './stats/statsSmall';
 import { diffReduceManyKernel } from './diff/diffReduceMany';
+import { gtaChunkKernel } from './merge/gtaChunk';
 
 export const KERNELS: Record<string, KernelDef<any, any>> = {
   decode: decodeKernel,
@@ -67,4 +68,5 @@ export const KERNELS: Record<string, KernelDef<any, any>> = {
   'quant.mxfp4': mxfp4QuantKernel,
   ...KQUANT_KERNELS,
   scales: scaleStatsKernel,
+  'merge.gta': gtaChunkKernel,
 };

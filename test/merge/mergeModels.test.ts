@@ -173,6 +173,25 @@ describe('merge-models DARE', () => {
   });
 });
 
+describe('merge-models on the worker pool', () => {
+  // BF16 differences repeat (|Δ| takes few distinct values near a boundary), so the trims' boundary
+  // keys are shared by many elements across chunks: the pooled path must settle them in tensor order.
+  for (const [method, dtype] of [['ties', 'bfloat16'], ['ties', 'float16'], ['task_arithmetic', 'bfloat16'], ['ties', 'float32']] as const) {
+    it(`${method} to ${dtype}: the same bytes as the in-thread kernel, for chunks of 1000 and of 333`, async () => {
+      const d = (x: string) => (method === 'ties' ? `, density: ${x}` : '');
+      const yaml = `merge_method: ${method}\nbase_model: ${base}\ndtype: ${dtype}\nmodels:\n  - model: ${ft[0]}\n    parameters: {weight: 0.7${d('0.35')}}\n  - model: ${ft[1]}\n    parameters: {weight: -0.4${d('0.6')}}\n  - model: ${ft[2]}\n    parameters: {weight: 0.5${d('[0.0, 1.0]')}}\n`;
+      for (const chunkElements of [1000, 333]) {
+        const cfg = join(root, `cfg${++n}.yml`);
+        writeFileSync(cfg, yaml);
+        const [a, b] = [join(root, `pooled${n}.safetensors`), join(root, `thread${n}.safetensors`)];
+        await mergeModels({ config: cfg, output: a, chunkElements });
+        await mergeModels({ config: cfg, output: b, chunkElements, inThread: true });
+        assert.ok(readFileSync(a).equals(readFileSync(b)), `${method} ${dtype} chunks ${chunkElements}: the two paths differ`);
+      }
+    });
+  }
+});
+
 describe('merge-models output and refusals', () => {
   it('writes BF16 shards like the base, with its config, through the CLI', async () => {
     const cfg = join(root, 'cli.yml');

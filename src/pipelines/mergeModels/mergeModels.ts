@@ -9,9 +9,9 @@ import { readFile, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { ByteProgress, streamJobs } from '../../core/stream';
 import { CancelledError, throwIfCancelled, type JobContext } from '../../core/job';
-import { bf16FromF32Bits, bf16FromF64, f16FromF32Bits, f16FromF64 } from '../../format/cast';
+import { encodeMerged } from '../../compute/merge/gta';
 import { decodeToF32, decodeToF64 } from '../../format/decode';
-import { DTYPE_INFO, type DType } from '../../format/dtypes';
+import { DTYPE_INFO } from '../../format/dtypes';
 import { FormatError } from '../../format/errors';
 import type { Model, TensorInfo } from '../../format/model';
 import { modelInputs, prepareOutputs } from '../../format/outputs';
@@ -20,6 +20,7 @@ import { SIDE_FILES, stageSideFiles } from '../merge';
 import type { DecodedModel } from '../decodedModel';
 import { MergeConfigError, parseMergeConfig } from './config';
 import type { ChunkInputs, Vec } from './methods';
+import { pooledTakes, pooledTensor } from './pooled';
 import { planMergeModels, type MergeModelsPlan, type PlannedTensor } from './plan';
 
 export { MergeConfigError } from './config';
@@ -34,6 +35,8 @@ export interface MergeModelsArgs {
   readonly seed?: number;
   /** Values per chunk (default CHUNK_ELEMS); tests make it small so that tensors span many chunks. */
   readonly chunkElements?: number;
+  /** Computes every tensor on this thread, without the worker pool (tests compare the two paths). */
+  readonly inThread?: boolean;
 }
 
 export interface MergeModelsResult {
@@ -73,34 +76,6 @@ async function readFloats(model: Model, t: TensorInfo, start: number, count: num
   return out;
 }
 
-/**
- * Rounds merged values to the output dtype's bytes, once. The fast path rounds through
- * f32: every BF16 and normal-F16 halfway point is an f32, so f32 rounding cannot carry
- * a value across one, only onto one; values that were inexact in f32 and landed on a
- * halfway point (or in F16's subnormal range) take the exact f64 rounding instead.
- */
-function encode(values: Float64Array, count: number, dtype: DType): Uint8Array {
-  const f32 = Float32Array.from(values.subarray(0, count));
-  if (dtype === 'F32') return new Uint8Array(f32.buffer);
-  if (dtype === 'F64') return new Uint8Array(values.slice(0, count).buffer);
-  const bits = new Uint32Array(f32.buffer);
-  const out = new Uint16Array(count);
-  if (dtype === 'BF16') {
-    for (let i = 0; i < count; i++) {
-      const b = bits[i];
-      out[i] = (b & 0xffff) === 0x8000 && f32[i] !== values[i] ? bf16FromF64(values[i]) : bf16FromF32Bits(b);
-    }
-  } else {
-    for (let i = 0; i < count; i++) {
-      const b = bits[i];
-      const exact = f32[i] === values[i];
-      // Below 2^-14 (f32 exponent 113) F16 is subnormal; its halfway points sit at other bits.
-      out[i] = exact || ((b & 0x1fff) !== 0x1000 && ((b >>> 23) & 0xff) >= 113) ? f16FromF32Bits(b) : f16FromF64(values[i]);
-    }
-  }
-  return new Uint8Array(out.buffer);
-}
-
 /** One tensor's merged bytes, chunk by chunk: every scan streams the inputs once, then the combine does. */
 async function* mergedTensor(plan: MergeModelsPlan, pt: PlannedTensor, chunk: number, progress: ByteProgress, signal: AbortSignal | undefined): AsyncGenerator<Uint8Array> {
   const kernel = plan.method.kernel(pt.ctx);
@@ -129,7 +104,7 @@ async function* mergedTensor(plan: MergeModelsPlan, pt: PlannedTensor, chunk: nu
   for await (const { job, x } of pass()) {
     kernel.combine(x, job.count, out);
     progress.add(job.count * bytesPerElem, name);
-    yield encode(out, job.count, pt.out);
+    yield encodeMerged(out, job.count, pt.out);
   }
 }
 
@@ -174,7 +149,7 @@ export async function mergeModels(args: MergeModelsArgs, ctx: JobContext = {}): 
     const inputBytes = plan.tensors.reduce((s, pt) => s + read.reduce((a, m) => a + m.tensor(pt.info.name)!.byteLength, 0), 0);
     const chunk = Math.max(1, Math.floor(args.chunkElements ?? CHUNK_ELEMS));
     const progress = new ByteProgress(inputBytes, ctx.progress);
-    const sources: TensorSource[] = plan.tensors.map((pt) => ({ name: pt.info.name, dtype: pt.out, shape: pt.info.shape, data: () => mergedTensor(plan, pt, chunk, progress, signal) }));
+    const sources: TensorSource[] = plan.tensors.map((pt) => ({ name: pt.info.name, dtype: pt.out, shape: pt.info.shape, data: () => (!args.inThread && pooledTakes(plan, pt) ? pooledTensor(plan, pt, chunk, progress, signal) : mergedTensor(plan, pt, chunk, progress, signal)) }));
     const { undo } = await prepareOutputs(inputs, outputs, ctx.notice);
     const metadata = metadataOf(plan, args);
     try {

@@ -7,8 +7,10 @@
  */
 import { ParamError, type ParamDef } from './params';
 import { RankWindow } from './select';
+import { absDeltaKeys, gtaCombine, streamKey, type GtaParams, type Sparsify, type Vec } from '../../compute/merge/gta';
 
-export type Vec = Float32Array | Float64Array;
+export type { Vec, Sparsify } from '../../compute/merge/gta';
+export { streamKey, uniform } from '../../compute/merge/gta';
 
 /** One chunk of a tensor in every model: `base` (methods that take one) and the method's operands. */
 export interface ChunkInputs {
@@ -49,6 +51,8 @@ export interface MergeMethod {
   /** Problems with the model list (counts, the base's presence), for the config check. */
   checkModels(models: readonly string[], base: string | undefined): string[];
   kernel(ctx: KernelContext): TensorKernel;
+  /** Task-vector methods: their sparsification and sign election (the pooled driver's fast path reads them). */
+  readonly gta?: { readonly sparsify: Sparsify; readonly consensus: boolean };
 }
 
 const weight: ParamDef = { name: 'weight', kind: 'number', required: true };
@@ -81,7 +85,6 @@ function linearKernel(ctx: KernelContext): TensorKernel {
   };
 }
 
-export type Sparsify = 'magnitude' | 'random' | 'outliers' | undefined;
 
 /**
  * The ranks of |Δ| each model keeps: magnitude keeps the top ⌊density·n⌋; outliers
@@ -105,26 +108,38 @@ function rankWindows(ctx: KernelContext, sparsify: Sparsify, dens: readonly numb
   });
 }
 
+/** One tensor's task-vector parameters and rank windows, for the in-thread kernel and the pooled one. */
+export interface GtaSpec {
+  readonly params: GtaParams;
+  readonly windows: readonly (RankWindow | undefined)[];
+}
+
+export function gtaSpec(ctx: KernelContext, sparsify: Sparsify, consensus: boolean): GtaSpec {
+  const dens = ctx.perModel.map((p) => (p.density as number | undefined) ?? 1);
+  for (const d of dens) if (!(d >= 0)) throw new ParamError(`density ${d} for '${ctx.tensor}' is negative`);
+  const params: GtaParams = {
+    weights: ctx.perModel.map((p) => p.weight as number),
+    dens,
+    sparsify,
+    consensus,
+    normalize: ctx.global.normalize as boolean,
+    lambda: ctx.global.lambda as number,
+    rescale: ctx.global.rescale !== false,
+  };
+  return { params, windows: rankWindows(ctx, sparsify, dens) };
+}
+
 /** Task vectors Δⱼ = modelⱼ − base: sparsified, weighted, optionally sign-elected, summed onto the base. */
 function taskArithmeticKernel(ctx: KernelContext, sparsify: Sparsify, consensus: boolean): TensorKernel {
-  const n = ctx.perModel.length;
-  const w = ctx.perModel.map((p) => p.weight as number);
-  const dens = ctx.perModel.map((p) => (p.density as number | undefined) ?? 1);
-  const normalize = ctx.global.normalize as boolean;
-  const lam = ctx.global.lambda as number;
-  const rescale = ctx.global.rescale !== false;
-  for (const d of dens) if (!(d >= 0)) throw new ParamError(`density ${d} for '${ctx.tensor}' is negative`);
-  const windows = rankWindows(ctx, sparsify, dens);
+  const { params, windows } = gtaSpec(ctx, sparsify, consensus);
   const ranked = windows.some((r) => r !== undefined);
   // Per chunk: |Δ| as float32 (their bits are the rank keys) and the keep flags.
   let abs = new Float32Array(0);
-  let keep: Uint8Array[] = [];
+  let keep: (Uint8Array | undefined)[] = [];
+  let capacity = 0;
   const keysOf = (x: ChunkInputs, j: number, count: number): Uint32Array => {
     if (abs.length < count) abs = new Float32Array(count);
-    const m = x.models[j];
-    const b = x.base!;
-    for (let i = 0; i < count; i++) abs[i] = Math.abs(m[i] - b[i]);
-    return new Uint32Array(abs.buffer, 0, count);
+    return absDeltaKeys(x.models[j], x.base!, count, abs);
   };
   const scans: Scan[] = ranked
     ? [
@@ -134,79 +149,18 @@ function taskArithmeticKernel(ctx: KernelContext, sparsify: Sparsify, consensus:
     : [];
   const draws = sparsify === 'random' ? ctx.modelIndex.map((mi) => streamKey(ctx.seed, ctx.tensor, mi)) : [];
   let offset = 0;
-  const wd = new Float64Array(n);
   return {
     scans,
     combine(x, count, out) {
-      if (keep.length === 0 || keep[0].length < count) keep = windows.map(() => new Uint8Array(count));
-      windows.forEach((r, j) => r?.classify(keysOf(x, j, count), keep[j]));
-      const b = x.base!;
-      for (let i = 0; i < count; i++) {
-        let sum = 0;
-        for (let j = 0; j < n; j++) {
-          let d = x.models[j][i] - b[i];
-          if (dens[j] < 1) {
-            if (sparsify === 'random') d = uniform(draws[j], offset + i) < dens[j] ? (rescale ? d / dens[j] : d) : 0;
-            else if (windows[j] && keep[j][i] === 0) d = 0;
-          }
-          wd[j] = w[j] * d;
-          sum += wd[j];
-        }
-        let mixed = 0;
-        let divisor = 0;
-        if (consensus) {
-          const major = sum >= 0 ? 1 : -1;
-          for (let j = 0; j < n; j++) {
-            if (Math.sign(wd[j]) === major) {
-              mixed += wd[j];
-              divisor += w[j];
-            }
-          }
-          if (divisor === 0) divisor = 1;
-        } else {
-          mixed = sum;
-          for (let j = 0; j < n; j++) divisor += w[j];
-          if (Math.abs(divisor) < 1e-8) divisor = 1;
-        }
-        if (normalize) mixed /= divisor;
-        if (lam !== 1) mixed *= lam;
-        out[i] = b[i] + mixed;
+      if (capacity < count) {
+        capacity = count;
+        keep = windows.map((r) => (r ? new Uint8Array(count) : undefined));
       }
+      windows.forEach((r, j) => r?.classify(keysOf(x, j, count), keep[j]!));
+      gtaCombine(params, x.base!, x.models, count, keep, draws, offset, out);
       offset += count;
     },
   };
-}
-
-/** murmur3's finalizer: a bijection on 32 bits that mixes every input bit into every output bit. */
-function fmix32(h: number): number {
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 0;
-}
-
-/** FNV-1a over UTF-16 code units: a tensor name to 32 bits. */
-function hashName(s: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
-  return h >>> 0;
-}
-
-/**
- * The key of DARE's draws for one tensor of one model: from the seed, the tensor's name
- * and the model's position in `models`. Each element's draw depends only on this key and
- * its index, so chunking, order and threads never change the result.
- */
-export function streamKey(seed: number, tensor: string, modelIndex: number): number {
-  return fmix32(fmix32(hashName(tensor) ^ fmix32(seed >>> 0)) + Math.imul(modelIndex + 1, 0x9e3779b9));
-}
-
-/** Element `i`'s draw in [0, 1), 32 bits: two rounds of the finalizer over the index and the key. */
-export function uniform(key: number, i: number): number {
-  const hi = Math.floor(i / 0x100000000);
-  return fmix32(fmix32((i >>> 0) ^ key) ^ Math.imul(hi + 1, 0x27d4eb2f) ^ key) / 0x100000000;
 }
 
 // mergekit's constants: above this |cos| the two tensors are treated as colinear, and linear interpolation is used.
@@ -316,7 +270,7 @@ function gta(name: string, sparsify: Sparsify, consensus: boolean, normalize: bo
   if (sparsify === 'outliers') modelParams.push({ name: 'gamma', kind: 'number', default: 0.01 });
   const globalParams: ParamDef[] = [{ name: 'normalize', kind: 'boolean', default: normalize }, lambda, int8Mask];
   if (sparsify === 'random') globalParams.push({ name: 'rescale', kind: 'boolean', default: true });
-  return { name, base: 'required', globalParams, modelParams, checkModels: needBase(1), kernel: (ctx) => taskArithmeticKernel(ctx, sparsify, consensus) };
+  return { name, base: 'required', globalParams, modelParams, checkModels: needBase(1), kernel: (ctx) => taskArithmeticKernel(ctx, sparsify, consensus), gta: { sparsify, consensus } };
 }
 
 export const METHODS = {

@@ -77,6 +77,42 @@ export class RankWindow {
     }
   }
 
+  /** Pass 1 from a worker: a chunk's histogram of the high 16 bits. */
+  addHigh(h: Uint32Array): void {
+    for (let i = 0; i < BINS; i++) this.high[i] += h[i];
+  }
+
+  /** After endHigh: the bin of the window's lower boundary that pass 2 counts, or -1 when it needs none. */
+  lowBin(): number {
+    return this.bounds[0].low ? this.bounds[0].bin : -1;
+  }
+
+  /** Pass 2 from a worker: a chunk's histogram of the low 16 bits within the lower boundary's bin. */
+  addLow(h: Uint32Array): void {
+    const low = this.bounds[0].low;
+    if (low) for (let i = 0; i < BINS; i++) low[i] += h[i];
+  }
+
+  /**
+   * After endLow, for windows that keep the top ranks (hi = numel): keep every element, none,
+   * or those whose key is at least the boundary's (elements equal to it are settled by `ties`).
+   */
+  lower(): { readonly mode: 'all' | 'none' } | { readonly mode: 'key'; readonly key: number } {
+    const [lo, hi] = this.bounds;
+    if (hi.rank < this.numel) throw new Error('lower(): the window has an upper boundary');
+    if (lo.rank <= 0) return { mode: 'all' };
+    if (lo.rank >= this.numel) return { mode: 'none' };
+    return { mode: 'key', key: lo.key };
+  }
+
+  /** The next `count` elements equal to the lower boundary's key, in order: how many of them rank below it. */
+  ties(count: number): number {
+    const lo = this.bounds[0];
+    const below = Math.min(count, Math.max(0, lo.within - lo.seen));
+    lo.seen += count;
+    return below;
+  }
+
   /** Whether each key (the next elements in order) ranks in the window; writes 1 or 0 into `keep`. */
   classify(keys: Uint32Array, keep: Uint8Array): void {
     const [lo, hi] = this.bounds;
