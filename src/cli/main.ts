@@ -9,6 +9,7 @@ import type { Progress } from '../core/job';
 import { UsageError, type Command, type CommandIO } from './command';
 import { convertCommand } from './convert';
 import { diffCommand } from './diff';
+import { extractLoraCommand } from './extractLora';
 import { inspectCommand } from './inspect';
 import { mergeCommand } from './merge';
 import { mergeModelsCommand } from './mergeModels';
@@ -22,6 +23,7 @@ export const COMMANDS: Command[] = [
   diffCommand,
   mergeCommand,
   mergeModelsCommand,
+  extractLoraCommand,
   quantizeCommand,
   statsCommand,
   scanCommand,
