@@ -4,6 +4,7 @@ import { formatReadCases } from './formatRead';
 import { dequantCases } from './dequant';
 import { kquantCases } from './kquant';
 import { diffCases } from './diff';
+import { extractLoraCases } from './extractLora';
 import { manyTensorsCases } from './manyTensors';
 import { mergeCases } from './merge';
 import { mergeModelsCases } from './mergeModels';
@@ -18,4 +19,4 @@ import { viewerCases } from './viewer';
 import { viewerVscodeCases } from './viewerVscode';
 
 /** Every benchmark case; each area adds its own module's cases here. */
-export const CASES: BenchCase[] = [...diffCases, ...mergeCases, ...mergeModelsCases, ...pickleCases, ...formatReadCases, ...formatWriteCases, ...quantizeCases, ...statsCases, ...dequantCases, ...ggufCases, ...scanCases, ...scanSchemeCases, ...kquantCases, ...manyTensorsCases, ...viewerCases, ...viewerVscodeCases, ...convertQuantizedCases];
+export const CASES: BenchCase[] = [...diffCases, ...extractLoraCases, ...mergeCases, ...mergeModelsCases, ...pickleCases, ...formatReadCases, ...formatWriteCases, ...quantizeCases, ...statsCases, ...dequantCases, ...ggufCases, ...scanCases, ...scanSchemeCases, ...kquantCases, ...manyTensorsCases, ...viewerCases, ...viewerVscodeCases, ...convertQuantizedCases];
