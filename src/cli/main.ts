@@ -10,6 +10,7 @@ import { UsageError, type Command, type CommandIO } from './command';
 import { convertCommand } from './convert';
 import { diffCommand } from './diff';
 import { extractLoraCommand } from './extractLora';
+import { loraResizeCommand } from './loraResize';
 import { inspectCommand } from './inspect';
 import { mergeCommand } from './merge';
 import { mergeModelsCommand } from './mergeModels';
@@ -24,6 +25,7 @@ export const COMMANDS: Command[] = [
   mergeCommand,
   mergeModelsCommand,
   extractLoraCommand,
+  loraResizeCommand,
   quantizeCommand,
   statsCommand,
   scanCommand,

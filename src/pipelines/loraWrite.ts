@@ -36,7 +36,7 @@ function mode(xs: readonly number[]): number {
  * modules that differ get `rank_pattern` / `alpha_pattern` entries under their full
  * path, which PEFT matches as a suffix of the module name.
  */
-export function peftConfigFor(factors: readonly LoraFactors[], extra: { useRslora?: boolean; baseModel?: string } = {}): Record<string, unknown> {
+export function peftConfigFor(factors: readonly LoraFactors[], extra: { useRslora?: boolean; baseModel?: string; baseConfig?: Record<string, unknown> } = {}): Record<string, unknown> {
   const r = mode(factors.map((f) => f.rank));
   const alpha = mode(factors.map((f) => f.alpha));
   const rankPattern: Record<string, number> = {};
@@ -45,6 +45,8 @@ export function peftConfigFor(factors: readonly LoraFactors[], extra: { useRslor
     if (f.rank !== r) rankPattern[f.module] = f.rank;
     if (f.alpha !== alpha) alphaPattern[f.module] = f.alpha;
   }
+  // A resized adapter keeps its own settings (target_modules, fan_in_fan_out, task_type…); rank and alpha are recomputed.
+  if (extra.baseConfig) return { ...extra.baseConfig, r, lora_alpha: alpha, rank_pattern: rankPattern, alpha_pattern: alphaPattern };
   return {
     peft_type: 'LORA',
     base_model_name_or_path: extra.baseModel ?? null,
@@ -74,7 +76,7 @@ export async function writePeftAdapter(
   outDir: string,
   factors: readonly LoraFactors[],
   inputs: readonly string[],
-  opts: { signal?: AbortSignal; notice?: (line: string) => void; useRslora?: boolean; baseModel?: string; metadata?: Record<string, string> } = {},
+  opts: { signal?: AbortSignal; notice?: (line: string) => void; useRslora?: boolean; baseModel?: string; baseConfig?: Record<string, unknown>; metadata?: Record<string, string> } = {},
 ): Promise<string[]> {
   const weights = join(outDir, ADAPTER_WEIGHTS);
   const config = join(outDir, ADAPTER_CONFIG);

@@ -64,7 +64,10 @@ def product(adapter, module, rank):
     a = f[f"base_model.model.{module}.lora_A.weight"].astype(np.float64)
     b = f[f"base_model.model.{module}.lora_B.weight"].astype(np.float64)
     r = a.shape[0]
-    alpha = cfg.get("alpha_pattern", {}).get(module, cfg["lora_alpha"])
+    # alpha_pattern keys name a module or a suffix of its path, as PEFT matches them.
+    pattern = cfg.get("alpha_pattern") or {}
+    keys = [k for k in pattern if module == k or module.endswith("." + k)]
+    alpha = pattern[keys[0]] if keys else cfg["lora_alpha"]
     scale = alpha / (np.sqrt(r) if cfg.get("use_rslora") else r)
     u, s, vt = np.linalg.svd(scale * (b @ a), full_matrices=False)
     k = len(s) if rank is None else rank
