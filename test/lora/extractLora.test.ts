@@ -62,7 +62,8 @@ describe('extract-lora', () => {
       const e = relMax(p.values, known.get(m)!);
       assert.ok(e < 2e-5, `${m}: max |B·A − known| / max |known| = ${e}`);
       const mod = r.modules.find((x) => x.module === m)!;
-      assert.ok(mod.energy > 1 - 1e-9, `${m} energy ${mod.energy}`);
+      // All of ‖Δ‖², up to the f32 sums of the sketch products.
+      assert.ok(mod.energy > 1 - 1e-6, `${m} energy ${mod.energy}`);
     }
     const cfg = JSON.parse(readFileSync(join(out, 'adapter_config.json'), 'utf8'));
     assert.equal(cfg.peft_type, 'LORA');
@@ -123,6 +124,17 @@ describe('extract-lora', () => {
     await assert.rejects(cli([base, tuned, out]), /--rank R or --energy E/);
     await assert.rejects(cli([base, tuned, out, '--energy', '1.5']), /--energy/);
     assert.equal(existsSync(out), false);
+  });
+
+  it('the fixed seed gives the same adapter bytes run after run', async () => {
+    const x = join(root, 'det-1');
+    const y = join(root, 'det-2');
+    await extractLora({ base, finetuned: tuned, outDir: x, rank: 4 }, { backend: 'cpu' });
+    await extractLora({ base, finetuned: tuned, outDir: y, rank: 4 }, { backend: 'cpu' });
+    assert.ok(readFileSync(join(x, 'adapter_model.safetensors')).equals(readFileSync(join(y, 'adapter_model.safetensors'))));
+    const other = join(root, 'det-3');
+    await extractLora({ base, finetuned: tuned, outDir: other, rank: 4, seed: 7 }, { backend: 'cpu' });
+    assert.ok(!readFileSync(join(x, 'adapter_model.safetensors')).equals(readFileSync(join(other, 'adapter_model.safetensors'))), 'another seed sketches differently');
   });
 
   it('rankForEnergy: smallest rank reaching the share, the rank needed beyond the cap, a lower bound beyond the values', () => {
