@@ -30,6 +30,12 @@ if ! "$PY" -c 'import sentencepiece' 2>/dev/null; then
   pipi --index-url file:///opt/pypi/simple sentencepiece 2>/dev/null || pipi sentencepiece \
     || echo "[oracles] could not install sentencepiece: the SentencePiece tokenizer tests fall back" >&2
 fi
+# PEFT is the reference for LoRA merges, extract-lora, lora-resize and lora-combine.
+if ! "$PY" -c 'import peft' 2>/dev/null; then
+  echo "[oracles] installing peft"
+  pipi --index-url file:///opt/pypi/simple peft 2>/dev/null || pipi peft \
+    || echo "[oracles] could not install peft: the PEFT comparisons skip" >&2
+fi
 if ! "$PY" -c 'import accelerate' 2>/dev/null; then
   echo "[oracles] installing accelerate"
   pipi --index-url file:///opt/pypi/simple accelerate 2>/dev/null \

@@ -5,6 +5,7 @@ import { dequantCases } from './dequant';
 import { kquantCases } from './kquant';
 import { llamaQuantizeCases } from './llamaQuantize';
 import { diffCases } from './diff';
+import { extractLoraCases } from './extractLora';
 import { manyTensorsCases } from './manyTensors';
 import { mergeCases } from './merge';
 import { mergeModelsCases } from './mergeModels';
@@ -19,4 +20,4 @@ import { viewerCases } from './viewer';
 import { viewerVscodeCases } from './viewerVscode';
 
 /** Every benchmark case; each area adds its own module's cases here. */
-export const CASES: BenchCase[] = [...diffCases, ...mergeCases, ...mergeModelsCases, ...pickleCases, ...formatReadCases, ...formatWriteCases, ...quantizeCases, ...statsCases, ...dequantCases, ...ggufCases, ...scanCases, ...scanSchemeCases, ...kquantCases, ...manyTensorsCases, ...viewerCases, ...viewerVscodeCases, ...convertQuantizedCases, ...llamaQuantizeCases];
+export const CASES: BenchCase[] = [...diffCases, ...extractLoraCases, ...mergeCases, ...mergeModelsCases, ...pickleCases, ...formatReadCases, ...formatWriteCases, ...quantizeCases, ...statsCases, ...dequantCases, ...ggufCases, ...scanCases, ...scanSchemeCases, ...kquantCases, ...manyTensorsCases, ...viewerCases, ...viewerVscodeCases, ...convertQuantizedCases, ...llamaQuantizeCases];

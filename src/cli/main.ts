@@ -9,6 +9,8 @@ import type { Progress } from '../core/job';
 import { UsageError, type Command, type CommandIO } from './command';
 import { convertCommand } from './convert';
 import { diffCommand } from './diff';
+import { extractLoraCommand } from './extractLora';
+import { loraResizeCommand } from './loraResize';
 import { inspectCommand } from './inspect';
 import { mergeCommand } from './merge';
 import { mergeModelsCommand } from './mergeModels';
@@ -24,6 +26,8 @@ export const COMMANDS: Command[] = [
   mergeCommand,
   mergeModelsCommand,
   loraCombineCommand,
+  extractLoraCommand,
+  loraResizeCommand,
   quantizeCommand,
   statsCommand,
   scanCommand,

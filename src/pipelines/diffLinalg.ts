@@ -1,7 +1,8 @@
 /**
  * The small dense linear algebra of the rank estimate, in f64 on the host:
  * a seeded Gaussian start, column orthonormalization and a symmetric
- * eigensolver for the k × k Ritz matrix (k ≈ 72, so O(k³) is nothing).
+ * eigensolver for the k × k Ritz matrix (k ≈ 72, so O(k³) is nothing), with
+ * its eigenvectors when the truncated SVD wants the singular vectors.
  */
 
 /** mulberry32: a tiny seeded generator, so that every run sketches with the same Ω. */
@@ -63,10 +64,30 @@ export function orthonormalizeColumns(m: Float64Array, rows: number, k: number):
   return q;
 }
 
-/** Eigenvalues of a symmetric `n × n` row-major matrix, by cyclic Jacobi rotations. */
+/** Eigenvalues of a symmetric `n × n` row-major matrix (in no particular order). */
 export function eigenSymmetric(m: Float64Array, n: number): number[] {
+  return Array.from(jacobi(m, n, false).a.filter((_, i) => i % (n + 1) === 0));
+}
+
+/**
+ * Eigenvalues (largest first) and eigenvectors of a symmetric `n × n` row-major
+ * matrix: column j of `vectors` (n × n, row-major) belongs to `values[j]`.
+ */
+export function eigenSymmetricVectors(m: Float64Array, n: number): { values: Float64Array; vectors: Float64Array } {
+  const { a, v } = jacobi(m, n, true);
+  const order = Array.from({ length: n }, (_, i) => i).sort((x, y) => a[y * n + y] - a[x * n + x]);
+  const values = Float64Array.from(order, (i) => a[i * n + i]);
+  const vectors = new Float64Array(n * n);
+  for (let r = 0; r < n; r++) for (let j = 0; j < n; j++) vectors[r * n + j] = v![r * n + order[j]];
+  return { values, vectors };
+}
+
+/** Cyclic Jacobi rotations; with `withVectors`, V accumulates them (A = V·diag·Vᵀ). */
+function jacobi(m: Float64Array, n: number, withVectors: boolean): { a: Float64Array; v?: Float64Array } {
   const a = Float64Array.from(m);
-  // Jacobi converges quadratically; 100 sweeps is far beyond what a 72 × 72 matrix needs.
+  const v = withVectors ? new Float64Array(n * n) : undefined;
+  if (v) for (let i = 0; i < n; i++) v[i * n + i] = 1;
+  // Jacobi converges quadratically; 100 sweeps is far beyond what a 100 × 100 matrix needs.
   for (let sweep = 0; sweep < 100; sweep++) {
     let off = 0;
     let diag = 0;
@@ -76,30 +97,38 @@ export function eigenSymmetric(m: Float64Array, n: number): number[] {
     }
     // Off-diagonal mass negligible next to the diagonal's at f64 precision.
     if (off <= 1e-30 * diag || off === 0) break;
-    for (let p = 0; p < n; p++) {
-      for (let q = p + 1; q < n; q++) {
-        const apq = a[p * n + q];
-        if (apq === 0) continue;
-        const app = a[p * n + p];
-        const aqq = a[q * n + q];
-        const theta = (aqq - app) / (2 * apq);
-        const t = Math.sign(theta || 1) / (Math.abs(theta) + Math.sqrt(theta * theta + 1));
-        const c = 1 / Math.sqrt(t * t + 1);
-        const s = t * c;
-        for (let k = 0; k < n; k++) {
-          const akp = a[k * n + p];
-          const akq = a[k * n + q];
-          a[k * n + p] = c * akp - s * akq;
-          a[k * n + q] = s * akp + c * akq;
-        }
-        for (let k = 0; k < n; k++) {
-          const apk = a[p * n + k];
-          const aqk = a[q * n + k];
-          a[p * n + k] = c * apk - s * aqk;
-          a[q * n + k] = s * apk + c * aqk;
-        }
-      }
-    }
+    for (let p = 0; p < n; p++) for (let q = p + 1; q < n; q++) rotate(a, v, n, p, q);
   }
-  return Array.from({ length: n }, (_, i) => a[i * n + i]);
+  return { a, v };
+}
+
+/** One Jacobi rotation zeroing a[p][q] (and a[q][p]). */
+function rotate(a: Float64Array, v: Float64Array | undefined, n: number, p: number, q: number): void {
+  const apq = a[p * n + q];
+  if (apq === 0) return;
+  const app = a[p * n + p];
+  const aqq = a[q * n + q];
+  const theta = (aqq - app) / (2 * apq);
+  const t = Math.sign(theta || 1) / (Math.abs(theta) + Math.sqrt(theta * theta + 1));
+  const c = 1 / Math.sqrt(t * t + 1);
+  const s = t * c;
+  for (let k = 0; k < n; k++) {
+    const akp = a[k * n + p];
+    const akq = a[k * n + q];
+    a[k * n + p] = c * akp - s * akq;
+    a[k * n + q] = s * akp + c * akq;
+  }
+  for (let k = 0; k < n; k++) {
+    const apk = a[p * n + k];
+    const aqk = a[q * n + k];
+    a[p * n + k] = c * apk - s * aqk;
+    a[q * n + k] = s * apk + c * aqk;
+  }
+  if (!v) return;
+  for (let k = 0; k < n; k++) {
+    const vkp = v[k * n + p];
+    const vkq = v[k * n + q];
+    v[k * n + p] = c * vkp - s * vkq;
+    v[k * n + q] = s * vkp + c * vkq;
+  }
 }

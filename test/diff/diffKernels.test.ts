@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
 import { deltaSketchKernel } from '../../src/compute/diff/deltaSketch';
+import { deltaSketchCpu, deltaSketchScalar } from '../../src/compute/diff/deltaSketch.cpu';
 import { diffReduceKernel, type DiffReduceArgs } from '../../src/compute/diff/diffReduce';
 import { forEachBackend } from '../compute/backends';
 import { decodeRef, elementBits, encode, normals, rng, type FloatDType } from './diffFixtures';
@@ -11,7 +12,11 @@ import { decodeRef, elementBits, encode, normals, rng, type FloatDType } from '.
  * 4096 terms (16 sequential + an 8-level tree), summed in f64 on the host.
  */
 const SUM_TOL = { cpu: 1e-12, webgpu: 1e-5 } as const;
-const SKETCH_TOL = { cpu: 1e-6, webgpu: 1e-4 } as const;
+/**
+ * The sketch products: both twins sum in f32 (the CPU in WebAssembly SIMD, four lanes
+ * then a tree of eight rows' lanes), so the error grows like √n·2⁻²⁴ of ‖row‖·‖column‖.
+ */
+const SKETCH_TOL = { cpu: 1e-5, webgpu: 1e-4 } as const;
 
 interface ReduceCase {
   readonly name: string;
@@ -121,6 +126,8 @@ const SKETCH_CASES: SketchCase[] = [
   { dtype: 'F16', rows: 16, cols: 130, k: 72, back: true, density: 0.2 },
   { dtype: 'F32', rows: 65, cols: 33, k: 5, back: false, density: 1 },
   { dtype: 'BF16', rows: 1, cols: 7, k: 3, back: true, density: 1 },
+  // A real row length (Llama's hidden size) and a sketch width that is not a multiple of eight.
+  { dtype: 'BF16', rows: 13, cols: 2048, k: 20, back: true, density: 1 },
 ];
 
 forEachBackend('diff.sketch', (backend) => {
@@ -164,4 +171,18 @@ forEachBackend('diff.sketch', (backend) => {
       }
     });
   }
+});
+
+it('diff.sketch: the portable scalar loops (where WebAssembly SIMD is missing) agree with the SIMD path', () => {
+  const c = { dtype: 'BF16' as const, rows: 9, cols: 300, k: 11 };
+  const { a, b } = pair(c.dtype, c.rows * c.cols, 5, 1);
+  const x = Float32Array.from(normals(c.cols * c.k, rng(3)));
+  const simd = deltaSketchCpu({ ...c, a: a.slice(), b: b.slice(), x: x.slice(), back: true });
+  const scalar = deltaSketchScalar({ ...c, a: a.slice(), b: b.slice(), x: x.slice(), back: true });
+  const close = (p: Float32Array, q: Float32Array) => {
+    const scale = Math.max(...q.map(Math.abs));
+    for (let i = 0; i < q.length; i++) assert.ok(Math.abs(p[i] - q[i]) <= 1e-5 * scale, `${i}: ${p[i]} vs ${q[i]}`);
+  };
+  close(simd.y, scalar.y);
+  close(simd.z!, scalar.z!);
 });

@@ -1,5 +1,6 @@
 import { decodeChunkF32, Scratch } from './decodeChunk';
 import type { DeltaSketchArgs, DeltaSketchResult } from './deltaSketch';
+import { sketchBuffers } from './deltaSketchSimd';
 
 const scratchA = new Scratch();
 const scratchB = new Scratch();
@@ -26,6 +27,41 @@ const yrScratch = new Zeros64();
 const ROWS = 4;
 
 export function deltaSketchCpu(args: DeltaSketchArgs): DeltaSketchResult {
+  return deltaSketchSimd(args) ?? deltaSketchScalar(args);
+}
+
+/** The products in WebAssembly SIMD, f32 as on the GPU; undefined where that path is missing. */
+function deltaSketchSimd(args: DeltaSketchArgs): DeltaSketchResult | undefined {
+  const { rows, cols, k } = args;
+  const m = sketchBuffers(rows, cols, k);
+  if (!m) return undefined;
+  const n = rows * cols;
+  const fa = scratchA.get(n);
+  decodeChunkF32(args.dtype, args.a, n, fa);
+  decodeChunkF32(args.dtype, args.b, n, m.d);
+  subtractInPlace(m.d, fa, n);
+  const { kp, x } = m;
+  for (let c = 0; c < cols; c++) {
+    const o = c * kp;
+    for (let j = 0; j < k; j++) x[o + j] = args.x[c * k + j];
+    for (let j = k; j < kp; j++) x[o + j] = 0;
+  }
+  m.run(args.back);
+  const y = args.yOut && args.yOut.length === rows * k ? args.yOut : new Float32Array(rows * k);
+  for (let r = 0; r < rows; r++) for (let j = 0; j < k; j++) y[r * k + j] = m.y[r * kp + j];
+  if (!args.back) return { y, chunks: [args.a, args.b], x: args.x };
+  const z = args.zOut && args.zOut.length === cols * k ? args.zOut : new Float32Array(cols * k);
+  for (let c = 0; c < cols; c++) for (let j = 0; j < k; j++) z[c * k + j] = m.z[c * kp + j];
+  return { y, z, chunks: [args.a, args.b], x: args.x };
+}
+
+/** d ← d − a: Δ in f32, as the GPU twin forms it. */
+function subtractInPlace(d: Float32Array, a: Float32Array, n: number): void {
+  for (let i = 0; i < n; i++) d[i] -= a[i];
+}
+
+/** The portable loops, in f64 sums, for where WebAssembly SIMD is missing. */
+export function deltaSketchScalar(args: DeltaSketchArgs): DeltaSketchResult {
   const { rows, cols, k } = args;
   const n = rows * cols;
   const d = scratchA.get(n);
