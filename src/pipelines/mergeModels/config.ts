@@ -8,6 +8,7 @@
  * global ones. Every problem found is reported, each on its own line, so a user fixes a
  * config in one round.
  */
+import { resolve } from 'node:path';
 import { parseDocument } from 'yaml';
 import type { DType } from '../../format/dtypes';
 import { METHODS, type MergeMethod, type MethodName } from './methods';
@@ -149,6 +150,17 @@ function readDtype(doc: Record<string, unknown>, problems: string[]): DType | un
   const d = typeof v === 'string' ? DTYPES[v.toLowerCase()] : undefined;
   if (!d) problems.push(`${key}: expected bfloat16, float16 or float32, not ${JSON.stringify(v)}`);
   return d;
+}
+
+/** The config with its model paths resolved against `dir` (a config file's folder) instead of the current folder. */
+export function resolveConfigPaths(c: MergeConfig, dir: string): MergeConfig {
+  const r = (p: string) => resolve(dir, p);
+  return {
+    ...c,
+    models: c.models.map((m) => ({ ...m, model: r(m.model) })),
+    ...(c.slices ? { slices: c.slices.map((s) => ({ ...s, sources: s.sources.map((x) => ({ ...x, model: r(x.model) })) })) } : {}),
+    ...(c.baseModel !== undefined ? { baseModel: r(c.baseModel) } : {}),
+  };
 }
 
 /** Parses and checks a config's text; throws `MergeConfigError` listing every problem. */

@@ -17,7 +17,7 @@ import type { Model, TensorInfo } from '../../format/model';
 import { modelInputs, prepareOutputs } from '../../format/outputs';
 import { shardedNames, writeSafetensors, writeSharded, type TensorSource } from '../../format/writer';
 import { SIDE_FILES, stageSideFiles } from '../merge';
-import { MergeConfigError, parseMergeConfig } from './config';
+import { MergeConfigError, parseMergeConfig, resolveConfigPaths } from './config';
 import type { ChunkInputs, Vec } from './methods';
 import { planMergeModels, type MergeModelsPlan, type PlannedTensor } from './plan';
 
@@ -31,6 +31,8 @@ export interface MergeModelsArgs {
   readonly output: string;
   /** Seeds DARE's drops (default 0): the same seed gives the same bytes. */
   readonly seed?: number;
+  /** Resolve the config's relative model paths against the config's folder (default: the current folder, as mergekit does). */
+  readonly pathsFromConfig?: boolean;
   /** Values per chunk (default CHUNK_ELEMS); tests make it small so that tensors span many chunks. */
   readonly chunkElements?: number;
 }
@@ -165,7 +167,8 @@ async function readConfig(path: string): Promise<string> {
 export async function mergeModels(args: MergeModelsArgs, ctx: JobContext = {}): Promise<MergeModelsResult> {
   const { signal } = ctx;
   throwIfCancelled(signal);
-  const config = parseMergeConfig(await readConfig(args.config), args.config);
+  const parsed = parseMergeConfig(await readConfig(args.config), args.config);
+  const config = args.pathsFromConfig ? resolveConfigPaths(parsed, dirname(args.config)) : parsed;
   const plan = await planMergeModels(config, args.seed ?? 0);
   try {
     const ref = plan.reference;
