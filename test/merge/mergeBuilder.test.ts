@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { buildMergeYaml, methodNeeds, WIZARD_METHODS, type MergeSpec } from '../../src/pipelines/mergeModels/builder';
+import { buildMergeYaml, looksLikeMergeConfig, methodNeeds, WIZARD_METHODS, type MergeSpec } from '../../src/pipelines/mergeModels/builder';
 import { parseMergeConfig } from '../../src/pipelines/mergeModels/config';
 import { planMergeModels } from '../../src/pipelines/mergeModels/plan';
 import { writeFineTuned, writeLlama } from '../fixtures/llama';
@@ -37,6 +37,12 @@ describe('merge config builder', () => {
       if (spec.base !== undefined) assert.ok(c.models.some((m) => m.model === spec.base));
     });
   }
+
+  it('recognizes mergekit configs by their top-level merge_method', () => {
+    assert.equal(looksLikeMergeConfig(buildMergeYaml(specFor('ties'))), true);
+    assert.equal(looksLikeMergeConfig('slices:\n  - sources: []\nmerge_method: passthrough\n'), true);
+    assert.equal(looksLikeMergeConfig('name: ci\non: push\njobs:\n  build:\n    merge_method: x\n'), false);
+  });
 
   it('a built ties config plans every tensor with the weights and densities given', async () => {
     const root = mkdtempSync(join(tmpdir(), 'tw-merge-builder-'));

@@ -65,3 +65,8 @@ export function buildMergeYaml(spec: MergeSpec): string {
   if (needs.base) doc.tokenizer_source = 'base';
   return stringify(doc, { lineWidth: 0 });
 }
+
+/** Whether a YAML file's text reads as a mergekit config (a top-level merge_method key): the explorer offers to run it. */
+export function looksLikeMergeConfig(text: string): boolean {
+  return /^merge_method\s*:/m.test(text);
+}
