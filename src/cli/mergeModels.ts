@@ -6,7 +6,12 @@ const USAGE = `usage: tensor-workbench merge-models CONFIG.yml OUT [--seed N] [-
 Merges whole models as a mergekit YAML config describes: models (each a model
 path with its parameters), merge_method, base_model, parameters, dtype and
 tokenizer_source: base. Methods: linear, task_arithmetic, ties, dare_linear,
-dare_ties, breadcrumbs, breadcrumbs_ties, slerp, model_stock. A parameter may be
+dare_ties, breadcrumbs, breadcrumbs_ties, slerp, model_stock, passthrough.
+Instead of models, slices: [{sources: [{model, layer_range: [start, end],
+parameters}], parameters}] builds the output's layers from the slices in order
+(the sources of a slice span as many layers; passthrough takes one source a
+slice); embeddings come from the first slice's sources, the final norm and
+lm_head from the last's, and config.json's layer count follows. A parameter may be
 a number, a gradient list interpolated across the layers, or a list of
 {filter, value} matched against tensor names. Paths are relative to the current
 folder. Arithmetic is float64, rounded once to dtype (default: the base's).
@@ -19,7 +24,7 @@ same seed gives the same bytes.`;
 
 export const mergeModelsCommand = defineCommand({
   name: 'merge-models',
-  summary: 'Merge whole models from a mergekit config (linear, task_arithmetic, ties, dare, breadcrumbs, slerp, model_stock)',
+  summary: 'Merge whole models from a mergekit config (linear, task_arithmetic, ties, dare, breadcrumbs, slerp, model_stock, passthrough; models or slices)',
   usage: USAGE,
   options: { seed: { type: 'string' }, json: { type: 'boolean' } },
   positionals: { min: 2, max: 2, usage: 'CONFIG.yml and OUT' },

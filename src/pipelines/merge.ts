@@ -59,6 +59,8 @@ export const SIDE_FILES = [
   'chat_template.jinja',
 ];
 const TOOL = 'tensor-workbench 0.1.0';
+// config.json of any real model is a few KB.
+const MAX_REWRITTEN_BYTES = 1 << 20;
 
 function listKeys(u: readonly UnmatchedKey[], adapters: readonly { path: string }[]): string {
   // Enough lines to act on without flooding a terminal; the JSON output has them all.
@@ -155,7 +157,7 @@ function shardStem(plan: MergePlan): string {
  * before the weights are written, so that a full disk fails before anything is in
  * place; `commit` renames them into place, `discard` removes them.
  */
-export async function stageSideFiles(baseDir: string, outDir: string, dequantized = false): Promise<{ commit: () => Promise<string[]>; discard: () => Promise<void> }> {
+export async function stageSideFiles(baseDir: string, outDir: string, dequantized = false, rewrite?: Readonly<Record<string, (text: string) => string>>): Promise<{ commit: () => Promise<string[]>; discard: () => Promise<void> }> {
   const staged: { tmp: string; dst: string }[] = [];
   const discard = async () => {
     for (const f of staged) await unlink(f.tmp).catch(() => {});
@@ -170,13 +172,21 @@ export async function stageSideFiles(baseDir: string, outDir: string, dequantize
       if (dequantized && name === 'config.json') {
         // The weights are written dequantized: a loader must not look for scales.
         const text = await withoutQuantizationConfig(src);
+        const edit = rewrite?.[name];
         staged.push({ tmp, dst });
-        await writeFile(tmp, text, { flag: 'wx' });
+        await writeFile(tmp, edit ? edit(text) : text, { flag: 'wx' });
         continue;
       }
       const { handle } = await openRegularFile(src);
       staged.push({ tmp, dst });
       try {
+        const edit = rewrite?.[name];
+        if (edit) {
+          // Rewritten side files are small JSON configs; the cap keeps a huge one out of memory.
+          if ((await handle.stat()).size > MAX_REWRITTEN_BYTES) throw new FormatError('unsupported', `larger than ${MAX_REWRITTEN_BYTES} bytes: not a model config`, src);
+          await writeFile(tmp, edit(await handle.readFile('utf8')), { flag: 'wx' });
+          continue;
+        }
         await pipeline(handle.createReadStream({ autoClose: false }), createWriteStream(tmp, { flags: 'wx' }));
       } finally {
         await handle.close();

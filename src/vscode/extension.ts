@@ -8,6 +8,7 @@ import { ConvertGgufCommand } from './convertGgufCommand';
 import { CompareCommand } from './diff/compareCommand';
 import { log } from './log';
 import { MergeCommand } from './mergeCommand';
+import { MergeModelsCommand } from './mergeModelsCommand';
 import { QuantizeCommand } from './quantizeCommand';
 import { RemoteModelCommands } from './remoteModel';
 import { ViewerProvider } from './viewer/viewerProvider';
@@ -32,6 +33,7 @@ export function activate(context: vscode.ExtensionContext): void {
   CompareCommand.register(context);
   QuantizeCommand.register(context);
   MergeCommand.register(context);
+  MergeModelsCommand.register(context);
   ConvertCommand.register(context);
   ConvertGgufCommand.register(context);
   // ───────────────────────────────────────────────────────────────────────────

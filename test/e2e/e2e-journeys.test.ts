@@ -439,6 +439,41 @@ describe('VS Code journeys (code-server + packaged VSIX)', () => {
     const untouched = 'model.norm.weight';
     assert.deepEqual(readTensorF64(output, untouched).values, readTensorF64(shardOf(index, untouched), untouched).values);
   });
+  test('merge models: "Merge Models…" builds a linear config in an editor; Run merge writes the model', { timeout: JOURNEY_TIMEOUT_MS }, async (t) => {
+    if (skip) return t.skip(skip);
+    const input = join(ws.dir, 'hf-llama', 'model.safetensors');
+    const output = join(ws.dir, 'hf-llama-linear');
+    rmSync(output, { recursive: true, force: true });
+    await run('merge-models', async (page, shots) => {
+      await runCommand(page, 'Merge Models…');
+      const first = quickInput(page, 'build a config');
+      await first.waitFor({ state: 'visible', timeout: UI_TIMEOUT_MS });
+      await first.locator('.quick-input-list .monaco-list-row', { hasText: 'New merge' }).first().click();
+      const models = quickInput(page, 'the models to merge');
+      await models.waitFor({ state: 'visible', timeout: UI_TIMEOUT_MS });
+      // A multi-select list: a click checks the row, Enter accepts.
+      await models.locator('.quick-input-list .monaco-list-row').filter({ has: page.locator('.label-name', { hasText: /^hf-llama$/ }) }).first().click();
+      await page.keyboard.press('Enter');
+      const method = quickInput(page, 'merge method');
+      await method.waitFor({ state: 'visible', timeout: UI_TIMEOUT_MS });
+      await method.locator('.quick-input-list .monaco-list-row').filter({ has: page.locator('.label-name', { hasText: /^linear$/ }) }).first().click();
+      // One model: its weight defaults to 1.
+      const weight = quickInput(page, 'weight of hf-llama');
+      await weight.waitFor({ state: 'visible', timeout: UI_TIMEOUT_MS });
+      await page.keyboard.press('Enter');
+      await notification(page, 'config is in the editor', UI_TIMEOUT_MS);
+      await shots.take(page, 'config-in-editor');
+      await page.locator('.notification-list-item', { hasText: 'config is in the editor' }).locator('.monaco-button', { hasText: 'Run merge' }).first().click();
+      await answerFileDialog(page, 'output folder', output);
+      await notification(page, /Merge Models: linear, \d+ tensors/, 3 * UI_TIMEOUT_MS);
+      await shots.take(page, 'merged');
+    });
+    // Weight 1, normalized, one model: the model itself, BF16 in and out.
+    const merged = join(output, 'model.safetensors');
+    assert.deepEqual(headerTensorNames(merged), headerTensorNames(input));
+    for (const name of headerTensorNames(input)) assert.deepEqual(readTensorF64(merged, name).values, readTensorF64(input, name).values, name);
+  });
+
   test('cancel: cancelling a long job leaves no output file', { timeout: JOURNEY_TIMEOUT_MS }, async (t) => {
     if (skip) return t.skip(skip);
     // Big enough that merging takes seconds (≈180 MB of BF16, every linear layer adapted at

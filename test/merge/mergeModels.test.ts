@@ -232,7 +232,7 @@ describe('merge-models output and refusals', () => {
     const code = await mergeModelsCommand.run([cfg, join(root, 'never')], { stdout: new PassThrough(), stderr, signal: new AbortController().signal });
     assert.equal(code, 2);
     const lines = err.trim().split('\n');
-    for (const want of ['slices: not supported', 'densty: not a parameter', 'base_model: required', 'dtype: expected bfloat16', 'models[1].parameters.weight: required']) {
+    for (const want of ['models / slices: give exactly one', 'slices: expected a list', 'densty: not a parameter', 'base_model: required', 'dtype: expected bfloat16', 'models[1].parameters.weight: required']) {
       assert.ok(lines.some((l) => l.startsWith('error[merge_config]: ') && l.includes(want)), `no line with '${want}' in:\n${err}`);
     }
     assert.equal(existsSync(join(root, 'never')), false);

@@ -20,6 +20,7 @@ import { runJob } from '../../src/vscode/progress';
 import { WorkspaceSourceOpener, nodeSourceOpener, openerFor } from '../../src/vscode/workspaceSource';
 import { diffVscodeCases } from '../diff/diffVscodeCases';
 import { ggufVscodeCases } from '../gguf/ggufVscodeCases';
+import { mergeVscodeCases } from '../merge/mergeVscodeCases';
 import { serve, startRangeServer } from '../http/rangeServer';
 
 export const EXTENSION_ID = 'tensor-workbench.tensor-workbench';
@@ -249,6 +250,7 @@ const cases: Case[] = [
   ],
   ...diffVscodeCases,
   ...ggufVscodeCases,
+  ...mergeVscodeCases,
 ];
 
 export async function run(): Promise<void> {

@@ -113,6 +113,24 @@ test('Convert to GGUF…: a write command on model folders in the explorer, and 
   assert.match(pkg.capabilities.untrustedWorkspaces.description, /convert to GGUF/);
 });
 
+test('Merge Models…: a write command on mergekit YAML files in the explorer, registered, and in the palette', () => {
+  const id = 'tensorWorkbench.mergeModels';
+  const cmd = commands.find((c) => c.command === id);
+  assert.ok(cmd, `${id} is not declared`);
+  assert.equal(cmd.title, 'Merge Models…');
+  assert.match(cmd.enablement ?? '', /\bisWorkspaceTrusted\b/);
+  const src = readFileSync(join(ROOT, 'src', 'vscode', 'mergeModelsCommand.ts'), 'utf8');
+  assert.ok(src.includes(`const COMMAND = '${id}'`), 'mergeModelsCommand.ts registers another id');
+  assert.match(readFileSync(join(ROOT, 'src', 'vscode', 'extension.ts'), 'utf8'), /^\s*MergeModelsCommand\.register\(context\);$/m);
+  // Only YAML files the extension found to name a merge_method: the key the source sets.
+  const key = /const CONFIGS_KEY = '([^']+)'/.exec(src)?.[1];
+  assert.ok(key, 'mergeModelsCommand.ts names no context key');
+  const explorer = (menus['explorer/context'] ?? []).filter((e) => e.command === id);
+  assert.equal(explorer.length, 1);
+  assert.ok((explorer[0].when ?? '').includes(`resourcePath in ${key}`), `the explorer entry is not limited to ${key}`);
+  assert.ok((menus.commandPalette ?? []).some((e) => e.command === id && /\bisWorkspaceTrusted\b/.test(e.when ?? '')));
+});
+
 test('the default GGUF file type setting offers exactly the types Convert to GGUF… lists', () => {
   const p = pkg.contributes.configuration.properties['tensorWorkbench.convert.defaultFtype'];
   assert.ok(p, 'no tensorWorkbench.convert.defaultFtype setting');

@@ -18,7 +18,7 @@ import { modelInputs, prepareOutputs } from '../../format/outputs';
 import { shardedNames, writeSafetensors, writeSharded, type TensorSource } from '../../format/writer';
 import { SIDE_FILES, stageSideFiles } from '../merge';
 import type { DecodedModel } from '../decodedModel';
-import { MergeConfigError, parseMergeConfig } from './config';
+import { MergeConfigError, parseMergeConfig, resolveConfigPaths } from './config';
 import type { ChunkInputs, Vec } from './methods';
 import { pooledTakes, pooledTensor } from './pooled';
 import { planMergeModels, type MergeModelsPlan, type PlannedTensor } from './plan';
@@ -33,6 +33,8 @@ export interface MergeModelsArgs {
   readonly output: string;
   /** Seeds DARE's drops (default 0): the same seed gives the same bytes. */
   readonly seed?: number;
+  /** Resolve the config's relative model paths against the config's folder (default: the current folder, as mergekit does). */
+  readonly pathsFromConfig?: boolean;
   /** Values per chunk (default CHUNK_ELEMS); tests make it small so that tensors span many chunks. */
   readonly chunkElements?: number;
   /** Computes every tensor on this thread, without the worker pool (tests compare the two paths). */
@@ -79,9 +81,7 @@ async function readFloats(model: Model, t: TensorInfo, start: number, count: num
 /** One tensor's merged bytes, chunk by chunk: every scan streams the inputs once, then the combine does. */
 async function* mergedTensor(plan: MergeModelsPlan, pt: PlannedTensor, chunk: number, progress: ByteProgress, signal: AbortSignal | undefined): AsyncGenerator<Uint8Array> {
   const kernel = plan.method.kernel(pt.ctx);
-  const name = pt.info.name;
-  const models = [...(plan.base ? [plan.base] : []), ...plan.operands];
-  const infos = models.map((m) => m.tensor(name)!);
+  const { name, models, infos, hasBase } = pt;
   const wide = infos.some((t) => t.dtype === 'F64');
   const jobs: ChunkJob[] = [];
   for (let s = 0; s < pt.info.numel; s += chunk) jobs.push({ start: s, count: Math.min(chunk, pt.info.numel - s) });
@@ -91,7 +91,7 @@ async function* mergedTensor(plan: MergeModelsPlan, pt: PlannedTensor, chunk: nu
       jobs,
       {
         read: async (j) => Promise.all(models.map((m, k) => readFloats(m, infos[k], j.start, j.count, wide))),
-        run: async (j, vecs: Vec[]) => ({ job: j, x: (plan.base ? { base: vecs[0], models: vecs.slice(1) } : { models: vecs }) as ChunkInputs }),
+        run: async (j, vecs: Vec[]) => ({ job: j, x: (hasBase ? { base: vecs[0], models: vecs.slice(1) } : { models: vecs }) as ChunkInputs }),
       },
       { inFlight: IN_FLIGHT, signal },
     );
@@ -119,8 +119,16 @@ function metadataOf(plan: MergeModelsPlan, args: MergeModelsArgs): Record<string
   return {
     ...plan.reference.metadata,
     format: plan.reference.metadata.format ?? 'pt',
-    'tensor_workbench.merge_models': JSON.stringify({ tool: TOOL, method: c.method, base_model: c.baseModel ?? null, models: c.models.map((m) => m.model), parameters: c.parameters, dtype: c.dtype ?? null, seed: args.seed ?? 0 }),
+    'tensor_workbench.merge_models': JSON.stringify({ tool: TOOL, method: c.method, base_model: c.baseModel ?? null, models: c.models.map((m) => m.model), ...(c.slices ? { slices: c.slices.map((s) => ({ sources: s.sources.map((x) => ({ model: x.model, layer_range: x.layerRange })) })) } : {}), parameters: c.parameters, dtype: c.dtype ?? null, seed: args.seed ?? 0 }),
   };
+}
+
+/** config.json with the layer count keys it has set to `n` (num_hidden_layers when it has none). */
+function withLayerCount(text: string, n: number): string {
+  const cfg = JSON.parse(text) as Record<string, unknown>;
+  const keys = ['num_hidden_layers', 'n_layer', 'num_layers'].filter((k) => typeof cfg[k] === 'number');
+  for (const k of keys.length > 0 ? keys : ['num_hidden_layers']) cfg[k] = n;
+  return JSON.stringify(cfg, null, 2) + '\n';
 }
 
 async function readConfig(path: string): Promise<string> {
@@ -135,21 +143,20 @@ async function readConfig(path: string): Promise<string> {
 export async function mergeModels(args: MergeModelsArgs, ctx: JobContext = {}): Promise<MergeModelsResult> {
   const { signal } = ctx;
   throwIfCancelled(signal);
-  const config = parseMergeConfig(await readConfig(args.config), args.config);
+  const parsed = parseMergeConfig(await readConfig(args.config), args.config);
+  const config = args.pathsFromConfig ? resolveConfigPaths(parsed, dirname(args.config)) : parsed;
   const plan = await planMergeModels(config, args.seed ?? 0);
   try {
     const ref = plan.reference;
     const toFile = args.output.endsWith('.safetensors');
     const refDir = ref.files.length > 0 ? dirname(ref.files[0].path) : dirname(ref.path);
-    const models = [...new Set([plan.reference, ...(plan.base ? [plan.base] : []), ...plan.operands])];
-    const inputs = [args.config, ...SIDE_FILES.map((n) => join(refDir, n)), ...(await Promise.all(models.map(modelInputs))).flat()];
+    const inputs = [args.config, ...SIDE_FILES.map((n) => join(refDir, n)), ...(await Promise.all(plan.models.map(modelInputs))).flat()];
     const stem = shardStem(ref);
     const outputs = toFile ? { files: [args.output] } : { files: SIDE_FILES.map((n) => join(args.output, n)), families: [{ dir: args.output, pattern: shardedNames(stem) }] };
-    const read = [...(plan.base ? [plan.base] : []), ...plan.operands];
-    const inputBytes = plan.tensors.reduce((s, pt) => s + read.reduce((a, m) => a + m.tensor(pt.info.name)!.byteLength, 0), 0);
+    const inputBytes = plan.tensors.reduce((s, pt) => s + pt.infos.reduce((a, t) => a + t.byteLength, 0), 0);
     const chunk = Math.max(1, Math.floor(args.chunkElements ?? CHUNK_ELEMS));
     const progress = new ByteProgress(inputBytes, ctx.progress);
-    const sources: TensorSource[] = plan.tensors.map((pt) => ({ name: pt.info.name, dtype: pt.out, shape: pt.info.shape, data: () => (!args.inThread && pooledTakes(plan, pt) ? pooledTensor(plan, pt, chunk, progress, signal) : mergedTensor(plan, pt, chunk, progress, signal)) }));
+    const sources: TensorSource[] = plan.tensors.map((pt) => ({ name: pt.name, dtype: pt.out, shape: pt.info.shape, data: () => (!args.inThread && pooledTakes(plan, pt) ? pooledTensor(plan, pt, chunk, progress, signal) : mergedTensor(plan, pt, chunk, progress, signal)) }));
     const { undo } = await prepareOutputs(inputs, outputs, ctx.notice);
     const metadata = metadataOf(plan, args);
     try {
@@ -157,7 +164,8 @@ export async function mergeModels(args: MergeModelsArgs, ctx: JobContext = {}): 
         const w = await writeSafetensors(args.output, sources, { metadata, order: 'source', signal });
         return { method: config.method, files: [w.path], tensors: sources.length, inputBytes, bytes: w.bytes };
       }
-      const side = await stageSideFiles(refDir, args.output, (ref as Partial<DecodedModel>).decoded?.length ? true : false);
+      // A slices merge changes the layer count: config.json says the output's.
+      const side = await stageSideFiles(refDir, args.output, (ref as Partial<DecodedModel>).decoded?.length ? true : false, config.slices ? { 'config.json': (text) => withLayerCount(text, plan.numLayers) } : undefined);
       try {
         const w = await writeSharded(args.output, sources, { metadata, order: 'source', signal, stem, shardCount: Math.max(1, ref.files.length) });
         const files = [...w.files.map((f) => f.path), ...(await side.commit())];

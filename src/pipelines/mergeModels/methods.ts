@@ -304,6 +304,23 @@ export const METHODS = {
     checkModels: needBase(2),
     kernel: modelStockKernel,
   },
+  // The frankenmerge case: each tensor copied from its one source (scaled), as slices stack layers of several models.
+  passthrough: {
+    name: 'passthrough',
+    base: 'none',
+    globalParams: [],
+    modelParams: [{ name: 'scale', kind: 'number', default: 1 }],
+    checkModels: (models) => (models.length !== 1 ? [`models: passthrough takes exactly one model (per slice), got ${models.length}`] : []),
+    kernel: (ctx) => {
+      const scale = ctx.perModel[0].scale as number;
+      return {
+        scans: [],
+        combine(x, count, out) {
+          for (let i = 0; i < count; i++) out[i] = scale * x.models[0][i];
+        },
+      };
+    },
+  },
 } satisfies Record<string, MergeMethod>;
 
 export type MethodName = keyof typeof METHODS;

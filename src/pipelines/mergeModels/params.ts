@@ -64,6 +64,11 @@ export function layerOf(name: string): number | undefined {
   return m ? Number(m[1]) : undefined;
 }
 
+/** `name` with its decoder-layer index replaced by `layer` (the name has one: `layerOf` is defined). */
+export function renameLayer(name: string, layer: number): string {
+  return name.replace(LAYER_RE, (m, i: string) => m.slice(0, m.length - i.length - 1) + String(layer) + '.');
+}
+
 /** The layer position of a tensor: i / (n − 1) in the layers; 0 before them (embeddings), 1 after. */
 export function layerT(name: string, numLayers: number): number {
   const i = layerOf(name);

@@ -12,6 +12,7 @@ import { decodedModel, storedPartReason, type DecodedModel } from '../decodedMod
 import type { MergeConfig } from './config';
 import { METHODS, type KernelContext, type MergeMethod } from './methods';
 import { layerOf, layerT, ParamError, resolveParam } from './params';
+import { planSlices } from './slices';
 
 /** Refusals of a whole-model merge, each problem a line. */
 export class MergeModelsError extends Error {
@@ -30,9 +31,16 @@ const SHOWN = 20;
 const READABLE = new Set<DType>(['F64', 'F32', 'BF16', 'F16']);
 
 export interface PlannedTensor {
+  /** The output tensor's name (a slice renumbers layers, so it may differ from its inputs'). */
+  readonly name: string;
+  /** The first input's header: shape, element count and default output dtype. */
   readonly info: TensorInfo;
   readonly out: DType;
   readonly ctx: KernelContext;
+  /** The models read, the base first when `hasBase`, then the method's operands in config order. */
+  readonly models: readonly Model[];
+  readonly infos: readonly TensorInfo[];
+  readonly hasBase: boolean;
 }
 
 export interface MergeModelsPlan {
@@ -40,15 +48,16 @@ export interface MergeModelsPlan {
   readonly method: MergeMethod;
   /** The model whose names, order, sharding and side files the output follows: base_model, else the first model. */
   readonly reference: Model;
-  readonly base?: Model;
-  /** The method's operands: the models other than the base, or all of them when the method takes no base. */
-  readonly operands: readonly Model[];
+  /** Every model opened, each once. */
+  readonly models: readonly Model[];
   readonly tensors: readonly PlannedTensor[];
+  /** The output's decoder-layer count (a slices config changes it). */
+  readonly numLayers: number;
   close(): Promise<void>;
 }
 
 /** The decoder layer count: config.json's, else one past the highest layer index in the names. */
-async function layerCount(model: Model): Promise<number> {
+export async function layerCount(model: Model): Promise<number> {
   const dir = model.files.length > 0 ? dirname(model.files[0].path) : dirname(model.path);
   try {
     const cfg = JSON.parse(await readFile(join(dir, 'config.json'), 'utf8')) as Record<string, unknown>;
@@ -83,7 +92,7 @@ export function findMismatches(reference: Model, others: readonly Model[]): stri
 }
 
 /** Evaluates each tensor's parameters (gradients, filters) and makes its kernel once, so that bad values stop the merge now. */
-function planTensors(config: MergeConfig, method: MergeMethod, reference: Model, operandEntries: readonly number[], numLayers: number, seed: number): PlannedTensor[] {
+function planTensors(config: MergeConfig, method: MergeMethod, reference: Model, read: readonly Model[], operandEntries: readonly number[], numLayers: number, seed: number): PlannedTensor[] {
   const problems: string[] = [];
   const out: PlannedTensor[] = [];
   for (const info of reference.tensors) {
@@ -95,7 +104,7 @@ function planTensors(config: MergeConfig, method: MergeMethod, reference: Model,
       method.kernel(ctx);
       // A quantized reference tensor is written dequantized, in BF16, as a LoRA merge writes it.
       const outDtype = config.dtype ?? ((reference as Partial<DecodedModel>).storedOf?.(info.name) ? 'BF16' : info.dtype === 'F64' ? 'F32' : info.dtype);
-      out.push({ info, out: outDtype, ctx });
+      out.push({ name: info.name, info, out: outDtype, ctx, models: read, infos: read.map((m) => m.tensor(info.name)!), hasBase: method.base === 'required' });
     } catch (e) {
       if (!(e instanceof ParamError)) throw e;
       problems.push(e.message);
@@ -133,6 +142,12 @@ export async function planMergeModels(config: MergeConfig, seed: number): Promis
       return m;
     };
     const base = config.baseModel !== undefined ? await open(config.baseModel) : undefined;
+    if (config.slices) {
+      for (const m of config.models) await open(m.model);
+      const reference = base ?? (await open(config.slices[0].sources[0].model));
+      const { tensors, numLayers } = await planSlices(config, config.slices, method, open, reference, seed);
+      return { config, method, reference, models: [...opened.values()], tensors, numLayers, close };
+    }
     const operandEntries: number[] = [];
     config.models.forEach((m, i) => {
       if (method.base === 'none' || m.model !== config.baseModel) operandEntries.push(i);
@@ -142,8 +157,10 @@ export async function planMergeModels(config: MergeConfig, seed: number): Promis
     const reference = base ?? operands[0];
     const mismatches = findMismatches(reference, [...opened.values()].filter((m) => m !== reference));
     if (mismatches.length > 0) throw new MergeModelsError('mismatch', mismatches);
-    const tensors = planTensors(config, method, reference, operandEntries, await layerCount(reference), seed);
-    return { config, method, reference, base: method.base === 'required' ? base : undefined, operands, tensors, close };
+    const numLayers = await layerCount(reference);
+    const read = [...(method.base === 'required' && base ? [base] : []), ...operands];
+    const tensors = planTensors(config, method, reference, read, operandEntries, numLayers, seed);
+    return { config, method, reference, models: [...opened.values()], tensors, numLayers, close };
   } catch (e) {
     await close();
     throw e;

@@ -9,7 +9,6 @@ import { gtaChunkKernel, gtaChunkTakes, type GtaChunkArgs, type GtaChunkResult, 
 import { encodeMerged, gtaCombine, type GtaParams } from '../../compute/merge/gta';
 import { ByteProgress, streamJobs } from '../../core/stream';
 import { DTYPE_INFO } from '../../format/dtypes';
-import type { Model } from '../../format/model';
 import { gtaSpec } from './methods';
 import type { MergeModelsPlan, PlannedTensor } from './plan';
 
@@ -19,8 +18,8 @@ const IN_FLIGHT_PER_WORKER = 3;
 /** Whether the pooled path takes this tensor: a task-vector method without random or outlier drops, float32-exact inputs. */
 export function pooledTakes(plan: MergeModelsPlan, pt: PlannedTensor): boolean {
   const g = plan.method.gta;
-  if (!g || !plan.base || (g.sparsify !== undefined && g.sparsify !== 'magnitude')) return false;
-  const dtypes = [plan.base, ...plan.operands].map((m) => m.tensor(pt.info.name)!.dtype);
+  if (!g || !pt.hasBase || (g.sparsify !== undefined && g.sparsify !== 'magnitude')) return false;
+  const dtypes = pt.infos.map((t) => t.dtype);
   return gtaChunkTakes(dtypes, pt.out);
 }
 
@@ -60,8 +59,7 @@ function settleTies(params: GtaParams, bytes: Uint8Array, ties: readonly (GtaTie
 /** One tensor's merged bytes, chunk by chunk, as `mergedTensor` but on the worker pool. */
 export async function* pooledTensor(plan: MergeModelsPlan, pt: PlannedTensor, chunk: number, progress: ByteProgress, signal: AbortSignal | undefined): AsyncGenerator<Uint8Array> {
   const { params, windows } = gtaSpec(pt.ctx, plan.method.gta!.sparsify, plan.method.gta!.consensus);
-  const models: Model[] = [plan.base!, ...plan.operands];
-  const infos = models.map((m) => m.tensor(pt.info.name)!);
+  const { models, infos } = pt;
   const dtypes = infos.map((t) => t.dtype);
   const sizes = dtypes.map((d) => DTYPE_INFO[d].bits / 8);
   const jobs: Chunk[] = [];
