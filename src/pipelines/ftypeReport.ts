@@ -3,6 +3,7 @@ import { isSchemeName, type SchemeName } from '../compute/quant/schemes';
 import type { DType } from '../format/dtypes';
 import type { ChosenType } from './llamaFtype';
 import type { QuantReport, TensorReport } from './quantizeTypes';
+import { reportTotals } from './quantizeReport';
 
 /**
  * The quantization report of a llama.cpp file type or a `--target-bpw` plan, in the shape of
@@ -71,15 +72,7 @@ export function ftypeQuantReport(a: FtypeReportArgs): QuantReport {
     format: 'gguf',
     backend: a.backend,
     tensors: a.tensors.map(tensorReport),
-    totals: {
-      bytesBefore,
-      bytesAfter,
-      params,
-      quantizedParams: qParams,
-      bitsPerWeight: params ? (bytesAfter * 8) / params : 0,
-      quantizedBitsPerWeight: qParams ? (qBytes * 8) / qParams : 0,
-      ...(all.n ? reportOf(all) : {}),
-    },
+    totals: reportTotals({ bytesBefore, bytesAfter, params, qParams, qBytes }, all.n ? all : undefined),
     missing: a.missing ?? [],
     seconds: a.seconds,
   };

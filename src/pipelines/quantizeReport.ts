@@ -1,4 +1,4 @@
-import { addSums, emptySums, reportOf } from '../compute/quant/common';
+import { addSums, emptySums, reportOf, type ErrorSums } from '../compute/quant/common';
 import type { Scheme } from '../compute/quant/schemes';
 import type { Backend } from '../compute/kernel';
 import { partsOf, typeNameOf, type Model } from '../format/model';
@@ -117,17 +117,22 @@ export function buildReport(
     format,
     backend: backend.description,
     tensors,
-    totals: {
-      bytesBefore,
-      bytesAfter,
-      params,
-      quantizedParams: qParams,
-      bitsPerWeight: params ? (bytesAfter * 8) / params : 0,
-      quantizedBitsPerWeight: qParams ? (qBytes * 8) / qParams : 0,
-      ...(qParams ? reportOf(all) : {}),
-    },
+    totals: reportTotals({ bytesBefore, bytesAfter, params, qParams, qBytes }, qParams ? all : undefined),
     missing,
     seconds,
+  };
+}
+
+/** A report's totals: sizes, bits per weight overall and in the quantized tensors, and the error over `errors`. */
+export function reportTotals(c: { bytesBefore: number; bytesAfter: number; params: number; qParams: number; qBytes: number }, errors: ErrorSums | undefined): QuantReport['totals'] {
+  return {
+    bytesBefore: c.bytesBefore,
+    bytesAfter: c.bytesAfter,
+    params: c.params,
+    quantizedParams: c.qParams,
+    bitsPerWeight: c.params ? (c.bytesAfter * 8) / c.params : 0,
+    quantizedBitsPerWeight: c.qParams ? (c.qBytes * 8) / c.qParams : 0,
+    ...(errors ? reportOf(errors) : {}),
   };
 }
 

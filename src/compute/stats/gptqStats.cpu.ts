@@ -11,7 +11,7 @@
 import type { StorageType } from '../../format/storage';
 import { F16_TO_F32 } from '../dequant/half';
 import { num, partInts, str } from '../dequant/partValues';
-import { CompensatedSum, type BinsResult, type StatsScanArgs, type WideScan } from './stats';
+import { CompensatedSum, shiftedMoments, type BinsResult, type StatsScanArgs, type WideScan } from './stats';
 import { binsParams, mergeWide } from './summarize';
 import { gptqStatsMemory, gptqStatsModule, type GptqStatsModule } from './gptqStatsSimd';
 
@@ -380,9 +380,7 @@ function foldCells(l: Layout, c: Cells): WideScan {
   }
   sum.add(s1);
   sq.add(s2);
-  const total = sum.value;
-  const m2 = finite > 0 ? Math.max(0, sq.value - (total * total) / finite) : 0;
-  return { kind: 'wide', finite, nan, posInf, negInf, zeros, min, max, minAbsNonzero, sum: finite > 0 ? total + finite * k : 0, m2, top: [] };
+  return { kind: 'wide', finite, nan, posInf, negInf, zeros, min, max, minAbsNonzero, ...shiftedMoments(finite, k, sum, sq), top: [] };
 }
 
 /**

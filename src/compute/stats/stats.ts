@@ -306,6 +306,16 @@ export const statsKernel: KernelDef<StatsArgs, StatsResult> = {
  * Running sum with Neumaier's compensation: error ≤ 2ε|Σ| + O(nε²)Σ|x|, independent of
  * order. Used by the CPU twin and by the host's summary of the GPU twin's partials.
  */
+/**
+ * The sum and Σ (x − mean)² of `finite` values from the compensated sums of (x − k) and (x − k)²
+ * (k a value of the set, so the squares lose nothing to a mean far from 0).
+ */
+export function shiftedMoments(finite: number, k: number, sum: CompensatedSum, sq: CompensatedSum): { sum: number; m2: number } {
+  const total = sum.value;
+  if (finite === 0) return { sum: 0, m2: 0 };
+  return { sum: total + finite * k, m2: Math.max(0, sq.value - (total * total) / finite) };
+}
+
 export class CompensatedSum {
   private s = 0;
   private c = 0;

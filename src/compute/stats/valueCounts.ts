@@ -3,7 +3,7 @@
 // count; the bins phase decides each distinct value exactly as binWide decides each value, so
 // its counts are those of the decoded values, without the slice being read a second time.
 import { isNearZero, isOutlier, outlierBounds } from './statsWide.cpu';
-import { CompensatedSum, binIndex, logBinIndex, type BinsResult, type StatsBinsArgs, type ValueCounts, type WideScan } from './stats';
+import { CompensatedSum, shiftedMoments, binIndex, logBinIndex, type BinsResult, type StatsBinsArgs, type ValueCounts, type WideScan } from './stats';
 
 /** A growing table of (value, count) pairs, reused by a worker from slice to slice. */
 export class ValueTable {
@@ -70,9 +70,7 @@ export class ValueTable {
     }
     sum.add(s1);
     sq.add(s2);
-    const s = sum.value;
-    const m2 = finite > 0 ? Math.max(0, sq.value - (s * s) / finite) : 0;
-    return { kind: 'wide', finite, nan, posInf, negInf, zeros, min, max, minAbsNonzero, sum: finite > 0 ? s + finite * k : 0, m2, top: [], values: this.finiteEntries(nan + posInf + negInf > 0) };
+    return { kind: 'wide', finite, nan, posInf, negInf, zeros, min, max, minAbsNonzero, ...shiftedMoments(finite, k, sum, sq), top: [], values: this.finiteEntries(nan + posInf + negInf > 0) };
   }
 
   /** A copy of the finite entries (all of them, unless some are not). */
